@@ -1,0 +1,49 @@
+/* gpu.h - the few CUDA runtime calls the core needs, without CUDA types in core headers.
+ * Backends that use CUDA directly include <cuda_runtime_api.h> and use MC_CUDA_TRY. */
+#ifndef MC_GPU_H_
+#define MC_GPU_H_
+
+#include <stddef.h>
+
+#include "error.h"
+
+/* Devices visible to this process; 0 when there is no driver or no device. */
+int mc_gpu_device_count(void);
+
+moecomm_result_t mc_gpu_set_device(int device, mc_err_t *err);
+
+/* *capturing_p = 1 when stream is being captured (any mode). */
+moecomm_result_t mc_gpu_stream_capturing(void *stream, int *capturing_p, mc_err_t *err);
+
+moecomm_result_t mc_gpu_mem_info(size_t *free_p, size_t *total_p, mc_err_t *err);
+
+/* Device-to-device copy on stream (size-1 groups). */
+moecomm_result_t mc_gpu_copy_async(void *dst, const void *src, size_t bytes, void *stream,
+                                   mc_err_t *err);
+
+/* Switches the calling thread to relaxed capture mode (so setup work may run while the host
+   captures) and returns the previous mode for mc_gpu_capture_mode_restore; -1 on failure. */
+int mc_gpu_capture_mode_relaxed(void);
+void mc_gpu_capture_mode_restore(int previous);
+
+/* For files that include <cuda_runtime_api.h>: on failure set err and jump to `label` with
+   `res` holding MOECOMM_ERR_BACKEND. */
+#define MC_CUDA_GOTO(err, res, label, call)                                                   \
+  do {                                                                                        \
+    cudaError_t mc_e_ = (call);                                                               \
+    if (mc_e_ != cudaSuccess) {                                                               \
+      (res) = mc_err_set((err), MOECOMM_ERR_BACKEND, "%s failed: %s (%s:%d)", #call,          \
+                         cudaGetErrorString(mc_e_), __FILE__, __LINE__);                      \
+      goto label;                                                                             \
+    }                                                                                         \
+  } while (0)
+
+#define MC_CUDA_TRY(err, call)                                                                \
+  do {                                                                                        \
+    cudaError_t mc_e_ = (call);                                                               \
+    if (mc_e_ != cudaSuccess)                                                                 \
+      return mc_err_set((err), MOECOMM_ERR_BACKEND, "%s failed: %s (%s:%d)", #call,           \
+                        cudaGetErrorString(mc_e_), __FILE__, __LINE__);                       \
+  } while (0)
+
+#endif
