@@ -40,7 +40,7 @@ extern "C" {
 #define MOECOMM_ABI_VERSION_GET_MINOR(v) ((uint32_t)(v)&0xffffu)
 
 #define MOECOMM_ABI_MAJOR 1
-#define MOECOMM_ABI_MINOR 0
+#define MOECOMM_ABI_MINOR 1
 #define MOECOMM_ABI_VERSION MOECOMM_ABI_VERSION_MAKE(MOECOMM_ABI_MAJOR, MOECOMM_ABI_MINOR)
 
 /* The one exported symbol of ABI major 1; its type is moecomm_get_api_v1_fn_t. */
@@ -105,6 +105,24 @@ typedef enum moecomm_backend {
   MOECOMM_BACKEND_CUSTOM = 3 /* moecomm CUDA kernels for all-reduce, NCCL for the rest */
 } moecomm_backend_t;
 
+/* How a layer's hidden states are spread over ranks (ABI 1.1).  Token layouts: see scatter. */
+typedef enum moecomm_scatter_mode {
+  MOECOMM_SCATTERED = 0,    /* each rank its own slice of its attention-TP group's tokens */
+  MOECOMM_TP_ATTN_FULL = 1, /* every rank of an ATTN_TP group holds the group's tokens */
+  MOECOMM_FULL = 2,         /* every rank holds all tokens of its TP group (padded per slice) */
+  MOECOMM_MOE_FULL = 3      /* every rank holds all tokens of its MOE_CP group (padded per group) */
+} moecomm_scatter_mode_t;
+
+/* Layer kinds whose input mode the plugin decides (ABI 1.1). */
+typedef enum moecomm_layer_kind {
+  MOECOMM_LAYER_ATTENTION = 0,
+  MOECOMM_LAYER_DENSE_MLP = 1,
+  MOECOMM_LAYER_SPARSE_MOE = 2
+} moecomm_layer_kind_t;
+
+/* Context flags (ABI 1.1). */
+#define MOECOMM_CONTEXT_SEPARATE_COMMS 0x1u /* no sharing: one communicator per group */
+
 /* Context device request. */
 #define MOECOMM_DEVICE_CPU (-1)  /* host buffers, shm backend */
 #define MOECOMM_DEVICE_AUTO (-2) /* a GPU (local rank modulo device count) if any, else CPU */
@@ -144,6 +162,8 @@ typedef struct moecomm_context_params {
   moecomm_host_allgather_fn_t host_allgather; /* world all-gather; NULL: use MOECOMM_STORE */
   void *host_user;                       /* passed unchanged to host_allgather */
   int32_t device;                        /* CUDA ordinal, MOECOMM_DEVICE_CPU or MOECOMM_DEVICE_AUTO */
+  /* ABI 1.1 */
+  uint32_t flags;                        /* MOECOMM_CONTEXT_*; absent (1.0 caller): 0 */
 } moecomm_context_params_t;
 
 /* What a context ended up with (filled by context_info). */
@@ -184,6 +204,32 @@ typedef struct moecomm_plan_params {
   size_t num_candidates;     /* entries in candidates */
 } moecomm_plan_params_t;
 
+/*
+ * A transition between scatter modes (ABI 1.1).  Token counts: T[g] is the number of tokens of
+ * attention group g (the ATTN_TP groups of this rank's TP block, g = index in the block / attn_tp,
+ * attn_dp * attn_cp groups); T[g] must be a multiple of attn_tp (plan_capture_sizes gives such
+ * counts).  Rows of hidden elements, per mode, for a rank of group g with ATTN_TP index a:
+ *   SCATTERED     T[g] / attn_tp rows: rows a*T[g]/attn_tp .. of the group's tokens;
+ *   TP_ATTN_FULL  T[g] rows;
+ *   MOE_FULL      one block of P rows per MOE_CP member, P = max T over the members' attention
+ *                 groups; block c holds the tokens of the c-th member's group, then zero padding;
+ *   FULL          tp blocks of S rows, S = max T[g] / attn_tp over the TP block; block r holds the
+ *                 SCATTERED rows of the block's r-th rank, then zero padding.
+ * mode_rows gives the row count of a mode, so the host can size buffers.
+ */
+typedef struct moecomm_scatter_args {
+  size_t struct_size;    /* caller sets sizeof(moecomm_scatter_args_t) */
+  int32_t from;          /* moecomm_scatter_mode_t of send */
+  int32_t to;            /* moecomm_scatter_mode_t wanted in recv */
+  int32_t reduce;        /* 1: send holds partial sums of the layer that made it; sum them */
+  int32_t dtype;         /* moecomm_dtype_t of both buffers */
+  size_t hidden;         /* elements per token row, > 0 */
+  const int32_t *tokens; /* T[g] for the attn_dp * attn_cp groups of this TP block, the same on
+                            every rank of the block; host memory, read during the call only */
+  void *send;            /* rows of mode `from`; reduce transitions may overwrite it */
+  void *recv;            /* rows of mode `to`; must not overlap send */
+} moecomm_scatter_args_t;
+
 /* ---- the function table ------------------------------------------------------------------ */
 
 typedef struct moecomm_api {
@@ -200,7 +246,9 @@ typedef struct moecomm_api {
   const char *(*last_error)(const moecomm_context_t *ctx);
 
   /* Collective over the world: validates the topology and environment, bootstraps, and returns a
-     context.  Creates no communicator resources.  Blocks up to MOECOMM_TIMEOUT_MS for peers. */
+     context.  Creates no communicator resources.  Blocks up to MOECOMM_TIMEOUT_MS for peers.
+     A context and its groups are used by one thread at a time; on a GPU context that thread's
+     current CUDA device is the context's (context_create sets it). */
   moecomm_result_t (*context_create)(const moecomm_context_params_t *params,
                                      moecomm_context_t **ctx_p);
 
@@ -258,6 +306,29 @@ typedef struct moecomm_api {
   moecomm_result_t (*plan_capture_sizes)(const moecomm_context_t *ctx,
                                          const moecomm_plan_params_t *params, int32_t *sizes,
                                          size_t capacity, size_t *num_p, int32_t *multiple_p);
+
+  /* ---- ABI 1.1 ---- */
+
+  /* Local: the scatter mode a layer kind's input must be in, from the topology: attention
+     TP_ATTN_FULL; dense MLP SCATTERED when moe_dense_tp is 1, else FULL; sparse MoE MOE_FULL when
+     attn_cp > moe_dp, TP_ATTN_FULL when a MoE replica is one attention-TP group, else FULL.  A
+     FULL that equals TP_ATTN_FULL (attn_tp == tp) is reported as TP_ATTN_FULL. */
+  moecomm_result_t (*layer_mode)(const moecomm_context_t *ctx, moecomm_layer_kind_t layer,
+                                 moecomm_scatter_mode_t *mode_p);
+
+  /* Local: rows (tokens, padding included) a buffer of `mode` holds on this rank for the token
+     counts T (see moecomm_scatter_args_t). */
+  moecomm_result_t (*mode_rows)(const moecomm_context_t *ctx, moecomm_scatter_mode_t mode,
+                                const int32_t *tokens, size_t *rows_p);
+
+  /* Moves hidden states from one mode to another through the collectives above (so it is
+     captured like them): ATTN_TP all-gather / reduce-scatter / all-reduce, the MOE_CP all-gather
+     padded to the largest member's count, the TP all-gather and reduce-scatter of FULL, the MoE
+     all-reduce (MOE_TP, MOE_EP) of MOE_FULL and the slice back.  Collective over the groups it
+     uses, called by every rank of the world in the same order.  A pair it cannot do:
+     MOECOMM_ERR_NOT_SUPPORTED naming it. */
+  moecomm_result_t (*scatter)(moecomm_context_t *ctx, const moecomm_scatter_args_t *args,
+                              void *stream);
 } moecomm_api_t;
 
 /* True when the table provides `slot` (inside its struct_size and not NULL). */

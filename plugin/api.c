@@ -9,6 +9,7 @@
 #include "comm.h"
 #include "log.h"
 #include "planner.h"
+#include "scatter.h"
 #include "util.h"
 
 #ifndef MC_PLUGIN_NAME
@@ -244,6 +245,31 @@ static moecomm_result_t mc_api_plan_capture_sizes(const moecomm_context_t *ctx,
                                mc_api_err(ctx));
 }
 
+/* ---- scatter modes (ABI 1.1) ---- */
+
+static moecomm_result_t mc_api_layer_mode(const moecomm_context_t *ctx, moecomm_layer_kind_t layer,
+                                          moecomm_scatter_mode_t *mode_p) {
+  if (ctx == NULL)
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "layer_mode: ctx is NULL");
+  if (mode_p == NULL)
+    return mc_err_set(mc_api_err(ctx), MOECOMM_ERR_INVALID_ARGUMENT, "layer_mode: mode_p is NULL");
+  return mc_layer_mode(ctx, (int)layer, mode_p, mc_api_err(ctx));
+}
+
+static moecomm_result_t mc_api_mode_rows(const moecomm_context_t *ctx, moecomm_scatter_mode_t mode,
+                                         const int32_t *tokens, size_t *rows_p) {
+  if (ctx == NULL)
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "mode_rows: ctx is NULL");
+  return mc_mode_rows(ctx, (int)mode, tokens, rows_p, mc_api_err(ctx));
+}
+
+static moecomm_result_t mc_api_scatter(moecomm_context_t *ctx, const moecomm_scatter_args_t *args,
+                                       void *stream) {
+  if (ctx == NULL)
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "scatter: ctx is NULL");
+  return mc_scatter(ctx, args, stream);
+}
+
 /* ---- the table and the entry point ---- */
 
 static const moecomm_api_t mc_api = {
@@ -265,6 +291,9 @@ static const moecomm_api_t mc_api = {
     .capture_begin = mc_api_capture_begin,
     .capture_end = mc_api_capture_end,
     .plan_capture_sizes = mc_api_plan_capture_sizes,
+    .layer_mode = mc_api_layer_mode,
+    .mode_rows = mc_api_mode_rows,
+    .scatter = mc_api_scatter,
 };
 
 static moecomm_result_t mc_api_refuse(moecomm_result_t code, char *why, size_t why_size,

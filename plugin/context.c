@@ -197,10 +197,14 @@ moecomm_result_t mc_context_create(const moecomm_context_params_t *params, mc_co
   memcpy(&p, params, MC_MIN(params->struct_size, sizeof(p)));
   if (p.topology == NULL)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "params->topology is NULL");
+  if (p.flags & ~MOECOMM_CONTEXT_SEPARATE_COMMS)
+    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "params->flags has unknown bits 0x%x",
+                      (unsigned)(p.flags & ~MOECOMM_CONTEXT_SEPARATE_COMMS));
 
   ctx = calloc(1, sizeof(*ctx));
   if (ctx == NULL) return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
   if ((r = mc_config_load(&ctx->cfg, &ctx->err)) != MOECOMM_SUCCESS) goto fail;
+  if (p.flags & MOECOMM_CONTEXT_SEPARATE_COMMS) ctx->cfg.share_comms = 0;
   if ((r = mc_topo_init(p.topology, &ctx->topo, &ctx->err)) != MOECOMM_SUCCESS) goto fail;
   mc_log_set_rank(ctx->topo.rank);
   if ((r = mc_context_pick_device(ctx, p.device)) != MOECOMM_SUCCESS) goto fail;

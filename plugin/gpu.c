@@ -48,6 +48,11 @@ moecomm_result_t mc_gpu_copy_async(void *dst, const void *src, size_t bytes, voi
   return MOECOMM_SUCCESS;
 }
 
+moecomm_result_t mc_gpu_zero_async(void *dst, size_t bytes, void *stream, mc_err_t *err) {
+  MC_CUDA_TRY(err, cudaMemsetAsync(dst, 0, bytes, (cudaStream_t)stream));
+  return MOECOMM_SUCCESS;
+}
+
 int mc_gpu_capture_mode_relaxed(void) {
   enum cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
   if (cudaThreadExchangeStreamCaptureMode(&mode) != cudaSuccess) return -1;
@@ -74,6 +79,9 @@ moecomm_result_t mc_gpu_mem_info(size_t *free_p, size_t *total_p, mc_err_t *err)
 }
 moecomm_result_t mc_gpu_copy_async(void *dst, const void *src, size_t bytes, void *stream,
                                    mc_err_t *err) {
+  return mc_gpu_none(err);
+}
+moecomm_result_t mc_gpu_zero_async(void *dst, size_t bytes, void *stream, mc_err_t *err) {
   return mc_gpu_none(err);
 }
 int mc_gpu_capture_mode_relaxed(void) { return -1; }

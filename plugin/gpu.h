@@ -21,6 +21,9 @@ moecomm_result_t mc_gpu_mem_info(size_t *free_p, size_t *total_p, mc_err_t *err)
 moecomm_result_t mc_gpu_copy_async(void *dst, const void *src, size_t bytes, void *stream,
                                    mc_err_t *err);
 
+/* Zeroes bytes at dst on stream (scatter-mode padding). */
+moecomm_result_t mc_gpu_zero_async(void *dst, size_t bytes, void *stream, mc_err_t *err);
+
 /* Switches the calling thread to relaxed capture mode (so setup work may run while the host
    captures) and returns the previous mode for mc_gpu_capture_mode_restore; -1 on failure. */
 int mc_gpu_capture_mode_relaxed(void);

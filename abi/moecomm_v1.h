@@ -1,0 +1,291 @@
+/*
+ * moecomm_v1.h - ABI 1.0 of the moecomm communicator plugin, FROZEN: never edit this file.
+ * Hosts built against it keep working with every 1.x plugin (see abi/CHANGELOG.md).  New code
+ * includes moecomm.h, the current version.
+ *
+ * (What follows is moecomm.h as released with ABI 1.0.)
+ *
+ * An engine includes this one header, dlopens libmoecomm.so, looks up the entry symbol named by
+ * MOECOMM_ENTRY_SYMBOL_V1 and calls it with the range of ABI versions it speaks.  Everything else is
+ * reached through the returned const table of function pointers.
+ *
+ * Rules (see abi/CHANGELOG.md):
+ *  - plain C99, no CUDA or NCCL types: streams are `void *` (a cudaStream_t), buffers are `void *`;
+ *  - every struct that crosses the boundary starts with `size_t struct_size`; the receiver reads
+ *    min(struct_size, its own size) and defaults the rest; a struct smaller than the 1.0 layout is
+ *    refused with MOECOMM_ERR_STRUCT_SIZE;
+ *  - minor versions only append fields and table slots; a released version's header is frozen under
+ *    abi/moecomm_v<major>.h and kept;
+ *  - every call returns a moecomm_result_t; output arguments (`*_p`) are written only on success;
+ *  - a NULL slot, or one past the table's struct_size, means "not supported" (MOECOMM_API_HAS).
+ *
+ * Include either this header or a frozen one (moecomm_v1.h), never both.
+ */
+#ifndef MOECOMM_V1_H_
+#define MOECOMM_V1_H_
+
+#ifdef MOECOMM_ABI_HEADER_INCLUDED
+#error "include exactly one moecomm ABI header (moecomm.h or a frozen moecomm_vN.h)"
+#endif
+#define MOECOMM_ABI_HEADER_INCLUDED 1
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- versions ---------------------------------------------------------------------------- */
+
+/* An ABI version is (major << 16) | minor. */
+#define MOECOMM_ABI_VERSION_MAKE(major, minor) ((((uint32_t)(major)) << 16) | (uint32_t)(minor))
+#define MOECOMM_ABI_VERSION_GET_MAJOR(v) ((uint32_t)(v) >> 16)
+#define MOECOMM_ABI_VERSION_GET_MINOR(v) ((uint32_t)(v)&0xffffu)
+
+#define MOECOMM_ABI_MAJOR 1
+#define MOECOMM_ABI_MINOR 0
+#define MOECOMM_ABI_VERSION MOECOMM_ABI_VERSION_MAKE(MOECOMM_ABI_MAJOR, MOECOMM_ABI_MINOR)
+
+/* The one exported symbol of ABI major 1; its type is moecomm_get_api_v1_fn_t. */
+#define MOECOMM_ENTRY_V1 moecomm_get_api_v1
+#define MOECOMM_ENTRY_SYMBOL_V1 "moecomm_get_api_v1"
+
+/* Size of a struct up to and including `last_field`: what a caller built against this header sets. */
+#define MOECOMM_STRUCT_SIZE(type, last_field) \
+  (offsetof(type, last_field) + sizeof(((type *)0)->last_field))
+
+/* ---- results ----------------------------------------------------------------------------- */
+
+typedef enum moecomm_result {
+  MOECOMM_SUCCESS = 0,
+  MOECOMM_ERR_INVALID_ARGUMENT = 1, /* NULL pointer, value out of range, or misuse of a handle */
+  MOECOMM_ERR_STRUCT_SIZE = 2,      /* a struct_size smaller than the 1.0 layout of that struct */
+  MOECOMM_ERR_VERSION = 3,          /* no ABI version in common with the host */
+  MOECOMM_ERR_CONFIG = 4,           /* topology or MOECOMM_* environment is inconsistent */
+  MOECOMM_ERR_NOT_SUPPORTED = 5,    /* feature, dtype or op not supported (yet) here */
+  MOECOMM_ERR_UNAVAILABLE = 6,      /* requested backend or device is not available on this machine */
+  MOECOMM_ERR_TIMEOUT = 7,          /* peers did not arrive or answer within MOECOMM_TIMEOUT_MS */
+  MOECOMM_ERR_PEER = 8,             /* a peer failed, disconnected or reported an error */
+  MOECOMM_ERR_BACKEND = 9,          /* a CUDA, NCCL or operating-system call failed */
+  MOECOMM_ERR_NO_MEMORY = 10,       /* host or device allocation failed */
+  MOECOMM_ERR_CAPTURE = 11,         /* graph-capture misuse, or ranks captured different work */
+  MOECOMM_ERR_STATE = 12,           /* the context is unusable after an earlier fatal error */
+  MOECOMM_ERR_INTERNAL = 13         /* a bug in moecomm: please report the message */
+} moecomm_result_t;
+
+/* ---- enums ------------------------------------------------------------------------------- */
+
+typedef enum moecomm_dtype {
+  MOECOMM_FLOAT32 = 0,
+  MOECOMM_FLOAT16 = 1, /* IEEE half; reductions accumulate in fp32 */
+  MOECOMM_BFLOAT16 = 2, /* reductions accumulate in fp32 */
+  MOECOMM_INT32 = 3    /* sum wraps modulo 2^32 */
+} moecomm_dtype_t;
+
+typedef enum moecomm_redop {
+  MOECOMM_SUM = 0,
+  MOECOMM_MAX = 1,
+  MOECOMM_MIN = 2
+} moecomm_redop_t;
+
+/* Parallel groups; rank lists are given in DESIGN.md ("Concepts"). */
+typedef enum moecomm_group_kind {
+  MOECOMM_GROUP_WORLD = 0,
+  MOECOMM_GROUP_TP = 1,
+  MOECOMM_GROUP_PP = 2,
+  MOECOMM_GROUP_ATTN_TP = 3,
+  MOECOMM_GROUP_ATTN_CP = 4,
+  MOECOMM_GROUP_MOE_EP = 5,
+  MOECOMM_GROUP_MOE_TP = 6,
+  MOECOMM_GROUP_MOE_DP = 7,
+  MOECOMM_GROUP_MOE_CP = 8 /* where the MoE all-gather runs when attn_cp > moe_dp */
+} moecomm_group_kind_t;
+
+typedef enum moecomm_backend {
+  MOECOMM_BACKEND_NONE = 0,  /* not chosen */
+  MOECOMM_BACKEND_SHM = 1,   /* CPU processes over POSIX shared memory (host buffers) */
+  MOECOMM_BACKEND_NCCL = 2,  /* NCCL (device buffers) */
+  MOECOMM_BACKEND_CUSTOM = 3 /* moecomm CUDA kernels for all-reduce, NCCL for the rest */
+} moecomm_backend_t;
+
+/* Context device request. */
+#define MOECOMM_DEVICE_CPU (-1)  /* host buffers, shm backend */
+#define MOECOMM_DEVICE_AUTO (-2) /* a GPU (local rank modulo device count) if any, else CPU */
+
+/* ---- opaque handles ---------------------------------------------------------------------- */
+
+typedef struct moecomm_context moecomm_context_t; /* one per rank per model instance */
+typedef struct moecomm_group moecomm_group_t;     /* owned by its context; never freed by the host */
+
+/* ---- structs ----------------------------------------------------------------------------- */
+
+/* Sizes of the parallel layout.  Optional sizes given as 0 take their default. */
+typedef struct moecomm_topology {
+  size_t struct_size;   /* caller sets sizeof(moecomm_topology_t) */
+  int32_t world_size;   /* ranks in the world, >= 1 */
+  int32_t rank;         /* this process's rank, 0 <= rank < world_size */
+  int32_t tp;           /* tensor-parallel size; tp * pp divides world_size */
+  int32_t pp;           /* pipeline-parallel size; 0 means 1 */
+  int32_t ep;           /* MoE expert-parallel size; 0 means 1; ep * moe_dp divides tp */
+  int32_t moe_dp;       /* MoE data-parallel size; 0 means 1 */
+  int32_t attn_cp;      /* attention context-parallel size; 0 means 1; attn_cp * attn_dp divides tp */
+  int32_t attn_dp;      /* attention data-parallel size; 0 means 1 */
+  int32_t moe_dense_tp; /* TP size of dense MLP layers: 1 or tp; 0 means tp */
+} moecomm_topology_t;
+
+/*
+ * Bootstrap all-gather supplied by the host.  Called collectively by every rank of the world from
+ * context_create; `send` holds `bytes` bytes, `recv` receives world_size * `bytes` bytes in rank
+ * order.  May block; must return 0 on success and non-zero on failure (context_create then fails
+ * with MOECOMM_ERR_PEER).  Never called after context_create returns.
+ */
+typedef int (*moecomm_host_allgather_fn_t)(void *user, const void *send, void *recv, size_t bytes);
+
+typedef struct moecomm_context_params {
+  size_t struct_size;                    /* caller sets sizeof(moecomm_context_params_t) */
+  const moecomm_topology_t *topology;    /* required; copied, need not outlive the call */
+  moecomm_host_allgather_fn_t host_allgather; /* world all-gather; NULL: use MOECOMM_STORE */
+  void *host_user;                       /* passed unchanged to host_allgather */
+  int32_t device;                        /* CUDA ordinal, MOECOMM_DEVICE_CPU or MOECOMM_DEVICE_AUTO */
+} moecomm_context_params_t;
+
+/* What a context ended up with (filled by context_info). */
+typedef struct moecomm_context_info {
+  size_t struct_size;  /* caller sets sizeof(moecomm_context_info_t); plugin writes min(...) bytes */
+  int32_t device;      /* CUDA ordinal in use, or MOECOMM_DEVICE_CPU: buffers are host memory */
+  int32_t local_rank;  /* index of this rank among the ranks on its host */
+  int32_t local_size;  /* ranks on this host */
+  int32_t num_hosts;   /* distinct hosts in the world */
+  uint32_t abi_version; /* ABI version negotiated for this process */
+} moecomm_context_info_t;
+
+typedef struct moecomm_group_stats {
+  size_t struct_size;     /* caller sets sizeof(moecomm_group_stats_t); plugin writes min(...) bytes */
+  int32_t kind;           /* moecomm_group_kind_t of the group asked about */
+  const char *kind_name;  /* "TP", "MOE_EP", ...: static storage */
+  int32_t size;           /* ranks in the group */
+  int32_t rank;           /* this rank's index in the group */
+  const int32_t *ranks;   /* `size` world ranks in group order; valid until context_destroy */
+  int32_t backend;        /* moecomm_backend_t serving all-reduce on this group */
+  const char *backend_name; /* "shm", "nccl", "custom": static storage */
+  int32_t comm_id;        /* communicator object; groups with equal comm_id share it */
+  int32_t created;        /* 1 once the communicator's resources exist (first collective) */
+  uint64_t device_bytes;  /* device memory held by the communicator (shared by equal comm_id) */
+  uint64_t host_bytes;    /* host and shared memory held by the communicator */
+  uint64_t ops;           /* collectives issued on this group so far */
+} moecomm_group_stats_t;
+
+/* Flags for capture-size planning. */
+#define MOECOMM_PLAN_DENSE_DP 0x1u          /* dense MLP layers run fully data-parallel */
+#define MOECOMM_PLAN_DP_ATTENTION 0x2u      /* attention runs data-parallel (attn_dp > 1) */
+#define MOECOMM_PLAN_TWO_BATCH_OVERLAP 0x4u /* each step runs as two micro-batches */
+
+typedef struct moecomm_plan_params {
+  size_t struct_size;        /* caller sets sizeof(moecomm_plan_params_t) */
+  uint32_t flags;            /* MOECOMM_PLAN_* */
+  const int32_t *candidates; /* candidate token counts per step, > 0 */
+  size_t num_candidates;     /* entries in candidates */
+} moecomm_plan_params_t;
+
+/* ---- the function table ------------------------------------------------------------------ */
+
+typedef struct moecomm_api {
+  size_t struct_size;         /* bytes of this table that are valid; slots past it are absent */
+  uint32_t abi_version;       /* newest ABI version this table implements */
+  const char *plugin_name;    /* name the plugin was built under, e.g. "moecomm" */
+  const char *plugin_version; /* release version of the plugin, e.g. "0.1.0" */
+
+  /* Static text for a result code; never NULL. Thread-safe. */
+  const char *(*result_string)(moecomm_result_t result);
+
+  /* Message of the last failed call on ctx; ctx NULL: the calling thread's last failure of a call
+     that had no context (entry, context_create).  "" when none.  Valid until the next call. */
+  const char *(*last_error)(const moecomm_context_t *ctx);
+
+  /* Collective over the world: validates the topology and environment, bootstraps, and returns a
+     context.  Creates no communicator resources.  Blocks up to MOECOMM_TIMEOUT_MS for peers.
+     A context and its groups are used by one thread at a time; on a GPU context that thread's
+     current CUDA device is the context's (context_create sets it). */
+  moecomm_result_t (*context_create)(const moecomm_context_params_t *params,
+                                     moecomm_context_t **ctx_p);
+
+  /* Local: frees every resource of ctx and its groups; does not wait for peers. ctx NULL is a no-op
+     success.  Must not be called while work of ctx is still running on a stream. */
+  moecomm_result_t (*context_destroy)(moecomm_context_t *ctx);
+
+  /* Local: what the context uses (device, host layout, negotiated ABI). */
+  moecomm_result_t (*context_info)(const moecomm_context_t *ctx, moecomm_context_info_t *info_p);
+
+  /* Local: this rank's group of `kind`.  Never creates communicator resources. */
+  moecomm_result_t (*group_get)(moecomm_context_t *ctx, moecomm_group_kind_t kind,
+                                moecomm_group_t **group_p);
+
+  /* Local: kind, rank list, backend, creation state and memory of a group. */
+  moecomm_result_t (*group_stats)(const moecomm_group_t *group, moecomm_group_stats_t *stats_p);
+
+  /* Collectives.  Called by every rank of the group in the same order.  On a GPU context buffers
+     are device memory and the work is enqueued on `stream` (a cudaStream_t, NULL = legacy
+     default); on a CPU context buffers are host memory, stream must be NULL and the call returns
+     when the result is in recv.  send == recv is in place.  count 0 is a no-op.  The first
+     collective on a group creates its communicator (collective over the group's ranks). */
+
+  /* recv[i] = op over ranks of send[i], i < count. */
+  moecomm_result_t (*all_reduce)(moecomm_group_t *group, const void *send, void *recv,
+                                 size_t count, moecomm_dtype_t dtype, moecomm_redop_t op,
+                                 void *stream);
+  /* recv holds size * send_count elements, rank r's send at r * send_count; in place when
+     send == recv + rank * send_count. */
+  moecomm_result_t (*all_gather)(moecomm_group_t *group, const void *send, void *recv,
+                                 size_t send_count, moecomm_dtype_t dtype, void *stream);
+  /* send holds size * recv_count elements; recv = op over ranks of this rank's block; in place
+     when recv == send + rank * recv_count. */
+  moecomm_result_t (*reduce_scatter)(moecomm_group_t *group, const void *send, void *recv,
+                                     size_t recv_count, moecomm_dtype_t dtype,
+                                     moecomm_redop_t op, void *stream);
+  /* recv = root's send on every rank; root is an index in the group; send read on root only. */
+  moecomm_result_t (*broadcast)(moecomm_group_t *group, const void *send, void *recv,
+                                size_t count, moecomm_dtype_t dtype, int32_t root, void *stream);
+
+  /* Opens the context's capture scope, which covers every group.  Call before the host begins
+     stream capture; collectives issued until capture_end are recorded.  Local. */
+  moecomm_result_t (*capture_begin)(moecomm_context_t *ctx, void *stream);
+
+  /* Closes the scope: collective over the world; checks that every rank captured the same number
+     of operations per group and registers the buffers the captured work touches with peers.
+     Call after the host ends stream capture and before the first replay. */
+  moecomm_result_t (*capture_end)(moecomm_context_t *ctx, void *stream);
+
+  /* Local: writes the candidates every group can split, in the given order, to sizes (capacity
+     entries), their number to *num_p and the multiple they had to be of to *multiple_p.  None
+     valid: MOECOMM_ERR_CONFIG naming the multiple.  sizes NULL with capacity 0 asks for the
+     number only; a capacity below it is MOECOMM_ERR_INVALID_ARGUMENT.  No candidates (NULL, 0):
+     the engines' usual list 1, 2, 4, 8, 12, 16, 24, 32..256 step 8, 272..512 step 16. */
+  moecomm_result_t (*plan_capture_sizes)(const moecomm_context_t *ctx,
+                                         const moecomm_plan_params_t *params, int32_t *sizes,
+                                         size_t capacity, size_t *num_p, int32_t *multiple_p);
+} moecomm_api_t;
+
+/* True when the table provides `slot` (inside its struct_size and not NULL). */
+#define MOECOMM_API_HAS(api, slot)                                                            \
+  ((api) != NULL &&                                                                           \
+   (api)->struct_size >= offsetof(moecomm_api_t, slot) + sizeof(((moecomm_api_t *)0)->slot) && \
+   (api)->slot != NULL)
+
+/*
+ * The entry point, exported as MOECOMM_ENTRY_SYMBOL_V1.  The host passes the oldest and newest ABI
+ * versions it speaks (both of major 1); the plugin picks the newest it also speaks, writes it to
+ * *version_p and its table to *api_p.  No common version: MOECOMM_ERR_VERSION, and a sentence on
+ * why in `why` (why_size bytes, NUL-terminated) when why is not NULL.  Thread-safe; may be called
+ * more than once.
+ */
+typedef moecomm_result_t (*moecomm_get_api_v1_fn_t)(uint32_t min_version, uint32_t max_version,
+                                                    uint32_t *version_p,
+                                                    const moecomm_api_t **api_p, char *why,
+                                                    size_t why_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOECOMM_V1_H_ */
