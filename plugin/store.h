@@ -18,6 +18,9 @@ moecomm_result_t mc_store_server_start(const char *bind_host, int port, mc_store
                                        int *port_p, mc_err_t *err);
 void mc_store_server_stop(mc_store_server_t *srv);
 
+/* Clients connected now (as of the server thread's last pass). */
+size_t mc_store_server_clients(mc_store_server_t *srv);
+
 /* Connects, retrying until deadline_ms (mc_now_ms clock) while the server is not up yet. */
 moecomm_result_t mc_store_connect(const char *host, int port, int64_t deadline_ms,
                                   mc_store_t **store_p, mc_err_t *err);
