@@ -210,8 +210,10 @@ typedef struct moecomm_api {
   moecomm_result_t (*context_create)(const moecomm_context_params_t *params,
                                      moecomm_context_t **ctx_p);
 
-  /* Local: frees every resource of ctx and its groups; does not wait for peers. ctx NULL is a no-op
-     success.  Must not be called while work of ctx is still running on a stream. */
+  /* Local: frees every resource of ctx and its groups; does not wait for peers, except that rank
+     0, which serves the rendezvous, keeps serving until the other ranks have destroyed their
+     contexts or exited (at most MOECOMM_TIMEOUT_MS).  ctx NULL is a no-op success.  Must not be
+     called while work of ctx is still running on a stream. */
   moecomm_result_t (*context_destroy)(moecomm_context_t *ctx);
 
   /* Local: what the context uses (device, host layout, negotiated ABI). */

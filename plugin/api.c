@@ -25,6 +25,13 @@ static _Atomic uint32_t mc_api_negotiated = MOECOMM_ABI_VERSION;
 
 /* ---- helpers ---- */
 
+/* A handle is checked by its magic: a NULL, destroyed or wrong-kind handle is refused (a wild
+   pointer still cannot be told apart). */
+static int mc_api_ctx_ok(const mc_context_t *ctx) {
+  return ctx != NULL && ctx->magic == MC_CONTEXT_MAGIC;
+}
+static int mc_api_group_ok(const mc_group_t *g) { return g != NULL && g->magic == MC_GROUP_MAGIC; }
+
 static mc_err_t *mc_api_err(const mc_context_t *ctx) {
   return ctx != NULL ? (mc_err_t *)&ctx->err : mc_err_thread();
 }
@@ -50,6 +57,7 @@ static const char *mc_api_result_string(moecomm_result_t result) {
 }
 
 static const char *mc_api_last_error(const moecomm_context_t *ctx) {
+  if (ctx != NULL && !mc_api_ctx_ok(ctx)) return "last_error: not a live moecomm context";
   return mc_api_err(ctx)->msg;
 }
 
@@ -59,6 +67,8 @@ static moecomm_result_t mc_api_context_create(const moecomm_context_params_t *pa
   mc_err_t *err = mc_err_thread();
   moecomm_result_t r;
   mc_err_clear(err);
+  if (ctx_p == NULL)
+    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "context_create: ctx_p is NULL");
   r = mc_context_create(params, &ctx, err);
   if (r != MOECOMM_SUCCESS) return r;
   ctx->abi_version = atomic_load(&mc_api_negotiated);
@@ -67,15 +77,19 @@ static moecomm_result_t mc_api_context_create(const moecomm_context_params_t *pa
 }
 
 static moecomm_result_t mc_api_context_destroy(moecomm_context_t *ctx) {
-  if (ctx != NULL) mc_context_destroy(ctx);
+  if (ctx == NULL) return MOECOMM_SUCCESS;
+  if (!mc_api_ctx_ok(ctx))
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
+                      "context_destroy: not a live moecomm context (destroyed twice?)");
+  mc_context_destroy(ctx);
   return MOECOMM_SUCCESS;
 }
 
 static moecomm_result_t mc_api_context_info(const moecomm_context_t *ctx,
                                             moecomm_context_info_t *info_p) {
   moecomm_context_info_t info;
-  if (ctx == NULL)
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "context_info: ctx is NULL");
+  if (!mc_api_ctx_ok(ctx))
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "context_info: ctx is NULL or not a live moecomm context");
   if (info_p == NULL)
     return mc_err_set(mc_api_err(ctx), MOECOMM_ERR_INVALID_ARGUMENT,
                       "context_info: info_p is NULL");
@@ -95,8 +109,8 @@ static moecomm_result_t mc_api_context_info(const moecomm_context_t *ctx,
 
 static moecomm_result_t mc_api_group_get(moecomm_context_t *ctx, moecomm_group_kind_t kind,
                                          moecomm_group_t **group_p) {
-  if (ctx == NULL)
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "group_get: ctx is NULL");
+  if (!mc_api_ctx_ok(ctx))
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "group_get: ctx is NULL or not a live moecomm context");
   if ((int)kind < 0 || (int)kind >= MC_GROUP_KIND_COUNT)
     return mc_err_set(&ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "group_get: kind %d is not a group kind (0..%d)", (int)kind,
@@ -112,8 +126,8 @@ static moecomm_result_t mc_api_group_stats(const moecomm_group_t *group,
   moecomm_group_stats_t st;
   const mc_comm_t *comm;
   moecomm_backend_t be;
-  if (group == NULL)
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "group_stats: group is NULL");
+  if (!mc_api_group_ok(group))
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "group_stats: group is NULL or not a moecomm group handle");
   if (stats_p == NULL)
     return mc_err_set(&group->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "group_stats: stats_p is NULL");
@@ -148,8 +162,8 @@ static moecomm_result_t mc_api_check_coll(mc_group_t *group, const char *name, c
                                           size_t mult) {
   mc_err_t *err;
   size_t esz;
-  if (group == NULL)
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "%s: group is NULL", name);
+  if (!mc_api_group_ok(group))
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "%s: group is NULL or not a moecomm group handle", name);
   err = &group->ctx->err;
   esz = mc_dtype_size(dtype);
   if (esz == 0)
@@ -185,7 +199,7 @@ static moecomm_result_t mc_api_all_gather(moecomm_group_t *group, const void *se
   mc_coll_t c = {MC_COLL_ALL_GATHER, send, recv, send_count, dtype, MOECOMM_SUM, 0, stream, 0, 0};
   moecomm_result_t r = mc_api_check_coll(group, "all_gather", send, recv, send_count, dtype, 0,
                                          MOECOMM_SUM, stream,
-                                         group ? (size_t)group->comm->size : 1);
+                                         mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
 }
 
@@ -195,7 +209,7 @@ static moecomm_result_t mc_api_reduce_scatter(moecomm_group_t *group, const void
                                               void *stream) {
   mc_coll_t c = {MC_COLL_REDUCE_SCATTER, send, recv, recv_count, dtype, op, 0, stream, 0, 0};
   moecomm_result_t r = mc_api_check_coll(group, "reduce_scatter", send, recv, recv_count, dtype,
-                                         1, op, stream, group ? (size_t)group->comm->size : 1);
+                                         1, op, stream, mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
 }
 
@@ -204,12 +218,12 @@ static moecomm_result_t mc_api_broadcast(moecomm_group_t *group, const void *sen
                                          void *stream) {
   mc_coll_t c = {MC_COLL_BROADCAST, send, recv, count, dtype, MOECOMM_SUM, root, stream, 0, 0};
   moecomm_result_t r;
-  if (group != NULL && (root < 0 || root >= group->comm->size))
+  if (mc_api_group_ok(group) && (root < 0 || root >= group->comm->size))
     return mc_err_set(&group->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "broadcast: root %d is not an index in group %s of %d ranks", (int)root,
                       mc_topo_kind_name(group->kind), group->comm->size);
   /* Only the root reads send: a non-root may pass NULL. */
-  r = mc_api_check_coll(group, "broadcast", group && root == group->comm->rank ? send : recv,
+  r = mc_api_check_coll(group, "broadcast", mc_api_group_ok(group) && root == group->comm->rank ? send : recv,
                         recv, count, dtype, 0, MOECOMM_SUM, stream, 1);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
 }
@@ -217,8 +231,8 @@ static moecomm_result_t mc_api_broadcast(moecomm_group_t *group, const void *sen
 /* ---- capture and planning ---- */
 
 static moecomm_result_t mc_api_capture_begin(moecomm_context_t *ctx, void *stream) {
-  if (ctx == NULL)
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "capture_begin: ctx is NULL");
+  if (!mc_api_ctx_ok(ctx))
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "capture_begin: ctx is NULL or not a live moecomm context");
   if (ctx->device < 0 && stream != NULL)
     return mc_err_set(&ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "capture_begin: stream must be NULL on a CPU context");
@@ -226,8 +240,8 @@ static moecomm_result_t mc_api_capture_begin(moecomm_context_t *ctx, void *strea
 }
 
 static moecomm_result_t mc_api_capture_end(moecomm_context_t *ctx, void *stream) {
-  if (ctx == NULL)
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "capture_end: ctx is NULL");
+  if (!mc_api_ctx_ok(ctx))
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "capture_end: ctx is NULL or not a live moecomm context");
   if (ctx->device < 0 && stream != NULL)
     return mc_err_set(&ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "capture_end: stream must be NULL on a CPU context");
@@ -238,9 +252,9 @@ static moecomm_result_t mc_api_plan_capture_sizes(const moecomm_context_t *ctx,
                                                   const moecomm_plan_params_t *params,
                                                   int32_t *sizes, size_t capacity, size_t *num_p,
                                                   int32_t *multiple_p) {
-  if (ctx == NULL)
+  if (!mc_api_ctx_ok(ctx))
     return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
-                      "plan_capture_sizes: ctx is NULL");
+                      "plan_capture_sizes: ctx is NULL or not a live moecomm context");
   return mc_plan_capture_sizes(ctx, params, sizes, capacity, num_p, multiple_p,
                                mc_api_err(ctx));
 }
@@ -249,8 +263,8 @@ static moecomm_result_t mc_api_plan_capture_sizes(const moecomm_context_t *ctx,
 
 static moecomm_result_t mc_api_layer_mode(const moecomm_context_t *ctx, moecomm_layer_kind_t layer,
                                           moecomm_scatter_mode_t *mode_p) {
-  if (ctx == NULL)
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "layer_mode: ctx is NULL");
+  if (!mc_api_ctx_ok(ctx))
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "layer_mode: ctx is NULL or not a live moecomm context");
   if (mode_p == NULL)
     return mc_err_set(mc_api_err(ctx), MOECOMM_ERR_INVALID_ARGUMENT, "layer_mode: mode_p is NULL");
   return mc_layer_mode(ctx, (int)layer, mode_p, mc_api_err(ctx));
@@ -258,15 +272,15 @@ static moecomm_result_t mc_api_layer_mode(const moecomm_context_t *ctx, moecomm_
 
 static moecomm_result_t mc_api_mode_rows(const moecomm_context_t *ctx, moecomm_scatter_mode_t mode,
                                          const int32_t *tokens, size_t *rows_p) {
-  if (ctx == NULL)
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "mode_rows: ctx is NULL");
+  if (!mc_api_ctx_ok(ctx))
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "mode_rows: ctx is NULL or not a live moecomm context");
   return mc_mode_rows(ctx, (int)mode, tokens, rows_p, mc_api_err(ctx));
 }
 
 static moecomm_result_t mc_api_scatter(moecomm_context_t *ctx, const moecomm_scatter_args_t *args,
                                        void *stream) {
-  if (ctx == NULL)
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "scatter: ctx is NULL");
+  if (!mc_api_ctx_ok(ctx))
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "scatter: ctx is NULL or not a live moecomm context");
   return mc_scatter(ctx, args, stream);
 }
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 #include <netdb.h>
 #include <arpa/inet.h>
@@ -126,8 +127,12 @@ out:
   return r;
 }
 
-static void mc_boot_server_release(mc_boot_server_t *s) {
+/* The last local user of the store: the other ranks may still be reading the keys of their last
+   exchange, so rank 0 keeps serving until every client has gone (they leave when they destroy
+   their context or exit) or linger_ms passes. */
+static void mc_boot_server_release(mc_boot_server_t *s, int linger_ms) {
   mc_boot_server_t **pp;
+  int64_t until = mc_now_ms() + linger_ms;
   if (s == NULL) return;
   pthread_mutex_lock(&mc_boot_lock);
   if (--s->refs > 0) {
@@ -140,6 +145,14 @@ static void mc_boot_server_release(mc_boot_server_t *s) {
       break;
     }
   pthread_mutex_unlock(&mc_boot_lock);
+  if (mc_store_server_clients(s->srv) > 0 && linger_ms > 0) {
+    MC_INFO("rendezvous store: waiting up to %d ms for %zu other rank(s) to finish with it",
+            linger_ms, mc_store_server_clients(s->srv));
+    while (mc_store_server_clients(s->srv) > 0 && mc_now_ms() < until) {
+      struct timespec ts = {0, 5 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+  }
   mc_store_server_stop(s->srv);
   free(s);
 }
@@ -387,7 +400,7 @@ fail:
   ctx->pids = NULL;
   if (ctx->store != NULL) mc_store_close(ctx->store);
   ctx->store = NULL;
-  mc_boot_server_release(server);
+  mc_boot_server_release(server, ctx->cfg.timeout_ms);
   free(recs);
   return r;
 }
@@ -395,7 +408,7 @@ fail:
 void mc_boot_fini(mc_context_t *ctx) {
   if (ctx->store != NULL) mc_store_close(ctx->store);
   ctx->store = NULL;
-  mc_boot_server_release(ctx->store_server);
+  mc_boot_server_release(ctx->store_server, ctx->cfg.timeout_ms);
   ctx->store_server = NULL;
   free(ctx->host_hash);
   free(ctx->pids);

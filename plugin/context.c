@@ -69,6 +69,7 @@ static moecomm_result_t mc_context_build_comms(mc_context_t *ctx) {
                  mc_topo_kind_name(k), rest);
       }
     }
+    ctx->groups[k].magic = MC_GROUP_MAGIC;
     ctx->groups[k].ctx = ctx;
     ctx->groups[k].kind = k;
     ctx->groups[k].comm = comm;
@@ -221,6 +222,7 @@ moecomm_result_t mc_context_create(const moecomm_context_params_t *params, mc_co
           ctx->id, ctx->topo.rank, ctx->topo.world, ctx->device >= 0 ? "GPU" : "CPU",
           ctx->device, ctx->topo.tp, ctx->topo.attn_tp, ctx->topo.moe_tp, ctx->topo.ep,
           ctx->num_comms);
+  ctx->magic = MC_CONTEXT_MAGIC;
   *ctx_p = ctx;
   return MOECOMM_SUCCESS;
 
@@ -248,5 +250,7 @@ void mc_context_destroy(mc_context_t *ctx) {
     free(comm);
   }
   mc_boot_fini(ctx);
+  for (int k = 0; k < MC_GROUP_KIND_COUNT; k++) ctx->groups[k].magic = 0;
+  ctx->magic = 0;
   free(ctx);
 }

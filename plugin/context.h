@@ -39,7 +39,11 @@ typedef struct mc_comm {
   mc_comm_backend_t be[4]; /* indexed by moecomm_backend_t */
 } mc_comm_t;
 
+#define MC_GROUP_MAGIC 0x6d636772u   /* "mcgr": a group handle */
+#define MC_CONTEXT_MAGIC 0x6d636378u /* "mccx": a context handle */
+
 struct moecomm_group {
+  uint32_t magic;             /* MC_GROUP_MAGIC while the context lives */
   mc_context_t *ctx;
   int kind;                   /* moecomm_group_kind_t */
   mc_comm_t *comm;            /* shared with groups of equal rank list */
@@ -49,6 +53,7 @@ struct moecomm_group {
 };
 
 struct moecomm_context {
+  uint32_t magic;            /* MC_CONTEXT_MAGIC while alive */
   mc_err_t err;              /* last failure on this context (last_error) */
   mc_config_t cfg;
   mc_topo_t topo;

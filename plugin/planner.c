@@ -4,8 +4,12 @@
  * (dense MLP fully data-parallel, or DP attention), the attention-TP reduce-scatter splits the
  * tokens over attn_tp ranks, so counts must be multiples of attn_tp, times attn_cp when attn_tp
  * is not divisible by attn_cp.  Otherwise every count splits (all-reduces need no division).
- * Two-batch overlap splits each step into two micro-batches that must each satisfy the rule, so
- * counts must also be at least twice the multiple.  No case is relaxed. */
+ * moecomm adds one case engines do not have (they turn capture off with attention CP): whenever
+ * attention is split into several attention-TP groups inside a TP group (attn_tp < tp, from
+ * attn_cp or attn_dp), the FULL transitions scatter each group's tokens over its attn_tp ranks,
+ * so the same multiple applies.  Two-batch overlap splits each step into two micro-batches that
+ * must each satisfy the rule, so counts must also be at least twice the multiple.  No case is
+ * relaxed. */
 #include "planner.h"
 
 #include <stdio.h>
@@ -27,8 +31,13 @@ static int mc_plan_default(int32_t *out) {
 int mc_plan_multiple(const mc_topo_t *t, uint32_t flags, char *why, size_t why_size) {
   int dense_dp = (flags & MOECOMM_PLAN_DENSE_DP) || t->moe_dense_tp == 1;
   int dp_attn = (flags & MOECOMM_PLAN_DP_ATTENTION) || t->attn_dp > 1;
+  int split = t->attn_tp < t->tp;
+  const char *because = dense_dp  ? "the dense MLP runs data-parallel (moe_dense_tp=1)"
+                        : dp_attn ? "attention runs data-parallel"
+                                  : "attention is split into attention-TP groups smaller than tp "
+                                    "(attention CP), whose tokens are scattered over attn_tp ranks";
   int mult;
-  if (!dense_dp && !dp_attn) {
+  if (!dense_dp && !dp_attn && !split) {
     snprintf(why, why_size, "no gathered buffers are required (dense MLP is tensor-parallel and "
              "attention is not data-parallel)");
     return 1;
@@ -37,11 +46,9 @@ int mc_plan_multiple(const mc_topo_t *t, uint32_t flags, char *why, size_t why_s
   if (t->attn_tp % t->attn_cp != 0) {
     mult *= t->attn_cp;
     snprintf(why, why_size, "attn_tp=%d times attn_cp=%d (attn_tp is not divisible by attn_cp), "
-             "because %s", t->attn_tp, t->attn_cp,
-             dense_dp ? "the dense MLP runs data-parallel (moe_dense_tp=1)" : "attention runs data-parallel");
+             "because %s", t->attn_tp, t->attn_cp, because);
   } else {
-    snprintf(why, why_size, "attn_tp=%d, because %s", t->attn_tp,
-             dense_dp ? "the dense MLP runs data-parallel (moe_dense_tp=1)" : "attention runs data-parallel");
+    snprintf(why, why_size, "attn_tp=%d, because %s", t->attn_tp, because);
   }
   return mult;
 }
