@@ -33,7 +33,7 @@ NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -fPIC,-fvisibility=hidden,-W
              -Xptxas -O3 -lineinfo -I.
 
 ifeq ($(WITH_CUDA),1)
-  CUDA_CFLAGS := -isystem $(CUDA_HOME)/include -isystem $(dir $(NCCL_INC))
+  CUDA_CFLAGS := -isystem $(dir $(NCCL_INC)) -isystem $(CUDA_HOME)/include
   CUDA_LIBS   := -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt
   NCCL_LIBS   := $(NCCL_SO) -Wl,-rpath,$(NCCL_LIBDIR)
 endif
@@ -72,7 +72,7 @@ BENCH_SRC    := $(wildcard bench/*.c)
 BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all plugin shim tests demo test gpu-test bench bench-cpu bench-mem install uninstall \
-        abi-check deb clean help deps
+        abi-check abi-baseline deb clean help deps deps-test
 
 all: deps plugin shim tests
 
@@ -130,6 +130,13 @@ $(BUILD)/tests/gpu/%: tests/gpu/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_LIBS) -lpthread
 
+# The custom backend's GPU tests share a header; custom_kernels also links the kernels directly.
+$(filter $(BUILD)/tests/gpu/custom_%,$(GPU_TEST_BIN)): tests/gpu/custom_util.h
+ifeq ($(WITH_CUDA),1)
+$(BUILD)/tests/gpu/custom_kernels: $(OBJ_DIR)/kernels/allreduce.cu.o
+$(BUILD)/tests/gpu/custom_kernels: private HOST_LIBS := $(OBJ_DIR)/kernels/allreduce.cu.o $(HOST_LIBS) -lstdc++
+endif
+
 $(BUILD)/bench/%: bench/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_LIBS) \
@@ -153,6 +160,85 @@ bench-cpu: all
 
 bench-mem: all
 	@bench/run.sh mem $(BUILD)
+
+# ---- install, Debian package, ABI baseline and the ABI/packaging tests (packaging/, tests/abi/) --
+# Layout (Debian policy 10.2: a plugin goes to a private directory): PREFIX/lib/moecomm/<plugin>,
+# PREFIX/include/moecomm/ (moecomm.h and the frozen headers), PKGCONFIGDIR/moecomm.pc and
+# PREFIX/bin/moecomm-shim, which finds ../lib/moecomm/ by itself.
+PKGCONFIGDIR   ?= $(PREFIX)/lib/pkgconfig
+DEB_MAINTAINER ?= moecomm developers <moecomm@localhost>
+ABI_HEADERS    := abi/moecomm.h $(sort $(wildcard abi/moecomm_v*.h))
+ABI_VERSION     = $(shell awk '$$2 == "MOECOMM_ABI_MAJOR" { M = $$3 } $$2 == "MOECOMM_ABI_MINOR" \
+                    { m = $$3 } END { print M "." m }' abi/moecomm.h)
+INSTALLED      := $(PREFIX)/lib/moecomm/$(PLUGIN_FILE) $(ABI_HEADERS:abi/%=$(PREFIX)/include/moecomm/%) \
+                  $(PKGCONFIGDIR)/moecomm.pc $(PREFIX)/bin/moecomm-shim
+DEB_PACKAGE    := $(if $(filter moecomm,$(PLUGIN_NAME)),moecomm,moecomm-$(PLUGIN_NAME))
+DEB_FILE        = $(BUILD)/$(DEB_PACKAGE)_$(VERSION)_$(shell dpkg --print-architecture).deb
+
+install: plugin shim
+	install -d $(DESTDIR)$(PREFIX)/lib/moecomm $(DESTDIR)$(PREFIX)/include/moecomm \
+	  $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(PREFIX)/bin
+	install -m 0644 $(PLUGIN) $(DESTDIR)$(PREFIX)/lib/moecomm/$(PLUGIN_FILE)
+	install -m 0644 $(ABI_HEADERS) $(DESTDIR)$(PREFIX)/include/moecomm/
+	install -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/moecomm-shim
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@PLUGIN_FILE@|$(PLUGIN_FILE)|' \
+	  -e 's|@ABI_VERSION@|$(ABI_VERSION)|' packaging/moecomm.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/moecomm.pc
+	chmod 0644 $(DESTDIR)$(PKGCONFIGDIR)/moecomm.pc
+
+# Removes exactly what install put there, and the two moecomm directories once empty.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	for d in $(DESTDIR)$(PREFIX)/lib/moecomm $(DESTDIR)$(PREFIX)/include/moecomm; do \
+	  if [ -d "$$d" ]; then rmdir --ignore-fail-on-non-empty "$$d"; fi; done
+
+deb: plugin shim
+	@packaging/ensure-deps.sh deb
+	rm -rf $(BUILD)/deb
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(BUILD)/deb/root) PREFIX=/usr \
+	  PKGCONFIGDIR=/usr/lib/pkgconfig
+	packaging/mkdeb.sh $(BUILD)/deb/root $(DEB_FILE) $(DEB_PACKAGE) $(VERSION) $(WITH_CUDA) \
+	  "$(NCCL_INC)" "$(DEB_MAINTAINER)"
+
+abi-check: plugin
+	@packaging/abi-check.sh check $(PLUGIN) $(BUILD)/abi
+
+abi-baseline: plugin
+	@packaging/abi-check.sh baseline $(PLUGIN) $(BUILD)/abi
+
+deps-test:
+	@packaging/ensure-deps.sh test
+
+# tests/abi/NAME.c is the test binary BUILD/tests/abi-NAME, except lib_*.c (linked into each;
+# lib_*_v1.c see only the frozen v1 header) and fake_*.c (fake plugins BUILD/abi/libfake_*.so).
+# BUILD/abi/libmoecomm-alt.so is a second plugin variant (the same objects, plugin_name "alt").
+ABI_LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/abi/lib_*.c))
+ABI_FAKE_SO  := $(patsubst tests/abi/%.c,$(BUILD)/abi/lib%.so,$(wildcard tests/abi/fake_*.c))
+ABI_TEST_BIN := $(patsubst tests/abi/%.c,$(BUILD)/tests/abi-%,\
+                  $(filter-out tests/abi/lib_% tests/abi/fake_%,$(wildcard tests/abi/*.c)))
+ABI_ALT      := $(BUILD)/abi/libmoecomm-alt.so
+tests: $(ABI_TEST_BIN)
+ABI_MAKE_VARS := BUILD=$(abspath $(BUILD)) WITH_CUDA=$(WITH_CUDA) CUDA_HOME=$(CUDA_HOME) \
+                 NCCL_HOME=$(NCCL_HOME) PLUGIN_NAME=$(PLUGIN_NAME) CC=$(CC)
+
+$(BUILD)/abi/api-alt.o: plugin/api.c $(wildcard abi/*.h plugin/*.h) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) -UMC_PLUGIN_NAME -DMC_PLUGIN_NAME='"alt"' -c $< -o $@
+
+$(ABI_ALT): $(BUILD)/abi/api-alt.o $(filter-out $(OBJ_DIR)/plugin/api.o,$(PLUGIN_OBJ)) packaging/moecomm.map
+	$(CC) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=packaging/moecomm.map -Wl,-z,defs \
+	  -Wl,-soname,libmoecomm-alt.so $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++ -lpthread -lm
+
+# fake_reexport: defines no entry point but links the plugin, whose entry dlsym then finds.
+$(BUILD)/abi/libfake_reexport.so: ABI_FAKE_LIBS = $(PLUGIN) -Wl,-rpath,'$$ORIGIN/..'
+$(BUILD)/abi/libfake_%.so: tests/abi/fake_%.c $(wildcard abi/*.h) $(PLUGIN) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fvisibility=hidden -shared -o $@ $< $(ABI_FAKE_LIBS)
+
+$(BUILD)/tests/abi-%: tests/abi/%.c $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN) \
+                      $(ABI_ALT) $(ABI_FAKE_SO) $(SHIM) $(wildcard tests/abi/*.h tests/common/*.h) | deps-test
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' -DMC_MAKE_VARS='"$(ABI_MAKE_VARS)"' \
+	  -o $@ $< $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_LIBS) -lffi -lpthread
 
 clean:
 	rm -rf $(BUILD)

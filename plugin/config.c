@@ -164,7 +164,8 @@ static moecomm_result_t mc_parse_nccl_window(const char *name, const char *value
                                              mc_err_t *err) {
   uint64_t v;
   if (mc_parse_u64(value, 1, &v) != 0 || (v != 0 && (v < 4096 || v > (256ull << 20))))
-    return mc_bad(err, name, value, "0 (off) or a byte count from 4096 to 256M, with optional K or M");
+    return mc_bad(err, name, value,
+                  "0 (off) or a byte count from 4096 to 256M, with optional K or M");
   *(size_t *)field = (size_t)v;
   return MOECOMM_SUCCESS;
 }
@@ -184,6 +185,7 @@ static const mc_var_t mc_vars[] = {
     {"MOECOMM_NCCL_CONFIG", mc_parse_nccl_config, MC_FIELD(nccl_config)},
     {"MOECOMM_NCCL_LEAN_CTAS", mc_parse_nccl_ctas, MC_FIELD(nccl_lean_ctas)},
     {"MOECOMM_NCCL_WINDOW_BYTES", mc_parse_nccl_window, MC_FIELD(nccl_window_bytes)},
+    {"MOECOMM_NCCL_NONBLOCKING", mc_parse_bool, MC_FIELD(nccl_nonblocking)},
 };
 
 static void mc_config_defaults(mc_config_t *cfg) {

@@ -38,10 +38,13 @@ typedef struct mc_config {
   size_t custom_buffer_bytes; /* MOECOMM_CUSTOM_BUFFER_BYTES: eager staging per rank (default 64 MiB) */
   size_t custom_max_bytes;    /* MOECOMM_CUSTOM_MAX_BYTES: largest all-reduce the custom path takes */
   /* NCCL backend (bench/NOTES-nccl.md).  0 in each means the built-in default. */
-  int nccl_config;          /* MOECOMM_NCCL_CONFIG: 0 auto (lean for MoE-only comms), 1 default, 2 lean */
+  int nccl_config;          /* MOECOMM_NCCL_CONFIG: 0 auto (lean for MoE-only comms), 1 default,
+                               2 lean */
   int nccl_lean_ctas;       /* MOECOMM_NCCL_LEAN_CTAS: maxCTAs of the lean config (default 8) */
   size_t nccl_window_bytes; /* MOECOMM_NCCL_WINDOW_BYTES: stage eager all-reduces up to this size
                                through a symmetric NCCL window; 0 off (default) */
+  int nccl_nonblocking;     /* MOECOMM_NCCL_NONBLOCKING: 1 = non-blocking NCCL communicators
+                               (a thread per collective inside NCCL; for comparison), default 0 */
 } mc_config_t;
 
 /* Reads every MOECOMM_* variable; sets the log level.  Unknown MOECOMM_* names are warned about. */

@@ -1,0 +1,389 @@
+/* nccl_comm.c - creating and destroying the NCCL communicator of one mc_comm_t.
+ *
+ * comm_init (collective over the comm's members):
+ *   1. the first member makes the unique id; one exchange through the rendezvous store gives
+ *      every member the id and each member's NCCL version and wishes (config, window);
+ *   2. on a helper thread (nccl_step.c): a private stream and a 2 MiB scratch buffer, the memory
+ *      baseline, ncclCommInitRankConfig, and two in-place all-reduces on the scratch (1 float and
+ *      2 MiB) - NCCL connects its channels lazily at the first collectives, so the memory measured
+ *      below includes the connections, and a first collective inside graph capture finds them
+ *      ready.  The caller waits with MOECOMM_TIMEOUT_MS and watches that the members are alive;
+ *   3. the caller waits for the warm-up kernels (same deadline), then sets up the optional
+ *      symmetric staging window (nccl_window.c);
+ *   4. cudaMemGetInfo and RSS after step 3 against the baseline give the device and host bytes.
+ * Nothing is enqueued on the caller's stream, and the legacy default stream is never used.
+ *
+ * Config: communicators used only by MOE_EP / MOE_TP groups get the lean config (maxCTAs capped)
+ * unless MOECOMM_NCCL_CONFIG says otherwise; NCCL allocates its buffers per channel, so fewer
+ * channels is less memory.  Why these choices: bench/NOTES-nccl.md. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../gpu.h"
+#include "../../log.h"
+#include "../../util.h"
+#include "nccl_priv.h"
+
+/* Scratch of the warm-up: large enough that NCCL picks the protocols big messages use. */
+#define MC_NCCL_SCRATCH_BYTES ((size_t)2 << 20)
+
+/* What every member tells the others before NCCL init. */
+typedef struct mc_nccl_hello {
+  ncclUniqueId id; /* meaningful from the comm's first member only */
+  int32_t version; /* ncclGetVersion of the library this member loaded */
+  int32_t lean;    /* wants the lean config */
+  int32_t ctas;    /* its lean maxCTAs */
+  int32_t pad;
+  uint64_t window_bytes; /* staging window it wants (0: none) */
+} mc_nccl_hello_t;
+
+static pthread_once_t mc_nccl_env_once = PTHREAD_ONCE_INIT;
+
+/* NVLink SHARP (NVLS) buffers cost hundreds of MiB per communicator and need multicast objects:
+   off unless the user asked for it (NCCL reads the variable at its first communicator). */
+static void mc_nccl_env_defaults(void) {
+  if (setenv("NCCL_NVLS_ENABLE", "0", 0) != 0) MC_INFO("could not default NCCL_NVLS_ENABLE=0");
+}
+
+static uint64_t mc_nccl_rss_bytes(void) {
+  unsigned long long size = 0, resident = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (f == NULL) return 0;
+  if (fscanf(f, "%llu %llu", &size, &resident) != 2) resident = 0;
+  fclose(f);
+  return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Used only by MOE_EP / MOE_TP groups (and by at least one). */
+static int mc_nccl_moe_only(const mc_comm_t *comm) {
+  const mc_context_t *ctx = comm->ctx;
+  int used = 0;
+  for (int k = 0; k < MC_GROUP_KIND_COUNT; k++) {
+    if (ctx->groups[k].comm != comm) continue;
+    if (k != MOECOMM_GROUP_MOE_EP && k != MOECOMM_GROUP_MOE_TP) return 0;
+    used = 1;
+  }
+  return used;
+}
+
+static void mc_nccl_sleep_us(long us) {
+  struct timespec ts = {0, us * 1000};
+  nanosleep(&ts, NULL);
+}
+
+/* The members agree on one id, one config and one window size (any member's "no" wins). */
+static moecomm_result_t mc_nccl_agree(mc_nccl_comm_t *p, mc_nccl_hello_t *agreed_p) {
+  mc_comm_t *comm = p->comm;
+  mc_context_t *ctx = comm->ctx;
+  mc_nccl_hello_t me, *all;
+  moecomm_result_t r = MOECOMM_SUCCESS;
+  ncclResult_t nr;
+
+  memset(&me, 0, sizeof(me));
+  (void)ncclGetVersion(&me.version);
+  me.lean = ctx->cfg.nccl_config == 2 || (ctx->cfg.nccl_config == 0 && mc_nccl_moe_only(comm));
+  me.ctas = ctx->cfg.nccl_lean_ctas > 0 ? ctx->cfg.nccl_lean_ctas : MC_NCCL_LEAN_CTAS_DEFAULT;
+  me.window_bytes = ctx->cfg.nccl_window_bytes;
+  if (comm->rank == 0) {
+    nr = ncclGetUniqueId(&me.id);
+    if (nr != ncclSuccess)
+      return mc_err_set(&ctx->err, mc_nccl_code(nr),
+                        "ncclGetUniqueId for %s failed: %s (%s); NCCL needs a usable network "
+                        "interface for its bootstrap (see NCCL_SOCKET_IFNAME)",
+                        comm->label, ncclGetErrorString(nr), ncclGetLastError(NULL));
+  }
+  all = calloc((size_t)comm->size, sizeof(*all));
+  if (all == NULL) return mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+  r = mc_comm_exchange(comm, "NCCL unique id", &me, all, sizeof(me));
+  if (r != MOECOMM_SUCCESS) {
+    free(all);
+    return r;
+  }
+  *agreed_p = me;
+  agreed_p->id = all[0].id;
+  for (int i = 0; i < comm->size; i++) {
+    const mc_nccl_hello_t *h = &all[i];
+    if (h->version != me.version) {
+      r = mc_err_set(&ctx->err, MOECOMM_ERR_CONFIG,
+                     "%s: rank %d loaded NCCL %d.%d.%d but rank %d loaded %d.%d.%d; every rank "
+                     "must use the same NCCL library",
+                     comm->label, (int)comm->ranks[i], h->version / 10000, (h->version / 100) % 100,
+                     h->version % 100, (int)comm->ranks[comm->rank], me.version / 10000,
+                     (me.version / 100) % 100, me.version % 100);
+      break;
+    }
+    agreed_p->lean &= h->lean;
+    agreed_p->ctas = MC_MIN(agreed_p->ctas, h->ctas);
+    agreed_p->window_bytes = MC_MIN(agreed_p->window_bytes, h->window_bytes);
+  }
+  if (r == MOECOMM_SUCCESS && (agreed_p->lean != me.lean || agreed_p->ctas != me.ctas ||
+                               agreed_p->window_bytes != me.window_bytes))
+    MC_WARN(
+        "%s: the ranks set MOECOMM_NCCL_CONFIG / _LEAN_CTAS / _WINDOW_BYTES differently; "
+        "using lean=%d ctas=%d window=%llu on all of them",
+        comm->label, agreed_p->lean, agreed_p->ctas, (unsigned long long)agreed_p->window_bytes);
+  free(all);
+  return r;
+}
+
+/* ---- the init step (helper thread) -------------------------------------------------------- */
+
+#define MC_STEP_CUDA(s, call)                \
+  do {                                       \
+    if (((s)->ce = (call)) != cudaSuccess) { \
+      (s)->where = #call;                    \
+      return;                                \
+    }                                        \
+  } while (0)
+
+static void mc_nccl_init_body(mc_nccl_step_t *s) {
+  static const size_t counts[2] = {1, MC_NCCL_SCRATCH_BYTES / sizeof(float)};
+  ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+  size_t total = 0;
+  void *scratch = NULL;
+  MC_STEP_CUDA(s, cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking));
+  /* Stream-ordered: cudaMalloc/cudaFree may synchronise the whole device, which is invalid
+     while the caller's stream is being captured (a first collective inside a graph). */
+  MC_STEP_CUDA(s, cudaMallocAsync(&scratch, s->scratch_bytes, s->stream));
+  s->scratch = scratch;
+  MC_STEP_CUDA(s, cudaMemsetAsync(s->scratch, 0, s->scratch_bytes, s->stream));
+  MC_STEP_CUDA(s, cudaStreamSynchronize(s->stream));
+  MC_STEP_CUDA(s, cudaMemGetInfo(&s->free0, &total));
+  s->rss0 = mc_nccl_rss_bytes();
+
+  cfg.blocking = s->nonblocking ? 0 : 1;
+  if (s->max_ctas > 0) cfg.maxCTAs = s->max_ctas;
+  s->nr = ncclCommInitRankConfig(&s->nc, s->nranks, s->id, s->rank, &cfg);
+  s->nr = mc_nccl_step_settle(s, s->nc, s->nr);
+  if (s->nr != ncclSuccess) {
+    mc_nccl_step_fail(s, "ncclCommInitRankConfig", s->nc);
+    return;
+  }
+  for (int i = 0; i < 2; i++) {
+    s->nr =
+        ncclAllReduce(s->scratch, s->scratch, counts[i], ncclFloat32, ncclSum, s->nc, s->stream);
+    s->nr = mc_nccl_step_settle(s, s->nc, s->nr);
+    if (s->nr != ncclSuccess) {
+      mc_nccl_step_fail(s, "the warm-up all-reduce", s->nc);
+      return;
+    }
+  }
+}
+
+/* Everything the init step holds: the caller gave up on it, or it failed. */
+static void mc_nccl_init_cleanup(mc_nccl_step_t *s) {
+  mc_nccl_abort(s->nc); /* its abort flag also stops warm-up kernels still running */
+  s->nc = NULL;
+  if (s->scratch != NULL) (void)cudaFreeAsync(s->scratch, s->stream);
+  s->scratch = NULL;
+  if (s->stream != NULL) {
+    (void)cudaStreamSynchronize(s->stream);
+    (void)cudaStreamDestroy(s->stream);
+  }
+  s->stream = NULL;
+  (void)cudaGetLastError();
+}
+
+/* Waits for the warm-up kernels on the private stream, with the deadline. */
+static moecomm_result_t mc_nccl_warmup_wait(mc_nccl_comm_t *p, cudaStream_t stream,
+                                            int64_t deadline_ms, ncclComm_t *victim_p) {
+  mc_comm_t *comm = p->comm;
+  char dead[320];
+  for (long sleep_us = 20;; sleep_us = MC_MIN(sleep_us * 2, 1000)) {
+    ncclResult_t st = ncclSuccess;
+    cudaError_t ce = cudaStreamQuery(stream);
+    if (ce == cudaSuccess) return MOECOMM_SUCCESS;
+    if (ce != cudaErrorNotReady) {
+      *victim_p = mc_nccl_fail_locked(p, MOECOMM_ERR_BACKEND,
+                                      "NCCL warm-up all-reduce on %s failed on the device: %s",
+                                      comm->label, cudaGetErrorString(ce));
+      return p->fail_code;
+    }
+    if (ncclCommGetAsyncError(p->nc, &st) != ncclSuccess) st = ncclInternalError;
+    mc_nccl_dead_ranks(comm, dead, sizeof(dead));
+    if (dead[0] || (st != ncclSuccess && st != ncclInProgress)) {
+      *victim_p = mc_nccl_fail_locked(p, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(st),
+                                      "NCCL warm-up all-reduce on %s did not complete: %s%s",
+                                      comm->label, ncclGetErrorString(st), dead);
+      return p->fail_code;
+    }
+    if (mc_now_ms() >= deadline_ms) {
+      *victim_p = mc_nccl_fail_locked(
+          p, MOECOMM_ERR_TIMEOUT,
+          "NCCL warm-up all-reduce on %s did not complete within %d ms (MOECOMM_TIMEOUT_MS): a "
+          "member is not taking part",
+          comm->label, comm->ctx->cfg.timeout_ms);
+      return p->fail_code;
+    }
+    mc_nccl_sleep_us(sleep_us);
+  }
+}
+
+moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
+  mc_context_t *ctx = comm->ctx;
+  mc_err_t *err = &ctx->err;
+  mc_nccl_comm_t *p;
+  mc_nccl_hello_t agreed;
+  mc_nccl_step_t *step = NULL;
+  ncclComm_t victim = NULL;
+  cudaStream_t stream = NULL;
+  enum cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  int saved_dev = -1, mode_set = 0;
+  void *scratch = NULL;
+  size_t free0 = 0, free1 = 0, total = 0;
+  uint64_t rss0 = 0, rss1;
+  int64_t deadline;
+  moecomm_result_t r = MOECOMM_SUCCESS;
+
+  memset(&agreed, 0, sizeof(agreed));
+  pthread_once(&mc_nccl_env_once, mc_nccl_env_defaults);
+  p = calloc(1, sizeof(*p));
+  if (p == NULL) return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+  if (pthread_mutex_init(&p->mu, NULL) != 0) {
+    free(p);
+    return mc_err_set(err, MOECOMM_ERR_BACKEND, "pthread_mutex_init failed");
+  }
+  p->comm = comm;
+  p->nonblocking = ctx->cfg.nccl_nonblocking;
+  /* Setup allocates and synchronises: allowed even while some thread captures a graph. */
+  if (cudaThreadExchangeStreamCaptureMode(&mode) == cudaSuccess) mode_set = 1;
+  pthread_mutex_lock(&p->mu); /* no watchdog yet; held for the helpers' locking convention */
+  MC_CUDA_GOTO(err, r, fail, cudaGetDevice(&saved_dev));
+  MC_CUDA_GOTO(err, r, fail, cudaSetDevice(ctx->device));
+
+  r = mc_nccl_agree(p, &agreed);
+  if (r != MOECOMM_SUCCESS) goto fail;
+  p->lean = agreed.lean;
+  p->max_ctas = agreed.lean ? agreed.ctas : 0;
+
+  step = mc_nccl_step_new(mc_nccl_init_body, mc_nccl_init_cleanup, ctx->device, p->nonblocking);
+  if (step == NULL) {
+    r = mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+    goto fail;
+  }
+  step->nranks = comm->size;
+  step->rank = comm->rank;
+  step->id = agreed.id;
+  step->max_ctas = p->max_ctas;
+  step->scratch_bytes = MC_NCCL_SCRATCH_BYTES;
+  deadline = mc_now_ms() + ctx->cfg.timeout_ms;
+  r = mc_nccl_step_run(p, step, "communicator init", deadline);
+  if (r != MOECOMM_SUCCESS) {
+    /* Given up (the helper keeps the step's state), or no thread could be started. */
+    if (p->failed) r = mc_err_set(err, p->fail_code, "%s", p->fail_msg);
+    goto fail;
+  }
+  /* The helper finished: what the step holds is ours now. */
+  stream = step->stream;
+  scratch = step->scratch;
+  free0 = step->free0;
+  rss0 = step->rss0;
+  p->nc = step->nc;
+  if (step->ce != cudaSuccess || step->nr != ncclSuccess) {
+    char dead[320];
+    mc_nccl_dead_ranks(comm, dead, sizeof(dead));
+    if (step->ce != cudaSuccess)
+      r = mc_err_set(err, MOECOMM_ERR_BACKEND,
+                     "creating the NCCL communicator of %s: %s failed: %s", comm->label,
+                     step->where, cudaGetErrorString(step->ce));
+    else
+      r = mc_err_set(err, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(step->nr),
+                     "%s for %s (rank %d of %d, device %d%s) failed: %s (%s)%s", step->where,
+                     comm->label, comm->rank, comm->size, ctx->device,
+                     p->lean ? ", lean config" : "", ncclGetErrorString(step->nr), step->last,
+                     dead);
+    goto fail;
+  }
+  r = mc_nccl_warmup_wait(p, stream, deadline, &victim);
+  if (r == MOECOMM_SUCCESS && agreed.window_bytes > 0)
+    r = mc_nccl_window_init(p, agreed.window_bytes, deadline, &victim);
+  if (r != MOECOMM_SUCCESS) {
+    if (p->failed) r = mc_err_set(err, p->fail_code, "%s", p->fail_msg);
+    goto fail;
+  }
+  MC_CUDA_GOTO(err, r, fail, cudaMemGetInfo(&free1, &total));
+  rss1 = mc_nccl_rss_bytes();
+  MC_CUDA_GOTO(err, r, fail, cudaFreeAsync(scratch, stream));
+  scratch = NULL;
+  MC_CUDA_GOTO(err, r, fail, cudaStreamSynchronize(stream));
+  MC_CUDA_GOTO(err, r, fail, cudaStreamDestroy(stream));
+  stream = NULL;
+  r = mc_nccl_watch_start(p);
+  if (r != MOECOMM_SUCCESS) goto fail;
+  pthread_mutex_unlock(&p->mu);
+
+  mc_nccl_step_release(step);
+  comm->be[MOECOMM_BACKEND_NCCL].priv = p;
+  comm->be[MOECOMM_BACKEND_NCCL].device_bytes = free0 > free1 ? free0 - free1 : 0;
+  comm->be[MOECOMM_BACKEND_NCCL].host_bytes = rss1 > rss0 ? rss1 - rss0 : 0;
+  MC_INFO(
+      "NCCL communicator for %s: %d ranks, %s config (maxCTAs %d), %sblocking, window %zu B, "
+      "%.1f MiB device, %.1f MiB host",
+      comm->label, comm->size, p->lean ? "lean" : "default", p->max_ctas,
+      p->nonblocking ? "non-" : "", p->win_bytes,
+      (double)comm->be[MOECOMM_BACKEND_NCCL].device_bytes / 1048576.0,
+      (double)comm->be[MOECOMM_BACKEND_NCCL].host_bytes / 1048576.0);
+  (void)cudaSetDevice(saved_dev);
+  if (mode_set) (void)cudaThreadExchangeStreamCaptureMode(&mode);
+  return MOECOMM_SUCCESS;
+
+fail:
+  /* A communicator we still hold, failed or not, goes; an abandoned step keeps its own. */
+  if (victim == NULL) victim = p->nc;
+  p->nc = NULL;
+  pthread_mutex_unlock(&p->mu);
+  mc_nccl_abort(victim); /* also stops warm-up kernels still waiting on a peer */
+  mc_nccl_window_fini(p, NULL);
+  if (scratch != NULL) (void)cudaFreeAsync(scratch, stream);
+  if (stream != NULL) {
+    (void)cudaStreamSynchronize(stream);
+    (void)cudaStreamDestroy(stream);
+  }
+  mc_nccl_step_release(step);
+  (void)cudaGetLastError();
+  if (saved_dev >= 0) (void)cudaSetDevice(saved_dev);
+  if (mode_set) (void)cudaThreadExchangeStreamCaptureMode(&mode);
+  pthread_mutex_destroy(&p->mu);
+  free(p);
+  return r;
+}
+
+void mc_nccl_comm_fini(mc_comm_t *comm) {
+  mc_nccl_comm_t *p = comm->be[MOECOMM_BACKEND_NCCL].priv;
+  ncclComm_t nc;
+  int saved_dev = -1, healthy = 0;
+  if (p == NULL) return;
+  mc_nccl_watch_stop(p);
+  if (cudaGetDevice(&saved_dev) != cudaSuccess) saved_dev = -1;
+  (void)cudaSetDevice(comm->ctx->device);
+  pthread_mutex_lock(&p->mu);
+  nc = p->nc;
+  p->nc = NULL;
+  pthread_mutex_unlock(&p->mu);
+  if (nc != NULL) {
+    ncclResult_t st = ncclSuccess;
+    char dead[320];
+    mc_nccl_dead_ranks(comm, dead, sizeof(dead));
+    healthy = !dead[0] && ncclCommGetAsyncError(nc, &st) == ncclSuccess && st == ncclSuccess;
+  }
+  if (healthy) {
+    /* Local: by contract no work of this context is still running (abi/moecomm.h). */
+    ncclResult_t r;
+    mc_nccl_window_fini(p, nc);
+    r = ncclCommDestroy(nc);
+    if (r != ncclSuccess) MC_INFO("ncclCommDestroy on %s: %s", comm->label, ncclGetErrorString(r));
+  } else {
+    /* A dead peer or an error: destroy could wait for kernels that never end. */
+    mc_nccl_abort(nc);
+    mc_nccl_window_fini(p, NULL);
+  }
+  (void)cudaGetLastError();
+  if (saved_dev >= 0) (void)cudaSetDevice(saved_dev);
+  pthread_mutex_destroy(&p->mu);
+  free(p);
+  comm->be[MOECOMM_BACKEND_NCCL].priv = NULL;
+}
