@@ -153,6 +153,7 @@ gpu-test: all
 
 bench: all
 	@bench/run.sh gpu $(BUILD)
+	@bench/run.sh scatter $(BUILD)
 
 bench-cpu: all
 	@packaging/ensure-deps.sh bench-cpu
@@ -229,7 +230,7 @@ $(ABI_ALT): $(BUILD)/abi/api-alt.o $(filter-out $(OBJ_DIR)/plugin/api.o,$(PLUGIN
 	  -Wl,-soname,libmoecomm-alt.so $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++ -lpthread -lm
 
 # fake_reexport: defines no entry point but links the plugin, whose entry dlsym then finds.
-$(BUILD)/abi/libfake_reexport.so: ABI_FAKE_LIBS = $(PLUGIN) -Wl,-rpath,'$$ORIGIN/..'
+$(BUILD)/abi/libfake_reexport.so: ABI_FAKE_LIBS = -Wl,--no-as-needed $(PLUGIN) -Wl,-rpath,'$$ORIGIN/..'
 $(BUILD)/abi/libfake_%.so: tests/abi/fake_%.c $(wildcard abi/*.h) $(PLUGIN) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fvisibility=hidden -shared -o $@ $< $(ABI_FAKE_LIBS)

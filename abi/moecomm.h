@@ -313,8 +313,10 @@ typedef struct moecomm_api {
 
   /* Local: the scatter mode a layer kind's input must be in, from the topology: attention
      TP_ATTN_FULL; dense MLP SCATTERED when moe_dense_tp is 1, else FULL; sparse MoE MOE_FULL when
-     attn_cp > moe_dp, TP_ATTN_FULL when a MoE replica is one attention-TP group, else FULL.  A
-     FULL that equals TP_ATTN_FULL (attn_tp == tp) is reported as TP_ATTN_FULL. */
+     attn_cp > moe_dp, TP_ATTN_FULL when a MoE replica is one attention-TP group, FULL when
+     moe_dp is 1.  A FULL that equals TP_ATTN_FULL (attn_tp == tp) is reported as TP_ATTN_FULL.
+     MOECOMM_ERR_NOT_SUPPORTED where a MoE replica would mix unrelated tokens: MOE_FULL with
+     attn_dp > 1, or moe_dp > 1 with a replica that is not one attention-TP group. */
   moecomm_result_t (*layer_mode)(const moecomm_context_t *ctx, moecomm_layer_kind_t layer,
                                  moecomm_scatter_mode_t *mode_p);
 

@@ -218,12 +218,26 @@ static moecomm_result_t mc_from_full(const mc_xfer_t *x, const mc_rows_t *r, int
   return res;
 }
 
-/* From MOE_FULL: the MoE all-reduce in place when asked, then the slice back. */
+/* 1 when the MoE replica is exactly the MOE_CP group, member for member: then block c of a
+   MOE_FULL buffer belongs to MOE_EP's c-th rank. */
+static int mc_moe_replica_is_cp(const mc_context_t *ctx) {
+  const mc_comm_t *ep = ctx->groups[MOECOMM_GROUP_MOE_EP].comm;
+  const mc_comm_t *cp = ctx->groups[MOECOMM_GROUP_MOE_CP].comm;
+  return ctx->groups[MOECOMM_GROUP_MOE_TP].comm->size == 1 && ep->size == cp->size &&
+         memcmp(ep->ranks, cp->ranks, sizeof(int32_t) * (size_t)ep->size) == 0;
+}
+
+/* From MOE_FULL: the MoE reduction when asked, then the slice back.  Each rank needs only its
+   own block reduced, so where the replica is the MOE_CP group a reduce-scatter does it with half
+   the traffic of an all-reduce. */
 static moecomm_result_t mc_from_moe_full(const mc_xfer_t *x, const mc_rows_t *r, int to,
                                          int reduce, void *send, void *recv) {
   char *own = mc_row(send, (size_t)r->cp_rank * r->p, x);
   moecomm_result_t res = MOECOMM_SUCCESS;
-  if (reduce) res = mc_moe_reduce(x, send, (size_t)r->cp_size * r->p);
+  if (reduce && mc_moe_replica_is_cp(x->ctx))
+    res = mc_coll_rows(x, MC_COLL_REDUCE_SCATTER, MOECOMM_GROUP_MOE_EP, send, own, r->p);
+  else if (reduce)
+    res = mc_moe_reduce(x, send, (size_t)r->cp_size * r->p);
   if (res != MOECOMM_SUCCESS) return res;
   if (to == MOECOMM_SCATTERED)
     return mc_copy_rows(x, recv, mc_row(own, (size_t)r->attn_rank * r->n_g, x), r->n_g);
@@ -263,8 +277,15 @@ moecomm_result_t mc_scatter(mc_context_t *ctx, const moecomm_scatter_args_t *arg
   if ((mc_mode_rows_of(ctx, &r, from) > 0 && a.send == NULL) ||
       (mc_mode_rows_of(ctx, &r, to) > 0 && a.recv == NULL))
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "scatter: send or recv is NULL");
-  if (a.send == a.recv && a.send != NULL)
-    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "scatter: send and recv must differ");
+  {
+    uintptr_t s0 = (uintptr_t)a.send, r0 = (uintptr_t)a.recv;
+    uintptr_t s1 = s0 + mc_mode_rows_of(ctx, &r, from) * a.hidden * esz;
+    uintptr_t r1 = r0 + mc_mode_rows_of(ctx, &r, to) * a.hidden * esz;
+    if (s0 < s1 && r0 < r1 && s0 < r1 && r0 < s1)
+      return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
+                        "scatter: send (%zu bytes) and recv (%zu bytes) overlap",
+                        (size_t)(s1 - s0), (size_t)(r1 - r0));
+  }
   x.ctx = ctx;
   x.dtype = (moecomm_dtype_t)a.dtype;
   x.hidden = a.hidden;
