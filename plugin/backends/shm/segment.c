@@ -1,0 +1,267 @@
+/* segment.c - the life of one communicator's POSIX shared-memory segment.
+ *
+ * Named "/moecomm-<creator pid>-<context id>-<comm key>": unique per context and comm, the same
+ * on every member, and the pid lets a later run tell a leftover of a dead process from a live
+ * one.  The name exists only during comm_init: once every member has mapped the segment, group
+ * rank 0 unlinks it, so a run killed afterwards leaves nothing in /dev/shm. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../log.h"
+#include "shm.h"
+
+/* What each member says in the two setup exchanges. */
+typedef struct mc_shm_hello {
+  int32_t status;  /* moecomm_result_t of this member's step; 0: done */
+  int32_t pid;
+  uint64_t bytes;  /* rank 0: segment size */
+  char name[224];  /* rank 0: segment name */
+  char msg[512];   /* why, when status is not 0 */
+} mc_shm_hello_t;
+
+/* Copies s into out keeping only characters safe in a file name. */
+static void shm_name_part(char *out, size_t cap, const char *s)
+{
+  size_t i = 0;
+  for (; s[i] != '\0' && i + 1 < cap; i++) {
+    char ch = s[i];
+    int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             ch == '.' || ch == '_' || ch == '-';
+    out[i] = ok ? ch : '_';
+  }
+  out[i] = '\0';
+}
+
+void mc_shm_segment_sweep(void)
+{
+  DIR *dir = opendir("/dev/shm");
+  if (dir == NULL) return; /* no tmpfs view of POSIX shm here: nothing to sweep */
+  const size_t plen = strlen(MC_SHM_PREFIX);
+  struct dirent *ent;
+  while ((ent = readdir(dir)) != NULL) {
+    if (strncmp(ent->d_name, MC_SHM_PREFIX, plen) != 0) continue;
+    char *end = NULL;
+    long pid = strtol(ent->d_name + plen, &end, 10);
+    if (end == ent->d_name + plen || *end != '-' || pid <= 0 || pid > 0x7fffffffL) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+    char name[300];
+    snprintf(name, sizeof name, "/%s", ent->d_name);
+    if (shm_unlink(name) == 0)
+      MC_INFO("shm: removed stale segment /dev/shm%s (its creator, pid %ld, no longer exists)",
+              name, pid);
+  }
+  closedir(dir);
+}
+
+/* Maps fd read-write and shared; pages are touched now so the first collective is not slow. */
+static moecomm_result_t shm_map(mc_comm_t *comm, int fd, const char *name, size_t bytes,
+                                void **base_p)
+{
+  void *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+  if (base == MAP_FAILED)
+    return mc_err_set(&comm->ctx->err, MOECOMM_ERR_NO_MEMORY,
+                      "shm: mmap of %zu bytes of %s for %s failed: %s", bytes, name, comm->label,
+                      strerror(errno));
+  *base_p = base;
+  return MOECOMM_SUCCESS;
+}
+
+/* Group rank 0: sweep, create (replacing a leftover of the same name), reserve, map, header. */
+static moecomm_result_t shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm_segment_t *seg)
+{
+  mc_err_t *err = &comm->ctx->err;
+  moecomm_result_t res;
+  size_t bytes = mc_shm_segment_bytes(comm->size, slot_bytes);
+  char id[64], key[112];
+  shm_name_part(id, sizeof id, comm->ctx->id);
+  shm_name_part(key, sizeof key, comm->key);
+  snprintf(seg->name, sizeof seg->name, "/%s%d-%s-%s", MC_SHM_PREFIX, (int)getpid(), id, key);
+
+  mc_shm_segment_sweep();
+  int fd = shm_open(seg->name, O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd < 0 && errno == EEXIST) {
+    /* Only a dead process with our pid (pid reuse) or a killed run can have left it. */
+    MC_INFO("shm: replacing leftover segment %s", seg->name);
+    shm_unlink(seg->name);
+    fd = shm_open(seg->name, O_RDWR | O_CREAT | O_EXCL, 0600);
+  }
+  if (fd < 0)
+    return mc_err_set(err, MOECOMM_ERR_BACKEND, "shm: shm_open(%s) for %s failed: %s", seg->name,
+                      comm->label, strerror(errno));
+  /* Reserve the pages now: a sparse file on a small /dev/shm would SIGBUS later instead. */
+  int rc;
+  do {
+    rc = posix_fallocate(fd, 0, (off_t)bytes);
+  } while (rc == EINTR);
+  if (rc != 0) {
+    res = mc_err_set(err, rc == ENOSPC ? MOECOMM_ERR_NO_MEMORY : MOECOMM_ERR_BACKEND,
+                     "shm: cannot reserve %zu bytes in /dev/shm for %s (%s): %s; /dev/shm may be "
+                     "too small (a container needs e.g. --shm-size=1g)",
+                     bytes, comm->label, seg->name, strerror(rc));
+    goto fail_unlink;
+  }
+  res = shm_map(comm, fd, seg->name, bytes, &seg->base);
+  if (res != MOECOMM_SUCCESS) goto fail_unlink;
+  close(fd);
+  seg->bytes = bytes;
+  seg->unlinked = 0;
+
+  /* fallocate gave zero pages: every step, waiter count and flag starts at 0. */
+  mc_shm_hdr_t *hdr = seg->base;
+  hdr->magic = MC_SHM_MAGIC;
+  hdr->layout = MC_SHM_LAYOUT;
+  hdr->size = comm->size;
+  hdr->creator_pid = (int32_t)getpid();
+  hdr->slot_bytes = slot_bytes;
+  hdr->total_bytes = bytes;
+  return MOECOMM_SUCCESS;
+
+fail_unlink:
+  close(fd);
+  shm_unlink(seg->name);
+  seg->unlinked = 1;
+  return res;
+}
+
+/* Other members: open the name rank 0 sent, map it, check it is what rank 0 described. */
+static moecomm_result_t shm_open_map(mc_comm_t *comm, const mc_shm_hello_t *root,
+                                     mc_shm_segment_t *seg)
+{
+  mc_err_t *err = &comm->ctx->err;
+  moecomm_result_t res;
+  memcpy(seg->name, root->name, sizeof seg->name);
+  seg->name[sizeof seg->name - 1] = '\0';
+  seg->unlinked = 1; /* not ours to unlink */
+  int fd = shm_open(seg->name, O_RDWR, 0);
+  if (fd < 0)
+    return mc_err_set(err, MOECOMM_ERR_BACKEND, "shm: shm_open(%s) for %s failed: %s", seg->name,
+                      comm->label, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != root->bytes) {
+    res = mc_err_set(err, MOECOMM_ERR_INTERNAL,
+                     "shm: segment %s for %s has %lld bytes, rank 0 made %llu", seg->name,
+                     comm->label, (long long)st.st_size, (unsigned long long)root->bytes);
+    close(fd);
+    return res;
+  }
+  res = shm_map(comm, fd, seg->name, (size_t)root->bytes, &seg->base);
+  close(fd);
+  if (res != MOECOMM_SUCCESS) return res;
+  seg->bytes = (size_t)root->bytes;
+  const mc_shm_hdr_t *hdr = seg->base;
+  if (hdr->magic != MC_SHM_MAGIC || hdr->layout != MC_SHM_LAYOUT || hdr->size != comm->size ||
+      hdr->total_bytes != root->bytes ||
+      mc_shm_segment_bytes(comm->size, (size_t)hdr->slot_bytes) != seg->bytes) {
+    res = mc_err_set(err, MOECOMM_ERR_INTERNAL,
+                     "shm: segment %s for %s does not hold the expected header (size %d, layout "
+                     "%u): two moecomm versions mixed in one run?",
+                     seg->name, comm->label, (int)hdr->size, (unsigned)hdr->layout);
+    munmap(seg->base, seg->bytes);
+    seg->base = NULL;
+    return res;
+  }
+  return MOECOMM_SUCCESS;
+}
+
+/* The first member of `all` whose status is not 0, -1 if none. */
+static int shm_first_failed(const mc_shm_hello_t *all, int n)
+{
+  for (int i = 0; i < n; i++)
+    if (all[i].status != 0) return i;
+  return -1;
+}
+
+static void shm_note(mc_shm_hello_t *h, moecomm_result_t res, const mc_err_t *err)
+{
+  h->status = (int32_t)res;
+  snprintf(h->msg, sizeof h->msg, "%s", err->msg);
+}
+
+moecomm_result_t mc_shm_segment_attach(mc_comm_t *comm, size_t slot_bytes,
+                                       mc_shm_segment_t *seg_p)
+{
+  mc_context_t *ctx = comm->ctx;
+  moecomm_result_t res;
+  mc_shm_segment_t seg;
+  memset(&seg, 0, sizeof seg);
+  mc_shm_hello_t mine;
+  memset(&mine, 0, sizeof mine);
+  mine.pid = (int32_t)getpid();
+  mc_shm_hello_t *all = calloc((size_t)comm->size, sizeof *all);
+  if (all == NULL)
+    return mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "shm: out of memory setting up %s",
+                      comm->label);
+
+  /* 1: rank 0 creates and says where; a failure there travels to everyone in the same
+     exchange, so every member fails together instead of waiting for a name that never comes. */
+  if (comm->rank == 0) {
+    res = shm_create(comm, slot_bytes, &seg);
+    if (res == MOECOMM_SUCCESS) {
+      mine.bytes = seg.bytes;
+      memcpy(mine.name, seg.name, sizeof mine.name);
+    } else {
+      shm_note(&mine, res, &ctx->err);
+    }
+  }
+  res = mc_comm_exchange(comm, "shm segment name", &mine, all, sizeof mine);
+  if (res != MOECOMM_SUCCESS) goto fail;
+  if (all[0].status != 0) {
+    res = comm->rank == 0
+              ? mc_err_set(&ctx->err, (moecomm_result_t)all[0].status, "%s", all[0].msg)
+              : mc_err_set(&ctx->err, MOECOMM_ERR_PEER,
+                           "shm: rank %d could not create the shared segment of %s: %s",
+                           (int)comm->ranks[0], comm->label, all[0].msg);
+    goto fail;
+  }
+
+  /* 2: the others map it; everyone reports, then rank 0 removes the name whatever happened. */
+  if (comm->rank != 0) {
+    res = shm_open_map(comm, &all[0], &seg);
+    if (res != MOECOMM_SUCCESS) shm_note(&mine, res, &ctx->err);
+  }
+  mc_shm_hello_t root = all[0];
+  res = mc_comm_exchange(comm, "shm segment mapped", &mine, all, sizeof mine);
+  if (comm->rank == 0 && !seg.unlinked) {
+    shm_unlink(seg.name);
+    seg.unlinked = 1;
+  }
+  if (res != MOECOMM_SUCCESS) goto fail;
+  int bad = shm_first_failed(all, comm->size);
+  if (bad >= 0) {
+    res = bad == comm->rank
+              ? mc_err_set(&ctx->err, (moecomm_result_t)all[bad].status, "%s", all[bad].msg)
+              : mc_err_set(&ctx->err, MOECOMM_ERR_PEER,
+                           "shm: rank %d could not map the shared segment %s of %s: %s",
+                           (int)comm->ranks[bad], root.name, comm->label, all[bad].msg);
+    goto fail;
+  }
+  free(all);
+  MC_INFO("shm: %s mapped %zu bytes (%s, slots of %llu bytes)", comm->label, seg.bytes,
+          seg.name, (unsigned long long)((mc_shm_hdr_t *)seg.base)->slot_bytes);
+  *seg_p = seg;
+  return MOECOMM_SUCCESS;
+
+fail:
+  mc_shm_segment_detach(&seg);
+  free(all);
+  return res;
+}
+
+void mc_shm_segment_detach(mc_shm_segment_t *seg)
+{
+  if (seg->base != NULL) {
+    if (munmap(seg->base, seg->bytes) != 0)
+      MC_WARN("shm: munmap of %s failed: %s", seg->name, strerror(errno));
+    seg->base = NULL;
+  }
+  if (!seg->unlinked && seg->name[0] != '\0') shm_unlink(seg->name);
+  seg->unlinked = 1;
+}
