@@ -121,7 +121,7 @@ typedef enum moecomm_layer_kind {
 } moecomm_layer_kind_t;
 
 /* Context flags (ABI 1.1). */
-#define MOECOMM_CONTEXT_SEPARATE_COMMS 0x1u /* no sharing: one communicator per group */
+#define MOECOMM_CONTEXT_SEPARATE_COMMS 0x1ull /* no sharing: one communicator per group */
 
 /* Context device request. */
 #define MOECOMM_DEVICE_CPU (-1)  /* host buffers, shm backend */
@@ -162,8 +162,8 @@ typedef struct moecomm_context_params {
   moecomm_host_allgather_fn_t host_allgather; /* world all-gather; NULL: use MOECOMM_STORE */
   void *host_user;                       /* passed unchanged to host_allgather */
   int32_t device;                        /* CUDA ordinal, MOECOMM_DEVICE_CPU or MOECOMM_DEVICE_AUTO */
-  /* ABI 1.1 */
-  uint32_t flags;                        /* MOECOMM_CONTEXT_*; absent (1.0 caller): 0 */
+  /* ABI 1.1; 64 bits wide so it starts past the 1.0 layout's tail padding (offset 40) */
+  uint64_t flags;                        /* MOECOMM_CONTEXT_*; absent (1.0 caller): 0 */
 } moecomm_context_params_t;
 
 /* What a context ended up with (filled by context_info). */

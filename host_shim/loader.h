@@ -1,10 +1,12 @@
 /* loader.h - the reference plugin loader: how an engine finds, loads and negotiates with moecomm.
  *
  * Discovery (MOECOMM_PLUGIN): unset -> the default, libmoecomm.so next to the running executable,
- * then in MOECOMM_PLUGIN_DIR; a path (contains '/') -> that file; a name -> libmoecomm-<name>.so in
- * MOECOMM_PLUGIN_DIR (else next to the executable); a comma list -> each tried in order; "none" ->
- * no plugin.  A default that fails is a quiet fallback (one INFO line); an explicit request that
- * fails is a loud error naming the path and the dlerror or negotiation reason. */
+ * then in MOECOMM_PLUGIN_DIR, then in ../lib/moecomm/ from the executable's directory (the layout of
+ * make install and the .deb); a path (contains '/') -> that file; a name -> libmoecomm-<name>.so in
+ * MOECOMM_PLUGIN_DIR (else next to the executable, else ../lib/moecomm/); a comma list -> each
+ * tried in order; "none" -> no plugin.  A default that fails is a quiet fallback (one INFO line);
+ * an explicit request that fails is a loud error naming the path and the dlerror or negotiation
+ * reason. */
 #ifndef SHIM_LOADER_H_
 #define SHIM_LOADER_H_
 

@@ -199,8 +199,8 @@ moecomm_result_t mc_context_create(const moecomm_context_params_t *params, mc_co
   if (p.topology == NULL)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "params->topology is NULL");
   if (p.flags & ~MOECOMM_CONTEXT_SEPARATE_COMMS)
-    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "params->flags has unknown bits 0x%x",
-                      (unsigned)(p.flags & ~MOECOMM_CONTEXT_SEPARATE_COMMS));
+    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "params->flags has unknown bits 0x%llx",
+                      (unsigned long long)(p.flags & ~MOECOMM_CONTEXT_SEPARATE_COMMS));
 
   ctx = calloc(1, sizeof(*ctx));
   if (ctx == NULL) return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");

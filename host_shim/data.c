@@ -1,0 +1,151 @@
+/* data.c - deterministic inputs and exact expected values (data.h). */
+#include "data.h"
+
+#include <math.h>
+#include <string.h>
+
+size_t shim_dtype_size(moecomm_dtype_t dtype) {
+  switch (dtype) {
+    case MOECOMM_FLOAT32: return 4;
+    case MOECOMM_FLOAT16: return 2;
+    case MOECOMM_BFLOAT16: return 2;
+    case MOECOMM_INT32: return 4;
+  }
+  return 0;
+}
+
+const char *shim_dtype_name(moecomm_dtype_t dtype) {
+  switch (dtype) {
+    case MOECOMM_FLOAT32: return "fp32";
+    case MOECOMM_FLOAT16: return "fp16";
+    case MOECOMM_BFLOAT16: return "bf16";
+    case MOECOMM_INT32: return "int32";
+  }
+  return "?";
+}
+
+int shim_dtype_parse(const char *s, moecomm_dtype_t *dtype_p) {
+  if (s == NULL) return -1;
+  if (strcmp(s, "bf16") == 0) *dtype_p = MOECOMM_BFLOAT16;
+  else if (strcmp(s, "fp16") == 0) *dtype_p = MOECOMM_FLOAT16;
+  else if (strcmp(s, "fp32") == 0) *dtype_p = MOECOMM_FLOAT32;
+  else return -1;
+  return 0;
+}
+
+/* splitmix64's finaliser: a good 64-bit mix, cheap enough to run per 16 elements. */
+static uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static uint64_t key_base(const shim_data_key_t *key) {
+  uint64_t h = mix64(key->seed + 0x9e3779b97f4a7c15ull);
+  h = mix64(h ^ ((uint64_t)(uint32_t)key->iter * 0x9e3779b97f4a7c15ull));
+  h = mix64(h ^ ((uint64_t)(uint32_t)key->rank * 0xc2b2ae3d27d4eb4full + 1));
+  h = mix64(h ^ ((uint64_t)(uint32_t)key->op * 0x165667b19e3779f9ull + 2));
+  return h;
+}
+
+/* Nibble -> {-4..-1, 1..4} from its low 3 bits. */
+static int nibble_value(uint64_t word, unsigned nib) {
+  int v = (int)((word >> (4 * nib)) & 7u); /* 0..7 */
+  return v < 4 ? v - 4 : v - 3;
+}
+
+int shim_data_value(const shim_data_key_t *key, size_t i) {
+  uint64_t word = mix64(key_base(key) + (uint64_t)(i >> 4) * 0x9e3779b97f4a7c15ull);
+  return nibble_value(word, (unsigned)(i & 15));
+}
+
+static uint32_t f32_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof(u));
+  return u;
+}
+
+uint32_t shim_data_encode(int v, moecomm_dtype_t dtype) {
+  switch (dtype) {
+    case MOECOMM_FLOAT32: return f32_bits((float)v);
+    case MOECOMM_BFLOAT16:
+      /* |v| <= 256 has at most 8 significant bits: the low 16 bits of the fp32 are zero. */
+      return f32_bits((float)v) >> 16;
+    case MOECOMM_FLOAT16: {
+      uint32_t sign = v < 0 ? 0x8000u : 0u;
+      uint32_t a = (uint32_t)(v < 0 ? -v : v);
+      int e = 0;
+      if (a == 0) return 0;
+      while ((a >> (e + 1)) != 0) e++;                        /* a in [2^e, 2^(e+1)) */
+      if (e > 10) a >>= (e - 10); /* exact only while |v| <= 2048, as documented */
+      return sign | ((uint32_t)(e + 15) << 10) | ((e > 10 ? a : a << (10 - e)) & 0x3ffu);
+    }
+    case MOECOMM_INT32: return (uint32_t)v;
+  }
+  return 0;
+}
+
+void shim_data_fill(void *buf, size_t first, size_t n, moecomm_dtype_t dtype,
+                    const shim_data_key_t *key) {
+  uint64_t base = key_base(key);
+  uint32_t table[8];
+  size_t i = first, end = first + n, out = 0;
+  for (unsigned k = 0; k < 8; k++)
+    table[k] = shim_data_encode(k < 4 ? (int)k - 4 : (int)k - 3, dtype); /* nibble_value */
+  while (i < end) {
+    uint64_t word = mix64(base + (uint64_t)(i >> 4) * 0x9e3779b97f4a7c15ull);
+    size_t stop = ((i >> 4) + 1) << 4;
+    if (stop > end) stop = end;
+    for (; i < stop; i++, out++) {
+      uint32_t bits = table[(word >> (4 * (i & 15))) & 7u];
+      switch (dtype) {
+        case MOECOMM_FLOAT32:
+        case MOECOMM_INT32: ((uint32_t *)buf)[out] = bits; break;
+        case MOECOMM_FLOAT16:
+        case MOECOMM_BFLOAT16: ((uint16_t *)buf)[out] = (uint16_t)bits; break;
+      }
+    }
+  }
+}
+
+void shim_data_accumulate(int32_t *acc, size_t first, size_t n, const shim_data_key_t *key) {
+  uint64_t base = key_base(key);
+  size_t i = first, end = first + n, out = 0;
+  while (i < end) {
+    uint64_t word = mix64(base + (uint64_t)(i >> 4) * 0x9e3779b97f4a7c15ull);
+    size_t stop = ((i >> 4) + 1) << 4;
+    if (stop > end) stop = end;
+    for (; i < stop; i++, out++) acc[out] += nibble_value(word, (unsigned)(i & 15));
+  }
+}
+
+uint32_t shim_data_bits(const void *buf, size_t i, moecomm_dtype_t dtype) {
+  if (shim_dtype_size(dtype) == 2) return ((const uint16_t *)buf)[i];
+  return ((const uint32_t *)buf)[i];
+}
+
+double shim_data_decode(uint32_t bits, moecomm_dtype_t dtype) {
+  float f;
+  switch (dtype) {
+    case MOECOMM_FLOAT32: memcpy(&f, &bits, sizeof(f)); return f;
+    case MOECOMM_BFLOAT16: bits <<= 16; memcpy(&f, &bits, sizeof(f)); return f;
+    case MOECOMM_FLOAT16: {
+      int e = (int)((bits >> 10) & 0x1fu);
+      double m = (double)(bits & 0x3ffu);
+      double v;
+      if (e == 0x1f) v = m != 0 ? NAN : INFINITY;
+      else if (e == 0) v = ldexp(m, -24);
+      else v = ldexp(m + 1024.0, e - 25);
+      return (bits & 0x8000u) ? -v : v;
+    }
+    case MOECOMM_INT32: return (double)(int32_t)bits;
+  }
+  return NAN;
+}
+
+int shim_data_same(uint32_t got, uint32_t want, moecomm_dtype_t dtype) {
+  uint32_t mag = shim_dtype_size(dtype) == 2 ? 0x7fffu : 0x7fffffffu;
+  if (got == want) return 1;
+  /* +0 and -0: a kernel may legitimately produce either for a zero sum. */
+  return dtype != MOECOMM_INT32 && (got & mag) == 0 && (want & mag) == 0;
+}

@@ -1,0 +1,49 @@
+/* data.h - the shim's test data: deterministic inputs that every rank can regenerate for any
+ * peer, and exact expected values in fp32, fp16 and bf16.
+ *
+ * Input element i of (seed, iteration, rank, op) is a non-zero integer in [-4, 4].  Any sum of up
+ * to 64 of them, in any order, has |partial sum| <= 256: every partial sum is exact even in bf16
+ * (8 significant bits), so the results can be compared bit for bit. */
+#ifndef SHIM_DATA_H_
+#define SHIM_DATA_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../abi/moecomm.h"
+
+#define SHIM_DATA_MAX_ADDENDS 64 /* largest group whose sums stay exact in bf16 */
+
+typedef struct shim_data_key {
+  uint64_t seed;
+  int iter;
+  int rank; /* world rank that contributes the input */
+  int op;   /* index of the op in the step */
+} shim_data_key_t;
+
+/* Bytes per element (0 for an unknown dtype) and the name used on the command line. */
+size_t shim_dtype_size(moecomm_dtype_t dtype);
+const char *shim_dtype_name(moecomm_dtype_t dtype);
+/* "bf16" | "fp16" | "fp32" -> *dtype_p; 0 on success. */
+int shim_dtype_parse(const char *s, moecomm_dtype_t *dtype_p);
+
+/* Element i of the input named by key. */
+int shim_data_value(const shim_data_key_t *key, size_t i);
+
+/* Writes elements [first, first + n) of key's input to buf (as dtype). */
+void shim_data_fill(void *buf, size_t first, size_t n, moecomm_dtype_t dtype,
+                    const shim_data_key_t *key);
+
+/* acc[k] += element (first + k) of key's input, k < n: builds exact expected sums. */
+void shim_data_accumulate(int32_t *acc, size_t first, size_t n, const shim_data_key_t *key);
+
+/* Bits of the integer v (|v| <= 2048) in dtype: exact. */
+uint32_t shim_data_encode(int v, moecomm_dtype_t dtype);
+/* Bits of element i of buf. */
+uint32_t shim_data_bits(const void *buf, size_t i, moecomm_dtype_t dtype);
+/* Value of dtype bits, for messages. */
+double shim_data_decode(uint32_t bits, moecomm_dtype_t dtype);
+/* Equal as numbers with exact bits (+0 and -0 are the same number). */
+int shim_data_same(uint32_t got, uint32_t want, moecomm_dtype_t dtype);
+
+#endif

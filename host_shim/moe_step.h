@@ -1,0 +1,94 @@
+/* moe_step.h - one MoE layer step as an engine runs it, verified exactly after every op.
+ *
+ * The step (per iteration, hidden states [tokens x hidden] of one dtype):
+ *   attention all-reduce (sum) on ATTN_TP;
+ *   when attn_cp > moe_dp, the MoE all-gather of the tokens on MOE_CP;
+ *   MoE all-reduce (sum) on MOE_TP, then on MOE_EP (over the gathered tokens when gathered);
+ *   reduce-scatter (sum) on ATTN_TP of the attn_tp groups' tokens back to this rank's tokens.
+ * Each op has its own input and output buffers (fixed addresses, so a captured graph can be
+ * replayed with new inputs), its inputs are regenerated from (seed, iteration, rank, op) before
+ * every run, its output is poisoned first and compared bit for bit with the exact result.
+ * New ops (scatter-mode transitions, planner-sized batches) are one more line in step_plan(). */
+#ifndef SHIM_MOE_STEP_H_
+#define SHIM_MOE_STEP_H_
+
+#include <stdint.h>
+
+#include "../abi/moecomm.h"
+#include "data.h"
+#include "device.h"
+#include "report.h"
+
+#define SHIM_STEP_MAX_OPS 8
+
+typedef enum shim_coll {
+  SHIM_ALL_REDUCE = 0,
+  SHIM_ALL_GATHER,
+  SHIM_REDUCE_SCATTER
+} shim_coll_t;
+
+typedef struct shim_op {
+  const char *name;          /* "attn all-reduce" */
+  shim_coll_t coll;
+  moecomm_group_kind_t kind;
+  moecomm_group_t *group;
+  int gsize, grank;          /* the group's size and this rank's index in it */
+  int32_t *granks;           /* the group's world ranks, group order */
+  char label[160];           /* "ATTN_TP [0-3]" */
+  const char *backend;       /* backend_name from group_stats */
+  size_t send_count, recv_count;
+  void *send, *recv;         /* what the collective gets (device memory on a GPU) */
+  void *h_send, *h_recv;     /* host side: inputs made here, results checked here */
+  shim_samples_t eager_us;   /* per eager run */
+  uint64_t mismatches;
+} shim_op_t;
+
+typedef struct shim_step_cfg {
+  uint64_t seed;
+  moecomm_dtype_t dtype;
+  int tokens, hidden;        /* per rank */
+  int rank, world;
+  int gather_moe;            /* attn_cp > moe_dp: the MoE all-gather on MOE_CP runs */
+} shim_step_cfg_t;
+
+typedef struct shim_step {
+  const moecomm_api_t *api;
+  moecomm_context_t *ctx;
+  shim_dev_t *dev;
+  shim_step_cfg_t cfg;
+  shim_op_t ops[SHIM_STEP_MAX_OPS];
+  int n_ops;
+  int32_t *acc;              /* scratch for expected sums (largest recv_count) */
+  uint32_t enc[513];         /* dtype bits of the integers -256..256 */
+  shim_timer_t timer;
+  int timer_ready;
+  shim_samples_t graph_us;   /* per op: whole-graph replay time / n_ops */
+  int iter;                  /* next iteration number (inputs differ per iteration) */
+  uint64_t mismatches;       /* over every op and iteration */
+  uint64_t checked;          /* ops verified */
+  int printed;               /* mismatch lines printed so far (capped) */
+  char err[1536];            /* why the step stopped: the call, result name, last_error */
+} shim_step_t;
+
+/* Plans the ops from the context's groups and allocates their buffers.  0 on success; -1 with
+   s->err set (nothing left allocated). */
+int shim_step_init(shim_step_t *s, const moecomm_api_t *api, moecomm_context_t *ctx,
+                   shim_dev_t *dev, const shim_step_cfg_t *cfg);
+void shim_step_fini(shim_step_t *s);
+
+/* One eager iteration (every op: new inputs, poison, call, verify).  timed: record per-op times.
+   Mismatches are counted and printed (first few) but do not stop the step, so every rank stays in
+   step with its peers; -1 only when a call failed (s->err says which). */
+int shim_step_eager(shim_step_t *s, int timed);
+
+/* Captures one step into g between capture_begin and capture_end.  *supported_p = 0 (and 0
+   returned) when the plugin answers MOECOMM_ERR_NOT_SUPPORTED; the reason is in s->err. */
+int shim_step_capture(shim_step_t *s, shim_graph_t *g, int *supported_p);
+
+/* One replay of g with new inputs, timed and verified. */
+int shim_step_replay(shim_step_t *s, shim_graph_t *g);
+
+/* Rows of the timing table for this rank's ops (rows: SHIM_STEP_MAX_OPS entries). */
+int shim_step_report_rows(const shim_step_t *s, shim_report_row_t *rows);
+
+#endif

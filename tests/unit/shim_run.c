@@ -1,0 +1,319 @@
+/* shim_run.c - runs build/moecomm-shim as a subprocess: default runs, --print-groups against the
+ * DESIGN.md rank lists, usage errors, and failures that must name the moecomm result.
+ *
+ * On a machine with GPUs a run that asks for more ranks than there are devices adds
+ * --device cpu: this is a CPU test. */
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/harness.h"
+
+#define RUN_TIMEOUT_S 180
+#define OUT_MAX (1 << 20)
+
+static char g_shim[PATH_MAX];
+static char g_plugin[PATH_MAX];
+static char g_out[OUT_MAX];
+static int g_gpus;
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs the shim with argv (NULL-terminated, without argv[0]) and env changes ("N=v" sets, "N"
+   unsets); stdout and stderr both into g_out.  Returns the exit status, 128+signal, or -1. */
+static int run_shim(const char *const *env, const char *const *args) {
+  const char *argv[64];
+  int fds[2], st = 0, n = 0;
+  size_t used = 0;
+  pid_t pid;
+  int64_t deadline = now_ms() + RUN_TIMEOUT_S * 1000;
+  int killed = 0;
+
+  argv[n++] = g_shim;
+  for (int i = 0; args[i] != NULL && n < 63; i++) argv[n++] = args[i];
+  argv[n] = NULL;
+  g_out[0] = '\0';
+  if (pipe(fds) != 0) return -1;
+  fflush(stdout);
+  fflush(stderr);
+  pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
+    close(fds[0]);
+    close(fds[1]);
+    setenv("MOECOMM_PLUGIN", g_plugin, 1);
+    setenv("MOECOMM_TIMEOUT_MS", "30000", 1);
+    unsetenv("MOECOMM_RANK");
+    unsetenv("MOECOMM_WORLD_SIZE");
+    for (int i = 0; env != NULL && env[i] != NULL; i++) {
+      const char *eq = strchr(env[i], '=');
+      if (eq == NULL) {
+        unsetenv(env[i]);
+      } else {
+        char name[128];
+        snprintf(name, sizeof(name), "%.*s", (int)(eq - env[i]), env[i]);
+        setenv(name, eq + 1, 1);
+      }
+    }
+    execv(g_shim, (char *const *)argv);
+    _exit(127);
+  }
+  close(fds[1]);
+  if (pid < 0) {
+    close(fds[0]);
+    return -1;
+  }
+  for (;;) {
+    struct pollfd p = {fds[0], POLLIN, 0};
+    int64_t left = deadline - now_ms();
+    int pr;
+    ssize_t got;
+    if (left <= 0 && !killed) {
+      kill(pid, SIGKILL); /* the ranks die with it (PR_SET_PDEATHSIG) */
+      killed = 1;
+    }
+    pr = poll(&p, 1, left > 0 ? (int)(left < 1000 ? left : 1000) : 1000);
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr == 0) continue;
+    if (used + 1 >= sizeof(g_out)) {
+      char sink[4096];
+      got = read(fds[0], sink, sizeof(sink));
+    } else {
+      got = read(fds[0], g_out + used, sizeof(g_out) - 1 - used);
+      if (got > 0) used += (size_t)got;
+    }
+    if (got <= 0) break;
+  }
+  g_out[used] = '\0';
+  close(fds[0]);
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (killed) return -1;
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The group lists printed for `kind` ("MOE_EP"): the line's tokens that start with '[', joined
+   with single spaces.  "" when the kind's line is missing. */
+static void groups_of(const char *out, const char *kind, char *buf, size_t size) {
+  char pat[32];
+  const char *line = out;
+  buf[0] = '\0';
+  snprintf(pat, sizeof(pat), "  %s ", kind);
+  while ((line = strstr(line, pat)) != NULL) {
+    if (line == out || line[-1] == '\n') break;
+    line++;
+  }
+  if (line == NULL) return;
+  {
+    const char *end = strchr(line, '\n');
+    size_t used = 0;
+    const char *p = line + strlen(pat);
+    if (end == NULL) end = line + strlen(line);
+    while (p < end) {
+      const char *tok;
+      while (p < end && *p == ' ') p++;
+      tok = p;
+      while (p < end && *p != ' ') p++;
+      if (tok < p && *tok == '[') {
+        int w = snprintf(buf + used, size - used, "%s%.*s", used ? " " : "", (int)(p - tok), tok);
+        if (w < 0 || (size_t)w >= size - used) return;
+        used += (size_t)w;
+      }
+    }
+  }
+}
+
+static void show_output_on_failure(int ok, const char *what) {
+  if (!ok) printf("---- output of %s ----\n%s---- end ----\n", what, g_out);
+}
+
+static void test_default_runs(void) {
+  static const int worlds[] = {2, 4};
+  for (size_t i = 0; i < sizeof(worlds) / sizeof(worlds[0]); i++) {
+    char ranks[16], want[96], abi[64];
+    const char *cpu = g_gpus > 0 && g_gpus < worlds[i] ? "--device" : NULL;
+    const char *args[] = {"--ranks", ranks, cpu, "cpu", NULL};
+    int rc, ok = 1;
+    snprintf(ranks, sizeof(ranks), "%d", worlds[i]);
+    snprintf(abi, sizeof(abi), "ABI %u.%u negotiated", (unsigned)MOECOMM_ABI_MAJOR,
+             (unsigned)MOECOMM_ABI_MINOR);
+    rc = run_shim(NULL, args);
+    ok &= MC_CHECK(rc == 0, "--ranks %d: exit %d", worlds[i], rc);
+    ok &= MC_CHECK(strstr(g_out, "plugin: ") != NULL && strstr(g_out, "name moecomm") != NULL &&
+                       strstr(g_out, "version ") != NULL && strstr(g_out, abi) != NULL,
+                   "--ranks %d: plugin path, name, version and '%s' not printed", worlds[i],
+                   abi);
+    snprintf(want, sizeof(want), "result: verified bit-exact on all %d ranks", worlds[i]);
+    ok &= MC_CHECK(strstr(g_out, want) != NULL, "--ranks %d: no '%s'", worlds[i], want);
+    ok &= MC_CHECK(strstr(g_out, "attn reduce-scatter") != NULL &&
+                       strstr(g_out, "eager med") != NULL,
+                   "--ranks %d: no timing table", worlds[i]);
+    if (cpu != NULL || g_gpus == 0) {
+      ok &= MC_CHECK(strstr(g_out, "backend: shm (no CUDA device)") != NULL,
+                     "--ranks %d: CPU run does not say it runs on shm", worlds[i]);
+    } else {
+      /* One rank per GPU: eager warm-up, then capture and graph replays. */
+      ok &= MC_CHECK(strstr(g_out, "device: cuda:") != NULL, "--ranks %d: no GPU", worlds[i]);
+      ok &= MC_CHECK(strstr(g_out, "then graph replays") != NULL,
+                     "--ranks %d: the graph was not captured and replayed", worlds[i]);
+    }
+    show_output_on_failure(ok, "default run");
+  }
+}
+
+/* The all-gather path (attn_cp > moe_dp) in the other dtypes. */
+static void test_gather_dtypes(void) {
+  static const char *const dtypes[] = {"fp16", "fp32"};
+  for (size_t i = 0; i < 2; i++) {
+    const char *args[] = {"--ranks", "4", "--tp", "4", "--ep", "4", "--moe-dp", "1",
+                          "--attn-cp", "2", "--dtype", dtypes[i], "--iters", "2",
+                          "--tokens", "16", "--hidden", "256", "--device", "cpu", NULL};
+    int rc = run_shim(NULL, args), ok = 1;
+    ok &= MC_CHECK(rc == 0, "attn-cp 2 %s: exit %d", dtypes[i], rc);
+    ok &= MC_CHECK(strstr(g_out, "moe all-gather on MOE_CP [0,2]") != NULL,
+                   "attn-cp 2 %s: the MoE all-gather did not run on MOE_CP [0,2]", dtypes[i]);
+    ok &= MC_CHECK(strstr(g_out, "result: verified bit-exact on all 4 ranks") != NULL,
+                   "attn-cp 2 %s: not verified", dtypes[i]);
+    show_output_on_failure(ok, "attn-cp run");
+  }
+}
+
+/* On 2 or more GPUs: the all-gather path through capture and replay. */
+static void test_gpu_graph(void) {
+  const char *args[] = {"--ranks", "2", "--tp", "2", "--ep", "2", "--moe-dp", "1",
+                        "--attn-cp", "2", "--dtype", "fp32", "--iters", "3", NULL};
+  int rc, ok = 1;
+  if (g_gpus < 2) {
+    mc_test_skip("shim GPU graph run", "%d CUDA device(s); needs 2", g_gpus);
+    return;
+  }
+  rc = run_shim(NULL, args);
+  ok &= MC_CHECK(rc == 0, "GPU attn-cp 2: exit %d", rc);
+  ok &= MC_CHECK(strstr(g_out, "moe all-gather on MOE_CP [0,1]") != NULL &&
+                     strstr(g_out, "then graph replays") != NULL &&
+                     strstr(g_out, "result: verified bit-exact on all 2 ranks") != NULL,
+                 "GPU attn-cp 2: not verified through graph replays");
+  show_output_on_failure(ok, "GPU attn-cp 2");
+}
+
+static void check_groups(const char *what, const char *kind, const char *want) {
+  char got[1024];
+  groups_of(g_out, kind, got, sizeof(got));
+  MC_CHECK(strcmp(got, want) == 0, "%s: %s printed '%s', want '%s'", what, kind, got, want);
+}
+
+static void test_print_groups(void) {
+  const char *a1[] = {"--ranks", "8", "--tp", "8", "--ep", "2", "--print-groups",
+                      "--device", "cpu", NULL};
+  const char *a2[] = {"--ranks", "8", "--tp", "8", "--attn-cp", "2", "--moe-dp", "2", "--ep",
+                      "4", "--print-groups", "--device", "cpu", NULL};
+  int rc = run_shim(NULL, a1), ok;
+  ok = MC_CHECK(rc == 0, "print-groups tp8 ep2: exit %d", rc);
+  /* DESIGN.md: tp=8, ep=2 -> moe_tp=4, MOE_EP [0,4][1,5][2,6][3,7], MOE_TP [0-3][4-7],
+     MOE_DP singletons. */
+  check_groups("tp8 ep2", "MOE_EP", "[0,4] [1,5] [2,6] [3,7]");
+  check_groups("tp8 ep2", "MOE_TP", "[0-3] [4-7]");
+  check_groups("tp8 ep2", "MOE_DP", "[0] [1] [2] [3] [4] [5] [6] [7]");
+  check_groups("tp8 ep2", "TP", "[0-7]");
+  check_groups("tp8 ep2", "WORLD", "[0-7]");
+  MC_CHECK(strstr(g_out, "INCONSISTENT") == NULL, "tp8 ep2: ranks disagree");
+  MC_CHECK(strstr(g_out, "backend ") != NULL, "tp8 ep2: no backend printed");
+  show_output_on_failure(ok, "print-groups tp8 ep2");
+
+  /* DESIGN.md: tp=8, attn_cp=2, moe_dp=2, ep=4 -> ATTN_CP [0,4][1,5][2,6][3,7],
+     ATTN_TP [0-3][4-7], MOE_EP [0-3][4-7]. */
+  rc = run_shim(NULL, a2);
+  ok = MC_CHECK(rc == 0, "print-groups tp8 cp2 dp2 ep4: exit %d", rc);
+  check_groups("tp8 cp2 dp2 ep4", "ATTN_CP", "[0,4] [1,5] [2,6] [3,7]");
+  check_groups("tp8 cp2 dp2 ep4", "ATTN_TP", "[0-3] [4-7]");
+  check_groups("tp8 cp2 dp2 ep4", "MOE_EP", "[0-3] [4-7]");
+  show_output_on_failure(ok, "print-groups tp8 cp2 dp2 ep4");
+}
+
+static void test_usage_errors(void) {
+  static const char *const cases[][4] = {
+      {"--bogus", NULL},           {"--tp", "abc", NULL},      {"--dtype", "int8", NULL},
+      {"--ranks", "0", NULL},      {"--iters", NULL},          {"--device", "gpu7", NULL},
+      {"--print-groups=1", NULL},  {"--tokens", "-3", NULL},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    int rc = run_shim(NULL, cases[i]);
+    MC_CHECK(rc == 2, "'%s %s': exit %d, want 2", cases[i][0], cases[i][1] ? cases[i][1] : "",
+             rc);
+    MC_CHECK(strstr(g_out, "usage: moecomm-shim") != NULL, "'%s': no usage text", cases[i][0]);
+  }
+  {
+    const char *help[] = {"--help", NULL};
+    int rc = run_shim(NULL, help);
+    MC_CHECK(rc == 0 && strstr(g_out, "--print-groups") != NULL, "--help: exit %d", rc);
+  }
+}
+
+/* Failures must exit non-zero and say why: the moecomm result name and the plugin's sentence. */
+static void test_failures(void) {
+  const char *bad_topo[] = {"--ranks", "4", "--tp", "4", "--ep", "3", "--device", "cpu", NULL};
+  const char *plain[] = {"--ranks", "2", "--device", "cpu", NULL};
+  const char *missing[] = {"MOECOMM_PLUGIN=/nonexistent/libmoecomm.so", NULL};
+  int rc = run_shim(NULL, bad_topo), ok;
+  ok = MC_CHECK(rc == 1, "ep 3 with tp 4: exit %d, want 1", rc);
+  ok &= MC_CHECK(strstr(g_out, "MOECOMM_ERR_CONFIG") != NULL,
+                 "ep 3 with tp 4: the result name is not printed");
+  ok &= MC_CHECK(strstr(g_out, "context_create failed") != NULL,
+                 "ep 3 with tp 4: the failing call is not named");
+  show_output_on_failure(ok, "ep 3 with tp 4");
+
+  rc = run_shim(missing, plain);
+  ok = MC_CHECK(rc == 1, "missing plugin: exit %d, want 1", rc);
+  ok &= MC_CHECK(strstr(g_out, "/nonexistent/libmoecomm.so") != NULL,
+                 "missing plugin: the path is not named");
+  show_output_on_failure(ok, "missing plugin");
+
+  {
+    const char *env[] = {"MOECOMM_RANK=3", "MOECOMM_WORLD_SIZE=2", NULL};
+    rc = run_shim(env, plain + 2);
+    MC_CHECK(rc == 2 && strstr(g_out, "MOECOMM_RANK") != NULL,
+             "MOECOMM_RANK=3 of 2: exit %d, want 2 naming the variable", rc);
+  }
+}
+
+int main(int argc, char **argv) {
+  char self[PATH_MAX], build[PATH_MAX], *slash;
+  ssize_t n;
+  mc_test_init("shim_run", argc, argv);
+  n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (!MC_CHECK(n > 0, "readlink /proc/self/exe")) return mc_test_finish();
+  self[n] = '\0';
+  snprintf(build, sizeof(build), "%s", self);
+  for (int i = 0; i < 2; i++) { /* BUILD/tests/shim_run -> BUILD */
+    slash = strrchr(build, '/');
+    if (slash != NULL) *slash = '\0';
+  }
+  snprintf(g_shim, sizeof(g_shim), "%.*s/moecomm-shim", PATH_MAX - 20, build);
+  snprintf(g_plugin, sizeof(g_plugin), "%.*s/libmoecomm.so", PATH_MAX - 20, build);
+  if (!MC_CHECK(access(g_shim, X_OK) == 0, "%s: %s (make shim)", g_shim, strerror(errno)) ||
+      !MC_CHECK(access(g_plugin, R_OK) == 0, "%s: %s", g_plugin, strerror(errno)))
+    return mc_test_finish();
+  g_gpus = mc_test_gpu_count();
+
+  test_usage_errors();
+  test_default_runs();
+  test_print_groups();
+  test_gather_dtypes();
+  test_gpu_graph();
+  test_failures();
+  return mc_test_finish();
+}
