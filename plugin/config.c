@@ -24,7 +24,7 @@ typedef struct mc_var {
 } mc_var_t;
 
 /* Names the host-side loader reads (host_shim/loader.c): known, but not the plugin's to parse. */
-static const char *const mc_host_vars[] = {"MOECOMM_PLUGIN", "MOECOMM_PLUGIN_DIR", "MOECOMM_RANK",
+static const char *const mc_host_vars[] = {"MOECOMM_PLUGIN", "MOECOMM_PLUGIN_DIR", "MOECOMM_RANK", "MOECOMM_SKIP_DEPS",
                                            "MOECOMM_WORLD_SIZE"};
 
 static moecomm_result_t mc_bad(mc_err_t *err, const char *name, const char *value,
@@ -186,6 +186,7 @@ static const mc_var_t mc_vars[] = {
     {"MOECOMM_NCCL_LEAN_CTAS", mc_parse_nccl_ctas, MC_FIELD(nccl_lean_ctas)},
     {"MOECOMM_NCCL_WINDOW_BYTES", mc_parse_nccl_window, MC_FIELD(nccl_window_bytes)},
     {"MOECOMM_NCCL_NONBLOCKING", mc_parse_bool, MC_FIELD(nccl_nonblocking)},
+    {"MOECOMM_CUSTOM_PDL", mc_parse_bool, MC_FIELD(custom_pdl)},
 };
 
 static void mc_config_defaults(mc_config_t *cfg) {
@@ -197,6 +198,7 @@ static void mc_config_defaults(mc_config_t *cfg) {
   cfg->share_comms = 1;
   cfg->custom_buffer_bytes = 64u << 20;
   cfg->custom_max_bytes = 64u << 20;
+  cfg->custom_pdl = 1;
 }
 
 /* MOECOMM_BACKEND_<GROUP>=...: a group name from topo.c. */

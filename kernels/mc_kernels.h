@@ -1,0 +1,105 @@
+/* mc_kernels.h - custom all-reduce kernels behind plain C launchers (kernels/allreduce.cu).
+ *
+ * Every member of a communicator owns one device "segment" that the others map (CUDA IPC).  Its
+ * layout is fixed here so the host (plugin/backends/custom) and the kernels agree:
+ *
+ *   [MC_KERN_FLAGS_OFF]  uint64 flags[MC_KERN_MAX_BLOCKS][MC_KERN_MAX_RANKS]: barrier arrivals,
+ *                        row = block, column = the member that wrote it (remote stores)
+ *   [MC_KERN_STATE_OFF]  mc_kern_state_t: this member's call counter (local only)
+ *   [ll_off]             LL packets: [2 parities][size senders][ll_slot_bytes]
+ *   [stage_off]          staging: [2 halves][stage_half_bytes]
+ *
+ * Ordering between calls rests on one per-communicator epoch kept in device memory: every kernel
+ * reads it, the last block to finish advances it, so graph replays and eager calls count alike and
+ * every member sees the same sequence.  Flags and packets carry values derived from the epoch
+ * (never reset), staging and LL halves alternate with its parity.  A kernel that waits longer than
+ * timeout_ns records the first error in the host-mapped mc_kern_err_t and returns; once an error
+ * is recorded, every later kernel on the communicator returns at once (its members are out of
+ * step), so a replayed graph of many ops costs one timeout, not one per op. */
+#ifndef MC_KERNELS_H_
+#define MC_KERNELS_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MC_KERN_MAX_RANKS 8
+#define MC_KERN_MAX_BLOCKS 128
+
+#define MC_KERN_FLAGS_OFF 0
+#define MC_KERN_STATE_OFF (MC_KERN_MAX_BLOCKS * MC_KERN_MAX_RANKS * 8)
+#define MC_KERN_HEADER_BYTES 65536 /* flags + state, rounded; ll_off starts here */
+
+/* Algorithms (values shared with the policy table). */
+#define MC_KERN_LL 1      /* packets with the flag inside, written into the peers' LL slots */
+#define MC_KERN_ONESHOT 2 /* own input to own staging, one barrier, every rank reduces all */
+#define MC_KERN_TWOSHOT 3 /* reduce-scatter by pulling, results pushed to every output */
+
+/* Error codes in mc_kern_err_t.code (0: none). */
+#define MC_KERN_ERR_TIMEOUT 1      /* a peer did not arrive within timeout_ns */
+#define MC_KERN_ERR_UNREGISTERED 2 /* a captured op ran before capture_end registered it */
+
+/* Local per-member state inside the segment. */
+typedef struct mc_kern_state {
+  uint64_t epoch;     /* calls completed on this communicator + 1 */
+  uint32_t done;      /* blocks of the running call that finished */
+  uint32_t err_claim; /* 1 once an error was recorded */
+  uint64_t check;     /* access-check nonce, written by the host at init */
+} mc_kern_state_t;
+
+/* First error of a communicator, in host-mapped memory; written once by the device. */
+typedef struct mc_kern_err {
+  uint32_t code;  /* MC_KERN_ERR_*, written last */
+  int32_t peer;   /* member index that did not answer, -1 when unknown */
+  uint64_t epoch; /* call number on the communicator */
+  uint32_t algo;  /* MC_KERN_* of the call */
+  uint32_t pad;
+} mc_kern_err_t;
+
+/* One captured two-shot op: every member's buffers, mapped in this process (device table entry,
+   filled at capture end; all NULL until then). */
+typedef struct mc_kern_ptrs {
+  const void *in[MC_KERN_MAX_RANKS];
+  void *out[MC_KERN_MAX_RANKS];
+} mc_kern_ptrs_t;
+
+/* One all-reduce launch. */
+typedef struct mc_kern_ar {
+  int algo;                           /* MC_KERN_* */
+  int dtype;                          /* moecomm_dtype_t: FLOAT32, FLOAT16 or BFLOAT16 */
+  int op;                             /* moecomm_redop_t */
+  int rank, size;                     /* this member, members (2..MC_KERN_MAX_RANKS) */
+  size_t count;                       /* elements, > 0 */
+  const void *in;                     /* this member's input (any alignment) */
+  void *out;                          /* this member's output (may equal in) */
+  char *seg[MC_KERN_MAX_RANKS];       /* every member's segment, as mapped in this process */
+  size_t ll_off, ll_slot_bytes;       /* LL region; a slot holds 2 * ll_max bytes of packets */
+  size_t stage_off, stage_half_bytes; /* staging region */
+  const mc_kern_ptrs_t *table;        /* two-shot captured: registered buffers; NULL: use staging */
+  mc_kern_err_t *err;                 /* host-mapped error record (device address) */
+  uint64_t timeout_ns;                /* 0: wait forever */
+  int pdl; /* launch with programmatic dependent launch: the kernel may be scheduled while the
+              previous kernel of the stream drains (it waits for it before touching memory) */
+} mc_kern_ar_t;
+
+/* Bytes of user data one LL slot can carry (ll_slot_bytes / 2). */
+#define MC_KERN_LL_PAYLOAD(slot_bytes) ((slot_bytes) / 2)
+
+/* Enqueues the all-reduce on stream (a cudaStream_t).  Returns a cudaError_t (0: success).  Grid
+   shape is a function of (algo, size, count, dtype) only, so every member launches the same one. */
+int mc_kern_all_reduce(const mc_kern_ar_t *args, void *stream);
+
+/* cudaSuccess when the kernels have an image for the current device. */
+int mc_kern_check_device(void);
+
+/* Grid the launcher would use (for logs and the benchmark's notes). */
+void mc_kern_shape(int algo, int size, size_t count, int dtype, int *blocks_p, int *threads_p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,246 @@
+/* capture.c - the custom backend inside the context's capture scope.
+ *
+ * LL and one-shot kernels touch only the members' segments (registered at comm_init), so they are
+ * captured as they are.  A captured two-shot kernel reads every member's input and writes every
+ * member's output directly: at capture time it gets an entry of a device table (zeroed) and is
+ * recorded here; capture_end exchanges the recorded buffers with the members, maps them and fills
+ * the entries, so a replay reads registered peer memory.  A replay of an entry that was never
+ * filled does nothing and reports an error instead of touching memory.
+ *
+ * capture_end is collective: every member makes the same exchanges whatever happened locally and
+ * learns every member's outcome, so all fail or all succeed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../gpu.h"
+#include "../../log.h"
+#include "../../util.h"
+#include "custom.h"
+
+/* A recorded op in the exchange: which of the member's allocations, and where inside. */
+typedef struct mc_custom_opref {
+  int32_t in_alloc, out_alloc;
+  uint64_t in_off, out_off;
+} mc_custom_opref_t;
+
+typedef struct mc_custom_cap_head {
+  int32_t code; /* MOECOMM_SUCCESS or the member's failure */
+  int32_t nops, nallocs;
+  char why[244];
+} mc_custom_cap_head_t;
+
+moecomm_result_t mc_custom_capture_begin(mc_comm_t *comm) {
+  mc_custom_comm_t *p = comm->be[MOECOMM_BACKEND_CUSTOM].priv;
+  if (p != NULL) p->npending = 0; /* entries of an abandoned capture stay unfilled */
+  return MOECOMM_SUCCESS;
+}
+
+moecomm_result_t mc_custom_capture_record(mc_custom_comm_t *p, const void *in, void *out,
+                                          const mc_kern_ptrs_t **entry_p) {
+  if (p->table_used >= MC_CUSTOM_TABLE_CAP) {
+    if (!p->table_full_noted)
+      MC_INFO(
+          "%s: the custom backend registered %d captured two-shot all-reduces, its "
+          "limit; further captured ones of that size use nccl",
+          p->comm->label, MC_CUSTOM_TABLE_CAP);
+    p->table_full_noted = 1;
+    return MC_DEFER;
+  }
+  if (p->npending == p->pending_cap) {
+    int cap = p->pending_cap ? 2 * p->pending_cap : 64;
+    mc_custom_op_t *ops = realloc(p->pending, sizeof(*ops) * (size_t)cap);
+    if (ops == NULL)
+      return mc_err_set(&p->comm->ctx->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+    p->pending = ops;
+    p->pending_cap = cap;
+  }
+  p->pending[p->npending].in = in;
+  p->pending[p->npending].out = out;
+  p->pending[p->npending].slot = p->table_used;
+  p->npending++;
+  *entry_p = p->table + p->table_used++;
+  return MOECOMM_SUCCESS;
+}
+
+/* Index of the allocation of ptr in allocs (added when new); -1 on failure (why set). */
+static int mc_custom_alloc_index(const void *ptr, mc_custom_export_t **allocs, int *n, int *cap,
+                                 uint64_t *off_p, mc_err_t *why) {
+  mc_custom_export_t exp;
+  if (mc_custom_export(ptr, &exp, why) != MOECOMM_SUCCESS) return -1;
+  *off_p = (uint64_t)(uintptr_t)ptr - exp.base;
+  for (int i = 0; i < *n; i++)
+    if ((*allocs)[i].base == exp.base) return i;
+  if (*n == *cap) {
+    int c = *cap ? 2 * *cap : 8;
+    mc_custom_export_t *a = realloc(*allocs, sizeof(*a) * (size_t)c);
+    if (a == NULL) {
+      mc_err_set(why, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+      return -1;
+    }
+    *allocs = a;
+    *cap = c;
+  }
+  (*allocs)[*n] = exp;
+  return (*n)++;
+}
+
+/* Maps every member's recorded buffers and fills the pending entries of the device table. */
+static moecomm_result_t mc_custom_fill_table(mc_custom_comm_t *p, const char *payload,
+                                             size_t rec_bytes, int max_allocs, mc_err_t *why) {
+  mc_comm_t *comm = p->comm;
+  const int n = p->npending;
+  mc_kern_ptrs_t *entries = calloc((size_t)n, sizeof(*entries));
+  char **bases = calloc((size_t)max_allocs + 1, sizeof(*bases));
+  moecomm_result_t r = MOECOMM_SUCCESS;
+
+  if (entries == NULL || bases == NULL) {
+    r = mc_err_set(why, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+    goto out;
+  }
+  for (int m = 0; m < comm->size && r == MOECOMM_SUCCESS; m++) {
+    const char *rec = payload + (size_t)m * rec_bytes;
+    const mc_custom_export_t *allocs = (const mc_custom_export_t *)rec;
+    const mc_custom_opref_t *ops =
+        (const mc_custom_opref_t *)(rec + sizeof(mc_custom_export_t) * (size_t)max_allocs);
+    int nallocs = 0;
+    /* the member's allocations actually used (the rest of its record is padding) */
+    for (int k = 0; k < n && r == MOECOMM_SUCCESS; k++) {
+      if (ops[k].in_alloc < 0 || ops[k].in_alloc >= max_allocs || ops[k].out_alloc < 0 ||
+          ops[k].out_alloc >= max_allocs)
+        r = mc_err_set(why, MOECOMM_ERR_INTERNAL, "rank %d sent a bad capture record",
+                       (int)comm->ranks[m]);
+      nallocs = MC_MAX(nallocs, MC_MAX(ops[k].in_alloc, ops[k].out_alloc) + 1);
+    }
+    for (int a = 0; a < nallocs && r == MOECOMM_SUCCESS; a++)
+      r = mc_custom_open(p, m, &allocs[a], &bases[a], why);
+    for (int k = 0; k < n && r == MOECOMM_SUCCESS; k++) {
+      entries[k].in[m] = bases[ops[k].in_alloc] + ops[k].in_off;
+      entries[k].out[m] = bases[ops[k].out_alloc] + ops[k].out_off;
+    }
+  }
+  if (r == MOECOMM_SUCCESS && n > 0) {
+    /* entries were handed out one after another since capture_begin */
+    const int first = p->pending[0].slot;
+    for (int k = 1; k < n; k++)
+      if (p->pending[k].slot != first + k) {
+        r = mc_err_set(why, MOECOMM_ERR_INTERNAL, "captured table entries are not contiguous");
+        goto out;
+      }
+    MC_CUDA_GOTO(why, r, out,
+                 cudaMemcpyAsync(p->table + first, entries, sizeof(*entries) * (size_t)n,
+                                 cudaMemcpyHostToDevice, p->stream));
+    MC_CUDA_GOTO(why, r, out, cudaStreamSynchronize(p->stream));
+  }
+out:
+  free(entries);
+  free(bases);
+  return r;
+}
+
+moecomm_result_t mc_custom_capture_end(mc_comm_t *comm) {
+  mc_custom_comm_t *p = comm->be[MOECOMM_BACKEND_CUSTOM].priv;
+  mc_context_t *ctx = comm->ctx;
+  const int nops = p ? p->npending : 0;
+  mc_custom_cap_head_t head, *heads = NULL;
+  mc_custom_export_t *allocs = NULL;
+  mc_custom_opref_t *refs = NULL;
+  char *mine = NULL, *payload = NULL;
+  int nallocs = 0, cap = 0, max_allocs = 0, bad = -1;
+  size_t rec_bytes = 0;
+  moecomm_result_t r;
+  mc_err_t why;
+
+  if (p == NULL) return MOECOMM_SUCCESS;
+  mc_err_clear(&why);
+  memset(&head, 0, sizeof(head));
+  head.nops = nops;
+  if (mc_custom_check_dead(p) != MOECOMM_SUCCESS) {
+    head.code = p->dead;
+    snprintf(why.msg, sizeof(why.msg), "%s", p->dead_msg);
+  } else if (nops > 0 && (refs = calloc((size_t)nops, sizeof(*refs))) == NULL) {
+    head.code = mc_err_set(&why, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+  }
+  for (int k = 0; head.code == MOECOMM_SUCCESS && k < nops; k++) {
+    refs[k].in_alloc =
+        mc_custom_alloc_index(p->pending[k].in, &allocs, &nallocs, &cap, &refs[k].in_off, &why);
+    if (refs[k].in_alloc >= 0)
+      refs[k].out_alloc =
+          mc_custom_alloc_index(p->pending[k].out, &allocs, &nallocs, &cap, &refs[k].out_off, &why);
+    if (refs[k].in_alloc < 0 || refs[k].out_alloc < 0) head.code = MOECOMM_ERR_CAPTURE;
+  }
+  head.nallocs = nallocs;
+  if (head.code != MOECOMM_SUCCESS) snprintf(head.why, sizeof(head.why), "%s", why.msg);
+
+  heads = calloc((size_t)comm->size, sizeof(*heads));
+  if (heads == NULL) {
+    r = mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+    goto out;
+  }
+  r = mc_comm_exchange(comm, "custom capture records", &head, heads, sizeof(head));
+  if (r != MOECOMM_SUCCESS) goto out;
+  for (int i = 0; i < comm->size; i++) {
+    heads[i].why[sizeof(heads[i].why) - 1] = '\0';
+    if (bad < 0 && heads[i].code != MOECOMM_SUCCESS) bad = i;
+    max_allocs = MC_MAX(max_allocs, heads[i].nallocs);
+  }
+  if (bad >= 0) {
+    r = mc_err_set(&ctx->err, (moecomm_result_t)heads[bad].code, "on rank %d: %s",
+                   (int)comm->ranks[bad], heads[bad].why);
+    goto out;
+  }
+  for (int i = 0; i < comm->size; i++)
+    if (heads[i].nops != nops) {
+      r = mc_err_set(&ctx->err, MOECOMM_ERR_CAPTURE,
+                     "rank %d captured %d two-shot custom all-reduces on %s and rank %d "
+                     "captured %d; every rank must capture the same all-reduces",
+                     (int)comm->ranks[i], (int)heads[i].nops, comm->label,
+                     (int)comm->ranks[comm->rank], nops);
+      goto out;
+    }
+  if (nops == 0) goto out;
+
+  /* Records padded to the largest allocation count: [allocs][ops] per member. */
+  rec_bytes =
+      sizeof(mc_custom_export_t) * (size_t)max_allocs + sizeof(mc_custom_opref_t) * (size_t)nops;
+  mine = calloc(1, rec_bytes);
+  payload = calloc((size_t)comm->size, rec_bytes);
+  if (mine == NULL || payload == NULL) {
+    /* a member that cannot take part leaves the others to time out, named in their error */
+    r = mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+    goto out;
+  }
+  memcpy(mine, allocs, sizeof(*allocs) * (size_t)nallocs);
+  memcpy(mine + sizeof(mc_custom_export_t) * (size_t)max_allocs, refs,
+         sizeof(*refs) * (size_t)nops);
+  r = mc_comm_exchange(comm, "custom captured buffers", mine, payload, rec_bytes);
+  if (r != MOECOMM_SUCCESS) goto out;
+
+  /* Map, fill, then agree (a member that failed to map must not leave the others believing the
+     graph is safe). */
+  mc_err_clear(&why);
+  memset(&head, 0, sizeof(head));
+  head.code = mc_custom_fill_table(p, payload, rec_bytes, max_allocs, &why);
+  if (head.code != MOECOMM_SUCCESS) snprintf(head.why, sizeof(head.why), "%s", why.msg);
+  r = mc_comm_exchange(comm, "custom capture registration", &head, heads, sizeof(head));
+  if (r != MOECOMM_SUCCESS) goto out;
+  for (int i = 0; i < comm->size && r == MOECOMM_SUCCESS; i++) {
+    heads[i].why[sizeof(heads[i].why) - 1] = '\0';
+    if (heads[i].code != MOECOMM_SUCCESS)
+      r = mc_err_set(&ctx->err, (moecomm_result_t)heads[i].code,
+                     "registering captured buffers on rank %d: %s", (int)comm->ranks[i],
+                     heads[i].why);
+  }
+  if (r == MOECOMM_SUCCESS)
+    MC_TRACE("%s: registered %d captured two-shot all-reduces (%d allocations here)", comm->label,
+             nops, nallocs);
+
+out:
+  p->npending = 0;
+  free(heads);
+  free(allocs);
+  free(refs);
+  free(mine);
+  free(payload);
+  return r;
+}

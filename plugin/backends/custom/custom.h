@@ -1,0 +1,115 @@
+/* custom.h - state the custom all-reduce backend keeps per communicator, shared by its files.
+ *
+ * custom.c   ops table, probe, all_reduce (the hot path), error reports
+ * setup.c    comm_init / comm_fini: segment, checks, exchange, access check
+ * peer.c     peer memory: exporting allocations, opening peers' (cached), the access check
+ * policy.c   which algorithm serves a size (the measured table, MOECOMM_ALGO)
+ * capture.c  capture scope: recording captured two-shot ops, registering their buffers
+ *
+ * Everything a kernel needs lives in one device segment per member (kernels/mc_kernels.h), mapped
+ * by the others at comm_init.  Captured two-shot ops also read and write the callers' buffers,
+ * which capture_end maps and writes into a device table the captured kernels read at replay. */
+#ifndef MC_CUSTOM_H_
+#define MC_CUSTOM_H_
+
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#include "../../../kernels/mc_kernels.h"
+#include "../../backend.h"
+
+/* LL payload per call: 2 parities x members x 2 * this of packets per member. */
+#define MC_CUSTOM_LL_BYTES (256u << 10)
+/* Captured two-shot ops a communicator can register over its life (128 B of table each). */
+#define MC_CUSTOM_TABLE_CAP 4096
+
+/* One allocation of a peer, opened in this process. */
+typedef struct mc_custom_map {
+  int member;                /* index in the comm */
+  int ipc;                   /* opened with cudaIpcOpenMemHandle (else same process) */
+  cudaIpcMemHandle_t handle; /* as the owner exported it */
+  char *base;                /* mapped address here */
+} mc_custom_map_t;
+
+/* What a member publishes about one of its allocations. */
+typedef struct mc_custom_export {
+  cudaIpcMemHandle_t handle; /* of the allocation's base */
+  uint64_t base;             /* the base address in the owner's process */
+} mc_custom_export_t;
+
+/* A captured two-shot op whose buffers capture_end has to register. */
+typedef struct mc_custom_op {
+  const void *in;
+  void *out;
+  int slot; /* entry of the device table the kernel reads */
+} mc_custom_op_t;
+
+typedef struct mc_custom_comm {
+  mc_comm_t *comm;
+  int device;
+  int pid;             /* getpid(): same-process members need no IPC */
+  cudaStream_t stream; /* private, non-blocking: setup copies, never the caller's */
+
+  char *seg_local; /* my segment (cudaMalloc) */
+  size_t seg_bytes;
+  mc_kern_err_t *err_host; /* host-mapped first error of the kernels */
+  mc_kern_err_t *err_dev;  /* the same, device address */
+  mc_kern_ar_t proto;      /* launch arguments that never change: seg[], offsets, ... */
+
+  mc_kern_ptrs_t *table;   /* device, MC_CUSTOM_TABLE_CAP entries, zeroed */
+  int table_used;          /* entries handed out (the same count on every member) */
+  int table_full_noted;    /* INFO line about a full table written */
+  mc_custom_op_t *pending; /* captured since capture_begin, not registered yet */
+  int npending, pending_cap;
+
+  mc_custom_map_t *maps; /* peers' allocations opened here (segments and buffers) */
+  int nmaps, maps_cap;
+
+  moecomm_result_t dead; /* sticky failure of a launch, or a kernel's error */
+  char dead_msg[512];
+} mc_custom_comm_t;
+
+/* ---- setup.c ---- */
+moecomm_result_t mc_custom_comm_init(mc_comm_t *comm);
+void mc_custom_comm_fini(mc_comm_t *comm);
+
+/* ---- custom.c ---- */
+
+/* The sticky failure of p (a kernel's timeout, a failed launch) as this call's error. */
+moecomm_result_t mc_custom_check_dead(mc_custom_comm_t *p);
+
+/* ---- peer.c ---- */
+
+/* Base address and IPC handle of the allocation that holds ptr (a cudaMalloc'ed buffer). */
+moecomm_result_t mc_custom_export(const void *ptr, mc_custom_export_t *exp_p, mc_err_t *err);
+
+/* Address in this process of member's allocation `exp` (opened once, then cached). */
+moecomm_result_t mc_custom_open(mc_custom_comm_t *p, int member, const mc_custom_export_t *exp,
+                                char **base_p, mc_err_t *err);
+
+/* Closes every peer allocation opened by mc_custom_open. */
+void mc_custom_close_all(mc_custom_comm_t *p);
+
+/* Reads 8 bytes at src (a peer's mapped memory) into *value_p through the private stream. */
+moecomm_result_t mc_custom_peek(mc_custom_comm_t *p, const void *src, uint64_t *value_p,
+                                mc_err_t *err);
+
+/* ---- policy.c ---- */
+
+/* MC_KERN_* for an all-reduce of `bytes` (same answer on every member), or 0: hand it to NCCL. */
+int mc_custom_policy_pick(const mc_custom_comm_t *p, size_t bytes, int capturing);
+
+/* "ll" ... for logs and the benchmark. */
+const char *mc_custom_algo_name(int algo);
+
+/* ---- capture.c ---- */
+moecomm_result_t mc_custom_capture_begin(mc_comm_t *comm);
+moecomm_result_t mc_custom_capture_end(mc_comm_t *comm);
+
+/* Inside capture: a table entry for a two-shot op on (in, out), to be registered at capture end.
+   MC_DEFER when the table is full (the same on every member). */
+moecomm_result_t mc_custom_capture_record(mc_custom_comm_t *p, const void *in, void *out,
+                                          const mc_kern_ptrs_t **entry_p);
+
+#endif
