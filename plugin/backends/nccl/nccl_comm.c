@@ -28,8 +28,11 @@
 #include "../../util.h"
 #include "nccl_priv.h"
 
-/* Scratch of the warm-up: large enough that NCCL picks the protocols big messages use. */
-#define MC_NCCL_SCRATCH_BYTES ((size_t)2 << 20)
+/* Scratch of the warm-up.  The warm-up is one 1-element all-reduce: it proves every member
+   connected (bounded by the deadline) without making NCCL connect the buffers of the protocols
+   large messages use; those are allocated when a large message first needs them, so a group that
+   only ever moves small messages never pays for them (bench/NOTES-nccl.md). */
+#define MC_NCCL_SCRATCH_BYTES ((size_t)4096)
 
 /* What every member tells the others before NCCL init. */
 typedef struct mc_nccl_hello {
@@ -141,7 +144,7 @@ static moecomm_result_t mc_nccl_agree(mc_nccl_comm_t *p, mc_nccl_hello_t *agreed
   } while (0)
 
 static void mc_nccl_init_body(mc_nccl_step_t *s) {
-  static const size_t counts[2] = {1, MC_NCCL_SCRATCH_BYTES / sizeof(float)};
+  static const size_t counts[1] = {1};
   ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
   size_t total = 0;
   void *scratch = NULL;
@@ -163,7 +166,7 @@ static void mc_nccl_init_body(mc_nccl_step_t *s) {
     mc_nccl_step_fail(s, "ncclCommInitRankConfig", s->nc);
     return;
   }
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < (int)(sizeof(counts) / sizeof(counts[0])); i++) {
     s->nr =
         ncclAllReduce(s->scratch, s->scratch, counts[i], ncclFloat32, ncclSum, s->nc, s->stream);
     s->nr = mc_nccl_step_settle(s, s->nc, s->nr);
