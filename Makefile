@@ -71,7 +71,7 @@ TEST_COMMON_OBJ := $(TEST_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_SRC    := $(wildcard bench/*.c)
 BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all plugin shim tests demo test gpu-test bench bench-cpu bench-mem install uninstall \
+.PHONY: all plugin shim tests gpu-bins demo test gpu-test bench bench-cpu bench-mem install uninstall \
         abi-check abi-baseline deb clean help deps deps-test
 
 all: deps plugin shim tests
@@ -83,7 +83,7 @@ help:
 	@echo "make gpu-test   the GPU tests (needs CUDA devices)"
 	@echo "make bench      all-reduce benchmark, custom and NCCL (GPU); JSON in bench/results/"
 	@echo "make bench-cpu  shm all-reduce against Open MPI; make bench-mem: communicator memory (GPU)"
-	@echo "make install PREFIX=... DESTDIR=... | make uninstall | make deb | make abi-check"
+	@echo "make install PREFIX=... DESTDIR=... | make uninstall | make deb | make abi-check | make abi-baseline"
 
 deps:
 	@packaging/ensure-deps.sh build
@@ -148,10 +148,13 @@ demo: all
 test: all
 	@tests/run.sh $(BUILD)
 
-gpu-test: all
+# What the GPU runs need, without the CPU-only checkers (libffi, abigail) a GPU image may lack.
+gpu-bins: deps plugin shim $(GPU_TEST_BIN) $(BENCH_BIN) $(filter %/shim_run,$(TEST_BIN))
+
+gpu-test: gpu-bins
 	@tests/run.sh --gpu $(BUILD)
 
-bench: all
+bench: gpu-bins
 	@bench/run.sh gpu $(BUILD)
 	@bench/run.sh scatter $(BUILD)
 
@@ -159,7 +162,7 @@ bench-cpu: all
 	@packaging/ensure-deps.sh bench-cpu
 	@bench/run.sh cpu $(BUILD)
 
-bench-mem: all
+bench-mem: gpu-bins
 	@bench/run.sh mem $(BUILD)
 
 # ---- install, Debian package, ABI baseline and the ABI/packaging tests (packaging/, tests/abi/) --
@@ -217,7 +220,8 @@ ABI_FAKE_SO  := $(patsubst tests/abi/%.c,$(BUILD)/abi/lib%.so,$(wildcard tests/a
 ABI_TEST_BIN := $(patsubst tests/abi/%.c,$(BUILD)/tests/abi-%,\
                   $(filter-out tests/abi/lib_% tests/abi/fake_%,$(wildcard tests/abi/*.c)))
 ABI_ALT      := $(BUILD)/abi/libmoecomm-alt.so
-tests: $(ABI_TEST_BIN)
+# Named here so that make never treats the fakes and helper objects as intermediate (deleted).
+tests: $(ABI_TEST_BIN) $(ABI_FAKE_SO) $(ABI_LIB_OBJ)
 ABI_MAKE_VARS := BUILD=$(abspath $(BUILD)) WITH_CUDA=$(WITH_CUDA) CUDA_HOME=$(CUDA_HOME) \
                  NCCL_HOME=$(NCCL_HOME) PLUGIN_NAME=$(PLUGIN_NAME) CC=$(CC)
 
@@ -236,7 +240,8 @@ $(BUILD)/abi/libfake_%.so: tests/abi/fake_%.c $(wildcard abi/*.h) $(PLUGIN) | de
 	$(CC) $(CFLAGS_ALL) -fvisibility=hidden -shared -o $@ $< $(ABI_FAKE_LIBS)
 
 $(BUILD)/tests/abi-%: tests/abi/%.c $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN) \
-                      $(ABI_ALT) $(ABI_FAKE_SO) $(SHIM) $(wildcard tests/abi/*.h tests/common/*.h) | deps-test
+                      $(ABI_ALT) $(ABI_FAKE_SO) $(SHIM) $(wildcard abi/*.h tests/abi/*.h tests/common/*.h) \
+                      | deps-test
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' -DMC_MAKE_VARS='"$(ABI_MAKE_VARS)"' \
 	  -o $@ $< $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_LIBS) -lffi -lpthread
