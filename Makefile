@@ -64,7 +64,8 @@ HOST_LIBS    := -ldl -lm $(CUDA_LIBS)
 
 TEST_SRC     := $(wildcard tests/unit/*.c)
 TEST_BIN     := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-GPU_TEST_SRC := $(wildcard tests/gpu/*.c)
+# GPU tests need the CUDA runtime; a CPU-only build has none (tests/run.sh says so).
+GPU_TEST_SRC := $(if $(filter 1,$(WITH_CUDA)),$(wildcard tests/gpu/*.c))
 GPU_TEST_BIN := $(GPU_TEST_SRC:tests/gpu/%.c=$(BUILD)/tests/gpu/%)
 TEST_COMMON_SRC := $(wildcard tests/common/*.c)
 TEST_COMMON_OBJ := $(TEST_COMMON_SRC:%.c=$(BUILD)/obj/%.o)

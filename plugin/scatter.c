@@ -172,6 +172,11 @@ static moecomm_result_t mc_to_moe_full(const mc_xfer_t *x, const mc_rows_t *r, i
                                        int reduce, void *send, void *recv) {
   char *own = mc_row(recv, (size_t)r->cp_rank * r->p, x);
   moecomm_result_t res;
+  /* No padding and nothing to sum (or a one-rank ATTN_TP): gather straight from send.  Ranks
+     that take this path and ranks that do not still issue the same MOE_CP all-gather. */
+  if (from == MOECOMM_TP_ATTN_FULL && r->t_g == r->p &&
+      (!reduce || x->ctx->groups[MOECOMM_GROUP_ATTN_TP].comm->size == 1))
+    return mc_coll_rows(x, MC_COLL_ALL_GATHER, MOECOMM_GROUP_MOE_CP, send, recv, r->p);
   if (from == MOECOMM_SCATTERED)
     res = mc_coll_rows(x, MC_COLL_ALL_GATHER, MOECOMM_GROUP_ATTN_TP, send, own, r->n_g);
   else if (reduce)
@@ -190,6 +195,8 @@ static moecomm_result_t mc_to_full(const mc_xfer_t *x, const mc_rows_t *r, int f
                                    void *send, void *recv) {
   char *own = mc_row(recv, (size_t)r->tp_rank * r->s, x);
   moecomm_result_t res;
+  if (from == MOECOMM_SCATTERED && r->n_g == r->s) /* no padding: gather straight from send */
+    return mc_coll_rows(x, MC_COLL_ALL_GATHER, MOECOMM_GROUP_TP, send, recv, r->s);
   if (from == MOECOMM_SCATTERED)
     res = mc_copy_rows(x, own, send, r->n_g);
   else if (reduce)

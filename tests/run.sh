@@ -25,7 +25,14 @@ else
   dirs=("$build/tests" "$build/tests/gpu")
 fi
 
+passed=0
+failed=0
+skipped=0
 bins=()
+if [ ! -d "$build/tests/gpu" ]; then
+  echo "SKIP GPU tests: $build was built without CUDA (no $build/tests/gpu)"
+  skipped=$((skipped + 1))
+fi
 for d in "${dirs[@]}"; do
   [ -d "$d" ] || continue
   for f in "$d"/*; do
@@ -35,9 +42,6 @@ for d in "${dirs[@]}"; do
   done
 done
 
-passed=0
-failed=0
-skipped=0
 bad=()
 summary=()
 log=$(mktemp "${TMPDIR:-/tmp}/moecomm-test.XXXXXX")
