@@ -71,6 +71,8 @@ TEST_COMMON_SRC := $(wildcard tests/common/*.c)
 TEST_COMMON_OBJ := $(TEST_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_SRC    := $(wildcard bench/*.c)
 BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+BENCH_COMMON_SRC := $(wildcard bench/common/*.c)
+BENCH_COMMON_OBJ := $(BENCH_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 
 .PHONY: all plugin shim tests gpu-bins demo test gpu-test bench bench-cpu bench-mem install uninstall \
         abi-check abi-baseline deb clean help deps deps-test
@@ -138,10 +140,12 @@ $(BUILD)/tests/gpu/custom_kernels: $(OBJ_DIR)/kernels/allreduce.cu.o
 $(BUILD)/tests/gpu/custom_kernels: private HOST_LIBS := $(OBJ_DIR)/kernels/allreduce.cu.o $(HOST_LIBS) -lstdc++
 endif
 
-$(BUILD)/bench/%: bench/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN)
+$(BENCH_COMMON_OBJ): $(wildcard bench/common/*.h)
+$(BUILD)/bench/%: bench/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(BENCH_COMMON_OBJ) $(PLUGIN) \
+                  $(wildcard bench/common/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_LIBS) \
-	  $(NCCL_LIBS) -lpthread
+	$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(BENCH_COMMON_OBJ) \
+	  $(HOST_LIBS) $(NCCL_LIBS) -lpthread
 
 demo: all
 	$(SHIM) --demo

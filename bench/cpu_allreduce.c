@@ -1,25 +1,24 @@
 /* cpu_allreduce.c - moecomm's side of `make bench-cpu`: shm all-reduce on CPU ranks of this host.
  *
- * Loads the plugin the way an engine does (host_shim/loader.h; MOECOMM_PLUGIN, default
+ * Loads the plugin the way an engine does (mc_test_plugin: MOECOMM_PLUGIN, default
  * BUILD/libmoecomm.so next to this binary's directory), starts --ranks processes with
  * host_shim/launch.h and times out-of-place all-reduce (sum) of every size from --min to --max
  * bytes in steps of x4, for each dtype.  The method is the one bench/mpi/mpi_allreduce.c uses for
  * Open MPI: a batch of back-to-back calls between two barriers, its time divided by the calls,
  * the slowest rank's value per batch, the median over --batches batches.  One extra call per size
- * on known inputs is checked exactly (#wrong).
+ * on known inputs is checked exactly (#wrong).  Inputs, batch sizes and the check are shared with
+ * it (bench/common/bench.h).
  *
  * Rank 0 prints one line per measurement:
  *   ROW moecomm <dtype> <ranks> <bytes> <count> <median us> <min us> <#wrong> */
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "../abi/moecomm.h"
 #include "../host_shim/launch.h"
-#include "../host_shim/loader.h"
+#include "../tests/common/harness.h"
+#include "common/bench.h"
 
 typedef struct bench_opts {
   int ranks;
@@ -31,77 +30,13 @@ typedef struct bench_opts {
 
 static const moecomm_api_t *g_api;
 
-static double now_us(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-static uint16_t f2bf(float f)
-{
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-static float bf2f(uint16_t b)
-{
-  uint32_t u = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-
-/* Calls per batch: about 32 MiB of data per batch, at least 1, at most 1000. */
-static int batch_calls(size_t bytes)
-{
-  size_t k = ((size_t)32 << 20) / bytes;
-  return k < 1 ? 1 : k > 1000 ? 1000 : (int)k;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* Input element i of rank r: a small integer, so sums over the ranks are exact in bf16 too. */
-static int input_value(int r, size_t i)
-{
-  return (int)((i * 7u + (size_t)r * 3u) % 9u) - 4;
-}
-
-static void fill(void *buf, size_t count, moecomm_dtype_t dt, int rank)
-{
-  for (size_t i = 0; i < count; i++) {
-    float v = (float)input_value(rank, i);
-    if (dt == MOECOMM_FLOAT32)
-      ((float *)buf)[i] = v;
-    else
-      ((uint16_t *)buf)[i] = f2bf(v);
-  }
-}
-
-static size_t count_wrong(const void *buf, size_t count, moecomm_dtype_t dt, int world)
-{
-  size_t wrong = 0;
-  for (size_t i = 0; i < count; i++) {
-    int want = 0;
-    for (int r = 0; r < world; r++) want += input_value(r, i);
-    float got = dt == MOECOMM_FLOAT32 ? ((const float *)buf)[i] : bf2f(((const uint16_t *)buf)[i]);
-    wrong += got != (float)want;
-  }
-  return wrong;
-}
-
 /* One size, one dtype; returns 0 on success. */
 static int bench_one(moecomm_context_t *ctx, moecomm_group_t *g, const bench_opts_t *o,
                      moecomm_dtype_t dt, size_t bytes, int rank, int world)
 {
   const size_t es = dt == MOECOMM_FLOAT32 ? 4 : 2;
   const size_t count = bytes / es;
-  const int calls = batch_calls(bytes);
+  const int calls = mc_bench_batch_calls(bytes);
   void *send = malloc(bytes), *recv = malloc(bytes);
   double *per_call = calloc((size_t)o->batches, sizeof(double));
   float one = 1.0f, t;
@@ -111,7 +46,7 @@ static int bench_one(moecomm_context_t *ctx, moecomm_group_t *g, const bench_opt
     fprintf(stderr, "rank %d: out of memory for %zu bytes\n", rank, bytes);
     goto done;
   }
-  fill(send, count, dt, rank);
+  mc_bench_cpu_fill(send, count, dt == MOECOMM_FLOAT32, rank);
   memset(recv, 0, bytes);
   for (int w = 0; w < 2; w++) { /* warm-up: first touch of the buffers, comm creation */
     r = g_api->all_reduce(g, send, recv, count, dt, MOECOMM_SUM, NULL);
@@ -120,12 +55,12 @@ static int bench_one(moecomm_context_t *ctx, moecomm_group_t *g, const bench_opt
   for (int b = 0; b < o->batches; b++) {
     r = g_api->all_reduce(g, &one, &t, 1, MOECOMM_FLOAT32, MOECOMM_SUM, NULL); /* barrier */
     if (r != MOECOMM_SUCCESS) goto fail;
-    double t0 = now_us();
+    double t0 = mc_bench_now_s();
     for (int k = 0; k < calls; k++) {
       r = g_api->all_reduce(g, send, recv, count, dt, MOECOMM_SUM, NULL);
       if (r != MOECOMM_SUCCESS) goto fail;
     }
-    float mine = (float)((now_us() - t0) / calls), slowest;
+    float mine = (float)(1e6 * (mc_bench_now_s() - t0) / calls), slowest;
     r = g_api->all_reduce(g, &mine, &slowest, 1, MOECOMM_FLOAT32, MOECOMM_MAX, NULL);
     if (r != MOECOMM_SUCCESS) goto fail;
     per_call[b] = slowest;
@@ -133,11 +68,11 @@ static int bench_one(moecomm_context_t *ctx, moecomm_group_t *g, const bench_opt
   memset(recv, 0x7f, bytes);
   r = g_api->all_reduce(g, send, recv, count, dt, MOECOMM_SUM, NULL);
   if (r != MOECOMM_SUCCESS) goto fail;
-  size_t wrong = count_wrong(recv, count, dt, world);
-  qsort(per_call, (size_t)o->batches, sizeof(double), cmp_double);
+  size_t wrong = mc_bench_cpu_wrong(recv, count, dt == MOECOMM_FLOAT32, world);
+  double median = mc_bench_median(per_call, o->batches);
   if (rank == 0) {
     printf("ROW moecomm %s %d %zu %zu %.2f %.2f %zu\n", dt == MOECOMM_FLOAT32 ? "fp32" : "bf16",
-           world, bytes, count, per_call[o->batches / 2], per_call[0], wrong);
+           world, bytes, count, median, per_call[0], wrong);
     fflush(stdout);
   }
   rc = wrong != 0;
@@ -189,37 +124,11 @@ static int rank_main(int rank, int world, void *arg)
   return failed;
 }
 
-static size_t parse_size(const char *s)
-{
-  char *end = NULL;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (end != NULL && (*end == 'k' || *end == 'K')) v <<= 10;
-  if (end != NULL && (*end == 'm' || *end == 'M')) v <<= 20;
-  return (size_t)v;
-}
-
 static void usage(void)
 {
   fprintf(stderr,
           "usage: cpu_allreduce [--ranks N] [--min BYTES] [--max BYTES] [--batches N]\n"
           "                     [--dtypes fp32,bf16]   (sizes accept K and M suffixes)\n");
-}
-
-/* MOECOMM_PLUGIN unset: the plugin of this build, BUILD/libmoecomm.so (we are BUILD/bench/x). */
-static void default_plugin(void)
-{
-  char exe[PATH_MAX], path[PATH_MAX + 32];
-  if (getenv("MOECOMM_PLUGIN") != NULL) return;
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return;
-  exe[n] = '\0';
-  for (int up = 0; up < 2; up++) {
-    char *slash = strrchr(exe, '/');
-    if (slash == NULL) return;
-    *slash = '\0';
-  }
-  snprintf(path, sizeof path, "%s/libmoecomm.so", exe);
-  setenv("MOECOMM_PLUGIN", path, 1);
 }
 
 int main(int argc, char **argv)
@@ -234,9 +143,9 @@ int main(int argc, char **argv)
     if (strcmp(argv[i], "--ranks") == 0) {
       o.ranks = atoi(v);
     } else if (strcmp(argv[i], "--min") == 0) {
-      o.min_bytes = parse_size(v);
+      o.min_bytes = mc_bench_parse_size(v);
     } else if (strcmp(argv[i], "--max") == 0) {
-      o.max_bytes = parse_size(v);
+      o.max_bytes = mc_bench_parse_size(v);
     } else if (strcmp(argv[i], "--batches") == 0) {
       o.batches = atoi(v);
     } else if (strcmp(argv[i], "--dtypes") == 0) {
@@ -254,19 +163,7 @@ int main(int argc, char **argv)
     usage();
     return 2;
   }
-  default_plugin();
-  shim_plugin_t plugin;
-  char err[1024];
-  shim_load_result_t lr = shim_plugin_load(MOECOMM_ABI_VERSION_MAKE(1, 0), MOECOMM_ABI_VERSION,
-                                           &plugin, err, sizeof err);
-  if (lr != SHIM_LOAD_OK) {
-    fprintf(stderr, "cpu_allreduce: cannot load the plugin (MOECOMM_PLUGIN=%s): %s\n",
-            getenv("MOECOMM_PLUGIN"), err);
-    return 1;
-  }
-  g_api = plugin.api;
+  g_api = mc_test_plugin(); /* exits with a FAIL line naming MOECOMM_PLUGIN when it cannot */
   fflush(stdout);
-  int bad = shim_launch(o.ranks, rank_main, &o, 1800);
-  shim_plugin_unload(&plugin);
-  return bad != 0;
+  return shim_launch(o.ranks, rank_main, &o, 1800) != 0;
 }

@@ -15,15 +15,23 @@
  *   split     raw NCCL: a communicator split from a parent with splitShare 0 or 1.
  *
  * Prints tables and the target checks; writes JSON (--json PATH) with device, driver, NCCL
- * version, commit and date (--driver, --commit, --date come from bench/run-mem.sh). */
-#include <cuda_runtime_api.h>
-#include <nccl.h>
-#include <stdarg.h>
+ * version, commit and date (--driver, --commit, --date come from bench/run-mem.sh).  A 2-rank
+ * benchmark: on more GPUs it uses the first 2. */
 #include <stdio.h>
+
+#include "common/bench_gpu.h"
+
+#if !MC_WITH_CUDA
+int main(void) {
+  printf("SKIP bench-mem: this build has no CUDA support\n");
+  return 0;
+}
+#else
+
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../abi/moecomm.h"
@@ -109,8 +117,7 @@ static const variant_t k_variants[] = {
 typedef struct vres {
   int done;
   char err[512];
-  char device[128];
-  int cuda_driver;
+  mc_bench_gpu_t gpu;
   double create_mib, step_mib, all_mib, stats_mib; /* moecomm */
   int comms, lists;           /* created communicators / distinct rank lists of 2+ ranks */
   int untouched_ok;           /* after context_create: every group created 0 with 0 bytes */
@@ -128,36 +135,15 @@ static const moecomm_api_t *g_api;
 static const variant_t *g_v;
 static vres_t *g_res; /* MAP_SHARED: NRANKS entries */
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int fail(vres_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(vres_t *r, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (r->err[0] == '\0') vsnprintf(r->err, sizeof(r->err), fmt, ap);
-  va_end(ap);
-  return 0;
-}
-
-#define CU(r, call)                                                                   \
-  do {                                                                                \
-    cudaError_t e_ = (call);                                                          \
-    if (e_ != cudaSuccess) return fail((r), "%s: %s", #call, cudaGetErrorString(e_)); \
-  } while (0)
-#define NC(r, call)                                                                   \
-  do {                                                                                \
-    ncclResult_t n_ = (call);                                                         \
-    if (n_ != ncclSuccess) return fail((r), "%s: %s", #call, ncclGetErrorString(n_)); \
-  } while (0)
+/* The first failure of rank result r (returns 0); CU, NC and MC return it from a failed call. */
+#define FAIL(r, ...) mc_bench_fail((r)->err, sizeof((r)->err), __VA_ARGS__)
+#define CU(r, call) MC_BENCH_CU((r)->err, call)
+#define NC(r, call) MC_BENCH_NC((r)->err, call)
 #define MC(r, ctx, call)                                                                       \
   do {                                                                                         \
     moecomm_result_t m_ = (call);                                                              \
     if (m_ != MOECOMM_SUCCESS)                                                                 \
-      return fail((r), "%s: %s: %s", #call, g_api->result_string(m_), g_api->last_error(ctx)); \
+      return FAIL((r), "%s: %s: %s", #call, g_api->result_string(m_), g_api->last_error(ctx)); \
   } while (0)
 
 static double used_mib(size_t base_free) {
@@ -201,7 +187,7 @@ static int run_moecomm(int rank, vres_t *r, void *buf, cudaStream_t s, size_t ba
   r->untouched_ok = 1;
   for (int k = 0; k < 9; k++) {
     moecomm_group_stats_t st;
-    if (!stats(ctx, k, &st)) return fail(r, "group_stats(%d) failed", k);
+    if (!stats(ctx, k, &st)) return FAIL(r, "group_stats(%d) failed", k);
     if (st.created || st.device_bytes || st.host_bytes) r->untouched_ok = 0;
   }
   for (int phase = 0; phase < 2; phase++) {
@@ -224,7 +210,7 @@ static int run_moecomm(int rank, vres_t *r, void *buf, cudaStream_t s, size_t ba
   for (int k = 0; k < 9; k++) {
     moecomm_group_stats_t st;
     int seen = 0;
-    if (!stats(ctx, k, &st)) return fail(r, "group_stats(%d) failed", k);
+    if (!stats(ctx, k, &st)) return FAIL(r, "group_stats(%d) failed", k);
     for (int j = 0; j < nids; j++) seen |= ids[j] == st.comm_id;
     if (!seen && st.created) {
       ids[nids++] = st.comm_id;
@@ -254,12 +240,12 @@ static int engine_ids(vres_t *r, moecomm_group_stats_t *st, int nk, ncclUniqueId
   ncclUniqueId *mine = calloc((size_t)nk, sizeof(ncclUniqueId));
   ncclUniqueId *all = calloc((size_t)nk * NRANKS, sizeof(ncclUniqueId));
   int ok = 1;
-  if (mine == NULL || all == NULL) ok = fail(r, "out of host memory");
+  if (mine == NULL || all == NULL) ok = FAIL(r, "out of host memory");
   for (int i = 0; ok && i < nk; i++)
     if (st[i].rank == 0 && ncclGetUniqueId(&mine[i]) != ncclSuccess)
-      ok = fail(r, "ncclGetUniqueId failed");
+      ok = FAIL(r, "ncclGetUniqueId failed");
   if (ok && shim_host_allgather(shim_launch_hub(), mine, all, sizeof(ncclUniqueId) * nk) != 0)
-    ok = fail(r, "host all-gather of the NCCL ids failed");
+    ok = FAIL(r, "host all-gather of the NCCL ids failed");
   for (int i = 0; ok && i < nk; i++) ids[i] = all[(size_t)st[i].ranks[0] * nk + i];
   free(mine);
   free(all);
@@ -277,7 +263,7 @@ static int run_engine(int rank, vres_t *r, void *buf, cudaStream_t s, size_t bas
   /* moecomm only lends the rank lists here: a context holds no communicator. */
   MC(r, NULL, g_api->context_create(&params, &ctx));
   for (int k = 0; k < 9; k++) {
-    if (!stats(ctx, k, &st[nk])) return fail(r, "group_stats(%d) failed", k);
+    if (!stats(ctx, k, &st[nk])) return FAIL(r, "group_stats(%d) failed", k);
     if (st[nk].size >= 2) nk++;
   }
   {
@@ -356,25 +342,21 @@ static int graph_time(vres_t *r, moecomm_context_t *ctx, moecomm_group_t *g, voi
    1 element, batches of 100 with the stream drained between batches; the best of 5 batches. */
 static int host_overhead(vres_t *r, moecomm_context_t *ctx, moecomm_group_t *g, void *buf,
                          cudaStream_t s, int rank) {
-  ncclUniqueId id, all[NRANKS];
   ncclComm_t nc;
   double best_m = 1e9, best_n = 1e9;
-  if (rank == 0) NC(r, ncclGetUniqueId(&id));
-  if (shim_host_allgather(shim_launch_hub(), &id, all, sizeof(id)) != 0)
-    return fail(r, "host all-gather of the NCCL id failed");
-  NC(r, ncclCommInitRank(&nc, NRANKS, all[0], rank));
+  if (!mc_bench_nccl_comm(rank, NRANKS, &nc, r->err, sizeof(r->err))) return 0;
   NC(r, ncclAllReduce(buf, buf, 1, ncclFloat32, ncclSum, nc, s));
   CU(r, cudaStreamSynchronize(s));
   for (int t = 0; t < 5; t++) {
-    double t0 = now_s(), t1;
+    double t0 = mc_bench_now_s(), t1;
     for (int i = 0; i < 100; i++)
       MC(r, ctx, g_api->all_reduce(g, buf, buf, 1, MOECOMM_FLOAT32, MOECOMM_SUM, s));
-    t1 = now_s();
+    t1 = mc_bench_now_s();
     CU(r, cudaStreamSynchronize(s));
     if ((t1 - t0) * 1e4 < best_m) best_m = (t1 - t0) * 1e4;
-    t0 = now_s();
+    t0 = mc_bench_now_s();
     for (int i = 0; i < 100; i++) NC(r, ncclAllReduce(buf, buf, 1, ncclFloat32, ncclSum, nc, s));
-    t1 = now_s();
+    t1 = mc_bench_now_s();
     CU(r, cudaStreamSynchronize(s));
     if ((t1 - t0) * 1e4 < best_n) best_n = (t1 - t0) * 1e4;
   }
@@ -404,7 +386,7 @@ static int run_config(int rank, vres_t *r, void *buf, cudaStream_t s, size_t bas
   MC(r, ctx, g_api->all_reduce(g, buf, buf, 1, MOECOMM_FLOAT32, MOECOMM_SUM, s));
   CU(r, cudaStreamSynchronize(s));
   r->comm_mib = used_mib(base) - pre;
-  if (!stats(ctx, g_v->group, &st)) return fail(r, "group_stats failed");
+  if (!stats(ctx, g_v->group, &st)) return FAIL(r, "group_stats failed");
   r->comm_stats_mib = st.device_bytes / MIB;
   if (!eager_time(r, ctx, g, buf, 256, s, &r->eager_us[0]) ||
       !eager_time(r, ctx, g, buf, 262144, s, &r->eager_us[1]) ||
@@ -420,14 +402,10 @@ static int run_config(int rank, vres_t *r, void *buf, cudaStream_t s, size_t bas
 /* ---- split: a child communicator sharing its parent's resources or not --------------------- */
 
 static int run_split(int rank, vres_t *r, void *buf, cudaStream_t s, size_t base) {
-  ncclUniqueId id, all[NRANKS];
   ncclComm_t parent, child;
   ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
   double before;
-  if (rank == 0) NC(r, ncclGetUniqueId(&id));
-  if (shim_host_allgather(shim_launch_hub(), &id, all, sizeof(id)) != 0)
-    return fail(r, "host all-gather of the NCCL id failed");
-  NC(r, ncclCommInitRank(&parent, NRANKS, all[0], rank));
+  if (!mc_bench_nccl_comm(rank, NRANKS, &parent, r->err, sizeof(r->err))) return 0;
   NC(r, ncclAllReduce(buf, buf, 1, ncclFloat32, ncclSum, parent, s));
   CU(r, cudaStreamSynchronize(s));
   r->parent_mib = before = used_mib(base);
@@ -446,8 +424,7 @@ static int rank_main(int rank, int world, void *arg) {
   cudaStream_t s = NULL;
   void *buf = NULL;
   size_t base = 0, total = 0;
-  struct cudaDeviceProp prop;
-  double t0 = now_s();
+  double t0 = mc_bench_now_s();
   int ok = 0;
   (void)world;
   (void)arg;
@@ -460,18 +437,11 @@ static int rank_main(int rank, int world, void *arg) {
     name[n] = '\0';
     setenv(name, eq + 1, 1);
   }
-  setenv("NCCL_NVLS_ENABLE", "0", 1);
-  if (cudaSetDevice(rank) != cudaSuccess || cudaFree(0) != cudaSuccess) {
-    fail(r, "no usable CUDA device %d", rank);
-    goto out;
-  }
-  if (cudaGetDeviceProperties(&prop, rank) == cudaSuccess)
-    snprintf(r->device, sizeof(r->device), "%s", prop.name);
-  (void)cudaDriverGetVersion(&r->cuda_driver);
+  if (!mc_bench_rank_gpu(rank, &r->gpu, r->err, sizeof(r->err))) goto out;
   if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess ||
       cudaMalloc(&buf, BUF_BYTES) != cudaSuccess || cudaMemset(buf, 0, BUF_BYTES) != cudaSuccess ||
       cudaDeviceSynchronize() != cudaSuccess || cudaMemGetInfo(&base, &total) != cudaSuccess) {
-    fail(r, "CUDA setup failed");
+    FAIL(r, "CUDA setup failed");
     goto out;
   }
   g_api = mc_test_plugin();
@@ -482,7 +452,7 @@ static int rank_main(int rank, int world, void *arg) {
     default: ok = run_split(rank, r, buf, s, base); break;
   }
 out:
-  r->seconds = now_s() - t0;
+  r->seconds = mc_bench_now_s() - t0;
   r->done = ok;
   fflush(stdout);
   fflush(stderr);
@@ -498,57 +468,22 @@ static double worst(const vres_t *r, size_t off) {
 }
 #define W(res, field) worst((res), offsetof(vres_t, field))
 
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') fputc('\\', f);
-    if ((unsigned char)*s < 0x20)
-      fprintf(f, "\\u%04x", *s);
-    else
-      fputc(*s, f);
-  }
-  fputc('"', f);
-}
-
 int main(int argc, char **argv) {
-  const char *json = NULL, *commit = "unknown", *date = "unknown", *driver = NULL;
+  mc_bench_run_t run;
   vres_t(*all)[NRANKS];
-  int ran = 0, nccl_version = 0;
-  double start = now_s(), one_comm = -1, moe_only = -1;
-  char device[128] = "unknown";
-  int cuda_driver = 0, targets_failed = 0;
+  int ran = 0, world = 0, rc;
+  double start = mc_bench_now_s(), one_comm = -1, moe_only = -1;
+  char nccl[32];
+  mc_bench_gpu_t gpu = {"unknown", 0, 0}; /* the last variant's rank 0 that reached its GPU */
+  int targets_failed = 0;
   FILE *jf = NULL;
 
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
-      json = argv[++i];
-    else if (strcmp(argv[i], "--commit") == 0 && i + 1 < argc)
-      commit = argv[++i];
-    else if (strcmp(argv[i], "--date") == 0 && i + 1 < argc)
-      date = argv[++i];
-    else if (strcmp(argv[i], "--driver") == 0 && i + 1 < argc)
-      driver = argv[++i];
-    else {
-      fprintf(stderr, "usage: %s [--json PATH] [--commit C] [--date D] [--driver V]\n", argv[0]);
-      return 2;
-    }
-  }
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  if (mc_test_gpu_count() < NRANKS) {
-    printf("SKIP bench-mem: needs %d CUDA devices, this machine has %d\n", NRANKS,
-           mc_test_gpu_count());
-    return 0;
-  }
-  (void)ncclGetVersion(&nccl_version); /* no CUDA initialisation in this parent */
-  all = mmap(NULL, sizeof(vres_t) * NRANKS * NVARIANTS, PROT_READ | PROT_WRITE,
-             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (all == MAP_FAILED) {
-    perror("mmap");
-    return 1;
-  }
-  memset(all, 0, sizeof(vres_t) * NRANKS * NVARIANTS);
+  rc = mc_bench_gpu_begin(argc, argv, "bench-mem", NRANKS, &run, &world);
+  if (rc >= 0) return rc;
+  mc_bench_nccl_version(nccl, sizeof(nccl));
+  if ((all = mc_bench_shared(sizeof(vres_t) * NRANKS * NVARIANTS)) == NULL) return 1;
   for (int v = 0; v < NVARIANTS; v++) {
-    if (now_s() - start > BUDGET_S) {
+    if (mc_bench_now_s() - start > BUDGET_S) {
       snprintf(all[v][0].err, sizeof(all[v][0].err), "skipped: bench-mem time budget spent");
       continue;
     }
@@ -559,15 +494,10 @@ int main(int argc, char **argv) {
       snprintf(all[v][0].err, sizeof(all[v][0].err), "%s",
                all[v][1].err[0] ? all[v][1].err : "a rank crashed or timed out");
     ran++;
-    if (all[v][0].device[0]) {
-      snprintf(device, sizeof(device), "%s", all[v][0].device);
-      cuda_driver = all[v][0].cuda_driver;
-    }
+    if (all[v][0].gpu.name[0]) gpu = all[v][0].gpu;
   }
 
-  printf("\nbench-mem: %s, driver %s (CUDA driver API %d), NCCL %d.%d.%d, commit %s, %s\n", device,
-         driver ? driver : "?", cuda_driver, nccl_version / 10000, (nccl_version / 100) % 100,
-         nccl_version % 100, commit, date);
+  mc_bench_print_facts("bench-mem", &run, &gpu, nccl);
   printf("MiB per GPU (worse of the 2 ranks), counted from after the CUDA context and buffers\n\n");
   printf("%-40s %9s %9s %9s %9s %6s\n", "variant", "declared", "MoE step", "all grps", "stats",
          "comms");
@@ -646,20 +576,10 @@ int main(int argc, char **argv) {
     printf("  %s  MoE-only NCCL communicator (plugin default), after 1 MB all-reduces: %.1f MiB "
            "<= 128\n", pass ? "PASS" : "FAIL", moe_only);
   }
-  printf("\n%d variants in %.0f s\n", ran, now_s() - start);
+  printf("\n%d variants in %.0f s\n", ran, mc_bench_now_s() - start);
 
-  if (json != NULL) jf = fopen(json, "w");
-  if (json != NULL && jf == NULL) perror(json);
+  if (run.json != NULL) jf = mc_bench_json_open(run.json, "mem", &run, &gpu, 0, nccl);
   if (jf != NULL) {
-    fprintf(jf, "{\n  \"bench\": \"mem\",\n  \"device\": ");
-    json_str(jf, device);
-    fprintf(jf, ",\n  \"driver\": ");
-    json_str(jf, driver ? driver : "");
-    fprintf(jf, ",\n  \"cuda_driver_api\": %d,\n  \"nccl_version\": \"%d.%d.%d\",\n  \"commit\": ",
-            cuda_driver, nccl_version / 10000, (nccl_version / 100) % 100, nccl_version % 100);
-    json_str(jf, commit);
-    fprintf(jf, ",\n  \"date\": ");
-    json_str(jf, date);
     fprintf(jf,
             ",\n  \"unit\": \"MiB per GPU, worse of 2 ranks; us per op\",\n"
             "  \"one_nccl_comm_mib\": %.2f,\n  \"moe_only_comm_mib\": %.2f,\n"
@@ -670,17 +590,17 @@ int main(int argc, char **argv) {
       const vres_t *r = all[v];
       static const char *const kinds[] = {"moecomm", "engine", "config", "split"};
       fprintf(jf, "    {\"name\": ");
-      json_str(jf, vv->name);
+      mc_bench_json_str(jf, vv->name);
       fprintf(
           jf,
           ", \"kind\": \"%s\", \"tp\": %d, \"ep\": %d, \"attn_cp\": %d, \"moe_dp\": %d, \"env\": [",
           kinds[vv->kind], vv->tp, vv->ep, vv->attn_cp, vv->moe_dp);
       for (int i = 0; i < 5 && vv->env[i] != NULL; i++) {
         if (i) fputs(", ", jf);
-        json_str(jf, vv->env[i]);
+        mc_bench_json_str(jf, vv->env[i]);
       }
       fprintf(jf, "], \"error\": ");
-      json_str(jf, r[0].err);
+      mc_bench_json_str(jf, r[0].err);
       fprintf(jf,
               ",\n     \"declared_mib\": %.2f, \"step_mib\": %.2f, \"all_groups_mib\": %.2f, "
               "\"stats_mib\": %.2f, \"comms\": %d, \"rank_lists\": %d,\n"
@@ -699,8 +619,10 @@ int main(int argc, char **argv) {
     }
     fprintf(jf, "  ]\n}\n");
     fclose(jf);
-    printf("wrote %s\n", json);
+    printf("wrote %s\n", run.json);
   }
   munmap(all, sizeof(vres_t) * NRANKS * NVARIANTS);
   return 0;
 }
+
+#endif /* MC_WITH_CUDA */

@@ -4,16 +4,19 @@
 # bench/results/cpu-allreduce-<date>.json.
 #
 # moecomm side: BUILD/bench/cpu_allreduce (built by make from bench/cpu_allreduce.c).
-# MPI side: bench/mpi/mpi_allreduce.c, compiled here with mpicc (packaging/ensure-deps.sh
-# bench-cpu installs Open MPI).  MPI has no bf16 type: its bf16 rows run a 2-byte datatype with a
-# user-defined op (fp32 accumulate, round to nearest even), see bench/mpi/mpi_allreduce.c.
+# MPI side: bench/mpi/mpi_allreduce.c with bench/common/bench.c (the inputs, check and batch sizes
+# both sides share), compiled here with mpicc (packaging/ensure-deps.sh bench-cpu installs Open
+# MPI).  MPI has no bf16 type: its bf16 rows run a 2-byte datatype with a user-defined op (fp32
+# accumulate, round to nearest even), see bench/mpi/mpi_allreduce.c.
 #
 # Environment: MC_BENCH_RANKS (default "2 4"), MC_BENCH_MIN / MC_BENCH_MAX (bytes, default 4K /
 # 64M, steps of x4), MC_BENCH_BATCHES (default 9), MC_BENCH_DTYPES (default fp32,bf16).
 set -euo pipefail
+# shellcheck source=bench/common.sh
+source "$(dirname "$0")/common.sh"
 build=${1:-build}
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
+here=$bench_here
+root=$bench_root
 ranks_list=${MC_BENCH_RANKS:-"2 4"}
 min=${MC_BENCH_MIN:-4K}
 max=${MC_BENCH_MAX:-64M}
@@ -31,7 +34,7 @@ if ! command -v mpicc >/dev/null || ! command -v mpirun >/dev/null; then
 fi
 mpi_bin="$build/bench/mpi_allreduce"
 mkdir -p "$build/bench"
-mpicc -O2 -Wall -o "$mpi_bin" "$here/mpi/mpi_allreduce.c"
+mpicc -O2 -Wall -o "$mpi_bin" "$here/mpi/mpi_allreduce.c" "$here/common/bench.c"
 
 mpi_flags=(--oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi_flags+=(--allow-run-as-root)
@@ -55,7 +58,7 @@ cpus=$(nproc 2>/dev/null || echo 0)
 kernel=$(uname -r)
 commit=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo none)
 dirty=false
-if [ "$commit" != none ] && [ -n "$(git -C "$root" status --porcelain 2>/dev/null)" ]; then dirty=true; fi
+if [ "$commit" != none ] && bench_dirty; then dirty=true; fi
 mpi_version=$(mpirun --version 2>/dev/null | head -n 1 || echo unknown)
 date_iso=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 out_dir="$here/results"

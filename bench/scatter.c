@@ -1,4 +1,5 @@
-/* scatter.c - scatter-mode benchmark on 2 GPUs (bench/run-scatter.sh).
+/* scatter.c - scatter-mode benchmark on 2 GPUs (bench/run-scatter.sh); a 2-rank benchmark (on
+ * more GPUs it uses the first 2).
  *
  * One context, tp2 ep2 attn_cp2 moe_dp1 (attn_tp 1: every rank is its own attention group, and
  * MOE_CP = MOE_EP = TP = both ranks), default backend, plus an ncclComm the benchmark makes itself.
@@ -20,6 +21,7 @@
 #include <string.h>
 
 #include "../tests/common/harness.h"
+#include "common/bench_gpu.h"
 
 #if !MC_WITH_CUDA
 int main(void) {
@@ -28,11 +30,6 @@ int main(void) {
 }
 #else
 
-#include <cuda_runtime_api.h>
-#include <nccl.h>
-#include <stdarg.h>
-#include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../host_shim/launch.h"
@@ -52,8 +49,7 @@ static const int k_step_tokens[NSTEPS] = {16, 128, 1024, 4096}; /* per rank */
 typedef struct rres {
   int done;
   char err[512];
-  char device[128];
-  int cuda_driver;
+  mc_bench_gpu_t gpu;
   char be_cp[16], be_ep[16], be_tp[16];
   double ag_mc_us[NSIZES], ag_nccl_us[NSIZES];
   long ag_mc_wrong[NSIZES], ag_nccl_wrong[NSIZES];
@@ -64,25 +60,9 @@ typedef struct rres {
 static const moecomm_api_t *g_api;
 static rres_t *g_res; /* MAP_SHARED, NRANKS entries */
 
-static int fail(rres_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(rres_t *r, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  if (r->err[0] == '\0') vsnprintf(r->err, sizeof(r->err), fmt, ap);
-  va_end(ap);
-  return 0;
-}
-
-#define CU(r, call)                                                                           \
-  do {                                                                                        \
-    cudaError_t e_ = (call);                                                                  \
-    if (e_ != cudaSuccess) return fail((r), "%s: %s", #call, cudaGetErrorString(e_));         \
-  } while (0)
-#define NC(r, call)                                                                           \
-  do {                                                                                        \
-    ncclResult_t n_ = (call);                                                                 \
-    if (n_ != ncclSuccess) return fail((r), "%s: %s", #call, ncclGetErrorString(n_));         \
-  } while (0)
+/* The first failure of rank result r (returns 0); CU returns it from a failed CUDA call. */
+#define FAIL(r, ...) mc_bench_fail((r)->err, sizeof((r)->err), __VA_ARGS__)
+#define CU(r, call) MC_BENCH_CU((r)->err, call)
 
 /* Everything one rank works with. */
 typedef struct bench {
@@ -96,11 +76,6 @@ typedef struct bench {
   uint16_t *h_a, *h_b;                 /* MAX_OUT_BYTES each */
   int32_t tokens[2];
 } bench_t;
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 /* Median per op of a graph of `ops` ops, from REPLAYS timed launches after WARMUP. */
 static int time_graph(bench_t *b, cudaGraphExec_t exec, int ops, double *us_p) {
@@ -116,8 +91,7 @@ static int time_graph(bench_t *b, cudaGraphExec_t exec, int ops, double *us_p) {
     CU(b->r, cudaEventElapsedTime(&ms, b->ev[0], b->ev[1]));
     t[i] = (double)ms * 1000.0 / ops;
   }
-  qsort(t, REPLAYS, sizeof(double), cmp_double);
-  *us_p = t[REPLAYS / 2];
+  *us_p = mc_bench_median(t, REPLAYS);
   return 1;
 }
 
@@ -147,29 +121,29 @@ static int capture_scatter(bench_t *b, const moecomm_scatter_args_t *a, int n,
   int good = 1;
   mr = g_api->capture_begin(b->ctx, b->s);
   if (mr != MOECOMM_SUCCESS)
-    return fail(b->r, "capture_begin: %s", g_api->last_error(b->ctx));
+    return FAIL(b->r, "capture_begin: %s", g_api->last_error(b->ctx));
   e = cudaStreamBeginCapture(b->s, cudaStreamCaptureModeGlobal);
-  if (e != cudaSuccess) good = fail(b->r, "cudaStreamBeginCapture: %s", cudaGetErrorString(e));
+  if (e != cudaSuccess) good = FAIL(b->r, "cudaStreamBeginCapture: %s", cudaGetErrorString(e));
   for (int i = 0; good && i < GRAPH_OPS; i++)
     for (int k = 0; good && k < n; k++) {
       mr = g_api->scatter(b->ctx, &a[k], b->s);
       if (mr != MOECOMM_SUCCESS)
-        good = fail(b->r, "scatter %d -> %d: %s: %s", a[k].from, a[k].to,
+        good = FAIL(b->r, "scatter %d -> %d: %s: %s", a[k].from, a[k].to,
                     g_api->result_string(mr), g_api->last_error(b->ctx));
     }
   if (e == cudaSuccess) {
     cudaError_t ee = cudaStreamEndCapture(b->s, &graph);
     if (good && ee != cudaSuccess)
-      good = fail(b->r, "cudaStreamEndCapture: %s", cudaGetErrorString(ee));
+      good = FAIL(b->r, "cudaStreamEndCapture: %s", cudaGetErrorString(ee));
   }
   if (good) {
     e = cudaGraphInstantiate(exec_p, graph, 0);
-    if (e != cudaSuccess) good = fail(b->r, "cudaGraphInstantiate: %s", cudaGetErrorString(e));
+    if (e != cudaSuccess) good = FAIL(b->r, "cudaGraphInstantiate: %s", cudaGetErrorString(e));
   }
   if (graph) cudaGraphDestroy(graph);
   mr = g_api->capture_end(b->ctx, b->s);
   if (mr != MOECOMM_SUCCESS && good)
-    good = fail(b->r, "capture_end: %s", g_api->last_error(b->ctx));
+    good = FAIL(b->r, "capture_end: %s", g_api->last_error(b->ctx));
   if (!good && *exec_p) {
     cudaGraphExecDestroy(*exec_p);
     *exec_p = NULL;
@@ -187,7 +161,7 @@ static int capture_nccl(bench_t *b, size_t count, cudaGraphExec_t *exec_p) {
   e = cudaStreamEndCapture(b->s, &graph);
   if (nr != ncclSuccess) {
     if (graph) cudaGraphDestroy(graph);
-    return fail(b->r, "ncclAllGather: %s", ncclGetErrorString(nr));
+    return FAIL(b->r, "ncclAllGather: %s", ncclGetErrorString(nr));
   }
   CU(b->r, e);
   e = cudaGraphInstantiate(exec_p, graph, 0);
@@ -302,17 +276,11 @@ static void backend_of(bench_t *b, int kind, char *out, size_t cap) {
 static int setup(bench_t *b) {
   moecomm_topology_t topo = mc_test_topo(NRANKS, b->rank, NRANKS);
   moecomm_context_params_t params;
-  ncclUniqueId id, all[NRANKS];
-  struct cudaDeviceProp prop;
   moecomm_result_t mr;
   topo.ep = 2;
   topo.attn_cp = 2;
   topo.moe_dp = 1;
-  CU(b->r, cudaSetDevice(b->rank));
-  CU(b->r, cudaFree(0));
-  if (cudaGetDeviceProperties(&prop, b->rank) == cudaSuccess)
-    snprintf(b->r->device, sizeof(b->r->device), "%s", prop.name);
-  (void)cudaDriverGetVersion(&b->r->cuda_driver);
+  if (!mc_bench_rank_gpu(b->rank, &b->r->gpu, b->r->err, sizeof(b->r->err))) return 0;
   CU(b->r, cudaStreamCreateWithFlags(&b->s, cudaStreamNonBlocking));
   CU(b->r, cudaEventCreate(&b->ev[0]));
   CU(b->r, cudaEventCreate(&b->ev[1]));
@@ -322,18 +290,13 @@ static int setup(bench_t *b) {
   CU(b->r, cudaMalloc((void **)&b->d_mid2, MAX_OUT_BYTES));
   b->h_a = malloc(MAX_OUT_BYTES);
   b->h_b = malloc(MAX_OUT_BYTES);
-  if (b->h_a == NULL || b->h_b == NULL) return fail(b->r, "host malloc failed");
+  if (b->h_a == NULL || b->h_b == NULL) return FAIL(b->r, "host malloc failed");
   g_api = mc_test_plugin();
   params = mc_test_ctx_params(&topo, b->rank);
   mr = g_api->context_create(&params, &b->ctx);
   if (mr != MOECOMM_SUCCESS)
-    return fail(b->r, "context_create: %s: %s", g_api->result_string(mr), g_api->last_error(NULL));
-  memset(&id, 0, sizeof(id));
-  if (b->rank == 0) NC(b->r, ncclGetUniqueId(&id));
-  if (shim_host_allgather(shim_launch_hub(), &id, all, sizeof(id)) != 0)
-    return fail(b->r, "exchanging the NCCL unique id failed");
-  NC(b->r, ncclCommInitRank(&b->nccl, NRANKS, all[0], b->rank));
-  return 1;
+    return FAIL(b->r, "context_create: %s: %s", g_api->result_string(mr), g_api->last_error(NULL));
+  return mc_bench_nccl_comm(b->rank, NRANKS, &b->nccl, b->r->err, sizeof(b->r->err));
 }
 
 static int rank_main(int rank, int world, void *arg) {
@@ -344,7 +307,6 @@ static int rank_main(int rank, int world, void *arg) {
   memset(&b, 0, sizeof(b));
   b.rank = rank;
   b.r = &g_res[rank];
-  setenv("NCCL_NVLS_ENABLE", "0", 1);
   ok = setup(&b) && bench_allgather(&b) && bench_steps(&b);
   if (ok) {
     backend_of(&b, MOECOMM_GROUP_MOE_CP, b.r->be_cp, sizeof(b.r->be_cp));
@@ -365,53 +327,22 @@ static int rank_main(int rank, int world, void *arg) {
 
 static double worse(double a, double b) { return a > b ? a : b; }
 
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') fputc('\\', f);
-    if ((unsigned char)*s < 0x20)
-      fprintf(f, "\\u%04x", *s);
-    else
-      fputc(*s, f);
-  }
-  fputc('"', f);
-}
-
 static void human_bytes(size_t n, char *out, size_t cap) {
   if (n >= ((size_t)1 << 20)) snprintf(out, cap, "%zuM", n >> 20);
   else snprintf(out, cap, "%zuK", n >> 10);
 }
 
 int main(int argc, char **argv) {
-  const char *json = NULL, *commit = "unknown", *date = "unknown", *driver = "unknown";
+  mc_bench_run_t run;
   rres_t *res;
-  int nccl_version = 0, bad = 0;
+  char nccl[32];
+  int world = 0, bad = 0;
   long wrong = 0;
   FILE *jf = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) json = argv[++i];
-    else if (strcmp(argv[i], "--commit") == 0 && i + 1 < argc) commit = argv[++i];
-    else if (strcmp(argv[i], "--date") == 0 && i + 1 < argc) date = argv[++i];
-    else if (strcmp(argv[i], "--driver") == 0 && i + 1 < argc) driver = argv[++i];
-    else {
-      fprintf(stderr, "usage: %s [--json PATH] [--commit C] [--date D] [--driver V]\n", argv[0]);
-      return 2;
-    }
-  }
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  if (mc_test_gpu_count() < NRANKS) {
-    printf("SKIP bench-scatter: needs %d CUDA devices, this machine has %d\n", NRANKS,
-           mc_test_gpu_count());
-    return 0;
-  }
-  (void)ncclGetVersion(&nccl_version); /* no CUDA initialisation in this parent */
-  res = mmap(NULL, sizeof(rres_t) * NRANKS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-             -1, 0);
-  if (res == MAP_FAILED) {
-    perror("mmap");
-    return 1;
-  }
-  memset(res, 0, sizeof(rres_t) * NRANKS);
+  int rc = mc_bench_gpu_begin(argc, argv, "bench-scatter", NRANKS, &run, &world);
+  if (rc >= 0) return rc;
+  mc_bench_nccl_version(nccl, sizeof(nccl));
+  if ((res = mc_bench_shared(sizeof(rres_t) * NRANKS)) == NULL) return 1;
   g_res = res;
   if (shim_launch(NRANKS, rank_main, NULL, 85) != 0 || !res[0].done || !res[1].done) {
     printf("bench-scatter: FAILED: rank 0: %s; rank 1: %s\n",
@@ -420,9 +351,7 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  printf("\nbench-scatter: %s, driver %s (CUDA driver API %d), NCCL %d.%d.%d, commit %s, %s\n",
-         res[0].device, driver, res[0].cuda_driver, nccl_version / 10000,
-         (nccl_version / 100) % 100, nccl_version % 100, commit, date);
+  mc_bench_print_facts("bench-scatter", &run, &res[0].gpu, nccl);
   printf("topology tp2 ep2 attn_cp2 moe_dp1 on 2 GPUs; backends: MOE_CP %s, MOE_EP %s, TP %s\n",
          res[0].be_cp, res[0].be_ep, res[0].be_tp);
   printf("method: CUDA graph of %d ops, %d warm-up + %d timed replays, CUDA events, median per "
@@ -471,28 +400,17 @@ int main(int argc, char **argv) {
     wrong += wm + wf;
   }
 
-  if (json != NULL) jf = fopen(json, "w");
-  if (json != NULL && jf == NULL) {
-    perror(json);
-    bad = 1;
+  if (run.json != NULL) {
+    jf = mc_bench_json_open(run.json, "scatter", &run, &res[0].gpu, 0, nccl);
+    bad |= jf == NULL;
   }
   if (jf != NULL) {
-    fprintf(jf, "{\n  \"bench\": \"scatter\",\n  \"device\": ");
-    json_str(jf, res[0].device);
-    fprintf(jf, ",\n  \"driver\": ");
-    json_str(jf, driver);
-    fprintf(jf, ",\n  \"cuda_driver_api\": %d,\n  \"nccl_version\": \"%d.%d.%d\",\n  \"commit\": ",
-            res[0].cuda_driver, nccl_version / 10000, (nccl_version / 100) % 100,
-            nccl_version % 100);
-    json_str(jf, commit);
-    fprintf(jf, ",\n  \"date\": ");
-    json_str(jf, date);
     fprintf(jf, ",\n  \"topology\": \"tp2 ep2 attn_cp2 moe_dp1\",\n  \"backends\": {\"MOE_CP\": ");
-    json_str(jf, res[0].be_cp);
+    mc_bench_json_str(jf, res[0].be_cp);
     fprintf(jf, ", \"MOE_EP\": ");
-    json_str(jf, res[0].be_ep);
+    mc_bench_json_str(jf, res[0].be_ep);
     fprintf(jf, ", \"TP\": ");
-    json_str(jf, res[0].be_tp);
+    mc_bench_json_str(jf, res[0].be_tp);
     fprintf(jf, "},\n  \"method\": \"CUDA graph of %d ops, %d warm-up + %d timed replays, CUDA "
             "events, median per op, worse of 2 ranks\",\n", GRAPH_OPS, WARMUP, REPLAYS);
     fprintf(jf, "  \"allgather\": [\n");
@@ -516,7 +434,7 @@ int main(int argc, char **argv) {
               res[0].st_full_wrong[i] + res[1].st_full_wrong[i], i + 1 < NSTEPS ? "," : "");
     fprintf(jf, "  ],\n  \"wrong\": %ld\n}\n", wrong);
     if (fclose(jf) != 0) bad = 1;
-    else printf("\nwrote %s\n", json);
+    else printf("\nwrote %s\n", run.json);
   }
   if (wrong != 0) printf("bench-scatter: %ld wrong elements\n", wrong);
   return wrong != 0 || bad;

@@ -3,6 +3,7 @@
  * The same sizes, inputs, timing method and output as bench/cpu_allreduce.c, for MPI_Allreduce:
  * a batch of back-to-back out-of-place calls between two barriers, its time divided by the calls,
  * the slowest rank's value per batch, the median over --batches batches; one checked call.
+ * Inputs, batch sizes, the check and bf16 rounding come from bench/common/bench.c, linked in.
  *
  * fp32 is MPI_FLOAT with MPI_SUM.  MPI has no bfloat16 type: bf16 runs as a contiguous 2-byte
  * datatype with a user-defined commutative op that widens to fp32, adds and rounds to nearest even
@@ -17,55 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint16_t f2bf(float f)
-{
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-static float bf2f(uint16_t b)
-{
-  uint32_t u = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
+#include "../common/bench.h"
 
 static void bf16_sum(void *in, void *inout, int *len, MPI_Datatype *dt)
 {
   const uint16_t *a = in;
   uint16_t *b = inout;
   (void)dt;
-  for (int i = 0; i < *len; i++) b[i] = f2bf(bf2f(a[i]) + bf2f(b[i]));
-}
-
-/* Calls per batch: the same rule as bench/cpu_allreduce.c. */
-static int batch_calls(size_t bytes)
-{
-  size_t k = ((size_t)32 << 20) / bytes;
-  return k < 1 ? 1 : k > 1000 ? 1000 : (int)k;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static int input_value(int r, size_t i)
-{
-  return (int)((i * 7u + (size_t)r * 3u) % 9u) - 4;
-}
-
-static size_t parse_size(const char *s)
-{
-  char *end = NULL;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (end != NULL && (*end == 'k' || *end == 'K')) v <<= 10;
-  if (end != NULL && (*end == 'm' || *end == 'M')) v <<= 20;
-  return (size_t)v;
+  for (int i = 0; i < *len; i++) b[i] = mc_bench_f2bf(mc_bench_bf2f(a[i]) + mc_bench_bf2f(b[i]));
 }
 
 int main(int argc, char **argv)
@@ -76,8 +36,8 @@ int main(int argc, char **argv)
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--min") == 0) min_bytes = parse_size(argv[i + 1]);
-    else if (strcmp(argv[i], "--max") == 0) max_bytes = parse_size(argv[i + 1]);
+    if (strcmp(argv[i], "--min") == 0) min_bytes = mc_bench_parse_size(argv[i + 1]);
+    else if (strcmp(argv[i], "--max") == 0) max_bytes = mc_bench_parse_size(argv[i + 1]);
     else if (strcmp(argv[i], "--batches") == 0) batches = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--dtypes") == 0) {
       want_fp32 = strstr(argv[i + 1], "fp32") != NULL;
@@ -99,17 +59,13 @@ int main(int argc, char **argv)
     MPI_Op op = d == 0 ? MPI_SUM : bf16_op;
     for (size_t bytes = min_bytes; bytes <= max_bytes; bytes *= 4) {
       size_t count = bytes / es;
-      int calls = batch_calls(bytes);
+      int calls = mc_bench_batch_calls(bytes);
       unsigned char *send = malloc(bytes), *recv = malloc(bytes);
       if (send == NULL || recv == NULL || count > 0x7fffffff) {
         fprintf(stderr, "rank %d: cannot run %zu bytes\n", rank, bytes);
         MPI_Abort(MPI_COMM_WORLD, 1);
       }
-      for (size_t i = 0; i < count; i++) {
-        float v = (float)input_value(rank, i);
-        if (d == 0) ((float *)send)[i] = v;
-        else ((uint16_t *)send)[i] = f2bf(v);
-      }
+      mc_bench_cpu_fill(send, count, d == 0, rank);
       memset(recv, 0, bytes);
       for (int w = 0; w < 2; w++) MPI_Allreduce(send, recv, (int)count, type, op, MPI_COMM_WORLD);
       for (int b = 0; b < batches; b++) {
@@ -123,17 +79,11 @@ int main(int argc, char **argv)
       }
       memset(recv, 0x7f, bytes);
       MPI_Allreduce(send, recv, (int)count, type, op, MPI_COMM_WORLD);
-      size_t wrong = 0;
-      for (size_t i = 0; i < count; i++) {
-        int want = 0;
-        for (int r = 0; r < world; r++) want += input_value(r, i);
-        float got = d == 0 ? ((float *)recv)[i] : bf2f(((uint16_t *)recv)[i]);
-        wrong += got != (float)want;
-      }
-      qsort(per_call, (size_t)batches, sizeof(double), cmp_double);
+      size_t wrong = mc_bench_cpu_wrong(recv, count, d == 0, world);
+      double median = mc_bench_median(per_call, batches);
       if (rank == 0) {
         printf("ROW mpi %s %d %zu %zu %.2f %.2f %zu\n", d == 0 ? "fp32" : "bf16", world, bytes,
-               count, per_call[batches / 2], per_call[0], wrong);
+               count, median, per_call[0], wrong);
         fflush(stdout);
       }
       failed |= wrong != 0;
