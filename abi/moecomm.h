@@ -207,8 +207,9 @@ typedef struct moecomm_plan_params {
 /*
  * A transition between scatter modes (ABI 1.1).  Token counts: T[g] is the number of tokens of
  * attention group g (the ATTN_TP groups of this rank's TP block, g = index in the block / attn_tp,
- * attn_dp * attn_cp groups); T[g] must be a multiple of attn_tp (plan_capture_sizes gives such
- * counts).  Rows of hidden elements, per mode, for a rank of group g with ATTN_TP index a:
+ * attn_dp * attn_cp groups); a transition from or to SCATTERED or FULL needs every T[g] to be a
+ * multiple of attn_tp (plan_capture_sizes gives such counts whenever the topology's layer modes
+ * need them).  Rows of hidden elements, per mode, for a rank of group g with ATTN_TP index a:
  *   SCATTERED     T[g] / attn_tp rows: rows a*T[g]/attn_tp .. of the group's tokens;
  *   TP_ATTN_FULL  T[g] rows;
  *   MOE_FULL      one block of P rows per MOE_CP member, P = max T over the members' attention

@@ -21,7 +21,13 @@ static void usage(FILE *f) {
           "                    rank of an external launcher (bootstrap through MOECOMM_STORE)\n"
           "  --tp N --pp N --ep N --moe-dp N --attn-cp N --attn-dp N --moe-dense-tp N\n"
           "                    parallel sizes (default tp = ranks / pp, the rest 1)\n"
-          "  --tokens T        tokens per rank (default 64)\n"
+          "  --tokens T        tokens per rank, i.e. per attention group in the scatter-mode\n"
+          "                    step (default 64; there a multiple of attn_tp)\n"
+          "  --uneven          scatter-mode step: attention groups get different token counts\n"
+          "                    (capture sizes from plan_capture_sizes), so padding is exercised\n"
+          "  --abi-max V       newest ABI version offered to the plugin, 1.0 or 1.1 (default\n"
+          "                    1.1): ABI 1.1 runs the step through scatter modes, 1.0 through\n"
+          "                    the collectives\n"
           "  --hidden H        hidden size (default 1024)\n"
           "  --dtype D         bf16 | fp16 | fp32 (default bf16)\n"
           "  --iters N         timed iterations and graph replays (default 20)\n"
@@ -72,6 +78,16 @@ static int parse_u64(const char *s, uint64_t *out) {
   return 0;
 }
 
+/* "1.0" | "1.1": a version in the range this shim speaks. */
+static int parse_abi(const char *s, uint32_t *out) {
+  unsigned major, minor;
+  char tail;
+  if (s == NULL || sscanf(s, "%u.%u%c", &major, &minor, &tail) != 2) return -1;
+  if (major != MOECOMM_ABI_MAJOR || minor > MOECOMM_ABI_MINOR) return -1;
+  *out = MOECOMM_ABI_VERSION_MAKE(major, minor);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   shim_opts_t o;
   static const struct {
@@ -109,9 +125,11 @@ int main(int argc, char **argv) {
       usage(stdout);
       return 0;
     }
-    if (strcmp(name, "--print-groups") == 0 || strcmp(name, "--demo") == 0) {
+    if (strcmp(name, "--print-groups") == 0 || strcmp(name, "--demo") == 0 ||
+        strcmp(name, "--uneven") == 0) {
       if (val != NULL) return bad("%s takes no value", name);
       if (strcmp(name, "--demo") == 0) o.demo = 1;
+      else if (strcmp(name, "--uneven") == 0) o.uneven = 1;
       else o.print_groups = 1;
       continue;
     }
@@ -133,6 +151,10 @@ int main(int argc, char **argv) {
       if (val != NULL && strcmp(val, "auto") == 0) o.device = MOECOMM_DEVICE_AUTO;
       else if (val != NULL && strcmp(val, "cpu") == 0) o.device = MOECOMM_DEVICE_CPU;
       else return bad("--device must be auto or cpu, got '%s'", val ? val : "(nothing)");
+    } else if (strcmp(name, "--abi-max") == 0) {
+      if (parse_abi(val, &o.abi_max) != 0)
+        return bad("--abi-max must be 1.0 or 1.1 (an ABI version this shim speaks), got '%s'",
+                   val ? val : "(nothing)");
     } else if (strcmp(name, "--seed") == 0) {
       if (parse_u64(val, &o.seed) != 0)
         return bad("--seed needs a non-negative integer, got '%s'", val ? val : "(nothing)");

@@ -1,5 +1,6 @@
 /* moe_step.c - the MoE layer step: plan, inputs, calls, capture, replay, exact checks
- * (moe_step.h). */
+ * (moe_step.h).  The ops are collectives (ABI 1.0) or scatter-mode transitions (ABI 1.1); both
+ * go through the same prepare / call / fetch / verify, eager and inside one CUDA graph. */
 #include "moe_step.h"
 
 #include <stdarg.h>
@@ -29,43 +30,56 @@ static const char *coll_call_name(shim_coll_t c) {
     case SHIM_ALL_REDUCE: return "all_reduce";
     case SHIM_ALL_GATHER: return "all_gather";
     case SHIM_REDUCE_SCATTER: return "reduce_scatter";
+    case SHIM_SCATTER: return "scatter";
   }
   return "?";
 }
 
-/* Adds one op; `n` is the op's per-rank tensor (elements): all-reduce n -> n, all-gather
+/* This rank's group of `kind` and its stats, checked for consistency. */
+static int group_info(shim_step_t *s, moecomm_group_kind_t kind, moecomm_group_t **group_p,
+                      moecomm_group_stats_t *st) {
+  const moecomm_api_t *api = s->api;
+  moecomm_result_t r;
+  char where[32];
+  snprintf(where, sizeof(where), "group kind %d", (int)kind);
+  r = api->group_get(s->ctx, kind, group_p);
+  if (r != MOECOMM_SUCCESS) return api_fail(s, "group_get", where, r);
+  memset(st, 0, sizeof(*st));
+  st->struct_size = sizeof(*st);
+  r = api->group_stats(*group_p, st);
+  if (r != MOECOMM_SUCCESS) return api_fail(s, "group_stats", where, r);
+  if (st->size < 1 || st->size > s->cfg.world || st->rank < 0 || st->rank >= st->size ||
+      st->ranks == NULL)
+    return step_fail(s, "group_stats for %s returned an inconsistent group (size %d, rank %d)",
+                     st->kind_name ? st->kind_name : "?", (int)st->size, (int)st->rank);
+  return 0;
+}
+
+static shim_op_t *next_op(shim_step_t *s) {
+  shim_op_t *op;
+  if (s->n_ops == SHIM_STEP_MAX_OPS) {
+    step_fail(s, "step plan has more than %d ops", SHIM_STEP_MAX_OPS);
+    return NULL;
+  }
+  op = &s->ops[s->n_ops];
+  memset(op, 0, sizeof(*op));
+  return op;
+}
+
+/* Adds one collective; `n` is the op's per-rank tensor (elements): all-reduce n -> n, all-gather
    n -> size*n, reduce-scatter size*n -> n. */
 static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_group_kind_t kind,
                   size_t n) {
-  const moecomm_api_t *api = s->api;
-  shim_op_t *op;
+  shim_op_t *op = next_op(s);
   moecomm_group_stats_t st;
-  moecomm_result_t r;
   char ranks[128];
 
-  if (s->n_ops == SHIM_STEP_MAX_OPS)
-    return step_fail(s, "step plan has more than %d ops", SHIM_STEP_MAX_OPS);
-  op = &s->ops[s->n_ops];
-  memset(op, 0, sizeof(*op));
+  if (op == NULL) return -1;
+  if (coll == SHIM_SCATTER) return step_fail(s, "add_op: a transition is not a collective");
   op->name = name;
   op->coll = coll;
   op->kind = kind;
-  r = api->group_get(s->ctx, kind, &op->group);
-  if (r != MOECOMM_SUCCESS) {
-    snprintf(op->label, sizeof(op->label), "group kind %d", (int)kind);
-    return api_fail(s, "group_get", op->label, r);
-  }
-  memset(&st, 0, sizeof(st));
-  st.struct_size = sizeof(st);
-  r = api->group_stats(op->group, &st);
-  if (r != MOECOMM_SUCCESS) {
-    snprintf(op->label, sizeof(op->label), "group kind %d", (int)kind);
-    return api_fail(s, "group_stats", op->label, r);
-  }
-  if (st.size < 1 || st.size > s->cfg.world || st.rank < 0 || st.rank >= st.size ||
-      st.ranks == NULL)
-    return step_fail(s, "group_stats for %s returned an inconsistent group (size %d, rank %d)",
-                     st.kind_name ? st.kind_name : "?", (int)st.size, (int)st.rank);
+  if (group_info(s, kind, &op->group, &st) != 0) return -1;
   if (coll != SHIM_ALL_GATHER && st.size > SHIM_DATA_MAX_ADDENDS)
     return step_fail(s,
                      "%s has %d ranks: exact verification of sums needs at most %d ranks per "
@@ -83,8 +97,120 @@ static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_gr
     case SHIM_ALL_REDUCE: op->send_count = op->recv_count = n; break;
     case SHIM_ALL_GATHER: op->send_count = n; op->recv_count = (size_t)op->gsize * n; break;
     case SHIM_REDUCE_SCATTER: op->send_count = (size_t)op->gsize * n; op->recv_count = n; break;
+    case SHIM_SCATTER: break; /* refused above */
   }
   s->n_ops++;
+  return 0;
+}
+
+/* Appends text to a fixed buffer, cutting (with "...") rather than overflowing. */
+static void append(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t size, const char *fmt, ...) {
+  size_t used = strlen(buf);
+  va_list ap;
+  int w;
+  if (used + 1 >= size) return;
+  va_start(ap, fmt);
+  w = vsnprintf(buf + used, size - used, fmt, ap);
+  va_end(ap);
+  if (w >= 0 && (size_t)w >= size - used && size >= 4) memcpy(buf + size - 4, "...", 4);
+}
+
+/* Adds one scatter-mode transition: rows from the plugin's mode_rows, checked against the
+   ABI's layout (the reference model), and the groups it communicates on for the report. */
+static int add_transition(shim_step_t *s, const shim_transition_t *tr) {
+  const moecomm_api_t *api = s->api;
+  const int32_t *mine = sref_tokens_of(&s->ref, s->cfg.rank);
+  shim_op_t *op = next_op(s);
+  moecomm_group_kind_t kinds[SHIM_MODES_MAX_GROUPS];
+  int nk;
+  size_t rows[2];
+
+  if (op == NULL) return -1;
+  op->name = tr->name;
+  op->coll = SHIM_SCATTER;
+  op->tr = tr;
+  op->backend = op->backends;
+  snprintf(op->label, sizeof(op->label), "%s->%s", sref_mode_name(tr->from),
+           sref_mode_name(tr->to));
+  for (int i = 0; i < 2; i++) {
+    int mode = i == 0 ? tr->from : tr->to;
+    size_t want = sref_rows(&s->ref, s->cfg.rank, mode);
+    moecomm_result_t r = api->mode_rows(s->ctx, (moecomm_scatter_mode_t)mode, mine, &rows[i]);
+    if (r != MOECOMM_SUCCESS) return api_fail(s, "mode_rows", sref_mode_name(mode), r);
+    if (rows[i] != want)
+      return step_fail(s,
+                       "mode_rows(%s) says %zu rows on rank %d, the ABI's layout has %zu (token "
+                       "counts of the TP block: %d%s)",
+                       sref_mode_name(mode), rows[i], s->cfg.rank, want, (int)mine[0],
+                       s->ref.ngroups > 1 ? ", ..." : "");
+  }
+  op->send_rows = rows[0];
+  op->recv_rows = rows[1];
+  op->send_count = rows[0] * (size_t)s->cfg.hidden;
+  op->recv_count = rows[1] * (size_t)s->cfg.hidden;
+  nk = shim_modes_groups(tr->from, tr->to, tr->reduce, kinds);
+  for (int i = 0; i < nk; i++) {
+    moecomm_group_t *g;
+    moecomm_group_stats_t st;
+    char ranks[128];
+    const char *bn;
+    if (group_info(s, kinds[i], &g, &st) != 0) return -1;
+    if (st.size == 1) continue; /* nothing to communicate */
+    shim_format_ranks(st.ranks, st.size, ranks, sizeof(ranks));
+    append(op->groups, sizeof(op->groups), "%s%s %s", op->groups[0] ? ", " : "",
+           st.kind_name ? st.kind_name : "?", ranks);
+    bn = st.backend_name ? st.backend_name : "?";
+    if (strstr(op->backends, bn) == NULL)
+      append(op->backends, sizeof(op->backends), "%s%s", op->backends[0] ? "+" : "", bn);
+  }
+  if (op->groups[0] == '\0') snprintf(op->groups, sizeof(op->groups), "local copies only");
+  if (op->backends[0] == '\0') snprintf(op->backends, sizeof(op->backends), "-");
+  s->n_ops++;
+  return 0;
+}
+
+/* The ABI-1.1 set-up: layer modes, token counts, reference model.  0: modes planned; 1: the
+   plugin refuses this topology's modes (s->note says why; the ABI-1.0 step runs); -1: failure. */
+static int modes_setup(shim_step_t *s) {
+  const shim_step_cfg_t *c = &s->cfg;
+  char why[sizeof(s->note)];
+  size_t nblocks;
+  int rc;
+  if (!MOECOMM_API_HAS(s->api, layer_mode) || !MOECOMM_API_HAS(s->api, mode_rows) ||
+      !MOECOMM_API_HAS(s->api, scatter)) {
+    snprintf(s->note, sizeof(s->note),
+             "the plugin negotiated ABI 1.1 but its table lacks layer_mode, mode_rows or "
+             "scatter");
+    return 1;
+  }
+  rc = shim_modes_plan(s->api, s->ctx, &s->plan, why, sizeof(why));
+  if (rc == 1) {
+    snprintf(s->note, sizeof(s->note), "%s", why);
+    return 1;
+  }
+  if (rc != 0) return step_fail(s, "%s", why);
+  if (c->tp < 1 || c->tp > SREF_MAX_RANKS || c->world % c->tp != 0)
+    return step_fail(s,
+                     "tp=%d: the step's exact reference covers TP groups of 1..%d ranks that "
+                     "divide the world (%d ranks)",
+                     c->tp, SREF_MAX_RANKS, c->world);
+  s->ref = sref_make(c->world, c->tp, c->ep, c->moe_dp, c->attn_cp, c->attn_dp);
+  if (s->ref.attn_tp < 1 || s->ref.moe_tp < 1)
+    return step_fail(s, "tp=%d does not split into attn_dp*attn_cp=%d or ep*moe_dp=%d", c->tp,
+                     s->ref.ngroups, s->ref.ep * s->ref.moe_dp);
+  s->ref.dtype = c->dtype;
+  s->ref.hidden = (size_t)c->hidden;
+  nblocks = (size_t)(c->world / c->tp);
+  s->tokens = malloc(nblocks * (size_t)s->ref.ngroups * sizeof(int32_t));
+  if (s->tokens == NULL) return step_fail(s, "out of host memory for token counts");
+  if (shim_modes_tokens(s->api, s->ctx, &s->ref, c->tokens, c->uneven, s->tokens, why,
+                        sizeof(why)) != 0)
+    return step_fail(s, "%s", why);
+  s->ref.tokens = s->tokens;
+  for (int i = 0; i < s->plan.n_tr; i++)
+    if (add_transition(s, &s->plan.tr[i]) != 0) return -1;
   return 0;
 }
 
@@ -106,7 +232,7 @@ static int step_plan(shim_step_t *s) {
 
 int shim_step_init(shim_step_t *s, const moecomm_api_t *api, moecomm_context_t *ctx,
                    shim_dev_t *dev, const shim_step_cfg_t *cfg) {
-  size_t dsz = shim_dtype_size(cfg->dtype), acc_n = 0;
+  size_t dsz = shim_dtype_size(cfg->dtype), acc_n = 0, want_n = 0;
   memset(s, 0, sizeof(*s));
   s->api = api;
   s->ctx = ctx;
@@ -120,11 +246,18 @@ int shim_step_init(shim_step_t *s, const moecomm_api_t *api, moecomm_context_t *
     return step_fail(s, "the plugin's table lacks group_get, group_stats, all_reduce, all_gather "
                         "or reduce_scatter: the step needs all five");
   for (int v = -256; v <= 256; v++) s->enc[v + 256] = shim_data_encode(v, cfg->dtype);
-  if (step_plan(s) != 0) goto fail;
+  if (cfg->modes) {
+    int rc = modes_setup(s);
+    if (rc < 0) goto fail;
+    s->modes = rc == 0;
+  }
+  if (!s->modes && step_plan(s) != 0) goto fail;
 
   for (int k = 0; k < s->n_ops; k++) {
     shim_op_t *op = &s->ops[k];
-    size_t sb = op->send_count * dsz, rb = op->recv_count * dsz;
+    /* At least one element: a mode may hold no rows on a rank (a group with no tokens). */
+    size_t sb = (op->send_count ? op->send_count : 1) * dsz;
+    size_t rb = (op->recv_count ? op->recv_count : 1) * dsz;
     if (shim_dev_alloc(dev, sb, &op->send) != 0 || shim_dev_alloc(dev, rb, &op->recv) != 0) {
       step_fail(s, "buffers for %s on %s (%zu + %zu bytes): %s", op->name, op->label, sb, rb,
                 dev->err);
@@ -141,12 +274,24 @@ int shim_step_init(shim_step_t *s, const moecomm_api_t *api, moecomm_context_t *
       op->h_send = op->send;
       op->h_recv = op->recv;
     }
-    if (op->recv_count > acc_n) acc_n = op->recv_count;
+    if (op->coll == SHIM_SCATTER) {
+      if (op->recv_count > want_n) want_n = op->recv_count;
+    } else if (op->recv_count > acc_n) {
+      acc_n = op->recv_count;
+    }
   }
   s->acc = malloc((acc_n ? acc_n : 1) * sizeof(int32_t));
   if (s->acc == NULL) {
     step_fail(s, "out of host memory for %zu expected values", acc_n);
     goto fail;
+  }
+  if (s->modes) {
+    s->want = malloc((want_n ? want_n : 1) * dsz);
+    s->scratch = malloc((size_t)cfg->hidden * dsz);
+    if (s->want == NULL || s->scratch == NULL) {
+      step_fail(s, "out of host memory for %zu expected values", want_n);
+      goto fail;
+    }
   }
   if (shim_timer_init(dev, &s->timer) != 0) {
     step_fail(s, "timer: %s", dev->err);
@@ -177,7 +322,13 @@ void shim_step_fini(shim_step_t *s) {
   s->n_ops = 0;
   shim_samples_free(&s->graph_us);
   free(s->acc);
+  free(s->want);
+  free(s->scratch);
+  free(s->tokens);
   s->acc = NULL;
+  s->want = s->scratch = NULL;
+  s->tokens = NULL;
+  s->ref.tokens = NULL;
 }
 
 static shim_data_key_t key_of(const shim_step_t *s, int iter, int rank, int op) {
@@ -201,6 +352,20 @@ static moecomm_result_t op_call(shim_step_t *s, shim_op_t *op) {
     case SHIM_REDUCE_SCATTER:
       return api->reduce_scatter(op->group, op->send, op->recv, op->recv_count, s->cfg.dtype,
                                  MOECOMM_SUM, s->dev->stream);
+    case SHIM_SCATTER: {
+      moecomm_scatter_args_t a;
+      memset(&a, 0, sizeof(a));
+      a.struct_size = sizeof(a);
+      a.from = op->tr->from;
+      a.to = op->tr->to;
+      a.reduce = op->tr->reduce;
+      a.dtype = s->cfg.dtype;
+      a.hidden = (size_t)s->cfg.hidden;
+      a.tokens = sref_tokens_of(&s->ref, s->cfg.rank);
+      a.send = op->send;
+      a.recv = op->recv;
+      return api->scatter(s->ctx, &a, s->dev->stream);
+    }
   }
   return MOECOMM_ERR_INTERNAL;
 }
@@ -237,11 +402,57 @@ static void compare(shim_step_t *s, shim_op_t *op, int iter, const char *phase, 
   }
 }
 
+/* The reference model's seed for transition k of iteration iter: inputs differ per iteration
+   and per transition, and every rank derives the same seed. */
+static void ref_seed(shim_step_t *s, int iter, int k) {
+  uint64_t st = s->cfg.seed ^ ((uint64_t)(uint32_t)iter << 20) ^ (uint64_t)(uint32_t)k;
+  s->ref.seed = sref_rand(&st);
+}
+
+/* Transition k's output against the reference model, every row: tokens exact, padding zero. */
+static void transition_verify(shim_step_t *s, int k, int iter, const char *phase) {
+  shim_op_t *op = &s->ops[k];
+  moecomm_dtype_t dt = s->cfg.dtype;
+  size_t hidden = (size_t)s->cfg.hidden;
+  ref_seed(s, iter, k);
+  sref_expect(&s->ref, s->cfg.rank, op->tr->from, op->tr->to, op->tr->reduce, s->want,
+              s->scratch);
+  for (size_t i = 0; i < op->recv_count; i++) {
+    uint32_t got = shim_data_bits(op->h_recv, i, dt), want = shim_data_bits(s->want, i, dt);
+    int group;
+    size_t tok;
+    if (shim_data_same(got, want, dt)) continue;
+    op->mismatches++;
+    s->mismatches++;
+    if (s->printed < SHIM_MAX_PRINTED) {
+      int is_tok = sref_row_token(&s->ref, s->cfg.rank, op->tr->to, i / hidden, &group, &tok);
+      char what[96];
+      if (is_tok)
+        snprintf(what, sizeof(what), "token %zu of attention group %d", tok, group);
+      else
+        snprintf(what, sizeof(what), "padding");
+      fprintf(stderr,
+              "rank %d: MISMATCH %s (%s%s), %s iteration %d: row %zu of %zu (%s), element %zu: "
+              "got %g (0x%x), want %g (0x%x)\n",
+              s->cfg.rank, op->name, op->label, op->tr->reduce ? ", reduce" : "", phase, iter,
+              i / hidden, op->recv_rows, what, i % hidden, shim_data_decode(got, dt),
+              (unsigned)got, shim_data_decode(want, dt), (unsigned)want);
+    } else if (s->printed == SHIM_MAX_PRINTED) {
+      fprintf(stderr, "rank %d: further mismatches are counted, not printed\n", s->cfg.rank);
+    }
+    s->printed++;
+  }
+}
+
 /* The exact result of op k in iteration iter, from every member's regenerated input. */
 static void op_verify(shim_step_t *s, int k, int iter, const char *phase) {
   shim_op_t *op = &s->ops[k];
   size_t n = op->coll == SHIM_ALL_GATHER ? op->send_count : op->recv_count;
   s->checked++;
+  if (op->coll == SHIM_SCATTER) {
+    transition_verify(s, k, iter, phase);
+    return;
+  }
   if (op->coll == SHIM_ALL_GATHER) {
     for (int j = 0; j < op->gsize; j++) {
       shim_data_key_t key = key_of(s, iter, op->granks[j], k);
@@ -266,7 +477,13 @@ static int op_prepare(shim_step_t *s, int k, int iter) {
   shim_op_t *op = &s->ops[k];
   size_t dsz = shim_dtype_size(s->cfg.dtype);
   shim_data_key_t key = key_of(s, iter, s->cfg.rank, k);
-  shim_data_fill(op->h_send, 0, op->send_count, s->cfg.dtype, &key);
+  if (op->coll == SHIM_SCATTER) {
+    /* Partial sums in the token rows; zero or garbage padding, as the model says. */
+    ref_seed(s, iter, k);
+    sref_input(&s->ref, s->cfg.rank, op->tr->from, op->tr->to, op->tr->reduce, op->h_send);
+  } else {
+    shim_data_fill(op->h_send, 0, op->send_count, s->cfg.dtype, &key);
+  }
   if (op->h_recv != op->recv) memset(op->h_recv, 0xff, op->recv_count * dsz);
   if (shim_dev_put(s->dev, op->send, op->h_send, op->send_count * dsz) != 0 ||
       shim_dev_poison(s->dev, op->recv, op->recv_count * dsz) != 0)
@@ -369,6 +586,36 @@ int shim_step_replay(shim_step_t *s, shim_graph_t *g) {
     return step_fail(s, "out of host memory for timings");
   for (int k = 0; k < s->n_ops; k++) op_verify(s, k, iter, "graph");
   return 0;
+}
+
+void shim_step_describe(const shim_step_t *s, FILE *f) {
+  if (!s->modes) {
+    fprintf(f, "step: ABI 1.0 collectives, %d ops per iteration on [%d x %d] %s per rank:",
+            s->n_ops, s->cfg.tokens, s->cfg.hidden, shim_dtype_name(s->cfg.dtype));
+    for (int k = 0; k < s->n_ops; k++)
+      fprintf(f, "%s %s on %s", k ? "," : "", s->ops[k].name, s->ops[k].label);
+    fprintf(f, "\n");
+    if (s->note[0]) fprintf(f, "      (not the scatter-mode step: %s)\n", s->note);
+    if (s->cfg.uneven)
+      fprintf(f, "      (--uneven: the ABI-1.0 collectives need equal counts; ignored)\n");
+    return;
+  }
+  fprintf(f, "step: ABI 1.1 scatter modes, %d transitions per iteration, hidden %d %s\n",
+          s->n_ops, s->cfg.hidden, shim_dtype_name(s->cfg.dtype));
+  fprintf(f, "  modes: %s\n", s->plan.chain);
+  fprintf(f, "  tokens per attention group (attn_tp %d):", s->ref.attn_tp);
+  for (int b = 0; b < s->ref.world / s->ref.tp; b++) {
+    fprintf(f, "%s [", b ? "," : "");
+    for (int g = 0; g < s->ref.ngroups; g++)
+      fprintf(f, "%s%d", g ? "," : "", (int)s->tokens[(size_t)b * (size_t)s->ref.ngroups + g]);
+    fprintf(f, "]");
+  }
+  fprintf(f, "%s\n", s->ref.world > s->ref.tp ? " (per TP block)" : "");
+  for (int k = 0; k < s->n_ops; k++) {
+    const shim_op_t *op = &s->ops[k];
+    fprintf(f, "  %-12s %s%s, rows %zu -> %zu: %s\n", op->name, op->label,
+            op->tr->reduce ? " reduce" : "", op->send_rows, op->recv_rows, op->groups);
+  }
 }
 
 int shim_step_report_rows(const shim_step_t *s, shim_report_row_t *rows) {

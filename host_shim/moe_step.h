@@ -1,22 +1,30 @@
 /* moe_step.h - one MoE layer step as an engine runs it, verified exactly after every op.
  *
- * The step (per iteration, hidden states [tokens x hidden] of one dtype):
- *   attention all-reduce (sum) on ATTN_TP;
- *   when attn_cp > moe_dp, the MoE all-gather of the tokens on MOE_CP;
- *   MoE all-reduce (sum) on MOE_TP, then on MOE_EP (over the gathered tokens when gathered);
- *   reduce-scatter (sum) on ATTN_TP of the attn_tp groups' tokens back to this rank's tokens.
+ * Two steps, by the ABI version negotiated:
+ *  - ABI 1.1 (scatter modes, modes.h): per iteration the transitions around the layers, each one
+ *    moecomm scatter(reduce): attention output (TP_ATTN_FULL partial sums) into the MoE's input
+ *    mode, MoE output back to TP_ATTN_FULL, and the same pair for the dense MLP where its mode
+ *    differs.  Token counts are per attention group (modes.c, optionally uneven, so MOE_FULL and
+ *    FULL padding is exercised); inputs and expected outputs come from the reference model in
+ *    scatter_ref.h, padding rows included (they must be zero).
+ *  - ABI 1.0 (collectives; also when layer_mode refuses the topology):
+ *      attention all-reduce (sum) on ATTN_TP;
+ *      when attn_cp > moe_dp, the MoE all-gather of the tokens on MOE_CP;
+ *      MoE all-reduce (sum) on MOE_TP, then on MOE_EP (over the gathered tokens when gathered);
+ *      reduce-scatter (sum) on ATTN_TP of the attn_tp groups' tokens back to this rank's tokens.
  * Each op has its own input and output buffers (fixed addresses, so a captured graph can be
  * replayed with new inputs), its inputs are regenerated from (seed, iteration, rank, op) before
- * every run, its output is poisoned first and compared bit for bit with the exact result.
- * New ops (scatter-mode transitions, planner-sized batches) are one more line in step_plan(). */
+ * every run, its output is poisoned first and compared bit for bit with the exact result. */
 #ifndef SHIM_MOE_STEP_H_
 #define SHIM_MOE_STEP_H_
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../abi/moecomm.h"
 #include "data.h"
 #include "device.h"
+#include "modes.h"
 #include "report.h"
 
 #define SHIM_STEP_MAX_OPS 8
@@ -24,19 +32,25 @@
 typedef enum shim_coll {
   SHIM_ALL_REDUCE = 0,
   SHIM_ALL_GATHER,
-  SHIM_REDUCE_SCATTER
+  SHIM_REDUCE_SCATTER,
+  SHIM_SCATTER /* a scatter-mode transition (ABI 1.1) */
 } shim_coll_t;
 
 typedef struct shim_op {
-  const char *name;          /* "attn all-reduce" */
+  const char *name;          /* "attn all-reduce", "attn->moe" */
   shim_coll_t coll;
-  moecomm_group_kind_t kind;
+  moecomm_group_kind_t kind; /* collectives: the group */
   moecomm_group_t *group;
   int gsize, grank;          /* the group's size and this rank's index in it */
   int32_t *granks;           /* the group's world ranks, group order */
-  char label[160];           /* "ATTN_TP [0-3]" */
+  char label[160];           /* "ATTN_TP [0-3]"; a transition: "TP_ATTN_FULL->MOE_FULL" */
   const char *backend;       /* backend_name from group_stats */
-  size_t send_count, recv_count;
+  /* SHIM_SCATTER only */
+  const shim_transition_t *tr;
+  size_t send_rows, recv_rows;
+  char groups[256];          /* the groups it communicates on: "ATTN_TP [0,1], MOE_CP [0,2]" */
+  char backends[32];         /* their backends: "shm", "custom+nccl" */
+  size_t send_count, recv_count; /* elements */
   void *send, *recv;         /* what the collective gets (device memory on a GPU) */
   void *h_send, *h_recv;     /* host side: inputs made here, results checked here */
   shim_samples_t eager_us;   /* per eager run */
@@ -46,9 +60,12 @@ typedef struct shim_op {
 typedef struct shim_step_cfg {
   uint64_t seed;
   moecomm_dtype_t dtype;
-  int tokens, hidden;        /* per rank */
+  int tokens, hidden;        /* per rank (ABI 1.0); per attention group (ABI 1.1) */
   int rank, world;
-  int gather_moe;            /* attn_cp > moe_dp: the MoE all-gather on MOE_CP runs */
+  int gather_moe;            /* attn_cp > moe_dp: the MoE all-gather on MOE_CP runs (ABI 1.0) */
+  int modes;                 /* 1: the ABI-1.1 step when the plugin allows it */
+  int uneven;                /* ABI 1.1: attention groups get different token counts */
+  int tp, ep, moe_dp, attn_cp, attn_dp; /* topology for the reference model (tp resolved) */
 } shim_step_cfg_t;
 
 typedef struct shim_step {
@@ -67,11 +84,20 @@ typedef struct shim_step {
   uint64_t mismatches;       /* over every op and iteration */
   uint64_t checked;          /* ops verified */
   int printed;               /* mismatch lines printed so far (capped) */
+  /* ABI 1.1 step */
+  int modes;                 /* 1: this step runs scatter transitions */
+  shim_modes_t plan;         /* layer modes and transitions */
+  sref_t ref;                /* reference model; ref.tokens = tokens */
+  int32_t *tokens;           /* T[g] of every TP block (world / tp blocks of attn_dp * attn_cp) */
+  void *want, *scratch;      /* expected rows of the largest output; one row */
+  char note[768];            /* why the ABI-1.0 step runs although the plugin speaks 1.1 */
   char err[1536];            /* why the step stopped: the call, result name, last_error */
 } shim_step_t;
 
-/* Plans the ops from the context's groups and allocates their buffers.  0 on success; -1 with
-   s->err set (nothing left allocated). */
+/* Plans the ops and allocates their buffers: the ABI-1.1 step when cfg->modes is set and the
+   plugin's table has layer_mode, mode_rows and scatter and layer_mode accepts the topology (else
+   the ABI-1.0 step, with s->note saying why).  0 on success; -1 with s->err set (nothing left
+   allocated). */
 int shim_step_init(shim_step_t *s, const moecomm_api_t *api, moecomm_context_t *ctx,
                    shim_dev_t *dev, const shim_step_cfg_t *cfg);
 void shim_step_fini(shim_step_t *s);
@@ -87,6 +113,10 @@ int shim_step_capture(shim_step_t *s, shim_graph_t *g, int *supported_p);
 
 /* One replay of g with new inputs, timed and verified. */
 int shim_step_replay(shim_step_t *s, shim_graph_t *g);
+
+/* Prints what the step runs (rank 0 calls it): which step, the mode chain, token counts and
+   each op with its groups. */
+void shim_step_describe(const shim_step_t *s, FILE *f);
 
 /* Rows of the timing table for this rank's ops (rows: SHIM_STEP_MAX_OPS entries). */
 int shim_step_report_rows(const shim_step_t *s, shim_report_row_t *rows);

@@ -1,6 +1,7 @@
 /* report.c - timing samples and the timing table (report.h). */
 #include "report.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,9 +79,23 @@ static void fmt_us(char *buf, size_t size, double us) {
   else snprintf(buf, size, "%.1f", us);
 }
 
+/* Width of a text column: its header or its longest cell, at least `min`. */
+static int col_width(const shim_report_row_t *rows, int n, size_t field, int min) {
+  int w = min;
+  for (int i = 0; i < n; i++) {
+    const char *cell = *(const char *const *)((const char *)&rows[i] + field);
+    int len = cell != NULL ? (int)strlen(cell) : 0;
+    if (len > w) w = len;
+  }
+  return w;
+}
+
 void shim_report_print(FILE *f, const shim_report_row_t *rows, int n, const char *clock) {
-  fprintf(f, "%-22s %-24s %-7s %10s %12s %10s %12s %10s\n", "op", "group", "backend", "bytes",
-          "eager med", "eager p90", "graph med", "graph p90");
+  int wo = col_width(rows, n, offsetof(shim_report_row_t, op), 22);
+  int wg = col_width(rows, n, offsetof(shim_report_row_t, group), 24);
+  int wb = col_width(rows, n, offsetof(shim_report_row_t, backend), 7);
+  fprintf(f, "%-*s %-*s %-*s %10s %12s %10s %12s %10s\n", wo, "op", wg, "group", wb, "backend",
+          "bytes", "eager med", "eager p90", "graph med", "graph p90");
   for (int i = 0; i < n; i++) {
     const shim_report_row_t *r = &rows[i];
     char em[32], ep[32], gm[32], gp[32];
@@ -88,8 +103,8 @@ void shim_report_print(FILE *f, const shim_report_row_t *rows, int n, const char
     fmt_us(ep, sizeof(ep), shim_samples_quantile(r->eager, 0.9));
     fmt_us(gm, sizeof(gm), shim_samples_quantile(r->graph, 0.5));
     fmt_us(gp, sizeof(gp), shim_samples_quantile(r->graph, 0.9));
-    fprintf(f, "%-22s %-24s %-7s %10zu %12s %10s %12s %10s\n", r->op, r->group, r->backend,
-            r->bytes, em, ep, gm, gp);
+    fprintf(f, "%-*s %-*s %-*s %10zu %12s %10s %12s %10s\n", wo, r->op ? r->op : "", wg,
+            r->group ? r->group : "", wb, r->backend ? r->backend : "", r->bytes, em, ep, gm, gp);
   }
   fprintf(f, "times in us per op (%s)\n", clock);
 }

@@ -14,6 +14,7 @@
 #include "groups.h"
 #include "launch.h"
 #include "loader.h"
+#include "memory.h"
 #include "moe_step.h"
 #include "report.h"
 
@@ -32,6 +33,7 @@ typedef struct shim_rank_result {
   int32_t graph;     /* 1 graph replays ran */
   uint64_t mismatches;
   uint64_t checked;  /* ops verified */
+  shim_mem_t mem;    /* what the plugin holds after the step */
 } shim_rank_result_t;
 
 void shim_opts_default(shim_opts_t *o) {
@@ -43,6 +45,7 @@ void shim_opts_default(shim_opts_t *o) {
   o->device = MOECOMM_DEVICE_AUTO;
   o->timeout_s = 300;
   o->seed = 0x5eedu;
+  o->abi_max = SHIM_MAX_ABI;
 }
 
 static int eff(int v) { return v > 0 ? v : 1; }
@@ -111,7 +114,9 @@ static int host_exchange(void *arg, const void *send, void *recv, size_t bytes) 
 /* ---- the step ----------------------------------------------------------------------------- */
 
 /* Runs the step in this rank; fills *res.  Returns -1 when a call failed (the process should end
-   without waiting for peers: its stream may hold work that waits for a peer). */
+   without waiting for peers: its stream may hold work that waits for a peer); -2 when the step
+   could not be set up, before any collective (the context can be destroyed in order, so that
+   rank 0's rendezvous keeps serving peers that are still starting). */
 static int run_step(const shim_job_t *job, const moecomm_api_t *api, moecomm_context_t *ctx,
                     shim_dev_t *dev, int rank, int world, shim_step_t *s,
                     shim_rank_result_t *res) {
@@ -128,16 +133,19 @@ static int run_step(const shim_job_t *job, const moecomm_api_t *api, moecomm_con
   cfg.rank = rank;
   cfg.world = world;
   cfg.gather_moe = eff(o->attn_cp) > eff(o->moe_dp);
+  cfg.modes = job->plugin->version >= MOECOMM_ABI_VERSION_MAKE(1, 1);
+  cfg.uneven = o->uneven;
+  cfg.tp = o->tp;
+  cfg.ep = o->ep;
+  cfg.moe_dp = o->moe_dp;
+  cfg.attn_cp = o->attn_cp;
+  cfg.attn_dp = o->attn_dp;
   if (shim_step_init(s, api, ctx, dev, &cfg) != 0) {
     fprintf(stderr, "rank %d: step set-up failed: %s\n", rank, s->err);
-    return -1;
+    return -2;
   }
   if (rank == 0) {
-    printf("step: %d ops per iteration on [%d x %d] %s per rank:", s->n_ops, o->tokens,
-           o->hidden, shim_dtype_name(o->dtype));
-    for (int k = 0; k < s->n_ops; k++)
-      printf("%s %s on %s", k ? "," : "", s->ops[k].name, s->ops[k].label);
-    printf("\n");
+    shim_step_describe(s, stdout);
     fflush(stdout);
   }
   /* Iteration 0 creates the communicators: verified, not timed. */
@@ -182,7 +190,8 @@ static int run_step(const shim_job_t *job, const moecomm_api_t *api, moecomm_con
 
 /* Rank 0, after every rank reported: the verdict and the timing table. */
 static int print_verdict(const shim_job_t *job, const shim_step_t *s,
-                         const shim_rank_result_t *all, int world, const shim_dev_t *dev) {
+                         const shim_rank_result_t *all, int world, const shim_dev_t *dev,
+                         const moecomm_api_t *api, moecomm_context_t *ctx) {
   int bad = 0;
   for (int r = 0; r < world; r++) {
     if (all[r].status == 0) continue;
@@ -206,6 +215,14 @@ static int print_verdict(const shim_job_t *job, const shim_step_t *s,
                             "replay time / ops"
                           : "rank 0; host clock around each call");
   }
+  {
+    shim_mem_t *mems = calloc((size_t)world, sizeof(*mems));
+    if (mems != NULL) {
+      for (int r = 0; r < world; r++) mems[r] = all[r].mem;
+      shim_mem_print(stdout, api, ctx, mems, world);
+      free(mems);
+    }
+  }
   return 0;
 }
 
@@ -226,7 +243,7 @@ static int rank_main(int rank, int world, void *arg) {
   void *xarg;
   void *hub = job->external ? NULL : shim_launch_hub();
   moecomm_result_t r;
-  int status = 1;
+  int status = 1, rc;
 
   memset(&topo, 0, sizeof(topo));
   topo.struct_size = sizeof(topo);
@@ -294,19 +311,25 @@ static int rank_main(int rank, int world, void *arg) {
       fprintf(stderr, "rank %d: out of host memory\n", rank);
       _exit(1); /* peers see this rank gone */
     }
-    if (run_step(job, api, ctx, &dev, rank, world, &step, &mine) != 0) {
+    rc = run_step(job, api, ctx, &dev, rank, world, &step, &mine);
+    if (rc == -1) {
       /* A failed call can leave work on the stream that waits for a peer: do not synchronise,
          free or destroy; end the process and let the OS reclaim everything. */
       fflush(NULL);
       _exit(1);
     }
-    /* The exchange is also the barrier after which no peer touches our buffers. */
-    if (xfn(xarg, &mine, all, sizeof(mine)) != 0) {
+    /* The exchange is also the barrier after which no peer touches our buffers.  A set-up
+       failure (nothing issued; the step freed itself) skips it: the peers failed alike. */
+    if (rc == 0 && shim_mem_collect(api, ctx, &mine.mem) != 0)
+      fprintf(stderr, "rank %d: group_stats failed: %s\n", rank, api->last_error(ctx));
+    if (rc == -2) {
+      status = 1;
+    } else if (xfn(xarg, &mine, all, sizeof(mine)) != 0) {
       fprintf(stderr, "rank %d: could not collect every rank's result (a rank failed)\n", rank);
       status = 1;
     } else {
       status = mine.status != 0;
-      if (rank == 0 && print_verdict(job, &step, all, world, &dev) != 0) status = 1;
+      if (rank == 0 && print_verdict(job, &step, all, world, &dev, api, ctx) != 0) status = 1;
     }
     free(all);
     r = api->context_destroy(ctx);
@@ -342,8 +365,9 @@ static void print_topology(const shim_opts_t *o, const char *how) {
          eff(o->attn_cp), eff(o->attn_dp), o->moe_dense_tp > 0 ? o->moe_dense_tp : tp,
          attn_tp > 0 ? attn_tp : 0, moe_tp > 0 ? moe_tp : 0);
   if (!o->print_groups)
-    printf("     tokens %d x hidden %d %s per rank, %d iterations, seed 0x%llx\n", o->tokens,
-           o->hidden, shim_dtype_name(o->dtype), o->iters, (unsigned long long)o->seed);
+    printf("     tokens %d x hidden %d %s per rank%s, %d iterations, seed 0x%llx\n", o->tokens,
+           o->hidden, shim_dtype_name(o->dtype), o->uneven ? " (uneven)" : "", o->iters,
+           (unsigned long long)o->seed);
   fflush(stdout);
 }
 
@@ -384,8 +408,8 @@ static int run_once(const shim_opts_t *in, const shim_plugin_t *plugin) {
 }
 
 static int run_demo(const shim_opts_t *in, const shim_plugin_t *plugin) {
-  shim_opts_t runs[2];
-  const char *what[2];
+  shim_opts_t runs[3];
+  const char *what[3];
   int n = 0, gpus, rc = 0;
   int er, ew;
   if (shim_env_rank(&er, &ew) != 1) {
@@ -394,7 +418,7 @@ static int run_demo(const shim_opts_t *in, const shim_plugin_t *plugin) {
     return 2;
   }
   gpus = in->device == MOECOMM_DEVICE_CPU ? 0 : shim_gpu_count();
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < 3; i++) {
     runs[i] = *in;
     runs[i].demo = 0;
     runs[i].print_groups = 0;
@@ -408,7 +432,9 @@ static int run_demo(const shim_opts_t *in, const shim_plugin_t *plugin) {
       runs[1] = runs[0];
       runs[1].attn_cp = 2;
       runs[1].moe_dp = 1;
-      what[1] = "attention context-parallel 2: the MoE all-gather runs on MOE_CP";
+      runs[1].uneven = 1;
+      what[1] = "attention context-parallel 2: MoE input gathered over MOE_CP (MOE_FULL), "
+                "uneven token counts";
       n = 2;
     }
   } else {
@@ -421,16 +447,25 @@ static int run_demo(const shim_opts_t *in, const shim_plugin_t *plugin) {
     runs[1].ep = 4;
     runs[1].moe_dp = 1;
     runs[1].attn_cp = 2;
-    what[1] = "4 shm ranks, attention context-parallel 2: the MoE all-gather runs on MOE_CP";
-    n = 2;
+    runs[1].uneven = 1;
+    what[1] = "4 shm ranks, attention context-parallel 2: MoE input gathered over MOE_CP "
+              "(MOE_FULL), uneven token counts";
+    runs[2] = runs[0];
+    runs[2].ep = 0;
+    runs[2].moe_dense_tp = 1;
+    what[2] = "4 shm ranks, dense MLP data-parallel (moe_dense_tp 1: SCATTERED)";
+    n = 3;
   }
   for (int i = 0; i < n; i++) {
     const shim_opts_t *o = &runs[i];
     int one;
-    printf("\n=== demo %d of %d: %s\n    moecomm-shim --ranks %d --tp %d --ep %d", i + 1, n,
-           what[i], o->ranks, o->tp, o->ep);
+    printf("\n=== demo %d of %d: %s\n    moecomm-shim --ranks %d --tp %d", i + 1, n, what[i],
+           o->ranks, o->tp);
+    if (o->ep) printf(" --ep %d", o->ep);
     if (o->moe_dp) printf(" --moe-dp %d", o->moe_dp);
     if (o->attn_cp) printf(" --attn-cp %d", o->attn_cp);
+    if (o->moe_dense_tp) printf(" --moe-dense-tp %d", o->moe_dense_tp);
+    if (o->uneven) printf(" --uneven");
     if (o->device == MOECOMM_DEVICE_CPU) printf(" --device cpu");
     printf(" --dtype %s --tokens %d --hidden %d --iters %d\n", shim_dtype_name(o->dtype),
            o->tokens, o->hidden, o->iters);
@@ -448,7 +483,7 @@ int shim_run(const shim_opts_t *o) {
   shim_load_result_t lr;
   int rc;
   /* Before any CUDA call: the ranks are forked later and must find CUDA untouched. */
-  lr = shim_plugin_load(SHIM_MIN_ABI, SHIM_MAX_ABI, &plugin, err, sizeof(err));
+  lr = shim_plugin_load(SHIM_MIN_ABI, o->abi_max, &plugin, err, sizeof(err));
   if (lr != SHIM_LOAD_OK) {
     if (lr == SHIM_LOAD_DISABLED)
       fprintf(stderr, "moecomm-shim: MOECOMM_PLUGIN=none: the shim has nothing to run\n");
@@ -464,8 +499,8 @@ int shim_run(const shim_opts_t *o) {
          plugin.api->plugin_version ? plugin.api->plugin_version : "?");
   print_version("ABI", plugin.version);
   printf(" negotiated (host speaks %u.%u-%u.%u)\n", MOECOMM_ABI_VERSION_GET_MAJOR(SHIM_MIN_ABI),
-         MOECOMM_ABI_VERSION_GET_MINOR(SHIM_MIN_ABI), MOECOMM_ABI_VERSION_GET_MAJOR(SHIM_MAX_ABI),
-         MOECOMM_ABI_VERSION_GET_MINOR(SHIM_MAX_ABI));
+         MOECOMM_ABI_VERSION_GET_MINOR(SHIM_MIN_ABI), MOECOMM_ABI_VERSION_GET_MAJOR(o->abi_max),
+         MOECOMM_ABI_VERSION_GET_MINOR(o->abi_max));
   fflush(stdout);
   rc = o->demo ? run_demo(o, &plugin) : run_once(o, &plugin);
   shim_plugin_unload(&plugin);

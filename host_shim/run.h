@@ -10,11 +10,13 @@
 typedef struct shim_opts {
   int ranks;              /* ranks to fork; 0: CUDA device count, else tp * pp */
   int tp, pp, ep, moe_dp, attn_cp, attn_dp, moe_dense_tp; /* 0: default (tp: ranks / pp) */
-  int tokens, hidden;     /* hidden states per rank: tokens x hidden */
+  int tokens, hidden;     /* tokens per rank (per attention group in the ABI-1.1 step) x hidden */
   moecomm_dtype_t dtype;
   int iters;              /* timed eager iterations and graph replays */
   int device;             /* MOECOMM_DEVICE_AUTO or MOECOMM_DEVICE_CPU */
   int print_groups, demo;
+  int uneven;             /* ABI-1.1 step: attention groups get different token counts */
+  uint32_t abi_max;       /* newest ABI version offered to the plugin (default: this header's) */
   int timeout_s;          /* the launcher kills every rank after this long */
   uint64_t seed;
 } shim_opts_t;

@@ -60,6 +60,8 @@ typedef struct mc_rows {
   size_t n_g;      /* T[g] / attn_tp: SCATTERED rows */
   size_t s;        /* FULL block rows */
   size_t p;        /* MOE_FULL block rows */
+  int split_ok;    /* every T[g] is a multiple of attn_tp: SCATTERED and FULL exist */
+  int bad_group;   /* first g whose T[g] is not (when !split_ok) */
 } mc_rows_t;
 
 static moecomm_result_t mc_rows_init(const mc_context_t *ctx, const int32_t *tokens,
@@ -74,12 +76,15 @@ static moecomm_result_t mc_rows_init(const mc_context_t *ctx, const int32_t *tok
                       "groups of the TP block)",
                       ngroups);
   memset(&r, 0, sizeof(r));
+  r.split_ok = 1;
   for (int g = 0; g < ngroups; g++) {
-    if (tokens[g] < 0 || tokens[g] % t->attn_tp != 0)
-      return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
-                        "scatter: tokens[%d]=%d must be >= 0 and a multiple of attn_tp=%d (see "
-                        "plan_capture_sizes)",
-                        g, (int)tokens[g], t->attn_tp);
+    if (tokens[g] < 0)
+      return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "scatter: tokens[%d]=%d is negative",
+                        g, (int)tokens[g]);
+    if (r.split_ok && tokens[g] % t->attn_tp != 0) {
+      r.split_ok = 0;
+      r.bad_group = g;
+    }
     r.s = MC_MAX(r.s, (size_t)tokens[g] / (size_t)t->attn_tp);
   }
   r.tp_rank = t->rank - b;
@@ -93,6 +98,18 @@ static moecomm_result_t mc_rows_init(const mc_context_t *ctx, const int32_t *tok
     r.p = MC_MAX(r.p, (size_t)tokens[(cp->ranks[c] - b) / t->attn_tp]);
   *rows_p = r;
   return MOECOMM_SUCCESS;
+}
+
+/* SCATTERED and FULL slice each group's tokens over its attn_tp ranks. */
+static moecomm_result_t mc_rows_need_split(const mc_context_t *ctx, const mc_rows_t *r,
+                                           const int32_t *tokens, int mode, mc_err_t *err) {
+  if (r->split_ok || (mode != MOECOMM_SCATTERED && mode != MOECOMM_FULL)) return MOECOMM_SUCCESS;
+  return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
+                    "scatter: %s splits each attention group's tokens over attn_tp=%d ranks, but "
+                    "tokens[%d]=%d is not a multiple of it (plan_capture_sizes gives counts that "
+                    "are when the topology needs them)",
+                    mode == MOECOMM_SCATTERED ? "SCATTERED" : "FULL", ctx->topo.attn_tp,
+                    r->bad_group, (int)tokens[r->bad_group]);
 }
 
 static size_t mc_mode_rows_of(const mc_context_t *ctx, const mc_rows_t *r, int mode) {
@@ -115,6 +132,7 @@ moecomm_result_t mc_mode_rows(const mc_context_t *ctx, int mode, const int32_t *
   if (rows_p == NULL)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "mode_rows: rows_p is NULL");
   if ((res = mc_rows_init(ctx, tokens, &r, err)) != MOECOMM_SUCCESS) return res;
+  if ((res = mc_rows_need_split(ctx, &r, tokens, mode, err)) != MOECOMM_SUCCESS) return res;
   *rows_p = mc_mode_rows_of(ctx, &r, mode);
   return MOECOMM_SUCCESS;
 }
@@ -280,7 +298,10 @@ moecomm_result_t mc_scatter(mc_context_t *ctx, const moecomm_scatter_args_t *arg
   if (ctx->device < 0 && stream != NULL)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "scatter: stream must be NULL on a CPU context");
-  if ((res = mc_rows_init(ctx, a.tokens, &r, err)) != MOECOMM_SUCCESS) return res;
+  if ((res = mc_rows_init(ctx, a.tokens, &r, err)) != MOECOMM_SUCCESS ||
+      (res = mc_rows_need_split(ctx, &r, a.tokens, from, err)) != MOECOMM_SUCCESS ||
+      (res = mc_rows_need_split(ctx, &r, a.tokens, to, err)) != MOECOMM_SUCCESS)
+    return res;
   if ((mc_mode_rows_of(ctx, &r, from) > 0 && a.send == NULL) ||
       (mc_mode_rows_of(ctx, &r, to) > 0 && a.recv == NULL))
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "scatter: send or recv is NULL");

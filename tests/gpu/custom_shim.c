@@ -1,11 +1,13 @@
 /* custom_shim.c - the host shim's MoE layer step on 2 GPUs with the custom all-reduce: warm-up,
  * graph capture and replays, every result verified bit-exact by the shim itself.
  *
- * Runs BUILD/moecomm-shim (found next to this binary's build) three ways: the defaults (TP and
- * ATTN_TP on the custom path, MoE groups on NCCL); two-shot forced with communicators not shared,
- * so the captured step registers buffers of several communicators at capture_end; one-shot forced
- * on an odd fp16 shape.  Each run must exit 0, run on CUDA devices and report its graph replays
- * verified. */
+ * Runs BUILD/moecomm-shim (found next to this binary's build) three ways: the defaults, i.e. the
+ * ABI-1.1 scatter-mode step, whose transitions all-reduce on ATTN_TP = TP through the custom
+ * path; the ABI-1.0 collectives step (--abi-max 1.0: attention groups on the custom path, MoE
+ * groups on NCCL) with two-shot forced and communicators not shared, so the captured step
+ * registers buffers of several communicators at capture_end; the ABI-1.0 step with one-shot forced
+ * on an odd fp16 shape (33 tokens: the scatter modes need a multiple of attn_tp).  Each run must
+ * exit 0, run on CUDA devices, run the step it asked for and report its graph replays verified. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +32,8 @@ static int shim_path(char *out, size_t size) {
   return (size_t)snprintf(out, size, "%s/moecomm-shim", exe) < size ? 0 : -1;
 }
 
-static void run_shim(const char *shim, const char *args, const char *env_algo, int share) {
+static void run_shim(const char *shim, const char *args, const char *env_algo, int share,
+                     const char *want_step) {
   char cmd[PATH_MAX + 512], *out = NULL;
   size_t len = 0, cap = 0;
   FILE *p;
@@ -58,9 +61,10 @@ static void run_shim(const char *shim, const char *args, const char *env_algo, i
   out[len] = '\0';
   if (MC_CHECK(status == 0 && strstr(out, "device: cuda:") != NULL &&
                    strstr(out, "result: verified bit-exact") != NULL &&
-                   strstr(out, "graph replays") != NULL,
-               "MOECOMM_ALGO=%s MOECOMM_SHARE_COMMS=%d %s: exit status %d, output:\n%s",
-               env_algo ? env_algo : "(unset)", share, cmd, status, out))
+                   strstr(out, "graph replays") != NULL && strstr(out, want_step) != NULL,
+               "MOECOMM_ALGO=%s MOECOMM_SHARE_COMMS=%d %s (want '%s'): exit status %d, "
+               "output:\n%s",
+               env_algo ? env_algo : "(unset)", share, cmd, want_step, status, out))
     printf("ok: %s (MOECOMM_ALGO=%s, share %d)\n", args, env_algo ? env_algo : "(unset)", share);
   free(out);
 }
@@ -78,9 +82,11 @@ int main(int argc, char **argv) {
                 "the shim next to this build: %s", shim))
     return mc_test_finish();
   setenv("NCCL_NVLS_ENABLE", "0", 1);
-  run_shim(shim, "--ranks 2 --tp 2 --ep 2 --iters 20", NULL, 1);
-  run_shim(shim, "--ranks 2 --tp 2 --ep 2 --iters 20", "twoshot", 0);
-  run_shim(shim, "--ranks 2 --tp 2 --dtype fp16 --tokens 33 --hidden 1001 --iters 10", "oneshot",
-           1);
+  run_shim(shim, "--ranks 2 --tp 2 --ep 2 --iters 20", NULL, 1, "step: ABI 1.1 scatter modes");
+  run_shim(shim, "--abi-max 1.0 --ranks 2 --tp 2 --ep 2 --iters 20", "twoshot", 0,
+           "step: ABI 1.0 collectives");
+  run_shim(shim,
+           "--abi-max 1.0 --ranks 2 --tp 2 --dtype fp16 --tokens 33 --hidden 1001 --iters 10",
+           "oneshot", 1, "step: ABI 1.0 collectives");
   return mc_test_finish();
 }

@@ -11,7 +11,7 @@
  * capture_begin, stream capture of all supported transitions (own buffers each), end capture,
  * instantiate, capture_end, then several replays, each with new inputs uploaded into the same
  * buffers and outputs poisoned first; every replay is verified.  Expected rows come from
- * tests/common/scatter_ref.h, exactly, padding and untouched rows past the end included. */
+ * host_shim/scatter_ref.h, exactly, padding and untouched rows past the end included. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +29,7 @@ int main(int argc, char **argv) {
 
 #include <cuda_runtime_api.h>
 
-#include "../common/scatter_ref.h"
+#include "../../host_shim/scatter_ref.h"
 
 #define NRANKS 2
 #define REPLAYS 4

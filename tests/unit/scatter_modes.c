@@ -1,5 +1,5 @@
 /* scatter_modes.c - scatter modes on CPU ranks (shm): layer_mode, mode_rows and every transition
- * scatter performs, checked exactly against the reference model in tests/common/scatter_ref.h.
+ * scatter performs, checked exactly against the reference model in host_shim/scatter_ref.h.
  *
  * Topologies (world = tp unless named): tp4 ep4 moe_dp1 attn_cp2 (the issue's case) with uneven
  * token counts per attention group and one group at 0; tp2 ep2 attn_cp2 moe_dp1; tp8 ep4 moe_dp2
@@ -18,7 +18,7 @@
 
 #include "../../plugin/scatter.h"
 #include "../common/harness.h"
-#include "../common/scatter_ref.h"
+#include "../../host_shim/scatter_ref.h"
 
 #define SLACK 3       /* poisoned rows past the end of every output */
 #define MAX_SETS 2
@@ -269,6 +269,24 @@ static void bad_args(rank_ctx_t *x) {
   MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT, "layer_mode mode_p NULL: %d", (int)r);
   r = api->layer_mode(NULL, MOECOMM_LAYER_ATTENTION, &mode);
   MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT && mode == 77, "layer_mode ctx NULL: %d", (int)r);
+
+  /* Only SCATTERED and FULL split a group's tokens over attn_tp ranks: TP_ATTN_FULL and MOE_FULL
+     take any count, so TP_ATTN_FULL -> MOE_FULL works with the odd counts refused above. */
+  rows = 12345;
+  r = api->mode_rows(x->ctx, MOECOMM_MOE_FULL, odd, &rows);
+  MC_CHECK(r == MOECOMM_SUCCESS && rows != 12345 && rows <= x->cap_rows,
+           "rank %d: mode_rows(MOE_FULL, odd tokens): %d, rows %zu: %s", x->rank, (int)r, rows,
+           api->last_error(x->ctx));
+  if (r == MOECOMM_SUCCESS && rows <= x->cap_rows) {
+    b = a;
+    b.tokens = odd;
+    b.from = MOECOMM_TP_ATTN_FULL;
+    b.to = MOECOMM_MOE_FULL;
+    b.reduce = 0;
+    r = api->scatter(x->ctx, &b, NULL);
+    MC_CHECK(r == MOECOMM_SUCCESS, "rank %d: TP_ATTN_FULL -> MOE_FULL with odd tokens: %d: %s",
+             x->rank, (int)r, api->last_error(x->ctx));
+  }
 
   /* A newer caller's larger struct is read up to what the plugin knows. */
   {

@@ -1,5 +1,7 @@
-/* shim_run.c - runs build/moecomm-shim as a subprocess: default runs, --print-groups against the
- * DESIGN.md rank lists, usage errors, and failures that must name the moecomm result.
+/* shim_run.c - runs build/moecomm-shim as a subprocess: default runs, the scatter-mode step (ABI
+ * 1.1: mode chains, uneven token counts, fallback), the ABI-1.0 step (--abi-max 1.0),
+ * --print-groups against the DESIGN.md rank lists, usage errors, and failures that must name the
+ * moecomm result.
  *
  * On a machine with GPUs a run that asks for more ranks than there are devices adds
  * --device cpu: this is a CPU test. */
@@ -159,9 +161,13 @@ static void test_default_runs(void) {
                    abi);
     snprintf(want, sizeof(want), "result: verified bit-exact on all %d ranks", worlds[i]);
     ok &= MC_CHECK(strstr(g_out, want) != NULL, "--ranks %d: no '%s'", worlds[i], want);
-    ok &= MC_CHECK(strstr(g_out, "attn reduce-scatter") != NULL &&
-                       strstr(g_out, "eager med") != NULL,
-                   "--ranks %d: no timing table", worlds[i]);
+    /* ABI 1.1, tp = world, ep 1: the MoE replica is the attention-TP group. */
+    ok &= MC_CHECK(strstr(g_out, "step: ABI 1.1 scatter modes") != NULL &&
+                       strstr(g_out, "modes: attention TP_ATTN_FULL -> MoE TP_ATTN_FULL -> "
+                                     "attention TP_ATTN_FULL") != NULL,
+                   "--ranks %d: the scatter-mode step and its modes are not printed", worlds[i]);
+    ok &= MC_CHECK(strstr(g_out, "\nmoe->attn ") != NULL && strstr(g_out, "eager med") != NULL,
+                   "--ranks %d: no timing table with a row per transition", worlds[i]);
     if (cpu != NULL || g_gpus == 0) {
       ok &= MC_CHECK(strstr(g_out, "backend: shm (no CUDA device)") != NULL,
                      "--ranks %d: CPU run does not say it runs on shm", worlds[i]);
@@ -175,27 +181,116 @@ static void test_default_runs(void) {
   }
 }
 
-/* The all-gather path (attn_cp > moe_dp) in the other dtypes. */
-static void test_gather_dtypes(void) {
+/* The ABI-1.0 step (--abi-max 1.0): the all-gather path (attn_cp > moe_dp) in fp16 and fp32. */
+static void test_abi10_gather(void) {
   static const char *const dtypes[] = {"fp16", "fp32"};
   for (size_t i = 0; i < 2; i++) {
-    const char *args[] = {"--ranks", "4", "--tp", "4", "--ep", "4", "--moe-dp", "1",
-                          "--attn-cp", "2", "--dtype", dtypes[i], "--iters", "2",
+    const char *args[] = {"--abi-max", "1.0", "--ranks", "4", "--tp", "4", "--ep", "4",
+                          "--moe-dp", "1", "--attn-cp", "2", "--dtype", dtypes[i], "--iters", "2",
                           "--tokens", "16", "--hidden", "256", "--device", "cpu", NULL};
     int rc = run_shim(NULL, args), ok = 1;
-    ok &= MC_CHECK(rc == 0, "attn-cp 2 %s: exit %d", dtypes[i], rc);
+    ok &= MC_CHECK(rc == 0, "abi 1.0 attn-cp 2 %s: exit %d", dtypes[i], rc);
+    ok &= MC_CHECK(strstr(g_out, "ABI 1.0 negotiated (host speaks 1.0-1.0)") != NULL &&
+                       strstr(g_out, "step: ABI 1.0 collectives") != NULL,
+                   "abi 1.0 %s: not negotiated down to 1.0 or not the 1.0 step", dtypes[i]);
     ok &= MC_CHECK(strstr(g_out, "moe all-gather on MOE_CP [0,2]") != NULL,
-                   "attn-cp 2 %s: the MoE all-gather did not run on MOE_CP [0,2]", dtypes[i]);
-    ok &= MC_CHECK(strstr(g_out, "result: verified bit-exact on all 4 ranks") != NULL,
-                   "attn-cp 2 %s: not verified", dtypes[i]);
-    show_output_on_failure(ok, "attn-cp run");
+                   "abi 1.0 %s: the MoE all-gather did not run on MOE_CP [0,2]", dtypes[i]);
+    ok &= MC_CHECK(strstr(g_out, "result: verified bit-exact on all 4 ranks (15 ops each") != NULL,
+                   "abi 1.0 %s: not verified (5 ops x 3 iterations)", dtypes[i]);
+    show_output_on_failure(ok, "abi 1.0 attn-cp run");
   }
 }
 
-/* On 2 or more GPUs: the all-gather path through capture and replay. */
+/* The ABI-1.1 step on shm ranks: each topology prints its mode chain and verifies every
+   transition (ops = transitions x (iters + 1)). */
+static void test_modes(void) {
+  static const struct {
+    const char *what;
+    const char *args[24];
+    const char *chain, *tokens, *table;
+    int ranks, ops;
+  } cases[] = {
+      {"tp4 ep4 moe_dp1 attn_cp2 --uneven",
+       {"--ranks", "4", "--tp", "4", "--ep", "4", "--moe-dp", "1", "--attn-cp", "2", "--uneven",
+        NULL},
+       "attention TP_ATTN_FULL -> MoE MOE_FULL -> attention TP_ATTN_FULL -> dense MLP FULL -> "
+       "attention TP_ATTN_FULL",
+       "(attn_tp 2): [64,48]\n", "\nattn->moe              TP_ATTN_FULL->MOE_FULL ", 4, 16},
+      {"tp8 ep4 moe_dp2 attn_cp2",
+       {"--ranks", "8", "--tp", "8", "--ep", "4", "--moe-dp", "2", "--attn-cp", "2", "--dtype",
+        "fp16", NULL},
+       "attention TP_ATTN_FULL -> MoE TP_ATTN_FULL -> attention TP_ATTN_FULL -> dense MLP FULL -> "
+       "attention TP_ATTN_FULL",
+       "(attn_tp 4): [64,64]\n", "\ndense->attn            FULL->TP_ATTN_FULL ", 8, 16},
+      {"tp4 moe_dense_tp1",
+       {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--dtype", "fp32", "--uneven", NULL},
+       "attention TP_ATTN_FULL -> MoE TP_ATTN_FULL -> attention TP_ATTN_FULL -> dense MLP "
+       "SCATTERED -> attention TP_ATTN_FULL",
+       "(attn_tp 4): [64]\n", "\nattn->dense            TP_ATTN_FULL->SCATTERED ", 4, 16},
+      {"world 8 tp4 ep4 moe_dp1 attn_cp2 --uneven (two TP blocks)",
+       {"--ranks", "8", "--tp", "4", "--ep", "4", "--moe-dp", "1", "--attn-cp", "2", "--uneven",
+        NULL},
+       "attention TP_ATTN_FULL -> MoE MOE_FULL -> attention TP_ATTN_FULL -> dense MLP FULL -> "
+       "attention TP_ATTN_FULL",
+       "(attn_tp 2): [64,48], [48,32] (per TP block)", "\nmoe->attn              MOE_FULL->", 8,
+       16},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const char *args[40];
+    static const char *const common[] = {"--iters", "3", "--hidden", "256", "--device", "cpu"};
+    char want[96], chain[256];
+    int n = 0, rc, ok = 1;
+    for (int k = 0; cases[i].args[k] != NULL; k++) args[n++] = cases[i].args[k];
+    for (size_t k = 0; k < sizeof(common) / sizeof(common[0]); k++) args[n++] = common[k];
+    args[n] = NULL;
+    rc = run_shim(NULL, args);
+    ok &= MC_CHECK(rc == 0, "%s: exit %d", cases[i].what, rc);
+    ok &= MC_CHECK(strstr(g_out, "step: ABI 1.1 scatter modes, 4 transitions") != NULL,
+                   "%s: not the scatter-mode step with 4 transitions", cases[i].what);
+    snprintf(chain, sizeof(chain), "modes: %s\n", cases[i].chain);
+    ok &= MC_CHECK(strstr(g_out, chain) != NULL, "%s: no '%s'", cases[i].what, cases[i].chain);
+    ok &= MC_CHECK(strstr(g_out, cases[i].tokens) != NULL, "%s: token counts are not '%s'",
+                   cases[i].what, cases[i].tokens);
+    ok &= MC_CHECK(strstr(g_out, cases[i].table) != NULL, "%s: no timing row '%s'",
+                   cases[i].what, cases[i].table + 1);
+    snprintf(want, sizeof(want), "result: verified bit-exact on all %d ranks (%d ops each",
+             cases[i].ranks, cases[i].ops);
+    ok &= MC_CHECK(strstr(g_out, want) != NULL, "%s: no '%s'", cases[i].what, want);
+    ok &= MC_CHECK(strstr(g_out, "MISMATCH") == NULL, "%s: mismatches printed", cases[i].what);
+    show_output_on_failure(ok, cases[i].what);
+  }
+}
+
+/* Where the plugin cannot run a topology's modes the ABI-1.0 step runs and says why; a token
+   count the scatter contract refuses fails naming the multiple. */
+static void test_modes_edges(void) {
+  const char *fallback[] = {"--ranks", "4", "--tp", "4", "--ep", "2", "--moe-dp", "2",
+                            "--iters", "2", "--hidden", "64", "--device", "cpu", NULL};
+  const char *odd[] = {"--ranks", "4", "--tp", "4", "--tokens", "30", "--iters", "1",
+                       "--device", "cpu", NULL};
+  int rc = run_shim(NULL, fallback), ok;
+  ok = MC_CHECK(rc == 0, "tp4 ep2 moe_dp2: exit %d", rc);
+  ok &= MC_CHECK(strstr(g_out, "step: ABI 1.0 collectives") != NULL &&
+                     strstr(g_out, "not the scatter-mode step: layer_mode(SPARSE_MOE)") != NULL &&
+                     strstr(g_out, "MOECOMM_ERR_NOT_SUPPORTED") != NULL,
+                 "tp4 ep2 moe_dp2: no fallback to the ABI-1.0 step with layer_mode's reason");
+  ok &= MC_CHECK(strstr(g_out, "result: verified bit-exact on all 4 ranks") != NULL,
+                 "tp4 ep2 moe_dp2: not verified");
+  show_output_on_failure(ok, "modes fallback");
+
+  rc = run_shim(NULL, odd);
+  ok = MC_CHECK(rc == 1, "--tokens 30 with attn_tp 4: exit %d, want 1", rc);
+  ok &= MC_CHECK(strstr(g_out, "--tokens 30") != NULL && strstr(g_out, "multiple of") != NULL &&
+                     strstr(g_out, "attn_tp=4") != NULL,
+                 "--tokens 30 with attn_tp 4: the multiple is not named");
+  show_output_on_failure(ok, "tokens not a multiple of attn_tp");
+}
+
+/* On 2 or more GPUs: the scatter-mode step with MOE_FULL and uneven counts, eager then through
+   capture and graph replays. */
 static void test_gpu_graph(void) {
   const char *args[] = {"--ranks", "2", "--tp", "2", "--ep", "2", "--moe-dp", "1",
-                        "--attn-cp", "2", "--dtype", "fp32", "--iters", "3", NULL};
+                        "--attn-cp", "2", "--uneven", "--dtype", "fp32", "--iters", "3", NULL};
   int rc, ok = 1;
   if (g_gpus < 2) {
     mc_test_skip("shim GPU graph run", "%d CUDA device(s); needs 2", g_gpus);
@@ -203,8 +298,10 @@ static void test_gpu_graph(void) {
   }
   rc = run_shim(NULL, args);
   ok &= MC_CHECK(rc == 0, "GPU attn-cp 2: exit %d", rc);
-  ok &= MC_CHECK(strstr(g_out, "moe all-gather on MOE_CP [0,1]") != NULL &&
-                     strstr(g_out, "then graph replays") != NULL &&
+  ok &= MC_CHECK(strstr(g_out, "modes: attention TP_ATTN_FULL -> MoE MOE_FULL -> attention "
+                               "TP_ATTN_FULL -> dense MLP FULL -> attention TP_ATTN_FULL") != NULL,
+                 "GPU attn-cp 2: the mode chain is not printed");
+  ok &= MC_CHECK(strstr(g_out, "then graph replays") != NULL &&
                      strstr(g_out, "result: verified bit-exact on all 2 ranks") != NULL,
                  "GPU attn-cp 2: not verified through graph replays");
   show_output_on_failure(ok, "GPU attn-cp 2");
@@ -248,7 +345,8 @@ static void test_usage_errors(void) {
   static const char *const cases[][4] = {
       {"--bogus", NULL},           {"--tp", "abc", NULL},      {"--dtype", "int8", NULL},
       {"--ranks", "0", NULL},      {"--iters", NULL},          {"--device", "gpu7", NULL},
-      {"--print-groups=1", NULL},  {"--tokens", "-3", NULL},
+      {"--print-groups=1", NULL},  {"--tokens", "-3", NULL},     {"--abi-max", "2.0", NULL},
+      {"--abi-max", "1.9", NULL},  {"--abi-max", "1", NULL},      {"--uneven=1", NULL},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     int rc = run_shim(NULL, cases[i]);
@@ -312,7 +410,9 @@ int main(int argc, char **argv) {
   test_usage_errors();
   test_default_runs();
   test_print_groups();
-  test_gather_dtypes();
+  test_abi10_gather();
+  test_modes();
+  test_modes_edges();
   test_gpu_graph();
   test_failures();
   return mc_test_finish();

@@ -1,5 +1,6 @@
-/* scatter_ref.h - a reference model of the scatter modes (ABI 1.1) for the tests that check
- * moecomm's scatter transitions (tests/unit/scatter_modes.c, tests/gpu/scatter_gpu.c).
+/* scatter_ref.h - a reference model of the scatter modes (ABI 1.1), shared by the host shim's
+ * MoE step (host_shim/moe_step.c) and the tests that check moecomm's scatter transitions
+ * (tests/unit/scatter_modes.c, tests/gpu/scatter_gpu.c).
  *
  * Written from the contract in abi/moecomm.h (moecomm_scatter_args_t: the row layout of each mode)
  * and DESIGN.md's group formulas, not from plugin/scatter.c.  Every row any rank holds is a pure
@@ -9,13 +10,17 @@
  *   - a partial-sum row (reduce) holds P(rank, row), small integers whose sums are exact;
  *   - an input padding row is zero when the transition keeps the mode (its padding is reduced or
  *     copied, and the contract says padding is zero) and garbage otherwise (it must not leak).
- * Output padding must be zero.  Header-only (static inline) so that tests link nothing extra. */
-#ifndef MC_TEST_SCATTER_REF_H_
-#define MC_TEST_SCATTER_REF_H_
+ * Output padding must be zero.  Header-only (static inline); depends only on the shim's data.c
+ * (exact encodings), which every test and the shim link. */
+#ifndef SHIM_SCATTER_REF_H_
+#define SHIM_SCATTER_REF_H_
 
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
-#include "harness.h"
+#include "../abi/moecomm.h"
+#include "data.h"
 
 #define SREF_MAX_RANKS 64
 
@@ -176,33 +181,61 @@ static inline int sref_row_token(const sref_t *s, int rank, int mode, size_t row
 
 /* ---- values ---- */
 
+/* splitmix64: the same sequence on every rank for the same state. */
+static inline uint64_t sref_rand(uint64_t *state) {
+  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
 static inline uint64_t sref_mix(const sref_t *s, uint64_t tag, uint64_t a, uint64_t b) {
   uint64_t st = s->seed ^ (tag << 56) ^ (a << 32) ^ b;
-  return mc_test_rand(&st);
+  return sref_rand(&st);
+}
+
+/* Element i of buf as a number (NaN for the 0xff poison of the float dtypes). */
+static inline double sref_get(const void *buf, size_t i, moecomm_dtype_t dt) {
+  return shim_data_decode(shim_data_bits(buf, i, dt), dt);
+}
+
+/* Stores the integer v, exactly: every value the model makes is an integer with |v| <= 512
+   (shim_data_encode is exact up to 256 in bf16, whose inputs stay within 4 * 64 ranks). */
+static inline void sref_set(void *buf, size_t i, moecomm_dtype_t dt, double v) {
+  uint32_t bits = shim_data_encode((int)v, dt);
+  if (sref_esize(dt) == 2) ((uint16_t *)buf)[i] = (uint16_t)bits;
+  else ((uint32_t *)buf)[i] = bits;
+}
+
+/* n non-zero integers in [-m, m] (m = 4 in bf16, else 8: sums over 64 ranks stay exact), one
+   random word per 8 elements. */
+static inline void sref_fill(void *out, size_t n, moecomm_dtype_t dt, uint64_t seed) {
+  uint64_t st = seed * 0x2545f4914f6cdd1dull + 0x632be59bd9b4e019ull, w = 0;
+  uint32_t enc[16];
+  int m = dt == MOECOMM_BFLOAT16 ? 4 : 8;
+  for (int k = 0; k < 2 * m; k++) enc[k] = shim_data_encode(k < m ? k - m : k - m + 1, dt);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t bits;
+    if ((i & 7) == 0) w = sref_rand(&st);
+    bits = enc[((w >> (8 * (i & 7))) & 0xffu) % (uint64_t)(2 * m)];
+    if (sref_esize(dt) == 2) ((uint16_t *)out)[i] = (uint16_t)bits;
+    else ((uint32_t *)out)[i] = bits;
+  }
 }
 
 /* Token `tok` of attention group `group` of TP block `blk`. */
 static inline void sref_token_row(const sref_t *s, int blk, int group, size_t tok, void *out) {
-  mc_test_fill(out, s->hidden, s->dtype,
-               sref_mix(s, 1, (uint64_t)(blk * SREF_MAX_RANKS + group), (uint64_t)tok));
+  sref_fill(out, s->hidden, s->dtype,
+            sref_mix(s, 1, (uint64_t)(blk * SREF_MAX_RANKS + group), (uint64_t)tok));
 }
 
 /* Rank `rank`'s partial sum in its input row `row`. */
 static inline void sref_partial_row(const sref_t *s, int rank, size_t row, void *out) {
-  mc_test_fill(out, s->hidden, s->dtype, sref_mix(s, 2, (uint64_t)rank, (uint64_t)row));
+  sref_fill(out, s->hidden, s->dtype, sref_mix(s, 2, (uint64_t)rank, (uint64_t)row));
 }
 
 static inline void sref_garbage_row(const sref_t *s, int rank, size_t row, void *out) {
-  mc_test_fill(out, s->hidden, s->dtype, sref_mix(s, 3, (uint64_t)rank, (uint64_t)row));
-}
-
-static inline void sref_set(void *buf, size_t i, moecomm_dtype_t dt, double v) {
-  switch (dt) {
-    case MOECOMM_FLOAT32: ((float *)buf)[i] = (float)v; break;
-    case MOECOMM_FLOAT16: ((uint16_t *)buf)[i] = mc_test_to_half((float)v); break;
-    case MOECOMM_BFLOAT16: ((uint16_t *)buf)[i] = mc_test_to_bf16((float)v); break;
-    case MOECOMM_INT32: ((int32_t *)buf)[i] = (int32_t)v; break;
-  }
+  sref_fill(out, s->hidden, s->dtype, sref_mix(s, 3, (uint64_t)rank, (uint64_t)row));
 }
 
 /* `rank`'s send buffer of mode `from` for the transition from -> to (reduce or not). */
@@ -281,7 +314,7 @@ static inline void sref_expect(const sref_t *s, int rank, int from, int to, int 
       sref_partial_row(s, members[m], in_row, scratch);
       for (size_t h = 0; h < s->hidden; h++)
         sref_set(row, h, s->dtype,
-                 mc_test_get(row, h, s->dtype) + mc_test_get(scratch, h, s->dtype));
+                 sref_get(row, h, s->dtype) + sref_get(scratch, h, s->dtype));
     }
   }
 }
@@ -292,7 +325,7 @@ static inline size_t sref_compare(const sref_t *s, const void *got, const void *
                                   size_t *first_p) {
   size_t bad = 0;
   for (size_t i = 0; i < rows * s->hidden; i++) {
-    double x = mc_test_get(got, i, s->dtype), y = mc_test_get(want, i, s->dtype);
+    double x = sref_get(got, i, s->dtype), y = sref_get(want, i, s->dtype);
     if (!(x == y) && bad++ == 0) *first_p = i / s->hidden;
   }
   return bad;
