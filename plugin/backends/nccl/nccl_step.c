@@ -81,9 +81,11 @@ static void *mc_nccl_step_main(void *arg) {
   mc_nccl_step_t *s = arg;
   enum cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
   int abandoned;
-  /* A global-mode capture on another thread must not forbid this thread's setup calls. */
-  (void)cudaThreadExchangeStreamCaptureMode(&mode);
+  /* The device first: any runtime call on a new thread (its current device is 0) would create
+     a CUDA context on device 0, ~500 MiB on another rank's GPU.  Then relaxed capture mode, so a
+     global-mode capture on another thread does not forbid this thread's setup calls. */
   s->ce = cudaSetDevice(s->device);
+  (void)cudaThreadExchangeStreamCaptureMode(&mode);
   if (s->ce != cudaSuccess)
     s->where = "cudaSetDevice";
   else

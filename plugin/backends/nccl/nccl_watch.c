@@ -127,6 +127,9 @@ moecomm_result_t mc_nccl_wait_ready(mc_nccl_comm_t *p, const char *what, int64_t
 static void *mc_nccl_watch_main(void *arg) {
   mc_nccl_comm_t *p = arg;
   char dead[320];
+  /* This thread may abort the communicator: any CUDA call it causes must land on the context's
+     device, not create a context on device 0 (a new thread's default). */
+  if (cudaSetDevice(p->comm->ctx->device) != cudaSuccess) (void)cudaGetLastError();
   pthread_mutex_lock(&p->mu);
   while (!p->wd_stop && !p->failed) {
     struct timespec ts;
