@@ -11,8 +11,13 @@ bench_dirty() {
 }
 
 # The short commit, "+dirty" appended when the tree has changes; "uncommitted" outside git.
+# BENCH_COMMIT overrides it where the tree is a copy without .git (the GPU machine).
 bench_commit_short() {
   local commit
+  if [ -n "${BENCH_COMMIT:-}" ]; then
+    echo "$BENCH_COMMIT"
+    return
+  fi
   commit=$(git -C "$bench_root" rev-parse --short HEAD 2>/dev/null || echo uncommitted)
   if bench_dirty; then commit="$commit+dirty"; fi
   echo "$commit"
