@@ -10,6 +10,7 @@
  * ranks are counted.  Variants, all in this one run:
  *   custom-auto      moecomm, MOECOMM_ALGO unset (the policy table)
  *   custom-nopdl     the same with MOECOMM_CUSTOM_PDL=0 (no programmatic dependent launch)
+ *   custom-twoshot-128  two-shot with MOECOMM_CUSTOM_MAX_BLOCKS=128 (the grid cap, default 64)
  *   custom-ll        moecomm, MOECOMM_ALGO=ll        (sizes up to the LL payload, 256 KiB)
  *   custom-oneshot   moecomm, MOECOMM_ALGO=oneshot   (staging raised to 128 MiB: every size)
  *   custom-twoshot   moecomm, MOECOMM_ALGO=twoshot
@@ -52,11 +53,13 @@ int main(void) {
 #define HOST_BATCHES 10
 #define MAX_BYTES ((size_t)64 << 20)
 
-typedef enum { V_AUTO, V_NOPDL, V_LL, V_ONESHOT, V_TWOSHOT, V_MCNCCL, V_NCCL, NVARIANTS } variant_t;
+typedef enum {
+  V_AUTO, V_NOPDL, V_LL, V_ONESHOT, V_TWOSHOT, V_TWOSHOT128, V_MCNCCL, V_NCCL, NVARIANTS
+} variant_t;
 
 static const char *const k_vname[NVARIANTS] = {
     "custom-auto",    "custom-nopdl", "custom-ll", "custom-oneshot",
-    "custom-twoshot", "moecomm-nccl", "nccl"};
+    "custom-twoshot", "custom-twoshot-128", "moecomm-nccl", "nccl"};
 static const moecomm_dtype_t k_dtypes[NDTYPES] = {MOECOMM_BFLOAT16, MOECOMM_FLOAT32};
 static const char *const k_dtname[NDTYPES] = {"bf16", "fp32"};
 /* the bf16 targets for 2 ranks (2x H200), us per op; 0: none at that size */
@@ -249,8 +252,11 @@ static int setup(bench_t *b, rank_res_t *r) {
   static const char *const env_one[] = {"MOECOMM_ALGO", "oneshot", "MOECOMM_CUSTOM_BUFFER_BYTES",
                                         "128M", NULL};
   static const char *const env_two[] = {"MOECOMM_ALGO", "twoshot", NULL};
+  static const char *const env_two128[] = {"MOECOMM_ALGO", "twoshot", "MOECOMM_CUSTOM_MAX_BLOCKS",
+                                           "128", NULL};
   static const char *const env_nccl[] = {"MOECOMM_BACKEND_TP", "nccl", NULL};
-  const char *const *envs[V_NCCL] = {env_auto, env_nopdl, env_ll, env_one, env_two, env_nccl};
+  const char *const *envs[V_NCCL] = {env_auto, env_nopdl, env_ll,    env_one,
+                                     env_two,  env_two128, env_nccl};
   size_t free0 = 0, free1 = 0, total = 0;
   moecomm_group_stats_t st;
   char *const err = r->err;
@@ -450,8 +456,8 @@ int main(int argc, char **argv) {
   printf("\n# bf16 summary, us per op: custom-auto against the targets (and the best custom)");
   if (g_world != TARGET_RANKS)
     printf("; the targets are for %d ranks: shown, not judged at %d", TARGET_RANKS, g_world);
-  printf("\n#%11s %10s %10s %10s %10s %10s %10s %10s %10s %8s\n", "size(B)", "auto", "no-pdl", "ll",
-         "oneshot", "twoshot", "moe-nccl", "nccl", "target", "met");
+  printf("\n#%11s %10s %10s %10s %10s %10s %10s %10s %10s %10s %8s\n", "size(B)", "auto", "no-pdl",
+         "ll", "oneshot", "twoshot", "2shot-128", "moe-nccl", "nccl", "target", "met");
   for (int s = 0; s < NSIZES; s++) {
     double a = cell_us(V_AUTO, 0, s);
     printf(" %11zu", size_bytes(s));

@@ -621,8 +621,8 @@ int unroll_of(int size) { return size <= 2 ? 4 : size <= 4 ? 2 : 1; }
 
 }  // namespace
 
-extern "C" void mc_kern_shape(int algo, int size, size_t count, int dtype, int *blocks_p,
-                              int *threads_p) {
+extern "C" void mc_kern_shape(int algo, int size, size_t count, int dtype, int max_blocks,
+                              int *blocks_p, int *threads_p) {
   const size_t es = dtype == MOECOMM_FLOAT32 ? 4 : 2;
   const size_t nv = (count * es + 15) / 16;
   /* LL: one vector per thread (the payload limit keeps it to a few dozen blocks); one-shot and
@@ -633,7 +633,8 @@ extern "C" void mc_kern_shape(int algo, int size, size_t count, int dtype, int *
     if (algo == MC_KERN_TWOSHOT) work = (nv + size - 1) / size;
     per_thread = (size_t)unroll_of(size);
   }
-  const size_t cap = kMaxBlocksData;
+  const size_t cap = max_blocks > 0 && max_blocks <= MC_KERN_MAX_BLOCKS ? (size_t)max_blocks
+                                                                         : kMaxBlocksData;
   size_t threads = (work + per_thread - 1) / per_thread;
   threads = threads < kThreads ? ((threads + 31) / 32) * 32 : kThreads;
   if (threads < 32) threads = 32;
@@ -649,7 +650,7 @@ extern "C" int mc_kern_all_reduce(const mc_kern_ar_t *a, void *stream) {
       a->dtype > 2 || a->size < 2 || a->size > MC_KERN_MAX_RANKS || a->count == 0)
     return (int)cudaErrorInvalidValue;
   int blocks, threads;
-  mc_kern_shape(a->algo, a->size, a->count, a->dtype, &blocks, &threads);
+  mc_kern_shape(a->algo, a->size, a->count, a->dtype, a->max_blocks, &blocks, &threads);
   void *args[] = {(void *)a};
   const void *fn = (const void *)kKernels[a->algo - 1][a->dtype][a->size - 2];
   if (a->pdl) {

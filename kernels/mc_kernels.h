@@ -83,6 +83,7 @@ typedef struct mc_kern_ar {
   uint64_t timeout_ns;                /* 0: wait forever */
   int pdl; /* launch with programmatic dependent launch: the kernel may be scheduled while the
               previous kernel of the stream drains (it waits for it before touching memory) */
+  int max_blocks;          /* grid cap for one-shot/two-shot, 1..MC_KERN_MAX_BLOCKS; 0: 64 */
 } mc_kern_ar_t;
 
 /* Bytes of user data one LL slot can carry (ll_slot_bytes / 2). */
@@ -96,7 +97,8 @@ int mc_kern_all_reduce(const mc_kern_ar_t *args, void *stream);
 int mc_kern_check_device(void);
 
 /* Grid the launcher would use (for logs and the benchmark's notes). */
-void mc_kern_shape(int algo, int size, size_t count, int dtype, int *blocks_p, int *threads_p);
+void mc_kern_shape(int algo, int size, size_t count, int dtype, int max_blocks, int *blocks_p,
+                   int *threads_p);
 
 #ifdef __cplusplus
 }

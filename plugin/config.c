@@ -160,6 +160,15 @@ static moecomm_result_t mc_parse_nccl_ctas(const char *name, const char *value, 
   return MOECOMM_SUCCESS;
 }
 
+static moecomm_result_t mc_parse_blocks(const char *name, const char *value, void *field,
+                                        mc_err_t *err) {
+  uint64_t v;
+  if (mc_parse_u64(value, 0, &v) != 0 || v < 1 || v > 128)
+    return mc_bad(err, name, value, "an integer from 1 to 128");
+  *(int *)field = (int)v;
+  return MOECOMM_SUCCESS;
+}
+
 static moecomm_result_t mc_parse_nccl_window(const char *name, const char *value, void *field,
                                              mc_err_t *err) {
   uint64_t v;
@@ -187,6 +196,7 @@ static const mc_var_t mc_vars[] = {
     {"MOECOMM_NCCL_WINDOW_BYTES", mc_parse_nccl_window, MC_FIELD(nccl_window_bytes)},
     {"MOECOMM_NCCL_NONBLOCKING", mc_parse_bool, MC_FIELD(nccl_nonblocking)},
     {"MOECOMM_CUSTOM_PDL", mc_parse_bool, MC_FIELD(custom_pdl)},
+    {"MOECOMM_CUSTOM_MAX_BLOCKS", mc_parse_blocks, MC_FIELD(custom_max_blocks)},
 };
 
 static void mc_config_defaults(mc_config_t *cfg) {

@@ -45,6 +45,7 @@ typedef struct mc_config {
                                through a symmetric NCCL window; 0 off (default) */
   int nccl_nonblocking;     /* MOECOMM_NCCL_NONBLOCKING: 1 = non-blocking NCCL communicators
                                (a thread per collective inside NCCL; for comparison), default 0 */
+  int custom_max_blocks;    /* MOECOMM_CUSTOM_MAX_BLOCKS: grid cap of one-/two-shot, 0 = 64 */
   int custom_pdl;           /* MOECOMM_CUSTOM_PDL: custom kernels use programmatic dependent
                                launch (default 1; 0 for comparison) */
 } mc_config_t;

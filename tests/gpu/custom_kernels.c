@@ -143,7 +143,7 @@ static int launch(world_t *w, int algo, int table, moecomm_dtype_t dt, moecomm_r
 /* Whether every member's grid fits on the GPU at once (a simulated call needs that). */
 static int resident(const world_t *w, int algo, size_t count, moecomm_dtype_t dt) {
   int blocks, threads;
-  mc_kern_shape(algo, w->n, count, (int)dt, &blocks, &threads);
+  mc_kern_shape(algo, w->n, count, (int)dt, 0, &blocks, &threads);
   return blocks * w->n <= w->sms;
 }
 

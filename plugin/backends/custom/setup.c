@@ -22,6 +22,7 @@ typedef struct mc_custom_hello {
   int32_t timeout_ms;
   uint64_t buffer_bytes;
   uint64_t max_bytes;
+  int32_t max_blocks; /* grid shapes must match: the barrier pairs block b with block b */
   int32_t pid;
   char bus_id[32];
 } mc_custom_hello_t;
@@ -118,6 +119,7 @@ static moecomm_result_t mc_custom_setup_local(mc_custom_comm_t *p, const mc_cust
   p->proto.err = p->err_dev;
   p->proto.timeout_ns = (uint64_t)cfg->timeout_ms * 1000000ull;
   p->proto.pdl = cfg->custom_pdl;
+  p->proto.max_blocks = cfg->custom_max_blocks;
   return MOECOMM_SUCCESS;
 }
 
@@ -179,6 +181,7 @@ moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
   hello.timeout_ms = ctx->cfg.timeout_ms;
   hello.buffer_bytes = ctx->cfg.custom_buffer_bytes;
   hello.max_bytes = ctx->cfg.custom_max_bytes;
+  hello.max_blocks = ctx->cfg.custom_max_blocks;
   hello.pid = p->pid;
   if (cudaDeviceGetPCIBusId(hello.bus_id, (int)sizeof(hello.bus_id), ctx->device) != cudaSuccess)
     snprintf(hello.bus_id, sizeof(hello.bus_id), "pid%d-dev%d", p->pid, ctx->device);
@@ -188,10 +191,12 @@ moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
   for (int i = 0; i < comm->size; i++) {
     hellos[i].bus_id[sizeof(hellos[i].bus_id) - 1] = '\0';
     if (hellos[i].algo != hello.algo || hellos[i].buffer_bytes != hello.buffer_bytes ||
-        hellos[i].max_bytes != hello.max_bytes || hellos[i].timeout_ms != hello.timeout_ms) {
+        hellos[i].max_bytes != hello.max_bytes || hellos[i].timeout_ms != hello.timeout_ms ||
+        hellos[i].max_blocks != hello.max_blocks) {
       MC_WARN(
           "custom all-reduce off for %s: rank %d has other MOECOMM_ALGO, "
-          "MOECOMM_CUSTOM_BUFFER_BYTES, MOECOMM_CUSTOM_MAX_BYTES or MOECOMM_TIMEOUT_MS "
+          "MOECOMM_CUSTOM_BUFFER_BYTES, MOECOMM_CUSTOM_MAX_BYTES, MOECOMM_CUSTOM_MAX_BLOCKS or "
+          "MOECOMM_TIMEOUT_MS "
           "values than rank %d; set them alike on every rank. Using nccl",
           comm->label, (int)comm->ranks[i], (int)comm->ranks[comm->rank]);
       goto defer;
