@@ -22,9 +22,16 @@ static void usage(FILE *f) {
           "  --tp N --pp N --ep N --moe-dp N --attn-cp N --attn-dp N --moe-dense-tp N\n"
           "                    parallel sizes (default tp = ranks / pp, the rest 1)\n"
           "  --tokens T        tokens per rank, i.e. per attention group in the scatter-mode\n"
-          "                    step (default 64; there a multiple of attn_tp)\n"
+          "                    step (default 64; there a multiple of attn_tp when a layer\n"
+          "                    runs SCATTERED or FULL, and of plan_capture_sizes' multiple)\n"
           "  --uneven          scatter-mode step: attention groups get different token counts\n"
           "                    (capture sizes from plan_capture_sizes), so padding is exercised\n"
+          "  --capture-sizes S plan, or a comma list such as 8,16,64: run the step at each size\n"
+          "                    (tokens as --tokens means them, replacing it), each eager once and\n"
+          "                    captured into its own CUDA graph (own capture scope), then replay\n"
+          "                    the graphs round-robin --iters times; plan: every size\n"
+          "                    plan_capture_sizes gives for this topology; a list: every size\n"
+          "                    must be kept by plan_capture_sizes, else exit 2\n"
           "  --abi-max V       newest ABI version offered to the plugin, 1.0 or 1.1 (default\n"
           "                    1.1): ABI 1.1 runs the step through scatter modes, 1.0 through\n"
           "                    the collectives\n"
@@ -78,6 +85,47 @@ static int parse_u64(const char *s, uint64_t *out) {
   return 0;
 }
 
+#define SHIM_MAX_CAPTURE_SIZES 1024
+
+/* "plan" | "8,16,64": distinct sizes in 1..2^20.  0 on success (o updated), -1 otherwise. */
+static int parse_sizes(const char *s, shim_opts_t *o) {
+  int32_t *t;
+  int n = 0;
+  if (s == NULL || s[0] == '\0') return -1;
+  if (strcmp(s, "plan") == 0) {
+    free(o->capture_sizes);
+    o->capture_sizes = NULL;
+    o->n_capture = 0;
+    o->capture_plan = 1;
+    return 0;
+  }
+  t = malloc(SHIM_MAX_CAPTURE_SIZES * sizeof(*t));
+  if (t == NULL) return -1;
+  for (const char *p = s;;) {
+    char item[16];
+    const char *comma = strchr(p, ',');
+    size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+    int v;
+    if (len == 0 || len >= sizeof(item) || n == SHIM_MAX_CAPTURE_SIZES) goto bad;
+    memcpy(item, p, len);
+    item[len] = '\0';
+    if (parse_int(item, 1, 1 << 20, &v) != 0) goto bad;
+    for (int i = 0; i < n; i++)
+      if (t[i] == v) goto bad;
+    t[n++] = v;
+    if (comma == NULL) break;
+    p = comma + 1;
+  }
+  free(o->capture_sizes);
+  o->capture_sizes = t;
+  o->n_capture = n;
+  o->capture_plan = 0;
+  return 0;
+bad:
+  free(t);
+  return -1;
+}
+
 /* "1.0" | "1.1": a version in the range this shim speaks. */
 static int parse_abi(const char *s, uint32_t *out) {
   unsigned major, minor;
@@ -90,6 +138,7 @@ static int parse_abi(const char *s, uint32_t *out) {
 
 int main(int argc, char **argv) {
   shim_opts_t o;
+  int rc;
   static const struct {
     const char *name;
     size_t offset;
@@ -155,6 +204,11 @@ int main(int argc, char **argv) {
       if (parse_abi(val, &o.abi_max) != 0)
         return bad("--abi-max must be 1.0 or 1.1 (an ABI version this shim speaks), got '%s'",
                    val ? val : "(nothing)");
+    } else if (strcmp(name, "--capture-sizes") == 0) {
+      if (parse_sizes(val, &o) != 0)
+        return bad("--capture-sizes needs 'plan' or a comma list of at most %d distinct token "
+                   "counts in 1..%d, got '%s'",
+                   SHIM_MAX_CAPTURE_SIZES, 1 << 20, val ? val : "(nothing)");
     } else if (strcmp(name, "--seed") == 0) {
       if (parse_u64(val, &o.seed) != 0)
         return bad("--seed needs a non-negative integer, got '%s'", val ? val : "(nothing)");
@@ -164,6 +218,14 @@ int main(int argc, char **argv) {
   }
   if ((long long)o.tokens * o.hidden > (1LL << 28))
     return bad("--tokens x --hidden must be at most 2^28 elements per rank");
+  for (int i = 0; i < o.n_capture; i++)
+    if ((long long)o.capture_sizes[i] * o.hidden > (1LL << 28))
+      return bad("--capture-sizes: %d x --hidden %d is more than 2^28 elements per rank",
+                 (int)o.capture_sizes[i], o.hidden);
   if (o.demo && o.print_groups) return bad("--demo and --print-groups do not mix");
-  return shim_run(&o);
+  if (o.demo && (o.capture_plan || o.n_capture > 0))
+    return bad("--demo and --capture-sizes do not mix");
+  rc = shim_run(&o);
+  free(o.capture_sizes);
+  return rc;
 }

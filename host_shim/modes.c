@@ -41,6 +41,8 @@ int shim_modes_plan(const moecomm_api_t *api, const moecomm_context_t *ctx, shim
       return -1;
     }
   }
+  for (int i = 0; i < 3; i++)
+    t.split |= *dst[i] == MOECOMM_SCATTERED || *dst[i] == MOECOMM_FULL;
   add_transition(&t, "attn->moe", t.attn, t.moe);
   add_transition(&t, "moe->attn", t.moe, t.attn);
   if (t.dense != t.moe) {
@@ -70,7 +72,8 @@ static int gcd(int a, int b) {
 }
 
 int shim_modes_tokens(const moecomm_api_t *api, const moecomm_context_t *ctx, const sref_t *ref,
-                      int tokens, int uneven, int32_t *out, char *why, size_t why_len) {
+                      int tokens, int uneven, int split, int32_t *out, char *why,
+                      size_t why_len) {
   int32_t *sizes = NULL, mult = 1;
   size_t n = 0;
   int req, blocks = ref->world / ref->tp, ng = ref->ngroups;
@@ -96,13 +99,21 @@ int shim_modes_tokens(const moecomm_api_t *api, const moecomm_context_t *ctx, co
     }
   }
   if (mult < 1) mult = 1;
-  req = ref->attn_tp / gcd(ref->attn_tp, mult) * mult; /* lcm */
+  /* Only SCATTERED and FULL split a group's tokens over its attn_tp ranks (abi/moecomm.h). */
+  req = split ? ref->attn_tp / gcd(ref->attn_tp, mult) * mult : mult; /* lcm */
   if (tokens % req != 0) {
-    snprintf(why, why_len,
-             "--tokens %d: each attention group's token count must be a multiple of attn_tp=%d "
-             "(the scatter contract) and of %d (plan_capture_sizes), i.e. of %d; use --tokens "
-             "%d, or --abi-max 1.0 for the ABI-1.0 step",
-             tokens, ref->attn_tp, (int)mult, req, (tokens / req + 1) * req);
+    if (split)
+      snprintf(why, why_len,
+               "--tokens %d: each attention group's token count must be a multiple of "
+               "attn_tp=%d (SCATTERED and FULL split it, the scatter contract) and of %d "
+               "(plan_capture_sizes), i.e. of %d; use --tokens %d, or --abi-max 1.0 for the "
+               "ABI-1.0 step",
+               tokens, ref->attn_tp, (int)mult, req, (tokens / req + 1) * req);
+    else
+      snprintf(why, why_len,
+               "--tokens %d: each attention group's token count must be a multiple of %d "
+               "(plan_capture_sizes); use --tokens %d, or --abi-max 1.0 for the ABI-1.0 step",
+               tokens, req, (tokens / req + 1) * req);
     free(sizes);
     return -1;
   }

@@ -27,6 +27,7 @@ typedef struct shim_modes {
   moecomm_scatter_mode_t attn, moe, dense; /* layer_mode of each layer kind */
   shim_transition_t tr[SHIM_MODES_MAX_TRANSITIONS];
   int n_tr;
+  int split;       /* a transition goes from or to SCATTERED or FULL: counts split over attn_tp */
   char chain[256]; /* "attention TP_ATTN_FULL -> MoE MOE_FULL -> attention TP_ATTN_FULL ..." */
 } shim_modes_t;
 
@@ -39,12 +40,13 @@ int shim_modes_plan(const moecomm_api_t *api, const moecomm_context_t *ctx, shim
 /* Token counts T[g] of every attention group of every TP block (ref->world / ref->tp blocks of
    ref->ngroups counts, block k at k * ngroups) into out.  Even: every group gets `tokens`.
    Uneven: group g of block k gets the largest capture size plan_capture_sizes allows (and that is
-   a multiple of attn_tp) at or below tokens * (2n - j) / 2n, j = (g + k) mod (n + 1), n =
-   ngroups: block 0's group 0 keeps `tokens`, others get fewer (down to half), so MOE_FULL and
-   FULL blocks carry padding and TP blocks differ.  `tokens` itself must be a multiple of attn_tp
-   and of the planner's multiple; 0 on success, -1 with why naming the multiple otherwise. */
+   a multiple of the required multiple) at or below tokens * (2n - j) / 2n, j = (g + k) mod
+   (n + 1), n = ngroups: block 0's group 0 keeps `tokens`, others get fewer (down to half), so
+   MOE_FULL and FULL blocks carry padding and TP blocks differ.  `tokens` itself must be a
+   multiple of the planner's multiple and, when split (the modes include SCATTERED or FULL, the
+   scatter contract), of attn_tp; 0 on success, -1 with why naming the multiple otherwise. */
 int shim_modes_tokens(const moecomm_api_t *api, const moecomm_context_t *ctx, const sref_t *ref,
-                      int tokens, int uneven, int32_t *out, char *why, size_t why_len);
+                      int tokens, int uneven, int split, int32_t *out, char *why, size_t why_len);
 
 /* The group kinds a transition communicates on, as the ABI describes scatter (abi/moecomm.h):
    ATTN_TP around TP_ATTN_FULL, MOE_CP into MOE_FULL, MOE_TP and MOE_EP for the MoE reduction

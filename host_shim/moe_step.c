@@ -117,27 +117,16 @@ static void append(char *buf, size_t size, const char *fmt, ...) {
   if (w >= 0 && (size_t)w >= size - used && size >= 4) memcpy(buf + size - 4, "...", 4);
 }
 
-/* Adds one scatter-mode transition: rows from the plugin's mode_rows, checked against the
-   ABI's layout (the reference model), and the groups it communicates on for the report. */
-static int add_transition(shim_step_t *s, const shim_transition_t *tr) {
-  const moecomm_api_t *api = s->api;
+/* A transition's rows for the current token counts (s->tokens): the plugin's mode_rows, checked
+   against the ABI's layout (the reference model). */
+static int transition_rows(shim_step_t *s, shim_op_t *op) {
   const int32_t *mine = sref_tokens_of(&s->ref, s->cfg.rank);
-  shim_op_t *op = next_op(s);
-  moecomm_group_kind_t kinds[SHIM_MODES_MAX_GROUPS];
-  int nk;
   size_t rows[2];
-
-  if (op == NULL) return -1;
-  op->name = tr->name;
-  op->coll = SHIM_SCATTER;
-  op->tr = tr;
-  op->backend = op->backends;
-  snprintf(op->label, sizeof(op->label), "%s->%s", sref_mode_name(tr->from),
-           sref_mode_name(tr->to));
   for (int i = 0; i < 2; i++) {
-    int mode = i == 0 ? tr->from : tr->to;
+    int mode = i == 0 ? op->tr->from : op->tr->to;
     size_t want = sref_rows(&s->ref, s->cfg.rank, mode);
-    moecomm_result_t r = api->mode_rows(s->ctx, (moecomm_scatter_mode_t)mode, mine, &rows[i]);
+    moecomm_result_t r =
+        s->api->mode_rows(s->ctx, (moecomm_scatter_mode_t)mode, mine, &rows[i]);
     if (r != MOECOMM_SUCCESS) return api_fail(s, "mode_rows", sref_mode_name(mode), r);
     if (rows[i] != want)
       return step_fail(s,
@@ -150,6 +139,23 @@ static int add_transition(shim_step_t *s, const shim_transition_t *tr) {
   op->recv_rows = rows[1];
   op->send_count = rows[0] * (size_t)s->cfg.hidden;
   op->recv_count = rows[1] * (size_t)s->cfg.hidden;
+  return 0;
+}
+
+/* Adds one scatter-mode transition and the groups it communicates on, for the report; its rows
+   come with the token counts (step_layout). */
+static int add_transition(shim_step_t *s, const shim_transition_t *tr) {
+  shim_op_t *op = next_op(s);
+  moecomm_group_kind_t kinds[SHIM_MODES_MAX_GROUPS];
+  int nk;
+
+  if (op == NULL) return -1;
+  op->name = tr->name;
+  op->coll = SHIM_SCATTER;
+  op->tr = tr;
+  op->backend = op->backends;
+  snprintf(op->label, sizeof(op->label), "%s->%s", sref_mode_name(tr->from),
+           sref_mode_name(tr->to));
   nk = shim_modes_groups(tr->from, tr->to, tr->reduce, kinds);
   for (int i = 0; i < nk; i++) {
     moecomm_group_t *g;
@@ -171,7 +177,7 @@ static int add_transition(shim_step_t *s, const shim_transition_t *tr) {
   return 0;
 }
 
-/* The ABI-1.1 set-up: layer modes, token counts, reference model.  0: modes planned; 1: the
+/* The ABI-1.1 set-up: layer modes, reference model, transitions.  0: modes planned; 1: the
    plugin refuses this topology's modes (s->note says why; the ABI-1.0 step runs); -1: failure. */
 static int modes_setup(shim_step_t *s) {
   const shim_step_cfg_t *c = &s->cfg;
@@ -205,9 +211,6 @@ static int modes_setup(shim_step_t *s) {
   nblocks = (size_t)(c->world / c->tp);
   s->tokens = malloc(nblocks * (size_t)s->ref.ngroups * sizeof(int32_t));
   if (s->tokens == NULL) return step_fail(s, "out of host memory for token counts");
-  if (shim_modes_tokens(s->api, s->ctx, &s->ref, c->tokens, c->uneven, s->tokens, why,
-                        sizeof(why)) != 0)
-    return step_fail(s, "%s", why);
   s->ref.tokens = s->tokens;
   for (int i = 0; i < s->plan.n_tr; i++)
     if (add_transition(s, &s->plan.tr[i]) != 0) return -1;
@@ -227,7 +230,55 @@ static int step_plan(shim_step_t *s) {
   if (add_op(s, "moe-ep all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_EP, moe_n) != 0) return -1;
   if (add_op(s, "attn reduce-scatter", SHIM_REDUCE_SCATTER, MOECOMM_GROUP_ATTN_TP, th) != 0)
     return -1;
+  /* Every count above is tokens times a whole number of elements. */
+  for (int k = 0; k < s->n_ops; k++) {
+    s->ops[k].send_per_tok = s->ops[k].send_count / (size_t)s->cfg.tokens;
+    s->ops[k].recv_per_tok = s->ops[k].recv_count / (size_t)s->cfg.tokens;
+  }
   return 0;
+}
+
+/* Token counts, rows and element counts of every op for `tokens` (moe_step.h); the buffers are
+   not looked at. */
+static int step_layout(shim_step_t *s, int tokens) {
+  if (tokens < 1) return step_fail(s, "token count %d: must be at least 1", tokens);
+  if (s->modes) {
+    char why[sizeof(s->err)];
+    if (shim_modes_tokens(s->api, s->ctx, &s->ref, tokens, s->cfg.uneven, s->plan.split,
+                          s->tokens, why, sizeof(why)) != 0)
+      return step_fail(s, "%s", why);
+    for (int k = 0; k < s->n_ops; k++)
+      if (transition_rows(s, &s->ops[k]) != 0) return -1;
+  } else {
+    for (int k = 0; k < s->n_ops; k++) {
+      s->ops[k].send_count = s->ops[k].send_per_tok * (size_t)tokens;
+      s->ops[k].recv_count = s->ops[k].recv_per_tok * (size_t)tokens;
+    }
+  }
+  s->cfg.tokens = tokens;
+  return 0;
+}
+
+int shim_step_set_tokens(shim_step_t *s, int tokens) {
+  int old = s->cfg.tokens;
+  char why[sizeof(s->err)];
+  if (step_layout(s, tokens) == 0) {
+    int k;
+    for (k = 0; k < s->n_ops; k++)
+      if (s->ops[k].send_count > s->ops[k].send_cap || s->ops[k].recv_count > s->ops[k].recv_cap)
+        break;
+    if (k == s->n_ops) return 0;
+    step_fail(s,
+              "%d tokens: %s on %s needs %zu + %zu elements, its buffers hold %zu + %zu (sized "
+              "for the step's token counts only)",
+              tokens, s->ops[k].name, s->ops[k].label, s->ops[k].send_count,
+              s->ops[k].recv_count, s->ops[k].send_cap, s->ops[k].recv_cap);
+  }
+  /* Back to the previous layout, which fitted; keep the first reason. */
+  snprintf(why, sizeof(why), "%s", s->err);
+  step_layout(s, old);
+  snprintf(s->err, sizeof(s->err), "%s", why);
+  return -1;
 }
 
 int shim_step_init(shim_step_t *s, const moecomm_api_t *api, moecomm_context_t *ctx,
@@ -252,12 +303,22 @@ int shim_step_init(shim_step_t *s, const moecomm_api_t *api, moecomm_context_t *
     s->modes = rc == 0;
   }
   if (!s->modes && step_plan(s) != 0) goto fail;
+  /* The buffers fit the largest layout of every token count; cfg->tokens last, so the step is
+     left there. */
+  for (size_t i = 0; i <= cfg->n_sizes; i++) {
+    if (step_layout(s, i < cfg->n_sizes ? cfg->sizes[i] : cfg->tokens) != 0) goto fail;
+    for (int k = 0; k < s->n_ops; k++) {
+      shim_op_t *op = &s->ops[k];
+      if (op->send_count > op->send_cap) op->send_cap = op->send_count;
+      if (op->recv_count > op->recv_cap) op->recv_cap = op->recv_count;
+    }
+  }
 
   for (int k = 0; k < s->n_ops; k++) {
     shim_op_t *op = &s->ops[k];
     /* At least one element: a mode may hold no rows on a rank (a group with no tokens). */
-    size_t sb = (op->send_count ? op->send_count : 1) * dsz;
-    size_t rb = (op->recv_count ? op->recv_count : 1) * dsz;
+    size_t sb = (op->send_cap ? op->send_cap : 1) * dsz;
+    size_t rb = (op->recv_cap ? op->recv_cap : 1) * dsz;
     if (shim_dev_alloc(dev, sb, &op->send) != 0 || shim_dev_alloc(dev, rb, &op->recv) != 0) {
       step_fail(s, "buffers for %s on %s (%zu + %zu bytes): %s", op->name, op->label, sb, rb,
                 dev->err);
@@ -275,9 +336,9 @@ int shim_step_init(shim_step_t *s, const moecomm_api_t *api, moecomm_context_t *
       op->h_recv = op->recv;
     }
     if (op->coll == SHIM_SCATTER) {
-      if (op->recv_count > want_n) want_n = op->recv_count;
-    } else if (op->recv_count > acc_n) {
-      acc_n = op->recv_count;
+      if (op->recv_cap > want_n) want_n = op->recv_cap;
+    } else if (op->recv_cap > acc_n) {
+      acc_n = op->recv_cap;
     }
   }
   s->acc = malloc((acc_n ? acc_n : 1) * sizeof(int32_t));
@@ -499,7 +560,8 @@ static int op_fetch(shim_step_t *s, int k) {
   return 0;
 }
 
-int shim_step_eager(shim_step_t *s, int timed) {
+/* One eager iteration; phase names it in messages ("eager", "captured"). */
+static int step_run(shim_step_t *s, int timed, const char *phase) {
   int iter = s->iter++;
   for (int k = 0; k < s->n_ops; k++) {
     shim_op_t *op = &s->ops[k];
@@ -509,25 +571,28 @@ int shim_step_eager(shim_step_t *s, int timed) {
     if (shim_timer_mark(s->dev, &s->timer, 0) != 0)
       return step_fail(s, "timer: %s", s->dev->err);
     r = op_call(s, op);
-    if (r != MOECOMM_SUCCESS) return call_fail(s, op, iter, "eager", r);
+    if (r != MOECOMM_SUCCESS) return call_fail(s, op, iter, phase, r);
     if (shim_timer_mark(s->dev, &s->timer, 1) != 0)
       return step_fail(s, "timer: %s", s->dev->err);
     if (op_fetch(s, k) != 0) return -1;
     if (shim_dev_sync(s->dev) != 0)
-      return step_fail(s, "after %s on %s (eager iteration %d): %s", op->name, op->label, iter,
-                       s->dev->err);
+      return step_fail(s, "after %s on %s (%s iteration %d): %s", op->name, op->label, phase,
+                       iter, s->dev->err);
     if (shim_timer_us(s->dev, &s->timer, &us) != 0) return step_fail(s, "timer: %s", s->dev->err);
     if (timed && shim_samples_add(&op->eager_us, us) != 0)
       return step_fail(s, "out of host memory for timings");
-    op_verify(s, k, iter, "eager");
+    op_verify(s, k, iter, phase);
   }
   return 0;
 }
+
+int shim_step_eager(shim_step_t *s, int timed) { return step_run(s, timed, "eager"); }
 
 int shim_step_capture(shim_step_t *s, shim_graph_t *g, int *supported_p) {
   const moecomm_api_t *api = s->api;
   moecomm_result_t r;
   *supported_p = 1;
+  memset(g, 0, sizeof(*g));
   if (!MOECOMM_API_HAS(api, capture_begin) || !MOECOMM_API_HAS(api, capture_end)) {
     *supported_p = 0;
     snprintf(s->err, sizeof(s->err), "the plugin's table has no capture_begin/capture_end");
@@ -541,17 +606,21 @@ int shim_step_capture(shim_step_t *s, shim_graph_t *g, int *supported_p) {
     return 0;
   }
   if (r != MOECOMM_SUCCESS) return api_fail(s, "capture_begin", "the context", r);
-  if (shim_graph_begin(s->dev) != 0) return step_fail(s, "stream capture: %s", s->dev->err);
-  /* Only the collectives are captured: inputs and poison are written before each replay. */
-  for (int k = 0; k < s->n_ops; k++) {
-    r = op_call(s, &s->ops[k]);
-    if (r != MOECOMM_SUCCESS) {
-      call_fail(s, &s->ops[k], s->iter, "captured", r);
-      shim_graph_abort(s->dev);
-      return -1;
+  if (!shim_dev_is_gpu(s->dev)) {
+    if (step_run(s, 0, "captured") != 0) return -1;
+  } else {
+    if (shim_graph_begin(s->dev) != 0) return step_fail(s, "stream capture: %s", s->dev->err);
+    /* Only the collectives are captured: inputs and poison are written before each replay. */
+    for (int k = 0; k < s->n_ops; k++) {
+      r = op_call(s, &s->ops[k]);
+      if (r != MOECOMM_SUCCESS) {
+        call_fail(s, &s->ops[k], s->iter, "captured", r);
+        shim_graph_abort(s->dev);
+        return -1;
+      }
     }
+    if (shim_graph_end(s->dev, g) != 0) return step_fail(s, "stream capture: %s", s->dev->err);
   }
-  if (shim_graph_end(s->dev, g) != 0) return step_fail(s, "stream capture: %s", s->dev->err);
   r = api->capture_end(s->ctx, s->dev->stream);
   if (r == MOECOMM_ERR_NOT_SUPPORTED) {
     *supported_p = 0;
@@ -568,7 +637,7 @@ int shim_step_capture(shim_step_t *s, shim_graph_t *g, int *supported_p) {
   return 0;
 }
 
-int shim_step_replay(shim_step_t *s, shim_graph_t *g) {
+int shim_step_replay(shim_step_t *s, shim_graph_t *g, int timed, double *us_p) {
   int iter = s->iter++;
   double us = 0;
   for (int k = 0; k < s->n_ops; k++)
@@ -582,9 +651,10 @@ int shim_step_replay(shim_step_t *s, shim_graph_t *g) {
   if (shim_dev_sync(s->dev) != 0)
     return step_fail(s, "graph replay (iteration %d): %s", iter, s->dev->err);
   if (shim_timer_us(s->dev, &s->timer, &us) != 0) return step_fail(s, "timer: %s", s->dev->err);
-  if (shim_samples_add(&s->graph_us, us / (double)s->n_ops) != 0)
+  if (timed && shim_samples_add(&s->graph_us, us / (double)s->n_ops) != 0)
     return step_fail(s, "out of host memory for timings");
   for (int k = 0; k < s->n_ops; k++) op_verify(s, k, iter, "graph");
+  if (us_p != NULL) *us_p = us;
   return 0;
 }
 

@@ -14,7 +14,9 @@
  *      reduce-scatter (sum) on ATTN_TP of the attn_tp groups' tokens back to this rank's tokens.
  * Each op has its own input and output buffers (fixed addresses, so a captured graph can be
  * replayed with new inputs), its inputs are regenerated from (seed, iteration, rank, op) before
- * every run, its output is poisoned first and compared bit for bit with the exact result. */
+ * every run, its output is poisoned first and compared bit for bit with the exact result.
+ * A step may run at several token counts (capture sizes, as an engine alternates batch sizes):
+ * the buffers fit the largest and shim_step_set_tokens switches between them. */
 #ifndef SHIM_MOE_STEP_H_
 #define SHIM_MOE_STEP_H_
 
@@ -50,7 +52,9 @@ typedef struct shim_op {
   size_t send_rows, recv_rows;
   char groups[256];          /* the groups it communicates on: "ATTN_TP [0,1], MOE_CP [0,2]" */
   char backends[32];         /* their backends: "shm", "custom+nccl" */
-  size_t send_count, recv_count; /* elements */
+  size_t send_count, recv_count; /* elements at the current token count */
+  size_t send_cap, recv_cap;     /* elements allocated: the most over the step's token counts */
+  size_t send_per_tok, recv_per_tok; /* collectives: elements per token */
   void *send, *recv;         /* what the collective gets (device memory on a GPU) */
   void *h_send, *h_recv;     /* host side: inputs made here, results checked here */
   shim_samples_t eager_us;   /* per eager run */
@@ -61,6 +65,8 @@ typedef struct shim_step_cfg {
   uint64_t seed;
   moecomm_dtype_t dtype;
   int tokens, hidden;        /* per rank (ABI 1.0); per attention group (ABI 1.1) */
+  const int32_t *sizes;      /* further token counts the step may be set to (capture sizes) */
+  size_t n_sizes;            /* entries in sizes; 0: tokens only */
   int rank, world;
   int gather_moe;            /* attn_cp > moe_dp: the MoE all-gather on MOE_CP runs (ABI 1.0) */
   int modes;                 /* 1: the ABI-1.1 step when the plugin allows it */
@@ -96,11 +102,17 @@ typedef struct shim_step {
 
 /* Plans the ops and allocates their buffers: the ABI-1.1 step when cfg->modes is set and the
    plugin's table has layer_mode, mode_rows and scatter and layer_mode accepts the topology (else
-   the ABI-1.0 step, with s->note saying why).  0 on success; -1 with s->err set (nothing left
+   the ABI-1.0 step, with s->note saying why).  Buffers fit cfg->tokens and every cfg->sizes
+   entry; the step is left at cfg->tokens.  0 on success; -1 with s->err set (nothing left
    allocated). */
 int shim_step_init(shim_step_t *s, const moecomm_api_t *api, moecomm_context_t *ctx,
                    shim_dev_t *dev, const shim_step_cfg_t *cfg);
 void shim_step_fini(shim_step_t *s);
+
+/* Switches the step to `tokens` (cfg->tokens or one of cfg->sizes): token counts, rows and
+   element counts of every op; the buffers stay.  -1 with s->err set when the layout does not
+   fit the buffers or the plugin's mode_rows disagrees (the step keeps its previous count). */
+int shim_step_set_tokens(shim_step_t *s, int tokens);
 
 /* One eager iteration (every op: new inputs, poison, call, verify).  timed: record per-op times.
    Mismatches are counted and printed (first few) but do not stop the step, so every rank stays in
@@ -108,11 +120,14 @@ void shim_step_fini(shim_step_t *s);
 int shim_step_eager(shim_step_t *s, int timed);
 
 /* Captures one step into g between capture_begin and capture_end.  *supported_p = 0 (and 0
-   returned) when the plugin answers MOECOMM_ERR_NOT_SUPPORTED; the reason is in s->err. */
+   returned) when the plugin answers MOECOMM_ERR_NOT_SUPPORTED; the reason is in s->err.  On a
+   CPU context (no graphs) the scope is bookkeeping around one verified eager run, so that
+   capture_end still checks that every rank issued the same collectives; g stays empty. */
 int shim_step_capture(shim_step_t *s, shim_graph_t *g, int *supported_p);
 
-/* One replay of g with new inputs, timed and verified. */
-int shim_step_replay(shim_step_t *s, shim_graph_t *g);
+/* One replay of g (GPU) with new inputs, verified.  timed: its time goes into the timing table
+   (s->graph_us).  *us_p (may be NULL): the whole replay in microseconds. */
+int shim_step_replay(shim_step_t *s, shim_graph_t *g, int timed, double *us_p);
 
 /* Prints what the step runs (rank 0 calls it): which step, the mode chain, token counts and
    each op with its groups. */

@@ -2,12 +2,14 @@
  *
  * This is the order an engine follows: load and negotiate once (before any CUDA call), start the
  * ranks, create one context per rank with the host's all-gather, look at the groups, run
- * collectives eagerly, capture them into a CUDA graph inside capture_begin/capture_end, replay. */
+ * collectives eagerly, capture them into a CUDA graph inside capture_begin/capture_end, replay;
+ * with --capture-sizes, one graph per planned batch size, replayed in turn. */
 #include "run.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "device.h"
@@ -25,6 +27,7 @@ typedef struct shim_job {
   shim_opts_t o;               /* resolved: ranks and tp set */
   const shim_plugin_t *plugin;
   int external;                /* one rank per process from MOECOMM_RANK / MOECOMM_WORLD_SIZE */
+  int *usage;                  /* process-shared: a rank found the options unusable (exit 2) */
 } shim_job_t;
 
 /* What every rank tells rank 0 at the end (fixed layout: it crosses processes). */
@@ -111,14 +114,212 @@ static int host_exchange(void *arg, const void *send, void *recv, size_t bytes) 
   return shim_host_allgather(arg, send, recv, bytes);
 }
 
+/* ---- capture sizes ------------------------------------------------------------------------ */
+
+/* --capture-sizes on this rank: the sizes and what became of each. */
+typedef struct shim_sizes {
+  int32_t *t;          /* token counts in the planner's order; n 0: no --capture-sizes */
+  size_t n;
+  int32_t multiple;    /* plan_capture_sizes' multiple */
+  size_t largest;      /* index of the largest */
+  int graphs;          /* 1: each size replayed its own CUDA graph; 0: eager re-runs */
+  shim_graph_t *g;     /* per size */
+  shim_samples_t *us;  /* per size: whole-graph replay times on this rank */
+  uint64_t *bad;       /* per size: wrong elements on this rank (rank 0, after the exchange:
+                          on every rank) */
+} shim_sizes_t;
+
+static void sizes_free(shim_sizes_t *z) {
+  for (size_t i = 0; i < z->n; i++) {
+    if (z->g != NULL) shim_graph_destroy(&z->g[i]);
+    if (z->us != NULL) shim_samples_free(&z->us[i]);
+  }
+  free(z->g);
+  free(z->us);
+  free(z->bad);
+  free(z->t);
+  memset(z, 0, sizeof(*z));
+}
+
+/* "8,16,64", cut with "..." when it does not fit. */
+static void format_sizes(const int32_t *t, size_t n, char *buf, size_t size) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    int w = snprintf(buf + used, size - used, "%s%d", i ? "," : "", (int)t[i]);
+    if (w < 0 || (size_t)w >= size - used) {
+      if (size >= 4) memcpy(buf + size - 4, "...", 4);
+      return;
+    }
+    used += (size_t)w;
+  }
+}
+
+/* The sizes of --capture-sizes from plan_capture_sizes: the default candidates and no flags
+   (the topology decides) for `plan`, else the list, every entry of which the planner must keep.
+   Returns 0 (z filled), 2 when the planner refuses (rank 0 prints its sentence: every rank
+   refuses alike) or 1 when a call failed. */
+static int sizes_plan(const shim_opts_t *o, const moecomm_api_t *api, moecomm_context_t *ctx,
+                      int rank, shim_sizes_t *z) {
+  moecomm_plan_params_t pp;
+  moecomm_result_t r;
+  size_t n = 0, given = o->capture_plan ? 0 : (size_t)o->n_capture;
+  int32_t mult = 0, *t = NULL, *dropped = NULL, largest;
+  char list[256];
+  memset(z, 0, sizeof(*z));
+  if (given > 0) format_sizes(o->capture_sizes, given, list, sizeof(list));
+  else snprintf(list, sizeof(list), "plan");
+  if (!MOECOMM_API_HAS(api, plan_capture_sizes)) {
+    fprintf(stderr, "rank %d: --capture-sizes needs plan_capture_sizes, which the plugin's table "
+                    "lacks\n", rank);
+    return 1;
+  }
+  memset(&pp, 0, sizeof(pp));
+  pp.struct_size = sizeof(pp);
+  pp.candidates = given > 0 ? o->capture_sizes : NULL;
+  pp.num_candidates = given;
+  r = api->plan_capture_sizes(ctx, &pp, NULL, 0, &n, &mult);
+  if (r == MOECOMM_SUCCESS) {
+    t = malloc((n ? n : 1) * sizeof(*t));
+    if (t == NULL) {
+      fprintf(stderr, "rank %d: out of host memory for %zu capture sizes\n", rank, n);
+      return 1;
+    }
+    r = api->plan_capture_sizes(ctx, &pp, t, n, &n, &mult);
+  }
+  if (r == MOECOMM_ERR_CONFIG) {
+    if (rank == 0)
+      fprintf(stderr, "moecomm-shim: --capture-sizes %s: plan_capture_sizes keeps none for this "
+                      "topology: %s\n", list, api->last_error(ctx));
+    free(t);
+    return 2;
+  }
+  if (r != MOECOMM_SUCCESS || n == 0) {
+    fprintf(stderr, "rank %d: plan_capture_sizes failed: %s: %s\n", rank,
+            api->result_string(r), r != MOECOMM_SUCCESS ? api->last_error(ctx) : "no sizes");
+    free(t);
+    return 1;
+  }
+  if (n < given) {
+    char drops[256];
+    size_t nd = 0, n2 = 0;
+    int32_t m2 = 0;
+    dropped = malloc(given * sizeof(*dropped));
+    if (dropped == NULL) {
+      fprintf(stderr, "rank %d: out of host memory\n", rank);
+      free(t);
+      return 1;
+    }
+    for (size_t i = 0; i < given; i++) {
+      int kept = 0;
+      for (size_t j = 0; j < n && !kept; j++) kept = t[j] == o->capture_sizes[i];
+      if (!kept) dropped[nd++] = o->capture_sizes[i];
+    }
+    format_sizes(dropped, nd, drops, sizeof(drops));
+    /* The planner's own sentence: ask about the dropped sizes alone. */
+    pp.candidates = dropped;
+    pp.num_candidates = nd;
+    r = nd > 0 ? api->plan_capture_sizes(ctx, &pp, NULL, 0, &n2, &m2) : MOECOMM_SUCCESS;
+    if (rank == 0)
+      fprintf(stderr, "moecomm-shim: --capture-sizes %s: plan_capture_sizes drops %s for this "
+                      "topology (sizes must be multiples of %d): %s\n", list, drops, (int)mult,
+              r == MOECOMM_ERR_CONFIG ? api->last_error(ctx) : "(the planner gave no reason)");
+    free(dropped);
+    free(t);
+    return 2;
+  }
+  z->t = t;
+  z->n = n;
+  z->multiple = mult;
+  for (size_t i = 1; i < n; i++)
+    if (t[i] > t[z->largest]) z->largest = i;
+  largest = t[z->largest];
+  if ((long long)largest * o->hidden > (1LL << 28)) {
+    if (rank == 0)
+      fprintf(stderr, "moecomm-shim: --capture-sizes %s: size %d x --hidden %d is more than "
+                      "2^28 elements per rank\n", list, (int)largest, o->hidden);
+    sizes_free(z);
+    return 2;
+  }
+  z->g = calloc(n, sizeof(*z->g));
+  z->us = calloc(n, sizeof(*z->us));
+  z->bad = calloc(n, sizeof(*z->bad));
+  if (z->g == NULL || z->us == NULL || z->bad == NULL) {
+    fprintf(stderr, "rank %d: out of host memory for %zu capture sizes\n", rank, n);
+    sizes_free(z);
+    return 1;
+  }
+  return 0;
+}
+
+/* --capture-sizes: per size one verified eager run, then its own capture scope and graph (all
+   kept); timed eager iterations at the largest size; then o->iters rounds over the sizes, each
+   replaying that size's graph with new inputs, verified.  Without graphs (a CPU context, or a
+   plugin that does not capture) capture is the scope around an eager run and a replay is an
+   eager run.  0, or -1 when a call failed (message printed). */
+static int run_sizes(const shim_opts_t *o, shim_step_t *s, shim_dev_t *dev, int rank,
+                     shim_sizes_t *z) {
+  int supported = 1;
+  uint64_t before;
+  z->graphs = shim_dev_is_gpu(dev);
+  for (size_t i = 0; i < z->n; i++) {
+    before = s->mismatches;
+    if (shim_step_set_tokens(s, z->t[i]) != 0 || shim_step_eager(s, 0) != 0) goto fail;
+    if (supported) {
+      if (shim_step_capture(s, &z->g[i], &supported) != 0) goto fail;
+      if (!supported && i > 0) {
+        fprintf(stderr, "rank %d: capture of size %d: the plugin refused after capturing smaller "
+                        "sizes: %s\n", rank, (int)z->t[i], s->err);
+        return -1;
+      }
+      if (!supported) {
+        if (rank == 0)
+          printf("graph capture: not supported by this plugin (%s); eager re-runs only\n",
+                 s->err);
+        z->graphs = 0;
+      }
+    }
+    z->bad[i] += s->mismatches - before;
+  }
+  before = s->mismatches;
+  if (shim_step_set_tokens(s, z->t[z->largest]) != 0) goto fail;
+  for (int it = 0; it < o->iters; it++)
+    if (shim_step_eager(s, 1) != 0) goto fail;
+  z->bad[z->largest] += s->mismatches - before;
+  for (int it = 0; it < o->iters; it++) {
+    for (size_t i = 0; i < z->n; i++) {
+      double us = 0;
+      before = s->mismatches;
+      if (shim_step_set_tokens(s, z->t[i]) != 0) goto fail;
+      if (z->graphs) {
+        if (shim_step_replay(s, &z->g[i], i == z->largest, &us) != 0) goto fail;
+        if (shim_samples_add(&z->us[i], us) != 0) {
+          fprintf(stderr, "rank %d: out of host memory for timings\n", rank);
+          return -1;
+        }
+      } else if (shim_step_eager(s, 0) != 0) {
+        goto fail;
+      }
+      z->bad[i] += s->mismatches - before;
+    }
+  }
+  /* The timing table describes the largest size. */
+  if (shim_step_set_tokens(s, z->t[z->largest]) != 0) goto fail;
+  return 0;
+fail:
+  fprintf(stderr, "rank %d: capture size %d: %s\n", rank, s->cfg.tokens, s->err);
+  return -1;
+}
+
 /* ---- the step ----------------------------------------------------------------------------- */
 
-/* Runs the step in this rank; fills *res.  Returns -1 when a call failed (the process should end
-   without waiting for peers: its stream may hold work that waits for a peer); -2 when the step
-   could not be set up, before any collective (the context can be destroyed in order, so that
-   rank 0's rendezvous keeps serving peers that are still starting). */
+/* Runs the step in this rank; fills *res (and *z with --capture-sizes).  Returns -1 when a call
+   failed (the process should end without waiting for peers: its stream may hold work that waits
+   for a peer); -2 when the step could not be set up, before any collective (the context can be
+   destroyed in order, so that rank 0's rendezvous keeps serving peers that are still starting);
+   -3 likewise when the planner refused --capture-sizes (exit status 2). */
 static int run_step(const shim_job_t *job, const moecomm_api_t *api, moecomm_context_t *ctx,
-                    shim_dev_t *dev, int rank, int world, shim_step_t *s,
+                    shim_dev_t *dev, int rank, int world, shim_step_t *s, shim_sizes_t *z,
                     shim_rank_result_t *res) {
   const shim_opts_t *o = &job->o;
   shim_step_cfg_t cfg;
@@ -126,6 +327,7 @@ static int run_step(const shim_job_t *job, const moecomm_api_t *api, moecomm_con
   int supported = 0;
   memset(&graph, 0, sizeof(graph));
   memset(&cfg, 0, sizeof(cfg));
+  memset(s, 0, sizeof(*s)); /* shim_step_fini is safe on it whatever happens below */
   cfg.seed = o->seed;
   cfg.dtype = o->dtype;
   cfg.tokens = o->tokens;
@@ -140,22 +342,42 @@ static int run_step(const shim_job_t *job, const moecomm_api_t *api, moecomm_con
   cfg.moe_dp = o->moe_dp;
   cfg.attn_cp = o->attn_cp;
   cfg.attn_dp = o->attn_dp;
+  if (o->capture_plan || o->n_capture > 0) {
+    int rc = sizes_plan(o, api, ctx, rank, z);
+    if (rc != 0) return rc == 2 ? -3 : -2;
+    cfg.sizes = z->t;
+    cfg.n_sizes = z->n;
+    cfg.tokens = z->t[z->largest]; /* the step starts, and is described, at the largest */
+  }
   if (shim_step_init(s, api, ctx, dev, &cfg) != 0) {
     fprintf(stderr, "rank %d: step set-up failed: %s\n", rank, s->err);
     return -2;
   }
   if (rank == 0) {
+    if (z->n > 0) {
+      char list[1024];
+      format_sizes(z->t, z->n, list, sizeof(list));
+      printf("capture sizes: %zu %s (tokens per %s; multiple %d): %s\n", z->n,
+             o->capture_plan ? "from plan_capture_sizes" : "given, kept by plan_capture_sizes",
+             s->modes ? "attention group" : "rank", (int)z->multiple, list);
+      printf("  (one graph each, in its own capture scope; the step below is shown at %d)\n",
+             (int)z->t[z->largest]);
+    }
     shim_step_describe(s, stdout);
     fflush(stdout);
   }
+  if (z->n > 0) {
+    if (run_sizes(o, s, dev, rank, z) != 0) return -1;
+    res->graph = z->graphs;
+  }
   /* Iteration 0 creates the communicators: verified, not timed. */
-  for (int it = 0; it <= o->iters; it++) {
+  for (int it = 0; z->n == 0 && it <= o->iters; it++) {
     if (shim_step_eager(s, it > 0) != 0) {
       fprintf(stderr, "rank %d: %s\n", rank, s->err);
       return -1;
     }
   }
-  if (shim_dev_is_gpu(dev)) {
+  if (z->n == 0 && shim_dev_is_gpu(dev)) {
     if (shim_step_capture(s, &graph, &supported) != 0) {
       fprintf(stderr, "rank %d: graph capture failed: %s\n", rank, s->err);
       return -1;
@@ -165,7 +387,7 @@ static int run_step(const shim_job_t *job, const moecomm_api_t *api, moecomm_con
         printf("graph capture: not supported by this plugin (%s); eager only\n", s->err);
     } else {
       for (int it = 0; it < o->iters; it++) {
-        if (shim_step_replay(s, &graph) != 0) {
+        if (shim_step_replay(s, &graph, 1, NULL) != 0) {
           fprintf(stderr, "rank %d: %s\n", rank, s->err);
           return -1;
         }
@@ -178,6 +400,7 @@ static int run_step(const shim_job_t *job, const moecomm_api_t *api, moecomm_con
     fprintf(stderr, "rank %d: %s\n", rank, dev->err);
     return -1;
   }
+  for (size_t i = 0; i < z->n; i++) shim_graph_destroy(&z->g[i]); /* nothing in flight now */
   res->mismatches = s->mismatches;
   res->checked = s->checked;
   res->status = s->mismatches ? 1 : 0;
@@ -188,11 +411,31 @@ static int run_step(const shim_job_t *job, const moecomm_api_t *api, moecomm_con
   return 0;
 }
 
+/* Rank 0, with --capture-sizes: one line per size (z->bad: over every rank). */
+static void print_sizes(const shim_opts_t *o, const shim_sizes_t *z, const shim_dev_t *dev) {
+  for (size_t i = 0; i < z->n; i++) {
+    printf("  size %d: %s, %d %s ", (int)z->t[i],
+           z->graphs               ? "graph captured"
+           : shim_dev_is_gpu(dev) ? "not captured (the plugin does not capture)"
+                                  : "capture scope only (no graphs on a CPU context)",
+           o->iters, z->graphs ? "replays" : "eager re-runs");
+    if (z->bad[i] != 0)
+      printf("FAILED: %llu wrong element%s over all ranks\n", (unsigned long long)z->bad[i],
+             z->bad[i] == 1 ? "" : "s");
+    else if (z->graphs)
+      printf("verified, replay med %.1f us p90 %.1f us\n", shim_samples_quantile(&z->us[i], 0.5),
+             shim_samples_quantile(&z->us[i], 0.9));
+    else
+      printf("verified\n");
+  }
+}
+
 /* Rank 0, after every rank reported: the verdict and the timing table. */
-static int print_verdict(const shim_job_t *job, const shim_step_t *s,
+static int print_verdict(const shim_job_t *job, const shim_step_t *s, const shim_sizes_t *z,
                          const shim_rank_result_t *all, int world, const shim_dev_t *dev,
                          const moecomm_api_t *api, moecomm_context_t *ctx) {
   int bad = 0;
+  if (z->n > 0) print_sizes(&job->o, z, dev);
   for (int r = 0; r < world; r++) {
     if (all[r].status == 0) continue;
     bad++;
@@ -203,17 +446,26 @@ static int print_verdict(const shim_job_t *job, const shim_step_t *s,
     printf("result: FAILED on %d of %d ranks\n", bad, world);
     return 1;
   }
-  printf("result: verified bit-exact on all %d rank%s (%llu ops each: %d eager iterations%s)\n",
-         world, world == 1 ? "" : "s", (unsigned long long)all[0].checked, job->o.iters + 1,
-         all[0].graph ? ", then graph replays" : "");
+  if (z->n > 0)
+    printf("result: verified bit-exact on all %d rank%s (%llu ops each: %zu capture sizes, each "
+           "eager once and captured; %d timed eager iterations at %d; %d rounds of %s over "
+           "every size)\n",
+           world, world == 1 ? "" : "s", (unsigned long long)all[0].checked, z->n, job->o.iters,
+           (int)z->t[z->largest], job->o.iters, all[0].graph ? "graph replays" : "eager re-runs");
+  else
+    printf("result: verified bit-exact on all %d rank%s (%llu ops each: %d eager iterations%s)\n",
+           world, world == 1 ? "" : "s", (unsigned long long)all[0].checked, job->o.iters + 1,
+           all[0].graph ? ", then graph replays" : "");
   {
     shim_report_row_t rows[SHIM_STEP_MAX_OPS];
+    char clock[192];
     int n = shim_step_report_rows(s, rows);
-    shim_report_print(stdout, rows, n,
-                      shim_dev_is_gpu(dev)
-                          ? "rank 0; eager: CUDA events around each op; graph: whole-graph "
-                            "replay time / ops"
-                          : "rank 0; host clock around each call");
+    snprintf(clock, sizeof(clock), "%s%s",
+             shim_dev_is_gpu(dev) ? "rank 0; eager: CUDA events around each op; graph: "
+                                    "whole-graph replay time / ops"
+                                  : "rank 0; host clock around each call",
+             z->n > 0 ? "; at the largest capture size" : "");
+    shim_report_print(stdout, rows, n, clock);
   }
   {
     shim_mem_t *mems = calloc((size_t)world, sizeof(*mems));
@@ -223,6 +475,28 @@ static int print_verdict(const shim_job_t *job, const shim_step_t *s,
       free(mems);
     }
   }
+  return 0;
+}
+
+/* Every rank's per-size mismatch counts, summed into z->bad (same sizes on every rank). */
+static int sizes_gather(shim_sizes_t *z, int world, shim_exchange_fn_t xfn, void *xarg) {
+  uint64_t *all;
+  if (z->n == 0) return 0;
+  all = calloc((size_t)world * z->n, sizeof(*all));
+  if (all == NULL) {
+    fprintf(stderr, "out of host memory for the per-size results\n");
+    fflush(NULL);
+    _exit(1); /* peers see this rank gone */
+  }
+  if (xfn(xarg, z->bad, all, z->n * sizeof(*all)) != 0) {
+    free(all);
+    return -1;
+  }
+  for (size_t i = 0; i < z->n; i++) {
+    z->bad[i] = 0;
+    for (int r = 0; r < world; r++) z->bad[i] += all[(size_t)r * z->n + i];
+  }
+  free(all);
   return 0;
 }
 
@@ -238,6 +512,7 @@ static int rank_main(int rank, int world, void *arg) {
   moecomm_context_t *ctx = NULL;
   shim_dev_t dev;
   shim_step_t step;
+  shim_sizes_t sizes;
   plugin_xchg_t px;
   shim_exchange_fn_t xfn;
   void *xarg;
@@ -245,6 +520,7 @@ static int rank_main(int rank, int world, void *arg) {
   moecomm_result_t r;
   int status = 1, rc;
 
+  memset(&sizes, 0, sizeof(sizes));
   memset(&topo, 0, sizeof(topo));
   topo.struct_size = sizeof(topo);
   topo.world_size = world;
@@ -311,7 +587,7 @@ static int rank_main(int rank, int world, void *arg) {
       fprintf(stderr, "rank %d: out of host memory\n", rank);
       _exit(1); /* peers see this rank gone */
     }
-    rc = run_step(job, api, ctx, &dev, rank, world, &step, &mine);
+    rc = run_step(job, api, ctx, &dev, rank, world, &step, &sizes, &mine);
     if (rc == -1) {
       /* A failed call can leave work on the stream that waits for a peer: do not synchronise,
          free or destroy; end the process and let the OS reclaim everything. */
@@ -322,16 +598,20 @@ static int rank_main(int rank, int world, void *arg) {
        failure (nothing issued; the step freed itself) skips it: the peers failed alike. */
     if (rc == 0 && shim_mem_collect(api, ctx, &mine.mem) != 0)
       fprintf(stderr, "rank %d: group_stats failed: %s\n", rank, api->last_error(ctx));
-    if (rc == -2) {
-      status = 1;
-    } else if (xfn(xarg, &mine, all, sizeof(mine)) != 0) {
+    if (rc == -2 || rc == -3) {
+      status = rc == -3 ? 2 : 1;
+      if (rc == -3 && job->usage != NULL) __atomic_store_n(job->usage, 1, __ATOMIC_RELAXED);
+    } else if (xfn(xarg, &mine, all, sizeof(mine)) != 0 ||
+               sizes_gather(&sizes, world, xfn, xarg) != 0) {
       fprintf(stderr, "rank %d: could not collect every rank's result (a rank failed)\n", rank);
       status = 1;
     } else {
       status = mine.status != 0;
-      if (rank == 0 && print_verdict(job, &step, all, world, &dev, api, ctx) != 0) status = 1;
+      if (rank == 0 && print_verdict(job, &step, &sizes, all, world, &dev, api, ctx) != 0)
+        status = 1;
     }
     free(all);
+    sizes_free(&sizes);
     r = api->context_destroy(ctx);
     ctx = NULL;
     if (r != MOECOMM_SUCCESS) {
@@ -364,10 +644,18 @@ static void print_topology(const shim_opts_t *o, const char *how) {
          o->ranks, o->ranks == 1 ? "" : "s", how, tp, eff(o->pp), eff(o->ep), eff(o->moe_dp),
          eff(o->attn_cp), eff(o->attn_dp), o->moe_dense_tp > 0 ? o->moe_dense_tp : tp,
          attn_tp > 0 ? attn_tp : 0, moe_tp > 0 ? moe_tp : 0);
-  if (!o->print_groups)
+  if (!o->print_groups && (o->capture_plan || o->n_capture > 0)) {
+    char list[256];
+    if (o->capture_plan) snprintf(list, sizeof(list), "plan");
+    else format_sizes(o->capture_sizes, (size_t)o->n_capture, list, sizeof(list));
+    printf("     capture sizes %s x hidden %d %s per rank%s, %d iterations, seed 0x%llx\n", list,
+           o->hidden, shim_dtype_name(o->dtype), o->uneven ? " (uneven)" : "", o->iters,
+           (unsigned long long)o->seed);
+  } else if (!o->print_groups) {
     printf("     tokens %d x hidden %d %s per rank%s, %d iterations, seed 0x%llx\n", o->tokens,
            o->hidden, shim_dtype_name(o->dtype), o->uneven ? " (uneven)" : "", o->iters,
            (unsigned long long)o->seed);
+  }
   fflush(stdout);
 }
 
@@ -394,11 +682,23 @@ static int run_once(const shim_opts_t *in, const shim_plugin_t *plugin) {
   if (job.o.tp == 0) job.o.tp = job.o.ranks / eff(job.o.pp) > 0 ? job.o.ranks / eff(job.o.pp) : 1;
 
   if (job.external) {
+    int st;
     if (env_rank == 0) print_topology(&job.o, "this process is one rank, from MOECOMM_RANK");
-    return rank_main(env_rank, env_world, &job) == 0 ? 0 : 1;
+    st = rank_main(env_rank, env_world, &job);
+    return st == 0 || st == 2 ? st : 1;
   }
   print_topology(&job.o, "forked here");
+  /* One shared word, so that a rank's "the options are unusable" comes back as exit status 2;
+     without it (mmap failed) such a run exits 1. */
+  job.usage = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (job.usage == MAP_FAILED) job.usage = NULL;
+  else *job.usage = 0;
   failed = shim_launch(job.o.ranks, rank_main, &job, job.o.timeout_s);
+  if (job.usage != NULL) {
+    int usage = __atomic_load_n(job.usage, __ATOMIC_RELAXED);
+    munmap(job.usage, sizeof(int));
+    if (failed && usage) return 2; /* rank 0 said why */
+  }
   if (failed) {
     printf("moecomm-shim: FAILED: %d of %d ranks failed\n", failed, job.o.ranks);
     fflush(stdout);

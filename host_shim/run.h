@@ -16,6 +16,9 @@ typedef struct shim_opts {
   int device;             /* MOECOMM_DEVICE_AUTO or MOECOMM_DEVICE_CPU */
   int print_groups, demo;
   int uneven;             /* ABI-1.1 step: attention groups get different token counts */
+  int capture_plan;       /* --capture-sizes plan: every size plan_capture_sizes gives */
+  int32_t *capture_sizes; /* --capture-sizes list (n_capture distinct sizes), else NULL */
+  int n_capture;
   uint32_t abi_max;       /* newest ABI version offered to the plugin (default: this header's) */
   int timeout_s;          /* the launcher kills every rank after this long */
   uint64_t seed;
@@ -24,7 +27,7 @@ typedef struct shim_opts {
 void shim_opts_default(shim_opts_t *o);
 
 /* Runs what o asks for; returns the process exit status (0 ok, 1 a rank failed, 2 bad usage
-   found late, e.g. a malformed MOECOMM_RANK). */
+   found late, e.g. a malformed MOECOMM_RANK or capture sizes the planner drops). */
 int shim_run(const shim_opts_t *o);
 
 #endif

@@ -6,7 +6,7 @@
  * path; the ABI-1.0 collectives step (--abi-max 1.0: attention groups on the custom path, MoE
  * groups on NCCL) with two-shot forced and communicators not shared, so the captured step
  * registers buffers of several communicators at capture_end; the ABI-1.0 step with one-shot forced
- * on an odd fp16 shape (33 tokens: the scatter modes need a multiple of attn_tp).  Each run must
+ * on an odd fp16 shape (33 tokens per rank, hidden 1001).  Each run must
  * exit 0, run on CUDA devices, run the step it asked for and report its graph replays verified. */
 #include <limits.h>
 #include <stdio.h>

@@ -1,7 +1,8 @@
 /* shim_run.c - runs build/moecomm-shim as a subprocess: default runs, the scatter-mode step (ABI
  * 1.1: mode chains, uneven token counts, fallback), the ABI-1.0 step (--abi-max 1.0),
- * --print-groups against the DESIGN.md rank lists, usage errors, and failures that must name the
- * moecomm result.
+ * --capture-sizes (one capture per planned size, sizes the planner drops), --print-groups
+ * against the DESIGN.md rank lists, usage errors, and failures that must name the moecomm
+ * result.
  *
  * On a machine with GPUs a run that asks for more ranks than there are devices adds
  * --device cpu: this is a CPU test. */
@@ -266,8 +267,13 @@ static void test_modes(void) {
 static void test_modes_edges(void) {
   const char *fallback[] = {"--ranks", "4", "--tp", "4", "--ep", "2", "--moe-dp", "2",
                             "--iters", "2", "--hidden", "64", "--device", "cpu", NULL};
-  const char *odd[] = {"--ranks", "4", "--tp", "4", "--tokens", "30", "--iters", "1",
-                       "--device", "cpu", NULL};
+  /* SCATTERED (moe_dense_tp 1) splits each group's tokens over attn_tp: 30 is refused. */
+  const char *odd[] = {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--tokens", "30",
+                       "--iters", "1", "--device", "cpu", NULL};
+  /* Only TP_ATTN_FULL (attn_tp == tp, dense MLP tensor-parallel): nothing is split, and the
+     planner's multiple is 1, so 30 runs. */
+  const char *odd_ok[] = {"--ranks", "4", "--tp", "4", "--tokens", "30", "--iters", "1",
+                          "--hidden", "64", "--device", "cpu", NULL};
   int rc = run_shim(NULL, fallback), ok;
   ok = MC_CHECK(rc == 0, "tp4 ep2 moe_dp2: exit %d", rc);
   ok &= MC_CHECK(strstr(g_out, "step: ABI 1.0 collectives") != NULL &&
@@ -284,6 +290,114 @@ static void test_modes_edges(void) {
                      strstr(g_out, "attn_tp=4") != NULL,
                  "--tokens 30 with attn_tp 4: the multiple is not named");
   show_output_on_failure(ok, "tokens not a multiple of attn_tp");
+
+  rc = run_shim(NULL, odd_ok);
+  ok = MC_CHECK(rc == 0, "--tokens 30, tp 4, no split mode: exit %d", rc);
+  ok &= MC_CHECK(strstr(g_out, "tokens per attention group (attn_tp 4): [30]\n") != NULL &&
+                     strstr(g_out, "result: verified bit-exact on all 4 ranks") != NULL,
+                 "--tokens 30, tp 4, no split mode: not run at 30 tokens and verified");
+  show_output_on_failure(ok, "tokens 30 without a split mode");
+}
+
+/* The "  size N: ..." lines of a --capture-sizes run, in order, into sizes (at most cap);
+   returns how many.  *all_ok: every line ends in "verified" (or the replay times after it). */
+static int printed_sizes(int *sizes, int cap, int *all_ok) {
+  const char *p = g_out;
+  int n = 0;
+  *all_ok = 1;
+  while ((p = strstr(p, "\n  size ")) != NULL) {
+    const char *end;
+    int v = 0;
+    p += strlen("\n  size ");
+    if (sscanf(p, "%d:", &v) != 1) continue;
+    if (n < cap) sizes[n] = v;
+    n++;
+    end = strchr(p, '\n');
+    if (end == NULL) end = p + strlen(p);
+    {
+      const char *ver = strstr(p, " verified"), *failed = strstr(p, "FAILED");
+      if (ver == NULL || ver > end || (failed != NULL && failed < end)) *all_ok = 0;
+    }
+  }
+  return n;
+}
+
+/* --capture-sizes plan with tp 4 and moe_dense_tp 1 (SCATTERED: multiples of attn_tp = 4): the
+   sizes are abi/moecomm.h's default candidates (1, 2, 4, 8, 12, 16, 24, 32..256 step 8,
+   272..512 step 16) that are multiples of 4, in order; each is run, captured (the scope, on CPU)
+   and re-run, verified.  A list the planner drops a size of exits 2 naming the multiple. */
+static void test_capture_sizes(void) {
+  const char *plan[] = {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--capture-sizes",
+                        "plan", "--hidden", "24", "--iters", "2", "--device", "cpu", NULL};
+  const char *list[] = {"--ranks", "4", "--tp", "4", "--ep", "4", "--moe-dp", "1", "--attn-cp",
+                        "2", "--uneven", "--capture-sizes", "16,64,8", "--dtype", "fp16",
+                        "--hidden", "32", "--iters", "3", "--device", "cpu", NULL};
+  const char *drop[] = {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--capture-sizes",
+                        "8,6,16,10", "--hidden", "32", "--iters", "1", "--device", "cpu", NULL};
+  const char *none[] = {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--capture-sizes",
+                        "6", "--hidden", "32", "--iters", "1", "--device", "cpu", NULL};
+  int want[64], got[64], nw = 0, ng, rc, ok, all_ok, same;
+  char line[160];
+  {
+    int cand[64], nc = 0;
+    static const int head[] = {1, 2, 4, 8, 12, 16, 24};
+    for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++) cand[nc++] = head[i];
+    for (int v = 32; v <= 256; v += 8) cand[nc++] = v;
+    for (int v = 272; v <= 512; v += 16) cand[nc++] = v;
+    for (int i = 0; i < nc; i++)
+      if (cand[i] % 4 == 0) want[nw++] = cand[i];
+  }
+  rc = run_shim(NULL, plan);
+  ok = MC_CHECK(rc == 0, "capture-sizes plan: exit %d", rc);
+  ng = printed_sizes(got, 64, &all_ok);
+  same = ng == nw;
+  for (int i = 0; same && i < nw; i++) same = got[i] == want[i];
+  ok &= MC_CHECK(same, "capture-sizes plan: %d sizes printed, want the %d multiples of 4 of the "
+                       "default candidates (first printed %d, want %d)",
+                 ng, nw, ng > 0 ? got[0] : -1, want[0]);
+  ok &= MC_CHECK(all_ok, "capture-sizes plan: a size line does not say verified");
+  snprintf(line, sizeof(line), "capture sizes: %d from plan_capture_sizes (tokens per attention "
+                               "group; multiple 4): 4,8,12,", nw);
+  ok &= MC_CHECK(strstr(g_out, line) != NULL, "capture-sizes plan: no '%s'", line);
+  ok &= MC_CHECK(strstr(g_out, "  size 4: capture scope only") != NULL,
+                 "capture-sizes plan: the CPU run does not say capture is the scope only");
+  /* 4 transitions x (50 eager + 50 inside the scopes + 2 timed eager + 2 rounds of 50) */
+  snprintf(line, sizeof(line), "result: verified bit-exact on all 4 ranks (%d ops each: %d "
+                               "capture sizes", 4 * (2 * nw + 2 + 2 * nw), nw);
+  ok &= MC_CHECK(strstr(g_out, line) != NULL, "capture-sizes plan: no '%s'", line);
+  ok &= MC_CHECK(strstr(g_out, "at the largest capture size") != NULL &&
+                     strstr(g_out, "\nattn->dense ") != NULL && strstr(g_out, "\nmemory") != NULL,
+                 "capture-sizes plan: no timing table at the largest size or no memory table");
+  ok &= MC_CHECK(strstr(g_out, "MISMATCH") == NULL, "capture-sizes plan: mismatches printed");
+  show_output_on_failure(ok, "capture-sizes plan");
+
+  /* A list out of order, uneven counts and MOE_FULL padding: buffers fit 64, runs at 16 and 8
+     reuse them. */
+  rc = run_shim(NULL, list);
+  ok = MC_CHECK(rc == 0, "capture-sizes 16,64,8 attn-cp 2 uneven: exit %d", rc);
+  ng = printed_sizes(got, 64, &all_ok);
+  ok &= MC_CHECK(ng == 3 && got[0] == 16 && got[1] == 64 && got[2] == 8 && all_ok,
+                 "capture-sizes 16,64,8: sizes not printed in the given order, verified");
+  ok &= MC_CHECK(strstr(g_out, "(attn_tp 2): [64,48]\n") != NULL,
+                 "capture-sizes 16,64,8: the step is not described at the largest size");
+  /* 4 transitions x (3 eager + 3 inside the scopes + 3 timed eager + 3 rounds of 3) */
+  ok &= MC_CHECK(strstr(g_out, "result: verified bit-exact on all 4 ranks (72 ops each: 3 capture "
+                               "sizes") != NULL,
+                 "capture-sizes 16,64,8: not verified");
+  show_output_on_failure(ok, "capture-sizes list");
+
+  rc = run_shim(NULL, drop);
+  ok = MC_CHECK(rc == 2, "capture-sizes 8,6,16,10 with tp4 moe_dense_tp1: exit %d, want 2", rc);
+  ok &= MC_CHECK(strstr(g_out, "drops 6,10") != NULL && strstr(g_out, "multiples of 4") != NULL,
+                 "capture-sizes 8,6,16,10: the dropped sizes and the multiple are not named");
+  ok &= MC_CHECK(strstr(g_out, "result:") == NULL, "capture-sizes 8,6,16,10: the step ran");
+  show_output_on_failure(ok, "capture-sizes with sizes the planner drops");
+
+  rc = run_shim(NULL, none);
+  ok = MC_CHECK(rc == 2, "capture-sizes 6 with tp4 moe_dense_tp1: exit %d, want 2", rc);
+  ok &= MC_CHECK(strstr(g_out, "multiples of 4") != NULL && strstr(g_out, "MOECOMM") == NULL,
+                 "capture-sizes 6: the planner's sentence naming the multiple is not printed");
+  show_output_on_failure(ok, "capture-sizes the planner drops entirely");
 }
 
 /* On 2 or more GPUs: the scatter-mode step with MOE_FULL and uneven counts, eager then through
@@ -305,6 +419,22 @@ static void test_gpu_graph(void) {
                      strstr(g_out, "result: verified bit-exact on all 2 ranks") != NULL,
                  "GPU attn-cp 2: not verified through graph replays");
   show_output_on_failure(ok, "GPU attn-cp 2");
+
+  {
+    /* One graph per size, each in its own capture scope, replayed round-robin. */
+    const char *sz[] = {"--ranks", "2", "--tp", "2", "--moe-dense-tp", "1", "--capture-sizes",
+                        "8,2,64", "--hidden", "512", "--iters", "3", NULL};
+    int got[8], n, all_ok;
+    rc = run_shim(NULL, sz);
+    ok = MC_CHECK(rc == 0, "GPU capture-sizes 8,2,64: exit %d", rc);
+    n = printed_sizes(got, 8, &all_ok);
+    ok &= MC_CHECK(n == 3 && got[0] == 8 && got[1] == 2 && got[2] == 64 && all_ok,
+                   "GPU capture-sizes 8,2,64: sizes not all printed and verified");
+    ok &= MC_CHECK(strstr(g_out, "  size 2: graph captured, 3 replays verified") != NULL &&
+                       strstr(g_out, "3 rounds of graph replays") != NULL,
+                   "GPU capture-sizes 8,2,64: not one graph per size replayed");
+    show_output_on_failure(ok, "GPU capture-sizes");
+  }
 }
 
 static void check_groups(const char *what, const char *kind, const char *want) {
@@ -347,6 +477,10 @@ static void test_usage_errors(void) {
       {"--ranks", "0", NULL},      {"--iters", NULL},          {"--device", "gpu7", NULL},
       {"--print-groups=1", NULL},  {"--tokens", "-3", NULL},     {"--abi-max", "2.0", NULL},
       {"--abi-max", "1.9", NULL},  {"--abi-max", "1", NULL},      {"--uneven=1", NULL},
+      {"--capture-sizes", NULL},   {"--capture-sizes", "8,,16", NULL},
+      {"--capture-sizes", "8,8", NULL},   {"--capture-sizes", "0,8", NULL},
+      {"--capture-sizes", "plan,8", NULL}, {"--capture-sizes", "16,", NULL},
+      {"--demo", "--capture-sizes", "plan", NULL},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     int rc = run_shim(NULL, cases[i]);
@@ -357,7 +491,9 @@ static void test_usage_errors(void) {
   {
     const char *help[] = {"--help", NULL};
     int rc = run_shim(NULL, help);
-    MC_CHECK(rc == 0 && strstr(g_out, "--print-groups") != NULL, "--help: exit %d", rc);
+    MC_CHECK(rc == 0 && strstr(g_out, "--print-groups") != NULL &&
+                 strstr(g_out, "--capture-sizes") != NULL,
+             "--help: exit %d, or --print-groups / --capture-sizes not in the usage", rc);
   }
 }
 
@@ -413,6 +549,7 @@ int main(int argc, char **argv) {
   test_abi10_gather();
   test_modes();
   test_modes_edges();
+  test_capture_sizes();
   test_gpu_graph();
   test_failures();
   return mc_test_finish();
