@@ -40,7 +40,7 @@ typedef struct mc_config {
   /* NCCL backend (bench/NOTES-nccl.md).  0 in each means the built-in default. */
   int nccl_config;          /* MOECOMM_NCCL_CONFIG: 0 auto (lean for MoE-only comms), 1 default,
                                2 lean */
-  int nccl_lean_ctas;       /* MOECOMM_NCCL_LEAN_CTAS: maxCTAs of the lean config (default 8) */
+  int nccl_lean_ctas;       /* MOECOMM_NCCL_LEAN_CTAS: maxCTAs of the lean config (default 4) */
   size_t nccl_window_bytes; /* MOECOMM_NCCL_WINDOW_BYTES: stage eager all-reduces up to this size
                                through a symmetric NCCL window; 0 off (default) */
   int nccl_nonblocking;     /* MOECOMM_NCCL_NONBLOCKING: 1 = non-blocking NCCL communicators

@@ -6,7 +6,10 @@
  * the custom path eagerly and inside a captured graph that is then replayed.  Each forced
  * algorithm (LL, one-shot, two-shot: the captured two-shot reads buffers registered at
  * capture_end) runs under each tool; the run passes when both ranks verified their results and
- * both logs report 0 errors (racecheck: 0 hazards).  Without compute-sanitizer (searched in
+ * both logs report 0 errors (racecheck: 0 hazards).  memcheck runs with --report-api-errors no:
+ * NCCL (the MoE groups' backend) probes its kernels for every architecture at init and gets
+ * cudaErrorNoKernelImageForDevice by design; API return codes are checked by the code itself, and
+ * memory-access errors are still reported.  Without compute-sanitizer (searched in
  * $COMPUTE_SANITIZER, PATH, $CUDA_HOME/bin and /usr/local/cuda*) or with fewer than 2 GPUs the
  * test is skipped with a visible line. */
 #include <dirent.h>
@@ -117,16 +120,17 @@ static void run_tool(const char *san, const char *shim, const char *tool, const 
                      int port) {
   char cmd[8 * PATH_MAX], dir[] = "/tmp/moecomm-san.XXXXXX", path[PATH_MAX + 64];
   const char *key = strcmp(tool, "racecheck") == 0 ? "RACECHECK SUMMARY: " : "ERROR SUMMARY: ";
-  int status = -1, rc[2] = {-1, -1};
+  int status = -1, rc[2] = {-1, -1}, ok = 1;
   char *out;
   if (!MC_CHECK(mkdtemp(dir) != NULL, "mkdtemp for the sanitizer logs")) return;
   snprintf(cmd, sizeof(cmd),
            "cd %s && for r in 0 1; do MOECOMM_RANK=$r MOECOMM_WORLD_SIZE=2 "
            "MOECOMM_STORE=tcp://127.0.0.1:%d MOECOMM_ALGO=%s MOECOMM_TIMEOUT_MS=600000 "
-           "NCCL_NVLS_ENABLE=0 %s --tool %s --log-file san.$r.log %s --tp 2 --ep 2 --tokens 32 "
+           "NCCL_NVLS_ENABLE=0 %s --tool %s%s --log-file san.$r.log %s --tp 2 --ep 2 --tokens 32 "
            "--hidden 512 --iters 2 > out.$r 2>&1 & eval pid$r=$!; done; "
            "wait $pid0; a=$?; wait $pid1; echo \"RC $a $?\"",
-           dir, port, algo, san, tool, shim);
+           dir, port, algo, san, tool,
+           strcmp(tool, "memcheck") == 0 ? " --report-api-errors no" : "", shim);
   out = run(cmd, &status);
   if (out == NULL || sscanf(out, "RC %d %d", &rc[0], &rc[1]) != 2) rc[0] = rc[1] = -1;
   for (int r = 0; r < 2; r++) {
@@ -138,7 +142,7 @@ static void run_tool(const char *san, const char *shim, const char *tool, const 
     res = slurp(path);
     clean = log != NULL && all_zero(log, key, &seen) && seen >= 1;
     /* rank 0 prints the verdict for both ranks; each rank exits 0 only if it verified */
-    MC_CHECK(rc[r] == 0 && clean &&
+    ok &= MC_CHECK(rc[r] == 0 && clean &&
                  (r != 0 || (res && strstr(res, "result: verified bit-exact on all 2 ranks") &&
                              strstr(res, "graph replays"))),
              "%s, MOECOMM_ALGO=%s, rank %d: exit %d, %d summaries%s; log:\n%s\noutput:\n%s",
@@ -150,7 +154,7 @@ static void run_tool(const char *san, const char *shim, const char *tool, const 
     snprintf(path, sizeof(path), "%s/san.%d.log", dir, r);
     unlink(path);
   }
-  if (rc[0] == 0 && rc[1] == 0)
+  if (ok)
     printf("ok: compute-sanitizer --tool %s, MOECOMM_ALGO=%s: both ranks clean and verified\n",
            tool, algo);
   free(out);

@@ -15,12 +15,13 @@ typedef struct mc_custom_policy_row {
   size_t twoshot_max; /* then two-shot up to here, NCCL above */
 } mc_custom_policy_row_t;
 
-/* 2 members: measured on 2x H200 (bench/results/allreduce-*.json, bf16 and fp32): LL is fastest
-   through 256 KiB, one-shot and two-shot tie at 1 MiB, two-shot wins from 4 MiB.  4 and 8
-   members: predicted from bytes moved and barriers (bench/NOTES-custom.md), not yet measured. */
+/* Measured on H200 NVLink (bench/results/allreduce-*.json, bf16): 2 members: LL is fastest
+   through 256 KiB, one-shot and two-shot tie at 1 MiB, two-shot wins from 4 MiB; 4 members: LL
+   through 16 KiB, one-shot at 64 KiB, two-shot from 256 KiB.  8 members: predicted from bytes
+   moved and barriers (bench/NOTES-custom.md), not yet measured. */
 static const mc_custom_policy_row_t mc_custom_policy[] = {
     {2, 256u << 10, 512u << 10, SIZE_MAX},
-    {4, 128u << 10, 256u << 10, SIZE_MAX},
+    {4, 16u << 10, 64u << 10, SIZE_MAX},
     {8, 64u << 10, 128u << 10, SIZE_MAX},
 };
 
