@@ -49,6 +49,9 @@ void mc_test_rank_expect_death(void);
 moecomm_context_params_t mc_test_ctx_params(const moecomm_topology_t *topo, int device);
 moecomm_topology_t mc_test_topo(int world, int rank, int tp);
 
+/* A TCP port on 127.0.0.1 that nothing listened on a moment ago (for MOECOMM_STORE); -1 on error. */
+int mc_test_free_port(void);
+
 /* Number of CUDA devices (0 on a machine without a GPU or without CUDA support built in). */
 int mc_test_gpu_count(void);
 

@@ -25,21 +25,6 @@ static int cuda_ok(cudaError_t e, const char *what, int line) {
 }
 #define CUDA_OK(call) cuda_ok((call), #call, __LINE__)
 
-/* A TCP port that was free a moment ago on 127.0.0.1. */
-static int free_port(void) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof(a);
-  int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-  if (fd < 0) return 0;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
 
 static size_t dsize(moecomm_dtype_t dt) {
   return dt == MOECOMM_FLOAT16 || dt == MOECOMM_BFLOAT16 ? 2 : 4;
@@ -171,7 +156,7 @@ int main(int argc, char **argv) {
     mc_test_skip("nccl_multihost", "needs %d CUDA devices, this machine has %d", NRANKS, n);
     return mc_test_finish();
   }
-  g_port = free_port();
+  g_port = mc_test_free_port();
   if (!MC_CHECK(g_port > 0, "no free TCP port on 127.0.0.1")) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_main, NULL, 180);
   return mc_test_finish();

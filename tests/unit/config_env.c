@@ -55,21 +55,6 @@ static void clean_env(void) {
   }
 }
 
-/* A TCP port nothing listens on right now. */
-static int free_port(void) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof(a);
-  int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-  if (fd < 0) return -1;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
 
 typedef struct bad_var {
   const char *name, *value;
@@ -153,7 +138,7 @@ static void test_good_values(void) {
 
   /* MOECOMM_STORE with host_allgather NULL: rank 0 serves the store on that port. */
   {
-    int port = free_port();
+    int port = mc_test_free_port();
     char url[64];
     moecomm_context_t *ctx = NULL;
     moecomm_result_t r;

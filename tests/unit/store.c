@@ -54,22 +54,6 @@ static mc_store_t *connect_to(int port) {
   return r == MOECOMM_SUCCESS ? s : NULL;
 }
 
-/* A port nothing listens on right now (the probe socket is closed again). */
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a;
-  socklen_t len = sizeof(a);
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-    if (fd >= 0) close(fd);
-    return -1;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 /* ---- a get running in its own thread ---------------------------------------------------------- */
 
@@ -591,7 +575,7 @@ static void *late_connect_main(void *arg) {
 static void test_connect_before_server(void) {
   late_arg_t l;
   memset(&l, 0, sizeof(l));
-  l.port = free_port();
+  l.port = mc_test_free_port();
   if (!MC_CHECK(l.port > 0, "no free port")) return;
   pthread_t th;
   int64_t t0 = mc_now_ms();
