@@ -94,6 +94,8 @@ deps:
 plugin: $(PLUGIN)
 shim: $(SHIM) $(PLUGIN)
 tests: $(TEST_BIN) $(GPU_TEST_BIN) $(BENCH_BIN)
+# Objects linked into several binaries: make must not delete them as intermediates.
+.SECONDARY: $(TEST_COMMON_OBJ) $(SHIM_LIB_OBJ) $(BENCH_COMMON_OBJ) $(ABI_LIB_OBJ)
 
 ifneq ($(WITH_CUDA),1)
 $(info moecomm: no CUDA toolkit with NCCL under CUDA_HOME=$(CUDA_HOME) NCCL_HOME=$(NCCL_HOME): building CPU-only (shm backend))
