@@ -188,7 +188,7 @@ static moecomm_result_t mc_api_check_coll(mc_group_t *group, const char *name, c
 static moecomm_result_t mc_api_all_reduce(moecomm_group_t *group, const void *send, void *recv,
                                           size_t count, moecomm_dtype_t dtype, moecomm_redop_t op,
                                           void *stream) {
-  mc_coll_t c = {MC_COLL_ALL_REDUCE, send, recv, count, dtype, op, 0, stream, 0, 0};
+  mc_coll_t c = {MC_COLL_ALL_REDUCE, send, recv, count, dtype, op, 0, stream, 0};
   moecomm_result_t r = mc_api_check_coll(group, "all_reduce", send, recv, count, dtype, 1, op,
                                          stream, 1);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
@@ -196,7 +196,7 @@ static moecomm_result_t mc_api_all_reduce(moecomm_group_t *group, const void *se
 
 static moecomm_result_t mc_api_all_gather(moecomm_group_t *group, const void *send, void *recv,
                                           size_t send_count, moecomm_dtype_t dtype, void *stream) {
-  mc_coll_t c = {MC_COLL_ALL_GATHER, send, recv, send_count, dtype, MOECOMM_SUM, 0, stream, 0, 0};
+  mc_coll_t c = {MC_COLL_ALL_GATHER, send, recv, send_count, dtype, MOECOMM_SUM, 0, stream, 0};
   moecomm_result_t r = mc_api_check_coll(group, "all_gather", send, recv, send_count, dtype, 0,
                                          MOECOMM_SUM, stream,
                                          mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
@@ -207,7 +207,7 @@ static moecomm_result_t mc_api_reduce_scatter(moecomm_group_t *group, const void
                                               void *recv, size_t recv_count,
                                               moecomm_dtype_t dtype, moecomm_redop_t op,
                                               void *stream) {
-  mc_coll_t c = {MC_COLL_REDUCE_SCATTER, send, recv, recv_count, dtype, op, 0, stream, 0, 0};
+  mc_coll_t c = {MC_COLL_REDUCE_SCATTER, send, recv, recv_count, dtype, op, 0, stream, 0};
   moecomm_result_t r = mc_api_check_coll(group, "reduce_scatter", send, recv, recv_count, dtype,
                                          1, op, stream, mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
@@ -216,7 +216,7 @@ static moecomm_result_t mc_api_reduce_scatter(moecomm_group_t *group, const void
 static moecomm_result_t mc_api_broadcast(moecomm_group_t *group, const void *send, void *recv,
                                          size_t count, moecomm_dtype_t dtype, int32_t root,
                                          void *stream) {
-  mc_coll_t c = {MC_COLL_BROADCAST, send, recv, count, dtype, MOECOMM_SUM, root, stream, 0, 0};
+  mc_coll_t c = {MC_COLL_BROADCAST, send, recv, count, dtype, MOECOMM_SUM, root, stream, 0};
   moecomm_result_t r;
   if (mc_api_group_ok(group) && (root < 0 || root >= group->comm->size))
     return mc_err_set(&group->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,

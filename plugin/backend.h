@@ -21,14 +21,13 @@ typedef struct mc_coll {
   mc_coll_kind_t kind;
   const void *send;
   void *recv;
-  size_t count;            /* all_reduce/broadcast: elements; all_gather: send count;
+  size_t count;            /* > 0. all_reduce/broadcast: elements; all_gather: send count;
                               reduce_scatter: recv count */
   moecomm_dtype_t dtype;
   moecomm_redop_t op;      /* all_reduce, reduce_scatter */
   int root;                /* broadcast: index in the group */
   void *stream;            /* cudaStream_t on a GPU context, NULL on CPU */
   int capturing;           /* 1 when stream is being captured into a graph */
-  int group_kind;          /* moecomm_group_kind_t of the calling group (for messages) */
 } mc_coll_t;
 
 typedef moecomm_result_t (*mc_coll_fn_t)(mc_comm_t *comm, const mc_coll_t *coll);
@@ -37,14 +36,15 @@ typedef struct mc_backend_ops {
   const char *name;          /* "shm", "nccl", "custom" */
   moecomm_backend_t id;
   moecomm_backend_t fallback; /* where NULL slots and MC_DEFER go; NONE: none */
-  int needs_device;          /* 1: only on GPU contexts; 0: only on CPU contexts */
 
   /* Context creation: can this backend run here at all (library, device, P2P...)?  Local, cheap,
      must not allocate.  Failure fills err with the reason. */
   moecomm_result_t (*probe)(mc_context_t *ctx, mc_err_t *err);
 
   /* First call routed to this backend on comm: collective over the comm's ranks.  Sets
-     comm->be[id].priv and the byte counts; on failure leaves nothing allocated. */
+     comm->be[id].priv and the byte counts; on failure leaves nothing allocated.  On a GPU
+     context the core runs it (and comm_fini) with the context's device current and the thread
+     in relaxed capture mode (gpu.h, mc_gpu_scope_enter). */
   moecomm_result_t (*comm_init)(mc_comm_t *comm);
 
   /* Local; must not wait for peers; safe on a half-failed comm. */

@@ -23,7 +23,7 @@ moecomm_result_t mc_comm_ensure(mc_comm_t *comm, moecomm_backend_t id, int captu
   const mc_backend_ops_t *ops = mc_backends[id];
   mc_context_t *ctx = comm->ctx;
   moecomm_result_t r;
-  int mode = -1;
+  mc_gpu_scope_t scope;
 
   if (be->created) return MOECOMM_SUCCESS;
   if (be->declined) return MC_DEFER;
@@ -34,10 +34,11 @@ moecomm_result_t mc_comm_ensure(mc_comm_t *comm, moecomm_backend_t id, int captu
                       ops->name, comm->label);
   MC_INFO("creating the %s communicator for %s%s", ops->name, comm->label,
           capturing ? " inside graph capture" : "");
-  /* Setup may allocate and synchronise; inside capture that must not touch the captured work. */
-  if (capturing) mode = mc_gpu_capture_mode_relaxed();
+  if (ctx->device >= 0 &&
+      (r = mc_gpu_scope_enter(ctx->device, &scope, &ctx->err)) != MOECOMM_SUCCESS)
+    return r;
   r = ops->comm_init(comm);
-  if (capturing) mc_gpu_capture_mode_restore(mode);
+  if (ctx->device >= 0) mc_gpu_scope_leave(&scope);
   if (r == MC_DEFER) {
     be->declined = 1;
     return MC_DEFER;
@@ -81,7 +82,6 @@ moecomm_result_t mc_group_collective(mc_group_t *group, mc_coll_t *c) {
   moecomm_result_t r;
 
   c->capturing = 0;
-  c->group_kind = group->kind;
   if (ctx->device >= 0) {
     r = mc_gpu_stream_capturing(c->stream, &c->capturing, &ctx->err);
     if (r != MOECOMM_SUCCESS) return r;
@@ -100,17 +100,12 @@ moecomm_result_t mc_group_collective(mc_group_t *group, mc_coll_t *c) {
   while (be != MOECOMM_BACKEND_NONE) {
     const mc_backend_ops_t *ops = mc_backends[be];
     if (ops == NULL) break;
-    if (comm->be[be].declined || ops->coll[c->kind] == NULL) {
+    if (ops->coll[c->kind] == NULL) {
       be = ops->fallback;
       continue;
     }
-    r = mc_comm_ensure(comm, be, c->capturing);
-    if (r == MC_DEFER) {
-      be = ops->fallback;
-      continue;
-    }
-    if (r != MOECOMM_SUCCESS) return r;
-    r = ops->coll[c->kind](comm, c);
+    r = mc_comm_ensure(comm, be, c->capturing); /* MC_DEFER: the backend declined the comm */
+    if (r == MOECOMM_SUCCESS) r = ops->coll[c->kind](comm, c);
     if (r == MC_DEFER) {
       be = ops->fallback;
       continue;

@@ -78,21 +78,34 @@ static moecomm_result_t mc_context_build_comms(mc_context_t *ctx) {
   return r;
 }
 
+/* Whether backend `be` is built and can run in this context (asked once per backend). */
+static int mc_context_probe(mc_context_t *ctx, moecomm_backend_t be, mc_err_t *why) {
+  static const char *const names[4] = {"none", "shm", "nccl", "custom"};
+  const mc_backend_ops_t *ops = mc_backends[be];
+  mc_err_clear(why);
+  if (ops == NULL) {
+    mc_err_set(why, MOECOMM_ERR_UNAVAILABLE, "the %s backend is not compiled into this build",
+               names[be]);
+    return -1;
+  }
+  return ops->probe == NULL || ops->probe(ctx, why) == MOECOMM_SUCCESS ? 1 : -1;
+}
+
 /* Which backend each group asks for (DESIGN.md "Backends"), checked against what this context
-   can run.  An explicit request that cannot run here is an error; auto never is. */
+   can run.  An explicit request that cannot run here is an error; auto never is.  The custom
+   all-reduce is an optimisation: where it cannot run (not built, no device support, a group
+   spanning hosts), NCCL serves. */
 static moecomm_result_t mc_context_choose_backends(mc_context_t *ctx) {
-  int gpu = ctx->device >= 0;
   int probed[4] = {0, 0, 0, 0}; /* 0 not yet, 1 ok, -1 failed */
-  mc_err_t why;
+  mc_err_t why[4];
   for (int k = 0; k < MC_GROUP_KIND_COUNT; k++) {
     mc_group_t *g = &ctx->groups[k];
-    mc_backend_choice_t choice = ctx->cfg.group_backend[k] != MC_CHOICE_UNSET
-                                     ? ctx->cfg.group_backend[k]
-                                     : ctx->cfg.backend;
-    const char *var = ctx->cfg.group_backend[k] != MC_CHOICE_UNSET ? "MOECOMM_BACKEND_" : "MOECOMM_BACKEND";
-    const char *var_kind = ctx->cfg.group_backend[k] != MC_CHOICE_UNSET ? mc_topo_kind_name(k) : "";
+    int own = ctx->cfg.group_backend[k] != MC_CHOICE_UNSET;
+    mc_backend_choice_t choice = own ? ctx->cfg.group_backend[k] : ctx->cfg.backend;
+    const char *var = own ? "MOECOMM_BACKEND_" : "MOECOMM_BACKEND";
+    const char *var_kind = own ? mc_topo_kind_name(k) : "";
     moecomm_backend_t be;
-    if (!gpu) {
+    if (ctx->device < 0) {
       if (choice == MC_CHOICE_NCCL || choice == MC_CHOICE_CUSTOM)
         return mc_err_set(&ctx->err, MOECOMM_ERR_UNAVAILABLE,
                           "%s%s=%s needs a CUDA device, but this context runs on the CPU (%s); "
@@ -100,48 +113,40 @@ static moecomm_result_t mc_context_choose_backends(mc_context_t *ctx) {
                           var, var_kind, mc_choice_name(choice),
                           mc_gpu_device_count() == 0 ? "no CUDA device found"
                                                      : "device MOECOMM_DEVICE_CPU was requested");
-      g->backend = MOECOMM_BACKEND_SHM;
+      be = MOECOMM_BACKEND_SHM;
+    } else if (choice == MC_CHOICE_SHM) {
+      return mc_err_set(&ctx->err, MOECOMM_ERR_CONFIG,
+                        "%s%s=shm serves CPU contexts (host buffers), but this context uses "
+                        "CUDA device %d; use nccl, custom or auto, or create the context with "
+                        "device MOECOMM_DEVICE_CPU",
+                        var, var_kind, ctx->device);
+    } else if (choice == MC_CHOICE_CUSTOM ||
+               (choice == MC_CHOICE_AUTO && (k == MOECOMM_GROUP_TP || k == MOECOMM_GROUP_ATTN_TP))) {
+      be = MOECOMM_BACKEND_CUSTOM;
     } else {
-      if (choice == MC_CHOICE_SHM)
-        return mc_err_set(&ctx->err, MOECOMM_ERR_CONFIG,
-                          "%s%s=shm serves CPU contexts (host buffers), but this context uses "
-                          "CUDA device %d; use nccl, custom or auto, or create the context with "
-                          "device MOECOMM_DEVICE_CPU",
-                          var, var_kind, ctx->device);
-      if (choice == MC_CHOICE_CUSTOM ||
-          (choice == MC_CHOICE_AUTO && (k == MOECOMM_GROUP_TP || k == MOECOMM_GROUP_ATTN_TP)))
-        g->backend = MOECOMM_BACKEND_CUSTOM;
-      else
-        g->backend = MOECOMM_BACKEND_NCCL;
-      if (g->backend == MOECOMM_BACKEND_CUSTOM && g->comm->size > 1 && !g->comm->same_host) {
-        MC_INFO("group %s spans several hosts: the custom all-reduce needs peer-mapped memory "
-                "on one host, so this group uses nccl",
-                mc_topo_kind_name(k));
-        g->backend = MOECOMM_BACKEND_NCCL;
-      }
+      be = MOECOMM_BACKEND_NCCL;
     }
-    /* Probe each backend once: is it built, and can it run here? */
-    for (;;) {
-      be = g->backend;
-      if (probed[be] == 0) {
-        const mc_backend_ops_t *ops = mc_backends[be];
-        mc_err_clear(&why);
-        if (ops == NULL)
-          mc_err_set(&why, MOECOMM_ERR_UNAVAILABLE, "the %s backend is not compiled into this build",
-                     be == MOECOMM_BACKEND_NCCL ? "nccl" : be == MOECOMM_BACKEND_CUSTOM ? "custom" : "shm");
-        probed[be] = ops != NULL && (ops->probe == NULL || ops->probe(ctx, &why) == MOECOMM_SUCCESS) ? 1 : -1;
-        if (probed[be] < 0 && (be != MOECOMM_BACKEND_CUSTOM || choice == MC_CHOICE_CUSTOM))
-          MC_INFO("backend %s unavailable: %s", ops ? ops->name : "?", why.msg);
-      }
-      if (probed[be] > 0) break;
-      if (be == MOECOMM_BACKEND_CUSTOM) { /* custom is an optimisation: NCCL always serves */
-        g->backend = MOECOMM_BACKEND_NCCL;
-        continue;
-      }
+    if (be == MOECOMM_BACKEND_CUSTOM && g->comm->size > 1 && !g->comm->same_host) {
+      MC_INFO("group %s spans several hosts: the custom all-reduce needs peer-mapped memory "
+              "on one host, so this group uses nccl",
+              mc_topo_kind_name(k));
+      be = MOECOMM_BACKEND_NCCL;
+    }
+    if (probed[be] == 0) {
+      probed[be] = mc_context_probe(ctx, be, &why[be]);
+      if (probed[be] < 0 && (be != MOECOMM_BACKEND_CUSTOM || choice == MC_CHOICE_CUSTOM))
+        MC_INFO("backend %s unavailable: %s", mc_backends[be] ? mc_backends[be]->name : "?",
+                why[be].msg);
+    }
+    if (probed[be] < 0 && be == MOECOMM_BACKEND_CUSTOM) {
+      be = MOECOMM_BACKEND_NCCL;
+      if (probed[be] == 0) probed[be] = mc_context_probe(ctx, be, &why[be]);
+    }
+    if (probed[be] < 0)
       return mc_err_set(&ctx->err, MOECOMM_ERR_UNAVAILABLE, "group %s needs the %s backend: %s",
                         mc_topo_kind_name(k), mc_backends[be] ? mc_backends[be]->name : "requested",
-                        why.msg);
-    }
+                        why[be].msg);
+    g->backend = be;
   }
   return MOECOMM_SUCCESS;
 }
@@ -240,6 +245,8 @@ fail:
 }
 
 void mc_context_destroy(mc_context_t *ctx) {
+  mc_gpu_scope_t scope;
+  int scoped = ctx->device >= 0 && mc_gpu_scope_enter(ctx->device, &scope, NULL) == MOECOMM_SUCCESS;
   for (int c = 0; c < ctx->num_comms; c++) {
     mc_comm_t *comm = ctx->comms[c];
     /* Reverse order of creation: custom (may sit on NCCL) before nccl before shm. */
@@ -249,6 +256,7 @@ void mc_context_destroy(mc_context_t *ctx) {
     free(comm->ranks);
     free(comm);
   }
+  if (scoped) mc_gpu_scope_leave(&scope);
   mc_boot_fini(ctx);
   for (int k = 0; k < MC_GROUP_KIND_COUNT; k++) ctx->groups[k].magic = 0;
   ctx->magic = 0;

@@ -33,14 +33,6 @@ moecomm_result_t mc_gpu_stream_capturing(void *stream, int *capturing_p, mc_err_
   return MOECOMM_SUCCESS;
 }
 
-moecomm_result_t mc_gpu_mem_info(size_t *free_p, size_t *total_p, mc_err_t *err) {
-  size_t f = 0, t = 0;
-  MC_CUDA_TRY(err, cudaMemGetInfo(&f, &t));
-  *free_p = f;
-  *total_p = t;
-  return MOECOMM_SUCCESS;
-}
-
 moecomm_result_t mc_gpu_copy_async(void *dst, const void *src, size_t bytes, void *stream,
                                    mc_err_t *err) {
   MC_CUDA_TRY(err, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
@@ -53,15 +45,21 @@ moecomm_result_t mc_gpu_zero_async(void *dst, size_t bytes, void *stream, mc_err
   return MOECOMM_SUCCESS;
 }
 
-int mc_gpu_capture_mode_relaxed(void) {
+moecomm_result_t mc_gpu_scope_enter(int device, mc_gpu_scope_t *scope_p, mc_err_t *err) {
+  mc_gpu_scope_t s = {-1};
   enum cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-  if (cudaThreadExchangeStreamCaptureMode(&mode) != cudaSuccess) return -1;
-  return (int)mode;
+  int cur = -1;
+  /* Only when it differs: cudaSetDevice creates a context on a device that has none yet. */
+  if (cudaGetDevice(&cur) != cudaSuccess || cur != device) MC_CUDA_TRY(err, cudaSetDevice(device));
+  if (cudaThreadExchangeStreamCaptureMode(&mode) == cudaSuccess) s.mode = (int)mode;
+  (void)cudaGetLastError();
+  *scope_p = s;
+  return MOECOMM_SUCCESS;
 }
 
-void mc_gpu_capture_mode_restore(int previous) {
-  enum cudaStreamCaptureMode mode = (enum cudaStreamCaptureMode)previous;
-  if (previous >= 0) (void)cudaThreadExchangeStreamCaptureMode(&mode);
+void mc_gpu_scope_leave(const mc_gpu_scope_t *scope) {
+  enum cudaStreamCaptureMode mode = (enum cudaStreamCaptureMode)scope->mode;
+  if (scope->mode >= 0) (void)cudaThreadExchangeStreamCaptureMode(&mode);
 }
 
 #else /* !MC_WITH_CUDA */
@@ -74,9 +72,6 @@ moecomm_result_t mc_gpu_set_device(int device, mc_err_t *err) { return mc_gpu_no
 moecomm_result_t mc_gpu_stream_capturing(void *stream, int *capturing_p, mc_err_t *err) {
   return mc_gpu_none(err);
 }
-moecomm_result_t mc_gpu_mem_info(size_t *free_p, size_t *total_p, mc_err_t *err) {
-  return mc_gpu_none(err);
-}
 moecomm_result_t mc_gpu_copy_async(void *dst, const void *src, size_t bytes, void *stream,
                                    mc_err_t *err) {
   return mc_gpu_none(err);
@@ -84,6 +79,8 @@ moecomm_result_t mc_gpu_copy_async(void *dst, const void *src, size_t bytes, voi
 moecomm_result_t mc_gpu_zero_async(void *dst, size_t bytes, void *stream, mc_err_t *err) {
   return mc_gpu_none(err);
 }
-int mc_gpu_capture_mode_relaxed(void) { return -1; }
-void mc_gpu_capture_mode_restore(int previous) {}
+moecomm_result_t mc_gpu_scope_enter(int device, mc_gpu_scope_t *scope_p, mc_err_t *err) {
+  return mc_gpu_none(err);
+}
+void mc_gpu_scope_leave(const mc_gpu_scope_t *scope) {}
 #endif

@@ -15,8 +15,6 @@ moecomm_result_t mc_gpu_set_device(int device, mc_err_t *err);
 /* *capturing_p = 1 when stream is being captured (any mode). */
 moecomm_result_t mc_gpu_stream_capturing(void *stream, int *capturing_p, mc_err_t *err);
 
-moecomm_result_t mc_gpu_mem_info(size_t *free_p, size_t *total_p, mc_err_t *err);
-
 /* Device-to-device copy on stream (size-1 groups). */
 moecomm_result_t mc_gpu_copy_async(void *dst, const void *src, size_t bytes, void *stream,
                                    mc_err_t *err);
@@ -24,10 +22,16 @@ moecomm_result_t mc_gpu_copy_async(void *dst, const void *src, size_t bytes, voi
 /* Zeroes bytes at dst on stream (scatter-mode padding). */
 moecomm_result_t mc_gpu_zero_async(void *dst, size_t bytes, void *stream, mc_err_t *err);
 
-/* Switches the calling thread to relaxed capture mode (so setup work may run while the host
-   captures) and returns the previous mode for mc_gpu_capture_mode_restore; -1 on failure. */
-int mc_gpu_capture_mode_relaxed(void);
-void mc_gpu_capture_mode_restore(int previous);
+/* Where backend setup and teardown run (comm_init, comm_fini): the context's device current (the
+   ABI's contract for the calling thread; it stays current) and the thread in relaxed capture mode,
+   so that allocation and synchronisation are allowed while this or another thread captures a
+   graph.  mc_gpu_scope_leave restores the capture mode. */
+typedef struct mc_gpu_scope {
+  int mode; /* the caller's capture mode, -1 when unchanged */
+} mc_gpu_scope_t;
+
+moecomm_result_t mc_gpu_scope_enter(int device, mc_gpu_scope_t *scope_p, mc_err_t *err);
+void mc_gpu_scope_leave(const mc_gpu_scope_t *scope);
 
 /* For files that include <cuda_runtime_api.h>: on failure set err and jump to `label` with
    `res` holding MOECOMM_ERR_BACKEND. */

@@ -28,7 +28,8 @@ static int mc_plan_default(int32_t *out) {
 }
 #define MC_PLAN_DEFAULT_MAX 64
 
-int mc_plan_multiple(const mc_topo_t *t, uint32_t flags, char *why, size_t why_size) {
+/* The multiple token counts must be of, and why (a sentence for messages). */
+static int mc_plan_multiple(const mc_topo_t *t, uint32_t flags, char *why, size_t why_size) {
   int dense_dp = (flags & MOECOMM_PLAN_DENSE_DP) || t->moe_dense_tp == 1;
   int dp_attn = (flags & MOECOMM_PLAN_DP_ATTENTION) || t->attn_dp > 1;
   int split = t->attn_tp < t->tp;

@@ -4,9 +4,6 @@
 
 #include "context.h"
 
-/* The multiple token counts must be of, and why (a sentence for messages). */
-int mc_plan_multiple(const mc_topo_t *topo, uint32_t flags, char *why, size_t why_size);
-
 moecomm_result_t mc_plan_capture_sizes(const mc_context_t *ctx,
                                        const moecomm_plan_params_t *params, int32_t *sizes,
                                        size_t capacity, size_t *num_p, int32_t *multiple_p,

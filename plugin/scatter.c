@@ -173,7 +173,7 @@ static moecomm_result_t mc_zero_rows(const mc_xfer_t *x, void *dst, size_t rows)
 static moecomm_result_t mc_coll_rows(const mc_xfer_t *x, int kind, int group, const void *send,
                                      void *recv, size_t rows) {
   mc_coll_t c = {(mc_coll_kind_t)kind, send, recv, rows * x->hidden, x->dtype, MOECOMM_SUM, 0,
-                 x->stream, 0, 0};
+                 x->stream, 0};
   return mc_group_collective(&x->ctx->groups[group], &c);
 }
 

@@ -7,8 +7,10 @@
  * the entries, so a replay reads registered peer memory.  A replay of an entry that was never
  * filled does nothing and reports an error instead of touching memory.
  *
- * capture_end is collective: every member makes the same exchanges whatever happened locally and
- * learns every member's outcome, so all fail or all succeed. */
+ * capture_end is collective: every member makes the same exchanges whatever happened locally (a
+ * member that failed before them says so in the first, and all stop there).  A member that fails
+ * to map the others' buffers returns its error; the core's capture_end then agrees over the world,
+ * so every rank fails with it and none keeps a graph its peers could not back (plugin/capture.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,21 +218,8 @@ moecomm_result_t mc_custom_capture_end(mc_comm_t *comm) {
   r = mc_comm_exchange(comm, "custom captured buffers", mine, payload, rec_bytes);
   if (r != MOECOMM_SUCCESS) goto out;
 
-  /* Map, fill, then agree (a member that failed to map must not leave the others believing the
-     graph is safe). */
-  mc_err_clear(&why);
-  memset(&head, 0, sizeof(head));
-  head.code = mc_custom_fill_table(p, payload, rec_bytes, max_allocs, &why);
-  if (head.code != MOECOMM_SUCCESS) snprintf(head.why, sizeof(head.why), "%s", why.msg);
-  r = mc_comm_exchange(comm, "custom capture registration", &head, heads, sizeof(head));
-  if (r != MOECOMM_SUCCESS) goto out;
-  for (int i = 0; i < comm->size && r == MOECOMM_SUCCESS; i++) {
-    heads[i].why[sizeof(heads[i].why) - 1] = '\0';
-    if (heads[i].code != MOECOMM_SUCCESS)
-      r = mc_err_set(&ctx->err, (moecomm_result_t)heads[i].code,
-                     "registering captured buffers on rank %d: %s", (int)comm->ranks[i],
-                     heads[i].why);
-  }
+  /* Map and fill; the core's agreement tells every rank if this failed anywhere. */
+  r = mc_custom_fill_table(p, payload, rec_bytes, max_allocs, &ctx->err);
   if (r == MOECOMM_SUCCESS)
     MC_TRACE("%s: registered %d captured two-shot all-reduces (%d allocations here)", comm->label,
              nops, nallocs);

@@ -104,7 +104,6 @@ const mc_backend_ops_t mc_custom_ops = {
     .name = "custom",
     .id = MOECOMM_BACKEND_CUSTOM,
     .fallback = MOECOMM_BACKEND_NCCL,
-    .needs_device = 1,
     .probe = mc_custom_probe,
     .comm_init = mc_custom_comm_init,
     .comm_fini = mc_custom_comm_fini,

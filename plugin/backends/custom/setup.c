@@ -144,20 +144,14 @@ moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
   mc_custom_state_rec_t rec, *recs = NULL;
   mc_err_t why;
   moecomm_result_t r = MOECOMM_SUCCESS;
-  int bad = -1, cur = -1;
+  int bad = -1;
   uint64_t nonce;
 
-  /* Decided the same way on every member without talking. */
+  /* Decided the same way on every member without talking.  (A comm spanning hosts never gets
+     here: the core gives such groups nccl at context creation.) */
   if (comm->size > MC_KERN_MAX_RANKS) {
     MC_INFO("custom all-reduce off for %s: %d ranks, it serves at most %d; using nccl", comm->label,
             comm->size, MC_KERN_MAX_RANKS);
-    return MC_DEFER;
-  }
-  if (!comm->same_host) {
-    MC_INFO(
-        "custom all-reduce off for %s: its ranks are on different hosts (no peer-mapped "
-        "memory); using nccl",
-        comm->label);
     return MC_DEFER;
   }
 
@@ -171,9 +165,6 @@ moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
   p->comm = comm;
   p->device = ctx->device;
   p->pid = (int)getpid();
-  if ((cudaGetDevice(&cur) != cudaSuccess || cur != ctx->device) &&
-      (r = mc_gpu_set_device(ctx->device, &ctx->err)) != MOECOMM_SUCCESS)
-    goto fail;
 
   /* A: the settings every member must share, and which GPU each one drives. */
   memset(&hello, 0, sizeof(hello));

@@ -123,7 +123,6 @@ const mc_backend_ops_t mc_nccl_ops = {
     .name = "nccl",
     .id = MOECOMM_BACKEND_NCCL,
     .fallback = MOECOMM_BACKEND_NONE,
-    .needs_device = 1,
     .probe = mc_nccl_probe,
     .comm_init = mc_nccl_comm_init,
     .comm_fini = mc_nccl_comm_fini,

@@ -144,7 +144,6 @@ static moecomm_result_t mc_nccl_agree(mc_nccl_comm_t *p, mc_nccl_hello_t *agreed
   } while (0)
 
 static void mc_nccl_init_body(mc_nccl_step_t *s) {
-  static const size_t counts[1] = {1};
   ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
   size_t total = 0;
   void *scratch = NULL;
@@ -166,15 +165,9 @@ static void mc_nccl_init_body(mc_nccl_step_t *s) {
     mc_nccl_step_fail(s, "ncclCommInitRankConfig", s->nc);
     return;
   }
-  for (int i = 0; i < (int)(sizeof(counts) / sizeof(counts[0])); i++) {
-    s->nr =
-        ncclAllReduce(s->scratch, s->scratch, counts[i], ncclFloat32, ncclSum, s->nc, s->stream);
-    s->nr = mc_nccl_step_settle(s, s->nc, s->nr);
-    if (s->nr != ncclSuccess) {
-      mc_nccl_step_fail(s, "the warm-up all-reduce", s->nc);
-      return;
-    }
-  }
+  s->nr = ncclAllReduce(s->scratch, s->scratch, 1, ncclFloat32, ncclSum, s->nc, s->stream);
+  s->nr = mc_nccl_step_settle(s, s->nc, s->nr);
+  if (s->nr != ncclSuccess) mc_nccl_step_fail(s, "the warm-up all-reduce", s->nc);
 }
 
 /* Everything the init step holds: the caller gave up on it, or it failed. */
@@ -234,8 +227,6 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
   mc_nccl_step_t *step = NULL;
   ncclComm_t victim = NULL;
   cudaStream_t stream = NULL;
-  enum cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-  int saved_dev = -1, mode_set = 0;
   void *scratch = NULL;
   size_t free0 = 0, free1 = 0, total = 0;
   uint64_t rss0 = 0, rss1;
@@ -252,11 +243,7 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
   }
   p->comm = comm;
   p->nonblocking = ctx->cfg.nccl_nonblocking;
-  /* Setup allocates and synchronises: allowed even while some thread captures a graph. */
-  if (cudaThreadExchangeStreamCaptureMode(&mode) == cudaSuccess) mode_set = 1;
   pthread_mutex_lock(&p->mu); /* no watchdog yet; held for the helpers' locking convention */
-  MC_CUDA_GOTO(err, r, fail, cudaGetDevice(&saved_dev));
-  MC_CUDA_GOTO(err, r, fail, cudaSetDevice(ctx->device));
 
   r = mc_nccl_agree(p, &agreed);
   if (r != MOECOMM_SUCCESS) goto fail;
@@ -330,8 +317,6 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
       p->nonblocking ? "non-" : "", p->win_bytes,
       (double)comm->be[MOECOMM_BACKEND_NCCL].device_bytes / 1048576.0,
       (double)comm->be[MOECOMM_BACKEND_NCCL].host_bytes / 1048576.0);
-  (void)cudaSetDevice(saved_dev);
-  if (mode_set) (void)cudaThreadExchangeStreamCaptureMode(&mode);
   return MOECOMM_SUCCESS;
 
 fail:
@@ -348,8 +333,6 @@ fail:
   }
   mc_nccl_step_release(step);
   (void)cudaGetLastError();
-  if (saved_dev >= 0) (void)cudaSetDevice(saved_dev);
-  if (mode_set) (void)cudaThreadExchangeStreamCaptureMode(&mode);
   pthread_mutex_destroy(&p->mu);
   free(p);
   return r;
@@ -358,11 +341,9 @@ fail:
 void mc_nccl_comm_fini(mc_comm_t *comm) {
   mc_nccl_comm_t *p = comm->be[MOECOMM_BACKEND_NCCL].priv;
   ncclComm_t nc;
-  int saved_dev = -1, healthy = 0;
+  int healthy = 0;
   if (p == NULL) return;
   mc_nccl_watch_stop(p);
-  if (cudaGetDevice(&saved_dev) != cudaSuccess) saved_dev = -1;
-  (void)cudaSetDevice(comm->ctx->device);
   pthread_mutex_lock(&p->mu);
   nc = p->nc;
   p->nc = NULL;
@@ -385,7 +366,6 @@ void mc_nccl_comm_fini(mc_comm_t *comm) {
     mc_nccl_window_fini(p, NULL);
   }
   (void)cudaGetLastError();
-  if (saved_dev >= 0) (void)cudaSetDevice(saved_dev);
   pthread_mutex_destroy(&p->mu);
   free(p);
   comm->be[MOECOMM_BACKEND_NCCL].priv = NULL;

@@ -206,7 +206,6 @@ static inline void shm_slice(size_t m, int n, int r, size_t align, size_t *lo_p,
 
 static moecomm_result_t shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
 {
-  if (c->count == 0) return MOECOMM_SUCCESS;
   mc_shm_t *shm;
   uint64_t desc;
   moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
@@ -256,7 +255,6 @@ static moecomm_result_t shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
 
 static moecomm_result_t shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c)
 {
-  if (c->count == 0) return MOECOMM_SUCCESS;
   mc_shm_t *shm;
   uint64_t desc;
   moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
@@ -292,7 +290,6 @@ static moecomm_result_t shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c)
 
 static moecomm_result_t shm_all_gather(mc_comm_t *comm, const mc_coll_t *c)
 {
-  if (c->count == 0) return MOECOMM_SUCCESS;
   mc_shm_t *shm;
   uint64_t desc;
   moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
@@ -319,7 +316,6 @@ static moecomm_result_t shm_all_gather(mc_comm_t *comm, const mc_coll_t *c)
 
 static moecomm_result_t shm_broadcast(mc_comm_t *comm, const mc_coll_t *c)
 {
-  if (c->count == 0) return MOECOMM_SUCCESS;
   mc_shm_t *shm;
   uint64_t desc;
   moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
@@ -347,7 +343,6 @@ const mc_backend_ops_t mc_shm_ops = {
     .name = "shm",
     .id = MOECOMM_BACKEND_SHM,
     .fallback = MOECOMM_BACKEND_NONE,
-    .needs_device = 0,
     .probe = shm_probe,
     .comm_init = shm_comm_init,
     .comm_fini = shm_comm_fini,
