@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 #include <netdb.h>
 #include <arpa/inet.h>
@@ -148,10 +147,7 @@ static void mc_boot_server_release(mc_boot_server_t *s, int linger_ms) {
   if (mc_store_server_clients(s->srv) > 0 && linger_ms > 0) {
     MC_INFO("rendezvous store: waiting up to %d ms for %zu other rank(s) to finish with it",
             linger_ms, mc_store_server_clients(s->srv));
-    while (mc_store_server_clients(s->srv) > 0 && mc_now_ms() < until) {
-      struct timespec ts = {0, 5 * 1000 * 1000};
-      nanosleep(&ts, NULL);
-    }
+    while (mc_store_server_clients(s->srv) > 0 && mc_now_ms() < until) mc_sleep_us(5000);
   }
   mc_store_server_stop(s->srv);
   free(s);

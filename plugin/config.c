@@ -169,16 +169,6 @@ static moecomm_result_t mc_parse_blocks(const char *name, const char *value, voi
   return MOECOMM_SUCCESS;
 }
 
-static moecomm_result_t mc_parse_nccl_window(const char *name, const char *value, void *field,
-                                             mc_err_t *err) {
-  uint64_t v;
-  if (mc_parse_u64(value, 1, &v) != 0 || (v != 0 && (v < 4096 || v > (256ull << 20))))
-    return mc_bad(err, name, value,
-                  "0 (off) or a byte count from 4096 to 256M, with optional K or M");
-  *(size_t *)field = (size_t)v;
-  return MOECOMM_SUCCESS;
-}
-
 #define MC_FIELD(f) offsetof(mc_config_t, f)
 static const mc_var_t mc_vars[] = {
     {"MOECOMM_BACKEND", mc_parse_backend, MC_FIELD(backend)},
@@ -193,8 +183,6 @@ static const mc_var_t mc_vars[] = {
     /* backend-specific variables: append here */
     {"MOECOMM_NCCL_CONFIG", mc_parse_nccl_config, MC_FIELD(nccl_config)},
     {"MOECOMM_NCCL_LEAN_CTAS", mc_parse_nccl_ctas, MC_FIELD(nccl_lean_ctas)},
-    {"MOECOMM_NCCL_WINDOW_BYTES", mc_parse_nccl_window, MC_FIELD(nccl_window_bytes)},
-    {"MOECOMM_NCCL_NONBLOCKING", mc_parse_bool, MC_FIELD(nccl_nonblocking)},
     {"MOECOMM_CUSTOM_PDL", mc_parse_bool, MC_FIELD(custom_pdl)},
     {"MOECOMM_CUSTOM_MAX_BLOCKS", mc_parse_blocks, MC_FIELD(custom_max_blocks)},
 };

@@ -41,10 +41,6 @@ typedef struct mc_config {
   int nccl_config;          /* MOECOMM_NCCL_CONFIG: 0 auto (lean for MoE-only comms), 1 default,
                                2 lean */
   int nccl_lean_ctas;       /* MOECOMM_NCCL_LEAN_CTAS: maxCTAs of the lean config (default 4) */
-  size_t nccl_window_bytes; /* MOECOMM_NCCL_WINDOW_BYTES: stage eager all-reduces up to this size
-                               through a symmetric NCCL window; 0 off (default) */
-  int nccl_nonblocking;     /* MOECOMM_NCCL_NONBLOCKING: 1 = non-blocking NCCL communicators
-                               (a thread per collective inside NCCL; for comparison), default 0 */
   int custom_max_blocks;    /* MOECOMM_CUSTOM_MAX_BLOCKS: grid cap of one-/two-shot, 0 = 64 */
   int custom_pdl;           /* MOECOMM_CUSTOM_PDL: custom kernels use programmatic dependent
                                launch (default 1; 0 for comparison) */

@@ -14,6 +14,9 @@
 /* Monotonic clock in milliseconds. */
 int64_t mc_now_ms(void);
 
+/* Sleeps `us` microseconds (resumed after signals). */
+void mc_sleep_us(long us);
+
 /* Bytes per element; 0 for a dtype out of range. */
 size_t mc_dtype_size(moecomm_dtype_t dtype);
 const char *mc_dtype_name(moecomm_dtype_t dtype);

@@ -1,10 +1,11 @@
 /* nccl.c - the NCCL backend: probe and the collectives (the hot path).
  *
  * One NCCL communicator per mc_comm_t (one distinct rank list), created by comm_init on the
- * first collective routed here (nccl_comm.c).  Communicators are non-blocking (config.blocking =
- * 0) so that no call can hang on a dead peer: a call that answers ncclInProgress is polled
- * against MOECOMM_TIMEOUT_MS.  Before each call one atomic read (ncclCommGetAsyncError) makes a
- * communicator that failed in the background report instead of hanging the next call. */
+ * first collective routed here (nccl_comm.c).  Communicators are blocking (a non-blocking one
+ * costs a thread hand-off inside NCCL per call: +55 us measured, bench/NOTES-nccl.md); that no
+ * call hangs on a dead peer is the watchdog's job (nccl_watch.c).  Before each call one atomic
+ * read (ncclCommGetAsyncError) makes a communicator that failed in the background report instead
+ * of hanging the next call. */
 #include <stdio.h>
 #include <string.h>
 
@@ -43,74 +44,51 @@ static moecomm_result_t mc_nccl_report(mc_nccl_comm_t *p) {
   return mc_err_set(&p->comm->ctx->err, p->fail_code, "%s", p->fail_msg);
 }
 
+/* With p->mu held: marks p failed after NCCL answered `nr` to `what` (a dead member on this host
+   makes it MOECOMM_ERR_PEER); returns the communicator to abort once the lock is released. */
+static ncclComm_t mc_nccl_fail_nr(mc_nccl_comm_t *p, ncclResult_t nr, const char *what) {
+  char dead[320];
+  mc_nccl_dead_ranks(p->comm, dead, sizeof(dead));
+  return mc_nccl_fail_locked(p, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(nr),
+                             "%s on %s failed: %s (%s)%s", what, p->comm->label,
+                             ncclGetErrorString(nr), ncclGetLastError(p->nc), dead);
+}
+
 /* All four collectives: the core validated the arguments and guarantees comm->size >= 2. */
 static moecomm_result_t mc_nccl_coll(mc_comm_t *comm, const mc_coll_t *c) {
   mc_nccl_comm_t *p = comm->be[MOECOMM_BACKEND_NCCL].priv;
   ncclDataType_t dt = mc_nccl_dtype[c->dtype];
   ncclRedOp_t op = mc_nccl_redop[c->op];
   cudaStream_t s = (cudaStream_t)c->stream;
-  const void *send = c->send;
-  void *recv = c->recv;
+  /* Only a broadcast's root reads send; others may pass NULL, which NCCL need not see. */
+  const void *send = c->kind == MC_COLL_BROADCAST && c->root != comm->rank ? c->recv : c->send;
   ncclComm_t victim = NULL;
-  ncclResult_t nr = ncclSuccess, st = ncclSuccess;
+  ncclResult_t nr = ncclSuccess;
   moecomm_result_t r = MOECOMM_SUCCESS;
-  size_t bytes = 0;
-  int staged = 0;
 
   pthread_mutex_lock(&p->mu);
   if (p->failed) goto out;
-  if (ncclCommGetAsyncError(p->nc, &st) != ncclSuccess) st = ncclInternalError;
-  if (st != ncclSuccess) {
-    if (st == ncclInProgress)
-      r = mc_nccl_wait_ready(p, "previous operation", mc_now_ms() + comm->ctx->cfg.timeout_ms,
-                             &victim);
-    else {
-      char dead[320];
-      mc_nccl_dead_ranks(comm, dead, sizeof(dead));
-      victim = mc_nccl_fail_locked(p, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(st),
-                                   "the NCCL communicator of %s has failed: %s (%s)%s", comm->label,
-                                   ncclGetErrorString(st), ncclGetLastError(p->nc), dead);
-    }
-    if (p->failed) goto out;
+  if (ncclCommGetAsyncError(p->nc, &nr) != ncclSuccess) nr = ncclInternalError;
+  if (nr != ncclSuccess) {
+    victim = mc_nccl_fail_nr(p, nr, "an earlier NCCL operation");
+    goto out;
   }
   switch (c->kind) {
-    case MC_COLL_ALL_REDUCE:
-      bytes = c->count * mc_dtype_size(c->dtype);
-      if (p->win_bytes != 0 && mc_nccl_window_fits(p, c, bytes)) {
-        r = mc_nccl_window_stage_in(p, c, bytes, &send, &recv);
-        if (r != MOECOMM_SUCCESS) goto out;
-        staged = 1;
-      }
-      nr = ncclAllReduce(send, recv, c->count, dt, op, p->nc, s);
-      break;
-    case MC_COLL_ALL_GATHER: nr = ncclAllGather(send, recv, c->count, dt, p->nc, s); break;
+    case MC_COLL_ALL_REDUCE: nr = ncclAllReduce(send, c->recv, c->count, dt, op, p->nc, s); break;
+    case MC_COLL_ALL_GATHER: nr = ncclAllGather(send, c->recv, c->count, dt, p->nc, s); break;
     case MC_COLL_REDUCE_SCATTER:
-      nr = ncclReduceScatter(send, recv, c->count, dt, op, p->nc, s);
+      nr = ncclReduceScatter(send, c->recv, c->count, dt, op, p->nc, s);
       break;
     case MC_COLL_BROADCAST:
-      /* Only the root reads send; others may pass NULL, which NCCL need not see. */
-      if (c->root != comm->rank) send = recv;
-      nr = ncclBroadcast(send, recv, c->count, dt, c->root, p->nc, s);
+      nr = ncclBroadcast(send, c->recv, c->count, dt, c->root, p->nc, s);
       break;
     default:
       r = mc_err_set(&comm->ctx->err, MOECOMM_ERR_INTERNAL, "unknown collective kind %d",
                      (int)c->kind);
       goto out;
   }
-  if (nr == ncclInProgress) {
-    /* Launch continues in NCCL's thread; nothing may follow it on the stream before it ends. */
-    r = mc_nccl_wait_ready(p, mc_nccl_coll_name[c->kind], mc_now_ms() + comm->ctx->cfg.timeout_ms,
-                           &victim);
-  } else if (nr != ncclSuccess) {
-    /* Peers may have launched their part: the communicator cannot be trusted any more. */
-    char dead[320];
-    mc_nccl_dead_ranks(comm, dead, sizeof(dead));
-    victim =
-        mc_nccl_fail_locked(p, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(nr),
-                            "%s on %s failed: %s (%s)%s", mc_nccl_coll_name[c->kind], comm->label,
-                            ncclGetErrorString(nr), ncclGetLastError(p->nc), dead);
-  }
-  if (r == MOECOMM_SUCCESS && !p->failed && staged) r = mc_nccl_window_stage_out(p, c, bytes);
+  /* Peers may have launched their part: the communicator cannot be trusted any more. */
+  if (nr != ncclSuccess) victim = mc_nccl_fail_nr(p, nr, mc_nccl_coll_name[c->kind]);
 
 out:
   if (p->failed) r = mc_nccl_report(p);

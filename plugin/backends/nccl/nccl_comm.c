@@ -2,14 +2,12 @@
  *
  * comm_init (collective over the comm's members):
  *   1. the first member makes the unique id; one exchange through the rendezvous store gives
- *      every member the id and each member's NCCL version and wishes (config, window);
- *   2. on a helper thread (nccl_step.c): a private stream and a 2 MiB scratch buffer, the memory
- *      baseline, ncclCommInitRankConfig, and two in-place all-reduces on the scratch (1 float and
- *      2 MiB) - NCCL connects its channels lazily at the first collectives, so the memory measured
- *      below includes the connections, and a first collective inside graph capture finds them
- *      ready.  The caller waits with MOECOMM_TIMEOUT_MS and watches that the members are alive;
- *   3. the caller waits for the warm-up kernels (same deadline), then sets up the optional
- *      symmetric staging window (nccl_window.c);
+ *      every member the id and each member's NCCL version and wishes (config);
+ *   2. on a helper thread (nccl_step.c): a private stream and a small scratch buffer, the memory
+ *      baseline, ncclCommInitRankConfig, and a 1-element all-reduce on the scratch, which proves
+ *      every member connected.  The caller waits with MOECOMM_TIMEOUT_MS and watches that the
+ *      members are alive;
+ *   3. the caller waits for the warm-up kernel (same deadline);
  *   4. cudaMemGetInfo and RSS after step 3 against the baseline give the device and host bytes.
  * Nothing is enqueued on the caller's stream, and the legacy default stream is never used.
  *
@@ -20,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../../gpu.h"
@@ -28,10 +25,8 @@
 #include "../../util.h"
 #include "nccl_priv.h"
 
-/* Scratch of the warm-up.  The warm-up is one 1-element all-reduce: it proves every member
-   connected (bounded by the deadline) without making NCCL connect the buffers of the protocols
-   large messages use; those are allocated when a large message first needs them, so a group that
-   only ever moves small messages never pays for them (bench/NOTES-nccl.md). */
+/* Scratch of the warm-up all-reduce (one element).  A larger warm-up measured the same memory:
+   on NVLink NCCL allocates its buffers at init (bench/NOTES-nccl.md). */
 #define MC_NCCL_SCRATCH_BYTES ((size_t)4096)
 
 /* What every member tells the others before NCCL init. */
@@ -41,7 +36,6 @@ typedef struct mc_nccl_hello {
   int32_t lean;    /* wants the lean config */
   int32_t ctas;    /* its lean maxCTAs */
   int32_t pad;
-  uint64_t window_bytes; /* staging window it wants (0: none) */
 } mc_nccl_hello_t;
 
 static pthread_once_t mc_nccl_env_once = PTHREAD_ONCE_INIT;
@@ -73,12 +67,7 @@ static int mc_nccl_moe_only(const mc_comm_t *comm) {
   return used;
 }
 
-static void mc_nccl_sleep_us(long us) {
-  struct timespec ts = {0, us * 1000};
-  nanosleep(&ts, NULL);
-}
-
-/* The members agree on one id, one config and one window size (any member's "no" wins). */
+/* The members agree on one id and one config (any member's "no" to lean wins). */
 static moecomm_result_t mc_nccl_agree(mc_nccl_comm_t *p, mc_nccl_hello_t *agreed_p) {
   mc_comm_t *comm = p->comm;
   mc_context_t *ctx = comm->ctx;
@@ -90,7 +79,6 @@ static moecomm_result_t mc_nccl_agree(mc_nccl_comm_t *p, mc_nccl_hello_t *agreed
   (void)ncclGetVersion(&me.version);
   me.lean = ctx->cfg.nccl_config == 2 || (ctx->cfg.nccl_config == 0 && mc_nccl_moe_only(comm));
   me.ctas = ctx->cfg.nccl_lean_ctas > 0 ? ctx->cfg.nccl_lean_ctas : MC_NCCL_LEAN_CTAS_DEFAULT;
-  me.window_bytes = ctx->cfg.nccl_window_bytes;
   if (comm->rank == 0) {
     nr = ncclGetUniqueId(&me.id);
     if (nr != ncclSuccess)
@@ -121,14 +109,11 @@ static moecomm_result_t mc_nccl_agree(mc_nccl_comm_t *p, mc_nccl_hello_t *agreed
     }
     agreed_p->lean &= h->lean;
     agreed_p->ctas = MC_MIN(agreed_p->ctas, h->ctas);
-    agreed_p->window_bytes = MC_MIN(agreed_p->window_bytes, h->window_bytes);
   }
-  if (r == MOECOMM_SUCCESS && (agreed_p->lean != me.lean || agreed_p->ctas != me.ctas ||
-                               agreed_p->window_bytes != me.window_bytes))
-    MC_WARN(
-        "%s: the ranks set MOECOMM_NCCL_CONFIG / _LEAN_CTAS / _WINDOW_BYTES differently; "
-        "using lean=%d ctas=%d window=%llu on all of them",
-        comm->label, agreed_p->lean, agreed_p->ctas, (unsigned long long)agreed_p->window_bytes);
+  if (r == MOECOMM_SUCCESS && (agreed_p->lean != me.lean || agreed_p->ctas != me.ctas))
+    MC_WARN("%s: the ranks set MOECOMM_NCCL_CONFIG / _LEAN_CTAS differently; using lean=%d "
+            "ctas=%d on all of them",
+            comm->label, agreed_p->lean, agreed_p->ctas);
   free(all);
   return r;
 }
@@ -157,16 +142,14 @@ static void mc_nccl_init_body(mc_nccl_step_t *s) {
   MC_STEP_CUDA(s, cudaMemGetInfo(&s->free0, &total));
   s->rss0 = mc_nccl_rss_bytes();
 
-  cfg.blocking = s->nonblocking ? 0 : 1;
+  cfg.blocking = 1;
   if (s->max_ctas > 0) cfg.maxCTAs = s->max_ctas;
   s->nr = ncclCommInitRankConfig(&s->nc, s->nranks, s->id, s->rank, &cfg);
-  s->nr = mc_nccl_step_settle(s, s->nc, s->nr);
   if (s->nr != ncclSuccess) {
     mc_nccl_step_fail(s, "ncclCommInitRankConfig", s->nc);
     return;
   }
   s->nr = ncclAllReduce(s->scratch, s->scratch, 1, ncclFloat32, ncclSum, s->nc, s->stream);
-  s->nr = mc_nccl_step_settle(s, s->nc, s->nr);
   if (s->nr != ncclSuccess) mc_nccl_step_fail(s, "the warm-up all-reduce", s->nc);
 }
 
@@ -201,7 +184,7 @@ static moecomm_result_t mc_nccl_warmup_wait(mc_nccl_comm_t *p, cudaStream_t stre
     }
     if (ncclCommGetAsyncError(p->nc, &st) != ncclSuccess) st = ncclInternalError;
     mc_nccl_dead_ranks(comm, dead, sizeof(dead));
-    if (dead[0] || (st != ncclSuccess && st != ncclInProgress)) {
+    if (dead[0] || st != ncclSuccess) {
       *victim_p = mc_nccl_fail_locked(p, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(st),
                                       "NCCL warm-up all-reduce on %s did not complete: %s%s",
                                       comm->label, ncclGetErrorString(st), dead);
@@ -215,7 +198,7 @@ static moecomm_result_t mc_nccl_warmup_wait(mc_nccl_comm_t *p, cudaStream_t stre
           comm->label, comm->ctx->cfg.timeout_ms);
       return p->fail_code;
     }
-    mc_nccl_sleep_us(sleep_us);
+    mc_sleep_us(sleep_us);
   }
 }
 
@@ -242,7 +225,6 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
     return mc_err_set(err, MOECOMM_ERR_BACKEND, "pthread_mutex_init failed");
   }
   p->comm = comm;
-  p->nonblocking = ctx->cfg.nccl_nonblocking;
   pthread_mutex_lock(&p->mu); /* no watchdog yet; held for the helpers' locking convention */
 
   r = mc_nccl_agree(p, &agreed);
@@ -250,7 +232,7 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
   p->lean = agreed.lean;
   p->max_ctas = agreed.lean ? agreed.ctas : 0;
 
-  step = mc_nccl_step_new(mc_nccl_init_body, mc_nccl_init_cleanup, ctx->device, p->nonblocking);
+  step = mc_nccl_step_new(mc_nccl_init_body, mc_nccl_init_cleanup, ctx->device);
   if (step == NULL) {
     r = mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
     goto fail;
@@ -289,8 +271,6 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
     goto fail;
   }
   r = mc_nccl_warmup_wait(p, stream, deadline, &victim);
-  if (r == MOECOMM_SUCCESS && agreed.window_bytes > 0)
-    r = mc_nccl_window_init(p, agreed.window_bytes, deadline, &victim);
   if (r != MOECOMM_SUCCESS) {
     if (p->failed) r = mc_err_set(err, p->fail_code, "%s", p->fail_msg);
     goto fail;
@@ -311,10 +291,9 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
   comm->be[MOECOMM_BACKEND_NCCL].device_bytes = free0 > free1 ? free0 - free1 : 0;
   comm->be[MOECOMM_BACKEND_NCCL].host_bytes = rss1 > rss0 ? rss1 - rss0 : 0;
   MC_INFO(
-      "NCCL communicator for %s: %d ranks, %s config (maxCTAs %d), %sblocking, window %zu B, "
-      "%.1f MiB device, %.1f MiB host",
+      "NCCL communicator for %s: %d ranks, %s config (maxCTAs %d), %.1f MiB device, %.1f MiB "
+      "host",
       comm->label, comm->size, p->lean ? "lean" : "default", p->max_ctas,
-      p->nonblocking ? "non-" : "", p->win_bytes,
       (double)comm->be[MOECOMM_BACKEND_NCCL].device_bytes / 1048576.0,
       (double)comm->be[MOECOMM_BACKEND_NCCL].host_bytes / 1048576.0);
   return MOECOMM_SUCCESS;
@@ -325,7 +304,6 @@ fail:
   p->nc = NULL;
   pthread_mutex_unlock(&p->mu);
   mc_nccl_abort(victim); /* also stops warm-up kernels still waiting on a peer */
-  mc_nccl_window_fini(p, NULL);
   if (scratch != NULL) (void)cudaFreeAsync(scratch, stream);
   if (stream != NULL) {
     (void)cudaStreamSynchronize(stream);
@@ -356,14 +334,11 @@ void mc_nccl_comm_fini(mc_comm_t *comm) {
   }
   if (healthy) {
     /* Local: by contract no work of this context is still running (abi/moecomm.h). */
-    ncclResult_t r;
-    mc_nccl_window_fini(p, nc);
-    r = ncclCommDestroy(nc);
+    ncclResult_t r = ncclCommDestroy(nc);
     if (r != ncclSuccess) MC_INFO("ncclCommDestroy on %s: %s", comm->label, ncclGetErrorString(r));
   } else {
     /* A dead peer or an error: destroy could wait for kernels that never end. */
     mc_nccl_abort(nc);
-    mc_nccl_window_fini(p, NULL);
   }
   (void)cudaGetLastError();
   pthread_mutex_destroy(&p->mu);

@@ -5,7 +5,6 @@
  *                warm-up with a timeout, memory measurement
  * nccl_step.c    setup steps that wait for peers, on a helper thread the caller can give up on
  * nccl_watch.c   failure handling: marking a comm failed, aborting it, the watchdog thread
- * nccl_window.c  optional staging of small eager all-reduces through a symmetric NCCL window
  *
  * Locking: every NCCL call on `nc` is made with `mu` held, so that the watchdog can take the
  * communicator away (mark it failed, then abort it outside the lock) without racing a launch. */
@@ -20,17 +19,8 @@
 
 #include "../../backend.h"
 
-/* Oldest NCCL this backend runs with (ncclMemAlloc, init with a config). */
+/* Oldest NCCL this backend runs with (init with a config). */
 #define MC_NCCL_MIN_VERSION NCCL_VERSION(2, 19, 0)
-/* Symmetric windows (ncclCommWindowRegister) and config.commName exist from 2.27. */
-#define MC_NCCL_WINDOW_VERSION NCCL_VERSION(2, 27, 0)
-#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 27, 0)
-#define MC_NCCL_HAVE_WINDOWS 1
-typedef ncclWindow_t mc_nccl_win_t;
-#else
-#define MC_NCCL_HAVE_WINDOWS 0 /* built against an older nccl.h: staging compiled out */
-typedef void *mc_nccl_win_t;
-#endif
 /* maxCTAs of the lean config when MOECOMM_NCCL_LEAN_CTAS is unset.  Measured on 2x H200 (bench-mem,
    a MoE-only communicator after 1 MB all-reduces): 2: 40 MiB, 1 MB in 76.6 us; 4: 76 MiB, 40.5 us;
    8: 148 MiB, 22.5 us; NCCL's default: 484 MiB, 12.9 us.  4 is the largest that keeps such a
@@ -48,15 +38,6 @@ typedef struct mc_nccl_comm {
   char fail_msg[640];
   int lean;        /* created with the lean config */
   int max_ctas;    /* config.maxCTAs used, 0 = NCCL's default */
-  int nonblocking; /* config.blocking = 0 (MOECOMM_NCCL_NONBLOCKING) */
-
-  /* symmetric-window staging (nccl_window.c); win_bytes 0 = off */
-  void *win_buf; /* ncclMemAlloc: send half then recv half */
-  mc_nccl_win_t win;
-  size_t win_bytes;        /* bytes of each half */
-  cudaEvent_t win_done;    /* recorded after each staged call's copy-out */
-  cudaStream_t win_stream; /* stream of the last staged call */
-  int win_used;            /* win_done has been recorded at least once */
 
   /* watchdog (nccl_watch.c) */
   pthread_t wd_thread;
@@ -85,7 +66,7 @@ struct mc_nccl_step {
   int refs;                  /* caller and helper: the last one frees */
   mc_nccl_step_fn_t body;    /* on the helper thread, device already set */
   mc_nccl_step_fn_t cleanup; /* on the helper, when the caller gave up: frees what s holds */
-  int device, nonblocking;
+  int device;
   /* init (nccl_comm.c) */
   int nranks, rank, max_ctas;
   ncclUniqueId id;
@@ -94,12 +75,7 @@ struct mc_nccl_step {
   size_t scratch_bytes; /* in */
   size_t free0;         /* out: cudaMemGetInfo free before init */
   uint64_t rss0;        /* out: resident set before init */
-  /* window registration (nccl_window.c) */
-  void *buf;
-  size_t bytes;
-  mc_nccl_win_t win; /* out */
-  /* both */
-  ncclComm_t nc;     /* init: out; registration: in */
+  ncclComm_t nc;     /* out */
   ncclResult_t nr;   /* out: the failing NCCL call's result, ncclSuccess when all went well */
   cudaError_t ce;    /* out: the failing CUDA call's result */
   const char *where; /* out: which call failed */
@@ -107,8 +83,7 @@ struct mc_nccl_step {
 };
 
 /* A step with refs = 1 (the caller's); NULL when out of memory. */
-mc_nccl_step_t *mc_nccl_step_new(mc_nccl_step_fn_t body, mc_nccl_step_fn_t cleanup, int device,
-                                 int nonblocking);
+mc_nccl_step_t *mc_nccl_step_new(mc_nccl_step_fn_t body, mc_nccl_step_fn_t cleanup, int device);
 /* Runs s->body on a detached helper thread and waits until it ends, a member on this host dies,
    or deadline_ms.  SUCCESS: the body ended (check s->nr, s->ce).  Otherwise p is marked failed
    with the reason (p->nc set to NULL: if it was in s, the helper owns it now) and the code is
@@ -117,9 +92,6 @@ mc_nccl_step_t *mc_nccl_step_new(mc_nccl_step_fn_t body, mc_nccl_step_fn_t clean
 moecomm_result_t mc_nccl_step_run(mc_nccl_comm_t *p, mc_nccl_step_t *s, const char *what,
                                   int64_t deadline_ms);
 void mc_nccl_step_release(mc_nccl_step_t *s);
-/* In a body: for a non-blocking communicator, waits while r is ncclInProgress (gives up when the
-   caller abandoned the step); returns the final result. */
-ncclResult_t mc_nccl_step_settle(mc_nccl_step_t *s, ncclComm_t nc, ncclResult_t r);
 /* In a body: records which call failed and NCCL's last error. */
 void mc_nccl_step_fail(mc_nccl_step_t *s, const char *where, ncclComm_t nc);
 
@@ -139,33 +111,7 @@ ncclComm_t mc_nccl_fail_locked(mc_nccl_comm_t *p, moecomm_result_t code, const c
 /* Aborts a communicator taken by mc_nccl_fail_locked (never hangs on dead peers). */
 void mc_nccl_abort(ncclComm_t nc);
 
-/* Polls ncclCommGetAsyncError while NCCL reports ncclInProgress (a non-blocking communicator),
-   until deadline_ms, looking at the members' liveness in between.  With p->mu held.  On failure
-   marks the comm failed (*victim_p: abort it after unlocking) and returns the code; `what` names
-   the operation. */
-moecomm_result_t mc_nccl_wait_ready(mc_nccl_comm_t *p, const char *what, int64_t deadline_ms,
-                                    ncclComm_t *victim_p);
-
 moecomm_result_t mc_nccl_watch_start(mc_nccl_comm_t *p);
 void mc_nccl_watch_stop(mc_nccl_comm_t *p);
-
-/* ---- nccl_window.c ---- */
-
-/* Collective over the comm (all members agreed on bytes > 0): allocates and registers the
-   staging window.  With p->mu held.  SUCCESS with p->win_bytes 0: the window is off (nothing
-   kept).  On failure the caller aborts p->nc if it still has it, then calls
-   mc_nccl_window_fini(p, NULL) to free what registration may still reference. */
-moecomm_result_t mc_nccl_window_init(mc_nccl_comm_t *p, size_t bytes, int64_t deadline_ms,
-                                     ncclComm_t *victim_p);
-/* Local; after the communicator is gone or with it healthy (deregisters when nc is given). */
-void mc_nccl_window_fini(mc_nccl_comm_t *p, ncclComm_t nc);
-/* 1 when this all-reduce goes through the window (the same answer on every member). */
-int mc_nccl_window_fits(const mc_nccl_comm_t *p, const mc_coll_t *coll, size_t bytes);
-/* Before the all-reduce: waits for the previous staged call if the stream changed, copies send
-   into the window and points *send_p / *recv_p at its halves.  With p->mu held. */
-moecomm_result_t mc_nccl_window_stage_in(mc_nccl_comm_t *p, const mc_coll_t *coll, size_t bytes,
-                                         const void **send_p, void **recv_p);
-/* After the all-reduce was launched: copies the result out and records the window's event. */
-moecomm_result_t mc_nccl_window_stage_out(mc_nccl_comm_t *p, const mc_coll_t *coll, size_t bytes);
 
 #endif

@@ -1,7 +1,6 @@
 /* nccl_step.c - setup steps that wait for peers, run on a helper thread the caller can give up on.
  *
- * Communicator init with its first collectives (which connect the channels) and window
- * registration wait for every member.  moecomm's communicators are blocking (a non-blocking
+ * Communicator init with its first collective waits for every member.  moecomm's communicators are blocking (a non-blocking
  * NCCL communicator starts a thread inside NCCL for every collective, far too slow for the hot
  * path), and a blocking init cannot be interrupted safely: aborting a communicator from another
  * thread while its init runs frees it under NCCL.  So each such step runs on a detached helper
@@ -19,8 +18,7 @@
 #include "../../util.h"
 #include "nccl_priv.h"
 
-mc_nccl_step_t *mc_nccl_step_new(mc_nccl_step_fn_t body, mc_nccl_step_fn_t cleanup, int device,
-                                 int nonblocking) {
+mc_nccl_step_t *mc_nccl_step_new(mc_nccl_step_fn_t body, mc_nccl_step_fn_t cleanup, int device) {
   mc_nccl_step_t *s = calloc(1, sizeof(*s));
   pthread_condattr_t ca;
   if (s == NULL) return NULL;
@@ -36,7 +34,6 @@ mc_nccl_step_t *mc_nccl_step_new(mc_nccl_step_fn_t body, mc_nccl_step_fn_t clean
   s->body = body;
   s->cleanup = cleanup;
   s->device = device;
-  s->nonblocking = nonblocking;
   s->nr = ncclSuccess;
   s->ce = cudaSuccess;
   return s;
@@ -52,24 +49,6 @@ void mc_nccl_step_release(mc_nccl_step_t *s) {
   pthread_cond_destroy(&s->cv);
   pthread_mutex_destroy(&s->mu);
   free(s);
-}
-
-static void mc_nccl_step_sleep_us(long us) {
-  struct timespec ts = {0, us * 1000};
-  nanosleep(&ts, NULL);
-}
-
-ncclResult_t mc_nccl_step_settle(mc_nccl_step_t *s, ncclComm_t nc, ncclResult_t r) {
-  long us = 10;
-  while (r == ncclInProgress && nc != NULL) {
-    ncclResult_t st = ncclSuccess;
-    if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == MC_STEP_ABANDONED) return ncclInProgress;
-    mc_nccl_step_sleep_us(us);
-    if (us < 1000) us *= 2;
-    if (ncclCommGetAsyncError(nc, &st) != ncclSuccess) return ncclInternalError;
-    r = st;
-  }
-  return r;
 }
 
 void mc_nccl_step_fail(mc_nccl_step_t *s, const char *where, ncclComm_t nc) {

@@ -7,8 +7,6 @@
  * makes the spinning kernels quit).  The next moecomm call on it returns the reason.  Marking
  * happens under the comm's mutex; the abort itself runs outside it, because ncclCommAbort can
  * block (it waits for graphs that still reference the comm) and must not hold up the caller. */
-#include <errno.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -63,65 +61,6 @@ void mc_nccl_abort(ncclComm_t nc) {
   if (r != ncclSuccess) MC_INFO("ncclCommAbort: %s (ignored)", ncclGetErrorString(r));
 }
 
-static void mc_nccl_sleep_us(long us) {
-  struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
-moecomm_result_t mc_nccl_wait_ready(mc_nccl_comm_t *p, const char *what, int64_t deadline_ms,
-                                    ncclComm_t *victim_p) {
-  mc_comm_t *comm = p->comm;
-  long sleep_us = 20;
-  int spins = 0;
-  int64_t next_alive_check = 0;
-  char dead[320];
-  for (;;) {
-    ncclResult_t st = ncclSuccess, r;
-    int64_t now;
-    if (p->nc == NULL) return p->fail_code;
-    r = ncclCommGetAsyncError(p->nc, &st);
-    if (r != ncclSuccess) st = r;
-    if (st == ncclSuccess) return MOECOMM_SUCCESS;
-    if (st != ncclInProgress) {
-      ncclComm_t nc = p->nc;
-      mc_nccl_dead_ranks(comm, dead, sizeof(dead));
-      *victim_p = mc_nccl_fail_locked(p, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(st),
-                                      "NCCL %s on %s failed: %s (%s)%s", what, comm->label,
-                                      ncclGetErrorString(st), ncclGetLastError(nc), dead);
-      return p->fail_code;
-    }
-    /* A launch handed to NCCL's thread usually ends within microseconds: yield first. */
-    if (spins < 200) {
-      spins++;
-      sched_yield();
-      continue;
-    }
-    now = mc_now_ms();
-    if (now >= next_alive_check) {
-      /* A dead member never arrives: say so at once instead of waiting for the timeout. */
-      mc_nccl_dead_ranks(comm, dead, sizeof(dead));
-      if (dead[0]) {
-        *victim_p = mc_nccl_fail_locked(p, MOECOMM_ERR_PEER, "NCCL %s on %s cannot finish%s", what,
-                                        comm->label, dead);
-        return p->fail_code;
-      }
-      next_alive_check = now + 10;
-    }
-    if (now >= deadline_ms) {
-      *victim_p = mc_nccl_fail_locked(
-          p, MOECOMM_ERR_TIMEOUT,
-          "NCCL %s on %s did not finish within %d ms (MOECOMM_TIMEOUT_MS): a member of the "
-          "group is not taking part (stuck, or on a host whose processes cannot be checked "
-          "from here)",
-          what, comm->label, comm->ctx->cfg.timeout_ms);
-      return p->fail_code;
-    }
-    mc_nccl_sleep_us(sleep_us);
-    if (sleep_us < 1000) sleep_us *= 2;
-  }
-}
-
 /* ---- the watchdog ---------------------------------------------------------------------- */
 
 static void *mc_nccl_watch_main(void *arg) {
@@ -150,7 +89,7 @@ static void *mc_nccl_watch_main(void *arg) {
                                    "the NCCL communicator of %s was aborted%s; work queued on it "
                                    "was cancelled and its results are undefined",
                                    p->comm->label, dead);
-    else if (st != ncclSuccess && st != ncclInProgress)
+    else if (st != ncclSuccess)
       victim = mc_nccl_fail_locked(p, mc_nccl_code(st),
                                    "the NCCL communicator of %s reported an asynchronous error and "
                                    "was aborted: %s (%s)",
