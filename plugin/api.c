@@ -30,7 +30,9 @@ static _Atomic uint32_t mc_api_negotiated = MOECOMM_ABI_VERSION;
 static int mc_api_ctx_ok(const mc_context_t *ctx) {
   return ctx != NULL && ctx->magic == MC_CONTEXT_MAGIC;
 }
-static int mc_api_group_ok(const mc_group_t *g) { return g != NULL && g->magic == MC_GROUP_MAGIC; }
+static int mc_api_group_ok(const mc_group_t *g) {
+  return g != NULL && g->magic == MC_GROUP_MAGIC;
+}
 
 static mc_err_t *mc_api_err(const mc_context_t *ctx) {
   return ctx != NULL ? (mc_err_t *)&ctx->err : mc_err_thread();
@@ -89,7 +91,8 @@ static moecomm_result_t mc_api_context_info(const moecomm_context_t *ctx,
                                             moecomm_context_info_t *info_p) {
   moecomm_context_info_t info;
   if (!mc_api_ctx_ok(ctx))
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "context_info: ctx is NULL or not a live moecomm context");
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
+                      "context_info: ctx is NULL or not a live moecomm context");
   if (info_p == NULL)
     return mc_err_set(mc_api_err(ctx), MOECOMM_ERR_INVALID_ARGUMENT,
                       "context_info: info_p is NULL");
@@ -101,8 +104,8 @@ static moecomm_result_t mc_api_context_info(const moecomm_context_t *ctx,
   info.num_hosts = ctx->num_hosts;
   info.abi_version = ctx->abi_version;
   return mc_api_write_out(info_p, &info, sizeof(info),
-                          MOECOMM_STRUCT_SIZE(moecomm_context_info_t, abi_version),
-                          "context_info", mc_api_err(ctx));
+                          MOECOMM_STRUCT_SIZE(moecomm_context_info_t, abi_version), "context_info",
+                          mc_api_err(ctx));
 }
 
 /* ---- groups ---- */
@@ -110,7 +113,8 @@ static moecomm_result_t mc_api_context_info(const moecomm_context_t *ctx,
 static moecomm_result_t mc_api_group_get(moecomm_context_t *ctx, moecomm_group_kind_t kind,
                                          moecomm_group_t **group_p) {
   if (!mc_api_ctx_ok(ctx))
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "group_get: ctx is NULL or not a live moecomm context");
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
+                      "group_get: ctx is NULL or not a live moecomm context");
   if ((int)kind < 0 || (int)kind >= MC_GROUP_KIND_COUNT)
     return mc_err_set(&ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "group_get: kind %d is not a group kind (0..%d)", (int)kind,
@@ -127,7 +131,8 @@ static moecomm_result_t mc_api_group_stats(const moecomm_group_t *group,
   const mc_comm_t *comm;
   moecomm_backend_t be;
   if (!mc_api_group_ok(group))
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "group_stats: group is NULL or not a moecomm group handle");
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
+                      "group_stats: group is NULL or not a moecomm group handle");
   if (stats_p == NULL)
     return mc_err_set(&group->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "group_stats: stats_p is NULL");
@@ -163,7 +168,8 @@ static moecomm_result_t mc_api_check_coll(mc_group_t *group, const char *name, c
   mc_err_t *err;
   size_t esz;
   if (!mc_api_group_ok(group))
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "%s: group is NULL or not a moecomm group handle", name);
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
+                      "%s: group is NULL or not a moecomm group handle", name);
   err = &group->ctx->err;
   esz = mc_dtype_size(dtype);
   if (esz == 0)
@@ -177,8 +183,10 @@ static moecomm_result_t mc_api_check_coll(mc_group_t *group, const char *name, c
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "%s: %s buffer is NULL with count %zu",
                       name, send == NULL ? "send" : "recv", count);
   if (count > SIZE_MAX / esz / mult)
-    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "%s: count %zu overflows the address "
-                      "space", name, count);
+    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
+                      "%s: count %zu overflows the address "
+                      "space",
+                      name, count);
   if (group->ctx->device < 0 && stream != NULL)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "%s: stream must be NULL on a CPU context (buffers are host memory)", name);
@@ -189,27 +197,27 @@ static moecomm_result_t mc_api_all_reduce(moecomm_group_t *group, const void *se
                                           size_t count, moecomm_dtype_t dtype, moecomm_redop_t op,
                                           void *stream) {
   mc_coll_t c = {MC_COLL_ALL_REDUCE, send, recv, count, dtype, op, 0, stream, 0};
-  moecomm_result_t r = mc_api_check_coll(group, "all_reduce", send, recv, count, dtype, 1, op,
-                                         stream, 1);
+  moecomm_result_t r =
+      mc_api_check_coll(group, "all_reduce", send, recv, count, dtype, 1, op, stream, 1);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
 }
 
 static moecomm_result_t mc_api_all_gather(moecomm_group_t *group, const void *send, void *recv,
                                           size_t send_count, moecomm_dtype_t dtype, void *stream) {
   mc_coll_t c = {MC_COLL_ALL_GATHER, send, recv, send_count, dtype, MOECOMM_SUM, 0, stream, 0};
-  moecomm_result_t r = mc_api_check_coll(group, "all_gather", send, recv, send_count, dtype, 0,
-                                         MOECOMM_SUM, stream,
-                                         mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
+  moecomm_result_t r =
+      mc_api_check_coll(group, "all_gather", send, recv, send_count, dtype, 0, MOECOMM_SUM, stream,
+                        mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
 }
 
-static moecomm_result_t mc_api_reduce_scatter(moecomm_group_t *group, const void *send,
-                                              void *recv, size_t recv_count,
-                                              moecomm_dtype_t dtype, moecomm_redop_t op,
-                                              void *stream) {
+static moecomm_result_t mc_api_reduce_scatter(moecomm_group_t *group, const void *send, void *recv,
+                                              size_t recv_count, moecomm_dtype_t dtype,
+                                              moecomm_redop_t op, void *stream) {
   mc_coll_t c = {MC_COLL_REDUCE_SCATTER, send, recv, recv_count, dtype, op, 0, stream, 0};
-  moecomm_result_t r = mc_api_check_coll(group, "reduce_scatter", send, recv, recv_count, dtype,
-                                         1, op, stream, mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
+  moecomm_result_t r =
+      mc_api_check_coll(group, "reduce_scatter", send, recv, recv_count, dtype, 1, op, stream,
+                        mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
 }
 
@@ -223,8 +231,9 @@ static moecomm_result_t mc_api_broadcast(moecomm_group_t *group, const void *sen
                       "broadcast: root %d is not an index in group %s of %d ranks", (int)root,
                       mc_topo_kind_name(group->kind), group->comm->size);
   /* Only the root reads send: a non-root may pass NULL. */
-  r = mc_api_check_coll(group, "broadcast", mc_api_group_ok(group) && root == group->comm->rank ? send : recv,
-                        recv, count, dtype, 0, MOECOMM_SUM, stream, 1);
+  r = mc_api_check_coll(group, "broadcast",
+                        mc_api_group_ok(group) && root == group->comm->rank ? send : recv, recv,
+                        count, dtype, 0, MOECOMM_SUM, stream, 1);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
 }
 
@@ -232,7 +241,8 @@ static moecomm_result_t mc_api_broadcast(moecomm_group_t *group, const void *sen
 
 static moecomm_result_t mc_api_capture_begin(moecomm_context_t *ctx, void *stream) {
   if (!mc_api_ctx_ok(ctx))
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "capture_begin: ctx is NULL or not a live moecomm context");
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
+                      "capture_begin: ctx is NULL or not a live moecomm context");
   if (ctx->device < 0 && stream != NULL)
     return mc_err_set(&ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "capture_begin: stream must be NULL on a CPU context");
@@ -241,7 +251,8 @@ static moecomm_result_t mc_api_capture_begin(moecomm_context_t *ctx, void *strea
 
 static moecomm_result_t mc_api_capture_end(moecomm_context_t *ctx, void *stream) {
   if (!mc_api_ctx_ok(ctx))
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "capture_end: ctx is NULL or not a live moecomm context");
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
+                      "capture_end: ctx is NULL or not a live moecomm context");
   if (ctx->device < 0 && stream != NULL)
     return mc_err_set(&ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "capture_end: stream must be NULL on a CPU context");
@@ -255,8 +266,7 @@ static moecomm_result_t mc_api_plan_capture_sizes(const moecomm_context_t *ctx,
   if (!mc_api_ctx_ok(ctx))
     return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
                       "plan_capture_sizes: ctx is NULL or not a live moecomm context");
-  return mc_plan_capture_sizes(ctx, params, sizes, capacity, num_p, multiple_p,
-                               mc_api_err(ctx));
+  return mc_plan_capture_sizes(ctx, params, sizes, capacity, num_p, multiple_p, mc_api_err(ctx));
 }
 
 /* ---- scatter modes (ABI 1.1) ---- */
@@ -264,7 +274,8 @@ static moecomm_result_t mc_api_plan_capture_sizes(const moecomm_context_t *ctx,
 static moecomm_result_t mc_api_layer_mode(const moecomm_context_t *ctx, moecomm_layer_kind_t layer,
                                           moecomm_scatter_mode_t *mode_p) {
   if (!mc_api_ctx_ok(ctx))
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "layer_mode: ctx is NULL or not a live moecomm context");
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
+                      "layer_mode: ctx is NULL or not a live moecomm context");
   if (mode_p == NULL)
     return mc_err_set(mc_api_err(ctx), MOECOMM_ERR_INVALID_ARGUMENT, "layer_mode: mode_p is NULL");
   return mc_layer_mode(ctx, (int)layer, mode_p, mc_api_err(ctx));
@@ -273,14 +284,16 @@ static moecomm_result_t mc_api_layer_mode(const moecomm_context_t *ctx, moecomm_
 static moecomm_result_t mc_api_mode_rows(const moecomm_context_t *ctx, moecomm_scatter_mode_t mode,
                                          const int32_t *tokens, size_t *rows_p) {
   if (!mc_api_ctx_ok(ctx))
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "mode_rows: ctx is NULL or not a live moecomm context");
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
+                      "mode_rows: ctx is NULL or not a live moecomm context");
   return mc_mode_rows(ctx, (int)mode, tokens, rows_p, mc_api_err(ctx));
 }
 
 static moecomm_result_t mc_api_scatter(moecomm_context_t *ctx, const moecomm_scatter_args_t *args,
                                        void *stream) {
   if (!mc_api_ctx_ok(ctx))
-    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT, "scatter: ctx is NULL or not a live moecomm context");
+    return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
+                      "scatter: ctx is NULL or not a live moecomm context");
   return mc_scatter(ctx, args, stream);
 }
 

@@ -27,15 +27,15 @@
 
 typedef struct mc_boot_rec {
   uint32_t magic;
-  uint32_t version;     /* MOECOMM_ABI_VERSION of the plugin build */
+  uint32_t version; /* MOECOMM_ABI_VERSION of the plugin build */
   int32_t rank;
   int32_t pid;
-  int32_t topo[9];      /* world, tp, pp, ep, moe_dp, attn_cp, attn_dp, moe_dense_tp, device>=0 */
-  int32_t store_port;   /* rank 0 only */
+  int32_t topo[9];    /* world, tp, pp, ep, moe_dp, attn_cp, attn_dp, moe_dense_tp, device>=0 */
+  int32_t store_port; /* rank 0 only */
   uint64_t host_hash;
   char host_id[128];
-  char store_host[64];  /* rank 0 only */
-  char ctx_id[48];      /* rank 0 only */
+  char store_host[64]; /* rank 0 only */
+  char ctx_id[48];     /* rank 0 only */
 } mc_boot_rec_t;
 
 /* One store server per (process, port) when MOECOMM_STORE is shared by several contexts. */
@@ -182,7 +182,8 @@ static moecomm_result_t mc_boot_allgather(mc_context_t *ctx, const char *prefix,
         int exists = 0;
         if (j == me) continue;
         snprintf(key, sizeof(key), "%s/%d", prefix, (int)ranks[j]);
-        if (j == i || (mc_store_check(ctx->store, key, &exists, NULL) == MOECOMM_SUCCESS && !exists))
+        if (j == i ||
+            (mc_store_check(ctx->store, key, &exists, NULL) == MOECOMM_SUCCESS && !exists))
           missing[nmiss++] = ranks[j];
         if (dead < 0 && !mc_boot_peer_alive(ctx, ranks[j])) dead = ranks[j];
       }
@@ -228,8 +229,7 @@ static moecomm_result_t mc_world_exchange_prefix(mc_context_t *ctx, const char *
 moecomm_result_t mc_world_exchange(mc_context_t *ctx, const char *what, const void *send,
                                    void *recv, size_t bytes) {
   char prefix[128];
-  snprintf(prefix, sizeof(prefix), "%s/world/%llu", ctx->id,
-           (unsigned long long)ctx->world_seq++);
+  snprintf(prefix, sizeof(prefix), "%s/world/%llu", ctx->id, (unsigned long long)ctx->world_seq++);
   return mc_world_exchange_prefix(ctx, prefix, what, send, recv, bytes);
 }
 
@@ -262,8 +262,8 @@ static void mc_boot_fill_rec(const mc_context_t *ctx, const char *host_id, mc_bo
   rec->version = MOECOMM_ABI_VERSION;
   rec->rank = t->rank;
   rec->pid = (int32_t)getpid();
-  int32_t topo[9] = {t->world, t->tp, t->pp, t->ep, t->moe_dp, t->attn_cp, t->attn_dp,
-                     t->moe_dense_tp, ctx->device >= 0};
+  int32_t topo[9] = {t->world,   t->tp,      t->pp,           t->ep,           t->moe_dp,
+                     t->attn_cp, t->attn_dp, t->moe_dense_tp, ctx->device >= 0};
   memcpy(rec->topo, topo, sizeof(topo));
   snprintf(rec->host_id, sizeof(rec->host_id), "%s", host_id);
   rec->host_hash = mc_hash(host_id);
@@ -271,8 +271,8 @@ static void mc_boot_fill_rec(const mc_context_t *ctx, const char *host_id, mc_bo
 
 /* Every rank passed the same sizes, and every record is where its rank says. */
 static moecomm_result_t mc_boot_check_recs(mc_context_t *ctx, const mc_boot_rec_t *recs) {
-  static const char *const names[9] = {"world_size", "tp", "pp", "ep", "moe_dp", "attn_cp",
-                                       "attn_dp", "moe_dense_tp", "uses a GPU"};
+  static const char *const names[9] = {
+      "world_size", "tp", "pp", "ep", "moe_dp", "attn_cp", "attn_dp", "moe_dense_tp", "uses a GPU"};
   const mc_boot_rec_t *me = &recs[ctx->topo.rank];
   for (int r = 0; r < ctx->topo.world; r++) {
     if (recs[r].magic != MC_BOOT_MAGIC || recs[r].rank != r)
@@ -283,8 +283,8 @@ static moecomm_result_t mc_boot_check_recs(mc_context_t *ctx, const mc_boot_rec_
     for (int k = 0; k < 9; k++)
       if (recs[r].topo[k] != me->topo[k])
         return mc_err_set(&ctx->err, MOECOMM_ERR_CONFIG,
-                          "topology differs between ranks: rank %d has %s=%d, rank %d has %s=%d",
-                          r, names[k], (int)recs[r].topo[k], ctx->topo.rank, names[k],
+                          "topology differs between ranks: rank %d has %s=%d, rank %d has %s=%d", r,
+                          names[k], (int)recs[r].topo[k], ctx->topo.rank, names[k],
                           (int)me->topo[k]);
   }
   return MOECOMM_SUCCESS;

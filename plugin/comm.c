@@ -45,8 +45,7 @@ moecomm_result_t mc_comm_ensure(mc_comm_t *comm, moecomm_backend_t id, int captu
   }
   if (r != MOECOMM_SUCCESS) {
     be->failed = r;
-    return mc_err_wrap(&ctx->err, r, "creating the %s communicator for %s", ops->name,
-                       comm->label);
+    return mc_err_wrap(&ctx->err, r, "creating the %s communicator for %s", ops->name, comm->label);
   }
   be->created = 1;
   /* A communicator born inside the capture scope joins it. */
@@ -59,8 +58,7 @@ moecomm_result_t mc_comm_ensure(mc_comm_t *comm, moecomm_backend_t id, int captu
 
 moecomm_backend_t mc_group_backend_in_use(const mc_group_t *group) {
   moecomm_backend_t be = group->backend;
-  while (be != MOECOMM_BACKEND_NONE && group->comm->be[be].declined)
-    be = mc_backends[be]->fallback;
+  while (be != MOECOMM_BACKEND_NONE && group->comm->be[be].declined) be = mc_backends[be]->fallback;
   return be;
 }
 
@@ -111,8 +109,8 @@ moecomm_result_t mc_group_collective(mc_group_t *group, mc_coll_t *c) {
       continue;
     }
     if (r != MOECOMM_SUCCESS)
-      return mc_err_wrap(&ctx->err, r, "%s of %zu %s on %s (%s)", mc_coll_names[c->kind],
-                         c->count, mc_dtype_name(c->dtype), comm->label, ops->name);
+      return mc_err_wrap(&ctx->err, r, "%s of %zu %s on %s (%s)", mc_coll_names[c->kind], c->count,
+                         mc_dtype_name(c->dtype), comm->label, ops->name);
     return MOECOMM_SUCCESS;
   }
   return mc_err_set(&ctx->err, MOECOMM_ERR_NOT_SUPPORTED,

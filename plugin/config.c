@@ -18,14 +18,14 @@ typedef moecomm_result_t (*mc_parse_fn_t)(const char *name, const char *value, v
                                           mc_err_t *err);
 
 typedef struct mc_var {
-  const char *name;  /* full variable name */
+  const char *name; /* full variable name */
   mc_parse_fn_t parse;
-  size_t offset;     /* of the field in mc_config_t */
+  size_t offset; /* of the field in mc_config_t */
 } mc_var_t;
 
 /* Names the host-side loader reads (host_shim/loader.c): known, but not the plugin's to parse. */
-static const char *const mc_host_vars[] = {"MOECOMM_PLUGIN", "MOECOMM_PLUGIN_DIR", "MOECOMM_RANK", "MOECOMM_SKIP_DEPS",
-                                           "MOECOMM_WORLD_SIZE"};
+static const char *const mc_host_vars[] = {"MOECOMM_PLUGIN", "MOECOMM_PLUGIN_DIR", "MOECOMM_RANK",
+                                           "MOECOMM_SKIP_DEPS", "MOECOMM_WORLD_SIZE"};
 
 static moecomm_result_t mc_bad(mc_err_t *err, const char *name, const char *value,
                                const char *allowed) {
@@ -126,8 +126,7 @@ static moecomm_result_t mc_parse_store(const char *name, const char *value, void
   const char *hp = value + 6, *colon = strrchr(value, ':');
   uint64_t port;
   if (strncmp(value, "tcp://", 6) != 0 || colon == NULL || colon <= hp ||
-      mc_parse_u64(colon + 1, 0, &port) != 0 || port < 1 || port > 65535 ||
-      strlen(value) >= 256)
+      mc_parse_u64(colon + 1, 0, &port) != 0 || port < 1 || port > 65535 || strlen(value) >= 256)
     return mc_bad(err, name, value, "tcp://HOST:PORT (PORT 1..65535)");
   strcpy((char *)field, value);
   return MOECOMM_SUCCESS;

@@ -34,8 +34,7 @@ static moecomm_result_t mc_context_build_comms(mc_context_t *ctx) {
     int n = mc_topo_group_ranks(&ctx->topo, (moecomm_group_kind_t)k, ctx->topo.rank, ranks);
     char key[96];
     mc_comm_t *comm = NULL;
-    mc_comm_make_key(ranks, n, ctx->cfg.share_comms ? "" : mc_topo_kind_name(k), key,
-                     sizeof(key));
+    mc_comm_make_key(ranks, n, ctx->cfg.share_comms ? "" : mc_topo_kind_name(k), key, sizeof(key));
     for (int c = 0; c < ctx->num_comms && comm == NULL; c++)
       if (strcmp(ctx->comms[c]->key, key) == 0) comm = ctx->comms[c];
     if (comm == NULL) {
@@ -121,15 +120,17 @@ static moecomm_result_t mc_context_choose_backends(mc_context_t *ctx) {
                         "device MOECOMM_DEVICE_CPU",
                         var, var_kind, ctx->device);
     } else if (choice == MC_CHOICE_CUSTOM ||
-               (choice == MC_CHOICE_AUTO && (k == MOECOMM_GROUP_TP || k == MOECOMM_GROUP_ATTN_TP))) {
+               (choice == MC_CHOICE_AUTO &&
+                (k == MOECOMM_GROUP_TP || k == MOECOMM_GROUP_ATTN_TP))) {
       be = MOECOMM_BACKEND_CUSTOM;
     } else {
       be = MOECOMM_BACKEND_NCCL;
     }
     if (be == MOECOMM_BACKEND_CUSTOM && g->comm->size > 1 && !g->comm->same_host) {
-      MC_INFO("group %s spans several hosts: the custom all-reduce needs peer-mapped memory "
-              "on one host, so this group uses nccl",
-              mc_topo_kind_name(k));
+      MC_INFO(
+          "group %s spans several hosts: the custom all-reduce needs peer-mapped memory "
+          "on one host, so this group uses nccl",
+          mc_topo_kind_name(k));
       be = MOECOMM_BACKEND_NCCL;
     }
     if (probed[be] == 0) {
@@ -222,11 +223,11 @@ moecomm_result_t mc_context_create(const moecomm_context_params_t *params, mc_co
   }
   if ((r = mc_context_build_comms(ctx)) != MOECOMM_SUCCESS) goto fail;
   if ((r = mc_context_choose_backends(ctx)) != MOECOMM_SUCCESS) goto fail;
-  MC_INFO("context %s ready: rank %d/%d on %s %d, tp=%d attn_tp=%d moe_tp=%d ep=%d, %d "
-          "communicator objects (none created yet)",
-          ctx->id, ctx->topo.rank, ctx->topo.world, ctx->device >= 0 ? "GPU" : "CPU",
-          ctx->device, ctx->topo.tp, ctx->topo.attn_tp, ctx->topo.moe_tp, ctx->topo.ep,
-          ctx->num_comms);
+  MC_INFO(
+      "context %s ready: rank %d/%d on %s %d, tp=%d attn_tp=%d moe_tp=%d ep=%d, %d "
+      "communicator objects (none created yet)",
+      ctx->id, ctx->topo.rank, ctx->topo.world, ctx->device >= 0 ? "GPU" : "CPU", ctx->device,
+      ctx->topo.tp, ctx->topo.attn_tp, ctx->topo.moe_tp, ctx->topo.ep, ctx->num_comms);
   ctx->magic = MC_CONTEXT_MAGIC;
   *ctx_p = ctx;
   return MOECOMM_SUCCESS;

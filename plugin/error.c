@@ -9,7 +9,9 @@
 
 static _Thread_local mc_err_t mc_err_tls;
 
-mc_err_t *mc_err_thread(void) { return &mc_err_tls; }
+mc_err_t *mc_err_thread(void) {
+  return &mc_err_tls;
+}
 
 moecomm_result_t mc_err_set(mc_err_t *err, moecomm_result_t code, const char *fmt, ...) {
   char buf[MC_ERR_MSG_MAX];

@@ -35,8 +35,8 @@ moecomm_result_t mc_gpu_stream_capturing(void *stream, int *capturing_p, mc_err_
 
 moecomm_result_t mc_gpu_copy_async(void *dst, const void *src, size_t bytes, void *stream,
                                    mc_err_t *err) {
-  MC_CUDA_TRY(err, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice,
-                                   (cudaStream_t)stream));
+  MC_CUDA_TRY(err,
+              cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, (cudaStream_t)stream));
   return MOECOMM_SUCCESS;
 }
 
@@ -67,8 +67,12 @@ void mc_gpu_scope_leave(const mc_gpu_scope_t *scope) {
 static moecomm_result_t mc_gpu_none(mc_err_t *err) {
   return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE, "this moecomm build has no CUDA support");
 }
-int mc_gpu_device_count(void) { return 0; }
-moecomm_result_t mc_gpu_set_device(int device, mc_err_t *err) { return mc_gpu_none(err); }
+int mc_gpu_device_count(void) {
+  return 0;
+}
+moecomm_result_t mc_gpu_set_device(int device, mc_err_t *err) {
+  return mc_gpu_none(err);
+}
 moecomm_result_t mc_gpu_stream_capturing(void *stream, int *capturing_p, mc_err_t *err) {
   return mc_gpu_none(err);
 }

@@ -9,9 +9,13 @@
 volatile int mc_log_level_now = MC_LOG_WARN;
 static volatile int mc_log_rank = -1;
 
-void mc_log_set_level(mc_log_level_t level) { mc_log_level_now = (int)level; }
+void mc_log_set_level(mc_log_level_t level) {
+  mc_log_level_now = (int)level;
+}
 
-void mc_log_set_rank(int rank) { mc_log_rank = rank; }
+void mc_log_set_rank(int rank) {
+  mc_log_rank = rank;
+}
 
 void mc_log_write(mc_log_level_t level, const char *file, int line, const char *fmt, ...) {
   static const char *const names[] = {"NONE", "WARN", "INFO", "TRACE"};

@@ -39,25 +39,27 @@ static int mc_plan_multiple(const mc_topo_t *t, uint32_t flags, char *why, size_
                                     "(attention CP), whose tokens are scattered over attn_tp ranks";
   int mult;
   if (!dense_dp && !dp_attn && !split) {
-    snprintf(why, why_size, "no gathered buffers are required (dense MLP is tensor-parallel and "
+    snprintf(why, why_size,
+             "no gathered buffers are required (dense MLP is tensor-parallel and "
              "attention is not data-parallel)");
     return 1;
   }
   mult = t->attn_tp;
   if (t->attn_tp % t->attn_cp != 0) {
     mult *= t->attn_cp;
-    snprintf(why, why_size, "attn_tp=%d times attn_cp=%d (attn_tp is not divisible by attn_cp), "
-             "because %s", t->attn_tp, t->attn_cp, because);
+    snprintf(why, why_size,
+             "attn_tp=%d times attn_cp=%d (attn_tp is not divisible by attn_cp), "
+             "because %s",
+             t->attn_tp, t->attn_cp, because);
   } else {
     snprintf(why, why_size, "attn_tp=%d, because %s", t->attn_tp, because);
   }
   return mult;
 }
 
-moecomm_result_t mc_plan_capture_sizes(const mc_context_t *ctx,
-                                       const moecomm_plan_params_t *params, int32_t *sizes,
-                                       size_t capacity, size_t *num_p, int32_t *multiple_p,
-                                       mc_err_t *err) {
+moecomm_result_t mc_plan_capture_sizes(const mc_context_t *ctx, const moecomm_plan_params_t *params,
+                                       int32_t *sizes, size_t capacity, size_t *num_p,
+                                       int32_t *multiple_p, mc_err_t *err) {
   moecomm_plan_params_t p;
   size_t min_size = MOECOMM_STRUCT_SIZE(moecomm_plan_params_t, num_candidates);
   int32_t defaults[MC_PLAN_DEFAULT_MAX];
@@ -100,8 +102,7 @@ moecomm_result_t mc_plan_capture_sizes(const mc_context_t *ctx,
 
   mult = mc_plan_multiple(&ctx->topo, p.flags, why, sizeof(why));
   tbo = (p.flags & MOECOMM_PLAN_TWO_BATCH_OVERLAP) != 0;
-  for (size_t i = 0; i < ncand; i++)
-    nvalid += cand[i] % mult == 0 && (!tbo || cand[i] >= 2 * mult);
+  for (size_t i = 0; i < ncand; i++) nvalid += cand[i] % mult == 0 && (!tbo || cand[i] >= 2 * mult);
   if (nvalid == 0) {
     for (size_t i = 0; i < ncand && w < sizeof(list); i++)
       w += (size_t)snprintf(list + w, sizeof(list) - w, "%s%d", i ? "," : "", (int)cand[i]);
@@ -109,8 +110,7 @@ moecomm_result_t mc_plan_capture_sizes(const mc_context_t *ctx,
     return mc_err_set(err, MOECOMM_ERR_CONFIG,
                       "no capture size fits: token counts must be multiples of %d (%s)%s; "
                       "candidates were %s",
-                      mult, why, tbo ? " and at least twice that for two-batch overlap" : "",
-                      list);
+                      mult, why, tbo ? " and at least twice that for two-batch overlap" : "", list);
   }
   if (sizes != NULL && capacity < nvalid)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,

@@ -51,17 +51,17 @@ moecomm_result_t mc_layer_mode(const mc_context_t *ctx, int layer, moecomm_scatt
 
 /* Row geometry of this rank for token counts T (see moecomm_scatter_args_t). */
 typedef struct mc_rows {
-  int tp_rank;     /* index in the TP block */
-  int group;       /* attention group g */
-  int attn_rank;   /* index in the ATTN_TP group */
-  int cp_rank;     /* index in the MOE_CP group */
+  int tp_rank;   /* index in the TP block */
+  int group;     /* attention group g */
+  int attn_rank; /* index in the ATTN_TP group */
+  int cp_rank;   /* index in the MOE_CP group */
   int cp_size;
-  size_t t_g;      /* T[g] */
-  size_t n_g;      /* T[g] / attn_tp: SCATTERED rows */
-  size_t s;        /* FULL block rows */
-  size_t p;        /* MOE_FULL block rows */
-  int split_ok;    /* every T[g] is a multiple of attn_tp: SCATTERED and FULL exist */
-  int bad_group;   /* first g whose T[g] is not (when !split_ok) */
+  size_t t_g;    /* T[g] */
+  size_t n_g;    /* T[g] / attn_tp: SCATTERED rows */
+  size_t s;      /* FULL block rows */
+  size_t p;      /* MOE_FULL block rows */
+  int split_ok;  /* every T[g] is a multiple of attn_tp: SCATTERED and FULL exist */
+  int bad_group; /* first g whose T[g] is not (when !split_ok) */
 } mc_rows_t;
 
 static moecomm_result_t mc_rows_init(const mc_context_t *ctx, const int32_t *tokens,
@@ -79,8 +79,8 @@ static moecomm_result_t mc_rows_init(const mc_context_t *ctx, const int32_t *tok
   r.split_ok = 1;
   for (int g = 0; g < ngroups; g++) {
     if (tokens[g] < 0)
-      return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "scatter: tokens[%d]=%d is negative",
-                        g, (int)tokens[g]);
+      return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "scatter: tokens[%d]=%d is negative", g,
+                        (int)tokens[g]);
     if (r.split_ok && tokens[g] % t->attn_tp != 0) {
       r.split_ok = 0;
       r.bad_group = g;
@@ -127,8 +127,10 @@ moecomm_result_t mc_mode_rows(const mc_context_t *ctx, int mode, const int32_t *
   mc_rows_t r;
   moecomm_result_t res;
   if (mode < MOECOMM_SCATTERED || mode > MOECOMM_MOE_FULL)
-    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "mode_rows: mode %d is not a scatter "
-                      "mode", mode);
+    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
+                      "mode_rows: mode %d is not a scatter "
+                      "mode",
+                      mode);
   if (rows_p == NULL)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "mode_rows: rows_p is NULL");
   if ((res = mc_rows_init(ctx, tokens, &r, err)) != MOECOMM_SUCCESS) return res;
@@ -172,8 +174,8 @@ static moecomm_result_t mc_zero_rows(const mc_xfer_t *x, void *dst, size_t rows)
 
 static moecomm_result_t mc_coll_rows(const mc_xfer_t *x, int kind, int group, const void *send,
                                      void *recv, size_t rows) {
-  mc_coll_t c = {(mc_coll_kind_t)kind, send, recv, rows * x->hidden, x->dtype, MOECOMM_SUM, 0,
-                 x->stream, 0};
+  mc_coll_t c = {
+      (mc_coll_kind_t)kind, send, recv, rows * x->hidden, x->dtype, MOECOMM_SUM, 0, x->stream, 0};
   return mc_group_collective(&x->ctx->groups[group], &c);
 }
 
@@ -186,8 +188,8 @@ static moecomm_result_t mc_moe_reduce(const mc_xfer_t *x, void *buf, size_t rows
 
 /* Puts this rank's TP_ATTN_FULL rows (reduced over ATTN_TP when asked) into its MOE_FULL block,
    pads, and gathers the blocks over MOE_CP in place. */
-static moecomm_result_t mc_to_moe_full(const mc_xfer_t *x, const mc_rows_t *r, int from,
-                                       int reduce, void *send, void *recv) {
+static moecomm_result_t mc_to_moe_full(const mc_xfer_t *x, const mc_rows_t *r, int from, int reduce,
+                                       void *send, void *recv) {
   char *own = mc_row(recv, (size_t)r->cp_rank * r->p, x);
   moecomm_result_t res;
   /* No padding and nothing to sum (or a one-rank ATTN_TP): gather straight from send.  Ranks
@@ -238,8 +240,9 @@ static moecomm_result_t mc_from_full(const mc_xfer_t *x, const mc_rows_t *r, int
   if (reduce) return mc_coll_rows(x, MC_COLL_ALL_GATHER, MOECOMM_GROUP_ATTN_TP, own, recv, r->n_g);
   /* Unreduced: the group's rows sit in its members' blocks. */
   for (int j = 0; j < x->ctx->topo.attn_tp && res == MOECOMM_SUCCESS; j++)
-    res = mc_copy_rows(x, mc_row(recv, (size_t)j * r->n_g, x),
-                       mc_row(send, (size_t)(r->group * x->ctx->topo.attn_tp + j) * r->s, x), r->n_g);
+    res =
+        mc_copy_rows(x, mc_row(recv, (size_t)j * r->n_g, x),
+                     mc_row(send, (size_t)(r->group * x->ctx->topo.attn_tp + j) * r->s, x), r->n_g);
   return res;
 }
 
@@ -255,8 +258,8 @@ static int mc_moe_replica_is_cp(const mc_context_t *ctx) {
 /* From MOE_FULL: the MoE reduction when asked, then the slice back.  Each rank needs only its
    own block reduced, so where the replica is the MOE_CP group a reduce-scatter does it with half
    the traffic of an all-reduce. */
-static moecomm_result_t mc_from_moe_full(const mc_xfer_t *x, const mc_rows_t *r, int to,
-                                         int reduce, void *send, void *recv) {
+static moecomm_result_t mc_from_moe_full(const mc_xfer_t *x, const mc_rows_t *r, int to, int reduce,
+                                         void *send, void *recv) {
   char *own = mc_row(send, (size_t)r->cp_rank * r->p, x);
   moecomm_result_t res = MOECOMM_SUCCESS;
   if (reduce && mc_moe_replica_is_cp(x->ctx))
@@ -292,9 +295,10 @@ moecomm_result_t mc_scatter(mc_context_t *ctx, const moecomm_scatter_args_t *arg
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "scatter: from=%d / to=%d are not scatter modes (0..3)", from, to);
   if (esz == 0 || a.hidden == 0 || a.hidden > SIZE_MAX / 4 / esz)
-    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
-                      "scatter: dtype %d / hidden %zu invalid (hidden > 0, dtype a moecomm_dtype_t)",
-                      (int)a.dtype, a.hidden);
+    return mc_err_set(
+        err, MOECOMM_ERR_INVALID_ARGUMENT,
+        "scatter: dtype %d / hidden %zu invalid (hidden > 0, dtype a moecomm_dtype_t)",
+        (int)a.dtype, a.hidden);
   if (ctx->device < 0 && stream != NULL)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "scatter: stream must be NULL on a CPU context");
@@ -311,8 +315,8 @@ moecomm_result_t mc_scatter(mc_context_t *ctx, const moecomm_scatter_args_t *arg
     uintptr_t r1 = r0 + mc_mode_rows_of(ctx, &r, to) * a.hidden * esz;
     if (s0 < s1 && r0 < r1 && s0 < r1 && r0 < s1)
       return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
-                        "scatter: send (%zu bytes) and recv (%zu bytes) overlap",
-                        (size_t)(s1 - s0), (size_t)(r1 - r0));
+                        "scatter: send (%zu bytes) and recv (%zu bytes) overlap", (size_t)(s1 - s0),
+                        (size_t)(r1 - r0));
   }
   x.ctx = ctx;
   x.dtype = (moecomm_dtype_t)a.dtype;
@@ -352,8 +356,7 @@ moecomm_result_t mc_scatter(mc_context_t *ctx, const moecomm_scatter_args_t *arg
     case MOECOMM_MOE_FULL * 4 + MOECOMM_SCATTERED:
     case MOECOMM_MOE_FULL * 4 + MOECOMM_TP_ATTN_FULL:
       return mc_from_moe_full(&x, &r, to, a.reduce, a.send, a.recv);
-    default:
-      break;
+    default: break;
   }
 unsupported:
   return mc_err_set(err, MOECOMM_ERR_NOT_SUPPORTED,

@@ -26,8 +26,9 @@ int mc_topo_kind_from_name(const char *name) {
 static moecomm_result_t mc_topo_opt(const char *name, int32_t v, int dflt, int *out,
                                     mc_err_t *err) {
   if (v < 0 || v > MC_TOPO_MAX_WORLD)
-    return mc_err_set(err, MOECOMM_ERR_CONFIG, "topology: %s=%d is out of range (0 means default, else 1..%d)",
-                      name, (int)v, MC_TOPO_MAX_WORLD);
+    return mc_err_set(err, MOECOMM_ERR_CONFIG,
+                      "topology: %s=%d is out of range (0 means default, else 1..%d)", name, (int)v,
+                      MC_TOPO_MAX_WORLD);
   *out = v == 0 ? dflt : (int)v;
   return MOECOMM_SUCCESS;
 }
@@ -129,8 +130,7 @@ int mc_topo_group_ranks(const mc_topo_t *t, moecomm_group_kind_t kind, int rank,
       return mc_topo_range(out, b + off / t->moe_tp * t->moe_tp, t->moe_tp, 1);
     case MOECOMM_GROUP_MOE_DP:
     case MOECOMM_GROUP_MOE_CP:
-      if (t->attn_cp > t->moe_dp)
-        return mc_topo_group_ranks(t, MOECOMM_GROUP_ATTN_CP, rank, out);
+      if (t->attn_cp > t->moe_dp) return mc_topo_group_ranks(t, MOECOMM_GROUP_ATTN_CP, rank, out);
       return mc_topo_range(out, b + off % (t->moe_tp * t->ep), t->moe_dp, t->moe_tp * t->ep);
   }
   return 0;
