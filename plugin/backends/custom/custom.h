@@ -47,7 +47,6 @@ typedef struct mc_custom_op {
 
 typedef struct mc_custom_comm {
   mc_comm_t *comm;
-  int device;
   int pid;             /* getpid(): same-process members need no IPC */
   cudaStream_t stream; /* private, non-blocking: setup copies, never the caller's */
 

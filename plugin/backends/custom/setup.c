@@ -73,7 +73,7 @@ static moecomm_result_t mc_custom_setup_local(mc_custom_comm_t *p, const mc_cust
     return mc_err_set(why, MOECOMM_ERR_UNAVAILABLE,
                       "the custom kernels cannot run on device %d (%s); they are built for "
                       "sm_90 and newer",
-                      p->device, cudaGetErrorString(e));
+                      comm->ctx->device, cudaGetErrorString(e));
   for (int r = 0; r < comm->size; r++) {
     int dev = -1, can = 0;
     if (r == comm->rank) continue;
@@ -85,7 +85,7 @@ static moecomm_result_t mc_custom_setup_local(mc_custom_comm_t *p, const mc_cust
       (void)cudaGetLastError();
       continue;
     }
-    MC_CUDA_TRY(why, cudaDeviceCanAccessPeer(&can, p->device, dev));
+    MC_CUDA_TRY(why, cudaDeviceCanAccessPeer(&can, comm->ctx->device, dev));
     if (!can)
       return mc_err_set(why, MOECOMM_ERR_UNAVAILABLE, "no P2P path between GPU %s and GPU %s",
                         all[comm->rank].bus_id, all[r].bus_id);
@@ -163,7 +163,6 @@ moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
     goto fail;
   }
   p->comm = comm;
-  p->device = ctx->device;
   p->pid = (int)getpid();
 
   /* A: the settings every member must share, and which GPU each one drives. */
