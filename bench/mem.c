@@ -52,7 +52,7 @@ typedef struct variant {
   const char *name;
   vkind_t kind;
   int tp, ep, attn_cp, moe_dp; /* world is NRANKS */
-  const char *env[5];          /* "NAME=VALUE" set in both ranks */
+  const char *env[5];          /* "NAME=VALUE" set in both ranks; at most 4, NULL after */
   int group;                   /* V_CONFIG: the group whose communicator is measured */
   int split_share;             /* V_SPLIT */
   int overhead;                /* V_CONFIG: also the host time per eager call */
@@ -428,15 +428,7 @@ static int rank_main(int rank, int world, void *arg) {
   int ok = 0;
   (void)world;
   (void)arg;
-  for (int i = 0; i < 5 && g_v->env[i] != NULL; i++) {
-    char name[64];
-    const char *eq = strchr(g_v->env[i], '=');
-    size_t n = eq ? (size_t)(eq - g_v->env[i]) : 0;
-    if (n == 0 || n >= sizeof(name)) continue;
-    memcpy(name, g_v->env[i], n);
-    name[n] = '\0';
-    setenv(name, eq + 1, 1);
-  }
+  mc_test_env_apply(g_v->env);
   if (!mc_bench_rank_gpu(rank, &r->gpu, r->err, sizeof(r->err))) goto out;
   if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess ||
       cudaMalloc(&buf, BUF_BYTES) != cudaSuccess || cudaMemset(buf, 0, BUF_BYTES) != cudaSuccess ||

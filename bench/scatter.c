@@ -97,18 +97,7 @@ static int time_graph(bench_t *b, cudaGraphExec_t exec, int ops, double *us_p) {
 
 static moecomm_scatter_args_t sargs(bench_t *b, int from, int to, int reduce, size_t hidden,
                                     void *send, void *recv) {
-  moecomm_scatter_args_t a;
-  memset(&a, 0, sizeof(a));
-  a.struct_size = sizeof(a);
-  a.from = from;
-  a.to = to;
-  a.reduce = reduce;
-  a.dtype = MOECOMM_BFLOAT16;
-  a.hidden = hidden;
-  a.tokens = b->tokens;
-  a.send = send;
-  a.recv = recv;
-  return a;
+  return mc_test_scatter_args(from, to, reduce, MOECOMM_BFLOAT16, hidden, b->tokens, send, recv);
 }
 
 /* Captures GRAPH_OPS repetitions of the `n` transitions in `a` inside the context's capture

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../host_shim/data.h"
 #include "../common/harness.h"
 #include "util.h"
 
@@ -23,10 +24,6 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
   const unsigned char *b = p;
   for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
   return h;
-}
-
-static size_t dsize(moecomm_dtype_t dt) {
-  return dt == MOECOMM_FLOAT16 || dt == MOECOMM_BFLOAT16 ? 2 : 4;
 }
 
 /* Input of rank r for op k. */
@@ -74,7 +71,7 @@ static int worker_rank(int rank, int world, void *arg) {
     const op_t *o = &ops[k];
     moecomm_group_t *g = NULL;
     moecomm_group_stats_t st;
-    size_t es = dsize(o->dtype), n_in = N, n_out = N;
+    size_t es = shim_dtype_size(o->dtype), n_in = N, n_out = N;
     int bad = -1;
     if (!MC_CHECK_RC(api, ctx, api->group_get(ctx, o->group, &g), MOECOMM_SUCCESS)) continue;
     memset(&st, 0, sizeof(st));
@@ -153,7 +150,7 @@ int main(int argc, char **argv) {
              "env -u MOECOMM_BACKEND -u MOECOMM_BACKEND_TP -u MOECOMM_BACKEND_MOE_EP %s '%s' "
              "--worker",
              st->env, self);
-    rc = abi_run(cmd, out, sizeof(out));
+    rc = mc_test_shell(cmd, out, sizeof(out));
     if (!MC_CHECK(rc == 0 && strstr(out, "TESTSUM") != NULL && strstr(out, "FAIL") == NULL,
                   "[%s] worker exited %d (its output follows)", st->env, rc)) {
       /* Indented, so that the worker's TESTSUM line is not taken for this binary's. */

@@ -64,7 +64,7 @@ static void run_check(void) {
   int rc, pass = 0, fail = 0;
   snprintf(cmd, sizeof(cmd), "cd '%s' && packaging/abi-check.sh check '%s/libmoecomm.so' '%s/abi'",
            MC_SOURCE_DIR, g_build, g_build);
-  rc = abi_run(cmd, out, sizeof(out));
+  rc = mc_test_shell(cmd, out, sizeof(out));
   copy = strdup(out);
   if (copy == NULL) return;
   for (line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
@@ -157,7 +157,7 @@ static void run_variants(const char *baseline) {
     snprintf(dir, sizeof(dir), "%s/v%zu", g_tmp, i);
     snprintf(hdr, sizeof(hdr), "%s/moecomm.h", dir);
     snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", dir);
-    abi_run(cmd, NULL, 0);
+    mc_test_shell(cmd, NULL, 0);
     f = fopen(hdr, "w");
     if (!MC_CHECK(f != NULL && fputs(text, f) >= 0, "cannot write %s", hdr)) {
       if (f != NULL) fclose(f);
@@ -170,7 +170,7 @@ static void run_variants(const char *baseline) {
              "cd '%s' && packaging/abi-check.sh frozen '%s' '%s/probe.abi' && "
              "packaging/abi-check.sh compare '%s' '%s/probe.abi' '%s'",
              MC_SOURCE_DIR, hdr, dir, baseline, dir, dir);
-    rc = abi_run(cmd, out, sizeof(out));
+    rc = mc_test_shell(cmd, out, sizeof(out));
     if (v->want_pass)
       MC_CHECK(rc == 0 && strstr(out, "abi-check: PASS") != NULL,
                "%s should pass abi-check; exit %d:\n%s", v->what, rc, out);
@@ -186,7 +186,7 @@ int main(int argc, char **argv) {
   char path[PATH_MAX], baseline[PATH_MAX + 64];
   mf_t *hdr;
   mc_test_init("abi-check", argc, argv);
-  if (!MC_CHECK(abi_build_dir(g_build, sizeof(g_build)) == 0 &&
+  if (!MC_CHECK(mc_test_build_dir(g_build, sizeof(g_build)) == 0 &&
                     abi_mkdtemp("abicheck", g_tmp, sizeof(g_tmp)) == 0,
                 "no build directory or scratch directory"))
     return mc_test_finish();

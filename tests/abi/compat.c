@@ -199,7 +199,7 @@ static void check_loader(void) {
 
 int main(int argc, char **argv) {
   mc_test_init("abi-compat", argc, argv);
-  if (!MC_CHECK(abi_build_dir(g_build, sizeof(g_build)) == 0, "no build directory")) {
+  if (!MC_CHECK(mc_test_build_dir(g_build, sizeof(g_build)) == 0, "no build directory")) {
     return mc_test_finish();
   }
   snprintf(g_plugin, sizeof(g_plugin), "%s/libmoecomm.so", g_build);

@@ -30,7 +30,7 @@ static void path_join(char *out, size_t n, const char *a, const char *b) {
 static int install_copy(const char *src, const char *dir, const char *name) {
   char dst[PATH_MAX * 2];
   path_join(dst, sizeof(dst), dir, name);
-  return MC_CHECK(abi_copy_file(src, dst, 0755) == 0, "cannot copy %s to %s", src, dst);
+  return MC_CHECK(mc_test_copy_file(src, dst, 0755) == 0, "cannot copy %s to %s", src, dst);
 }
 
 static void set_env(const char *plugin, const char *dir, const char *debug) {
@@ -105,13 +105,6 @@ static int expect_load(const char *what, const char *plugin, const char *dir, co
   return r == SHIM_LOAD_OK;
 }
 
-/* The bootstrap all-gather of a world of one. */
-static int allgather_one(void *user, const void *send, void *recv, size_t bytes) {
-  (void)user;
-  memcpy(recv, send, bytes);
-  return 0;
-}
-
 /* A world-1 CPU context on a loaded plugin: one all-reduce, exact. */
 static void use_plugin(const shim_plugin_t *pl) {
   const moecomm_api_t *api = pl->api;
@@ -120,8 +113,6 @@ static void use_plugin(const shim_plugin_t *pl) {
   moecomm_context_t *ctx = NULL;
   moecomm_group_t *g = NULL;
   int32_t x[5] = {3, -1, 4, -1, 5}, y[5] = {0};
-  p.host_allgather = allgather_one;
-  p.host_user = NULL;
   if (!MC_CHECK_RC(api, NULL, api->context_create(&p, &ctx), MOECOMM_SUCCESS)) return;
   MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_WORLD, &g), MOECOMM_SUCCESS);
   MC_CHECK_RC(api, ctx, api->all_reduce(g, x, y, 5, MOECOMM_INT32, MOECOMM_SUM, NULL),
@@ -163,7 +154,7 @@ static void check_side_by_side(const char *dir) {
              "MOECOMM_PLUGIN=%s MOECOMM_PLUGIN_DIR='%s' '%s/moecomm-shim' --ranks 2 --iters 2 "
              "--tokens 8 --hidden 64 --device cpu",
              name, dir, g_build);
-    rc = abi_run(cmd, out, sizeof(out));
+    rc = mc_test_shell(cmd, out, sizeof(out));
     MC_CHECK(rc == 0, "shim with MOECOMM_PLUGIN=%s exited %d:\n%s", name, rc, out);
     {
       char want_path[PATH_MAX * 2 + 16], want_name[64];
@@ -236,7 +227,7 @@ static void check_installed_layout(void) {
   snprintf(lib, sizeof(lib), "%s/lib/moecomm", prefix);
   path_join(other, sizeof(other), g_tmp, "override");
   snprintf(cmd, sizeof(cmd), "mkdir -p '%s' '%s' '%s'", bin, lib, other);
-  if (!MC_CHECK(abi_run(cmd, NULL, 0) == 0, "mkdir failed")) return;
+  if (!MC_CHECK(mc_test_shell(cmd, NULL, 0) == 0, "mkdir failed")) return;
   snprintf(src, sizeof(src), "%s/moecomm-shim", g_build);
   install_copy(src, bin, "moecomm-shim");
   snprintf(src, sizeof(src), "%s/libmoecomm.so", g_build);
@@ -254,7 +245,7 @@ static void check_installed_layout(void) {
              "env -u MOECOMM_PLUGIN -u MOECOMM_PLUGIN_DIR %s '%s/moecomm-shim' --ranks 2 --iters 2 "
              "--tokens 8 --hidden 64 --device cpu",
              env, bin);
-    rc = abi_run(cmd, out, sizeof(out));
+    rc = mc_test_shell(cmd, out, sizeof(out));
     if (i == 0) snprintf(want, sizeof(want), "plugin: %s/libmoecomm.so", lib);
     if (i == 1) snprintf(want, sizeof(want), "plugin: %s/libmoecomm-alt.so", lib);
     if (i == 2) snprintf(want, sizeof(want), "plugin: %s/libmoecomm.so", other);
@@ -268,7 +259,7 @@ int main(int argc, char **argv) {
   char dir[PATH_MAX * 2], empty[PATH_MAX * 2], src[PATH_MAX * 2];
   mc_test_init("abi-discovery", argc, argv);
   set_env(NULL, NULL, NULL);
-  if (!MC_CHECK(abi_build_dir(g_build, sizeof(g_build)) == 0 &&
+  if (!MC_CHECK(mc_test_build_dir(g_build, sizeof(g_build)) == 0 &&
                     abi_mkdtemp("discovery", g_tmp, sizeof(g_tmp)) == 0,
                 "no build directory or scratch directory"))
     return mc_test_finish();

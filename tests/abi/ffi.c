@@ -305,7 +305,7 @@ static int negotiate(void) {
   if (env != NULL && strchr(env, '/') != NULL) {
     snprintf(plugin, sizeof(plugin), "%s", env);
   } else {
-    if (!MC_CHECK(abi_build_dir(build, sizeof(build)) == 0, "cannot find the build directory"))
+    if (!MC_CHECK(mc_test_build_dir(build, sizeof(build)) == 0, "cannot find the build directory"))
       return -1;
     snprintf(plugin, sizeof(plugin), "%s/libmoecomm.so", build);
   }

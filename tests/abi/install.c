@@ -42,7 +42,7 @@ static int run_make(const char *args, char *out, size_t n) {
   snprintf(cmd, sizeof(cmd),
            "env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL %s --no-print-directory -C '%s' %s %s",
            make != NULL && make[0] != '\0' ? make : "make", MC_SOURCE_DIR, MC_MAKE_VARS, args);
-  return abi_run(cmd, out, n);
+  return mc_test_shell(cmd, out, n);
 }
 
 /* ---- the file list of a tree ---- */
@@ -77,7 +77,7 @@ static void list_files(const char *root, char *out, size_t n) {
 static int same_file_content(const char *a, const char *b) {
   char cmd[CMD_MAX];
   snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", a, b);
-  return abi_run(cmd, NULL, 0) == 0;
+  return mc_test_shell(cmd, NULL, 0) == 0;
 }
 
 static mode_t mode_of(const char *path) {
@@ -91,7 +91,7 @@ static int abi_headers(char names[][64], int max) {
   char cmd[CMD_MAX];
   int n = 0;
   snprintf(cmd, sizeof(cmd), "cd '%s/abi' && ls moecomm.h moecomm_v*.h", MC_SOURCE_DIR);
-  if (abi_run(cmd, out, sizeof(out)) != 0) return 0;
+  if (mc_test_shell(cmd, out, sizeof(out)) != 0) return 0;
   for (tok = strtok_r(out, "\n", &save); tok != NULL && n < max; tok = strtok_r(NULL, "\n", &save))
     snprintf(names[n++], 64, "%s", tok);
   return n;
@@ -147,14 +147,14 @@ static void check_install(void) {
   /* pkg-config: version, Cflags usable by a host, the plugin variable. */
   snprintf(cmd, sizeof(cmd), "PKG_CONFIG_PATH='%s%s/lib/pkgconfig' pkg-config --modversion moecomm",
            root, prefix);
-  rc = abi_run(cmd, out, sizeof(out));
+  rc = mc_test_shell(cmd, out, sizeof(out));
   MC_CHECK(
       rc == 0 && strncmp(out, g_version, strlen(g_version)) == 0 && out[strlen(g_version)] == '\n',
       "pkg-config --modversion: exit %d, '%s', want %s", rc, out, g_version);
   snprintf(cmd, sizeof(cmd),
            "PKG_CONFIG_PATH='%s%s/lib/pkgconfig' pkg-config --variable=plugin moecomm", root,
            prefix);
-  rc = abi_run(cmd, out, sizeof(out));
+  rc = mc_test_shell(cmd, out, sizeof(out));
   snprintf(want, sizeof(want), "%s/lib/moecomm/%s\n", prefix, g_plugin_file);
   MC_CHECK(rc == 0 && strcmp(out, want) == 0, "pkg-config --variable=plugin: '%s', want '%s'", out,
            want);
@@ -185,7 +185,7 @@ static void check_install(void) {
            "$(pkg-config --cflags moecomm) -o '%s/host' '%s/host.c' $(pkg-config --libs moecomm) "
            "&& '%s/host' '%s%s/lib/moecomm/%s'",
            root, prefix, root, g_tmp, g_tmp, g_tmp, root, prefix, g_plugin_file);
-  rc = abi_run(cmd, out, sizeof(out));
+  rc = mc_test_shell(cmd, out, sizeof(out));
   MC_CHECK(rc == 0 && strstr(out, "host: ") != NULL && strstr(out, g_version) != NULL,
            "a host built with pkg-config's Cflags against the installed header: exit %d:\n%s", rc,
            out);
@@ -195,7 +195,7 @@ static void check_install(void) {
            "env -u MOECOMM_PLUGIN -u MOECOMM_PLUGIN_DIR '%s%s/bin/moecomm-shim' --ranks 2 "
            "--iters 2 --tokens 8 --hidden 64 --device cpu",
            root, prefix);
-  rc = abi_run(cmd, out, sizeof(out));
+  rc = mc_test_shell(cmd, out, sizeof(out));
   snprintf(want, sizeof(want), "plugin: %s%s/lib/moecomm/%s", root, prefix, g_plugin_file);
   MC_CHECK(rc == 0 && strstr(out, want) != NULL && strstr(out, "verified") != NULL,
            "installed shim: exit %d, want '%s' and a verified run:\n%s", rc, want, out);
@@ -209,7 +209,7 @@ static void check_install(void) {
     snprintf(foreign[2], sizeof(foreign[2]), "%s%s/lib/pkgconfig/other.pc", root, prefix);
     for (int i = 0; i < 3; i++) {
       snprintf(cmd, sizeof(cmd), "echo foreign > '%s'", foreign[i]);
-      MC_CHECK(abi_run(cmd, NULL, 0) == 0, "cannot write %s", foreign[i]);
+      MC_CHECK(mc_test_shell(cmd, NULL, 0) == 0, "cannot write %s", foreign[i]);
     }
     snprintf(args, sizeof(args), "uninstall DESTDIR='%s' PREFIX=%s", root, prefix);
     rc = run_make(args, out, sizeof(out));
@@ -251,7 +251,7 @@ static const char *package_of(const char *soname) {
 static void needed_packages(const char *file, char *pkgs, size_t n, int *uses_nccl) {
   char cmd[CMD_MAX], out[8192], *save = NULL, *line;
   snprintf(cmd, sizeof(cmd), "readelf -d '%s' | sed -n 's/.*(NEEDED).*\\[\\(.*\\)\\]/\\1/p'", file);
-  if (!MC_CHECK(abi_run(cmd, out, sizeof(out)) == 0, "readelf -d %s failed", file)) return;
+  if (!MC_CHECK(mc_test_shell(cmd, out, sizeof(out)) == 0, "readelf -d %s failed", file)) return;
   for (line = strtok_r(out, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
     const char *pkg = package_of(line);
     char key[80];
@@ -273,7 +273,7 @@ static void check_deb(void) {
   char out[16384], cmd[CMD_MAX], deb[PATH_MAX * 2], arch[64], field[1024], root[PATH_MAX + 16];
   char want[PATH_MAX * 2], pkgs[512] = " ", plugin[PATH_MAX * 2];
   int rc, uses_nccl = 0;
-  rc = abi_run("dpkg --print-architecture", arch, sizeof(arch));
+  rc = mc_test_shell("dpkg --print-architecture", arch, sizeof(arch));
   if (!MC_CHECK(rc == 0 && arch[0] != '\0', "dpkg --print-architecture failed")) return;
   arch[strcspn(arch, "\n")] = '\0';
   snprintf(deb, sizeof(deb), "%s/%s_%s_%s.deb", g_build, g_package, g_version, arch);
@@ -283,7 +283,7 @@ static void check_deb(void) {
     return;
 
   snprintf(cmd, sizeof(cmd), "dpkg-deb -f '%s' Package Version Architecture", deb);
-  rc = abi_run(cmd, field, sizeof(field));
+  rc = mc_test_shell(cmd, field, sizeof(field));
   snprintf(want, sizeof(want), "Package: %s\nVersion: %s\nArchitecture: %s\n", g_package, g_version,
            arch);
   MC_CHECK(rc == 0 && strcmp(field, want) == 0, "control fields:\n%swant:\n%s", field, want);
@@ -294,7 +294,7 @@ static void check_deb(void) {
   snprintf(want, sizeof(want), "%s/moecomm-shim", g_build);
   needed_packages(want, pkgs, sizeof(pkgs), &uses_nccl);
   snprintf(cmd, sizeof(cmd), "dpkg-deb -f '%s' Depends", deb);
-  rc = abi_run(cmd, field, sizeof(field));
+  rc = mc_test_shell(cmd, field, sizeof(field));
   MC_CHECK(rc == 0 && field[0] != '\0', "no Depends in %s", deb);
   {
     char copy[1024], names[1024] = " ", *save = NULL, *tok;
@@ -319,14 +319,14 @@ static void check_deb(void) {
     MC_CHECK(strcmp(names, " ") != 0, "Depends is empty");
   }
   snprintf(cmd, sizeof(cmd), "dpkg-deb -f '%s' Recommends", deb);
-  abi_run(cmd, field, sizeof(field));
+  mc_test_shell(cmd, field, sizeof(field));
   field[strcspn(field, "\n")] = '\0';
   MC_CHECK(uses_nccl ? strstr(field, "libcuda1") != NULL : field[0] == '\0',
            "Recommends '%s' (the plugin %s NCCL and CUDA)", field, uses_nccl ? "uses" : "has no");
 
   /* Contents: the install layout under /usr. */
   snprintf(cmd, sizeof(cmd), "dpkg-deb -c '%s' | awk '$1 !~ /^d/ { print $NF }' | sort", deb);
-  rc = abi_run(cmd, out, sizeof(out));
+  rc = mc_test_shell(cmd, out, sizeof(out));
   {
     char exp[8192], *w;
     expected_install("/usr", "/usr/lib/pkgconfig", exp, sizeof(exp));
@@ -339,13 +339,13 @@ static void check_deb(void) {
   /* Extracted into a scratch root, its shim runs with its own plugin. */
   snprintf(root, sizeof(root), "%s/debroot", g_tmp);
   snprintf(cmd, sizeof(cmd), "dpkg-deb -x '%s' '%s'", deb, root);
-  rc = abi_run(cmd, out, sizeof(out));
+  rc = mc_test_shell(cmd, out, sizeof(out));
   if (!MC_CHECK(rc == 0, "dpkg-deb -x: %s", out)) return;
   snprintf(cmd, sizeof(cmd),
            "env -u MOECOMM_PLUGIN -u MOECOMM_PLUGIN_DIR '%s/usr/bin/moecomm-shim' --ranks 2 "
            "--iters 2 --tokens 8 --hidden 64 --device cpu",
            root);
-  rc = abi_run(cmd, out, sizeof(out));
+  rc = mc_test_shell(cmd, out, sizeof(out));
   snprintf(want, sizeof(want), "plugin: %s/usr/lib/moecomm/%s", root, g_plugin_file);
   MC_CHECK(rc == 0 && strstr(out, want) != NULL && strstr(out, "verified") != NULL,
            "the shim from the extracted package: exit %d, want '%s' and a verified run:\n%s", rc,
@@ -357,7 +357,7 @@ int main(int argc, char **argv) {
   const char *pn;
   FILE *f;
   mc_test_init("abi-install", argc, argv);
-  if (!MC_CHECK(abi_build_dir(g_build, sizeof(g_build)) == 0 &&
+  if (!MC_CHECK(mc_test_build_dir(g_build, sizeof(g_build)) == 0 &&
                     abi_mkdtemp("install", g_tmp, sizeof(g_tmp)) == 0,
                 "no build directory or scratch directory"))
     return mc_test_finish();

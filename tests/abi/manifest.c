@@ -287,7 +287,7 @@ static void check_controls(const mf_t *man, const mf_t *hdr) {
            "sed 's|^} moecomm_api_t;|  moecomm_result_t (*added_slot)(moecomm_context_t *ctx);\\n"
            "} moecomm_api_t;|' '%s' > '%s'",
            src, dst);
-  MC_CHECK(abi_run(cmd, NULL, 0) == 0, "could not write %s", dst);
+  MC_CHECK(mc_test_shell(cmd, NULL, 0) == 0, "could not write %s", dst);
   copy = calloc(1, sizeof(*copy));
   if (copy != NULL && MC_CHECK(mf_load_header(dst, copy) == 0, "reading %s: %s", dst, copy->err)) {
     compare(man, copy, man->abi, "a header with a slot added", note_count, &diffs);

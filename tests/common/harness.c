@@ -1,7 +1,9 @@
-/* harness.c - counts checks, runs ranks, loads the plugin, makes exact test data (harness.h). */
+/* harness.c - counts checks, runs ranks, loads the plugin, runs commands, makes exact test data
+ * (harness.h). */
 #include "harness.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -119,9 +122,7 @@ static void fatal_exit(void) {
 
 /* ---- plugin ---------------------------------------------------------------------------- */
 
-/* BUILD/tests/x, BUILD/tests/gpu/x and BUILD/bench/x all belong to BUILD: the plugin is
-   BUILD/libmoecomm.so. */
-static int build_plugin_path(char *out, size_t out_size) {
+int mc_test_build_dir(char *out, size_t size) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   char *slash;
@@ -138,8 +139,7 @@ static int build_plugin_path(char *out, size_t out_size) {
     slash = strrchr(exe, '/');
     if (slash != NULL) *slash = '\0';
   }
-  if ((size_t)snprintf(out, out_size, "%s/libmoecomm.so", exe) >= out_size) return -1;
-  return 0;
+  return (size_t)snprintf(out, size, "%s", exe) < size ? 0 : -1;
 }
 
 const moecomm_api_t *mc_test_plugin(void) {
@@ -149,12 +149,13 @@ const moecomm_api_t *mc_test_plugin(void) {
   shim_load_result_t r;
   if (loaded) return plugin.api;
   if (getenv("MOECOMM_PLUGIN") == NULL) {
-    char path[PATH_MAX + 32];
-    if (build_plugin_path(path, sizeof(path)) != 0) {
-      mc_test_check(0, __FILE__, __LINE__, "build_plugin_path",
+    char dir[PATH_MAX], path[PATH_MAX + 32];
+    if (mc_test_build_dir(dir, sizeof(dir)) != 0) {
+      mc_test_check(0, __FILE__, __LINE__, "mc_test_build_dir",
                     "cannot find this binary's build directory from /proc/self/exe");
       fatal_exit();
     }
+    snprintf(path, sizeof(path), "%s/libmoecomm.so", dir);
     setenv("MOECOMM_PLUGIN", path, 1);
   }
   r = shim_plugin_load(MOECOMM_ABI_VERSION_MAKE(1, 0), MOECOMM_ABI_VERSION, &plugin, err,
@@ -170,6 +171,79 @@ const moecomm_api_t *mc_test_plugin(void) {
                         MOECOMM_ABI_VERSION_GET_MINOR(plugin.version));
   loaded = 1;
   return plugin.api;
+}
+
+/* ---- commands, files, environment ------------------------------------------------------ */
+
+int mc_test_shell(const char *cmd, char *out, size_t n) {
+  char line[4096];
+  size_t used = 0, len = strlen(cmd) + 16;
+  char *full = malloc(len);
+  FILE *p;
+  int st;
+  if (out != NULL && n > 0) out[0] = '\0';
+  if (full == NULL) return -1;
+  snprintf(full, len, "(%s) 2>&1", cmd);
+  fflush(stdout);
+  fflush(stderr);
+  p = popen(full, "r");
+  free(full);
+  if (p == NULL) return -1;
+  while (fgets(line, sizeof(line), p) != NULL) {
+    size_t l = strlen(line);
+    if (out != NULL && used + 1 < n) {
+      size_t take = l < n - 1 - used ? l : n - 1 - used;
+      memcpy(out + used, line, take);
+      used += take;
+      out[used] = '\0';
+    }
+  }
+  st = pclose(p);
+  if (st == -1) return -1;
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return -1;
+}
+
+int mc_test_copy_file(const char *src, const char *dst, mode_t mode) {
+  char buf[65536];
+  int in = -1, out = -1, rc = -1;
+  ssize_t got;
+  in = open(src, O_RDONLY | O_CLOEXEC);
+  if (in < 0) goto out;
+  out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (out < 0) goto out;
+  while ((got = read(in, buf, sizeof(buf))) > 0) {
+    ssize_t done = 0;
+    while (done < got) {
+      ssize_t w = write(out, buf + done, (size_t)(got - done));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        goto out;
+      }
+      done += w;
+    }
+  }
+  if (got < 0) goto out;
+  if (fchmod(out, mode) != 0) goto out;
+  rc = 0;
+out:
+  if (out >= 0 && close(out) != 0) rc = -1;
+  if (in >= 0) close(in);
+  return rc;
+}
+
+void mc_test_env_apply(const char *const *env) {
+  for (int i = 0; env != NULL && env[i] != NULL; i++) {
+    const char *eq = strchr(env[i], '=');
+    if (eq == NULL) {
+      unsetenv(env[i]);
+    } else {
+      char name[128];
+      snprintf(name, sizeof(name), "%.*s", (int)(eq - env[i]), env[i]);
+      setenv(name, eq + 1, 1);
+    }
+  }
 }
 
 /* ---- ranks ----------------------------------------------------------------------------- */
@@ -244,13 +318,24 @@ int mc_test_ranks(int world, mc_test_rank_fn_t fn, void *arg, int timeout_s) {
   return failed_ranks;
 }
 
+/* The all-gather of a world of one: the rank's own contribution. */
+static int allgather_one(void *user, const void *send, void *recv, size_t bytes) {
+  (void)user;
+  memcpy(recv, send, bytes);
+  return 0;
+}
+
 moecomm_context_params_t mc_test_ctx_params(const moecomm_topology_t *topo, int device) {
   moecomm_context_params_t p;
   memset(&p, 0, sizeof(p));
   p.struct_size = sizeof(p);
   p.topology = topo;
-  p.host_allgather = shim_host_allgather;
-  p.host_user = shim_launch_hub();
+  if (topo != NULL && topo->world_size == 1) {
+    p.host_allgather = allgather_one;
+  } else {
+    p.host_allgather = shim_host_allgather;
+    p.host_user = shim_launch_hub();
+  }
   p.device = device;
   return p;
 }
@@ -278,6 +363,23 @@ moecomm_topology_t mc_test_topo(int world, int rank, int tp) {
   t.rank = rank;
   t.tp = tp;
   return t;
+}
+
+moecomm_scatter_args_t mc_test_scatter_args(int from, int to, int reduce, moecomm_dtype_t dtype,
+                                            size_t hidden, const int32_t *tokens, void *send,
+                                            void *recv) {
+  moecomm_scatter_args_t a;
+  memset(&a, 0, sizeof(a));
+  a.struct_size = sizeof(a);
+  a.from = from;
+  a.to = to;
+  a.reduce = reduce;
+  a.dtype = dtype;
+  a.hidden = hidden;
+  a.tokens = tokens;
+  a.send = send;
+  a.recv = recv;
+  return a;
 }
 
 /* ---- devices --------------------------------------------------------------------------- */
@@ -324,6 +426,22 @@ int mc_test_gpu_count(void) {
                   "no CUDA device%s, but MC_TEST_REQUIRE_GPU=1 (tests/run.sh --gpu)",
                   MC_WITH_CUDA ? "" : " (built without CUDA)");
   return cached;
+}
+
+int mc_test_need_gpus(int n) {
+  int have = mc_test_gpu_count();
+  if (have >= n) return 1;
+  mc_test_skip(g_name, "needs %d CUDA device%s, this machine has %d", n, n == 1 ? "" : "s", have);
+  return 0;
+}
+
+int mc_test_cuda_check(int err, const char *file, int line, const char *expr) {
+  if (err == 0) return 1; /* cudaSuccess */
+#if MC_WITH_CUDA
+  return mc_test_check(0, file, line, expr, "%s", cudaGetErrorString((cudaError_t)err));
+#else
+  return mc_test_check(0, file, line, expr, "CUDA error %d", err);
+#endif
 }
 
 /* ---- data ------------------------------------------------------------------------------ */

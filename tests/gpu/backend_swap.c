@@ -7,43 +7,23 @@
  * all-gather and a reduce-scatter on device buffers, check every element exactly against the
  * inputs the peers' seeds give (outputs poisoned before each call), and rank 0 prints a digest of
  * all outputs and the backend each group reports.  Skips visibly without 2 GPUs. */
+#include <cuda_runtime_api.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "../../host_shim/data.h"
 #include "../common/harness.h"
-
-#if !MC_WITH_CUDA
-int main(int argc, char **argv) {
-  mc_test_init("backend_swap", argc, argv);
-  mc_test_gpu_count(); /* fails under MC_TEST_REQUIRE_GPU=1 */
-  mc_test_skip("backend_swap", "this build has no CUDA support");
-  return mc_test_finish();
-}
-#else
-
-#include <cuda_runtime_api.h>
 
 #define NRANKS 2
 #define MAXN ((size_t)1 << 18)
-
-static int cuda_ok(cudaError_t e, const char *what, int line) {
-  if (e == cudaSuccess) return 1;
-  mc_test_check(0, __FILE__, line, what, "%s", cudaGetErrorString(e));
-  return 0;
-}
-#define CUDA_OK(call) cuda_ok((call), #call, __LINE__)
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
   const unsigned char *b = p;
   for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
   return h;
-}
-
-static size_t dsize(moecomm_dtype_t dt) {
-  return dt == MOECOMM_FLOAT16 || dt == MOECOMM_BFLOAT16 ? 2 : 4;
 }
 
 typedef struct op {
@@ -85,14 +65,14 @@ static int worker_rank(int rank, int world, void *arg) {
   if (!MC_CHECK(hsend && hrecv && peer, "host malloc")) goto out;
   r = api->context_create(&p, &ctx);
   if (!MC_CHECK_RC(api, NULL, r, MOECOMM_SUCCESS)) goto out;
-  if (!CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)) ||
-      !CUDA_OK(cudaMalloc(&dsend, bytes)) || !CUDA_OK(cudaMalloc(&drecv, bytes)))
+  if (!MC_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)) ||
+      !MC_CUDA_OK(cudaMalloc(&dsend, bytes)) || !MC_CUDA_OK(cudaMalloc(&drecv, bytes)))
     goto out;
   for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
     const op_t *o = &ops[k];
     moecomm_group_t *g = NULL;
     moecomm_group_stats_t st;
-    size_t es = dsize(o->dtype), n_in = o->n, n_out = o->n;
+    size_t es = shim_dtype_size(o->dtype), n_in = o->n, n_out = o->n;
     long bad = -1;
     if (!MC_CHECK_RC(api, ctx, api->group_get(ctx, o->group, &g), MOECOMM_SUCCESS)) continue;
     memset(&st, 0, sizeof(st));
@@ -101,8 +81,8 @@ static int worker_rank(int rank, int world, void *arg) {
     if (o->kind == 1) n_out = o->n * (size_t)st.size;
     if (o->kind == 2) n_in = o->n * (size_t)st.size;
     input(hsend, n_in, o->dtype, (int)k, rank);
-    if (!CUDA_OK(cudaMemcpyAsync(dsend, hsend, n_in * es, cudaMemcpyHostToDevice, s)) ||
-        !CUDA_OK(cudaMemsetAsync(drecv, 0x7f, n_out * es, s))) /* outside every input range */
+    if (!MC_CUDA_OK(cudaMemcpyAsync(dsend, hsend, n_in * es, cudaMemcpyHostToDevice, s)) ||
+        !MC_CUDA_OK(cudaMemsetAsync(drecv, 0x7f, n_out * es, s))) /* outside every input range */
       continue;
     switch (o->kind) {
       case 0: r = api->all_reduce(g, dsend, drecv, o->n, o->dtype, MOECOMM_SUM, s); break;
@@ -110,8 +90,8 @@ static int worker_rank(int rank, int world, void *arg) {
       default: r = api->reduce_scatter(g, dsend, drecv, o->n, o->dtype, MOECOMM_SUM, s); break;
     }
     if (!MC_CHECK_RC(api, ctx, r, MOECOMM_SUCCESS)) continue;
-    if (!CUDA_OK(cudaMemcpyAsync(hrecv, drecv, n_out * es, cudaMemcpyDeviceToHost, s)) ||
-        !CUDA_OK(cudaStreamSynchronize(s)))
+    if (!MC_CUDA_OK(cudaMemcpyAsync(hrecv, drecv, n_out * es, cudaMemcpyDeviceToHost, s)) ||
+        !MC_CUDA_OK(cudaStreamSynchronize(s)))
       continue;
     for (int m = 0; m < st.size && m < NRANKS; m++)
       input(peer + (size_t)m * bytes, n_in, o->dtype, (int)k, st.ranks[m]);
@@ -168,39 +148,16 @@ static void reported(const char *text, const char *kind, char *out, size_t n) {
   if (hit != NULL) sscanf(hit + strlen(key), "%31s", out);
 }
 
-static int run_worker(const char *cmd, char *out, size_t n) {
-  FILE *f;
-  size_t used = 0;
-  int st;
-  fflush(stdout);
-  f = popen(cmd, "r");
-  if (f == NULL) return -1;
-  while (used + 1 < n && fgets(out + used, (int)(n - used), f) != NULL) used += strlen(out + used);
-  out[used] = '\0';
-  {
-    char sink[4096];
-    while (fgets(sink, sizeof(sink), f) != NULL) {
-    }
-  }
-  st = pclose(f);
-  return st;
-}
-
 int main(int argc, char **argv) {
   char self[PATH_MAX], cmd[PATH_MAX * 2], digest0[64] = "";
   static char out[1 << 16];
   ssize_t len;
-  int n;
   mc_test_init("backend_swap", argc, argv);
   if (argc > 1 && strcmp(argv[1], "--worker") == 0) {
     mc_test_ranks(NRANKS, worker_rank, NULL, 300);
     return mc_test_finish();
   }
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("backend_swap", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   len = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (!MC_CHECK(len > 0, "cannot read /proc/self/exe")) return mc_test_finish();
   self[len] = '\0';
@@ -210,10 +167,9 @@ int main(int argc, char **argv) {
     const char *d;
     int rc;
     snprintf(cmd, sizeof(cmd),
-             "env -u MOECOMM_BACKEND -u MOECOMM_BACKEND_TP NCCL_NVLS_ENABLE=0 %s '%s' --worker "
-             "2>&1",
+             "env -u MOECOMM_BACKEND -u MOECOMM_BACKEND_TP NCCL_NVLS_ENABLE=0 %s '%s' --worker",
              st->env, self);
-    rc = run_worker(cmd, out, sizeof(out));
+    rc = mc_test_shell(cmd, out, sizeof(out));
     /* Indented, so that the worker's own TESTSUM line is not taken for this binary's. */
     printf("--- worker [%s]:\n", st->env);
     for (const char *l = out; *l != '\0';) {
@@ -241,4 +197,3 @@ int main(int argc, char **argv) {
   }
   return mc_test_finish();
 }
-#endif

@@ -40,8 +40,8 @@ typedef struct bufs {
 static int bufs_alloc(bufs_t *b, size_t cap) {
   memset(b, 0, sizeof(*b));
   b->cap = cap;
-  if (!CUDA_OK(cudaMalloc((void **)&b->din, cap + 2 * GUARD)) ||
-      !CUDA_OK(cudaMalloc((void **)&b->dout, cap + 2 * GUARD)))
+  if (!MC_CUDA_OK(cudaMalloc((void **)&b->din, cap + 2 * GUARD)) ||
+      !MC_CUDA_OK(cudaMalloc((void **)&b->dout, cap + 2 * GUARD)))
     return 0;
   for (int r = 0; r < NRANKS; r++) b->in[r] = malloc(cap);
   b->want = malloc(cap);
@@ -73,7 +73,7 @@ static int guards_intact(const unsigned char *buf, size_t lo, size_t hi, size_t 
 static int run_case(const moecomm_api_t *api, moecomm_context_t *ctx, moecomm_group_t *g,
                     cudaStream_t s, int rank, bufs_t *b, const test_case_t *c, uint64_t seed,
                     const char *algo) {
-  const size_t es = cu_esize(c->dt), bytes = c->count * es;
+  const size_t es = shim_dtype_size(c->dt), bytes = c->count * es;
   const size_t total = bytes + 2 * GUARD;
   char *send = b->din + GUARD + c->in_off;
   char *recv = c->inplace ? send : b->dout + GUARD + c->out_off;
@@ -82,7 +82,7 @@ static int run_case(const moecomm_api_t *api, moecomm_context_t *ctx, moecomm_gr
   char what[160];
   moecomm_result_t rc;
 
-  snprintf(what, sizeof(what), "%s %s %s count %zu in+%d out+%d%s", algo, cu_dtname(c->dt),
+  snprintf(what, sizeof(what), "%s %s %s count %zu in+%d out+%d%s", algo, shim_dtype_name(c->dt),
            c->op == MOECOMM_SUM   ? "sum"
            : c->op == MOECOMM_MAX ? "max"
                                   : "min",
@@ -91,13 +91,13 @@ static int run_case(const moecomm_api_t *api, moecomm_context_t *ctx, moecomm_gr
   for (int r = 0; r < NRANKS; r++)
     cu_fill(b->in[r], c->count, c->dt, c->kind, seed * 16 + (uint64_t)r);
   cu_reference(b->want, b->in, NRANKS, c->count, c->dt, c->op);
-  if (!CUDA_OK(cudaMemsetAsync(obase, 0xff, total + 16, s)) ||
-      !CUDA_OK(cudaMemcpyAsync(send, b->in[rank], bytes, cudaMemcpyHostToDevice, s)))
+  if (!MC_CUDA_OK(cudaMemsetAsync(obase, 0xff, total + 16, s)) ||
+      !MC_CUDA_OK(cudaMemcpyAsync(send, b->in[rank], bytes, cudaMemcpyHostToDevice, s)))
     return 0;
   rc = api->all_reduce(g, send, recv, c->count, c->dt, c->op, s);
   if (!MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS)) return 0;
-  if (!CUDA_OK(cudaStreamSynchronize(s)) ||
-      !CUDA_OK(cudaMemcpy(b->got, obase, total + 16, cudaMemcpyDeviceToHost)))
+  if (!MC_CUDA_OK(cudaStreamSynchronize(s)) ||
+      !MC_CUDA_OK(cudaMemcpy(b->got, obase, total + 16, cudaMemcpyDeviceToHost)))
     return 0;
   if (!guards_intact(b->got, lo, lo + bytes, total + 16, what)) return 0;
   return cu_compare((char *)b->got + lo, b->want, c->count, c->dt, what);
@@ -116,14 +116,14 @@ static int run_graph_small(const moecomm_api_t *api, moecomm_context_t *ctx, moe
   moecomm_result_t rc;
   for (int r = 0; r < NRANKS; r++) ins2[r] = (char *)b->in[r] + 65536;
   if (!MC_CHECK_RC(api, ctx, api->capture_begin(ctx, s), MOECOMM_SUCCESS)) return 0;
-  if (!CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal))) return 0;
+  if (!MC_CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal))) return 0;
   rc = api->all_reduce(g, in1, out1, n1, MOECOMM_BFLOAT16, MOECOMM_SUM, s);
   MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS);
   rc = api->all_reduce(g, io2, io2, n2, MOECOMM_FLOAT32, MOECOMM_SUM, s);
   MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS);
-  if (!CUDA_OK(cudaStreamEndCapture(s, &graph))) return 0;
+  if (!MC_CUDA_OK(cudaStreamEndCapture(s, &graph))) return 0;
   if (!MC_CHECK_RC(api, ctx, api->capture_end(ctx, s), MOECOMM_SUCCESS)) goto out;
-  if (!CUDA_OK(cudaGraphInstantiate(&exec, graph, 0))) goto out;
+  if (!MC_CUDA_OK(cudaGraphInstantiate(&exec, graph, 0))) goto out;
   for (int rep = 0; rep < 3; rep++) {
     char *want2 = malloc(n2 * 4);
     if (!MC_CHECK(want2 != NULL, "malloc")) goto out;
@@ -133,13 +133,13 @@ static int run_graph_small(const moecomm_api_t *api, moecomm_context_t *ctx, moe
     }
     cu_reference(b->want, b->in, NRANKS, n1, MOECOMM_BFLOAT16, MOECOMM_SUM);
     cu_reference(want2, ins2, NRANKS, n2, MOECOMM_FLOAT32, MOECOMM_SUM);
-    ok = CUDA_OK(cudaMemsetAsync(out1, 0xff, n1 * 2, s)) &&
-         CUDA_OK(cudaMemcpyAsync(in1, b->in[rank], n1 * 2, cudaMemcpyHostToDevice, s)) &&
-         CUDA_OK(cudaMemcpyAsync(io2, ins2[rank], n2 * 4, cudaMemcpyHostToDevice, s)) &&
-         CUDA_OK(cudaGraphLaunch(exec, s)) && CUDA_OK(cudaStreamSynchronize(s)) &&
-         CUDA_OK(cudaMemcpy(b->got, out1, n1 * 2, cudaMemcpyDeviceToHost)) &&
+    ok = MC_CUDA_OK(cudaMemsetAsync(out1, 0xff, n1 * 2, s)) &&
+         MC_CUDA_OK(cudaMemcpyAsync(in1, b->in[rank], n1 * 2, cudaMemcpyHostToDevice, s)) &&
+         MC_CUDA_OK(cudaMemcpyAsync(io2, ins2[rank], n2 * 4, cudaMemcpyHostToDevice, s)) &&
+         MC_CUDA_OK(cudaGraphLaunch(exec, s)) && MC_CUDA_OK(cudaStreamSynchronize(s)) &&
+         MC_CUDA_OK(cudaMemcpy(b->got, out1, n1 * 2, cudaMemcpyDeviceToHost)) &&
          cu_compare(b->got, b->want, n1, MOECOMM_BFLOAT16, "graph: two-shot bf16 4099") &&
-         CUDA_OK(cudaMemcpy(b->got, io2, n2 * 4, cudaMemcpyDeviceToHost)) &&
+         MC_CUDA_OK(cudaMemcpy(b->got, io2, n2 * 4, cudaMemcpyDeviceToHost)) &&
          cu_compare(b->got, want2, n2, MOECOMM_FLOAT32, "graph: fp32 257 in place");
     free(want2);
     if (!ok) goto out;
@@ -165,7 +165,7 @@ static int run_algo(const moecomm_api_t *api, int rank, const char *algo, bufs_t
   int ok = 1;
   if (ctx == NULL) return 0;
   if ((g = cu_group(api, ctx, MOECOMM_GROUP_TP)) == NULL ||
-      !CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking))) {
+      !MC_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking))) {
     ok = 0;
     goto out;
   }
@@ -247,7 +247,7 @@ static int rank_main(int rank, int world, void *arg) {
   (void)arg;
   setenv("NCCL_NVLS_ENABLE", "0", 1);
   api = mc_test_plugin();
-  if (!CUDA_OK(cudaSetDevice(rank))) return 1;
+  if (!MC_CUDA_OK(cudaSetDevice(rank))) return 1;
   if (!bufs_alloc(&b, g_small ? (1u << 20) : (128u << 20) + 64)) return 1;
   for (int a = g_small ? 1 : 0; a < 4; a++)
     if (!run_algo(api, rank, algos[a], &b)) break;
@@ -256,14 +256,9 @@ static int rank_main(int rank, int world, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  int n;
   g_small = argc > 1 && strcmp(argv[1], "--small") == 0;
   mc_test_init("custom_allreduce", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("custom_allreduce", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_main, NULL, g_small ? 900 : 300);
   return mc_test_finish();
 }

@@ -37,10 +37,10 @@ typedef struct gop {
   { .group = (g), .dt = (d), .count = (n), .in_off = (io), .out_off = (oo), .inplace = (ip) }
 
 static int gop_setup(gop_t *o, int nsets, uint64_t seed) {
-  const size_t bytes = o->count * cu_esize(o->dt);
+  const size_t bytes = o->count * shim_dtype_size(o->dt);
   o->nsets = nsets;
-  if (!CUDA_OK(cudaMalloc((void **)&o->din, bytes + 64)) ||
-      (!o->inplace && !CUDA_OK(cudaMalloc((void **)&o->dout, bytes + 64))))
+  if (!MC_CUDA_OK(cudaMalloc((void **)&o->din, bytes + 64)) ||
+      (!o->inplace && !MC_CUDA_OK(cudaMalloc((void **)&o->dout, bytes + 64))))
     return 0;
   o->send = o->din + o->in_off;
   o->recv = o->inplace ? o->send : o->dout + o->out_off;
@@ -71,13 +71,14 @@ static void gop_free(gop_t *o) {
 }
 
 static int gop_upload(const gop_t *o, int set, int rank, cudaStream_t s) {
-  const size_t bytes = o->count * cu_esize(o->dt);
-  if (!o->inplace && !CUDA_OK(cudaMemsetAsync(o->recv, 0xff, bytes, s))) return 0;
-  return CUDA_OK(cudaMemcpyAsync(o->send, o->in[set][rank], bytes, cudaMemcpyHostToDevice, s));
+  const size_t bytes = o->count * shim_dtype_size(o->dt);
+  if (!o->inplace && !MC_CUDA_OK(cudaMemsetAsync(o->recv, 0xff, bytes, s))) return 0;
+  return MC_CUDA_OK(cudaMemcpyAsync(o->send, o->in[set][rank], bytes, cudaMemcpyHostToDevice, s));
 }
 
 static int gop_check(gop_t *o, int set, const char *what) {
-  if (!CUDA_OK(cudaMemcpy(o->got, o->recv, o->count * cu_esize(o->dt), cudaMemcpyDeviceToHost)))
+  if (!MC_CUDA_OK(
+          cudaMemcpy(o->got, o->recv, o->count * shim_dtype_size(o->dt), cudaMemcpyDeviceToHost)))
     return 0;
   return cu_compare(o->got, o->want[set], o->count, o->dt, what);
 }
@@ -88,7 +89,7 @@ static int capture(const moecomm_api_t *api, moecomm_context_t *ctx, gop_t *ops,
   cudaGraph_t graph = NULL;
   int good = 1;
   if (!MC_CHECK_RC(api, ctx, api->capture_begin(ctx, s), MOECOMM_SUCCESS) ||
-      !CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal)))
+      !MC_CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal)))
     return 0;
   for (int i = 0; i < n && good; i++) {
     moecomm_group_t *g = cu_group(api, ctx, ops[i].group);
@@ -97,9 +98,9 @@ static int capture(const moecomm_api_t *api, moecomm_context_t *ctx, gop_t *ops,
                                                     ops[i].dt, MOECOMM_SUM, s),
                                     MOECOMM_SUCCESS);
   }
-  if (!CUDA_OK(cudaStreamEndCapture(s, &graph))) good = 0;
+  if (!MC_CUDA_OK(cudaStreamEndCapture(s, &graph))) good = 0;
   if (!MC_CHECK_RC(api, ctx, api->capture_end(ctx, s), MOECOMM_SUCCESS)) good = 0;
-  if (good) good = CUDA_OK(cudaGraphInstantiate(exec_p, graph, 0));
+  if (good) good = MC_CUDA_OK(cudaGraphInstantiate(exec_p, graph, 0));
   if (graph) cudaGraphDestroy(graph);
   return good;
 }
@@ -110,11 +111,11 @@ static int replay(gop_t *ops, int n, cudaGraphExec_t exec, cudaStream_t s, int r
   for (int rep = 0; rep < replays; rep++) {
     for (int i = 0; i < n; i++)
       if (!gop_upload(&ops[i], rep % ops[i].nsets, rank, s)) return 0;
-    if (!CUDA_OK(cudaGraphLaunch(exec, s)) || !CUDA_OK(cudaStreamSynchronize(s))) return 0;
+    if (!MC_CUDA_OK(cudaGraphLaunch(exec, s)) || !MC_CUDA_OK(cudaStreamSynchronize(s))) return 0;
     for (int i = 0; i < n; i++) {
       char what[128];
       snprintf(what, sizeof(what), "%s replay %d op %d (%s, %zu elements)", part, rep, i,
-               cu_dtname(ops[i].dt), ops[i].count);
+               shim_dtype_name(ops[i].dt), ops[i].count);
       if (!gop_check(&ops[i], rep % ops[i].nsets, what)) return 0;
     }
   }
@@ -140,7 +141,7 @@ static int part_a(const moecomm_api_t *api, int rank, cudaStream_t s) {
              api, ctx,
              api->all_reduce(g, ops[i].send, ops[i].recv, ops[i].count, ops[i].dt, MOECOMM_SUM, s),
              MOECOMM_SUCCESS) &&
-         CUDA_OK(cudaStreamSynchronize(s)) && gop_check(&ops[i], 0, "A eager");
+         MC_CUDA_OK(cudaStreamSynchronize(s)) && gop_check(&ops[i], 0, "A eager");
   }
   ok = ok && capture(api, ctx, ops, 4, s, &exec) && replay(ops, 4, exec, s, rank, 1000, "A");
   if (exec) cudaGraphExecDestroy(exec);
@@ -170,7 +171,7 @@ static int part_b(const moecomm_api_t *api, int rank, cudaStream_t s) {
            api, ctx,
            api->all_reduce(tp, ops[0].send, ops[0].recv, ops[0].count, ops[0].dt, MOECOMM_SUM, s),
            MOECOMM_SUCCESS) &&
-       CUDA_OK(cudaStreamSynchronize(s)) && gop_check(&ops[0], 0, "B eager TP");
+       MC_CUDA_OK(cudaStreamSynchronize(s)) && gop_check(&ops[0], 0, "B eager TP");
   ok = ok && capture(api, ctx, ops, 4, s, &exec) && replay(ops, 4, exec, s, rank, 300, "B");
   for (int k = 0; k < 2 && ok; k++) {
     moecomm_group_t *g = cu_group(api, ctx, k ? MOECOMM_GROUP_ATTN_TP : MOECOMM_GROUP_TP);
@@ -215,12 +216,12 @@ static int part_d(const moecomm_api_t *api, int rank, cudaStream_t s) {
   int ok = g != NULL && gop_setup(&op, 1, 400);
   /* rank 0 captures two all-reduces, rank 1 one: nothing of it may be replayed */
   ok = ok && MC_CHECK_RC(api, ctx, api->capture_begin(ctx, s), MOECOMM_SUCCESS) &&
-       CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+       MC_CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
   for (int i = 0; ok && i < (rank == 0 ? 2 : 1); i++)
     ok =
         MC_CHECK_RC(api, ctx, api->all_reduce(g, op.send, op.recv, op.count, op.dt, MOECOMM_SUM, s),
                     MOECOMM_SUCCESS);
-  if (ok) ok = CUDA_OK(cudaStreamEndCapture(s, &graph));
+  if (ok) ok = MC_CUDA_OK(cudaStreamEndCapture(s, &graph));
   if (ok) {
     rc = api->capture_end(ctx, s);
     ok = MC_CHECK_RC(api, ctx, rc, MOECOMM_ERR_CAPTURE) &&
@@ -232,7 +233,8 @@ static int part_d(const moecomm_api_t *api, int rank, cudaStream_t s) {
   ok = ok && gop_upload(&op, 0, rank, s) &&
        MC_CHECK_RC(api, ctx, api->all_reduce(g, op.send, op.recv, op.count, op.dt, MOECOMM_SUM, s),
                    MOECOMM_SUCCESS) &&
-       CUDA_OK(cudaStreamSynchronize(s)) && gop_check(&op, 0, "D: eager after the failed capture");
+       MC_CUDA_OK(cudaStreamSynchronize(s)) &&
+       gop_check(&op, 0, "D: eager after the failed capture");
   gop_free(&op);
   if (ctx) MC_CHECK_RC(api, ctx, api->context_destroy(ctx), MOECOMM_SUCCESS);
   return ok;
@@ -250,20 +252,20 @@ static int part_e(const moecomm_api_t *api, int rank, cudaStream_t s) {
   ok = ok && gop_upload(&op, 0, rank, s) &&
        MC_CHECK_RC(api, ctx, api->all_reduce(g, op.send, op.recv, op.count, op.dt, MOECOMM_SUM, s),
                    MOECOMM_SUCCESS) &&
-       CUDA_OK(cudaStreamSynchronize(s)) && gop_check(&op, 0, "E: eager");
+       MC_CUDA_OK(cudaStreamSynchronize(s)) && gop_check(&op, 0, "E: eager");
   ok = ok && MC_CHECK_RC(api, ctx, api->capture_begin(ctx, s), MOECOMM_SUCCESS) &&
-       CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+       MC_CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
   if (ok) {
     rc = api->all_reduce(g, op.send, op.recv, op.count, op.dt, MOECOMM_SUM, s);
-    ok = CUDA_OK(cudaStreamEndCapture(s, &graph)) && MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS);
+    ok = MC_CUDA_OK(cudaStreamEndCapture(s, &graph)) && MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS);
   }
   /* no capture_end: the graph's buffers were never registered */
-  ok = ok && CUDA_OK(cudaGraphInstantiate(&exec, graph, 0)) && gop_upload(&op, 0, rank, s) &&
-       CUDA_OK(cudaGraphLaunch(exec, s)) && CUDA_OK(cudaStreamSynchronize(s));
+  ok = ok && MC_CUDA_OK(cudaGraphInstantiate(&exec, graph, 0)) && gop_upload(&op, 0, rank, s) &&
+       MC_CUDA_OK(cudaGraphLaunch(exec, s)) && MC_CUDA_OK(cudaStreamSynchronize(s));
   if (ok) {
     const unsigned char *u = op.got;
     size_t bytes = op.count * 2, touched = 0;
-    ok = CUDA_OK(cudaMemcpy(op.got, op.recv, bytes, cudaMemcpyDeviceToHost));
+    ok = MC_CUDA_OK(cudaMemcpy(op.got, op.recv, bytes, cudaMemcpyDeviceToHost));
     for (size_t i = 0; ok && i < bytes; i++) touched += u[i] != 0xff;
     ok = ok && MC_CHECK(touched == 0, "E: the unregistered replay wrote %zu output bytes", touched);
   }
@@ -287,8 +289,8 @@ static int rank_main(int rank, int world, void *arg) {
   (void)arg;
   setenv("NCCL_NVLS_ENABLE", "0", 1);
   api = mc_test_plugin();
-  if (!CUDA_OK(cudaSetDevice(rank)) ||
-      !CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)))
+  if (!MC_CUDA_OK(cudaSetDevice(rank)) ||
+      !MC_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)))
     return 1;
   if (part_a(api, rank, s) && part_b(api, rank, s) && part_c(api, rank, s) && part_d(api, rank, s))
     part_e(api, rank, s);
@@ -297,13 +299,8 @@ static int rank_main(int rank, int world, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("custom_graph", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("custom_graph", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_main, NULL, 300);
   return mc_test_finish();
 }

@@ -40,8 +40,8 @@ static int world_reset(world_t *w) {
   memset(&st, 0, sizeof(st));
   st.epoch = 1;
   for (int r = 0; r < w->n; r++) {
-    if (!CUDA_OK(cudaMemset(w->seg[r], 0, w->seg_bytes)) ||
-        !CUDA_OK(
+    if (!MC_CUDA_OK(cudaMemset(w->seg[r], 0, w->seg_bytes)) ||
+        !MC_CUDA_OK(
             cudaMemcpy(w->seg[r] + MC_KERN_STATE_OFF, &st, sizeof(st), cudaMemcpyHostToDevice)))
       return 0;
     memset(w->err_h[r], 0, sizeof(mc_kern_err_t));
@@ -52,19 +52,19 @@ static int world_reset(world_t *w) {
 static int world_open(world_t *w, int n) {
   memset(w, 0, sizeof(*w));
   w->n = n;
-  if (!CUDA_OK(cudaDeviceGetAttribute(&w->sms, cudaDevAttrMultiProcessorCount, 0))) return 0;
+  if (!MC_CUDA_OK(cudaDeviceGetAttribute(&w->sms, cudaDevAttrMultiProcessorCount, 0))) return 0;
   w->ll_off = MC_KERN_HEADER_BYTES;
   w->ll_slot = 2 * (size_t)LL_PAYLOAD;
   w->stage_off = (w->ll_off + 2 * (size_t)n * w->ll_slot + 4095) & ~(size_t)4095;
   w->seg_bytes = w->stage_off + 2 * (size_t)STAGE_HALF;
   for (int r = 0; r < n; r++) {
-    if (!CUDA_OK(cudaMalloc((void **)&w->seg[r], w->seg_bytes)) ||
-        !CUDA_OK(
+    if (!MC_CUDA_OK(cudaMalloc((void **)&w->seg[r], w->seg_bytes)) ||
+        !MC_CUDA_OK(
             cudaHostAlloc((void **)&w->err_h[r], sizeof(mc_kern_err_t), cudaHostAllocMapped)) ||
-        !CUDA_OK(cudaHostGetDevicePointer((void **)&w->err_d[r], w->err_h[r], 0)) ||
-        !CUDA_OK(cudaStreamCreateWithFlags(&w->s[r], cudaStreamNonBlocking)) ||
-        !CUDA_OK(cudaMalloc((void **)&w->in[r], BUF_BYTES + 2 * GUARD)) ||
-        !CUDA_OK(cudaMalloc((void **)&w->out[r], BUF_BYTES + 2 * GUARD)))
+        !MC_CUDA_OK(cudaHostGetDevicePointer((void **)&w->err_d[r], w->err_h[r], 0)) ||
+        !MC_CUDA_OK(cudaStreamCreateWithFlags(&w->s[r], cudaStreamNonBlocking)) ||
+        !MC_CUDA_OK(cudaMalloc((void **)&w->in[r], BUF_BYTES + 2 * GUARD)) ||
+        !MC_CUDA_OK(cudaMalloc((void **)&w->out[r], BUF_BYTES + 2 * GUARD)))
       return 0;
     w->hin[r] = malloc(BUF_BYTES);
     w->got[r] = malloc(BUF_BYTES);
@@ -72,7 +72,7 @@ static int world_open(world_t *w, int n) {
   }
   w->want = malloc(BUF_BYTES);
   if (!MC_CHECK(w->want != NULL, "host buffers") ||
-      !CUDA_OK(cudaMalloc((void **)&w->table, sizeof(mc_kern_ptrs_t) * MAXN)))
+      !MC_CUDA_OK(cudaMalloc((void **)&w->table, sizeof(mc_kern_ptrs_t) * MAXN)))
     return 0;
   return world_reset(w);
 }
@@ -99,7 +99,7 @@ static int launch(world_t *w, int algo, int table, moecomm_dtype_t dt, moecomm_r
                   uint64_t timeout_ns) {
   mc_kern_ptrs_t ent[MAXN];
   /* the set-up copies ran on the legacy stream, which the members' streams do not wait for */
-  if (!CUDA_OK(cudaDeviceSynchronize())) return 0;
+  if (!MC_CUDA_OK(cudaDeviceSynchronize())) return 0;
   memset(ent, 0, sizeof(ent));
   for (int r = 0; r < w->n; r++) {
     for (int q = 0; q < w->n; q++) {
@@ -107,8 +107,8 @@ static int launch(world_t *w, int algo, int table, moecomm_dtype_t dt, moecomm_r
       ent[r].out[q] = inplace ? w->in[q] + GUARD + in_off : w->out[q] + GUARD + out_off;
     }
   }
-  if (table && (!CUDA_OK(cudaMemcpy(w->table, ent, sizeof(ent), cudaMemcpyHostToDevice)) ||
-                !CUDA_OK(cudaDeviceSynchronize())))
+  if (table && (!MC_CUDA_OK(cudaMemcpy(w->table, ent, sizeof(ent), cudaMemcpyHostToDevice)) ||
+                !MC_CUDA_OK(cudaDeviceSynchronize())))
     return 0;
   for (int r = 0; r < w->n; r++) {
     mc_kern_ar_t a;
@@ -136,7 +136,7 @@ static int launch(world_t *w, int algo, int table, moecomm_dtype_t dt, moecomm_r
     if (!MC_CHECK(e == 0, "mc_kern_all_reduce: %s", cudaGetErrorString((cudaError_t)e))) return 0;
   }
   for (int r = 0; r < w->n; r++)
-    if (!CUDA_OK(cudaStreamSynchronize(w->s[r]))) return 0;
+    if (!MC_CUDA_OK(cudaStreamSynchronize(w->s[r]))) return 0;
   return 1;
 }
 
@@ -156,16 +156,17 @@ static const char *algo_name(int algo, int table) {
 
 static int run_case(world_t *w, int algo, int table, moecomm_dtype_t dt, moecomm_redop_t op,
                     size_t count, int in_off, int out_off, int inplace, int kind, uint64_t seed) {
-  const size_t es = cu_esize(dt), bytes = count * es;
+  const size_t es = shim_dtype_size(dt), bytes = count * es;
   char what[160];
   snprintf(what, sizeof(what), "n=%d %s %s op %d count %zu in+%d out+%d%s kind %d", w->n,
-           algo_name(algo, table), cu_dtname(dt), (int)op, count, in_off, out_off,
+           algo_name(algo, table), shim_dtype_name(dt), (int)op, count, in_off, out_off,
            inplace ? " in place" : "", kind);
   for (int r = 0; r < w->n; r++) {
     cu_fill(w->hin[r], count, dt, kind, seed * 16 + (uint64_t)r);
-    if (!CUDA_OK(cudaMemset(w->in[r], 0xff, BUF_BYTES + 2 * GUARD)) ||
-        !CUDA_OK(cudaMemset(w->out[r], 0xff, BUF_BYTES + 2 * GUARD)) ||
-        !CUDA_OK(cudaMemcpy(w->in[r] + GUARD + in_off, w->hin[r], bytes, cudaMemcpyHostToDevice)))
+    if (!MC_CUDA_OK(cudaMemset(w->in[r], 0xff, BUF_BYTES + 2 * GUARD)) ||
+        !MC_CUDA_OK(cudaMemset(w->out[r], 0xff, BUF_BYTES + 2 * GUARD)) ||
+        !MC_CUDA_OK(
+            cudaMemcpy(w->in[r] + GUARD + in_off, w->hin[r], bytes, cudaMemcpyHostToDevice)))
       return 0;
   }
   if (!launch(w, algo, table, dt, op, count, in_off, out_off, inplace, -1, 10000000000ull))
@@ -175,9 +176,9 @@ static int run_case(world_t *w, int algo, int table, moecomm_dtype_t dt, moecomm
     unsigned char edge[2 * GUARD];
     if (!MC_CHECK(w->err_h[r]->code == 0, "%s: member %d recorded error %u (peer %d)", what, r,
                   w->err_h[r]->code, w->err_h[r]->peer) ||
-        !CUDA_OK(cudaMemcpy(w->got[r], dev, bytes, cudaMemcpyDeviceToHost)) ||
-        !CUDA_OK(cudaMemcpy(edge, dev - GUARD, GUARD, cudaMemcpyDeviceToHost)) ||
-        !CUDA_OK(cudaMemcpy(edge + GUARD, dev + bytes, GUARD, cudaMemcpyDeviceToHost)))
+        !MC_CUDA_OK(cudaMemcpy(w->got[r], dev, bytes, cudaMemcpyDeviceToHost)) ||
+        !MC_CUDA_OK(cudaMemcpy(edge, dev - GUARD, GUARD, cudaMemcpyDeviceToHost)) ||
+        !MC_CUDA_OK(cudaMemcpy(edge + GUARD, dev + bytes, GUARD, cudaMemcpyDeviceToHost)))
       return 0;
     for (int k = 0; k < 2 * GUARD; k++)
       if (edge[k] != 0xff)
@@ -221,7 +222,7 @@ static int run_world(int n) {
     for (int d = 0; d < 3 && ok; d++) {
       for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]) && ok; k++) {
         const size_t c = counts[k];
-        if (c * cu_esize(dts[d]) > (algo == MC_KERN_LL ? LL_PAYLOAD : BUF_BYTES - 16) ||
+        if (c * shim_dtype_size(dts[d]) > (algo == MC_KERN_LL ? LL_PAYLOAD : BUF_BYTES - 16) ||
             !resident(&w, algo, c, dts[d]))
           continue;
         ok = run_case(&w, algo, table, dts[d], MOECOMM_SUM, c, 0, 0, 0, (int)(k & 1), ++seed);
@@ -249,8 +250,8 @@ static int run_world(int n) {
       mc_kern_ptrs_t zero[MAXN];
       memset(zero, 0, sizeof(zero));
       ok = world_reset(&w) &&
-           CUDA_OK(cudaMemcpy(w.table, zero, sizeof(zero), cudaMemcpyHostToDevice)) &&
-           CUDA_OK(cudaDeviceSynchronize());
+           MC_CUDA_OK(cudaMemcpy(w.table, zero, sizeof(zero), cudaMemcpyHostToDevice)) &&
+           MC_CUDA_OK(cudaDeviceSynchronize());
       for (int r = 0; ok && r < n; r++) {
         mc_kern_ar_t a;
         memset(&a, 0, sizeof(a));
@@ -270,7 +271,7 @@ static int run_world(int n) {
         a.err = w.err_d[r];
         a.timeout_ns = 300000000ull;
         ok = MC_CHECK(mc_kern_all_reduce(&a, w.s[r]) == 0, "launch") &&
-             CUDA_OK(cudaStreamSynchronize(w.s[r])) &&
+             MC_CUDA_OK(cudaStreamSynchronize(w.s[r])) &&
              MC_CHECK(w.err_h[r]->code == MC_KERN_ERR_UNREGISTERED,
                       "unregistered entry: member %d recorded code %u", r, w.err_h[r]->code);
       }
@@ -281,14 +282,9 @@ static int run_world(int n) {
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("custom_kernels", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < 1) {
-    mc_test_skip("custom_kernels", "needs a CUDA device, this machine has none");
-    return mc_test_finish();
-  }
-  if (!CUDA_OK(cudaSetDevice(0))) return mc_test_finish();
+  if (!mc_test_need_gpus(1)) return mc_test_finish();
+  if (!MC_CUDA_OK(cudaSetDevice(0))) return mc_test_finish();
   if (!MC_CHECK(mc_kern_check_device() == 0, "the kernels have no image for device 0"))
     return mc_test_finish();
   for (int m = 2; m <= MAXN; m++)

@@ -44,52 +44,19 @@ static char *log_since(off_t from) {
 static int routed(const moecomm_api_t *api, moecomm_context_t *ctx, moecomm_group_t *g,
                   cudaStream_t s, int rank, moecomm_dtype_t dt, size_t count, int capture,
                   const char *want, const char *what) {
-  const size_t es = dt == MOECOMM_INT32 ? 4 : cu_esize(dt), bytes = count * es;
-  char *din = NULL, *dout = NULL, *log = NULL, key[96], *line = NULL;
-  void *ins[NRANKS] = {NULL, NULL}, *ref = malloc(bytes), *got = malloc(bytes);
-  cudaGraph_t graph = NULL;
-  cudaGraphExec_t exec = NULL;
+  const size_t bytes = count * shim_dtype_size(dt);
+  char *log = NULL, key[96], *line = NULL;
+  void *ins[NRANKS] = {NULL, NULL};
   off_t from;
   int ok = 0;
-  moecomm_result_t rc;
 
   for (int r = 0; r < NRANKS; r++) {
     ins[r] = malloc(bytes);
     if (ins[r] != NULL) mc_test_fill(ins[r], count, dt, 77 + (uint64_t)r * 13 + count);
   }
-  if (!MC_CHECK(ins[0] && ins[1] && ref && got, "host buffers")) goto out;
-  if (dt == MOECOMM_INT32) {
-    for (size_t i = 0; i < count; i++)
-      ((int32_t *)ref)[i] = ((int32_t *)ins[0])[i] + ((int32_t *)ins[1])[i];
-  } else {
-    cu_reference(ref, ins, NRANKS, count, dt, MOECOMM_SUM);
-  }
-  if (!CUDA_OK(cudaMalloc((void **)&din, bytes)) || !CUDA_OK(cudaMalloc((void **)&dout, bytes)) ||
-      !CUDA_OK(cudaMemcpy(din, ins[rank], bytes, cudaMemcpyHostToDevice)) ||
-      !CUDA_OK(cudaMemset(dout, 0xff, bytes)) || !CUDA_OK(cudaDeviceSynchronize()))
-    goto out;
+  if (!MC_CHECK(ins[0] && ins[1], "host buffers")) goto out;
   from = lseek(g_log_fd, 0, SEEK_END);
-  if (capture) {
-    if (!MC_CHECK_RC(api, ctx, api->capture_begin(ctx, s), MOECOMM_SUCCESS) ||
-        !CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal)))
-      goto out;
-    rc = api->all_reduce(g, din, dout, count, dt, MOECOMM_SUM, s);
-    if (!CUDA_OK(cudaStreamEndCapture(s, &graph)) || !MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS) ||
-        !MC_CHECK_RC(api, ctx, api->capture_end(ctx, s), MOECOMM_SUCCESS) ||
-        !CUDA_OK(cudaGraphInstantiate(&exec, graph, 0)) || !CUDA_OK(cudaGraphLaunch(exec, s)))
-      goto out;
-  } else {
-    rc = api->all_reduce(g, din, dout, count, dt, MOECOMM_SUM, s);
-    if (!MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS)) goto out;
-  }
-  if (!CUDA_OK(cudaStreamSynchronize(s)) ||
-      !CUDA_OK(cudaMemcpy(got, dout, bytes, cudaMemcpyDeviceToHost)))
-    goto out;
-  if (dt == MOECOMM_INT32) {
-    if (!MC_CHECK(memcmp(got, ref, bytes) == 0, "%s: int32 result differs", what)) goto out;
-  } else if (!cu_compare(got, ref, count, dt, what)) {
-    goto out;
-  }
+  if (!cu_check_sum(api, ctx, g, s, ins, NRANKS, rank, dt, count, capture, what)) goto out;
 
   log = log_since(from);
   snprintf(key, sizeof(key), "custom all-reduce of %zu bytes on ", bytes);
@@ -114,13 +81,7 @@ static int routed(const moecomm_api_t *api, moecomm_context_t *ctx, moecomm_grou
     if (ok && capture) ok = MC_CHECK(strstr(line, "(captured)") != NULL, "%s: %s", what, line);
   }
 out:
-  if (exec) cudaGraphExecDestroy(exec);
-  if (graph) cudaGraphDestroy(graph);
-  cudaFree(din);
-  cudaFree(dout);
   for (int r = 0; r < NRANKS; r++) free(ins[r]);
-  free(ref);
-  free(got);
   free(log);
   return ok;
 }
@@ -134,7 +95,7 @@ static int run_algo(const moecomm_api_t *api, int rank, const char *algo) {
   int ok = 1;
   if (ctx == NULL) return 0;
   if ((g = cu_group(api, ctx, MOECOMM_GROUP_TP)) == NULL ||
-      !CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking))) {
+      !MC_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking))) {
     ok = 0;
     goto out;
   }
@@ -184,7 +145,7 @@ static int rank_main(int rank, int world, void *arg) {
   saved = dup(2);
   if (!MC_CHECK(saved >= 0 && dup2(g_log_fd, 2) == 2, "redirecting stderr")) return 1;
   api = mc_test_plugin();
-  if (CUDA_OK(cudaSetDevice(rank)))
+  if (MC_CUDA_OK(cudaSetDevice(rank)))
     for (int a = 0; a < 5; a++)
       if (!run_algo(api, rank, algos[a])) break;
   fflush(stderr);
@@ -195,13 +156,8 @@ static int rank_main(int rank, int world, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("custom_route", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("custom_route", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_main, NULL, 240);
   return mc_test_finish();
 }

@@ -56,39 +56,6 @@ static int find_sanitizer(char *out, size_t size) {
   return 0;
 }
 
-static int self_dir_file(const char *name, char *out, size_t size) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  char *slash;
-  if (n <= 0) return -1;
-  exe[n] = '\0';
-  if ((slash = strrchr(exe, '/')) == NULL) return -1;
-  *slash = '\0';
-  return (size_t)snprintf(out, size, "%s/%s", exe, name) < size ? 0 : -1;
-}
-
-/* Runs cmd, returns its output (caller frees) and exit status. */
-static char *run(const char *cmd, int *status_p) {
-  char *out = NULL;
-  size_t len = 0, cap = 0;
-  FILE *p;
-  fflush(stdout);
-  if ((p = popen(cmd, "r")) == NULL) return NULL;
-  for (;;) {
-    size_t got;
-    if (len + 4097 > cap) {
-      char *n = realloc(out, cap = cap ? 2 * cap : 65536);
-      if (n == NULL) break;
-      out = n;
-    }
-    if ((got = fread(out + len, 1, 4096, p)) == 0) break;
-    len += got;
-  }
-  *status_p = pclose(p);
-  if (out) out[len] = '\0';
-  return out;
-}
-
 /* Every "<key> N" in out has N == 0; *seen_p counts them. */
 static int all_zero(const char *out, const char *key, int *seen_p) {
   int ok = 1;
@@ -118,10 +85,11 @@ static char *slurp(const char *path) {
 /* Two ranks, each its own process under the tool, with MOECOMM_ALGO=algo. */
 static void run_tool(const char *san, const char *shim, const char *tool, const char *algo,
                      int port) {
-  char cmd[8 * PATH_MAX], dir[] = "/tmp/moecomm-san.XXXXXX", path[PATH_MAX + 64];
+  char cmd[8 * PATH_MAX], dir[] = "/tmp/moecomm-san.XXXXXX", path[PATH_MAX + 64], out[4096];
   const char *key = strcmp(tool, "racecheck") == 0 ? "RACECHECK SUMMARY: " : "ERROR SUMMARY: ";
-  int status = -1, rc[2] = {-1, -1}, ok = 1;
-  char *out;
+  const char *rcs;
+  int rc[2] = {-1, -1}, ok = 1;
+  if (!MC_CHECK(port > 0, "no free port for MOECOMM_STORE")) return;
   if (!MC_CHECK(mkdtemp(dir) != NULL, "mkdtemp for the sanitizer logs")) return;
   snprintf(cmd, sizeof(cmd),
            "cd %s && for r in 0 1; do MOECOMM_RANK=$r MOECOMM_WORLD_SIZE=2 "
@@ -131,8 +99,9 @@ static void run_tool(const char *san, const char *shim, const char *tool, const 
            "wait $pid0; a=$?; wait $pid1; echo \"RC $a $?\"",
            dir, port, algo, san, tool,
            strcmp(tool, "memcheck") == 0 ? " --report-api-errors no" : "", shim);
-  out = run(cmd, &status);
-  if (out == NULL || sscanf(out, "RC %d %d", &rc[0], &rc[1]) != 2) rc[0] = rc[1] = -1;
+  mc_test_shell(cmd, out, sizeof(out));
+  if ((rcs = strstr(out, "RC ")) == NULL || sscanf(rcs, "RC %d %d", &rc[0], &rc[1]) != 2)
+    rc[0] = rc[1] = -1;
   for (int r = 0; r < 2; r++) {
     char *log, *res;
     int seen = 0, clean;
@@ -157,35 +126,29 @@ static void run_tool(const char *san, const char *shim, const char *tool, const 
   if (ok)
     printf("ok: compute-sanitizer --tool %s, MOECOMM_ALGO=%s: both ranks clean and verified\n",
            tool, algo);
-  free(out);
   rmdir(dir);
 }
 
 int main(int argc, char **argv) {
-  char san[PATH_MAX], test[PATH_MAX];
-  int n;
+  char san[PATH_MAX], build[PATH_MAX], shim[PATH_MAX + 16];
   mc_test_init("custom_sanitizer", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("custom_sanitizer", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   if (!find_sanitizer(san, sizeof(san))) {
     mc_test_skip("custom_sanitizer",
                  "compute-sanitizer not found ($COMPUTE_SANITIZER, PATH, $CUDA_HOME/bin, "
                  "/usr/local/cuda*/bin)");
     return mc_test_finish();
   }
-  if (!MC_CHECK(self_dir_file("../../moecomm-shim", test, sizeof(test)) == 0 && executable(test),
-                "moecomm-shim two levels above this binary: %s", test))
+  if (!MC_CHECK(mc_test_build_dir(build, sizeof(build)) == 0, "no build directory"))
     return mc_test_finish();
+  snprintf(shim, sizeof(shim), "%s/moecomm-shim", build);
+  if (!MC_CHECK(executable(shim), "the shim of this build: %s", shim)) return mc_test_finish();
   printf("using %s\n", san);
   {
     static const char *const tools[] = {"memcheck", "racecheck"};
     static const char *const algos[] = {"ll", "oneshot", "twoshot"};
-    int port = 20000 + (int)(getpid() % 20000);
     for (int t = 0; t < 2; t++)
-      for (int a = 0; a < 3; a++) run_tool(san, test, tools[t], algos[a], port + 3 * t + a);
+      for (int a = 0; a < 3; a++) run_tool(san, shim, tools[t], algos[a], mc_test_free_port());
   }
   return mc_test_finish();
 }

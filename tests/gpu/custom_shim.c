@@ -18,47 +18,17 @@
 
 #define NRANKS 2
 
-static int shim_path(char *out, size_t size) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  char *slash;
-  if (n <= 0) return -1;
-  exe[n] = '\0';
-  for (int up = 0; up < 3; up++) { /* BUILD/tests/gpu/custom_shim -> BUILD */
-    slash = strrchr(exe, '/');
-    if (slash == NULL) return -1;
-    *slash = '\0';
-  }
-  return (size_t)snprintf(out, size, "%s/moecomm-shim", exe) < size ? 0 : -1;
-}
-
 static void run_shim(const char *shim, const char *args, const char *env_algo, int share,
                      const char *want_step) {
-  char cmd[PATH_MAX + 512], *out = NULL;
-  size_t len = 0, cap = 0;
-  FILE *p;
+  static char out[1 << 20];
+  char cmd[PATH_MAX + 512];
   int status;
   if (env_algo) setenv("MOECOMM_ALGO", env_algo, 1);
   if (!share) setenv("MOECOMM_SHARE_COMMS", "0", 1);
-  snprintf(cmd, sizeof(cmd), "%s %s 2>&1", shim, args);
-  fflush(stdout);
-  p = popen(cmd, "r");
+  snprintf(cmd, sizeof(cmd), "%s %s", shim, args);
+  status = mc_test_shell(cmd, out, sizeof(out));
   unsetenv("MOECOMM_ALGO");
   unsetenv("MOECOMM_SHARE_COMMS");
-  if (!MC_CHECK(p != NULL, "popen %s", cmd)) return;
-  for (;;) {
-    if (len + 4096 + 1 > cap) {
-      char *n = realloc(out, cap = cap ? 2 * cap : 65536);
-      if (n == NULL) break;
-      out = n;
-    }
-    size_t got = fread(out + len, 1, 4096, p);
-    if (got == 0) break;
-    len += got;
-  }
-  status = pclose(p);
-  if (out == NULL) return;
-  out[len] = '\0';
   if (MC_CHECK(status == 0 && strstr(out, "device: cuda:") != NULL &&
                    strstr(out, "result: verified bit-exact") != NULL &&
                    strstr(out, "graph replays") != NULL && strstr(out, want_step) != NULL,
@@ -66,20 +36,16 @@ static void run_shim(const char *shim, const char *args, const char *env_algo, i
                "output:\n%s",
                env_algo ? env_algo : "(unset)", share, cmd, want_step, status, out))
     printf("ok: %s (MOECOMM_ALGO=%s, share %d)\n", args, env_algo ? env_algo : "(unset)", share);
-  free(out);
 }
 
 int main(int argc, char **argv) {
-  char shim[PATH_MAX];
-  int n;
+  char build[PATH_MAX], shim[PATH_MAX + 16];
   mc_test_init("custom_shim", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("custom_shim", "needs %d CUDA devices, this machine has %d", NRANKS, n);
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
+  if (!MC_CHECK(mc_test_build_dir(build, sizeof(build)) == 0, "no build directory"))
     return mc_test_finish();
-  }
-  if (!MC_CHECK(shim_path(shim, sizeof(shim)) == 0 && access(shim, X_OK) == 0,
-                "the shim next to this build: %s", shim))
+  snprintf(shim, sizeof(shim), "%s/moecomm-shim", build);
+  if (!MC_CHECK(access(shim, X_OK) == 0, "the shim of this build: %s", shim))
     return mc_test_finish();
   setenv("NCCL_NVLS_ENABLE", "0", 1);
   run_shim(shim, "--ranks 2 --tp 2 --ep 2 --iters 20", NULL, 1, "step: ABI 1.1 scatter modes");

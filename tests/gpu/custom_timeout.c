@@ -34,15 +34,15 @@ static int run_algo(const moecomm_api_t *api, int rank, const char *algo, float 
   int ok = g != NULL;
 
   snprintf(what, sizeof(what), "%s: first call", algo);
-  ok = ok && CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)) &&
-       CUDA_OK(cudaMalloc((void **)&din, COUNT * 4)) &&
-       CUDA_OK(cudaMalloc((void **)&dout, COUNT * 4)) &&
-       CUDA_OK(cudaMemcpy(din, host[rank], COUNT * 4, cudaMemcpyHostToDevice)) &&
-       CUDA_OK(cudaMemset(dout, 0xff, COUNT * 4)) && CUDA_OK(cudaDeviceSynchronize()) &&
+  ok = ok && MC_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)) &&
+       MC_CUDA_OK(cudaMalloc((void **)&din, COUNT * 4)) &&
+       MC_CUDA_OK(cudaMalloc((void **)&dout, COUNT * 4)) &&
+       MC_CUDA_OK(cudaMemcpy(din, host[rank], COUNT * 4, cudaMemcpyHostToDevice)) &&
+       MC_CUDA_OK(cudaMemset(dout, 0xff, COUNT * 4)) && MC_CUDA_OK(cudaDeviceSynchronize()) &&
        MC_CHECK_RC(api, ctx, api->all_reduce(g, din, dout, COUNT, MOECOMM_FLOAT32, MOECOMM_SUM, s),
                    MOECOMM_SUCCESS) &&
-       CUDA_OK(cudaStreamSynchronize(s)) &&
-       CUDA_OK(cudaMemcpy(got, dout, COUNT * 4, cudaMemcpyDeviceToHost)) &&
+       MC_CUDA_OK(cudaStreamSynchronize(s)) &&
+       MC_CUDA_OK(cudaMemcpy(got, dout, COUNT * 4, cudaMemcpyDeviceToHost)) &&
        cu_compare(got, want, COUNT, MOECOMM_FLOAT32, what);
   cu_barrier();
 
@@ -50,7 +50,7 @@ static int run_algo(const moecomm_api_t *api, int rank, const char *algo, float 
     /* rank 1 never joins this call */
     double t0 = now_s(), dt;
     rc = api->all_reduce(g, din, dout, COUNT, MOECOMM_FLOAT32, MOECOMM_SUM, s);
-    ok = MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS) && CUDA_OK(cudaStreamSynchronize(s));
+    ok = MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS) && MC_CUDA_OK(cudaStreamSynchronize(s));
     dt = now_s() - t0;
     MC_CHECK(dt > 1.0 && dt < 30.0, "%s: the kernel gave up after %.2f s (timeout 1.5 s)", algo,
              dt);
@@ -94,7 +94,7 @@ static int rank_main(int rank, int world, void *arg) {
     cu_fill(host[r], COUNT, MOECOMM_FLOAT32, 1, 31 + (uint64_t)r);
     ins[r] = host[r];
   }
-  if (want == NULL || got == NULL || !CUDA_OK(cudaSetDevice(rank))) return 1;
+  if (want == NULL || got == NULL || !MC_CUDA_OK(cudaSetDevice(rank))) return 1;
   cu_reference(want, ins, NRANKS, COUNT, MOECOMM_FLOAT32, MOECOMM_SUM);
   /* the context's exchanges time out after 1.5 s too: start each one together */
   for (int a = 0; a < 3; a++) {
@@ -108,13 +108,8 @@ static int rank_main(int rank, int world, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("custom_timeout", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("custom_timeout", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_main, NULL, 180);
   return mc_test_finish();
 }

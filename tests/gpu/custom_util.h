@@ -13,23 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../host_shim/data.h"
 #include "../../host_shim/launch.h"
 #include "../common/harness.h"
-
-static inline int cu_ok(cudaError_t e, const char *what, const char *file, int line) {
-  if (e == cudaSuccess) return 1;
-  mc_test_check(0, file, line, what, "%s", cudaGetErrorString(e));
-  return 0;
-}
-#define CUDA_OK(call) cu_ok((call), #call, __FILE__, __LINE__)
-
-static inline size_t cu_esize(moecomm_dtype_t dt) {
-  return dt == MOECOMM_FLOAT16 || dt == MOECOMM_BFLOAT16 ? 2 : 4;
-}
-
-static inline const char *cu_dtname(moecomm_dtype_t dt) {
-  return dt == MOECOMM_FLOAT32 ? "fp32" : dt == MOECOMM_FLOAT16 ? "fp16" : "bf16";
-}
 
 /* Stores v (already a value of the dtype) as element i. */
 static inline void cu_put(void *buf, size_t i, moecomm_dtype_t dt, double v) {
@@ -37,6 +23,8 @@ static inline void cu_put(void *buf, size_t i, moecomm_dtype_t dt, double v) {
     ((float *)buf)[i] = (float)v;
   else if (dt == MOECOMM_FLOAT16)
     ((uint16_t *)buf)[i] = mc_test_to_half((float)v);
+  else if (dt == MOECOMM_INT32)
+    ((int32_t *)buf)[i] = (int32_t)v;
   else
     ((uint16_t *)buf)[i] = mc_test_to_bf16((float)v);
 }
@@ -74,9 +62,11 @@ static inline double cu_expect(void *const *ins, int nin, size_t i, moecomm_dtyp
   return acc;
 }
 
-/* The dtype's rounding of a double (via float: exact for the sums these tests make). */
+/* The dtype's rounding of a double (via float: exact for the sums these tests make; int32 sums
+   of small integers are exact). */
 static inline double cu_round(double v, moecomm_dtype_t dt) {
   float f = (float)v;
+  if (dt == MOECOMM_INT32) return v;
   if (dt == MOECOMM_FLOAT32) return f;
   if (dt == MOECOMM_FLOAT16) return mc_test_from_half(mc_test_to_half(f));
   return mc_test_from_bf16(mc_test_to_bf16(f));
@@ -91,13 +81,60 @@ static inline void cu_reference(void *out, void *const *ins, int nin, size_t n, 
 /* Bytes of got equal to want; else one failed check naming the first difference. */
 static inline int cu_compare(const void *got, const void *want, size_t n, moecomm_dtype_t dt,
                              const char *what) {
-  size_t es = cu_esize(dt), bad = 0, first = 0;
+  size_t es = shim_dtype_size(dt), bad = 0, first = 0;
   if (memcmp(got, want, n * es) == 0) return MC_CHECK(1, "%s", what);
   for (size_t i = 0; i < n; i++)
     if (memcmp((const char *)got + i * es, (const char *)want + i * es, es) != 0 && bad++ == 0)
       first = i;
   return MC_CHECK(0, "%s: %zu of %zu elements differ, first at %zu: got %g want %g", what, bad, n,
                   first, mc_test_get(got, first, dt), mc_test_get(want, first, dt));
+}
+
+/* One sum all-reduce of count elements on g from ins[rank] (uploaded, the output poisoned), eager
+   or captured (capture_begin, stream capture, capture_end, one launch); the result must equal the
+   reference over the nin inputs bit for bit. */
+static inline int cu_check_sum(const moecomm_api_t *api, moecomm_context_t *ctx, moecomm_group_t *g,
+                               cudaStream_t s, void *const *ins, int nin, int rank,
+                               moecomm_dtype_t dt, size_t count, int capture, const char *what) {
+  const size_t bytes = count * shim_dtype_size(dt);
+  void *want = malloc(bytes), *got = malloc(bytes);
+  char *din = NULL, *dout = NULL;
+  cudaGraph_t graph = NULL;
+  cudaGraphExec_t exec = NULL;
+  moecomm_result_t rc;
+  int ok = 0;
+  if (!MC_CHECK(want && got, "%s: host buffers of %zu bytes", what, bytes)) goto out;
+  cu_reference(want, ins, nin, count, dt, MOECOMM_SUM);
+  if (!MC_CUDA_OK(cudaMalloc((void **)&din, bytes)) ||
+      !MC_CUDA_OK(cudaMalloc((void **)&dout, bytes)) ||
+      !MC_CUDA_OK(cudaMemcpy(din, ins[rank], bytes, cudaMemcpyHostToDevice)) ||
+      !MC_CUDA_OK(cudaMemset(dout, 0xff, bytes)) || !MC_CUDA_OK(cudaDeviceSynchronize()))
+    goto out;
+  if (capture) {
+    if (!MC_CHECK_RC(api, ctx, api->capture_begin(ctx, s), MOECOMM_SUCCESS) ||
+        !MC_CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal)))
+      goto out;
+    rc = api->all_reduce(g, din, dout, count, dt, MOECOMM_SUM, s);
+    if (!MC_CUDA_OK(cudaStreamEndCapture(s, &graph)) ||
+        !MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS) ||
+        !MC_CHECK_RC(api, ctx, api->capture_end(ctx, s), MOECOMM_SUCCESS) ||
+        !MC_CUDA_OK(cudaGraphInstantiate(&exec, graph, 0)) || !MC_CUDA_OK(cudaGraphLaunch(exec, s)))
+      goto out;
+  } else {
+    rc = api->all_reduce(g, din, dout, count, dt, MOECOMM_SUM, s);
+    if (!MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS)) goto out;
+  }
+  ok = MC_CUDA_OK(cudaStreamSynchronize(s)) &&
+       MC_CUDA_OK(cudaMemcpy(got, dout, bytes, cudaMemcpyDeviceToHost)) &&
+       cu_compare(got, want, count, dt, what);
+out:
+  if (exec) cudaGraphExecDestroy(exec);
+  if (graph) cudaGraphDestroy(graph);
+  cudaFree(din);
+  cudaFree(dout);
+  free(want);
+  free(got);
+  return ok;
 }
 
 /* Creates a context for rank of a world of 2 (tp 2), with extra environment set only during the

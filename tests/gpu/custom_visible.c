@@ -14,50 +14,18 @@
 
 #define NRANKS 2
 
+/* A sum all-reduce of count bf16 reals, eager or captured, checked exactly. */
 static int check_ar(const moecomm_api_t *api, moecomm_context_t *ctx, moecomm_group_t *g,
                     cudaStream_t s, int rank, size_t count, int capture, const char *what) {
-  const moecomm_dtype_t dt = MOECOMM_BFLOAT16;
-  const size_t bytes = count * 2;
-  void *ins[NRANKS], *want = malloc(bytes), *got = malloc(bytes);
-  char *din = NULL, *dout = NULL;
-  cudaGraph_t graph = NULL;
-  cudaGraphExec_t exec = NULL;
+  void *ins[NRANKS];
   int ok = 0;
   for (int r = 0; r < NRANKS; r++) {
-    ins[r] = malloc(bytes);
-    if (ins[r]) cu_fill(ins[r], count, dt, 1, 5000 + count + (uint64_t)r);
+    ins[r] = malloc(count * 2);
+    if (ins[r]) cu_fill(ins[r], count, MOECOMM_BFLOAT16, 1, 5000 + count + (uint64_t)r);
   }
-  if (!MC_CHECK(ins[0] && ins[1] && want && got, "host buffers")) goto out;
-  cu_reference(want, ins, NRANKS, count, dt, MOECOMM_SUM);
-  if (!CUDA_OK(cudaMalloc((void **)&din, bytes)) || !CUDA_OK(cudaMalloc((void **)&dout, bytes)) ||
-      !CUDA_OK(cudaMemcpy(din, ins[rank], bytes, cudaMemcpyHostToDevice)) ||
-      !CUDA_OK(cudaMemset(dout, 0xff, bytes)) || !CUDA_OK(cudaDeviceSynchronize()))
-    goto out;
-  if (capture) {
-    moecomm_result_t rc;
-    if (!MC_CHECK_RC(api, ctx, api->capture_begin(ctx, s), MOECOMM_SUCCESS) ||
-        !CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal)))
-      goto out;
-    rc = api->all_reduce(g, din, dout, count, dt, MOECOMM_SUM, s);
-    if (!CUDA_OK(cudaStreamEndCapture(s, &graph)) || !MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS) ||
-        !MC_CHECK_RC(api, ctx, api->capture_end(ctx, s), MOECOMM_SUCCESS) ||
-        !CUDA_OK(cudaGraphInstantiate(&exec, graph, 0)) || !CUDA_OK(cudaGraphLaunch(exec, s)))
-      goto out;
-  } else if (!MC_CHECK_RC(api, ctx, api->all_reduce(g, din, dout, count, dt, MOECOMM_SUM, s),
-                          MOECOMM_SUCCESS)) {
-    goto out;
-  }
-  ok = CUDA_OK(cudaStreamSynchronize(s)) &&
-       CUDA_OK(cudaMemcpy(got, dout, bytes, cudaMemcpyDeviceToHost)) &&
-       cu_compare(got, want, count, dt, what);
-out:
-  if (exec) cudaGraphExecDestroy(exec);
-  if (graph) cudaGraphDestroy(graph);
-  cudaFree(din);
-  cudaFree(dout);
+  if (MC_CHECK(ins[0] && ins[1], "host buffers"))
+    ok = cu_check_sum(api, ctx, g, s, ins, NRANKS, rank, MOECOMM_BFLOAT16, count, capture, what);
   for (int r = 0; r < NRANKS; r++) free(ins[r]);
-  free(want);
-  free(got);
   return ok;
 }
 
@@ -90,8 +58,8 @@ static int isolated(const moecomm_api_t *api, int rank) {
     info.struct_size = sizeof(info);
     ok = MC_CHECK_RC(api, ctx, api->context_info(ctx, &info), MOECOMM_SUCCESS) &&
          MC_CHECK(info.device == 0, "isolated rank %d runs on device %d", rank, (int)info.device) &&
-         (g = cu_group(api, ctx, MOECOMM_GROUP_TP)) != NULL && CUDA_OK(cudaSetDevice(0)) &&
-         CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+         (g = cu_group(api, ctx, MOECOMM_GROUP_TP)) != NULL && MC_CUDA_OK(cudaSetDevice(0)) &&
+         MC_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     snprintf(what, sizeof(what), "isolated GPUs, %s, eager 20000 bf16", algos[a]);
     ok = ok && check_ar(api, ctx, g, s, rank, 20000, 0, what);
     ok = ok && MC_CHECK(strcmp(tp_backend(api, ctx, g), "custom") == 0,
@@ -126,7 +94,7 @@ static int rank_hosts(int rank, int world, void *arg) {
   (void)arg;
   setenv("NCCL_NVLS_ENABLE", "0", 1);
   api = mc_test_plugin();
-  if (!CUDA_OK(cudaSetDevice(rank)) || (ctx = cu_context(api, rank, NRANKS, 0, env)) == NULL)
+  if (!MC_CUDA_OK(cudaSetDevice(rank)) || (ctx = cu_context(api, rank, NRANKS, 0, env)) == NULL)
     return 0;
   if ((g = cu_group(api, ctx, MOECOMM_GROUP_TP)) != NULL)
     MC_CHECK(strcmp(tp_backend(api, ctx, g), "nccl") == 0,
@@ -136,13 +104,8 @@ static int rank_hosts(int rank, int world, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("custom_visible", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("custom_visible", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_isolated, NULL, 180);
   mc_test_ranks(NRANKS, rank_hosts, NULL, 60);
   return mc_test_finish();

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../../host_shim/data.h"
 #include "../common/harness.h"
 
 #define NRANKS 2
@@ -24,7 +25,6 @@ typedef enum { K_AR, K_RS, K_AG, K_BC } kind_t;
 static const char *const k_kind_name[] = {"all_reduce", "reduce_scatter", "all_gather",
                                           "broadcast"};
 static const size_t k_counts[] = {1, 7, 4095, (size_t)1 << 20, MAX_COUNT};
-static const char *const k_dtype_name[] = {"fp32", "fp16", "bf16", "int32"};
 static const char *const k_op_name[] = {"sum", "max", "min"};
 
 typedef struct rank_state {
@@ -42,24 +42,13 @@ typedef struct rank_state {
   uint64_t calls;       /* collectives issued on the group */
 } rank_state_t;
 
-static size_t dsize(moecomm_dtype_t dt) {
-  return dt == MOECOMM_FLOAT16 || dt == MOECOMM_BFLOAT16 ? 2 : 4;
-}
-
-static int cuda_ok(cudaError_t e, const char *what, int line) {
-  if (e == cudaSuccess) return 1;
-  mc_test_check(0, __FILE__, line, what, "%s", cudaGetErrorString(e));
-  return 0;
-}
-#define CUDA_OK(call) cuda_ok((call), #call, __LINE__)
-
 /* Waits for the stream, but never for ever: a hung collective is a failed check. */
 static int sync_stream(cudaStream_t s) {
   struct timespec ts = {0, 200000};
   for (int waited_us = 0;; waited_us += 200) {
     cudaError_t e = cudaStreamQuery(s);
     if (e == cudaSuccess) return 1;
-    if (e != cudaErrorNotReady) return CUDA_OK(e);
+    if (e != cudaErrorNotReady) return MC_CUDA_OK(e);
     if (waited_us / 1000 > SYNC_TIMEOUT_MS) {
       mc_test_check(0, __FILE__, __LINE__, "stream finished",
                     "the stream did not finish within %d ms (hung collective)", SYNC_TIMEOUT_MS);
@@ -92,7 +81,7 @@ static void make_pools(rank_state_t *st, moecomm_dtype_t dt) {
 static int run_case(rank_state_t *st, kind_t kind, moecomm_dtype_t dt, moecomm_redop_t op,
                     size_t count, int inplace, int root, size_t off, cudaStream_t s) {
   const moecomm_api_t *api = st->api;
-  size_t esz = dsize(dt), in_elems = kind == K_RS ? NRANKS * count : count;
+  size_t esz = shim_dtype_size(dt), in_elems = kind == K_RS ? NRANKS * count : count;
   size_t out_elems = kind == K_AG ? NRANKS * count : count;
   size_t region = (kind == K_AG || kind == K_RS) ? NRANKS * count : count;
   const char *own = (const char *)st->raw + off * esz;
@@ -102,15 +91,15 @@ static int run_case(rank_state_t *st, kind_t kind, moecomm_dtype_t dt, moecomm_r
   moecomm_result_t rc;
   size_t bad = 0, first = 0;
 
-  if (!CUDA_OK(cudaMemsetAsync(st->drecv, 0xff, region * esz, s))) return 0;
+  if (!MC_CUDA_OK(cudaMemsetAsync(st->drecv, 0xff, region * esz, s))) return 0;
   switch (kind) {
     case K_AR:
       if (inplace) {
-        if (!CUDA_OK(cudaMemcpyAsync(st->drecv, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
+        if (!MC_CUDA_OK(cudaMemcpyAsync(st->drecv, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
           return 0;
         send = st->drecv;
       } else {
-        if (!CUDA_OK(cudaMemcpyAsync(st->dsend, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
+        if (!MC_CUDA_OK(cudaMemcpyAsync(st->dsend, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
           return 0;
         send = st->dsend;
       }
@@ -118,13 +107,13 @@ static int run_case(rank_state_t *st, kind_t kind, moecomm_dtype_t dt, moecomm_r
       break;
     case K_RS:
       if (inplace) {
-        if (!CUDA_OK(cudaMemcpyAsync(st->drecv, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
+        if (!MC_CUDA_OK(cudaMemcpyAsync(st->drecv, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
           return 0;
         send = st->drecv;
         recv = st->drecv + (size_t)st->rank * count * esz;
         out = recv;
       } else {
-        if (!CUDA_OK(cudaMemcpyAsync(st->dsend, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
+        if (!MC_CUDA_OK(cudaMemcpyAsync(st->dsend, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
           return 0;
         send = st->dsend;
       }
@@ -133,11 +122,11 @@ static int run_case(rank_state_t *st, kind_t kind, moecomm_dtype_t dt, moecomm_r
     case K_AG:
       if (inplace) {
         char *slot = st->drecv + (size_t)st->rank * count * esz;
-        if (!CUDA_OK(cudaMemcpyAsync(slot, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
+        if (!MC_CUDA_OK(cudaMemcpyAsync(slot, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
           return 0;
         send = slot;
       } else {
-        if (!CUDA_OK(cudaMemcpyAsync(st->dsend, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
+        if (!MC_CUDA_OK(cudaMemcpyAsync(st->dsend, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
           return 0;
         send = st->dsend;
       }
@@ -146,11 +135,11 @@ static int run_case(rank_state_t *st, kind_t kind, moecomm_dtype_t dt, moecomm_r
     default: /* K_BC */
       if (inplace) {
         if (st->rank == root &&
-            !CUDA_OK(cudaMemcpyAsync(st->drecv, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
+            !MC_CUDA_OK(cudaMemcpyAsync(st->drecv, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
           return 0;
         send = st->drecv;
       } else {
-        if (!CUDA_OK(cudaMemcpyAsync(st->dsend, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
+        if (!MC_CUDA_OK(cudaMemcpyAsync(st->dsend, own, in_elems * esz, cudaMemcpyHostToDevice, s)))
           return 0;
         send = st->rank == root ? st->dsend : NULL; /* the ABI lets non-roots pass NULL */
       }
@@ -160,7 +149,7 @@ static int run_case(rank_state_t *st, kind_t kind, moecomm_dtype_t dt, moecomm_r
   st->calls++;
   if (!MC_CHECK_RC(api, st->ctx, rc, MOECOMM_SUCCESS)) return 0;
   if (!sync_stream(s)) return 0;
-  if (!CUDA_OK(cudaMemcpy(st->hout, out, out_elems * esz, cudaMemcpyDeviceToHost))) return 0;
+  if (!MC_CUDA_OK(cudaMemcpy(st->hout, out, out_elems * esz, cudaMemcpyDeviceToHost))) return 0;
 
   for (size_t i = 0; i < out_elems; i++) {
     double e;
@@ -181,7 +170,7 @@ static int run_case(rank_state_t *st, kind_t kind, moecomm_dtype_t dt, moecomm_r
   if (!MC_CHECK(bad == 0,
                 "%s %s %s count %zu %s%s%d: %zu of %zu elements wrong, first at %zu "
                 "(got %g)",
-                k_kind_name[kind], k_dtype_name[dt],
+                k_kind_name[kind], shim_dtype_name(dt),
                 kind == K_AR || kind == K_RS ? k_op_name[op] : "", count,
                 inplace ? "in place" : "out of place", kind == K_BC ? " root " : " rank ",
                 kind == K_BC ? root : st->rank, bad, out_elems, first,
@@ -232,9 +221,9 @@ static int rank_main(int rank, int world, void *arg) {
   if (!MC_CHECK_RC(st.api, NULL, rc, MOECOMM_SUCCESS)) return 1;
   rc = st.api->group_get(st.ctx, MOECOMM_GROUP_TP, &st.group);
   if (!MC_CHECK_RC(st.api, st.ctx, rc, MOECOMM_SUCCESS)) goto out;
-  if (!CUDA_OK(cudaStreamCreateWithFlags(&st.stream, cudaStreamNonBlocking)) ||
-      !CUDA_OK(cudaMalloc((void **)&st.dsend, dev_bytes)) ||
-      !CUDA_OK(cudaMalloc((void **)&st.drecv, dev_bytes)))
+  if (!MC_CUDA_OK(cudaStreamCreateWithFlags(&st.stream, cudaStreamNonBlocking)) ||
+      !MC_CUDA_OK(cudaMalloc((void **)&st.dsend, dev_bytes)) ||
+      !MC_CUDA_OK(cudaMalloc((void **)&st.drecv, dev_bytes)))
     goto out;
   st.raw = malloc(POOL_ELEMS * 4);
   st.tmp = malloc(POOL_ELEMS * 4);
@@ -272,13 +261,8 @@ out:
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("nccl_colls", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("nccl_colls", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_main, NULL, 300);
   return mc_test_finish();
 }

@@ -12,13 +12,6 @@
 #define NRANKS 2
 #define COUNT 12345
 
-static int cuda_ok(cudaError_t e, const char *what, int line) {
-  if (e == cudaSuccess) return 1;
-  mc_test_check(0, __FILE__, line, what, "%s", cudaGetErrorString(e));
-  return 0;
-}
-#define CUDA_OK(call) cuda_ok((call), #call, __LINE__)
-
 typedef struct side {
   const char *name;
   moecomm_context_t *ctx;
@@ -37,9 +30,9 @@ static int issue(const moecomm_api_t *api, side_t *s, int group_kind, int kind, 
   size_t out_count = kind == 1 ? NRANKS * COUNT : COUNT;
   moecomm_result_t rc;
   for (int r = 0; r < NRANKS; r++) mc_test_fill(s->in[r], in_count, MOECOMM_FLOAT32, seed * 8 + r);
-  if (!CUDA_OK(cudaMemsetAsync(s->drecv, 0xff, out_count * sizeof(float), s->stream)) ||
-      !CUDA_OK(cudaMemcpyAsync(s->dsend, s->in[rank], in_count * sizeof(float),
-                               cudaMemcpyHostToDevice, s->stream)))
+  if (!MC_CUDA_OK(cudaMemsetAsync(s->drecv, 0xff, out_count * sizeof(float), s->stream)) ||
+      !MC_CUDA_OK(cudaMemcpyAsync(s->dsend, s->in[rank], in_count * sizeof(float),
+                                  cudaMemcpyHostToDevice, s->stream)))
     return 0;
   if (!MC_CHECK_RC(api, s->ctx, api->group_get(s->ctx, (moecomm_group_kind_t)group_kind, &g),
                    MOECOMM_SUCCESS))
@@ -55,8 +48,8 @@ static int issue(const moecomm_api_t *api, side_t *s, int group_kind, int kind, 
 
 static int verify(side_t *s, int kind, int rank, int step) {
   size_t out_count = kind == 1 ? NRANKS * COUNT : COUNT, bad = 0;
-  if (!CUDA_OK(cudaStreamSynchronize(s->stream)) ||
-      !CUDA_OK(cudaMemcpy(s->out, s->drecv, out_count * sizeof(float), cudaMemcpyDeviceToHost)))
+  if (!MC_CUDA_OK(cudaStreamSynchronize(s->stream)) ||
+      !MC_CUDA_OK(cudaMemcpy(s->out, s->drecv, out_count * sizeof(float), cudaMemcpyDeviceToHost)))
     return 0;
   for (size_t i = 0; i < out_count; i++) {
     double e;
@@ -83,9 +76,9 @@ static int side_init(const moecomm_api_t *api, side_t *s, const char *name, int 
   for (int r = 0; r < NRANKS; r++) s->in[r] = malloc(NRANKS * COUNT * sizeof(float));
   s->out = malloc(NRANKS * COUNT * sizeof(float));
   if (!MC_CHECK(s->in[0] && s->in[1] && s->out, "host malloc")) return 0;
-  if (!CUDA_OK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking)) ||
-      !CUDA_OK(cudaMalloc((void **)&s->dsend, NRANKS * COUNT * sizeof(float))) ||
-      !CUDA_OK(cudaMalloc((void **)&s->drecv, NRANKS * COUNT * sizeof(float))))
+  if (!MC_CUDA_OK(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking)) ||
+      !MC_CUDA_OK(cudaMalloc((void **)&s->dsend, NRANKS * COUNT * sizeof(float))) ||
+      !MC_CUDA_OK(cudaMalloc((void **)&s->drecv, NRANKS * COUNT * sizeof(float))))
     return 0;
   return MC_CHECK_RC(api, NULL, api->context_create(&params, &s->ctx), MOECOMM_SUCCESS);
 }
@@ -113,7 +106,7 @@ static int rank_main(int rank, int world, void *arg) {
   setenv("MOECOMM_BACKEND", "nccl", 1);
   setenv("NCCL_NVLS_ENABLE", "0", 1);
   api = mc_test_plugin();
-  if (!CUDA_OK(cudaSetDevice(rank))) return 1;
+  if (!MC_CUDA_OK(cudaSetDevice(rank))) return 1;
   if (!side_init(api, &a, "A", rank, 1) || !side_init(api, &b, "B", rank, 2)) goto out;
 
   /* Interleaved: A's and B's collectives are in flight together on two streams. */
@@ -154,13 +147,8 @@ out:
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("nccl_contexts", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("nccl_contexts", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_main, NULL, 180);
   return mc_test_finish();
 }

@@ -190,13 +190,8 @@ static void run_scenario(int during_init) {
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("nccl_faults", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("nccl_faults", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   run_scenario(1);
   run_scenario(0);
   return mc_test_finish();

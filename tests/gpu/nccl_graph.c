@@ -14,19 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../host_shim/data.h"
 #include "../common/harness.h"
 
 #define NRANKS 2
 #define REPLAYS 100
 #define NOPS 6
 #define MAXC 4096
-
-static int cuda_ok(cudaError_t e, const char *what, int line) {
-  if (e == cudaSuccess) return 1;
-  mc_test_check(0, __FILE__, line, what, "%s", cudaGetErrorString(e));
-  return 0;
-}
-#define CUDA_OK(call) cuda_ok((call), #call, __LINE__)
 
 typedef enum { K_AR, K_AG, K_RS, K_BC } kind_t;
 
@@ -58,16 +52,12 @@ typedef struct op_bufs {
   int gsize, grank; /* the group's size and this rank's index in it */
 } op_bufs_t;
 
-static size_t dsize(moecomm_dtype_t dt) {
-  return dt == MOECOMM_FLOAT16 || dt == MOECOMM_BFLOAT16 ? 2 : 4;
-}
-
 static int setup(const moecomm_api_t *api, moecomm_context_t *ctx, op_bufs_t *b) {
   for (int i = 0; i < NOPS; i++) {
     const op_desc_t *d = &k_ops[i];
     moecomm_group_t *g = NULL;
     moecomm_group_stats_t st;
-    size_t esz = dsize(d->dtype);
+    size_t esz = shim_dtype_size(d->dtype);
     memset(&st, 0, sizeof(st));
     st.struct_size = sizeof(st);
     if (!MC_CHECK_RC(api, ctx, api->group_get(ctx, (moecomm_group_kind_t)d->group, &g),
@@ -78,8 +68,8 @@ static int setup(const moecomm_api_t *api, moecomm_context_t *ctx, op_bufs_t *b)
     b[i].grank = st.rank;
     b[i].in_elems = d->kind == K_RS ? (size_t)st.size * d->count : d->count;
     b[i].out_elems = d->kind == K_AG ? (size_t)st.size * d->count : d->count;
-    if (!CUDA_OK(cudaMalloc((void **)&b[i].dsend, b[i].in_elems * esz)) ||
-        !CUDA_OK(cudaMalloc((void **)&b[i].drecv, NRANKS * MAXC * 4)))
+    if (!MC_CUDA_OK(cudaMalloc((void **)&b[i].dsend, b[i].in_elems * esz)) ||
+        !MC_CUDA_OK(cudaMalloc((void **)&b[i].drecv, NRANKS * MAXC * 4)))
       return 0;
     for (int r = 0; r < NRANKS; r++) b[i].in[r] = malloc(NRANKS * MAXC * 4);
     b[i].out = malloc(NRANKS * MAXC * 4);
@@ -101,12 +91,12 @@ static void teardown(op_bufs_t *b) {
 /* Where op i reads from and writes to (in place: the recv buffer). */
 static const void *send_ptr(const op_desc_t *d, const op_bufs_t *b) {
   if (!d->inplace) return b->dsend;
-  if (d->kind == K_AG) return b->drecv + (size_t)b->grank * d->count * dsize(d->dtype);
+  if (d->kind == K_AG) return b->drecv + (size_t)b->grank * d->count * shim_dtype_size(d->dtype);
   return b->drecv;
 }
 static void *recv_ptr(const op_desc_t *d, const op_bufs_t *b) {
   if (d->inplace && d->kind == K_RS)
-    return b->drecv + (size_t)b->grank * d->count * dsize(d->dtype);
+    return b->drecv + (size_t)b->grank * d->count * shim_dtype_size(d->dtype);
   return b->drecv;
 }
 
@@ -114,12 +104,12 @@ static void *recv_ptr(const op_desc_t *d, const op_bufs_t *b) {
 static int upload(const op_bufs_t *b, uint64_t replay, cudaStream_t s) {
   for (int i = 0; i < NOPS; i++) {
     const op_desc_t *d = &k_ops[i];
-    size_t esz = dsize(d->dtype);
+    size_t esz = shim_dtype_size(d->dtype);
     for (int m = 0; m < b[i].gsize; m++)
       mc_test_fill(b[i].in[m], b[i].in_elems, d->dtype, replay * 1000 + (uint64_t)i * 10 + m);
-    if (!CUDA_OK(cudaMemsetAsync(b[i].drecv, 0xff, NRANKS * MAXC * 4, s))) return 0;
-    if (!CUDA_OK(cudaMemcpyAsync((void *)send_ptr(d, &b[i]), b[i].in[b[i].grank],
-                                 b[i].in_elems * esz, cudaMemcpyHostToDevice, s)))
+    if (!MC_CUDA_OK(cudaMemsetAsync(b[i].drecv, 0xff, NRANKS * MAXC * 4, s))) return 0;
+    if (!MC_CUDA_OK(cudaMemcpyAsync((void *)send_ptr(d, &b[i]), b[i].in[b[i].grank],
+                                    b[i].in_elems * esz, cudaMemcpyHostToDevice, s)))
       return 0;
   }
   return 1;
@@ -162,8 +152,8 @@ static int check_outputs(op_bufs_t *b, int pass, int replay) {
     const op_desc_t *d = &k_ops[i];
     size_t bad = 0, first = 0;
     const char *out = (const char *)recv_ptr(d, &b[i]);
-    if (!CUDA_OK(
-            cudaMemcpy(b[i].out, out, b[i].out_elems * dsize(d->dtype), cudaMemcpyDeviceToHost)))
+    if (!MC_CUDA_OK(cudaMemcpy(b[i].out, out, b[i].out_elems * shim_dtype_size(d->dtype),
+                               cudaMemcpyDeviceToHost)))
       return 0;
     for (size_t j = 0; j < b[i].out_elems; j++) {
       double e = 0;
@@ -210,13 +200,13 @@ static int run_pass(const moecomm_api_t *api, int rank, int pass) {
   rc = api->context_create(&params, &ctx);
   unsetenv("MOECOMM_SHARE_COMMS");
   if (!MC_CHECK_RC(api, NULL, rc, MOECOMM_SUCCESS)) return 0;
-  if (!CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)) || !setup(api, ctx, b))
+  if (!MC_CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)) || !setup(api, ctx, b))
     goto out;
 
   if (!upload(b, 0, s)) goto out;
   if (pass == 1) {
     /* Everything once eagerly: creates the one shared communicator before capture. */
-    if (!capture_ops(api, ctx, b, s) || !CUDA_OK(cudaStreamSynchronize(s)) ||
+    if (!capture_ops(api, ctx, b, s) || !MC_CUDA_OK(cudaStreamSynchronize(s)) ||
         !check_outputs(b, pass, 0))
       goto out;
   } else {
@@ -227,24 +217,24 @@ static int run_pass(const moecomm_api_t *api, int rank, int pass) {
                      api->all_reduce(tp, b[0].dsend, b[0].drecv, k_ops[0].count, k_ops[0].dtype,
                                      k_ops[0].op, s),
                      MOECOMM_SUCCESS) ||
-        !CUDA_OK(cudaStreamSynchronize(s)))
+        !MC_CUDA_OK(cudaStreamSynchronize(s)))
       goto out;
   }
 
   if (!MC_CHECK_RC(api, ctx, api->capture_begin(ctx, s), MOECOMM_SUCCESS)) goto out;
-  if (!CUDA_OK(cudaStreamBeginCapture(s, mode))) goto out;
+  if (!MC_CUDA_OK(cudaStreamBeginCapture(s, mode))) goto out;
   good = capture_ops(api, ctx, b, s);
   {
     cudaError_t e = cudaStreamEndCapture(s, &graph);
-    if (good) good = CUDA_OK(e);
+    if (good) good = MC_CUDA_OK(e);
   }
   rc = api->capture_end(ctx, s);
   if (!MC_CHECK_RC(api, ctx, rc, MOECOMM_SUCCESS) || !good) goto out;
-  if (!CUDA_OK(cudaGraphInstantiate(&exec, graph, 0))) goto out;
+  if (!MC_CUDA_OK(cudaGraphInstantiate(&exec, graph, 0))) goto out;
 
   for (int replay = 1; replay <= REPLAYS; replay++) {
     if (!upload(b, (uint64_t)pass * 100000 + (uint64_t)replay, s) ||
-        !CUDA_OK(cudaGraphLaunch(exec, s)) || !CUDA_OK(cudaStreamSynchronize(s)))
+        !MC_CUDA_OK(cudaGraphLaunch(exec, s)) || !MC_CUDA_OK(cudaStreamSynchronize(s)))
       goto out;
     if (!check_outputs(b, pass, replay)) goto out;
   }
@@ -286,19 +276,14 @@ static int rank_main(int rank, int world, void *arg) {
   setenv("MOECOMM_BACKEND", "nccl", 1);
   setenv("NCCL_NVLS_ENABLE", "0", 1);
   api = mc_test_plugin();
-  if (!CUDA_OK(cudaSetDevice(rank))) return 1;
+  if (!MC_CUDA_OK(cudaSetDevice(rank))) return 1;
   if (run_pass(api, rank, 1)) run_pass(api, rank, 2);
   return 0;
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("nccl_graph", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("nccl_graph", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_main, NULL, 240);
   return mc_test_finish();
 }

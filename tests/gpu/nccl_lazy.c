@@ -20,13 +20,6 @@
 #define COUNT 65536
 #define MIB (1024.0 * 1024.0)
 
-static int cuda_ok(cudaError_t e, const char *what, int line) {
-  if (e == cudaSuccess) return 1;
-  mc_test_check(0, __FILE__, line, what, "%s", cudaGetErrorString(e));
-  return 0;
-}
-#define CUDA_OK(call) cuda_ok((call), #call, __LINE__)
-
 typedef struct bufs {
   float *d;         /* device, COUNT floats */
   float *h[NRANKS]; /* every rank's input */
@@ -47,7 +40,7 @@ static moecomm_group_stats_t stats_of(const moecomm_api_t *api, moecomm_context_
 
 static size_t free_bytes(void) {
   size_t f = 0, t = 0;
-  CUDA_OK(cudaMemGetInfo(&f, &t));
+  MC_CUDA_OK(cudaMemGetInfo(&f, &t));
   return f;
 }
 
@@ -60,8 +53,8 @@ static int reduce_on(const moecomm_api_t *api, moecomm_context_t *ctx, int kind,
   if (st.size < 1) return 0;
   /* Each member's data derives from the seed and its group index: every rank can compute all. */
   for (int i = 0; i < st.size; i++) mc_test_fill(b->h[i], COUNT, MOECOMM_FLOAT32, seed * 16 + i);
-  if (!CUDA_OK(cudaMemset(b->d, 0xff, COUNT * sizeof(float))) ||
-      !CUDA_OK(cudaMemcpy(b->d, b->h[st.rank], COUNT * sizeof(float), cudaMemcpyHostToDevice)))
+  if (!MC_CUDA_OK(cudaMemset(b->d, 0xff, COUNT * sizeof(float))) ||
+      !MC_CUDA_OK(cudaMemcpy(b->d, b->h[st.rank], COUNT * sizeof(float), cudaMemcpyHostToDevice)))
     return 0;
   if (!MC_CHECK_RC(api, ctx, api->group_get(ctx, (moecomm_group_kind_t)kind, &g),
                    MOECOMM_SUCCESS) ||
@@ -69,8 +62,8 @@ static int reduce_on(const moecomm_api_t *api, moecomm_context_t *ctx, int kind,
                    api->all_reduce(g, b->d, b->d, COUNT, MOECOMM_FLOAT32, MOECOMM_SUM, NULL),
                    MOECOMM_SUCCESS))
     return 0;
-  if (!CUDA_OK(cudaDeviceSynchronize()) ||
-      !CUDA_OK(cudaMemcpy(b->out, b->d, COUNT * sizeof(float), cudaMemcpyDeviceToHost)))
+  if (!MC_CUDA_OK(cudaDeviceSynchronize()) ||
+      !MC_CUDA_OK(cudaMemcpy(b->out, b->d, COUNT * sizeof(float), cudaMemcpyDeviceToHost)))
     return 0;
   for (size_t i = 0; i < COUNT; i++) {
     double e = 0;
@@ -203,7 +196,8 @@ static int rank_main(int rank, int world, void *arg) {
   unsetenv("MOECOMM_NCCL_CONFIG");
   api = mc_test_plugin();
   memset(&b, 0, sizeof(b));
-  if (!CUDA_OK(cudaSetDevice(rank)) || !CUDA_OK(cudaMalloc((void **)&b.d, COUNT * sizeof(float))))
+  if (!MC_CUDA_OK(cudaSetDevice(rank)) ||
+      !MC_CUDA_OK(cudaMalloc((void **)&b.d, COUNT * sizeof(float))))
     return 1;
   for (int r = 0; r < NRANKS; r++) b.h[r] = malloc(COUNT * sizeof(float));
   b.out = malloc(COUNT * sizeof(float));
@@ -216,13 +210,8 @@ static int rank_main(int rank, int world, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("nccl_lazy", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("nccl_lazy", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_main, NULL, 180);
   return mc_test_finish();
 }

@@ -2,33 +2,19 @@
  * (MOECOMM_HOST_ID=hostA / hostB), bootstraps through MOECOMM_STORE=tcp://127.0.0.1:PORT (no host
  * all-gather), and NCCL talks over sockets (P2P and shared memory off, set in each rank before
  * anything initialises NCCL).  Every collective is checked against a float64 reference. */
-#include <arpa/inet.h>
 #include <cuda_runtime_api.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include "../../host_shim/data.h"
 #include "../common/harness.h"
 
 #define NRANKS 2
 #define MAXC ((size_t)1 << 20)
 
 static int g_port;
-
-static int cuda_ok(cudaError_t e, const char *what, int line) {
-  if (e == cudaSuccess) return 1;
-  mc_test_check(0, __FILE__, line, what, "%s", cudaGetErrorString(e));
-  return 0;
-}
-#define CUDA_OK(call) cuda_ok((call), #call, __LINE__)
-
-
-static size_t dsize(moecomm_dtype_t dt) {
-  return dt == MOECOMM_FLOAT16 || dt == MOECOMM_BFLOAT16 ? 2 : 4;
-}
 
 typedef struct st {
   const moecomm_api_t *api;
@@ -44,12 +30,13 @@ typedef struct st {
 static int one(st_t *t, int kind, moecomm_dtype_t dt, moecomm_redop_t op, size_t count,
                uint64_t seed) {
   const moecomm_api_t *api = t->api;
-  size_t esz = dsize(dt), in_n = kind == 2 ? NRANKS * count : count;
+  size_t esz = shim_dtype_size(dt), in_n = kind == 2 ? NRANKS * count : count;
   size_t out_n = kind == 1 ? NRANKS * count : count, bad = 0;
   moecomm_result_t rc;
   for (int r = 0; r < NRANKS; r++) mc_test_fill(t->in[r], in_n, dt, seed * 4 + r);
-  if (!CUDA_OK(cudaMemsetAsync(t->drecv, 0xff, out_n * esz, t->s)) ||
-      !CUDA_OK(cudaMemcpyAsync(t->dsend, t->in[t->rank], in_n * esz, cudaMemcpyHostToDevice, t->s)))
+  if (!MC_CUDA_OK(cudaMemsetAsync(t->drecv, 0xff, out_n * esz, t->s)) ||
+      !MC_CUDA_OK(
+          cudaMemcpyAsync(t->dsend, t->in[t->rank], in_n * esz, cudaMemcpyHostToDevice, t->s)))
     return 0;
   switch (kind) {
     case 0: rc = api->all_reduce(t->g, t->dsend, t->drecv, count, dt, op, t->s); break;
@@ -57,8 +44,8 @@ static int one(st_t *t, int kind, moecomm_dtype_t dt, moecomm_redop_t op, size_t
     case 2: rc = api->reduce_scatter(t->g, t->dsend, t->drecv, count, dt, op, t->s); break;
     default: rc = api->broadcast(t->g, t->dsend, t->drecv, count, dt, 1, t->s); break;
   }
-  if (!MC_CHECK_RC(api, t->ctx, rc, MOECOMM_SUCCESS) || !CUDA_OK(cudaStreamSynchronize(t->s)) ||
-      !CUDA_OK(cudaMemcpy(t->out, t->drecv, out_n * esz, cudaMemcpyDeviceToHost)))
+  if (!MC_CHECK_RC(api, t->ctx, rc, MOECOMM_SUCCESS) || !MC_CUDA_OK(cudaStreamSynchronize(t->s)) ||
+      !MC_CUDA_OK(cudaMemcpy(t->out, t->drecv, out_n * esz, cudaMemcpyDeviceToHost)))
     return 0;
   for (size_t i = 0; i < out_n; i++) {
     double e;
@@ -105,10 +92,10 @@ static int rank_main(int rank, int world, void *arg) {
   params.host_allgather = NULL;
   params.host_user = NULL;
   t.api = mc_test_plugin();
-  if (!CUDA_OK(cudaSetDevice(rank)) ||
-      !CUDA_OK(cudaStreamCreateWithFlags(&t.s, cudaStreamNonBlocking)) ||
-      !CUDA_OK(cudaMalloc((void **)&t.dsend, NRANKS * MAXC * 4)) ||
-      !CUDA_OK(cudaMalloc((void **)&t.drecv, NRANKS * MAXC * 4)))
+  if (!MC_CUDA_OK(cudaSetDevice(rank)) ||
+      !MC_CUDA_OK(cudaStreamCreateWithFlags(&t.s, cudaStreamNonBlocking)) ||
+      !MC_CUDA_OK(cudaMalloc((void **)&t.dsend, NRANKS * MAXC * 4)) ||
+      !MC_CUDA_OK(cudaMalloc((void **)&t.drecv, NRANKS * MAXC * 4)))
     return 1;
   for (int r = 0; r < NRANKS; r++) t.in[r] = malloc(NRANKS * MAXC * 4);
   t.out = malloc(NRANKS * MAXC * 4);
@@ -149,13 +136,8 @@ out:
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("nccl_multihost", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("nccl_multihost", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   g_port = mc_test_free_port();
   if (!MC_CHECK(g_port > 0, "no free TCP port on 127.0.0.1")) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_main, NULL, 180);

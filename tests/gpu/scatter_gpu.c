@@ -12,24 +12,13 @@
  * instantiate, capture_end, then several replays, each with new inputs uploaded into the same
  * buffers and outputs poisoned first; every replay is verified.  Expected rows come from
  * host_shim/scatter_ref.h, exactly, padding and untouched rows past the end included. */
+#include <cuda_runtime_api.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/harness.h"
-
-#if !MC_WITH_CUDA
-int main(int argc, char **argv) {
-  mc_test_init("scatter_gpu", argc, argv);
-  mc_test_gpu_count(); /* fails under MC_TEST_REQUIRE_GPU=1 */
-  mc_test_skip("scatter_gpu", "this build has no CUDA support");
-  return mc_test_finish();
-}
-#else
-
-#include <cuda_runtime_api.h>
-
 #include "../../host_shim/scatter_ref.h"
+#include "../common/harness.h"
 
 #define NRANKS 2
 #define REPLAYS 4
@@ -37,13 +26,6 @@ int main(int argc, char **argv) {
 #define NTR 24 /* supported (from, to, reduce) */
 
 static const moecomm_api_t *api;
-
-static int cuda_ok(cudaError_t e, const char *what, int line) {
-  if (e == cudaSuccess) return 1;
-  mc_test_check(0, __FILE__, line, what, "%s", cudaGetErrorString(e));
-  return 0;
-}
-#define CUDA_OK(call) cuda_ok((call), #call, __LINE__)
 
 /* By hand from abi/moecomm.h: no reduce from SCATTERED, no FULL <-> MOE_FULL. */
 static int supported(int from, int to, int reduce) {
@@ -114,9 +96,9 @@ static void use_set(gx_t *x, const data_set_t *d, uint64_t seed) {
 static int upload(gx_t *x, const tr_t *t) {
   size_t rin = sref_rows(&x->ref, x->rank, t->from) * sref_row_bytes(&x->ref);
   sref_input(&x->ref, x->rank, t->from, t->to, t->reduce, x->h_in);
-  return CUDA_OK(cudaMemcpyAsync(t->d_send, x->h_in, rin, cudaMemcpyHostToDevice, x->s)) &&
-         CUDA_OK(cudaMemsetAsync(t->d_recv, 0xff, x->cap_bytes, x->s)) &&
-         CUDA_OK(cudaStreamSynchronize(x->s));
+  return MC_CUDA_OK(cudaMemcpyAsync(t->d_send, x->h_in, rin, cudaMemcpyHostToDevice, x->s)) &&
+         MC_CUDA_OK(cudaMemsetAsync(t->d_recv, 0xff, x->cap_bytes, x->s)) &&
+         MC_CUDA_OK(cudaStreamSynchronize(x->s));
 }
 
 /* Checks tr's output (and, without reduce, that its input is intact) after the stream is idle. */
@@ -125,9 +107,9 @@ static int verify(gx_t *x, const tr_t *t, const char *tag) {
   size_t rb = sref_row_bytes(s), rout = sref_rows(s, x->rank, t->to);
   size_t rin = sref_rows(s, x->rank, t->from), bad, first = 0, past = 0;
   int ok = 1;
-  if (!CUDA_OK(cudaMemcpyAsync(x->h_out, t->d_recv, (rout + SLACK) * rb, cudaMemcpyDeviceToHost,
-                               x->s)) ||
-      !CUDA_OK(cudaStreamSynchronize(x->s)))
+  if (!MC_CUDA_OK(cudaMemcpyAsync(x->h_out, t->d_recv, (rout + SLACK) * rb, cudaMemcpyDeviceToHost,
+                                  x->s)) ||
+      !MC_CUDA_OK(cudaStreamSynchronize(x->s)))
     return 0;
   sref_expect(s, x->rank, t->from, t->to, t->reduce, x->h_want, x->scratch);
   bad = sref_compare(s, x->h_out, x->h_want, rout, &first);
@@ -142,8 +124,8 @@ static int verify(gx_t *x, const tr_t *t, const char *tag) {
                  x->rank, sref_mode_name(t->from), sref_mode_name(t->to),
                  t->reduce ? " reduce" : "", past, rout);
   if (!t->reduce && rin > 0) {
-    if (!CUDA_OK(cudaMemcpyAsync(x->h_out, t->d_send, rin * rb, cudaMemcpyDeviceToHost, x->s)) ||
-        !CUDA_OK(cudaStreamSynchronize(x->s)))
+    if (!MC_CUDA_OK(cudaMemcpyAsync(x->h_out, t->d_send, rin * rb, cudaMemcpyDeviceToHost, x->s)) ||
+        !MC_CUDA_OK(cudaStreamSynchronize(x->s)))
       return 0;
     sref_input(s, x->rank, t->from, t->to, t->reduce, x->h_in);
     ok &= MC_CHECK(memcmp(x->h_in, x->h_out, rin * rb) == 0, "%s rank %d: %s -> %s changed send",
@@ -153,17 +135,8 @@ static int verify(gx_t *x, const tr_t *t, const char *tag) {
 }
 
 static moecomm_result_t issue(gx_t *x, const tr_t *t) {
-  moecomm_scatter_args_t a;
-  memset(&a, 0, sizeof(a));
-  a.struct_size = sizeof(a);
-  a.from = t->from;
-  a.to = t->to;
-  a.reduce = t->reduce;
-  a.dtype = x->ref.dtype;
-  a.hidden = x->ref.hidden;
-  a.tokens = x->tokens;
-  a.send = t->d_send;
-  a.recv = t->d_recv;
+  moecomm_scatter_args_t a = mc_test_scatter_args(t->from, t->to, t->reduce, x->ref.dtype,
+                                                  x->ref.hidden, x->tokens, t->d_send, t->d_recv);
   return api->scatter(x->ctx, &a, x->s);
 }
 
@@ -180,7 +153,7 @@ static int eager_set(gx_t *x, const data_set_t *d, int set, const char *name) {
              sref_mode_name(t->to), t->reduce ? " reduce" : "");
       return 0;
     }
-    if (!CUDA_OK(cudaStreamSynchronize(x->s))) return 0;
+    if (!MC_CUDA_OK(cudaStreamSynchronize(x->s))) return 0;
     ok &= verify(x, t, tag);
   }
   /* Pairs it cannot do: refused before any work is enqueued. */
@@ -205,7 +178,7 @@ static int captured(gx_t *x, const gpass_t *p) {
   int good = 1, ok = 0;
   use_set(x, &p->sets[p->capture_set], 5000);
   if (!MC_CHECK_RC(api, x->ctx, api->capture_begin(x->ctx, x->s), MOECOMM_SUCCESS)) return 0;
-  if (!CUDA_OK(cudaStreamBeginCapture(x->s, p->mode))) {
+  if (!MC_CUDA_OK(cudaStreamBeginCapture(x->s, p->mode))) {
     api->capture_end(x->ctx, x->s); /* collective: peers must not wait for this rank */
     return 0;
   }
@@ -218,9 +191,9 @@ static int captured(gx_t *x, const gpass_t *p) {
   }
   {
     cudaError_t e = cudaStreamEndCapture(x->s, &graph);
-    if (good) good = CUDA_OK(e);
+    if (good) good = MC_CUDA_OK(e);
   }
-  if (good) good = CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  if (good) good = MC_CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
   /* capture_end runs even after a local failure: it is collective over the world. */
   if (!MC_CHECK_RC(api, x->ctx, api->capture_end(x->ctx, x->s), MOECOMM_SUCCESS) || !good)
     goto out;
@@ -230,7 +203,8 @@ static int captured(gx_t *x, const gpass_t *p) {
     x->ref.seed = 6000 + (uint64_t)rep;
     for (int i = 0; i < x->ntr; i++)
       if (!upload(x, &x->tr[i])) goto out;
-    if (!CUDA_OK(cudaGraphLaunch(exec, x->s)) || !CUDA_OK(cudaStreamSynchronize(x->s))) goto out;
+    if (!MC_CUDA_OK(cudaGraphLaunch(exec, x->s)) || !MC_CUDA_OK(cudaStreamSynchronize(x->s)))
+      goto out;
     for (int i = 0; i < x->ntr; i++) all &= verify(x, &x->tr[i], tag);
     if (!all) goto out;
   }
@@ -272,7 +246,7 @@ static int run_pass(int rank, const gpass_t *p) {
   x.h_want = malloc(x.cap_bytes);
   x.scratch = malloc(maxrow);
   if (!MC_CHECK(x.h_in && x.h_out && x.h_want && x.scratch, "host malloc")) goto out;
-  if (!CUDA_OK(cudaStreamCreateWithFlags(&x.s, cudaStreamNonBlocking))) goto out;
+  if (!MC_CUDA_OK(cudaStreamCreateWithFlags(&x.s, cudaStreamNonBlocking))) goto out;
   for (int from = 0; from < 4; from++)
     for (int to = 0; to < 4; to++)
       for (int reduce = 0; reduce < 2; reduce++) {
@@ -282,8 +256,8 @@ static int run_pass(int rank, const gpass_t *p) {
         t->from = from;
         t->to = to;
         t->reduce = reduce;
-        if (!CUDA_OK(cudaMalloc((void **)&t->d_send, x.cap_bytes)) ||
-            !CUDA_OK(cudaMalloc((void **)&t->d_recv, x.cap_bytes)))
+        if (!MC_CUDA_OK(cudaMalloc((void **)&t->d_send, x.cap_bytes)) ||
+            !MC_CUDA_OK(cudaMalloc((void **)&t->d_recv, x.cap_bytes)))
           goto out;
       }
   MC_CHECK(x.ntr == NTR, "%d supported transitions, want %d", x.ntr, NTR);
@@ -315,7 +289,7 @@ static int rank_main(int rank, int world, void *arg) {
   if (!MC_CHECK(MOECOMM_API_HAS(api, scatter) && MOECOMM_API_HAS(api, mode_rows),
                 "the plugin lacks the ABI 1.1 scatter slots"))
     return 1;
-  if (!CUDA_OK(cudaSetDevice(rank))) return 1;
+  if (!MC_CUDA_OK(cudaSetDevice(rank))) return 1;
   /* A pass that failed may have left a peer mid-collective: stop there. */
   for (int i = 0; i < NPASSES; i++)
     if (!run_pass(rank, &k_passes[i])) break;
@@ -323,15 +297,8 @@ static int rank_main(int rank, int world, void *arg) {
 }
 
 int main(int argc, char **argv) {
-  int n;
   mc_test_init("scatter_gpu", argc, argv);
-  n = mc_test_gpu_count();
-  if (n < NRANKS) {
-    mc_test_skip("scatter_gpu", "needs %d CUDA devices, this machine has %d", NRANKS, n);
-    return mc_test_finish();
-  }
+  if (!mc_test_need_gpus(NRANKS)) return mc_test_finish();
   mc_test_ranks(NRANKS, rank_main, NULL, 90);
   return mc_test_finish();
 }
-
-#endif

@@ -14,13 +14,6 @@
 
 static const moecomm_api_t *api;
 
-/* World of one: the all-gather is a copy. */
-static int solo_allgather(void *user, const void *send, void *recv, size_t bytes) {
-  (void)user;
-  memcpy(recv, send, bytes);
-  return 0;
-}
-
 static int failing_allgather(void *user, const void *send, void *recv, size_t bytes) {
   (void)user;
   (void)send;
@@ -31,15 +24,10 @@ static int failing_allgather(void *user, const void *send, void *recv, size_t by
 
 static moecomm_topology_t solo_topo;
 
+/* World of one: the all-gather is a copy (mc_test_ctx_params). */
 static moecomm_context_params_t solo_params(void) {
-  moecomm_context_params_t p;
-  memset(&p, 0, sizeof(p));
   solo_topo = mc_test_topo(1, 0, 1);
-  p.struct_size = sizeof(p);
-  p.topology = &solo_topo;
-  p.host_allgather = solo_allgather;
-  p.device = MOECOMM_DEVICE_CPU;
-  return p;
+  return mc_test_ctx_params(&solo_topo, MOECOMM_DEVICE_CPU);
 }
 
 static moecomm_context_t *solo_context(void) {

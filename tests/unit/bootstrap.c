@@ -11,16 +11,13 @@
  *  - rank 0 destroying its context right after a world exchange (and so stopping the store)
  *    does not make the others' side of that exchange fail;
  *  - 4 ranks on this machine run 2000 small all-reduces quickly (catches busy-wait starvation). */
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,7 +30,6 @@ static double now_ms(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
-
 
 static void use_fresh_store(void) {
   char url[64];

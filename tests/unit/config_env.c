@@ -2,12 +2,9 @@
  * message naming the variable and what it accepts; good values are accepted; backend requests the
  * machine cannot serve are MOECOMM_ERR_UNAVAILABLE; auto on a machine without a GPU is a CPU
  * context served by shm.  Single-rank contexts: the host all-gather is a copy. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../common/harness.h"
@@ -16,21 +13,11 @@ extern char **environ;
 
 static const moecomm_api_t *api;
 
-static int solo_allgather(void *user, const void *send, void *recv, size_t bytes) {
-  (void)user;
-  memcpy(recv, send, bytes);
-  return 0;
-}
-
 /* Context of one rank; host_allgather NULL when `store` is set (MOECOMM_STORE bootstrap). */
 static moecomm_result_t create(int device, int use_store, moecomm_context_t **ctx_p) {
   moecomm_topology_t topo = mc_test_topo(1, 0, 1);
-  moecomm_context_params_t p;
-  memset(&p, 0, sizeof(p));
-  p.struct_size = sizeof(p);
-  p.topology = &topo;
-  p.host_allgather = use_store ? NULL : solo_allgather;
-  p.device = device;
+  moecomm_context_params_t p = mc_test_ctx_params(&topo, device);
+  if (use_store) p.host_allgather = NULL;
   return api->context_create(&p, ctx_p);
 }
 
@@ -54,7 +41,6 @@ static void clean_env(void) {
     unsetenv(name);
   }
 }
-
 
 typedef struct bad_var {
   const char *name, *value;

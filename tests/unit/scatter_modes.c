@@ -105,18 +105,8 @@ static void set_data(rank_ctx_t *x, int set, moecomm_dtype_t dt, size_t hidden, 
 static const int32_t *my_tokens(const rank_ctx_t *x) { return sref_tokens_of(&x->ref, x->rank); }
 
 static moecomm_scatter_args_t make_args(const rank_ctx_t *x, int from, int to, int reduce) {
-  moecomm_scatter_args_t a;
-  memset(&a, 0, sizeof(a));
-  a.struct_size = sizeof(a);
-  a.from = from;
-  a.to = to;
-  a.reduce = reduce;
-  a.dtype = x->ref.dtype;
-  a.hidden = x->ref.hidden;
-  a.tokens = my_tokens(x);
-  a.send = x->send;
-  a.recv = x->recv;
-  return a;
+  return mc_test_scatter_args(from, to, reduce, x->ref.dtype, x->ref.hidden, my_tokens(x), x->send,
+                              x->recv);
 }
 
 static void poison(rank_ctx_t *x) { memset(x->recv, 0xff, x->cap_rows * sref_row_bytes(&x->ref)); }

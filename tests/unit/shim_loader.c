@@ -6,7 +6,6 @@
  * returned. */
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -40,26 +39,6 @@ static int child_main(void) {
   return 0;
 }
 
-static int copy_file(const char *from, const char *to, mode_t mode) {
-  char buf[65536];
-  int in = open(from, O_RDONLY), out;
-  ssize_t n;
-  if (in < 0) return -1;
-  out = open(to, O_WRONLY | O_CREAT | O_TRUNC, mode);
-  if (out < 0) {
-    close(in);
-    return -1;
-  }
-  while ((n = read(in, buf, sizeof(buf))) > 0)
-    if (write(out, buf, (size_t)n) != n) {
-      n = -1;
-      break;
-    }
-  close(in);
-  if (close(out) != 0) n = -1;
-  return n < 0 ? -1 : 0;
-}
-
 /* Runs exe --child with the given environment changes ("NAME=value" sets, "NAME" unsets);
    stdout goes to out, stderr to err_out. Returns the exit status or -1. */
 static int run_child(const char *exe, const char *const *env, char *out, size_t out_size,
@@ -80,16 +59,7 @@ static int run_child(const char *exe, const char *const *env, char *out, size_t 
     dup2(pe[1], 2);
     close(po[0]);
     close(pe[0]);
-    for (int i = 0; env[i] != NULL; i++) {
-      const char *eq = strchr(env[i], '=');
-      if (eq == NULL) {
-        unsetenv(env[i]);
-      } else {
-        char name[128];
-        snprintf(name, sizeof(name), "%.*s", (int)(eq - env[i]), env[i]);
-        setenv(name, eq + 1, 1);
-      }
-    }
+    mc_test_env_apply(env);
     execl(exe, exe, "--child", (char *)NULL);
     _exit(127);
   }
@@ -179,7 +149,7 @@ static void test_explicit(void) {
 
   /* A name: libmoecomm-<name>.so in MOECOMM_PLUGIN_DIR. */
   snprintf(dir_copy, sizeof(dir_copy), "%s/libmoecomm-mctest.so", g_tmp);
-  MC_CHECK(copy_file(g_plugin, dir_copy, 0755) == 0, "copy plugin to %s: %s", dir_copy,
+  MC_CHECK(mc_test_copy_file(g_plugin, dir_copy, 0755) == 0, "copy plugin to %s: %s", dir_copy,
            strerror(errno));
   env_reset();
   setenv("MOECOMM_PLUGIN", "mctest", 1);
@@ -299,7 +269,8 @@ static void test_versions(void) {
 
 /* The default: next to the executable (a copy of this binary in g_tmp/bin), then
    MOECOMM_PLUGIN_DIR, then ../lib/moecomm/; quiet unless MOECOMM_DEBUG=INFO. */
-static void test_default(const char *self) {
+static void test_default(void) {
+  const char *self = "/proc/self/exe"; /* this binary */
   char exe[PATH_MAX], link[PATH_MAX], out[8192], err[8192], want[PATH_MAX + 16];
   char dir_env[PATH_MAX + 32], empty_dir[PATH_MAX];
   int rc;
@@ -310,7 +281,7 @@ static void test_default(const char *self) {
   snprintf(empty_dir, sizeof(empty_dir), "%s/bin", g_tmp);
   MC_CHECK(mkdir(empty_dir, 0755) == 0, "mkdir %s: %s", empty_dir, strerror(errno));
   snprintf(exe, sizeof(exe), "%s/bin/loader-child", g_tmp);
-  if (!MC_CHECK(copy_file(self, exe, 0755) == 0, "copy %s to %s: %s", self, exe,
+  if (!MC_CHECK(mc_test_copy_file(self, exe, 0755) == 0, "copy %s to %s: %s", self, exe,
                 strerror(errno)))
     return;
 
@@ -336,7 +307,7 @@ static void test_default(const char *self) {
 
   /* Next to the executable comes first. */
   snprintf(link, sizeof(link), "%s/bin/libmoecomm.so", g_tmp);
-  MC_CHECK(copy_file(g_plugin, link, 0755) == 0, "copy plugin to %s", link);
+  MC_CHECK(mc_test_copy_file(g_plugin, link, 0755) == 0, "copy plugin to %s", link);
   snprintf(dir_env, sizeof(dir_env), "MOECOMM_PLUGIN_DIR=%s", g_build);
   rc = run_child(exe, with_dir, out, sizeof(out), err, sizeof(err));
   snprintf(want, sizeof(want), "path=%s\n", link);
@@ -356,8 +327,8 @@ static void test_default(const char *self) {
     MC_CHECK(mkdir(lib, 0755) == 0, "mkdir %s: %s", lib, strerror(errno));
     snprintf(lib, sizeof(lib), "%s/lib/moecomm", g_tmp);
     MC_CHECK(mkdir(lib, 0755) == 0, "mkdir %s: %s", lib, strerror(errno));
-    MC_CHECK(copy_file(g_plugin, inst, 0755) == 0, "copy plugin to %s", inst);
-    MC_CHECK(copy_file(g_plugin, named, 0755) == 0, "copy plugin to %s", named);
+    MC_CHECK(mc_test_copy_file(g_plugin, inst, 0755) == 0, "copy plugin to %s", inst);
+    MC_CHECK(mc_test_copy_file(g_plugin, named, 0755) == 0, "copy plugin to %s", named);
     rc = run_child(exe, plain, out, sizeof(out), err, sizeof(err));
     snprintf(want, sizeof(want), "path=%s\n", inst);
     MC_CHECK(rc == 0 && strstr(out, "result=0\n") != NULL && strstr(out, want) != NULL,
@@ -377,20 +348,11 @@ static void test_default(const char *self) {
 }
 
 int main(int argc, char **argv) {
-  char self[PATH_MAX], *slash;
-  ssize_t n;
   if (argc > 1 && strcmp(argv[1], "--child") == 0) return child_main();
   mc_test_init("shim_loader", argc, argv);
 
-  n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (!MC_CHECK(n > 0, "readlink /proc/self/exe")) return mc_test_finish();
-  self[n] = '\0';
-  /* BUILD/tests/shim_loader -> BUILD */
-  snprintf(g_build, sizeof(g_build), "%s", self);
-  for (int i = 0; i < 2; i++) {
-    slash = strrchr(g_build, '/');
-    if (slash != NULL) *slash = '\0';
-  }
+  if (!MC_CHECK(mc_test_build_dir(g_build, sizeof(g_build)) == 0, "no build directory"))
+    return mc_test_finish();
   {
     char p[PATH_MAX + 32];
     snprintf(p, sizeof(p), "%s/libmoecomm.so", g_build);
@@ -410,7 +372,7 @@ int main(int argc, char **argv) {
   test_explicit();
   test_not_a_plugin();
   test_versions();
-  test_default(self);
+  test_default();
 
   {
     char p[PATH_MAX + 64];

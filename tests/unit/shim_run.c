@@ -61,16 +61,7 @@ static int run_shim(const char *const *env, const char *const *args) {
     setenv("MOECOMM_TIMEOUT_MS", "30000", 1);
     unsetenv("MOECOMM_RANK");
     unsetenv("MOECOMM_WORLD_SIZE");
-    for (int i = 0; env != NULL && env[i] != NULL; i++) {
-      const char *eq = strchr(env[i], '=');
-      if (eq == NULL) {
-        unsetenv(env[i]);
-      } else {
-        char name[128];
-        snprintf(name, sizeof(name), "%.*s", (int)(eq - env[i]), env[i]);
-        setenv(name, eq + 1, 1);
-      }
-    }
+    mc_test_env_apply(env);
     execv(g_shim, (char *const *)argv);
     _exit(127);
   }
@@ -525,17 +516,10 @@ static void test_failures(void) {
 }
 
 int main(int argc, char **argv) {
-  char self[PATH_MAX], build[PATH_MAX], *slash;
-  ssize_t n;
+  char build[PATH_MAX];
   mc_test_init("shim_run", argc, argv);
-  n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (!MC_CHECK(n > 0, "readlink /proc/self/exe")) return mc_test_finish();
-  self[n] = '\0';
-  snprintf(build, sizeof(build), "%s", self);
-  for (int i = 0; i < 2; i++) { /* BUILD/tests/shim_run -> BUILD */
-    slash = strrchr(build, '/');
-    if (slash != NULL) *slash = '\0';
-  }
+  if (!MC_CHECK(mc_test_build_dir(build, sizeof(build)) == 0, "no build directory"))
+    return mc_test_finish();
   snprintf(g_shim, sizeof(g_shim), "%.*s/moecomm-shim", PATH_MAX - 20, build);
   snprintf(g_plugin, sizeof(g_plugin), "%.*s/libmoecomm.so", PATH_MAX - 20, build);
   if (!MC_CHECK(access(g_shim, X_OK) == 0, "%s: %s (make shim)", g_shim, strerror(errno)) ||

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../../host_shim/data.h"
 #include "../common/harness.h"
 
 enum { COLL_AR = 0, COLL_AG, COLL_RS, COLL_BC };
@@ -64,8 +65,6 @@ static int in_val(uint64_t key, size_t j, moecomm_dtype_t dt) {
   return v >= 0 ? v + 1 : v;
 }
 
-static size_t esize(moecomm_dtype_t dt) { return dt == MOECOMM_FLOAT16 || dt == MOECOMM_BFLOAT16 ? 2 : 4; }
-
 /* Writes v as dtype dt into element i of buf (round to nearest even). */
 static void put(void *buf, size_t i, moecomm_dtype_t dt, double v) {
   switch (dt) {
@@ -91,7 +90,7 @@ static double reduce2(moecomm_redop_t op, double a, double b) {
 /* Runs one case on group g (every member calls it with the same case); returns 1 when it passed. */
 static int run_case(moecomm_group_t *g, const moecomm_group_stats_t *gs, const ccase_t *c) {
   const int W = gs->size, me = gs->rank;
-  const size_t es = esize(c->dt), n = c->n;
+  const size_t es = shim_dtype_size(c->dt), n = c->n;
   const size_t in_len = c->coll == COLL_RS ? (size_t)W * n : n;
   const size_t out_len = c->coll == COLL_AG ? (size_t)W * n : n;
   const size_t buf_len = (in_len > out_len ? in_len : out_len) + GUARD + 3; /* + misalign */

@@ -45,6 +45,16 @@ static void fill_bytes(void *buf, size_t n, uint64_t seed) {
   }
 }
 
+/* 127.0.0.1:port (port 0: any, for bind). */
+static struct sockaddr_in loopback(int port) {
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof(a));
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons((uint16_t)port);
+  return a;
+}
+
 static mc_store_t *connect_to(int port) {
   mc_err_t err;
   mc_store_t *s = NULL;
@@ -53,7 +63,6 @@ static mc_store_t *connect_to(int port) {
            r ? err.msg : "");
   return r == MOECOMM_SUCCESS ? s : NULL;
 }
-
 
 /* ---- a get running in its own thread ---------------------------------------------------------- */
 
@@ -611,11 +620,8 @@ static void test_connect_before_server(void) {
 static void test_connect_nothing_listens(void) {
   /* A bound, never-listening socket owns the port, so nothing can answer on it. */
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a;
+  struct sockaddr_in a = loopback(0);
   socklen_t alen = sizeof(a);
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (!MC_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
                     getsockname(fd, (struct sockaddr *)&a, &alen) == 0,
                 "reserving a port"))
@@ -674,11 +680,7 @@ static void test_server_args(int port) {
 /* A client that sends garbage is dropped; the server keeps serving everyone else. */
 static void test_garbage_client(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons((uint16_t)port);
+  struct sockaddr_in a = loopback(port);
   if (!MC_CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "raw connect")) {
     if (fd >= 0) close(fd);
     return;
@@ -718,11 +720,8 @@ static void *not_a_store_main(void *arg) {
 
 static void test_not_a_store(void) {
   int lfd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a;
+  struct sockaddr_in a = loopback(0);
   socklen_t alen = sizeof(a);
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   pthread_t th;
   if (!MC_CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(lfd, 4) == 0 &&
                     getsockname(lfd, (struct sockaddr *)&a, &alen) == 0 &&
