@@ -8,8 +8,8 @@
  *             plugin's own account (group_stats device_bytes over distinct communicators);
  *   engine    what engines do: one ncclCommInitRank per group of 2+ ranks, duplicates included,
  *             each warmed up with a 1-element all-reduce; memory after the first and after all;
- *   config    one moecomm NCCL communicator with a given config (default, lean maxCTAs N, the
- *             symmetric staging window, a MoE-only group): its memory and all-reduce time at 1 KB
+ *   config    one moecomm NCCL communicator with a given config (default, lean maxCTAs N, a
+ *             MoE-only group): its memory and all-reduce time at 1 KB
  *             and 1 MB, eager (back-to-back calls) and in a CUDA graph of 20 calls; the default
  *             variant also measures moecomm's host cost per eager call against ncclAllReduce;
  *   split     raw NCCL: a communicator split from a parent with splitShare 0 or 1.
@@ -75,9 +75,6 @@ static const variant_t k_variants[] = {
    .env = {"MOECOMM_BACKEND=auto"}},
   {"config default", V_CONFIG, TOPO(2, 1, 1, 1),
    .env = {NCCL_ENV, "MOECOMM_NCCL_CONFIG=default"}, .group = MOECOMM_GROUP_TP, .overhead = 1},
-  {"config default, non-blocking comm", V_CONFIG, TOPO(2, 1, 1, 1),
-   .env = {NCCL_ENV, "MOECOMM_NCCL_CONFIG=default", "MOECOMM_NCCL_NONBLOCKING=1"},
-   .group = MOECOMM_GROUP_TP, .overhead = 1},
   {"config lean maxCTAs 4", V_CONFIG, TOPO(2, 1, 1, 1),
    .env = {NCCL_ENV, "MOECOMM_NCCL_CONFIG=lean", "MOECOMM_NCCL_LEAN_CTAS=4"},
    .group = MOECOMM_GROUP_TP},
@@ -86,9 +83,6 @@ static const variant_t k_variants[] = {
    .group = MOECOMM_GROUP_TP},
   {"config lean maxCTAs 16", V_CONFIG, TOPO(2, 1, 1, 1),
    .env = {NCCL_ENV, "MOECOMM_NCCL_CONFIG=lean", "MOECOMM_NCCL_LEAN_CTAS=16"},
-   .group = MOECOMM_GROUP_TP},
-  {"config default + window 1M", V_CONFIG, TOPO(2, 1, 1, 1),
-   .env = {NCCL_ENV, "MOECOMM_NCCL_CONFIG=default", "MOECOMM_NCCL_WINDOW_BYTES=1M"},
    .group = MOECOMM_GROUP_TP},
   /* A communicator only MoE groups use exists from tp8 ep2 on; on 2 GPUs MOECOMM_SHARE_COMMS=0
      gives MOE_EP its own, measured as the increment over the TP communicator created first. */
