@@ -33,18 +33,11 @@ int shim_dtype_parse(const char *s, moecomm_dtype_t *dtype_p) {
   return 0;
 }
 
-/* splitmix64's finaliser: a good 64-bit mix, cheap enough to run per 16 elements. */
-static uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 static uint64_t key_base(const shim_data_key_t *key) {
-  uint64_t h = mix64(key->seed + 0x9e3779b97f4a7c15ull);
-  h = mix64(h ^ ((uint64_t)(uint32_t)key->iter * 0x9e3779b97f4a7c15ull));
-  h = mix64(h ^ ((uint64_t)(uint32_t)key->rank * 0xc2b2ae3d27d4eb4full + 1));
-  h = mix64(h ^ ((uint64_t)(uint32_t)key->op * 0x165667b19e3779f9ull + 2));
+  uint64_t h = shim_data_mix64(key->seed + 0x9e3779b97f4a7c15ull);
+  h = shim_data_mix64(h ^ ((uint64_t)(uint32_t)key->iter * 0x9e3779b97f4a7c15ull));
+  h = shim_data_mix64(h ^ ((uint64_t)(uint32_t)key->rank * 0xc2b2ae3d27d4eb4full + 1));
+  h = shim_data_mix64(h ^ ((uint64_t)(uint32_t)key->op * 0x165667b19e3779f9ull + 2));
   return h;
 }
 
@@ -55,7 +48,7 @@ static int nibble_value(uint64_t word, unsigned nib) {
 }
 
 int shim_data_value(const shim_data_key_t *key, size_t i) {
-  uint64_t word = mix64(key_base(key) + (uint64_t)(i >> 4) * 0x9e3779b97f4a7c15ull);
+  uint64_t word = shim_data_mix64(key_base(key) + (uint64_t)(i >> 4) * 0x9e3779b97f4a7c15ull);
   return nibble_value(word, (unsigned)(i & 15));
 }
 
@@ -93,18 +86,11 @@ void shim_data_fill(void *buf, size_t first, size_t n, moecomm_dtype_t dtype,
   for (unsigned k = 0; k < 8; k++)
     table[k] = shim_data_encode(k < 4 ? (int)k - 4 : (int)k - 3, dtype); /* nibble_value */
   while (i < end) {
-    uint64_t word = mix64(base + (uint64_t)(i >> 4) * 0x9e3779b97f4a7c15ull);
+    uint64_t word = shim_data_mix64(base + (uint64_t)(i >> 4) * 0x9e3779b97f4a7c15ull);
     size_t stop = ((i >> 4) + 1) << 4;
     if (stop > end) stop = end;
-    for (; i < stop; i++, out++) {
-      uint32_t bits = table[(word >> (4 * (i & 15))) & 7u];
-      switch (dtype) {
-        case MOECOMM_FLOAT32:
-        case MOECOMM_INT32: ((uint32_t *)buf)[out] = bits; break;
-        case MOECOMM_FLOAT16:
-        case MOECOMM_BFLOAT16: ((uint16_t *)buf)[out] = (uint16_t)bits; break;
-      }
-    }
+    for (; i < stop; i++, out++)
+      shim_data_put_bits(buf, out, dtype, table[(word >> (4 * (i & 15))) & 7u]);
   }
 }
 
@@ -112,7 +98,7 @@ void shim_data_accumulate(int32_t *acc, size_t first, size_t n, const shim_data_
   uint64_t base = key_base(key);
   size_t i = first, end = first + n, out = 0;
   while (i < end) {
-    uint64_t word = mix64(base + (uint64_t)(i >> 4) * 0x9e3779b97f4a7c15ull);
+    uint64_t word = shim_data_mix64(base + (uint64_t)(i >> 4) * 0x9e3779b97f4a7c15ull);
     size_t stop = ((i >> 4) + 1) << 4;
     if (stop > end) stop = end;
     for (; i < stop; i++, out++) acc[out] += nibble_value(word, (unsigned)(i & 15));

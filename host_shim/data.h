@@ -27,6 +27,13 @@ const char *shim_dtype_name(moecomm_dtype_t dtype);
 /* "bf16" | "fp16" | "fp32" -> *dtype_p; 0 on success. */
 int shim_dtype_parse(const char *s, moecomm_dtype_t *dtype_p);
 
+/* splitmix64's finaliser: a good 64-bit mix (also the scatter reference's generator). */
+static inline uint64_t shim_data_mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
 /* Element i of the input named by key. */
 int shim_data_value(const shim_data_key_t *key, size_t i);
 
@@ -41,6 +48,11 @@ void shim_data_accumulate(int32_t *acc, size_t first, size_t n, const shim_data_
 uint32_t shim_data_encode(int v, moecomm_dtype_t dtype);
 /* Bits of element i of buf. */
 uint32_t shim_data_bits(const void *buf, size_t i, moecomm_dtype_t dtype);
+/* Stores dtype bits (from shim_data_encode) as element i of buf. */
+static inline void shim_data_put_bits(void *buf, size_t i, moecomm_dtype_t dtype, uint32_t bits) {
+  if (dtype == MOECOMM_FLOAT16 || dtype == MOECOMM_BFLOAT16) ((uint16_t *)buf)[i] = (uint16_t)bits;
+  else ((uint32_t *)buf)[i] = bits;
+}
 /* Value of dtype bits, for messages. */
 double shim_data_decode(uint32_t bits, moecomm_dtype_t dtype);
 /* Equal as numbers with exact bits (+0 and -0 are the same number). */

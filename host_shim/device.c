@@ -27,13 +27,16 @@ static int dev_fail(shim_dev_t *dev, const char *fmt, ...) {
 }
 
 #if MC_WITH_CUDA
-/* On failure: the call's text and CUDA's explanation go to dev->err. */
-#define SHIM_CUDA(dev, call)                                                                   \
-  do {                                                                                         \
-    cudaError_t shim_e_ = (call);                                                              \
-    if (shim_e_ != cudaSuccess)                                                                \
-      return dev_fail((dev), "%s failed on device %d: %s (%s)", #call, (dev)->device,          \
-                      cudaGetErrorName(shim_e_), cudaGetErrorString(shim_e_));                 \
+/* The call's text and CUDA's explanation go to dev->err. */
+static int cuda_fail(shim_dev_t *dev, const char *call, cudaError_t e) {
+  return dev_fail(dev, "%s failed on device %d: %s (%s)", call, dev->device, cudaGetErrorName(e),
+                  cudaGetErrorString(e));
+}
+
+#define SHIM_CUDA(dev, call)                                             \
+  do {                                                                   \
+    cudaError_t shim_e_ = (call);                                        \
+    if (shim_e_ != cudaSuccess) return cuda_fail((dev), #call, shim_e_); \
   } while (0)
 #endif
 
@@ -106,85 +109,73 @@ void shim_dev_close(shim_dev_t *dev) {
   dev->stream = NULL;
 }
 
-int shim_dev_alloc(shim_dev_t *dev, size_t bytes, void **p_p) {
-  void *p = NULL;
+/* Device memory, or with `pinned` page-locked host memory, on a GPU; on the CPU host memory,
+   64-byte aligned (what an engine's tensors would have). */
+static int mem_alloc(shim_dev_t *dev, size_t bytes, int pinned, void **p_p) {
   size_t n = bytes ? bytes : 1;
+  void *p = NULL;
 #if MC_WITH_CUDA
   if (shim_dev_is_gpu(dev)) {
-    SHIM_CUDA(dev, cudaMalloc(&p, n));
+    cudaError_t e = pinned ? cudaMallocHost(&p, n) : cudaMalloc(&p, n);
+    if (e != cudaSuccess) return cuda_fail(dev, pinned ? "cudaMallocHost" : "cudaMalloc", e);
     *p_p = p;
     return 0;
   }
 #endif
-  /* 64-byte alignment: what an engine's tensors would have. */
   if (posix_memalign(&p, 64, n) != 0)
     return dev_fail(dev, "cannot allocate %zu bytes of host memory", n);
   *p_p = p;
   return 0;
 }
 
-void shim_dev_free(shim_dev_t *dev, void *p) {
+static void mem_free(shim_dev_t *dev, void *p, int pinned) {
   if (p == NULL) return;
 #if MC_WITH_CUDA
   if (shim_dev_is_gpu(dev)) {
-    cudaFree(p);
+    if (pinned) cudaFreeHost(p);
+    else cudaFree(p);
     return;
   }
 #endif
   free(p);
 }
+
+int shim_dev_alloc(shim_dev_t *dev, size_t bytes, void **p_p) {
+  return mem_alloc(dev, bytes, 0, p_p);
+}
+
+void shim_dev_free(shim_dev_t *dev, void *p) { mem_free(dev, p, 0); }
 
 int shim_host_alloc(shim_dev_t *dev, size_t bytes, void **p_p) {
-  void *p = NULL;
-  size_t n = bytes ? bytes : 1;
+  return mem_alloc(dev, bytes, 1, p_p);
+}
+
+void shim_host_free(shim_dev_t *dev, void *p) { mem_free(dev, p, 1); }
+
+/* A stream-ordered copy between host staging and a buffer (to_dev: into the buffer). */
+static int dev_copy(shim_dev_t *dev, void *dst, const void *src, size_t bytes, int to_dev) {
+  if (bytes == 0) return 0;
 #if MC_WITH_CUDA
   if (shim_dev_is_gpu(dev)) {
-    SHIM_CUDA(dev, cudaMallocHost(&p, n));
-    *p_p = p;
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes,
+                                    to_dev ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost,
+                                    (cudaStream_t)dev->stream);
+    if (e != cudaSuccess)
+      return cuda_fail(dev, to_dev ? "cudaMemcpyAsync (host to device)"
+                                   : "cudaMemcpyAsync (device to host)", e);
     return 0;
   }
 #endif
-  if (posix_memalign(&p, 64, n) != 0)
-    return dev_fail(dev, "cannot allocate %zu bytes of host memory", n);
-  *p_p = p;
+  if (dst != src) memcpy(dst, src, bytes);
   return 0;
-}
-
-void shim_host_free(shim_dev_t *dev, void *p) {
-  if (p == NULL) return;
-#if MC_WITH_CUDA
-  if (shim_dev_is_gpu(dev)) {
-    cudaFreeHost(p);
-    return;
-  }
-#endif
-  free(p);
 }
 
 int shim_dev_put(shim_dev_t *dev, void *dst, const void *host_src, size_t bytes) {
-  if (bytes == 0) return 0;
-#if MC_WITH_CUDA
-  if (shim_dev_is_gpu(dev)) {
-    SHIM_CUDA(dev, cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice,
-                                   (cudaStream_t)dev->stream));
-    return 0;
-  }
-#endif
-  if (dst != host_src) memcpy(dst, host_src, bytes);
-  return 0;
+  return dev_copy(dev, dst, host_src, bytes, 1);
 }
 
 int shim_dev_get(shim_dev_t *dev, void *host_dst, const void *src, size_t bytes) {
-  if (bytes == 0) return 0;
-#if MC_WITH_CUDA
-  if (shim_dev_is_gpu(dev)) {
-    SHIM_CUDA(dev, cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost,
-                                   (cudaStream_t)dev->stream));
-    return 0;
-  }
-#endif
-  if (host_dst != src) memcpy(host_dst, src, bytes);
-  return 0;
+  return dev_copy(dev, host_dst, src, bytes, 0);
 }
 
 int shim_dev_poison(shim_dev_t *dev, void *p, size_t bytes) {
@@ -211,10 +202,12 @@ int shim_timer_init(shim_dev_t *dev, shim_timer_t *t) {
 #if MC_WITH_CUDA
   if (shim_dev_is_gpu(dev)) {
     cudaEvent_t a = NULL, b = NULL;
+    cudaError_t e;
     SHIM_CUDA(dev, cudaEventCreate(&a));
-    if (cudaEventCreate(&b) != cudaSuccess) {
+    e = cudaEventCreate(&b);
+    if (e != cudaSuccess) {
       cudaEventDestroy(a);
-      return dev_fail(dev, "cudaEventCreate failed on device %d", dev->device);
+      return cuda_fail(dev, "cudaEventCreate(&b)", e);
     }
     t->ev[0] = a;
     t->ev[1] = b;
@@ -278,14 +271,12 @@ int shim_graph_end(shim_dev_t *dev, shim_graph_t *g) {
     cudaError_t e = cudaStreamEndCapture((cudaStream_t)dev->stream, &graph);
     if (e != cudaSuccess) {
       if (graph != NULL) cudaGraphDestroy(graph);
-      return dev_fail(dev, "cudaStreamEndCapture failed on device %d: %s (%s)", dev->device,
-                      cudaGetErrorName(e), cudaGetErrorString(e));
+      return cuda_fail(dev, "cudaStreamEndCapture", e);
     }
     e = cudaGraphInstantiate(&exec, graph, 0);
     if (e != cudaSuccess) {
       cudaGraphDestroy(graph);
-      return dev_fail(dev, "cudaGraphInstantiate failed on device %d: %s (%s)", dev->device,
-                      cudaGetErrorName(e), cudaGetErrorString(e));
+      return cuda_fail(dev, "cudaGraphInstantiate", e);
     }
     g->graph = graph;
     g->exec = exec;

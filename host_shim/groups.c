@@ -1,4 +1,4 @@
-/* groups.c - --print-groups (groups.h). */
+/* groups.c - group stats and --print-groups (groups.h). */
 #include "groups.h"
 
 #include <stdint.h>
@@ -8,11 +8,8 @@
 
 #include "report.h"
 
-#define SHIM_KINDS (MOECOMM_GROUP_MOE_CP + 1)
-
-static const char *const kind_names[SHIM_KINDS] = {"WORLD",   "TP",     "PP",
-                                                   "ATTN_TP", "ATTN_CP", "MOE_EP",
-                                                   "MOE_TP",  "MOE_DP", "MOE_CP"};
+static const char *const kind_names[SHIM_GROUP_KINDS] = {
+    "WORLD", "TP", "PP", "ATTN_TP", "ATTN_CP", "MOE_EP", "MOE_TP", "MOE_DP", "MOE_CP"};
 
 static const char *backend_name(int id) {
   switch (id) {
@@ -23,9 +20,19 @@ static const char *backend_name(int id) {
   }
 }
 
+moecomm_result_t shim_group_stats(const moecomm_api_t *api, moecomm_context_t *ctx, int kind,
+                                  moecomm_group_stats_t *st) {
+  moecomm_group_t *g = NULL;
+  moecomm_result_t r;
+  memset(st, 0, sizeof(*st));
+  st->struct_size = sizeof(*st);
+  r = api->group_get(ctx, (moecomm_group_kind_t)kind, &g);
+  return r == MOECOMM_SUCCESS ? api->group_stats(g, st) : r;
+}
+
 /* A rank's record for one kind: size (-1: group_get/group_stats failed), backend, ranks. */
 static int32_t *rec(int32_t *all, int world, int r, int kind) {
-  return all + ((size_t)r * SHIM_KINDS + (size_t)kind) * (size_t)(2 + world);
+  return all + ((size_t)r * SHIM_GROUP_KINDS + (size_t)kind) * (size_t)(2 + world);
 }
 
 static int same_list(const int32_t *a, const int32_t *b) {
@@ -64,11 +71,9 @@ static int check_kind(int32_t *all, int world, int kind, char *err, size_t errle
   return 0;
 }
 
+/* One line for `kind`: its distinct groups and their backends (the lists are consistent). */
 static void print_kind(int32_t *all, int world, int kind) {
-  char line[8192], one[512], backends[64] = "";
-  size_t used;
-  int printed_any = 0;
-  used = (size_t)snprintf(line, sizeof(line), "  %-8s", kind_names[kind]);
+  char line[8192] = "", one[512], backends[64] = "";
   for (int r = 0; r < world; r++) {
     int32_t *a = rec(all, world, r, kind);
     int first = 1;
@@ -77,20 +82,16 @@ static void print_kind(int32_t *all, int world, int kind) {
       if (same_list(a, rec(all, world, q, kind))) first = 0;
     if (!first) continue;
     shim_format_ranks(a + 2, a[0], one, sizeof(one));
-    if (used < sizeof(line)) used += (size_t)snprintf(line + used, sizeof(line) - used, " %s", one);
-    if (strstr(backends, backend_name(a[1])) == NULL) {
-      size_t bl = strlen(backends);
-      snprintf(backends + bl, sizeof(backends) - bl, "%s%s", bl ? "," : "", backend_name(a[1]));
-    }
-    printed_any = 1;
+    shim_append(line, sizeof(line), " %s", one);
+    if (strstr(backends, backend_name(a[1])) == NULL)
+      shim_append(backends, sizeof(backends), "%s%s", backends[0] ? "," : "", backend_name(a[1]));
   }
-  if (!printed_any) return;
-  printf("%s    backend %s\n", line, backends);
+  printf("  %-8s%s    backend %s\n", kind_names[kind], line, backends);
 }
 
 int shim_groups_print(const moecomm_api_t *api, moecomm_context_t *ctx, int rank, int world,
                       shim_exchange_fn_t xfn, void *xarg, char *err, size_t errlen) {
-  size_t per_rank = (size_t)SHIM_KINDS * (size_t)(2 + world) * sizeof(int32_t);
+  size_t per_rank = (size_t)SHIM_GROUP_KINDS * (size_t)(2 + world) * sizeof(int32_t);
   int32_t *mine = calloc(1, per_rank);
   int32_t *all = calloc((size_t)world, per_rank);
   int rc = 0;
@@ -101,14 +102,10 @@ int shim_groups_print(const moecomm_api_t *api, moecomm_context_t *ctx, int rank
     snprintf(err, errlen, "out of host memory for %d ranks' group lists", world);
     return -1; /* peers then fail their exchange: this rank is gone */
   }
-  for (int k = 0; k < SHIM_KINDS; k++) {
+  for (int k = 0; k < SHIM_GROUP_KINDS; k++) {
     int32_t *a = mine + (size_t)k * (size_t)(2 + world);
-    moecomm_group_t *g = NULL;
     moecomm_group_stats_t st;
-    moecomm_result_t r = api->group_get(ctx, (moecomm_group_kind_t)k, &g);
-    memset(&st, 0, sizeof(st));
-    st.struct_size = sizeof(st);
-    if (r == MOECOMM_SUCCESS) r = api->group_stats(g, &st);
+    moecomm_result_t r = shim_group_stats(api, ctx, k, &st);
     if (r != MOECOMM_SUCCESS || st.size < 1 || st.size > world || st.ranks == NULL) {
       if (rc == 0)
         snprintf(err, errlen, "group %s: %s: %s", kind_names[k], api->result_string(r),
@@ -129,7 +126,7 @@ int shim_groups_print(const moecomm_api_t *api, moecomm_context_t *ctx, int rank
   if (rank == 0) {
     int bad = 0;
     printf("groups (world %d; each list is one group, in group order):\n", world);
-    for (int k = 0; k < SHIM_KINDS; k++) {
+    for (int k = 0; k < SHIM_GROUP_KINDS; k++) {
       char why[256];
       if (check_kind(all, world, k, why, sizeof(why)) != 0) {
         printf("  %-8s INCONSISTENT: %s\n", kind_names[k], why);

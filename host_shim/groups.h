@@ -1,4 +1,5 @@
-/* groups.h - --print-groups: every rank's group rank lists, gathered to rank 0 and printed. */
+/* groups.h - the plugin's groups as the shim reads them, and --print-groups: every rank's group
+ * rank lists, gathered to rank 0 and printed. */
 #ifndef SHIM_GROUPS_H_
 #define SHIM_GROUPS_H_
 
@@ -6,9 +7,15 @@
 
 #include "../abi/moecomm.h"
 
-/* A world all-gather with moecomm_host_allgather_fn_t's contract (the host's, or one built on
-   the plugin's WORLD group). */
-typedef int (*shim_exchange_fn_t)(void *arg, const void *send, void *recv, size_t bytes);
+/* Group kinds: MOECOMM_GROUP_WORLD .. MOECOMM_GROUP_MOE_CP. */
+#define SHIM_GROUP_KINDS (MOECOMM_GROUP_MOE_CP + 1)
+
+/* group_get, then group_stats (struct_size set) of this rank's group of `kind`. */
+moecomm_result_t shim_group_stats(const moecomm_api_t *api, moecomm_context_t *ctx, int kind,
+                                  moecomm_group_stats_t *st);
+
+/* A world all-gather (the host's, or one built on the plugin's WORLD group). */
+typedef moecomm_host_allgather_fn_t shim_exchange_fn_t;
 
 /* Collective over the world (every rank calls it, even after a local failure, so nobody waits
    forever).  Rank 0 prints each kind's distinct groups on stdout, e.g. "MOE_EP   [0,4] [1,5]",

@@ -83,26 +83,38 @@ static int timeout_ms_from_env(void) {
   return (int)ms;
 }
 
-/* Robust lock: a rank killed while holding the mutex leaves the hub broken, not deadlocked. */
-static int hub_lock(shim_hub_t *hub) {
-  int rc = pthread_mutex_lock(&hub->mu);
-  if (rc == EOWNERDEAD) {
-    pthread_mutex_consistent(&hub->mu);
-    if (!hub->broken) {
-      hub->broken = 1;
-      snprintf(hub->why, sizeof(hub->why), "a rank died inside the host all-gather");
-    }
-    return 0;
-  }
-  return rc;
-}
-
+/* With the lock held: every later all-gather fails with the first reason given. */
 static void hub_break(shim_hub_t *hub, const char *why) {
   if (!hub->broken) {
     hub->broken = 1;
     snprintf(hub->why, sizeof(hub->why), "%s", why);
   }
   pthread_cond_broadcast(&hub->cv);
+}
+
+/* The lock came back EOWNERDEAD: a rank killed while holding it leaves the hub broken, not
+   deadlocked. */
+static void hub_owner_died(shim_hub_t *hub) {
+  pthread_mutex_consistent(&hub->mu);
+  hub_break(hub, "a rank died inside the host all-gather");
+}
+
+/* Robust lock (hub_owner_died). */
+static int hub_lock(shim_hub_t *hub) {
+  int rc = pthread_mutex_lock(&hub->mu);
+  if (rc == EOWNERDEAD) {
+    hub_owner_died(hub);
+    return 0;
+  }
+  return rc;
+}
+
+/* hub_break for a caller that does not hold the lock. */
+static void hub_lock_break(shim_hub_t *hub, const char *why) {
+  if (hub_lock(hub) == 0) {
+    hub_break(hub, why);
+    pthread_mutex_unlock(&hub->mu);
+  }
 }
 
 /* First sibling that is known dead, or -1.  Called with the lock held. */
@@ -136,12 +148,9 @@ int shim_host_allgather(void *user, const void *send, void *recv, size_t bytes) 
     fprintf(stderr, "shim: rank %d: host all-gather of %zu bytes exceeds the %zu-byte limit\n",
             rank, bytes, SHIM_HUB_MAX_BYTES);
     /* Peers would wait for this rank forever: break the hub for them too. */
-    if (hub_lock(hub) == 0) {
-      snprintf(why, sizeof(why), "rank %d asked for %zu bytes (limit %zu)", rank, bytes,
-               SHIM_HUB_MAX_BYTES);
-      hub_break(hub, why);
-      pthread_mutex_unlock(&hub->mu);
-    }
+    snprintf(why, sizeof(why), "rank %d asked for %zu bytes (limit %zu)", rank, bytes,
+             SHIM_HUB_MAX_BYTES);
+    hub_lock_break(hub, why);
     return 1;
   }
   deadline = now_ms() + timeout_ms_from_env();
@@ -187,10 +196,7 @@ int shim_host_allgather(void *user, const void *send, void *recv, size_t bytes) 
     }
     ts.tv_sec = until / 1000;
     ts.tv_nsec = (long)(until % 1000) * 1000000L;
-    if (pthread_cond_timedwait(&hub->cv, &hub->mu, &ts) == EOWNERDEAD) {
-      pthread_mutex_consistent(&hub->mu);
-      hub_break(hub, "a rank died inside the host all-gather");
-    }
+    if (pthread_cond_timedwait(&hub->cv, &hub->mu, &ts) == EOWNERDEAD) hub_owner_died(hub);
   }
   if (hub->gen != my_gen) rc = 0; /* completed, even if the hub broke just after */
 
@@ -332,17 +338,13 @@ int shim_launch(int world, shim_rank_fn_t fn, void *arg, int timeout_s) {
   done = calloc((size_t)world, sizeof(*done));
   if (pids == NULL || status == NULL || done == NULL) {
     fprintf(stderr, "shim_launch: out of memory for %d ranks\n", world);
-    free(pids);
-    free(status);
-    free(done);
-    return world;
+    failed = world;
+    goto out;
   }
   hub = hub_create(world);
   if (hub == NULL) {
-    free(pids);
-    free(status);
-    free(done);
-    return world;
+    failed = world;
+    goto out;
   }
 
   /* SIGCHLD blocked and at its default action: the parent sleeps in sigtimedwait until a rank
@@ -362,10 +364,7 @@ int shim_launch(int world, shim_rank_fn_t fn, void *arg, int timeout_s) {
     if (pid < 0) {
       fprintf(stderr, "shim_launch: fork of rank %d of %d failed: %s; stopping the others\n", r,
               world, strerror(errno));
-      if (hub_lock(hub) == 0) {
-        hub_break(hub, "the launcher could not start every rank");
-        pthread_mutex_unlock(&hub->mu);
-      }
+      hub_lock_break(hub, "the launcher could not start every rank");
       for (int k = 0; k < started; k++) kill(pids[k], SIGKILL);
       failed = world - started; /* ranks never started count as failed */
       break;
@@ -434,6 +433,7 @@ int shim_launch(int world, shim_rank_fn_t fn, void *arg, int timeout_s) {
   sigaction(SIGCHLD, &old_chld, NULL);
   sigprocmask(SIG_SETMASK, &old_mask, NULL);
   hub_destroy(hub);
+out:
   free(pids);
   free(status);
   free(done);

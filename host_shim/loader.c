@@ -208,6 +208,13 @@ fail:
   return SHIM_LOAD_FAILED;
 }
 
+/* The first of dirs that holds `file`: its path into path.  0, or -1 when none does. */
+static int find_in(char dirs[][PATH_MAX], int ndirs, const char *file, char *path, size_t size) {
+  for (int i = 0; i < ndirs; i++)
+    if (join_path(path, size, dirs[i], file) == 0 && access(path, F_OK) == 0) return 0;
+  return -1;
+}
+
 /* One explicit entry of MOECOMM_PLUGIN (a path or a name).  A name is looked for in
    MOECOMM_PLUGIN_DIR, next to the executable, then in ../lib/moecomm/ from the executable. */
 static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
@@ -237,19 +244,11 @@ static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
   labels[ndirs] = "installed plugin directory";
   if (installed_dir(dirs[ndirs], sizeof(dirs[0])) == 0) ndirs++;
 
-  for (int i = 0; i < ndirs; i++) {
-    if (join_path(path, sizeof(path), dirs[i], file) != 0) continue;
-    if (access(path, F_OK) != 0) continue;
-    return shim_plugin_load_path(path, min_version, max_version, plugin, err, errlen);
-  }
   /* The default build (PLUGIN_NAME=moecomm) is named libmoecomm.so, not libmoecomm-moecomm.so. */
-  if (strcmp(entry, "moecomm") == 0) {
-    for (int i = 0; i < ndirs; i++) {
-      if (join_path(path, sizeof(path), dirs[i], "libmoecomm.so") != 0) continue;
-      if (access(path, F_OK) != 0) continue;
-      return shim_plugin_load_path(path, min_version, max_version, plugin, err, errlen);
-    }
-  }
+  if (find_in(dirs, ndirs, file, path, sizeof(path)) == 0 ||
+      (strcmp(entry, "moecomm") == 0 &&
+       find_in(dirs, ndirs, "libmoecomm.so", path, sizeof(path)) == 0))
+    return shim_plugin_load_path(path, min_version, max_version, plugin, err, errlen);
   err_append(err, errlen, "plugin '%s': no %s in ", entry, file);
   if (ndirs == 0) err_append(err, errlen, "any directory (MOECOMM_PLUGIN_DIR unset and "
                                           "/proc/self/exe unreadable)");

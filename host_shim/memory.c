@@ -3,28 +3,17 @@
 
 #include <string.h>
 
-#define SHIM_KINDS 9 /* MOECOMM_GROUP_WORLD .. MOECOMM_GROUP_MOE_CP */
-
-static int shim_mem_stats(const moecomm_api_t *api, moecomm_context_t *ctx, int kind,
-                          moecomm_group_stats_t *st) {
-  moecomm_group_t *g = NULL;
-  memset(st, 0, sizeof(*st));
-  st->struct_size = sizeof(*st);
-  return api->group_get(ctx, (moecomm_group_kind_t)kind, &g) == MOECOMM_SUCCESS &&
-                 api->group_stats(g, st) == MOECOMM_SUCCESS
-             ? 0
-             : -1;
-}
+#include "groups.h"
 
 int shim_mem_collect(const moecomm_api_t *api, moecomm_context_t *ctx, shim_mem_t *mem_p) {
-  int seen[SHIM_KINDS];
+  int seen[SHIM_GROUP_KINDS];
   int nseen = 0;
   shim_mem_t m;
   memset(&m, 0, sizeof(m));
-  for (int k = 0; k < SHIM_KINDS; k++) {
+  for (int k = 0; k < SHIM_GROUP_KINDS; k++) {
     moecomm_group_stats_t st;
     int dup = 0;
-    if (shim_mem_stats(api, ctx, k, &st) != 0) return -1;
+    if (shim_group_stats(api, ctx, k, &st) != MOECOMM_SUCCESS) return -1;
     for (int i = 0; i < nseen; i++) dup |= seen[i] == st.comm_id;
     if (dup) continue;
     seen[nseen++] = st.comm_id;
@@ -51,9 +40,9 @@ void shim_mem_print(FILE *f, const moecomm_api_t *api, moecomm_context_t *ctx,
   fprintf(f, "memory (group_stats; a shared communicator is counted once):\n");
   fprintf(f, "  %-8s %-6s %-8s %5s %8s %12s %10s\n", "group", "size", "backend", "comm",
           "created", "device MiB", "host MiB");
-  for (int k = 0; k < SHIM_KINDS; k++) {
+  for (int k = 0; k < SHIM_GROUP_KINDS; k++) {
     moecomm_group_stats_t st;
-    if (shim_mem_stats(api, ctx, k, &st) != 0) continue;
+    if (shim_group_stats(api, ctx, k, &st) != MOECOMM_SUCCESS) continue;
     fprintf(f, "  %-8s %-6d %-8s %5d %8s %12.1f %10.1f\n", st.kind_name, (int)st.size,
             st.backend_name, (int)st.comm_id, st.created ? "yes" : "no",
             (double)st.device_bytes / mib, (double)st.host_bytes / mib);

@@ -75,10 +75,8 @@ static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_gr
   char ranks[128];
 
   if (op == NULL) return -1;
-  if (coll == SHIM_SCATTER) return step_fail(s, "add_op: a transition is not a collective");
   op->name = name;
   op->coll = coll;
-  op->kind = kind;
   if (group_info(s, kind, &op->group, &st) != 0) return -1;
   if (coll != SHIM_ALL_GATHER && st.size > SHIM_DATA_MAX_ADDENDS)
     return step_fail(s,
@@ -97,24 +95,10 @@ static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_gr
     case SHIM_ALL_REDUCE: op->send_count = op->recv_count = n; break;
     case SHIM_ALL_GATHER: op->send_count = n; op->recv_count = (size_t)op->gsize * n; break;
     case SHIM_REDUCE_SCATTER: op->send_count = (size_t)op->gsize * n; op->recv_count = n; break;
-    case SHIM_SCATTER: break; /* refused above */
+    case SHIM_SCATTER: break; /* transitions come through add_transition */
   }
   s->n_ops++;
   return 0;
-}
-
-/* Appends text to a fixed buffer, cutting (with "...") rather than overflowing. */
-static void append(char *buf, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void append(char *buf, size_t size, const char *fmt, ...) {
-  size_t used = strlen(buf);
-  va_list ap;
-  int w;
-  if (used + 1 >= size) return;
-  va_start(ap, fmt);
-  w = vsnprintf(buf + used, size - used, fmt, ap);
-  va_end(ap);
-  if (w >= 0 && (size_t)w >= size - used && size >= 4) memcpy(buf + size - 4, "...", 4);
 }
 
 /* A transition's rows for the current token counts (s->tokens): the plugin's mode_rows, checked
@@ -165,11 +149,11 @@ static int add_transition(shim_step_t *s, const shim_transition_t *tr) {
     if (group_info(s, kinds[i], &g, &st) != 0) return -1;
     if (st.size == 1) continue; /* nothing to communicate */
     shim_format_ranks(st.ranks, st.size, ranks, sizeof(ranks));
-    append(op->groups, sizeof(op->groups), "%s%s %s", op->groups[0] ? ", " : "",
-           st.kind_name ? st.kind_name : "?", ranks);
+    shim_append(op->groups, sizeof(op->groups), "%s%s %s", op->groups[0] ? ", " : "",
+                st.kind_name ? st.kind_name : "?", ranks);
     bn = st.backend_name ? st.backend_name : "?";
     if (strstr(op->backends, bn) == NULL)
-      append(op->backends, sizeof(op->backends), "%s%s", op->backends[0] ? "+" : "", bn);
+      shim_append(op->backends, sizeof(op->backends), "%s%s", op->backends[0] ? "+" : "", bn);
   }
   if (op->groups[0] == '\0') snprintf(op->groups, sizeof(op->groups), "local copies only");
   if (op->backends[0] == '\0') snprintf(op->backends, sizeof(op->backends), "-");
@@ -438,6 +422,14 @@ static int call_fail(shim_step_t *s, shim_op_t *op, int iter, const char *phase,
   return api_fail(s, coll_call_name(op->coll), where, r);
 }
 
+/* Counts one wrong element; 1 when its line should be printed (the first few per rank). */
+static int count_mismatch(shim_step_t *s) {
+  s->mismatches++;
+  if (s->printed == SHIM_MAX_PRINTED)
+    fprintf(stderr, "rank %d: further mismatches are counted, not printed\n", s->cfg.rank);
+  return s->printed++ < SHIM_MAX_PRINTED;
+}
+
 /* Compares n results at element `off` of op->h_recv with the exact sums in s->acc. */
 static void compare(shim_step_t *s, shim_op_t *op, int iter, const char *phase, size_t off,
                     size_t n) {
@@ -446,20 +438,12 @@ static void compare(shim_step_t *s, shim_op_t *op, int iter, const char *phase, 
     int32_t v = s->acc[i];
     uint32_t want = (v >= -256 && v <= 256) ? s->enc[v + 256] : shim_data_encode(v, dt);
     uint32_t got = shim_data_bits(op->h_recv, off + i, dt);
-    if (shim_data_same(got, want, dt)) continue;
-    op->mismatches++;
-    s->mismatches++;
-    if (s->printed < SHIM_MAX_PRINTED) {
-      fprintf(stderr,
-              "rank %d: MISMATCH %s on %s, %s iteration %d: element %zu of %zu: got %g (0x%x), "
-              "want %g (0x%x)\n",
-              s->cfg.rank, op->name, op->label, phase, iter, off + i, op->recv_count,
-              shim_data_decode(got, dt), (unsigned)got, shim_data_decode(want, dt),
-              (unsigned)want);
-    } else if (s->printed == SHIM_MAX_PRINTED) {
-      fprintf(stderr, "rank %d: further mismatches are counted, not printed\n", s->cfg.rank);
-    }
-    s->printed++;
+    if (shim_data_same(got, want, dt) || !count_mismatch(s)) continue;
+    fprintf(stderr,
+            "rank %d: MISMATCH %s on %s, %s iteration %d: element %zu of %zu: got %g (0x%x), "
+            "want %g (0x%x)\n",
+            s->cfg.rank, op->name, op->label, phase, iter, off + i, op->recv_count,
+            shim_data_decode(got, dt), (unsigned)got, shim_data_decode(want, dt), (unsigned)want);
   }
 }
 
@@ -482,26 +466,18 @@ static void transition_verify(shim_step_t *s, int k, int iter, const char *phase
     uint32_t got = shim_data_bits(op->h_recv, i, dt), want = shim_data_bits(s->want, i, dt);
     int group;
     size_t tok;
-    if (shim_data_same(got, want, dt)) continue;
-    op->mismatches++;
-    s->mismatches++;
-    if (s->printed < SHIM_MAX_PRINTED) {
-      int is_tok = sref_row_token(&s->ref, s->cfg.rank, op->tr->to, i / hidden, &group, &tok);
-      char what[96];
-      if (is_tok)
-        snprintf(what, sizeof(what), "token %zu of attention group %d", tok, group);
-      else
-        snprintf(what, sizeof(what), "padding");
-      fprintf(stderr,
-              "rank %d: MISMATCH %s (%s%s), %s iteration %d: row %zu of %zu (%s), element %zu: "
-              "got %g (0x%x), want %g (0x%x)\n",
-              s->cfg.rank, op->name, op->label, op->tr->reduce ? ", reduce" : "", phase, iter,
-              i / hidden, op->recv_rows, what, i % hidden, shim_data_decode(got, dt),
-              (unsigned)got, shim_data_decode(want, dt), (unsigned)want);
-    } else if (s->printed == SHIM_MAX_PRINTED) {
-      fprintf(stderr, "rank %d: further mismatches are counted, not printed\n", s->cfg.rank);
-    }
-    s->printed++;
+    char what[96];
+    if (shim_data_same(got, want, dt) || !count_mismatch(s)) continue;
+    if (sref_row_token(&s->ref, s->cfg.rank, op->tr->to, i / hidden, &group, &tok))
+      snprintf(what, sizeof(what), "token %zu of attention group %d", tok, group);
+    else
+      snprintf(what, sizeof(what), "padding");
+    fprintf(stderr,
+            "rank %d: MISMATCH %s (%s%s), %s iteration %d: row %zu of %zu (%s), element %zu: "
+            "got %g (0x%x), want %g (0x%x)\n",
+            s->cfg.rank, op->name, op->label, op->tr->reduce ? ", reduce" : "", phase, iter,
+            i / hidden, op->recv_rows, what, i % hidden, shim_data_decode(got, dt),
+            (unsigned)got, shim_data_decode(want, dt), (unsigned)want);
   }
 }
 
@@ -560,6 +536,18 @@ static int op_fetch(shim_step_t *s, int k) {
   return 0;
 }
 
+/* The step's timer: a start (0) or stop (1) mark, and the microseconds between them. */
+static int step_mark(shim_step_t *s, int which) {
+  if (shim_timer_mark(s->dev, &s->timer, which) != 0)
+    return step_fail(s, "timer: %s", s->dev->err);
+  return 0;
+}
+
+static int step_elapsed(shim_step_t *s, double *us_p) {
+  if (shim_timer_us(s->dev, &s->timer, us_p) != 0) return step_fail(s, "timer: %s", s->dev->err);
+  return 0;
+}
+
 /* One eager iteration; phase names it in messages ("eager", "captured"). */
 static int step_run(shim_step_t *s, int timed, const char *phase) {
   int iter = s->iter++;
@@ -568,17 +556,15 @@ static int step_run(shim_step_t *s, int timed, const char *phase) {
     moecomm_result_t r;
     double us = 0;
     if (op_prepare(s, k, iter) != 0) return -1;
-    if (shim_timer_mark(s->dev, &s->timer, 0) != 0)
-      return step_fail(s, "timer: %s", s->dev->err);
+    if (step_mark(s, 0) != 0) return -1;
     r = op_call(s, op);
     if (r != MOECOMM_SUCCESS) return call_fail(s, op, iter, phase, r);
-    if (shim_timer_mark(s->dev, &s->timer, 1) != 0)
-      return step_fail(s, "timer: %s", s->dev->err);
+    if (step_mark(s, 1) != 0) return -1;
     if (op_fetch(s, k) != 0) return -1;
     if (shim_dev_sync(s->dev) != 0)
       return step_fail(s, "after %s on %s (%s iteration %d): %s", op->name, op->label, phase,
                        iter, s->dev->err);
-    if (shim_timer_us(s->dev, &s->timer, &us) != 0) return step_fail(s, "timer: %s", s->dev->err);
+    if (step_elapsed(s, &us) != 0) return -1;
     if (timed && shim_samples_add(&op->eager_us, us) != 0)
       return step_fail(s, "out of host memory for timings");
     op_verify(s, k, iter, phase);
@@ -642,15 +628,15 @@ int shim_step_replay(shim_step_t *s, shim_graph_t *g, int timed, double *us_p) {
   double us = 0;
   for (int k = 0; k < s->n_ops; k++)
     if (op_prepare(s, k, iter) != 0) return -1;
-  if (shim_timer_mark(s->dev, &s->timer, 0) != 0) return step_fail(s, "timer: %s", s->dev->err);
+  if (step_mark(s, 0) != 0) return -1;
   if (shim_graph_launch(s->dev, g) != 0)
     return step_fail(s, "graph replay %d: %s", iter, s->dev->err);
-  if (shim_timer_mark(s->dev, &s->timer, 1) != 0) return step_fail(s, "timer: %s", s->dev->err);
+  if (step_mark(s, 1) != 0) return -1;
   for (int k = 0; k < s->n_ops; k++)
     if (op_fetch(s, k) != 0) return -1;
   if (shim_dev_sync(s->dev) != 0)
     return step_fail(s, "graph replay (iteration %d): %s", iter, s->dev->err);
-  if (shim_timer_us(s->dev, &s->timer, &us) != 0) return step_fail(s, "timer: %s", s->dev->err);
+  if (step_elapsed(s, &us) != 0) return -1;
   if (timed && shim_samples_add(&s->graph_us, us / (double)s->n_ops) != 0)
     return step_fail(s, "out of host memory for timings");
   for (int k = 0; k < s->n_ops; k++) op_verify(s, k, iter, "graph");

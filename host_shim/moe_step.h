@@ -41,8 +41,7 @@ typedef enum shim_coll {
 typedef struct shim_op {
   const char *name;          /* "attn all-reduce", "attn->moe" */
   shim_coll_t coll;
-  moecomm_group_kind_t kind; /* collectives: the group */
-  moecomm_group_t *group;
+  moecomm_group_t *group;    /* collectives: the group */
   int gsize, grank;          /* the group's size and this rank's index in it */
   int32_t *granks;           /* the group's world ranks, group order */
   char label[160];           /* "ATTN_TP [0-3]"; a transition: "TP_ATTN_FULL->MOE_FULL" */
@@ -58,7 +57,6 @@ typedef struct shim_op {
   void *send, *recv;         /* what the collective gets (device memory on a GPU) */
   void *h_send, *h_recv;     /* host side: inputs made here, results checked here */
   shim_samples_t eager_us;   /* per eager run */
-  uint64_t mismatches;
 } shim_op_t;
 
 typedef struct shim_step_cfg {

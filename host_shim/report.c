@@ -1,6 +1,7 @@
 /* report.c - timing samples and the timing table (report.h). */
 #include "report.h"
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,17 @@ void shim_format_ranks(const int32_t *ranks, int n, char *buf, size_t size) {
 #undef SHIM_PUT
 cut:
   if (size >= 4) memcpy(buf + size - 4, "...", 4);
+}
+
+void shim_append(char *buf, size_t size, const char *fmt, ...) {
+  size_t used = strlen(buf);
+  va_list ap;
+  int w;
+  if (used + 1 >= size) return;
+  va_start(ap, fmt);
+  w = vsnprintf(buf + used, size - used, fmt, ap);
+  va_end(ap);
+  if (w >= 0 && (size_t)w >= size - used && size >= 4) memcpy(buf + size - 4, "...", 4);
 }
 
 static void fmt_us(char *buf, size_t size, double us) {

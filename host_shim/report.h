@@ -1,4 +1,4 @@
-/* report.h - timing samples, the timing table and rank-list formatting. */
+/* report.h - timing samples, the timing table and text formatting. */
 #ifndef SHIM_REPORT_H_
 #define SHIM_REPORT_H_
 
@@ -19,6 +19,11 @@ double shim_samples_quantile(const shim_samples_t *s, double q);
 
 /* "[0-3]" for a run of 3 or more consecutive ranks, "[0,4]" otherwise, e.g. "[0,2,4-7]". */
 void shim_format_ranks(const int32_t *ranks, int n, char *buf, size_t size);
+
+/* Appends printf text to the string in buf (size bytes), cutting with "..." rather than
+   overflowing. */
+void shim_append(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* One row of the timing table: one op of the step. */
 typedef struct shim_report_row {

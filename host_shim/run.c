@@ -110,10 +110,6 @@ out:
   return rc;
 }
 
-static int host_exchange(void *arg, const void *send, void *recv, size_t bytes) {
-  return shim_host_allgather(arg, send, recv, bytes);
-}
-
 /* ---- capture sizes ------------------------------------------------------------------------ */
 
 /* --capture-sizes on this rank: the sizes and what became of each. */
@@ -155,6 +151,12 @@ static void format_sizes(const int32_t *t, size_t n, char *buf, size_t size) {
   }
 }
 
+/* What --capture-sizes asked for: "plan" or the list. */
+static void describe_sizes(const shim_opts_t *o, char *buf, size_t size) {
+  if (o->capture_plan) snprintf(buf, size, "plan");
+  else format_sizes(o->capture_sizes, (size_t)o->n_capture, buf, size);
+}
+
 /* The sizes of --capture-sizes from plan_capture_sizes: the default candidates and no flags
    (the topology decides) for `plan`, else the list, every entry of which the planner must keep.
    Returns 0 (z filled), 2 when the planner refuses (rank 0 prints its sentence: every rank
@@ -167,8 +169,7 @@ static int sizes_plan(const shim_opts_t *o, const moecomm_api_t *api, moecomm_co
   int32_t mult = 0, *t = NULL, *dropped = NULL, largest;
   char list[256];
   memset(z, 0, sizeof(*z));
-  if (given > 0) format_sizes(o->capture_sizes, given, list, sizeof(list));
-  else snprintf(list, sizeof(list), "plan");
+  describe_sizes(o, list, sizeof(list));
   if (!MOECOMM_API_HAS(api, plan_capture_sizes)) {
     fprintf(stderr, "rank %d: --capture-sizes needs plan_capture_sizes, which the plugin's table "
                     "lacks\n", rank);
@@ -313,7 +314,8 @@ fail:
 
 /* ---- the step ----------------------------------------------------------------------------- */
 
-/* Runs the step in this rank; fills *res (and *z with --capture-sizes).  Returns -1 when a call
+/* Runs the step in this rank (s: zeroed by the caller, so that shim_step_fini is safe on it
+   whatever happens here); fills *res (and *z with --capture-sizes).  Returns -1 when a call
    failed (the process should end without waiting for peers: its stream may hold work that waits
    for a peer); -2 when the step could not be set up, before any collective (the context can be
    destroyed in order, so that rank 0's rendezvous keeps serving peers that are still starting);
@@ -327,7 +329,6 @@ static int run_step(const shim_job_t *job, const moecomm_api_t *api, moecomm_con
   int supported = 0;
   memset(&graph, 0, sizeof(graph));
   memset(&cfg, 0, sizeof(cfg));
-  memset(s, 0, sizeof(*s)); /* shim_step_fini is safe on it whatever happens below */
   cfg.seed = o->seed;
   cfg.dtype = o->dtype;
   cfg.tokens = o->tokens;
@@ -521,6 +522,7 @@ static int rank_main(int rank, int world, void *arg) {
   int status = 1, rc;
 
   memset(&sizes, 0, sizeof(sizes));
+  memset(&step, 0, sizeof(step)); /* shim_step_fini is safe on it on every path */
   memset(&topo, 0, sizeof(topo));
   topo.struct_size = sizeof(topo);
   topo.world_size = world;
@@ -573,7 +575,7 @@ static int rank_main(int rank, int world, void *arg) {
   px.dev = &dev;
   px.rank = rank;
   px.world = world;
-  xfn = hub != NULL ? host_exchange : plugin_exchange;
+  xfn = hub != NULL ? shim_host_allgather : plugin_exchange;
   xarg = hub != NULL ? hub : (void *)&px;
 
   if (o->print_groups) {
@@ -612,23 +614,14 @@ static int rank_main(int rank, int world, void *arg) {
     }
     free(all);
     sizes_free(&sizes);
-    r = api->context_destroy(ctx);
-    ctx = NULL;
-    if (r != MOECOMM_SUCCESS) {
-      fprintf(stderr, "rank %d: context_destroy failed: %s: %s\n", rank, api->result_string(r),
-              api->last_error(NULL));
-      status = 1;
-    }
-    shim_step_fini(&step);
   }
-  if (ctx != NULL) {
-    r = api->context_destroy(ctx);
-    if (r != MOECOMM_SUCCESS) {
-      fprintf(stderr, "rank %d: context_destroy failed: %s: %s\n", rank, api->result_string(r),
-              api->last_error(NULL));
-      status = 1;
-    }
+  r = api->context_destroy(ctx);
+  if (r != MOECOMM_SUCCESS) {
+    fprintf(stderr, "rank %d: context_destroy failed: %s: %s\n", rank, api->result_string(r),
+            api->last_error(NULL));
+    status = 1;
   }
+  shim_step_fini(&step); /* the step's buffers go after the context that used them */
   shim_dev_close(&dev);
   fflush(NULL);
   return status;
@@ -644,16 +637,17 @@ static void print_topology(const shim_opts_t *o, const char *how) {
          o->ranks, o->ranks == 1 ? "" : "s", how, tp, eff(o->pp), eff(o->ep), eff(o->moe_dp),
          eff(o->attn_cp), eff(o->attn_dp), o->moe_dense_tp > 0 ? o->moe_dense_tp : tp,
          attn_tp > 0 ? attn_tp : 0, moe_tp > 0 ? moe_tp : 0);
-  if (!o->print_groups && (o->capture_plan || o->n_capture > 0)) {
-    char list[256];
-    if (o->capture_plan) snprintf(list, sizeof(list), "plan");
-    else format_sizes(o->capture_sizes, (size_t)o->n_capture, list, sizeof(list));
-    printf("     capture sizes %s x hidden %d %s per rank%s, %d iterations, seed 0x%llx\n", list,
-           o->hidden, shim_dtype_name(o->dtype), o->uneven ? " (uneven)" : "", o->iters,
-           (unsigned long long)o->seed);
-  } else if (!o->print_groups) {
-    printf("     tokens %d x hidden %d %s per rank%s, %d iterations, seed 0x%llx\n", o->tokens,
-           o->hidden, shim_dtype_name(o->dtype), o->uneven ? " (uneven)" : "", o->iters,
+  if (!o->print_groups) {
+    char what[256 + 16];
+    if (o->capture_plan || o->n_capture > 0) {
+      char list[256];
+      describe_sizes(o, list, sizeof(list));
+      snprintf(what, sizeof(what), "capture sizes %s", list);
+    } else {
+      snprintf(what, sizeof(what), "tokens %d", o->tokens);
+    }
+    printf("     %s x hidden %d %s per rank%s, %d iterations, seed 0x%llx\n", what, o->hidden,
+           shim_dtype_name(o->dtype), o->uneven ? " (uneven)" : "", o->iters,
            (unsigned long long)o->seed);
   }
   fflush(stdout);

@@ -64,9 +64,7 @@ static inline sref_t sref_make(int world, int tp, int ep, int moe_dp, int attn_c
   return s;
 }
 
-static inline size_t sref_esize(moecomm_dtype_t dt) {
-  return dt == MOECOMM_FLOAT16 || dt == MOECOMM_BFLOAT16 ? 2 : 4;
-}
+static inline size_t sref_esize(moecomm_dtype_t dt) { return shim_dtype_size(dt); }
 
 static inline size_t sref_row_bytes(const sref_t *s) { return s->hidden * sref_esize(s->dtype); }
 
@@ -183,10 +181,7 @@ static inline int sref_row_token(const sref_t *s, int rank, int mode, size_t row
 
 /* splitmix64: the same sequence on every rank for the same state. */
 static inline uint64_t sref_rand(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return shim_data_mix64(*state += 0x9e3779b97f4a7c15ull);
 }
 
 static inline uint64_t sref_mix(const sref_t *s, uint64_t tag, uint64_t a, uint64_t b) {
@@ -202,9 +197,7 @@ static inline double sref_get(const void *buf, size_t i, moecomm_dtype_t dt) {
 /* Stores the integer v, exactly: every value the model makes is an integer with |v| <= 512
    (shim_data_encode is exact up to 256 in bf16, whose inputs stay within 4 * 64 ranks). */
 static inline void sref_set(void *buf, size_t i, moecomm_dtype_t dt, double v) {
-  uint32_t bits = shim_data_encode((int)v, dt);
-  if (sref_esize(dt) == 2) ((uint16_t *)buf)[i] = (uint16_t)bits;
-  else ((uint32_t *)buf)[i] = bits;
+  shim_data_put_bits(buf, i, dt, shim_data_encode((int)v, dt));
 }
 
 /* n non-zero integers in [-m, m] (m = 4 in bf16, else 8: sums over 64 ranks stay exact), one
@@ -215,11 +208,8 @@ static inline void sref_fill(void *out, size_t n, moecomm_dtype_t dt, uint64_t s
   int m = dt == MOECOMM_BFLOAT16 ? 4 : 8;
   for (int k = 0; k < 2 * m; k++) enc[k] = shim_data_encode(k < m ? k - m : k - m + 1, dt);
   for (size_t i = 0; i < n; i++) {
-    uint32_t bits;
     if ((i & 7) == 0) w = sref_rand(&st);
-    bits = enc[((w >> (8 * (i & 7))) & 0xffu) % (uint64_t)(2 * m)];
-    if (sref_esize(dt) == 2) ((uint16_t *)out)[i] = (uint16_t)bits;
-    else ((uint32_t *)out)[i] = bits;
+    shim_data_put_bits(out, i, dt, enc[((w >> (8 * (i & 7))) & 0xffu) % (uint64_t)(2 * m)]);
   }
 }
 
