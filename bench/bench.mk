@@ -1,0 +1,24 @@
+# bench/bench.mk - the benchmarks (included by the Makefile).  Method and results: bench/NOTES-*.md.
+BENCH_SRC    := $(wildcard bench/*.c)
+BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+BENCH_COMMON_SRC := $(wildcard bench/common/*.c)
+BENCH_COMMON_OBJ := $(BENCH_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+
+tests gpu-bins: $(BENCH_BIN)
+
+$(BUILD)/bench/%: bench/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(BENCH_COMMON_OBJ) $(PLUGIN)
+	@mkdir -p $(dir $@)
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	  $(BENCH_COMMON_OBJ) $(HOST_LIBS) $(NCCL_LIBS) -lpthread
+
+bench: gpu-bins
+	@bench/run.sh gpu $(BUILD)
+	@bench/run.sh scatter $(BUILD)
+
+bench-cpu: all
+	@packaging/ensure-deps.sh bench-cpu
+	@bench/run.sh cpu $(BUILD)
+
+bench-mem: gpu-bins
+	@bench/run.sh mem $(BUILD)
