@@ -63,8 +63,10 @@ PLUGIN      := $(BUILD)/$(PLUGIN_FILE)
 INTERNAL_A  := $(BUILD)/libmoecomm-internal.a
 SHIM        := $(BUILD)/moecomm-shim
 
-CORE_SRC    := $(wildcard plugin/*.c) $(wildcard plugin/backends/shm/*.c)
-CUDA_SRC    := $(wildcard plugin/backends/nccl/*.c) $(wildcard plugin/backends/custom/*.c)
+# A backend's *_config.c (its declared variables) is built everywhere; the rest of nccl and custom
+# only with CUDA.
+CORE_SRC    := $(wildcard plugin/*.c plugin/backends/shm/*.c plugin/backends/*/*_config.c)
+CUDA_SRC    := $(filter-out %_config.c,$(wildcard plugin/backends/nccl/*.c plugin/backends/custom/*.c))
 KERNEL_SRC  := $(wildcard kernels/*.cu)
 ifeq ($(WITH_CUDA),1)
   PLUGIN_SRC := $(CORE_SRC) $(CUDA_SRC)

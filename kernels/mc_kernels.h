@@ -38,6 +38,14 @@ extern "C" {
 #define MC_KERN_ONESHOT 2 /* own input to own staging, one barrier, every rank reduces all */
 #define MC_KERN_TWOSHOT 3 /* reduce-scatter by pulling, results pushed to every output */
 
+/* "ll", "oneshot", "twoshot"; "nccl" for 0 (no kernel: the call goes to NCCL). */
+static inline const char *mc_kern_algo_name(int algo) {
+  return algo == MC_KERN_LL        ? "ll"
+         : algo == MC_KERN_ONESHOT ? "oneshot"
+         : algo == MC_KERN_TWOSHOT ? "twoshot"
+                                   : "nccl";
+}
+
 /* Error codes in mc_kern_err_t.code (0: none). */
 #define MC_KERN_ERR_TIMEOUT 1      /* a peer did not arrive within timeout_ns */
 #define MC_KERN_ERR_UNREGISTERED 2 /* a captured op ran before capture_end registered it */

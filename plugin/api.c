@@ -6,9 +6,11 @@
 #include <string.h>
 
 #include "capture.h"
-#include "comm.h"
+#include "collective.h"
 #include "log.h"
 #include "planner.h"
+#include "registry.h"
+#include "route.h"
 #include "scatter.h"
 #include "util.h"
 
@@ -99,9 +101,9 @@ static moecomm_result_t mc_api_context_info(const moecomm_context_t *ctx,
   memset(&info, 0, sizeof(info));
   info.struct_size = sizeof(info);
   info.device = ctx->device;
-  info.local_rank = ctx->local_rank;
-  info.local_size = ctx->local_size;
-  info.num_hosts = ctx->num_hosts;
+  info.local_rank = ctx->boot.world.local_rank;
+  info.local_size = ctx->boot.world.local_size;
+  info.num_hosts = ctx->boot.world.num_hosts;
   info.abi_version = ctx->abi_version;
   return mc_api_write_out(info_p, &info, sizeof(info),
                           MOECOMM_STRUCT_SIZE(moecomm_context_info_t, abi_version), "context_info",
@@ -130,6 +132,7 @@ static moecomm_result_t mc_api_group_stats(const moecomm_group_t *group,
   moecomm_group_stats_t st;
   const mc_comm_t *comm;
   moecomm_backend_t be;
+  const char *name;
   if (!mc_api_group_ok(group))
     return mc_err_set(mc_err_thread(), MOECOMM_ERR_INVALID_ARGUMENT,
                       "group_stats: group is NULL or not a moecomm group handle");
@@ -137,7 +140,7 @@ static moecomm_result_t mc_api_group_stats(const moecomm_group_t *group,
     return mc_err_set(&group->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "group_stats: stats_p is NULL");
   comm = group->comm;
-  be = mc_group_backend_in_use(group);
+  be = mc_route_group_backend(group, &name);
   memset(&st, 0, sizeof(st));
   st.struct_size = sizeof(st);
   st.kind = group->kind;
@@ -146,9 +149,9 @@ static moecomm_result_t mc_api_group_stats(const moecomm_group_t *group,
   st.rank = comm->rank;
   st.ranks = comm->ranks;
   st.backend = be;
-  st.backend_name = mc_backends[be] != NULL ? mc_backends[be]->name : "none";
+  st.backend_name = name;
   st.comm_id = comm->id;
-  for (int b = 1; b < 4; b++) {
+  for (int b = MOECOMM_BACKEND_NONE + 1; b < MC_BACKEND_COUNT; b++) {
     st.created |= comm->be[b].created;
     st.device_bytes += comm->be[b].device_bytes;
     st.host_bytes += comm->be[b].host_bytes;
@@ -196,7 +199,7 @@ static moecomm_result_t mc_api_check_coll(mc_group_t *group, const char *name, c
 static moecomm_result_t mc_api_all_reduce(moecomm_group_t *group, const void *send, void *recv,
                                           size_t count, moecomm_dtype_t dtype, moecomm_redop_t op,
                                           void *stream) {
-  mc_coll_t c = {MC_COLL_ALL_REDUCE, send, recv, count, dtype, op, 0, stream, 0};
+  mc_coll_t c = {.kind = MC_COLL_ALL_REDUCE, .send = send, .recv = recv, .count = count, .dtype = dtype, .op = op, .root = 0, .stream = stream};
   moecomm_result_t r =
       mc_api_check_coll(group, "all_reduce", send, recv, count, dtype, 1, op, stream, 1);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
@@ -204,7 +207,7 @@ static moecomm_result_t mc_api_all_reduce(moecomm_group_t *group, const void *se
 
 static moecomm_result_t mc_api_all_gather(moecomm_group_t *group, const void *send, void *recv,
                                           size_t send_count, moecomm_dtype_t dtype, void *stream) {
-  mc_coll_t c = {MC_COLL_ALL_GATHER, send, recv, send_count, dtype, MOECOMM_SUM, 0, stream, 0};
+  mc_coll_t c = {.kind = MC_COLL_ALL_GATHER, .send = send, .recv = recv, .count = send_count, .dtype = dtype, .op = MOECOMM_SUM, .root = 0, .stream = stream};
   moecomm_result_t r =
       mc_api_check_coll(group, "all_gather", send, recv, send_count, dtype, 0, MOECOMM_SUM, stream,
                         mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
@@ -214,7 +217,7 @@ static moecomm_result_t mc_api_all_gather(moecomm_group_t *group, const void *se
 static moecomm_result_t mc_api_reduce_scatter(moecomm_group_t *group, const void *send, void *recv,
                                               size_t recv_count, moecomm_dtype_t dtype,
                                               moecomm_redop_t op, void *stream) {
-  mc_coll_t c = {MC_COLL_REDUCE_SCATTER, send, recv, recv_count, dtype, op, 0, stream, 0};
+  mc_coll_t c = {.kind = MC_COLL_REDUCE_SCATTER, .send = send, .recv = recv, .count = recv_count, .dtype = dtype, .op = op, .root = 0, .stream = stream};
   moecomm_result_t r =
       mc_api_check_coll(group, "reduce_scatter", send, recv, recv_count, dtype, 1, op, stream,
                         mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
@@ -224,7 +227,7 @@ static moecomm_result_t mc_api_reduce_scatter(moecomm_group_t *group, const void
 static moecomm_result_t mc_api_broadcast(moecomm_group_t *group, const void *send, void *recv,
                                          size_t count, moecomm_dtype_t dtype, int32_t root,
                                          void *stream) {
-  mc_coll_t c = {MC_COLL_BROADCAST, send, recv, count, dtype, MOECOMM_SUM, root, stream, 0};
+  mc_coll_t c = {.kind = MC_COLL_BROADCAST, .send = send, .recv = recv, .count = count, .dtype = dtype, .op = MOECOMM_SUM, .root = root, .stream = stream};
   moecomm_result_t r;
   if (mc_api_group_ok(group) && (root < 0 || root >= group->comm->size))
     return mc_err_set(&group->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,

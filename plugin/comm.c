@@ -1,120 +1,57 @@
-/* comm.c - the launch path of every collective: capture state, size-1 groups, lazy creation of a
- * communicator's backend state, and routing between a backend and its fallback.  The NULL-slot
- * and MC_DEFER checks live here and nowhere else. */
+/* comm.c - the communicator object and its exchanges (comm.h). */
 #include "comm.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "gpu.h"
-#include "log.h"
-#include "util.h"
-
-#if MC_WITH_CUDA
-const mc_backend_ops_t *const mc_backends[4] = {NULL, &mc_shm_ops, &mc_nccl_ops, &mc_custom_ops};
-#else
-const mc_backend_ops_t *const mc_backends[4] = {NULL, &mc_shm_ops, NULL, NULL};
-#endif
-
-static const char *const mc_coll_names[MC_COLL_KIND_COUNT] = {"all_reduce", "all_gather",
-                                                              "reduce_scatter", "broadcast"};
-
-moecomm_result_t mc_comm_ensure(mc_comm_t *comm, moecomm_backend_t id, int capturing) {
-  mc_comm_backend_t *be = &comm->be[id];
-  const mc_backend_ops_t *ops = mc_backends[id];
-  mc_context_t *ctx = comm->ctx;
-  moecomm_result_t r;
-  mc_gpu_scope_t scope;
-
-  if (be->created) return MOECOMM_SUCCESS;
-  if (be->declined) return MC_DEFER;
-  if (be->failed != MOECOMM_SUCCESS)
-    return mc_err_set(&ctx->err, be->failed,
-                      "the %s communicator for %s could not be created earlier (see the first "
-                      "error); it stays unusable",
-                      ops->name, comm->label);
-  MC_INFO("creating the %s communicator for %s%s", ops->name, comm->label,
-          capturing ? " inside graph capture" : "");
-  if (ctx->device >= 0 &&
-      (r = mc_gpu_scope_enter(ctx->device, &scope, &ctx->err)) != MOECOMM_SUCCESS)
-    return r;
-  r = ops->comm_init(comm);
-  if (ctx->device >= 0) mc_gpu_scope_leave(&scope);
-  if (r == MC_DEFER) {
-    be->declined = 1;
-    return MC_DEFER;
+mc_comm_t *mc_comm_new(const int32_t *ranks, int n, int my_rank, const char *key,
+                       const char *label) {
+  mc_comm_t *comm = calloc(1, sizeof(*comm));
+  if (comm == NULL) return NULL;
+  comm->ranks = malloc(sizeof(int32_t) * (size_t)n);
+  if (comm->ranks == NULL) {
+    free(comm);
+    return NULL;
   }
-  if (r != MOECOMM_SUCCESS) {
-    be->failed = r;
-    return mc_err_wrap(&ctx->err, r, "creating the %s communicator for %s", ops->name, comm->label);
-  }
-  be->created = 1;
-  /* A communicator born inside the capture scope joins it. */
-  if (ctx->capturing && ops->capture_begin != NULL) {
-    r = ops->capture_begin(comm);
-    if (r != MOECOMM_SUCCESS) return r;
-  }
-  return MOECOMM_SUCCESS;
+  memcpy(comm->ranks, ranks, sizeof(int32_t) * (size_t)n);
+  comm->size = n;
+  for (int i = 0; i < n; i++)
+    if (ranks[i] == my_rank) comm->rank = i;
+  snprintf(comm->key, sizeof(comm->key), "%s", key);
+  snprintf(comm->label, sizeof(comm->label), "%s", label);
+  return comm;
 }
 
-moecomm_backend_t mc_group_backend_in_use(const mc_group_t *group) {
-  moecomm_backend_t be = group->backend;
-  while (be != MOECOMM_BACKEND_NONE && group->comm->be[be].declined) be = mc_backends[be]->fallback;
-  return be;
+void mc_comm_free(mc_comm_t *comm) {
+  if (comm == NULL) return;
+  free(comm->ranks);
+  free(comm);
 }
 
-/* A group of one rank: every collective is a copy of send to recv. */
-static moecomm_result_t mc_comm_local(mc_comm_t *comm, const mc_coll_t *c) {
-  size_t bytes = c->count * mc_dtype_size(c->dtype);
-  if (c->send == c->recv || bytes == 0) return MOECOMM_SUCCESS;
-  if (comm->ctx->device < 0) {
-    memmove(c->recv, c->send, bytes);
-    return MOECOMM_SUCCESS;
-  }
-  return mc_gpu_copy_async(c->recv, c->send, bytes, c->stream, &comm->ctx->err);
+static void mc_comm_set(mc_comm_t *comm, mc_xchg_set_t *set) {
+  memset(set, 0, sizeof(*set));
+  set->x = comm->xchg;
+  set->scope = comm->key;
+  set->seq = &comm->seq;
+  set->ranks = comm->ranks;
+  set->n = comm->size;
+  set->me = comm->rank;
+  set->label = comm->label;
 }
 
-moecomm_result_t mc_group_collective(mc_group_t *group, mc_coll_t *c) {
-  mc_context_t *ctx = group->ctx;
-  mc_comm_t *comm = group->comm;
-  moecomm_backend_t be = group->backend;
-  moecomm_result_t r;
+moecomm_result_t mc_comm_exchange(mc_comm_t *comm, const char *what, const void *send, void *recv,
+                                  size_t bytes) {
+  mc_xchg_set_t set;
+  mc_comm_set(comm, &set);
+  return mc_xchg_allgather(&set, what, send, recv, bytes, comm->err);
+}
 
-  c->capturing = 0;
-  if (ctx->device >= 0) {
-    r = mc_gpu_stream_capturing(c->stream, &c->capturing, &ctx->err);
-    if (r != MOECOMM_SUCCESS) return r;
-    if (c->capturing && !ctx->capturing)
-      return mc_err_set(&ctx->err, MOECOMM_ERR_CAPTURE,
-                        "%s on %s: the stream is being captured but the context's capture scope "
-                        "is not open; call capture_begin before beginning stream capture and "
-                        "capture_end after it",
-                        mc_coll_names[c->kind], comm->label);
-  }
-  group->ops++;
-  if (c->capturing || (ctx->capturing && ctx->device < 0)) group->captured_ops++;
-  if (c->count == 0) return MOECOMM_SUCCESS;
-  if (comm->size == 1) return mc_comm_local(comm, c);
-
-  while (be != MOECOMM_BACKEND_NONE) {
-    const mc_backend_ops_t *ops = mc_backends[be];
-    if (ops == NULL) break;
-    if (ops->coll[c->kind] == NULL) {
-      be = ops->fallback;
-      continue;
-    }
-    r = mc_comm_ensure(comm, be, c->capturing); /* MC_DEFER: the backend declined the comm */
-    if (r == MOECOMM_SUCCESS) r = ops->coll[c->kind](comm, c);
-    if (r == MC_DEFER) {
-      be = ops->fallback;
-      continue;
-    }
-    if (r != MOECOMM_SUCCESS)
-      return mc_err_wrap(&ctx->err, r, "%s of %zu %s on %s (%s)", mc_coll_names[c->kind], c->count,
-                         mc_dtype_name(c->dtype), comm->label, ops->name);
-    return MOECOMM_SUCCESS;
-  }
-  return mc_err_set(&ctx->err, MOECOMM_ERR_NOT_SUPPORTED,
-                    "%s on %s: no backend of this build serves it (group backend %s)",
-                    mc_coll_names[c->kind], comm->label,
-                    mc_backends[group->backend] ? mc_backends[group->backend]->name : "none");
+moecomm_result_t mc_comm_agree(mc_comm_t *comm, const char *what, moecomm_result_t mine,
+                               const char *mine_msg, const void *payload, void *all_payload,
+                               size_t payload_bytes, int *bad_p) {
+  mc_xchg_set_t set;
+  mc_comm_set(comm, &set);
+  return mc_agree(&set, what, mine, mine_msg, payload, all_payload, payload_bytes, bad_p,
+                  comm->err);
 }

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "comm.h"
+#include "collective.h"
 #include "gpu.h"
 #include "util.h"
 
@@ -174,8 +174,7 @@ static moecomm_result_t mc_zero_rows(const mc_xfer_t *x, void *dst, size_t rows)
 
 static moecomm_result_t mc_coll_rows(const mc_xfer_t *x, int kind, int group, const void *send,
                                      void *recv, size_t rows) {
-  mc_coll_t c = {
-      (mc_coll_kind_t)kind, send, recv, rows * x->hidden, x->dtype, MOECOMM_SUM, 0, x->stream, 0};
+  mc_coll_t c = {.kind = (mc_coll_kind_t)kind, .send = send, .recv = recv, .count = rows * x->hidden, .dtype = x->dtype, .op = MOECOMM_SUM, .root = 0, .stream = x->stream};
   return mc_group_collective(&x->ctx->groups[group], &c);
 }
 

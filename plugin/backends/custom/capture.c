@@ -18,7 +18,10 @@
 #include "../../gpu.h"
 #include "../../log.h"
 #include "../../util.h"
-#include "custom.h"
+#include "capture.h"
+
+#include "peer.h"
+#include "status.h"
 
 /* A recorded op in the exchange: which of the member's allocations, and where inside. */
 typedef struct mc_custom_opref {
@@ -26,11 +29,17 @@ typedef struct mc_custom_opref {
   uint64_t in_off, out_off;
 } mc_custom_opref_t;
 
+/* What each member says in the agreement that opens capture_end. */
 typedef struct mc_custom_cap_head {
-  int32_t code; /* MOECOMM_SUCCESS or the member's failure */
   int32_t nops, nallocs;
-  char why[244];
 } mc_custom_cap_head_t;
+
+/* This member's captured ops, described by allocation and offset. */
+typedef struct mc_custom_cap_desc {
+  mc_custom_export_t *allocs;
+  mc_custom_opref_t *refs;
+  int nallocs, cap;
+} mc_custom_cap_desc_t;
 
 moecomm_result_t mc_custom_capture_begin(mc_comm_t *comm) {
   mc_custom_comm_t *p = comm->be[MOECOMM_BACKEND_CUSTOM].priv;
@@ -40,20 +49,16 @@ moecomm_result_t mc_custom_capture_begin(mc_comm_t *comm) {
 
 moecomm_result_t mc_custom_capture_record(mc_custom_comm_t *p, const void *in, void *out,
                                           const mc_kern_ptrs_t **entry_p) {
-  if (p->table_used >= MC_CUSTOM_TABLE_CAP) {
-    if (!p->table_full_noted)
-      MC_INFO(
-          "%s: the custom backend registered %d captured two-shot all-reduces, its "
-          "limit; further captured ones of that size use nccl",
-          p->comm->label, MC_CUSTOM_TABLE_CAP);
-    p->table_full_noted = 1;
-    return MC_DEFER;
-  }
+  /* The routing policy sends no captured two-shot once the table is full (limits). */
+  if (p->table_used >= MC_CUSTOM_TABLE_CAP)
+    return mc_err_set(p->comm->err, MOECOMM_ERR_INTERNAL,
+                      "%s: captured two-shot all-reduce routed to a full table (%d entries)",
+                      p->comm->label, MC_CUSTOM_TABLE_CAP);
   if (p->npending == p->pending_cap) {
     int cap = p->pending_cap ? 2 * p->pending_cap : 64;
     mc_custom_op_t *ops = realloc(p->pending, sizeof(*ops) * (size_t)cap);
     if (ops == NULL)
-      return mc_err_set(&p->comm->ctx->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+      return mc_err_set(p->comm->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
     p->pending = ops;
     p->pending_cap = cap;
   }
@@ -140,96 +145,92 @@ out:
   return r;
 }
 
+/* The pending ops by allocation and offset (for the peers to map); the reason in why on failure. */
+static moecomm_result_t mc_custom_capture_describe(mc_custom_comm_t *p, mc_custom_cap_desc_t *d,
+                                                   mc_err_t *why) {
+  const int nops = p->npending;
+  if (mc_custom_check_dead(p) != MOECOMM_SUCCESS)
+    return mc_err_set(why, p->dead, "%s", p->dead_msg);
+  if (nops > 0 && (d->refs = calloc((size_t)nops, sizeof(*d->refs))) == NULL)
+    return mc_err_set(why, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+  for (int k = 0; k < nops; k++) {
+    mc_custom_opref_t *ref = &d->refs[k];
+    ref->in_alloc = mc_custom_alloc_index(p->pending[k].in, &d->allocs, &d->nallocs, &d->cap,
+                                          &ref->in_off, why);
+    if (ref->in_alloc >= 0)
+      ref->out_alloc = mc_custom_alloc_index(p->pending[k].out, &d->allocs, &d->nallocs, &d->cap,
+                                             &ref->out_off, why);
+    if (ref->in_alloc < 0 || ref->out_alloc < 0) return MOECOMM_ERR_CAPTURE;
+  }
+  return MOECOMM_SUCCESS;
+}
+
+/* Every member's buffers to every member, then mapped into the table.  Records are padded to
+   the largest allocation count: [allocs][ops] per member. */
+static moecomm_result_t mc_custom_capture_register(mc_custom_comm_t *p,
+                                                   const mc_custom_cap_desc_t *d, int max_allocs) {
+  mc_comm_t *comm = p->comm;
+  const int nops = p->npending;
+  const size_t rec_bytes =
+      sizeof(mc_custom_export_t) * (size_t)max_allocs + sizeof(mc_custom_opref_t) * (size_t)nops;
+  char *mine = calloc(1, rec_bytes), *payload = calloc((size_t)comm->size, rec_bytes);
+  moecomm_result_t r;
+  if (mine == NULL || payload == NULL) {
+    /* a member that cannot take part leaves the others to time out, named in their error */
+    r = mc_err_set(comm->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+    goto out;
+  }
+  memcpy(mine, d->allocs, sizeof(*d->allocs) * (size_t)d->nallocs);
+  memcpy(mine + sizeof(mc_custom_export_t) * (size_t)max_allocs, d->refs,
+         sizeof(*d->refs) * (size_t)nops);
+  r = mc_comm_exchange(comm, "custom captured buffers", mine, payload, rec_bytes);
+  /* Map and fill; the core's agreement tells every rank if this failed anywhere. */
+  if (r == MOECOMM_SUCCESS) r = mc_custom_fill_table(p, payload, rec_bytes, max_allocs, comm->err);
+  if (r == MOECOMM_SUCCESS)
+    MC_TRACE("%s: registered %d captured two-shot all-reduces (%d allocations here)", comm->label,
+             nops, d->nallocs);
+out:
+  free(mine);
+  free(payload);
+  return r;
+}
+
 moecomm_result_t mc_custom_capture_end(mc_comm_t *comm) {
   mc_custom_comm_t *p = comm->be[MOECOMM_BACKEND_CUSTOM].priv;
-  mc_context_t *ctx = comm->ctx;
-  const int nops = p ? p->npending : 0;
+  mc_custom_cap_desc_t d;
   mc_custom_cap_head_t head, *heads = NULL;
-  mc_custom_export_t *allocs = NULL;
-  mc_custom_opref_t *refs = NULL;
-  char *mine = NULL, *payload = NULL;
-  int nallocs = 0, cap = 0, max_allocs = 0, bad = -1;
-  size_t rec_bytes = 0;
+  int max_allocs = 0, bad = -1;
   moecomm_result_t r;
   mc_err_t why;
 
   if (p == NULL) return MOECOMM_SUCCESS;
+  memset(&d, 0, sizeof(d));
   mc_err_clear(&why);
-  memset(&head, 0, sizeof(head));
-  head.nops = nops;
-  if (mc_custom_check_dead(p) != MOECOMM_SUCCESS) {
-    head.code = p->dead;
-    snprintf(why.msg, sizeof(why.msg), "%s", p->dead_msg);
-  } else if (nops > 0 && (refs = calloc((size_t)nops, sizeof(*refs))) == NULL) {
-    head.code = mc_err_set(&why, MOECOMM_ERR_NO_MEMORY, "out of host memory");
-  }
-  for (int k = 0; head.code == MOECOMM_SUCCESS && k < nops; k++) {
-    refs[k].in_alloc =
-        mc_custom_alloc_index(p->pending[k].in, &allocs, &nallocs, &cap, &refs[k].in_off, &why);
-    if (refs[k].in_alloc >= 0)
-      refs[k].out_alloc =
-          mc_custom_alloc_index(p->pending[k].out, &allocs, &nallocs, &cap, &refs[k].out_off, &why);
-    if (refs[k].in_alloc < 0 || refs[k].out_alloc < 0) head.code = MOECOMM_ERR_CAPTURE;
-  }
-  head.nallocs = nallocs;
-  if (head.code != MOECOMM_SUCCESS) snprintf(head.why, sizeof(head.why), "%s", why.msg);
-
+  r = mc_custom_capture_describe(p, &d, &why);
+  head.nops = p->npending;
+  head.nallocs = d.nallocs;
   heads = calloc((size_t)comm->size, sizeof(*heads));
   if (heads == NULL) {
-    r = mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+    r = mc_err_set(comm->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
     goto out;
   }
-  r = mc_comm_exchange(comm, "custom capture records", &head, heads, sizeof(head));
+  r = mc_comm_agree(comm, "custom capture records", r, why.msg, &head, heads, sizeof(head), &bad);
   if (r != MOECOMM_SUCCESS) goto out;
   for (int i = 0; i < comm->size; i++) {
-    heads[i].why[sizeof(heads[i].why) - 1] = '\0';
-    if (bad < 0 && heads[i].code != MOECOMM_SUCCESS) bad = i;
     max_allocs = MC_MAX(max_allocs, heads[i].nallocs);
-  }
-  if (bad >= 0) {
-    r = mc_err_set(&ctx->err, (moecomm_result_t)heads[bad].code, "on rank %d: %s",
-                   (int)comm->ranks[bad], heads[bad].why);
-    goto out;
-  }
-  for (int i = 0; i < comm->size; i++)
-    if (heads[i].nops != nops) {
-      r = mc_err_set(&ctx->err, MOECOMM_ERR_CAPTURE,
+    if (heads[i].nops != head.nops && r == MOECOMM_SUCCESS)
+      r = mc_err_set(comm->err, MOECOMM_ERR_CAPTURE,
                      "rank %d captured %d two-shot custom all-reduces on %s and rank %d "
                      "captured %d; every rank must capture the same all-reduces",
                      (int)comm->ranks[i], (int)heads[i].nops, comm->label,
-                     (int)comm->ranks[comm->rank], nops);
-      goto out;
-    }
-  if (nops == 0) goto out;
-
-  /* Records padded to the largest allocation count: [allocs][ops] per member. */
-  rec_bytes =
-      sizeof(mc_custom_export_t) * (size_t)max_allocs + sizeof(mc_custom_opref_t) * (size_t)nops;
-  mine = calloc(1, rec_bytes);
-  payload = calloc((size_t)comm->size, rec_bytes);
-  if (mine == NULL || payload == NULL) {
-    /* a member that cannot take part leaves the others to time out, named in their error */
-    r = mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
-    goto out;
+                     (int)comm->ranks[comm->rank], head.nops);
   }
-  memcpy(mine, allocs, sizeof(*allocs) * (size_t)nallocs);
-  memcpy(mine + sizeof(mc_custom_export_t) * (size_t)max_allocs, refs,
-         sizeof(*refs) * (size_t)nops);
-  r = mc_comm_exchange(comm, "custom captured buffers", mine, payload, rec_bytes);
-  if (r != MOECOMM_SUCCESS) goto out;
-
-  /* Map and fill; the core's agreement tells every rank if this failed anywhere. */
-  r = mc_custom_fill_table(p, payload, rec_bytes, max_allocs, &ctx->err);
-  if (r == MOECOMM_SUCCESS)
-    MC_TRACE("%s: registered %d captured two-shot all-reduces (%d allocations here)", comm->label,
-             nops, nallocs);
+  if (r == MOECOMM_SUCCESS && head.nops > 0) r = mc_custom_capture_register(p, &d, max_allocs);
 
 out:
   p->npending = 0;
   free(heads);
-  free(allocs);
-  free(refs);
-  free(mine);
-  free(payload);
+  free(d.allocs);
+  free(d.refs);
   return r;
 }

@@ -1,9 +1,7 @@
-/* custom.c - the custom all-reduce backend: ops table, probe and the all-reduce (hot path).
- *
- * Only all-reduce is served here; every other collective, int32 data, sizes above the policy's
- * limits and MOECOMM_ALGO=nccl go to NCCL (MC_DEFER before any work).  The launch path does no
- * allocation, no system call and no store traffic: one look at the host-mapped error word, the
- * policy, and one kernel launch. */
+/* custom.c - the custom all-reduce backend: ops table, probe, limits and the all-reduce (hot
+ * path).  It serves float all-reduces only (caps); the routing policy sends it nothing else and
+ * picks the algorithm.  The launch path does no allocation, no system call and no store traffic:
+ * one look at the host-mapped error word and one kernel launch. */
 #include <stdio.h>
 #include <string.h>
 
@@ -12,51 +10,27 @@
 #include "../../util.h"
 #include "custom.h"
 
-static moecomm_result_t mc_custom_probe(mc_context_t *ctx, mc_err_t *err) {
+#include "capture.h"
+#include "setup.h"
+#include "status.h"
+
+static moecomm_result_t mc_custom_probe(int device, mc_err_t *err) {
   int major = 0, minor = 0;
-  if (ctx->device < 0)
+  if (device < 0)
     return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE, "the custom all-reduce needs a CUDA device");
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, ctx->device) !=
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) !=
           cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, ctx->device) !=
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) !=
           cudaSuccess) {
     (void)cudaGetLastError();
-    return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE, "cannot query CUDA device %d", ctx->device);
+    return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE, "cannot query CUDA device %d", device);
   }
   if (major < 9)
     return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE,
                       "the custom all-reduce kernels are built for sm_90 and newer; device %d "
                       "is sm_%d%d",
-                      ctx->device, major, minor);
+                      device, major, minor);
   return MOECOMM_SUCCESS;
-}
-
-moecomm_result_t mc_custom_check_dead(mc_custom_comm_t *p) {
-  const volatile mc_kern_err_t *e = p->err_host;
-  mc_comm_t *comm = p->comm;
-  if (p->dead == MOECOMM_SUCCESS && e->code != 0) {
-    const int peer = e->peer;
-    const unsigned long long call = (unsigned long long)e->epoch;
-    const char *algo = mc_custom_algo_name((int)e->algo);
-    if (e->code == MC_KERN_ERR_TIMEOUT) {
-      p->dead = MOECOMM_ERR_TIMEOUT;
-      snprintf(p->dead_msg, sizeof(p->dead_msg),
-               "the custom all-reduce kernel on %s gave up after MOECOMM_TIMEOUT_MS=%d ms: rank "
-               "%d did not answer (call %llu on this communicator, %s); the communicator is "
-               "unusable",
-               comm->label, comm->ctx->cfg.timeout_ms,
-               peer >= 0 && peer < comm->size ? (int)comm->ranks[peer] : -1, call, algo);
-    } else {
-      p->dead = MOECOMM_ERR_CAPTURE;
-      snprintf(p->dead_msg, sizeof(p->dead_msg),
-               "a captured custom all-reduce on %s was replayed before capture_end registered "
-               "its buffers (capture_end failed or was not called; call %llu, %s); it did "
-               "nothing and the communicator is unusable",
-               comm->label, call, algo);
-    }
-  }
-  if (p->dead == MOECOMM_SUCCESS) return MOECOMM_SUCCESS;
-  return mc_err_set(&comm->ctx->err, p->dead, "%s", p->dead_msg);
 }
 
 static moecomm_result_t mc_custom_all_reduce(mc_comm_t *comm, const mc_coll_t *c) {
@@ -69,11 +43,7 @@ static moecomm_result_t mc_custom_all_reduce(mc_comm_t *comm, const mc_coll_t *c
   /* a kernel's error arrives in host-mapped memory: one read of it per call */
   if (p->dead != MOECOMM_SUCCESS || ((const volatile mc_kern_err_t *)p->err_host)->code != 0)
     return mc_custom_check_dead(p);
-  if (c->dtype == MOECOMM_INT32) return MC_DEFER; /* the kernels reduce floats */
-  algo = mc_custom_policy_pick(p, bytes, c->capturing);
-  MC_TRACE("custom all-reduce of %zu bytes on %s%s: %s", bytes, comm->label,
-           c->capturing ? " (captured)" : "", algo ? mc_custom_algo_name(algo) : "handed to nccl");
-  if (algo == 0) return MC_DEFER;
+  algo = c->algo; /* the routing policy's choice (plugin/route.c) */
 
   a = p->proto;
   a.algo = algo;
@@ -94,19 +64,33 @@ static moecomm_result_t mc_custom_all_reduce(mc_comm_t *comm, const mc_coll_t *c
     snprintf(p->dead_msg, sizeof(p->dead_msg),
              "launching the custom all-reduce kernel (%s, %zu bytes) on %s failed: %s; the "
              "communicator is unusable",
-             mc_custom_algo_name(algo), bytes, comm->label, cudaGetErrorString((cudaError_t)e));
-    return mc_err_set(&comm->ctx->err, p->dead, "%s", p->dead_msg);
+             mc_kern_algo_name(algo), bytes, comm->label, cudaGetErrorString((cudaError_t)e));
+    return mc_err_set(comm->err, p->dead, "%s", p->dead_msg);
   }
   return MOECOMM_SUCCESS;
+}
+
+/* What the routing policy needs to pick an algorithm (plugin/route.c). */
+static void mc_custom_limits(const mc_comm_t *comm, mc_backend_limits_t *lim) {
+  const mc_custom_comm_t *p = comm->be[MOECOMM_BACKEND_CUSTOM].priv;
+  lim->ll_max_bytes = MC_KERN_LL_PAYLOAD(p->proto.ll_slot_bytes);
+  lim->staged_max_bytes = p->proto.stage_half_bytes;
+  lim->capture_slots = MC_CUSTOM_TABLE_CAP - p->table_used;
 }
 
 const mc_backend_ops_t mc_custom_ops = {
     .name = "custom",
     .id = MOECOMM_BACKEND_CUSTOM,
-    .fallback = MOECOMM_BACKEND_NCCL,
+    .caps = {.colls = 1u << MC_COLL_ALL_REDUCE,
+             .dtypes = (1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) |
+                       (1u << MOECOMM_BFLOAT16), /* the kernels reduce floats */
+             .max_ranks = MC_KERN_MAX_RANKS,
+             .one_host = 1,
+             .gpu = 1},
     .probe = mc_custom_probe,
     .comm_init = mc_custom_comm_init,
     .comm_fini = mc_custom_comm_fini,
+    .limits = mc_custom_limits,
     .coll = {[MC_COLL_ALL_REDUCE] = mc_custom_all_reduce},
     .capture_begin = mc_custom_capture_begin,
     .capture_end = mc_custom_capture_end,

@@ -13,7 +13,7 @@
 
 #include "../../gpu.h"
 #include "../../log.h"
-#include "custom.h"
+#include "peer.h"
 
 typedef CUresult (*mc_cu_ptr_attr_fn_t)(void *data, CUpointer_attribute attr, CUdeviceptr ptr);
 
@@ -72,7 +72,7 @@ moecomm_result_t mc_custom_export(const void *ptr, mc_custom_export_t *exp_p, mc
 
 moecomm_result_t mc_custom_open(mc_custom_comm_t *p, int member, const mc_custom_export_t *exp,
                                 char **base_p, mc_err_t *err) {
-  const mc_context_t *ctx = p->comm->ctx;
+  const mc_world_t *world = p->comm->world;
   mc_custom_map_t m;
   cudaError_t e;
   void *ptr = NULL;
@@ -98,7 +98,7 @@ moecomm_result_t mc_custom_open(mc_custom_comm_t *p, int member, const mc_custom
   memset(&m, 0, sizeof(m));
   m.member = member;
   m.handle = exp->handle;
-  if (ctx->pids != NULL && ctx->pids[p->comm->ranks[member]] == p->pid) {
+  if (world->pids != NULL && world->pids[p->comm->ranks[member]] == p->pid) {
     m.base = (char *)(uintptr_t)exp->base; /* a member in this very process */
   } else {
     e = cudaIpcOpenMemHandle(&ptr, exp->handle, cudaIpcMemLazyEnablePeerAccess);

@@ -14,7 +14,9 @@
 #include "../../gpu.h"
 #include "../../log.h"
 #include "../../util.h"
-#include "custom.h"
+#include "setup.h"
+
+#include "peer.h"
 
 /* Exchange A: what must be equal, and where each member runs. */
 typedef struct mc_custom_hello {
@@ -27,13 +29,11 @@ typedef struct mc_custom_hello {
   char bus_id[32];
 } mc_custom_hello_t;
 
-/* Exchanges B and C: a member's outcome, and (B) its segment. */
-typedef struct mc_custom_state_rec {
-  int32_t ok;
-  char why[188];
+/* Agreement B's payload: a member's segment. */
+typedef struct mc_custom_seg_rec {
   uint64_t nonce;         /* written in the segment's check word */
   mc_custom_export_t seg; /* the segment */
-} mc_custom_state_rec_t;
+} mc_custom_seg_rec_t;
 
 /* Frees whatever p holds (any subset); p itself too. */
 static void mc_custom_teardown(mc_custom_comm_t *p) {
@@ -60,11 +60,11 @@ static void mc_custom_teardown(mc_custom_comm_t *p) {
 static moecomm_result_t mc_custom_setup_local(mc_custom_comm_t *p, const mc_custom_hello_t *all,
                                               uint64_t nonce, mc_err_t *why) {
   mc_comm_t *comm = p->comm;
-  const mc_config_t *cfg = &comm->ctx->cfg;
+  const mc_config_t *cfg = comm->cfg;
   const size_t ll_slot = 2 * (size_t)MC_CUSTOM_LL_BYTES;
   const size_t ll_off = MC_KERN_HEADER_BYTES;
   const size_t stage_off = (ll_off + 2 * (size_t)comm->size * ll_slot + 4095) & ~(size_t)4095;
-  size_t half = (cfg->custom_buffer_bytes / 2) & ~(size_t)255;
+  size_t half = (cfg->custom.buffer_bytes / 2) & ~(size_t)255;
   mc_kern_state_t st;
   cudaError_t e;
 
@@ -73,7 +73,7 @@ static moecomm_result_t mc_custom_setup_local(mc_custom_comm_t *p, const mc_cust
     return mc_err_set(why, MOECOMM_ERR_UNAVAILABLE,
                       "the custom kernels cannot run on device %d (%s); they are built for "
                       "sm_90 and newer",
-                      comm->ctx->device, cudaGetErrorString(e));
+                      comm->device, cudaGetErrorString(e));
   for (int r = 0; r < comm->size; r++) {
     int dev = -1, can = 0;
     if (r == comm->rank) continue;
@@ -85,7 +85,7 @@ static moecomm_result_t mc_custom_setup_local(mc_custom_comm_t *p, const mc_cust
       (void)cudaGetLastError();
       continue;
     }
-    MC_CUDA_TRY(why, cudaDeviceCanAccessPeer(&can, comm->ctx->device, dev));
+    MC_CUDA_TRY(why, cudaDeviceCanAccessPeer(&can, comm->device, dev));
     if (!can)
       return mc_err_set(why, MOECOMM_ERR_UNAVAILABLE, "no P2P path between GPU %s and GPU %s",
                         all[comm->rank].bus_id, all[r].bus_id);
@@ -118,153 +118,123 @@ static moecomm_result_t mc_custom_setup_local(mc_custom_comm_t *p, const mc_cust
   p->proto.stage_half_bytes = half;
   p->proto.err = p->err_dev;
   p->proto.timeout_ns = (uint64_t)cfg->timeout_ms * 1000000ull;
-  p->proto.pdl = cfg->custom_pdl;
-  p->proto.max_blocks = cfg->custom_max_blocks;
+  p->proto.pdl = cfg->custom.pdl;
+  p->proto.max_blocks = cfg->custom.max_blocks;
   return MOECOMM_SUCCESS;
 }
 
-/* Exchanges this member's outcome; *first_bad_p is the first member that failed, or -1. */
-static moecomm_result_t mc_custom_agree(mc_comm_t *comm, const char *what,
-                                        mc_custom_state_rec_t *mine, mc_custom_state_rec_t *all,
-                                        int *first_bad_p) {
-  moecomm_result_t r = mc_comm_exchange(comm, what, mine, all, sizeof(*mine));
-  if (r != MOECOMM_SUCCESS) return r;
-  *first_bad_p = -1;
-  for (int i = 0; i < comm->size && *first_bad_p < 0; i++) {
-    all[i].why[sizeof(all[i].why) - 1] = '\0';
-    if (!all[i].ok) *first_bad_p = i;
-  }
-  return MOECOMM_SUCCESS;
-}
-
-moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
-  mc_context_t *ctx = comm->ctx;
-  mc_custom_comm_t *p = NULL;
-  mc_custom_hello_t hello, *hellos = NULL;
-  mc_custom_state_rec_t rec, *recs = NULL;
-  mc_err_t why;
-  moecomm_result_t r = MOECOMM_SUCCESS;
+/* B and C end in an agreement: a failure anywhere makes every member decline (MC_DEFER) with an
+   INFO line naming the member and its reason; only a failed exchange is an error. */
+static moecomm_result_t mc_custom_agree(mc_comm_t *comm, const char *what, int ok,
+                                        const mc_err_t *why, const void *payload, void *all,
+                                        size_t bytes) {
   int bad = -1;
-  uint64_t nonce;
+  moecomm_result_t r = mc_comm_agree(comm, what, ok ? MOECOMM_SUCCESS : MOECOMM_ERR_UNAVAILABLE,
+                                     why->msg, payload, all, bytes, &bad);
+  if (bad < 0) return r;
+  MC_INFO("custom all-reduce off for %s: %s; using nccl", comm->label, comm->err->msg);
+  return MC_DEFER;
+}
 
-  /* Decided the same way on every member without talking.  (A comm spanning hosts never gets
-     here: the core gives such groups nccl at context creation.) */
-  if (comm->size > MC_KERN_MAX_RANKS) {
-    MC_INFO("custom all-reduce off for %s: %d ranks, it serves at most %d; using nccl", comm->label,
-            comm->size, MC_KERN_MAX_RANKS);
-    return MC_DEFER;
+/* C: map every member's segment and read its check word through the mapping. */
+static int mc_custom_map_all(mc_custom_comm_t *p, const mc_custom_seg_rec_t *segs, mc_err_t *why) {
+  mc_comm_t *comm = p->comm;
+  for (int i = 0; i < comm->size; i++) {
+    uint64_t seen = 0;
+    if (mc_custom_open(p, i, &segs[i].seg, &p->proto.seg[i], why) != MOECOMM_SUCCESS ||
+        mc_custom_peek(p, p->proto.seg[i] + MC_KERN_STATE_OFF + offsetof(mc_kern_state_t, check),
+                       &seen, why) != MOECOMM_SUCCESS)
+      return 0;
+    if (seen != segs[i].nonce) {
+      mc_err_set(why, MOECOMM_ERR_UNAVAILABLE,
+                 "reading rank %d's memory through the IPC mapping returned 0x%llx instead of "
+                 "0x%llx",
+                 (int)comm->ranks[i], (unsigned long long)seen, (unsigned long long)segs[i].nonce);
+      return 0;
+    }
   }
+  return 1;
+}
 
-  p = calloc(1, sizeof(*p));
-  hellos = calloc((size_t)comm->size, sizeof(*hellos));
-  recs = calloc((size_t)comm->size, sizeof(*recs));
-  if (p == NULL || hellos == NULL || recs == NULL) {
-    r = mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
-    goto fail;
-  }
-  p->comm = comm;
-  p->pid = (int)getpid();
-
-  /* A: the settings every member must share, and which GPU each one drives. */
+/* A: the settings every member must share, and which GPU each one drives.  MC_DEFER (with a
+   WARN) when they differ. */
+static moecomm_result_t mc_custom_hello(mc_custom_comm_t *p, mc_custom_hello_t *hellos) {
+  mc_comm_t *comm = p->comm;
+  const mc_config_t *cfg = comm->cfg;
+  mc_custom_hello_t hello;
+  moecomm_result_t r;
   memset(&hello, 0, sizeof(hello));
-  hello.algo = (int32_t)ctx->cfg.algo;
-  hello.timeout_ms = ctx->cfg.timeout_ms;
-  hello.buffer_bytes = ctx->cfg.custom_buffer_bytes;
-  hello.max_bytes = ctx->cfg.custom_max_bytes;
-  hello.max_blocks = ctx->cfg.custom_max_blocks;
+  hello.algo = (int32_t)cfg->algo;
+  hello.timeout_ms = cfg->timeout_ms;
+  hello.buffer_bytes = cfg->custom.buffer_bytes;
+  hello.max_bytes = cfg->custom_max_bytes;
+  hello.max_blocks = cfg->custom.max_blocks;
   hello.pid = p->pid;
-  if (cudaDeviceGetPCIBusId(hello.bus_id, (int)sizeof(hello.bus_id), ctx->device) != cudaSuccess)
-    snprintf(hello.bus_id, sizeof(hello.bus_id), "pid%d-dev%d", p->pid, ctx->device);
-  if ((r = mc_comm_exchange(comm, "custom all-reduce settings", &hello, hellos, sizeof(hello))) !=
-      MOECOMM_SUCCESS)
-    goto fail;
+  if (cudaDeviceGetPCIBusId(hello.bus_id, (int)sizeof(hello.bus_id), comm->device) != cudaSuccess)
+    snprintf(hello.bus_id, sizeof(hello.bus_id), "pid%d-dev%d", p->pid, comm->device);
+  r = mc_comm_exchange(comm, "custom all-reduce settings", &hello, hellos, sizeof(hello));
+  if (r != MOECOMM_SUCCESS) return r;
   for (int i = 0; i < comm->size; i++) {
     hellos[i].bus_id[sizeof(hellos[i].bus_id) - 1] = '\0';
     if (hellos[i].algo != hello.algo || hellos[i].buffer_bytes != hello.buffer_bytes ||
         hellos[i].max_bytes != hello.max_bytes || hellos[i].timeout_ms != hello.timeout_ms ||
         hellos[i].max_blocks != hello.max_blocks) {
-      MC_WARN(
-          "custom all-reduce off for %s: rank %d has other MOECOMM_ALGO, "
-          "MOECOMM_CUSTOM_BUFFER_BYTES, MOECOMM_CUSTOM_MAX_BYTES, MOECOMM_CUSTOM_MAX_BLOCKS or "
-          "MOECOMM_TIMEOUT_MS "
-          "values than rank %d; set them alike on every rank. Using nccl",
-          comm->label, (int)comm->ranks[i], (int)comm->ranks[comm->rank]);
-      goto defer;
+      MC_WARN("custom all-reduce off for %s: rank %d has other MOECOMM_ALGO, "
+              "MOECOMM_CUSTOM_BUFFER_BYTES, MOECOMM_CUSTOM_MAX_BYTES, MOECOMM_CUSTOM_MAX_BLOCKS or "
+              "MOECOMM_TIMEOUT_MS values than rank %d; set them alike on every rank. Using nccl",
+              comm->label, (int)comm->ranks[i], (int)comm->ranks[comm->rank]);
+      return MC_DEFER;
     }
   }
-  if (ctx->cfg.algo == MC_ALGO_NCCL) {
-    MC_INFO("custom all-reduce off for %s: MOECOMM_ALGO=nccl; using nccl", comm->label);
-    goto defer;
+  return MOECOMM_SUCCESS;
+}
+
+moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
+  mc_custom_comm_t *p = NULL;
+  mc_custom_hello_t *hellos = NULL;
+  mc_custom_seg_rec_t rec, *recs = NULL;
+  mc_err_t why;
+  moecomm_result_t r = MOECOMM_SUCCESS;
+  int ok;
+
+  p = calloc(1, sizeof(*p));
+  hellos = calloc((size_t)comm->size, sizeof(*hellos));
+  recs = calloc((size_t)comm->size, sizeof(*recs));
+  if (p == NULL || hellos == NULL || recs == NULL) {
+    r = mc_err_set(comm->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+    goto out;
   }
+  p->comm = comm;
+  p->pid = (int)getpid();
+  if ((r = mc_custom_hello(p, hellos)) != MOECOMM_SUCCESS) goto out;
 
   /* B: local setup, then everyone's outcome and segment. */
-  nonce = ((uint64_t)(uint32_t)p->pid << 32) ^ (uint64_t)mc_now_ms() ^
-          (0x9e3779b97f4a7c15ull * (uint64_t)(comm->rank + 1));
-  mc_err_clear(&why);
   memset(&rec, 0, sizeof(rec));
-  rec.ok = mc_custom_setup_local(p, hellos, nonce, &why) == MOECOMM_SUCCESS &&
-           mc_custom_export(p->seg_local, &rec.seg, &why) == MOECOMM_SUCCESS;
-  rec.nonce = nonce;
-  if (!rec.ok) snprintf(rec.why, sizeof(rec.why), "%s", why.msg);
-  if ((r = mc_custom_agree(comm, "custom all-reduce segments", &rec, recs, &bad)) !=
-      MOECOMM_SUCCESS)
-    goto fail;
-  if (bad >= 0) goto defer_bad;
+  rec.nonce = ((uint64_t)(uint32_t)p->pid << 32) ^ (uint64_t)mc_now_ms() ^
+              (0x9e3779b97f4a7c15ull * (uint64_t)(comm->rank + 1));
+  mc_err_clear(&why);
+  ok = mc_custom_setup_local(p, hellos, rec.nonce, &why) == MOECOMM_SUCCESS &&
+       mc_custom_export(p->seg_local, &rec.seg, &why) == MOECOMM_SUCCESS;
+  r = mc_custom_agree(comm, "custom all-reduce segments", ok, &why, &rec, recs, sizeof(rec));
+  if (r != MOECOMM_SUCCESS) goto out;
 
-  /* C: map every member's segment and read its check word through the mapping. */
-  {
-    mc_custom_state_rec_t *segs = recs;
-    recs = calloc((size_t)comm->size, sizeof(*recs));
-    if (recs == NULL) {
-      free(segs);
-      r = mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
-      goto fail;
-    }
-    mc_err_clear(&why);
-    memset(&rec, 0, sizeof(rec));
-    rec.ok = 1;
-    for (int i = 0; i < comm->size && rec.ok; i++) {
-      uint64_t seen = 0;
-      rec.ok =
-          mc_custom_open(p, i, &segs[i].seg, &p->proto.seg[i], &why) == MOECOMM_SUCCESS &&
-          mc_custom_peek(p, p->proto.seg[i] + MC_KERN_STATE_OFF + offsetof(mc_kern_state_t, check),
-                         &seen, &why) == MOECOMM_SUCCESS;
-      if (rec.ok && seen != segs[i].nonce) {
-        mc_err_set(&why, MOECOMM_ERR_UNAVAILABLE,
-                   "reading rank %d's memory through the IPC mapping returned 0x%llx instead of "
-                   "0x%llx",
-                   (int)comm->ranks[i], (unsigned long long)seen,
-                   (unsigned long long)segs[i].nonce);
-        rec.ok = 0;
-      }
-    }
-    free(segs);
-    if (!rec.ok) snprintf(rec.why, sizeof(rec.why), "%s", why.msg);
-    if ((r = mc_custom_agree(comm, "custom all-reduce access check", &rec, recs, &bad)) !=
-        MOECOMM_SUCCESS)
-      goto fail;
-    if (bad >= 0) goto defer_bad;
-  }
+  /* C: every member maps every segment and checks it reads what its owner wrote. */
+  mc_err_clear(&why);
+  ok = mc_custom_map_all(p, recs, &why);
+  r = mc_custom_agree(comm, "custom all-reduce access check", ok, &why, NULL, NULL, 0);
+  if (r != MOECOMM_SUCCESS) goto out;
 
   comm->be[MOECOMM_BACKEND_CUSTOM].priv = p;
   comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes =
       p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP;
   comm->be[MOECOMM_BACKEND_CUSTOM].host_bytes = sizeof(mc_kern_err_t);
-  MC_INFO(
-      "custom all-reduce ready for %s: %zu MiB of device memory per rank (staging 2 x %zu "
-      "KiB, LL %zu KiB per rank)",
-      comm->label, (size_t)(comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes >> 20),
-      p->proto.stage_half_bytes >> 10, (size_t)MC_CUSTOM_LL_BYTES >> 10);
-  free(hellos);
-  free(recs);
-  return MOECOMM_SUCCESS;
+  MC_INFO("custom all-reduce ready for %s: %zu MiB of device memory per rank (staging 2 x %zu "
+          "KiB, LL %zu KiB per rank)",
+          comm->label, (size_t)(comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes >> 20),
+          p->proto.stage_half_bytes >> 10, (size_t)MC_CUSTOM_LL_BYTES >> 10);
+  p = NULL;
 
-defer_bad:
-  MC_INFO("custom all-reduce off for %s: on rank %d: %s; using nccl", comm->label,
-          (int)comm->ranks[bad], recs[bad].why);
-defer:
-  r = MC_DEFER;
-fail:
+out:
   mc_custom_teardown(p);
   free(hellos);
   free(recs);

@@ -12,18 +12,20 @@
 #include "../../gpu.h"
 #include "../../log.h"
 #include "../../util.h"
-#include "nccl_priv.h"
+#include "nccl.h"
+
+#include "nccl_comm.h"
+#include "nccl_watch.h"
 
 static const ncclDataType_t mc_nccl_dtype[4] = {ncclFloat32, ncclFloat16, ncclBfloat16, ncclInt32};
 static const ncclRedOp_t mc_nccl_redop[3] = {ncclSum, ncclMax, ncclMin};
 static const char *const mc_nccl_coll_name[MC_COLL_KIND_COUNT] = {
     "ncclAllReduce", "ncclAllGather", "ncclReduceScatter", "ncclBroadcast"};
 
-static moecomm_result_t mc_nccl_probe(mc_context_t *ctx, mc_err_t *err) {
+static moecomm_result_t mc_nccl_probe(int device, mc_err_t *err) {
   int v = 0;
   ncclResult_t r;
-  (void)ctx;
-  if (mc_gpu_device_count() <= 0)
+  if (device < 0 || mc_gpu_device_count() <= 0)
     return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE,
                       "no CUDA device is visible to this process (no GPU, no driver, or "
                       "CUDA_VISIBLE_DEVICES hides them all); NCCL needs one");
@@ -41,7 +43,7 @@ static moecomm_result_t mc_nccl_probe(mc_context_t *ctx, mc_err_t *err) {
 
 /* The reason a failed communicator gave, as this call's error. */
 static moecomm_result_t mc_nccl_report(mc_nccl_comm_t *p) {
-  return mc_err_set(&p->comm->ctx->err, p->fail_code, "%s", p->fail_msg);
+  return mc_err_set(p->comm->err, p->fail_code, "%s", p->fail_msg);
 }
 
 /* With p->mu held: marks p failed after NCCL answered `nr` to `what` (a dead member on this host
@@ -83,7 +85,7 @@ static moecomm_result_t mc_nccl_coll(mc_comm_t *comm, const mc_coll_t *c) {
       nr = ncclBroadcast(send, c->recv, c->count, dt, c->root, p->nc, s);
       break;
     default:
-      r = mc_err_set(&comm->ctx->err, MOECOMM_ERR_INTERNAL, "unknown collective kind %d",
+      r = mc_err_set(comm->err, MOECOMM_ERR_INTERNAL, "unknown collective kind %d",
                      (int)c->kind);
       goto out;
   }
@@ -100,10 +102,16 @@ out:
 const mc_backend_ops_t mc_nccl_ops = {
     .name = "nccl",
     .id = MOECOMM_BACKEND_NCCL,
-    .fallback = MOECOMM_BACKEND_NONE,
+    .caps = {.colls = (1u << MC_COLL_KIND_COUNT) - 1,
+             .dtypes = (1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) |
+                       (1u << MOECOMM_BFLOAT16) | (1u << MOECOMM_INT32),
+             .max_ranks = 0,
+             .one_host = 0,
+             .gpu = 1},
     .probe = mc_nccl_probe,
     .comm_init = mc_nccl_comm_init,
     .comm_fini = mc_nccl_comm_fini,
+    .limits = NULL,
     .coll = {mc_nccl_coll, mc_nccl_coll, mc_nccl_coll, mc_nccl_coll},
     .capture_begin = NULL, /* NCCL records its kernels into the graph itself */
     .capture_end = NULL,

@@ -23,7 +23,10 @@
 #include "../../gpu.h"
 #include "../../log.h"
 #include "../../util.h"
-#include "nccl_priv.h"
+#include "nccl_comm.h"
+
+#include "nccl_step.h"
+#include "nccl_watch.h"
 
 /* Scratch of the warm-up all-reduce (one element).  A larger warm-up measured the same memory:
    on NVLink NCCL allocates its buffers at init (bench/NOTES-nccl.md). */
@@ -55,41 +58,28 @@ static uint64_t mc_nccl_rss_bytes(void) {
   return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
-/* Used only by MOE_EP / MOE_TP groups (and by at least one). */
-static int mc_nccl_moe_only(const mc_comm_t *comm) {
-  const mc_context_t *ctx = comm->ctx;
-  int used = 0;
-  for (int k = 0; k < MC_GROUP_KIND_COUNT; k++) {
-    if (ctx->groups[k].comm != comm) continue;
-    if (k != MOECOMM_GROUP_MOE_EP && k != MOECOMM_GROUP_MOE_TP) return 0;
-    used = 1;
-  }
-  return used;
-}
-
-/* The members agree on one id and one config (any member's "no" to lean wins). */
+/* The members agree on one id and one config (any member's "no" to lean wins).  A member that
+   failed before (rank 0 could not make the id) says so in the agreement: everyone fails at once
+   with its message. */
 static moecomm_result_t mc_nccl_agree(mc_nccl_comm_t *p, mc_nccl_hello_t *agreed_p) {
   mc_comm_t *comm = p->comm;
-  mc_context_t *ctx = comm->ctx;
   mc_nccl_hello_t me, *all;
   moecomm_result_t r = MOECOMM_SUCCESS;
   ncclResult_t nr;
+  int bad = -1;
 
   memset(&me, 0, sizeof(me));
   (void)ncclGetVersion(&me.version);
-  me.lean = ctx->cfg.nccl_config == 2 || (ctx->cfg.nccl_config == 0 && mc_nccl_moe_only(comm));
-  me.ctas = ctx->cfg.nccl_lean_ctas > 0 ? ctx->cfg.nccl_lean_ctas : MC_NCCL_LEAN_CTAS_DEFAULT;
-  if (comm->rank == 0) {
-    nr = ncclGetUniqueId(&me.id);
-    if (nr != ncclSuccess)
-      return mc_err_set(&ctx->err, mc_nccl_code(nr),
-                        "ncclGetUniqueId for %s failed: %s (%s); NCCL needs a usable network "
-                        "interface for its bootstrap (see NCCL_SOCKET_IFNAME)",
-                        comm->label, ncclGetErrorString(nr), ncclGetLastError(NULL));
-  }
+  me.lean = comm->hints.nccl_lean;
+  me.ctas = comm->cfg->nccl.lean_ctas;
+  if (comm->rank == 0 && (nr = ncclGetUniqueId(&me.id)) != ncclSuccess)
+    r = mc_err_set(comm->err, mc_nccl_code(nr),
+                   "ncclGetUniqueId for %s failed: %s (%s); NCCL needs a usable network "
+                   "interface for its bootstrap (see NCCL_SOCKET_IFNAME)",
+                   comm->label, ncclGetErrorString(nr), ncclGetLastError(NULL));
   all = calloc((size_t)comm->size, sizeof(*all));
-  if (all == NULL) return mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
-  r = mc_comm_exchange(comm, "NCCL unique id", &me, all, sizeof(me));
+  if (all == NULL) return mc_err_set(comm->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+  r = mc_comm_agree(comm, "NCCL unique id", r, comm->err->msg, &me, all, sizeof(me), &bad);
   if (r != MOECOMM_SUCCESS) {
     free(all);
     return r;
@@ -99,7 +89,7 @@ static moecomm_result_t mc_nccl_agree(mc_nccl_comm_t *p, mc_nccl_hello_t *agreed
   for (int i = 0; i < comm->size; i++) {
     const mc_nccl_hello_t *h = &all[i];
     if (h->version != me.version) {
-      r = mc_err_set(&ctx->err, MOECOMM_ERR_CONFIG,
+      r = mc_err_set(comm->err, MOECOMM_ERR_CONFIG,
                      "%s: rank %d loaded NCCL %d.%d.%d but rank %d loaded %d.%d.%d; every rank "
                      "must use the same NCCL library",
                      comm->label, (int)comm->ranks[i], h->version / 10000, (h->version / 100) % 100,
@@ -195,7 +185,7 @@ static moecomm_result_t mc_nccl_warmup_wait(mc_nccl_comm_t *p, cudaStream_t stre
           p, MOECOMM_ERR_TIMEOUT,
           "NCCL warm-up all-reduce on %s did not complete within %d ms (MOECOMM_TIMEOUT_MS): a "
           "member is not taking part",
-          comm->label, comm->ctx->cfg.timeout_ms);
+          comm->label, comm->cfg->timeout_ms);
       return p->fail_code;
     }
     mc_sleep_us(sleep_us);
@@ -203,8 +193,7 @@ static moecomm_result_t mc_nccl_warmup_wait(mc_nccl_comm_t *p, cudaStream_t stre
 }
 
 moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
-  mc_context_t *ctx = comm->ctx;
-  mc_err_t *err = &ctx->err;
+  mc_err_t *err = comm->err;
   mc_nccl_comm_t *p;
   mc_nccl_hello_t agreed;
   mc_nccl_step_t *step = NULL;
@@ -232,7 +221,7 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
   p->lean = agreed.lean;
   p->max_ctas = agreed.lean ? agreed.ctas : 0;
 
-  step = mc_nccl_step_new(mc_nccl_init_body, mc_nccl_init_cleanup, ctx->device);
+  step = mc_nccl_step_new(mc_nccl_init_body, mc_nccl_init_cleanup, comm->device);
   if (step == NULL) {
     r = mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
     goto fail;
@@ -242,7 +231,7 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
   step->id = agreed.id;
   step->max_ctas = p->max_ctas;
   step->scratch_bytes = MC_NCCL_SCRATCH_BYTES;
-  deadline = mc_now_ms() + ctx->cfg.timeout_ms;
+  deadline = mc_now_ms() + comm->cfg->timeout_ms;
   r = mc_nccl_step_run(p, step, "communicator init", deadline);
   if (r != MOECOMM_SUCCESS) {
     /* Given up (the helper keeps the step's state), or no thread could be started. */
@@ -265,7 +254,7 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
     else
       r = mc_err_set(err, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(step->nr),
                      "%s for %s (rank %d of %d, device %d%s) failed: %s (%s)%s", step->where,
-                     comm->label, comm->rank, comm->size, ctx->device,
+                     comm->label, comm->rank, comm->size, comm->device,
                      p->lean ? ", lean config" : "", ncclGetErrorString(step->nr), step->last,
                      dead);
     goto fail;

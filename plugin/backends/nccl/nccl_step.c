@@ -16,7 +16,8 @@
 
 #include "../../log.h"
 #include "../../util.h"
-#include "nccl_priv.h"
+#include "nccl_step.h"
+#include "nccl_watch.h"
 
 mc_nccl_step_t *mc_nccl_step_new(mc_nccl_step_fn_t body, mc_nccl_step_fn_t cleanup, int device) {
   mc_nccl_step_t *s = calloc(1, sizeof(*s));
@@ -100,7 +101,7 @@ moecomm_result_t mc_nccl_step_run(mc_nccl_comm_t *p, mc_nccl_step_t *s, const ch
   }
   if (rc != 0) {
     __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
-    return mc_err_set(&comm->ctx->err, MOECOMM_ERR_BACKEND,
+    return mc_err_set(comm->err, MOECOMM_ERR_BACKEND,
                       "cannot start a thread for NCCL %s on %s: %s", what, comm->label,
                       strerror(rc));
   }
@@ -132,6 +133,6 @@ moecomm_result_t mc_nccl_step_run(mc_nccl_comm_t *p, mc_nccl_step_t *s, const ch
         p, MOECOMM_ERR_TIMEOUT,
         "NCCL %s on %s did not finish within %d ms (MOECOMM_TIMEOUT_MS): a member of the group "
         "is not taking part (stuck, or on a host whose processes cannot be checked from here)",
-        what, comm->label, comm->ctx->cfg.timeout_ms);
+        what, comm->label, comm->cfg->timeout_ms);
   return p->fail_code;
 }

@@ -14,7 +14,7 @@
 
 #include "../../log.h"
 #include "../../util.h"
-#include "nccl_priv.h"
+#include "nccl_watch.h"
 
 moecomm_result_t mc_nccl_code(ncclResult_t r) {
   switch (r) {
@@ -32,7 +32,7 @@ void mc_nccl_dead_ranks(const mc_comm_t *comm, char *buf, size_t size) {
   char list[256];
   buf[0] = '\0';
   for (int i = 0; i < comm->size && n < 64; i++)
-    if (i != comm->rank && !mc_boot_peer_alive(comm->ctx, comm->ranks[i]))
+    if (i != comm->rank && !mc_world_alive(comm->world, comm->ranks[i]))
       dead[n++] = comm->ranks[i];
   if (n == 0) return;
   mc_format_ranks(dead, n, list, sizeof(list));
@@ -68,7 +68,7 @@ static void *mc_nccl_watch_main(void *arg) {
   char dead[320];
   /* This thread may abort the communicator: any CUDA call it causes must land on the context's
      device, not create a context on device 0 (a new thread's default). */
-  if (cudaSetDevice(p->comm->ctx->device) != cudaSuccess) (void)cudaGetLastError();
+  if (cudaSetDevice(p->comm->device) != cudaSuccess) (void)cudaGetLastError();
   pthread_mutex_lock(&p->mu);
   while (!p->wd_stop && !p->failed) {
     struct timespec ts;
@@ -123,7 +123,7 @@ moecomm_result_t mc_nccl_watch_start(mc_nccl_comm_t *p) {
   p->wd_started = 1;
   return MOECOMM_SUCCESS;
 fail:
-  return mc_err_set(&p->comm->ctx->err, MOECOMM_ERR_BACKEND,
+  return mc_err_set(p->comm->err, MOECOMM_ERR_BACKEND,
                     "cannot start the NCCL watchdog thread for %s: %s", p->comm->label,
                     strerror(rc));
 }

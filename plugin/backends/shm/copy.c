@@ -7,7 +7,7 @@
  * which has no such case; every other copy is glibc's. */
 #include <string.h>
 
-#include "shm.h"
+#include "copy.h"
 
 typedef float mc_shm_v16_t __attribute__((vector_size(16)));
 

@@ -11,6 +11,7 @@
  * aliasing is never undefined.  The scalar tail repeats exactly the vector arithmetic (same IEEE
  * single operations, same conversions), so an element's bits do not depend on where it falls in
  * the buffer. */
+#include <stdatomic.h>
 #include <string.h>
 
 #if defined(__SSE2__) && !defined(MC_SHM_GENERIC)
@@ -21,7 +22,7 @@
 #include <immintrin.h>
 #endif
 
-#include "shm.h"
+#include "reduce.h"
 
 #define MC_SHM_LANES 4
 

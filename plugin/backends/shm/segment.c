@@ -16,16 +16,13 @@
 #include <unistd.h>
 
 #include "../../log.h"
-#include "shm.h"
+#include "segment.h"
 
-/* What each member says in the two setup exchanges. */
-typedef struct mc_shm_hello {
-  int32_t status;  /* moecomm_result_t of this member's step; 0: done */
-  int32_t pid;
-  uint64_t bytes;  /* rank 0: segment size */
-  char name[224];  /* rank 0: segment name */
-  char msg[512];   /* why, when status is not 0 */
-} mc_shm_hello_t;
+/* What group rank 0 tells the others with its outcome: where the segment is. */
+typedef struct mc_shm_where {
+  uint64_t bytes; /* segment size */
+  char name[224]; /* segment name */
+} mc_shm_where_t;
 
 /* Copies s into out keeping only characters safe in a file name. */
 static void shm_name_part(char *out, size_t cap, const char *s)
@@ -67,7 +64,7 @@ static moecomm_result_t shm_map(mc_comm_t *comm, int fd, const char *name, size_
 {
   void *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   if (base == MAP_FAILED)
-    return mc_err_set(&comm->ctx->err, MOECOMM_ERR_NO_MEMORY,
+    return mc_err_set(comm->err, MOECOMM_ERR_NO_MEMORY,
                       "shm: mmap of %zu bytes of %s for %s failed: %s", bytes, name, comm->label,
                       strerror(errno));
   *base_p = base;
@@ -77,11 +74,11 @@ static moecomm_result_t shm_map(mc_comm_t *comm, int fd, const char *name, size_
 /* Group rank 0: sweep, create (replacing a leftover of the same name), reserve, map, header. */
 static moecomm_result_t shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm_segment_t *seg)
 {
-  mc_err_t *err = &comm->ctx->err;
+  mc_err_t *err = comm->err;
   moecomm_result_t res;
   size_t bytes = mc_shm_segment_bytes(comm->size, slot_bytes);
   char id[64], key[112];
-  shm_name_part(id, sizeof id, comm->ctx->id);
+  shm_name_part(id, sizeof id, comm->xchg->ns);
   shm_name_part(key, sizeof key, comm->key);
   snprintf(seg->name, sizeof seg->name, "/%s%d-%s-%s", MC_SHM_PREFIX, (int)getpid(), id, key);
 
@@ -132,10 +129,10 @@ fail_unlink:
 }
 
 /* Other members: open the name rank 0 sent, map it, check it is what rank 0 described. */
-static moecomm_result_t shm_open_map(mc_comm_t *comm, const mc_shm_hello_t *root,
+static moecomm_result_t shm_open_map(mc_comm_t *comm, const mc_shm_where_t *root,
                                      mc_shm_segment_t *seg)
 {
-  mc_err_t *err = &comm->ctx->err;
+  mc_err_t *err = comm->err;
   moecomm_result_t res;
   memcpy(seg->name, root->name, sizeof seg->name);
   seg->name[sizeof seg->name - 1] = '\0';
@@ -172,77 +169,38 @@ static moecomm_result_t shm_open_map(mc_comm_t *comm, const mc_shm_hello_t *root
 }
 
 /* The first member of `all` whose status is not 0, -1 if none. */
-static int shm_first_failed(const mc_shm_hello_t *all, int n)
-{
-  for (int i = 0; i < n; i++)
-    if (all[i].status != 0) return i;
-  return -1;
-}
-
-static void shm_note(mc_shm_hello_t *h, moecomm_result_t res, const mc_err_t *err)
-{
-  h->status = (int32_t)res;
-  snprintf(h->msg, sizeof h->msg, "%s", err->msg);
-}
-
 moecomm_result_t mc_shm_segment_attach(mc_comm_t *comm, size_t slot_bytes,
                                        mc_shm_segment_t *seg_p)
 {
-  mc_context_t *ctx = comm->ctx;
-  moecomm_result_t res;
+  moecomm_result_t res = MOECOMM_SUCCESS;
   mc_shm_segment_t seg;
+  mc_shm_where_t mine, *all;
+  int bad = -1;
   memset(&seg, 0, sizeof seg);
-  mc_shm_hello_t mine;
   memset(&mine, 0, sizeof mine);
-  mine.pid = (int32_t)getpid();
-  mc_shm_hello_t *all = calloc((size_t)comm->size, sizeof *all);
+  all = calloc((size_t)comm->size, sizeof *all);
   if (all == NULL)
-    return mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "shm: out of memory setting up %s",
+    return mc_err_set(comm->err, MOECOMM_ERR_NO_MEMORY, "shm: out of memory setting up %s",
                       comm->label);
 
-  /* 1: rank 0 creates and says where; a failure there travels to everyone in the same
-     exchange, so every member fails together instead of waiting for a name that never comes. */
-  if (comm->rank == 0) {
-    res = shm_create(comm, slot_bytes, &seg);
-    if (res == MOECOMM_SUCCESS) {
-      mine.bytes = seg.bytes;
-      memcpy(mine.name, seg.name, sizeof mine.name);
-    } else {
-      shm_note(&mine, res, &ctx->err);
-    }
+  /* 1: rank 0 creates and says where; its failure reaches everyone in the same agreement, so
+     every member fails together instead of waiting for a name that never comes. */
+  if (comm->rank == 0 && (res = shm_create(comm, slot_bytes, &seg)) == MOECOMM_SUCCESS) {
+    mine.bytes = seg.bytes;
+    memcpy(mine.name, seg.name, sizeof mine.name);
   }
-  res = mc_comm_exchange(comm, "shm segment name", &mine, all, sizeof mine);
+  res = mc_comm_agree(comm, "shm segment created", res, comm->err->msg, &mine, all, sizeof mine,
+                      &bad);
   if (res != MOECOMM_SUCCESS) goto fail;
-  if (all[0].status != 0) {
-    res = comm->rank == 0
-              ? mc_err_set(&ctx->err, (moecomm_result_t)all[0].status, "%s", all[0].msg)
-              : mc_err_set(&ctx->err, MOECOMM_ERR_PEER,
-                           "shm: rank %d could not create the shared segment of %s: %s",
-                           (int)comm->ranks[0], comm->label, all[0].msg);
-    goto fail;
-  }
 
   /* 2: the others map it; everyone reports, then rank 0 removes the name whatever happened. */
-  if (comm->rank != 0) {
-    res = shm_open_map(comm, &all[0], &seg);
-    if (res != MOECOMM_SUCCESS) shm_note(&mine, res, &ctx->err);
-  }
-  mc_shm_hello_t root = all[0];
-  res = mc_comm_exchange(comm, "shm segment mapped", &mine, all, sizeof mine);
+  if (comm->rank != 0) res = shm_open_map(comm, &all[0], &seg);
+  res = mc_comm_agree(comm, "shm segment mapped", res, comm->err->msg, NULL, NULL, 0, &bad);
   if (comm->rank == 0 && !seg.unlinked) {
     shm_unlink(seg.name);
     seg.unlinked = 1;
   }
   if (res != MOECOMM_SUCCESS) goto fail;
-  int bad = shm_first_failed(all, comm->size);
-  if (bad >= 0) {
-    res = bad == comm->rank
-              ? mc_err_set(&ctx->err, (moecomm_result_t)all[bad].status, "%s", all[bad].msg)
-              : mc_err_set(&ctx->err, MOECOMM_ERR_PEER,
-                           "shm: rank %d could not map the shared segment %s of %s: %s",
-                           (int)comm->ranks[bad], root.name, comm->label, all[bad].msg);
-    goto fail;
-  }
   free(all);
   MC_INFO("shm: %s mapped %zu bytes (%s, slots of %llu bytes)", comm->label, seg.bytes,
           seg.name, (unsigned long long)((mc_shm_hdr_t *)seg.base)->slot_bytes);

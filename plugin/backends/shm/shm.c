@@ -18,6 +18,11 @@
 #include "../../util.h"
 #include "shm.h"
 
+#include "copy.h"
+#include "reduce.h"
+#include "segment.h"
+#include "sync.h"
+
 #define MC_SHM_SEG_TARGET (8u << 20) /* both buffers of every rank together, when it fits... */
 #ifndef MC_SHM_SLOT_MAX
 #define MC_SHM_SLOT_MAX (1u << 20) /* ...in buffers of at most 1 MiB */
@@ -27,8 +32,6 @@
 #endif
 #define MC_SHM_ALIGN 64u             /* slices start on cache lines */
 
-static const char *const shm_coll_name[MC_COLL_KIND_COUNT] = {"all_reduce", "all_gather",
-                                                              "reduce_scatter", "broadcast"};
 
 /* Buffer size per rank: the segment stays near MC_SHM_SEG_TARGET whatever the group size, but
    never below MC_SHM_SLOT_MIN nor below 1 KiB per rank (reduce_scatter splits a buffer n ways);
@@ -49,21 +52,20 @@ static inline unsigned char *shm_slot(const mc_shm_t *shm, int r, int b)
 
 /* ---- ops table entries ---- */
 
-static moecomm_result_t shm_probe(mc_context_t *ctx, mc_err_t *err)
+static moecomm_result_t shm_probe(int device, mc_err_t *err)
 {
-  if (ctx->device != MOECOMM_DEVICE_CPU)
+  if (device != MOECOMM_DEVICE_CPU)
     return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE,
                       "shm backend serves CPU contexts (host buffers) only; this context uses "
                       "GPU %d",
-                      ctx->device);
+                      device);
   return MOECOMM_SUCCESS;
 }
 
 static moecomm_result_t shm_comm_init(mc_comm_t *comm)
 {
-  mc_context_t *ctx = comm->ctx;
   if (!comm->same_host)
-    return mc_err_set(&ctx->err, MOECOMM_ERR_UNAVAILABLE,
+    return mc_err_set(comm->err, MOECOMM_ERR_UNAVAILABLE,
                       "shm backend: the ranks of %s are not all on one host; use "
                       "MOECOMM_BACKEND=nccl, or check MOECOMM_HOST_ID",
                       comm->label);
@@ -72,7 +74,7 @@ static moecomm_result_t shm_comm_init(mc_comm_t *comm)
   if (shm == NULL || in == NULL) {
     free(shm);
     free(in);
-    return mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "shm: out of memory setting up %s",
+    return mc_err_set(comm->err, MOECOMM_ERR_NO_MEMORY, "shm: out of memory setting up %s",
                       comm->label);
   }
   moecomm_result_t res = mc_shm_segment_attach(comm, shm_slot_bytes(comm->size), &shm->seg);
@@ -89,7 +91,7 @@ static moecomm_result_t shm_comm_init(mc_comm_t *comm)
   shm->slots = base + mc_shm_slots_offset(comm->size);
   shm->slot_bytes = (size_t)shm->hdr->slot_bytes;
   shm->in = in;
-  mc_shm_wait_policy(ctx, &shm->spin_ns, &shm->yields);
+  mc_shm_wait_policy(comm, &shm->spin_ns, &shm->yields);
   comm->be[MOECOMM_BACKEND_SHM].priv = shm;
   comm->be[MOECOMM_BACKEND_SHM].host_bytes = shm->seg.bytes;
   return MOECOMM_SUCCESS;
@@ -125,7 +127,7 @@ static int shm_desc_format(uint64_t d, char *buf, size_t cap)
   unsigned op = (unsigned)((d >> 8) & 0xfu), root = (unsigned)((d >> 12) & 0xfffu);
   unsigned long long count = (unsigned long long)(d >> 24);
   const char *dn = mc_dtype_name((moecomm_dtype_t)dtype);
-  const char *kn = kind < MC_COLL_KIND_COUNT ? shm_coll_name[kind] : "?";
+  const char *kn = mc_coll_name((mc_coll_kind_t)kind);
   if (kind == MC_COLL_ALL_REDUCE || kind == MC_COLL_REDUCE_SCATTER) {
     const char *on = mc_redop_name((moecomm_redop_t)op);
     return snprintf(buf, cap, "%s of %llu %s (%s)", kn, count, dn ? dn : "?", on ? on : "?");
@@ -149,7 +151,7 @@ static moecomm_result_t shm_check_desc(mc_shm_t *shm, uint64_t mine, const char 
     shm_desc_format(mine, a, sizeof a);
     shm_desc_format(d, b, sizeof b);
     moecomm_result_t res = mc_err_set(
-        &comm->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
+        comm->err, MOECOMM_ERR_INVALID_ARGUMENT,
         "shm %s on %s: ranks called different collectives (call %llu): rank %d %s, rank %d %s; "
         "every rank of a group must make the same calls in the same order",
         what, comm->label, (unsigned long long)shm->ops + 1u, (int)comm->ranks[comm->rank], a,
@@ -165,13 +167,13 @@ static moecomm_result_t shm_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_t 
                                   uint64_t *desc_p)
 {
   mc_shm_t *shm = comm->be[MOECOMM_BACKEND_SHM].priv;
-  const char *what = shm_coll_name[c->kind];
+  const char *what = mc_coll_name(c->kind);
   if (shm == NULL)
-    return mc_err_set(&comm->ctx->err, MOECOMM_ERR_INTERNAL,
+    return mc_err_set(comm->err, MOECOMM_ERR_INTERNAL,
                       "shm %s on %s called before the communicator was set up", what,
                       comm->label);
   if (shm->broken != MOECOMM_SUCCESS)
-    return mc_err_set(&comm->ctx->err, MOECOMM_ERR_STATE,
+    return mc_err_set(comm->err, MOECOMM_ERR_STATE,
                       "shm %s on %s: the communicator is unusable after an earlier error: %s",
                       what, comm->label, shm->cause);
   uint64_t d = shm_desc(c);
@@ -210,7 +212,7 @@ static moecomm_result_t shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
   uint64_t desc;
   moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
   if (res != MOECOMM_SUCCESS) return res;
-  const char *what = shm_coll_name[c->kind];
+  const char *what = mc_coll_name(c->kind);
   const int n = comm->size, me = comm->rank;
   const size_t es = mc_dtype_size(c->dtype);
   const size_t align = MC_SHM_ALIGN / es;
@@ -259,7 +261,7 @@ static moecomm_result_t shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c)
   uint64_t desc;
   moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
   if (res != MOECOMM_SUCCESS) return res;
-  const char *what = shm_coll_name[c->kind];
+  const char *what = mc_coll_name(c->kind);
   const int n = comm->size, me = comm->rank;
   const size_t es = mc_dtype_size(c->dtype);
   const size_t align = MC_SHM_ALIGN / es;
@@ -294,7 +296,7 @@ static moecomm_result_t shm_all_gather(mc_comm_t *comm, const mc_coll_t *c)
   uint64_t desc;
   moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
   if (res != MOECOMM_SUCCESS) return res;
-  const char *what = shm_coll_name[c->kind];
+  const char *what = mc_coll_name(c->kind);
   const int n = comm->size, me = comm->rank;
   const size_t bytes = c->count * mc_dtype_size(c->dtype);
   const unsigned char *send = c->send;
@@ -320,7 +322,7 @@ static moecomm_result_t shm_broadcast(mc_comm_t *comm, const mc_coll_t *c)
   uint64_t desc;
   moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
   if (res != MOECOMM_SUCCESS) return res;
-  const char *what = shm_coll_name[c->kind];
+  const char *what = mc_coll_name(c->kind);
   const int me = comm->rank, root = c->root;
   const size_t bytes = c->count * mc_dtype_size(c->dtype);
   const unsigned char *send = c->send; /* read on the root only */
@@ -342,10 +344,16 @@ static moecomm_result_t shm_broadcast(mc_comm_t *comm, const mc_coll_t *c)
 const mc_backend_ops_t mc_shm_ops = {
     .name = "shm",
     .id = MOECOMM_BACKEND_SHM,
-    .fallback = MOECOMM_BACKEND_NONE,
+    .caps = {.colls = (1u << MC_COLL_KIND_COUNT) - 1,
+             .dtypes = (1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) |
+                       (1u << MOECOMM_BFLOAT16) | (1u << MOECOMM_INT32),
+             .max_ranks = 0,
+             .one_host = 1,
+             .gpu = 0},
     .probe = shm_probe,
     .comm_init = shm_comm_init,
     .comm_fini = shm_comm_fini,
+    .limits = NULL,
     .coll = {[MC_COLL_ALL_REDUCE] = shm_all_reduce,
              [MC_COLL_ALL_GATHER] = shm_all_gather,
              [MC_COLL_REDUCE_SCATTER] = shm_reduce_scatter,

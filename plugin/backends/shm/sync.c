@@ -26,7 +26,7 @@
 
 #include "../../log.h"
 #include "../../util.h"
-#include "shm.h"
+#include "sync.h"
 
 #ifndef MC_SHM_SPIN_NS
 #define MC_SHM_SPIN_NS 50000 /* polling before sleeping, when every rank has its own CPU... */
@@ -60,7 +60,7 @@ static long shm_futex(_Atomic uint32_t *word, int op, uint32_t val, const struct
   return syscall(SYS_futex, (uint32_t *)word, op, val, ts, NULL, 0);
 }
 
-void mc_shm_wait_policy(const mc_context_t *ctx, int64_t *spin_ns_p, int *yields_p)
+void mc_shm_wait_policy(const mc_comm_t *comm, int64_t *spin_ns_p, int *yields_p)
 {
   cpu_set_t set;
   int cpus = 0;
@@ -68,7 +68,7 @@ void mc_shm_wait_policy(const mc_context_t *ctx, int64_t *spin_ns_p, int *yields
   if (cpus <= 0) cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
   /* More ranks than CPUs: a polling rank would take the CPU from the rank it waits for;
      yielding hands it over, and sleeping stops wasting it. */
-  if (cpus > 0 && ctx->local_size > cpus) {
+  if (cpus > 0 && comm->world->local_size > cpus) {
     *spin_ns_p = 0;
     *yields_p = MC_SHM_YIELDS;
   } else {
@@ -94,7 +94,7 @@ void mc_shm_break(mc_shm_t *shm, moecomm_result_t code)
   mc_comm_t *comm = shm->comm;
   if (shm->broken == MOECOMM_SUCCESS) {
     shm->broken = code;
-    snprintf(shm->cause, sizeof shm->cause, "%s", comm->ctx->err.msg);
+    snprintf(shm->cause, sizeof shm->cause, "%s", comm->err->msg);
   }
   /* Tell the peers why (the note first, then the flag that makes them read it), then wake
      every sleeper so they see it now rather than at their next check. */
@@ -141,7 +141,7 @@ static moecomm_result_t shm_check_abort(mc_shm_t *shm, const char *what)
   uint32_t ab = atomic_load_explicit(&shm->hdr->abort_any, memory_order_acquire);
   if (ab == 0 || (int)ab - 1 == comm->rank || (int)ab - 1 >= comm->size) return MOECOMM_SUCCESS;
   int r = (int)ab - 1;
-  return mc_err_set(&comm->ctx->err, MOECOMM_ERR_PEER, "shm %s on %s: rank %d gave up: %.*s",
+  return mc_err_set(comm->err, MOECOMM_ERR_PEER, "shm %s on %s: rank %d gave up: %.*s",
                     what, comm->label, (int)comm->ranks[r], (int)MC_SHM_NOTE_BYTES,
                     shm_note_of(shm, r));
 }
@@ -151,25 +151,24 @@ static moecomm_result_t shm_check_peers(mc_shm_t *shm, uint32_t target, const ch
                                         int64_t now, int64_t deadline)
 {
   mc_comm_t *comm = shm->comm;
-  mc_context_t *ctx = comm->ctx;
   for (int r = 0; r < comm->size; r++) {
     if (r == comm->rank) continue;
     if (shm_reached(atomic_load_explicit(&shm->ctl[r].step, memory_order_acquire), target))
       continue;
     int w = comm->ranks[r];
-    if (!mc_boot_peer_alive(ctx, w))
-      return mc_err_set(&ctx->err, MOECOMM_ERR_PEER, "shm %s on %s: rank %d (pid %d) exited",
-                        what, comm->label, w, ctx->pids != NULL ? ctx->pids[w] : -1);
+    if (!mc_world_alive(comm->world, w))
+      return mc_err_set(comm->err, MOECOMM_ERR_PEER, "shm %s on %s: rank %d (pid %d) exited",
+                        what, comm->label, w, comm->world->pids != NULL ? (int)comm->world->pids[w] : -1);
   }
   if (deadline > 0 && now >= deadline) {
     char who[256];
     int missing = shm_missing(shm, target, who, sizeof who);
     if (missing > 0)
-      return mc_err_set(&ctx->err, MOECOMM_ERR_TIMEOUT,
+      return mc_err_set(comm->err, MOECOMM_ERR_TIMEOUT,
                         "shm %s on %s: rank%s %s did not arrive within %d ms "
                         "(MOECOMM_TIMEOUT_MS); a rank is stuck or the ranks called collectives "
                         "in different orders",
-                        what, comm->label, missing > 1 ? "s" : "", who, ctx->cfg.timeout_ms);
+                        what, comm->label, missing > 1 ? "s" : "", who, comm->cfg->timeout_ms);
   }
   return MOECOMM_SUCCESS;
 }
@@ -187,7 +186,7 @@ static moecomm_result_t shm_sleep(mc_shm_t *shm, int r, uint32_t target, int64_t
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     if (shm_futex(&peer->step, FUTEX_WAIT, seen, &ts) != 0 && errno != EAGAIN &&
         errno != ETIMEDOUT && errno != EINTR)
-      res = mc_err_set(&shm->comm->ctx->err, MOECOMM_ERR_BACKEND,
+      res = mc_err_set(shm->comm->err, MOECOMM_ERR_BACKEND,
                        "shm: futex wait on %s failed: %s", shm->comm->label, strerror(errno));
   }
   atomic_fetch_sub_explicit(&peer->waiters, 1u, memory_order_seq_cst);
@@ -229,7 +228,7 @@ static moecomm_result_t shm_wait(mc_shm_t *shm, uint32_t target, const char *wha
       }
       int64_t now = mc_now_ms();
       if (deadline < 0) {
-        deadline = comm->ctx->cfg.timeout_ms > 0 ? now + comm->ctx->cfg.timeout_ms : 0;
+        deadline = comm->cfg->timeout_ms > 0 ? now + comm->cfg->timeout_ms : 0;
         next_check = now + MC_SHM_CHECK_MS;
       }
       moecomm_result_t res = shm_check_abort(shm, what);

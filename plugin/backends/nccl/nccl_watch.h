@@ -1,0 +1,25 @@
+/* nccl_watch.h - failure handling: marking a comm failed, aborting it, the watchdog (nccl_watch.c). */
+#ifndef MC_NCCL_WATCH_H_
+#define MC_NCCL_WATCH_H_
+
+#include "nccl_priv.h"
+
+
+/* Maps an NCCL result to a moecomm code (ncclRemoteError -> PEER, ...). */
+moecomm_result_t mc_nccl_code(ncclResult_t r);
+
+/* "; rank 1 of this host has exited" about dead members of comm, or "" (always terminated). */
+void mc_nccl_dead_ranks(const mc_comm_t *comm, char *buf, size_t size);
+
+/* With p->mu held: marks the comm failed with this message and returns the communicator the
+   caller must abort after unlocking (NULL when it was already failed). */
+ncclComm_t mc_nccl_fail_locked(mc_nccl_comm_t *p, moecomm_result_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Aborts a communicator taken by mc_nccl_fail_locked (never hangs on dead peers). */
+void mc_nccl_abort(ncclComm_t nc);
+
+moecomm_result_t mc_nccl_watch_start(mc_nccl_comm_t *p);
+void mc_nccl_watch_stop(mc_nccl_comm_t *p);
+
+#endif

@@ -1,0 +1,13 @@
+/* lazy.h - a communicator's backend state is created by the first call that needs it. */
+#ifndef MC_LAZY_H_
+#define MC_LAZY_H_
+
+#include "backend.h"
+
+/* Makes sure backend `id` has its state on comm: the first time, runs its comm_init (collective
+   over the comm's members) with the device current and the thread in relaxed capture mode.
+   `capturing`: the caller's stream is being captured.  MC_DEFER: the backend declined the comm
+   (now and for good).  A backend that failed to create stays failed: later calls fail fast. */
+moecomm_result_t mc_lazy_ensure(mc_comm_t *comm, moecomm_backend_t id, int capturing);
+
+#endif

@@ -1,0 +1,252 @@
+/* route.c - the routing policy (route.h), in the order it is applied.
+ *
+ * At context creation, per group:
+ *   1. MOECOMM_BACKEND_<GROUP>, else MOECOMM_BACKEND, else auto.
+ *   2. A CPU context runs every group on shm; nccl or custom asked for there is an error.
+ *   3. A GPU context: shm asked for is an error; custom when asked for, or under auto for TP and
+ *      ATTN_TP (the groups whose small all-reduces sit on the critical path); NCCL otherwise (MoE
+ *      groups move large messages, where custom buffers would cost memory for nothing).
+ *   4. custom needs every member on one host (peer-mapped memory): a group spanning hosts uses
+ *      NCCL.  custom that cannot run on this device (not built, older GPU) uses NCCL too.
+ *   5. A backend that cannot run here at all is an error naming the group.
+ *   6. Hint: a communicator used only by MoE groups gets NCCL's lean config (fewer channels, less
+ *      memory) under MOECOMM_NCCL_CONFIG=auto; =lean gives it to every one, =default to none.
+ * Per call on a group whose backend is custom (every other group's calls go to its backend):
+ *   7. custom serves only what its caps list (all-reduce of float types, up to 8 members),
+ *      nothing above MOECOMM_CUSTOM_MAX_BYTES, and nothing under MOECOMM_ALGO=nccl: NCCL serves
+ *      the rest;
+ *   8. its communicator is created by the first such call; if its members cannot set it up
+ *      (decided alike on every member: no P2P path, settings that differ...), NCCL serves;
+ *   9. the algorithm comes from the measured table below (or MOECOMM_ALGO), within what the
+ *      communicator can take; none fits: NCCL. */
+#include "route.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "../kernels/mc_kernels.h"
+#include "gpu.h"
+#include "lazy.h"
+#include "log.h"
+#include "registry.h"
+#include "util.h"
+
+/* ---- context creation ------------------------------------------------------------------- */
+
+typedef struct mc_route_probe {
+  int state[MC_BACKEND_COUNT]; /* 0 not asked yet, 1 usable, -1 not */
+  mc_err_t why[MC_BACKEND_COUNT];
+} mc_route_probe_t;
+
+static int mc_route_usable(mc_route_probe_t *pr, moecomm_backend_t be, int device) {
+  if (pr->state[be] == 0) pr->state[be] = mc_backend_usable(be, device, &pr->why[be]) ? 1 : -1;
+  return pr->state[be] > 0;
+}
+
+/* Rules 1-3: what the environment and the group kind ask for. */
+static moecomm_result_t mc_route_wanted(mc_context_t *ctx, int kind, moecomm_backend_t *be_p,
+                                        int *explicit_p) {
+  const int own = ctx->cfg.group_backend[kind] != MC_CHOICE_UNSET;
+  const mc_backend_choice_t choice = own ? ctx->cfg.group_backend[kind] : ctx->cfg.backend;
+  const char *var = own ? "MOECOMM_BACKEND_" : "MOECOMM_BACKEND";
+  const char *var_kind = own ? mc_topo_kind_name(kind) : "";
+
+  *explicit_p = choice != MC_CHOICE_AUTO;
+  if (ctx->device < 0) {
+    if (choice == MC_CHOICE_NCCL || choice == MC_CHOICE_CUSTOM)
+      return mc_err_set(&ctx->err, MOECOMM_ERR_UNAVAILABLE,
+                        "%s%s=%s needs a CUDA device, but this context runs on the CPU (%s); "
+                        "use shm or auto",
+                        var, var_kind, mc_choice_name(choice),
+                        mc_gpu_device_count() == 0 ? "no CUDA device found"
+                                                   : "device MOECOMM_DEVICE_CPU was requested");
+    *be_p = MOECOMM_BACKEND_SHM;
+  } else if (choice == MC_CHOICE_SHM) {
+    return mc_err_set(&ctx->err, MOECOMM_ERR_CONFIG,
+                      "%s%s=shm serves CPU contexts (host buffers), but this context uses CUDA "
+                      "device %d; use nccl, custom or auto, or create the context with device "
+                      "MOECOMM_DEVICE_CPU",
+                      var, var_kind, ctx->device);
+  } else if (choice == MC_CHOICE_CUSTOM ||
+             (choice == MC_CHOICE_AUTO &&
+              (kind == MOECOMM_GROUP_TP || kind == MOECOMM_GROUP_ATTN_TP))) {
+    *be_p = MOECOMM_BACKEND_CUSTOM;
+  } else {
+    *be_p = MOECOMM_BACKEND_NCCL;
+  }
+  return MOECOMM_SUCCESS;
+}
+
+/* Rules 4-5: what this machine and the group's placement allow. */
+static moecomm_result_t mc_route_possible(mc_context_t *ctx, int kind, int explicit_,
+                                          mc_route_probe_t *pr, moecomm_backend_t *be_p) {
+  moecomm_backend_t be = *be_p;
+  const mc_comm_t *comm = ctx->groups[kind].comm;
+  if (be == MOECOMM_BACKEND_CUSTOM && comm->size > 1 && !comm->same_host) {
+    MC_INFO("group %s spans several hosts: the custom all-reduce needs peer-mapped memory on one "
+            "host, so this group uses nccl",
+            mc_topo_kind_name(kind));
+    be = MOECOMM_BACKEND_NCCL;
+  }
+  if (be == MOECOMM_BACKEND_CUSTOM && !mc_route_usable(pr, be, ctx->device)) {
+    if (explicit_)
+      MC_INFO("backend custom unavailable for group %s: %s; using nccl", mc_topo_kind_name(kind),
+              pr->why[be].msg);
+    be = MOECOMM_BACKEND_NCCL;
+  }
+  if (!mc_route_usable(pr, be, ctx->device))
+    return mc_err_set(&ctx->err, MOECOMM_ERR_UNAVAILABLE, "group %s needs the %s backend: %s",
+                      mc_topo_kind_name(kind), mc_backend_name(be), pr->why[be].msg);
+  *be_p = be;
+  return MOECOMM_SUCCESS;
+}
+
+/* Rule 6: used only by MOE_EP / MOE_TP groups (and by at least one). */
+static int mc_route_moe_only(const mc_context_t *ctx, const mc_comm_t *comm) {
+  int used = 0;
+  for (int k = 0; k < MC_GROUP_KIND_COUNT; k++) {
+    if (ctx->groups[k].comm != comm) continue;
+    if (k != MOECOMM_GROUP_MOE_EP && k != MOECOMM_GROUP_MOE_TP) return 0;
+    used = 1;
+  }
+  return used;
+}
+
+moecomm_result_t mc_route_groups(mc_context_t *ctx) {
+  mc_route_probe_t pr;
+  memset(&pr, 0, sizeof(pr));
+  for (int k = 0; k < MC_GROUP_KIND_COUNT; k++) {
+    moecomm_backend_t be = MOECOMM_BACKEND_NONE;
+    int explicit_ = 0;
+    moecomm_result_t r = mc_route_wanted(ctx, k, &be, &explicit_);
+    if (r == MOECOMM_SUCCESS) r = mc_route_possible(ctx, k, explicit_, &pr, &be);
+    if (r != MOECOMM_SUCCESS) return r;
+    ctx->groups[k].backend = be;
+  }
+  for (int c = 0; c < ctx->num_comms; c++) {
+    mc_comm_t *comm = ctx->comms[c];
+    comm->hints.nccl_lean = ctx->cfg.nccl_config == MC_NCCL_CONFIG_LEAN ||
+                            (ctx->cfg.nccl_config == MC_NCCL_CONFIG_AUTO &&
+                             mc_route_moe_only(ctx, comm));
+  }
+  return MOECOMM_SUCCESS;
+}
+
+/* ---- one call --------------------------------------------------------------------------- */
+
+typedef struct mc_route_row {
+  int max_members;    /* members up to this count */
+  size_t ll_max;      /* LL up to here */
+  size_t oneshot_max; /* then one-shot up to here */
+  size_t twoshot_max; /* then two-shot up to here, NCCL above */
+} mc_route_row_t;
+
+/* Measured on H200 NVLink (bench/results/allreduce-*.json, bf16): 2 members: LL is fastest
+   through 256 KiB, one-shot and two-shot tie at 1 MiB, two-shot wins from 4 MiB; 4 members: LL
+   through 16 KiB, one-shot at 64 KiB, two-shot from 256 KiB.  8 members: predicted from bytes
+   moved and barriers (bench/NOTES-custom.md), not yet measured. */
+static const mc_route_row_t mc_route_table[] = {
+    {2, 256u << 10, 512u << 10, SIZE_MAX},
+    {4, 16u << 10, 64u << 10, SIZE_MAX},
+    {8, 64u << 10, 128u << 10, SIZE_MAX},
+};
+
+const char *mc_route_algo_name(int algo) { return mc_kern_algo_name(algo); }
+
+int mc_route_custom_algo(const mc_config_t *cfg, int members, size_t bytes, int capturing,
+                         const mc_backend_limits_t *lim) {
+  const size_t padded = (bytes + 15) & ~(size_t)15;
+  const int fits_ll = padded <= lim->ll_max_bytes;
+  const int fits_stage = padded <= lim->staged_max_bytes;
+  /* captured two-shot works on the callers' buffers, registered at capture end: no staging
+     limit, but a registration slot */
+  const int twoshot_ok = capturing ? lim->capture_slots != 0 : fits_stage;
+  const mc_route_row_t *row = &mc_route_table[0];
+
+  if (bytes > cfg->custom_max_bytes || cfg->algo == MC_ALGO_NCCL) return 0;
+  /* A forced algorithm serves every size it can; the others follow the table. */
+  if (cfg->algo == MC_ALGO_LL && fits_ll) return MC_KERN_LL;
+  if (cfg->algo == MC_ALGO_ONESHOT && fits_stage) return MC_KERN_ONESHOT;
+  if (cfg->algo == MC_ALGO_TWOSHOT && twoshot_ok) return MC_KERN_TWOSHOT;
+  for (size_t i = 0; i < MC_ARRAY_LEN(mc_route_table); i++) {
+    row = &mc_route_table[i];
+    if (members <= row->max_members) break;
+  }
+  if (bytes <= row->ll_max && fits_ll) return MC_KERN_LL;
+  if (bytes <= row->oneshot_max && fits_stage) return MC_KERN_ONESHOT;
+  if (bytes <= row->twoshot_max && twoshot_ok) return MC_KERN_TWOSHOT;
+  return 0;
+}
+
+/* Rule 7: whether custom could serve this call at all, before creating anything for it. */
+static int mc_route_custom_may(const mc_group_t *g, const mc_coll_t *c) {
+  const mc_backend_ops_t *ops = mc_backend_get(MOECOMM_BACKEND_CUSTOM);
+  const mc_config_t *cfg = &g->ctx->cfg;
+  if (ops == NULL || !(ops->caps.colls & (1u << c->kind)) || !(ops->caps.dtypes & (1u << c->dtype)))
+    return 0;
+  if (ops->caps.max_ranks > 0 && g->comm->size > ops->caps.max_ranks) return 0;
+  return cfg->algo != MC_ALGO_NCCL && c->count * mc_dtype_size(c->dtype) <= cfg->custom_max_bytes;
+}
+
+/* Rules 8-9: the custom communicator and the algorithm; 0: NCCL serves. */
+static moecomm_result_t mc_route_custom(mc_group_t *g, mc_coll_t *c, int *algo_p) {
+  const mc_backend_ops_t *ops = mc_backend_get(MOECOMM_BACKEND_CUSTOM);
+  mc_backend_limits_t lim = {0, 0, -1};
+  moecomm_result_t r;
+  *algo_p = 0;
+  if (!mc_route_custom_may(g, c)) return MOECOMM_SUCCESS;
+  r = mc_lazy_ensure(g->comm, MOECOMM_BACKEND_CUSTOM, c->capturing);
+  if (r == MC_DEFER) return MOECOMM_SUCCESS;
+  if (r != MOECOMM_SUCCESS) return r;
+  if (ops->limits != NULL) ops->limits(g->comm, &lim);
+  *algo_p = mc_route_custom_algo(&g->ctx->cfg, g->comm->size,
+                                 c->count * mc_dtype_size(c->dtype), c->capturing, &lim);
+  return MOECOMM_SUCCESS;
+}
+
+moecomm_result_t mc_route_call(mc_group_t *g, mc_coll_t *c, moecomm_backend_t *backend_p) {
+  moecomm_backend_t be = g->backend;
+  const mc_backend_ops_t *ops;
+  moecomm_result_t r;
+
+  c->algo = 0;
+  if (g->comm->size == 1) {
+    *backend_p = MOECOMM_BACKEND_NONE;
+    return MOECOMM_SUCCESS;
+  }
+  if (be == MOECOMM_BACKEND_CUSTOM) {
+    if ((r = mc_route_custom(g, c, &c->algo)) != MOECOMM_SUCCESS) return r;
+    if (c->algo == 0) be = MOECOMM_BACKEND_NCCL;
+    MC_TRACE("%s of %zu %s on %s: %s", mc_coll_name(c->kind), c->count, mc_dtype_name(c->dtype),
+             g->comm->label, c->algo ? mc_route_algo_name(c->algo) : "nccl");
+  }
+  ops = mc_backend_get(be);
+  if (ops == NULL || ops->coll[c->kind] == NULL)
+    return mc_err_set(&g->ctx->err, MOECOMM_ERR_NOT_SUPPORTED,
+                      "%s on %s: the %s backend does not serve it", mc_coll_name(c->kind),
+                      g->comm->label, mc_backend_name(be));
+  r = mc_lazy_ensure(g->comm, be, c->capturing);
+  if (r == MC_DEFER)
+    return mc_err_set(&g->ctx->err, MOECOMM_ERR_UNAVAILABLE,
+                      "%s on %s: the %s backend declined this communicator", mc_coll_name(c->kind),
+                      g->comm->label, mc_backend_name(be));
+  if (r != MOECOMM_SUCCESS) return r;
+  *backend_p = be;
+  return MOECOMM_SUCCESS;
+}
+
+moecomm_backend_t mc_route_group_backend(const mc_group_t *g, const char **name_p) {
+  /* Indexed by a bit per backend that served calls: shm 1, nccl 2, custom 4. */
+  static const char *const names[8] = {NULL,     "shm",         "nccl",        "shm+nccl",
+                                       "custom", "shm+custom", "custom+nccl", "shm+custom+nccl"};
+  moecomm_backend_t be = g->backend;
+  unsigned mask = 0;
+  if (be == MOECOMM_BACKEND_CUSTOM && g->comm->be[be].declined) be = MOECOMM_BACKEND_NCCL;
+  for (int b = MOECOMM_BACKEND_NONE + 1; b < MC_BACKEND_COUNT; b++)
+    if (g->served[b] > 0) mask |= 1u << (b - 1);
+  /* One backend served everything so far: that is the group's backend, whatever was chosen. */
+  for (int b = MOECOMM_BACKEND_NONE + 1; b < MC_BACKEND_COUNT; b++)
+    if (mask == 1u << (b - 1)) be = (moecomm_backend_t)b;
+  *name_p = mask != 0 ? names[mask] : mc_backend_name(be);
+  return be;
+}

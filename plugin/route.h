@@ -1,0 +1,37 @@
+/* route.h - the routing policy: every rule that decides which backend, and which custom
+ * algorithm, serves a call lives in route.c and reads top to bottom.  Backends only say what they
+ * can do (backend.h: caps and limits). */
+#ifndef MC_ROUTE_H_
+#define MC_ROUTE_H_
+
+#include <stddef.h>
+
+#include "backend.h"
+#include "context.h"
+
+/* Context creation: each group's backend (environment, CPU or GPU, group kind, hosts, what this
+   machine can run) and the communicators' hints.  An explicit request that cannot be met is an
+   error naming the variable; auto never is. */
+moecomm_result_t mc_route_groups(mc_context_t *ctx);
+
+/* One call on group: the backend that serves it now, with c->algo set for backends that have
+   several algorithms; MOECOMM_BACKEND_NONE: a group of one rank (the call is a local copy).
+   Creates the chosen backend's communicator state when needed (lazy.h), since what a custom
+   communicator can take is known only once it exists. */
+moecomm_result_t mc_route_call(mc_group_t *group, mc_coll_t *c, moecomm_backend_t *backend_p);
+
+/* The custom all-reduce algorithm (MC_KERN_*) for `bytes` on `members` ranks, or 0 (hand it to
+   NCCL): the measured table, MOECOMM_ALGO, and what the communicator can take.  The same answer
+   on every member.  Exposed for the tests of the table. */
+int mc_route_custom_algo(const mc_config_t *cfg, int members, size_t bytes, int capturing,
+                         const mc_backend_limits_t *limits);
+
+/* What group_stats reports: the backend that serves the group's calls (the one chosen at context
+   creation, or NCCL once the custom communicator declined), and in *name_p the backends that
+   actually served its calls so far ("custom+nccl" when some went each way; static storage). */
+moecomm_backend_t mc_route_group_backend(const mc_group_t *group, const char **name_p);
+
+/* "ll", "oneshot", "twoshot", "nccl" for logs and the benchmark. */
+const char *mc_route_algo_name(int algo);
+
+#endif
