@@ -231,6 +231,26 @@ void mc_boot_world_set(mc_boot_t *boot, int32_t *ranks, mc_xchg_set_t *set_p) {
   set_p->me = boot->world.rank;
 }
 
+/* Every rank has connected to the store (a world exchange of nothing much). */
+static moecomm_result_t mc_boot_arrive(mc_boot_t *b, mc_err_t *err) {
+  int32_t *ranks = malloc(sizeof(int32_t) * (size_t)b->world.size * 2), *pids;
+  mc_xchg_set_t set;
+  moecomm_result_t r;
+  uint64_t seq = 0;
+  int32_t pid = (int32_t)getpid();
+  if (ranks == NULL) return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+  pids = ranks + b->world.size;
+  b->xchg.world = &b->world;
+  mc_boot_world_set(b, ranks, &set);
+  set.scope = "arrive";
+  set.seq = &seq;
+  r = mc_xchg_allgather(&set, "bootstrap: every rank reaching rank 0's store", &pid, pids,
+                        sizeof(pid), err);
+  b->xchg.world = NULL; /* b moves to the caller, which points it at its own copy */
+  free(ranks);
+  return r;
+}
+
 /* Rank 0: a fresh context id and the store server (shared on MOECOMM_STORE's fixed port). */
 static moecomm_result_t mc_boot_serve(const mc_config_t *cfg, int port, int use_store_url,
                                       mc_boot_rec_t *rec, mc_boot_server_t **server_p,
@@ -332,6 +352,10 @@ moecomm_result_t mc_boot_init(const mc_topo_t *topo, const mc_config_t *cfg, int
   }
   if ((r = mc_boot_layout(recs, world, me, &b.world, err)) != MOECOMM_SUCCESS) goto fail;
   snprintf(b.xchg.ns, sizeof(b.xchg.ns), "%s", recs[0].ctx_id);
+  /* Arrival barrier: no rank leaves context_create (and may destroy its context, rank 0 taking
+     the store with it) before every rank has reached the store.  MOECOMM_STORE's record
+     exchange above already is one. */
+  if (!use_store_url && world > 1 && (r = mc_boot_arrive(&b, err)) != MOECOMM_SUCCESS) goto fail;
   b.server = server;
   free(recs);
   *boot_p = b;

@@ -14,7 +14,7 @@ tests: $(TEST_BIN) $(GPU_TEST_BIN)
 $(BUILD)/tests/%: tests/unit/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
 	  $(INTERNAL_A) $(NCCL_LIBS) $(HOST_LIBS) -lstdc++ -lpthread
 
 $(BUILD)/tests/gpu/%: tests/gpu/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN)

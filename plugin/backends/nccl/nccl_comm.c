@@ -192,6 +192,35 @@ static moecomm_result_t mc_nccl_warmup_wait(mc_nccl_comm_t *p, cudaStream_t stre
   }
 }
 
+/* The init step's own outcome (the helper ran to its end): a failed CUDA or NCCL call. */
+static moecomm_result_t mc_nccl_init_result(mc_nccl_comm_t *p, const mc_nccl_step_t *step) {
+  mc_comm_t *comm = p->comm;
+  char dead[320];
+  if (step->ce == cudaSuccess && step->nr == ncclSuccess) return MOECOMM_SUCCESS;
+  if (step->ce != cudaSuccess)
+    return mc_err_set(comm->err, MOECOMM_ERR_BACKEND,
+                      "creating the NCCL communicator of %s: %s failed: %s", comm->label,
+                      step->where, cudaGetErrorString(step->ce));
+  mc_nccl_dead_ranks(comm, dead, sizeof(dead));
+  return mc_err_set(comm->err, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(step->nr),
+                    "%s for %s (rank %d of %d, device %d%s) failed: %s (%s)%s", step->where,
+                    comm->label, comm->rank, comm->size, comm->device,
+                    p->lean ? ", lean config" : "", ncclGetErrorString(step->nr), step->last,
+                    dead);
+}
+
+/* The communicator is ready: hand it to the comm with what it cost. */
+static void mc_nccl_publish(mc_nccl_comm_t *p, uint64_t device_bytes, uint64_t host_bytes) {
+  mc_comm_t *comm = p->comm;
+  comm->be[MOECOMM_BACKEND_NCCL].priv = p;
+  comm->be[MOECOMM_BACKEND_NCCL].device_bytes = device_bytes;
+  comm->be[MOECOMM_BACKEND_NCCL].host_bytes = host_bytes;
+  MC_INFO("NCCL communicator for %s: %d ranks, %s config (maxCTAs %d), %.1f MiB device, %.1f MiB "
+          "host",
+          comm->label, comm->size, p->lean ? "lean" : "default", p->max_ctas,
+          (double)device_bytes / 1048576.0, (double)host_bytes / 1048576.0);
+}
+
 moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
   mc_err_t *err = comm->err;
   mc_nccl_comm_t *p;
@@ -244,21 +273,7 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
   free0 = step->free0;
   rss0 = step->rss0;
   p->nc = step->nc;
-  if (step->ce != cudaSuccess || step->nr != ncclSuccess) {
-    char dead[320];
-    mc_nccl_dead_ranks(comm, dead, sizeof(dead));
-    if (step->ce != cudaSuccess)
-      r = mc_err_set(err, MOECOMM_ERR_BACKEND,
-                     "creating the NCCL communicator of %s: %s failed: %s", comm->label,
-                     step->where, cudaGetErrorString(step->ce));
-    else
-      r = mc_err_set(err, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(step->nr),
-                     "%s for %s (rank %d of %d, device %d%s) failed: %s (%s)%s", step->where,
-                     comm->label, comm->rank, comm->size, comm->device,
-                     p->lean ? ", lean config" : "", ncclGetErrorString(step->nr), step->last,
-                     dead);
-    goto fail;
-  }
+  if ((r = mc_nccl_init_result(p, step)) != MOECOMM_SUCCESS) goto fail;
   r = mc_nccl_warmup_wait(p, stream, deadline, &victim);
   if (r != MOECOMM_SUCCESS) {
     if (p->failed) r = mc_err_set(err, p->fail_code, "%s", p->fail_msg);
@@ -276,15 +291,7 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
   pthread_mutex_unlock(&p->mu);
 
   mc_nccl_step_release(step);
-  comm->be[MOECOMM_BACKEND_NCCL].priv = p;
-  comm->be[MOECOMM_BACKEND_NCCL].device_bytes = free0 > free1 ? free0 - free1 : 0;
-  comm->be[MOECOMM_BACKEND_NCCL].host_bytes = rss1 > rss0 ? rss1 - rss0 : 0;
-  MC_INFO(
-      "NCCL communicator for %s: %d ranks, %s config (maxCTAs %d), %.1f MiB device, %.1f MiB "
-      "host",
-      comm->label, comm->size, p->lean ? "lean" : "default", p->max_ctas,
-      (double)comm->be[MOECOMM_BACKEND_NCCL].device_bytes / 1048576.0,
-      (double)comm->be[MOECOMM_BACKEND_NCCL].host_bytes / 1048576.0);
+  mc_nccl_publish(p, free0 > free1 ? free0 - free1 : 0, rss1 > rss0 ? rss1 - rss0 : 0);
   return MOECOMM_SUCCESS;
 
 fail:
