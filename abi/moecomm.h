@@ -15,7 +15,8 @@
  *  - every call returns a moecomm_result_t; output arguments (`*_p`) are written only on success;
  *  - a NULL slot, or one past the table's struct_size, means "not supported" (MOECOMM_API_HAS).
  *
- * Include either this header or a frozen one (moecomm_v1.h), never both.
+ * Include either this header or a frozen one (moecomm_v1.h), never both.  How the plugin is built
+ * behind this header: DESIGN.md at the repository root.
  */
 #ifndef MOECOMM_H_
 #define MOECOMM_H_
@@ -85,7 +86,7 @@ typedef enum moecomm_redop {
   MOECOMM_MIN = 2
 } moecomm_redop_t;
 
-/* Parallel groups; rank lists are given in DESIGN.md ("Concepts"). */
+/* Parallel groups; rank lists are given in DESIGN.md ("Groups"). */
 typedef enum moecomm_group_kind {
   MOECOMM_GROUP_WORLD = 0,
   MOECOMM_GROUP_TP = 1,

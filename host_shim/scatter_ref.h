@@ -68,7 +68,7 @@ static inline size_t sref_esize(moecomm_dtype_t dt) { return shim_dtype_size(dt)
 
 static inline size_t sref_row_bytes(const sref_t *s) { return s->hidden * sref_esize(s->dtype); }
 
-/* Rank list of `kind` for `rank` (DESIGN.md "Concepts"); returns its size.  Kinds: TP, ATTN_TP,
+/* Rank list of `kind` for `rank` (DESIGN.md "Groups"); returns its size.  Kinds: TP, ATTN_TP,
    ATTN_CP, MOE_EP, MOE_TP, MOE_DP and MOE_CP (= MOE_DP). */
 static inline int sref_group(const sref_t *s, int kind, int rank, int32_t *out) {
   int b = rank / s->tp * s->tp, q = rank - b, n = 0;

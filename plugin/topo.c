@@ -1,6 +1,6 @@
 /* topo.c - validates the parallel layout and derives every group's rank list.
  *
- * The formulas are DESIGN.md's ("Concepts"): attention ranks are laid out (attn_dp, attn_cp,
+ * The formulas are DESIGN.md's ("Groups"): attention ranks are laid out (attn_dp, attn_cp,
  * attn_tp) and MoE ranks (moe_dp, ep, moe_tp) inside each TP block, tp fastest. */
 #include "topo.h"
 

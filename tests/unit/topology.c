@@ -1,6 +1,6 @@
 /* topology.c - white-box test of plugin/topo.c: validation and every group kind's rank lists.
  *
- * The expected lists below are written out by hand from DESIGN.md ("Concepts"), not computed by a
+ * The expected lists below are written out by hand from DESIGN.md ("Groups"), not computed by a
  * second copy of the formulas, so a wrong formula cannot agree with itself.  A property check then
  * covers many more topologies with rules that do not depend on the layout (partition, membership,
  * sizes, nesting inside the TP block). */
