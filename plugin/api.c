@@ -166,8 +166,7 @@ static moecomm_result_t mc_api_group_stats(const moecomm_group_t *group,
 /* The checks every collective shares; `elems_p` gets the largest buffer's element count. */
 static moecomm_result_t mc_api_check_coll(mc_group_t *group, const char *name, const void *send,
                                           void *recv, size_t count, moecomm_dtype_t dtype,
-                                          int check_op, moecomm_redop_t op, void *stream,
-                                          size_t mult) {
+                                          int check_op, moecomm_redop_t op, void *stream) {
   mc_err_t *err;
   size_t esz;
   if (!mc_api_group_ok(group))
@@ -185,11 +184,6 @@ static moecomm_result_t mc_api_check_coll(mc_group_t *group, const char *name, c
   if (count > 0 && (send == NULL || recv == NULL))
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "%s: %s buffer is NULL with count %zu",
                       name, send == NULL ? "send" : "recv", count);
-  if (count > SIZE_MAX / esz / mult)
-    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
-                      "%s: count %zu overflows the address "
-                      "space",
-                      name, count);
   if (group->ctx->device < 0 && stream != NULL)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "%s: stream must be NULL on a CPU context (buffers are host memory)", name);
@@ -201,7 +195,7 @@ static moecomm_result_t mc_api_all_reduce(moecomm_group_t *group, const void *se
                                           void *stream) {
   mc_coll_t c = {.kind = MC_COLL_ALL_REDUCE, .send = send, .recv = recv, .count = count, .dtype = dtype, .op = op, .root = 0, .stream = stream};
   moecomm_result_t r =
-      mc_api_check_coll(group, "all_reduce", send, recv, count, dtype, 1, op, stream, 1);
+      mc_api_check_coll(group, "all_reduce", send, recv, count, dtype, 1, op, stream);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
 }
 
@@ -209,8 +203,7 @@ static moecomm_result_t mc_api_all_gather(moecomm_group_t *group, const void *se
                                           size_t send_count, moecomm_dtype_t dtype, void *stream) {
   mc_coll_t c = {.kind = MC_COLL_ALL_GATHER, .send = send, .recv = recv, .count = send_count, .dtype = dtype, .op = MOECOMM_SUM, .root = 0, .stream = stream};
   moecomm_result_t r =
-      mc_api_check_coll(group, "all_gather", send, recv, send_count, dtype, 0, MOECOMM_SUM, stream,
-                        mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
+      mc_api_check_coll(group, "all_gather", send, recv, send_count, dtype, 0, MOECOMM_SUM, stream);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
 }
 
@@ -219,8 +212,7 @@ static moecomm_result_t mc_api_reduce_scatter(moecomm_group_t *group, const void
                                               moecomm_redop_t op, void *stream) {
   mc_coll_t c = {.kind = MC_COLL_REDUCE_SCATTER, .send = send, .recv = recv, .count = recv_count, .dtype = dtype, .op = op, .root = 0, .stream = stream};
   moecomm_result_t r =
-      mc_api_check_coll(group, "reduce_scatter", send, recv, recv_count, dtype, 1, op, stream,
-                        mc_api_group_ok(group) ? (size_t)group->comm->size : 1);
+      mc_api_check_coll(group, "reduce_scatter", send, recv, recv_count, dtype, 1, op, stream);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
 }
 
@@ -236,7 +228,7 @@ static moecomm_result_t mc_api_broadcast(moecomm_group_t *group, const void *sen
   /* Only the root reads send: a non-root may pass NULL. */
   r = mc_api_check_coll(group, "broadcast",
                         mc_api_group_ok(group) && root == group->comm->rank ? send : recv, recv,
-                        count, dtype, 0, MOECOMM_SUM, stream, 1);
+                        count, dtype, 0, MOECOMM_SUM, stream);
   return r != MOECOMM_SUCCESS ? r : mc_group_collective(group, &c);
 }
 

@@ -3,6 +3,8 @@
  * call goes: that is route.c. */
 #include "collective.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "gpu.h"
@@ -38,11 +40,30 @@ static moecomm_result_t mc_collective_capture_state(mc_group_t *g, mc_coll_t *c)
   return MOECOMM_SUCCESS;
 }
 
+/* The largest buffer of the call (all_gather's recv, reduce_scatter's send: the group's size
+   times count) must fit in PTRDIFF_MAX bytes.  Checked here, so the scatter transitions' internal
+   collectives meet the same check as the ABI's. */
+static moecomm_result_t mc_collective_check_size(const mc_group_t *g, const mc_coll_t *c) {
+  const size_t esz = mc_dtype_size(c->dtype);
+  const size_t mult = c->kind == MC_COLL_ALL_GATHER || c->kind == MC_COLL_REDUCE_SCATTER
+                          ? (size_t)g->comm->size
+                          : 1;
+  size_t bytes;
+  if (esz == 0 || __builtin_mul_overflow(c->count, esz, &bytes) ||
+      __builtin_mul_overflow(bytes, mult, &bytes) || bytes > PTRDIFF_MAX)
+    return mc_err_set(&g->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
+                      "%s: count %zu of %s%s exceeds the address space", mc_coll_name(c->kind),
+                      c->count, esz ? mc_dtype_name(c->dtype) : "an unknown dtype",
+                      mult > 1 ? " per rank" : "");
+  return MOECOMM_SUCCESS;
+}
+
 moecomm_result_t mc_group_collective(mc_group_t *g, mc_coll_t *c) {
   mc_context_t *ctx = g->ctx;
   moecomm_backend_t be = MOECOMM_BACKEND_NONE;
   moecomm_result_t r;
 
+  if ((r = mc_collective_check_size(g, c)) != MOECOMM_SUCCESS) return r;
   if ((r = mc_collective_capture_state(g, c)) != MOECOMM_SUCCESS) return r;
   g->ops++;
   /* On a CPU context there is no graph, but the capture scope's count check still applies. */

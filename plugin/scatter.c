@@ -3,7 +3,9 @@
  * zero padding, so it runs on every backend and is counted and captured like any collective. */
 #include "scatter.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "collective.h"
@@ -120,6 +122,55 @@ static size_t mc_mode_rows_of(const mc_context_t *ctx, const mc_rows_t *r, int m
     case MOECOMM_MOE_FULL: return (size_t)r->cp_size * r->p;
   }
   return 0;
+}
+
+/* MOE_FULL block rows of world rank `rank`: the largest count among its MOE_CP members' groups. */
+static size_t mc_moe_block_rows(const mc_topo_t *t, int rank, const int32_t *tokens,
+                                int32_t *scratch) {
+  const int b = rank / t->tp * t->tp;
+  const int n = mc_topo_group_ranks(t, MOECOMM_GROUP_MOE_CP, rank, scratch);
+  size_t p = 0;
+  for (int c = 0; c < n; c++) p = MC_MAX(p, (size_t)tokens[(scratch[c] - b) / t->attn_tp]);
+  return p;
+}
+
+/* The MoE reduce of MOE_FULL rows runs over MOE_TP and MOE_EP: every member must hold as many
+   rows as this rank.  Members whose MOE_CP groups see other counts (attention DP) would issue
+   all-reduces of other sizes, so the call is refused before anything is issued.  All groups lie
+   in this rank's TP block, whose token counts every rank was given. */
+static moecomm_result_t mc_moe_reduce_consistent(const mc_context_t *ctx, const int32_t *tokens,
+                                                 mc_err_t *err) {
+  static const int kinds[2] = {MOECOMM_GROUP_MOE_TP, MOECOMM_GROUP_MOE_EP};
+  const mc_topo_t *t = &ctx->topo;
+  int32_t *ranks = malloc(sizeof(int32_t) * 2 * (size_t)t->world), *scratch;
+  moecomm_result_t r = MOECOMM_SUCCESS;
+  size_t mine;
+  if (ranks == NULL) return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+  scratch = ranks + t->world;
+  mine = mc_moe_block_rows(t, t->rank, tokens, scratch);
+  for (int k = 0; k < 2 && r == MOECOMM_SUCCESS; k++) {
+    int n = mc_topo_group_ranks(t, (moecomm_group_kind_t)kinds[k], t->rank, ranks);
+    for (int i = 0; i < n && r == MOECOMM_SUCCESS; i++) {
+      size_t theirs = mc_moe_block_rows(t, ranks[i], tokens, scratch);
+      if (theirs != mine)
+        r = mc_err_set(err, MOECOMM_ERR_NOT_SUPPORTED,
+                       "scatter: reducing MOE_FULL rows over %s needs the same block size on "
+                       "every member, but rank %d's MoE-CP group holds up to %zu tokens and rank "
+                       "%d's %zu (attention DP gives them different tokens); nothing was issued",
+                       mc_topo_kind_name(kinds[k]), t->rank, mine, (int)ranks[i], theirs);
+    }
+  }
+  free(ranks);
+  return r;
+}
+
+/* Bytes of `rows` rows of `hidden` elements of esz bytes, or 0 when that is above PTRDIFF_MAX. */
+static size_t mc_rows_bytes(size_t rows, size_t hidden, size_t esz) {
+  size_t b;
+  if (__builtin_mul_overflow(rows, hidden, &b) || __builtin_mul_overflow(b, esz, &b) ||
+      b > PTRDIFF_MAX)
+    return 0;
+  return b;
 }
 
 moecomm_result_t mc_mode_rows(const mc_context_t *ctx, int mode, const int32_t *tokens,
@@ -293,7 +344,7 @@ moecomm_result_t mc_scatter(mc_context_t *ctx, const moecomm_scatter_args_t *arg
   if (from < 0 || from > 3 || to < 0 || to > 3)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "scatter: from=%d / to=%d are not scatter modes (0..3)", from, to);
-  if (esz == 0 || a.hidden == 0 || a.hidden > SIZE_MAX / 4 / esz)
+  if (esz == 0 || a.hidden == 0 || a.hidden > PTRDIFF_MAX / esz)
     return mc_err_set(
         err, MOECOMM_ERR_INVALID_ARGUMENT,
         "scatter: dtype %d / hidden %zu invalid (hidden > 0, dtype a moecomm_dtype_t)",
@@ -305,18 +356,26 @@ moecomm_result_t mc_scatter(mc_context_t *ctx, const moecomm_scatter_args_t *arg
       (res = mc_rows_need_split(ctx, &r, a.tokens, from, err)) != MOECOMM_SUCCESS ||
       (res = mc_rows_need_split(ctx, &r, a.tokens, to, err)) != MOECOMM_SUCCESS)
     return res;
-  if ((mc_mode_rows_of(ctx, &r, from) > 0 && a.send == NULL) ||
-      (mc_mode_rows_of(ctx, &r, to) > 0 && a.recv == NULL))
-    return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "scatter: send or recv is NULL");
   {
+    /* Every buffer and every collective the transition issues stays within these sizes. */
+    const size_t rows_from = mc_mode_rows_of(ctx, &r, from), rows_to = mc_mode_rows_of(ctx, &r, to);
+    const size_t s_bytes = mc_rows_bytes(rows_from, a.hidden, esz);
+    const size_t r_bytes = mc_rows_bytes(rows_to, a.hidden, esz);
     uintptr_t s0 = (uintptr_t)a.send, r0 = (uintptr_t)a.recv;
-    uintptr_t s1 = s0 + mc_mode_rows_of(ctx, &r, from) * a.hidden * esz;
-    uintptr_t r1 = r0 + mc_mode_rows_of(ctx, &r, to) * a.hidden * esz;
-    if (s0 < s1 && r0 < r1 && s0 < r1 && r0 < s1)
+    if ((rows_from > 0 && s_bytes == 0) || (rows_to > 0 && r_bytes == 0))
       return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
-                        "scatter: send (%zu bytes) and recv (%zu bytes) overlap", (size_t)(s1 - s0),
-                        (size_t)(r1 - r0));
+                        "scatter: %zu or %zu rows of hidden %zu %s elements exceed the address "
+                        "space",
+                        rows_from, rows_to, a.hidden, mc_dtype_name((moecomm_dtype_t)a.dtype));
+    if ((rows_from > 0 && a.send == NULL) || (rows_to > 0 && a.recv == NULL))
+      return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "scatter: send or recv is NULL");
+    if (s_bytes > 0 && r_bytes > 0 && s0 < r0 + r_bytes && r0 < s0 + s_bytes)
+      return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
+                        "scatter: send (%zu bytes) and recv (%zu bytes) overlap", s_bytes, r_bytes);
   }
+  if (from == MOECOMM_MOE_FULL && (a.reduce || to == MOECOMM_MOE_FULL) &&
+      (res = mc_moe_reduce_consistent(ctx, a.tokens, err)) != MOECOMM_SUCCESS)
+    return res;
   x.ctx = ctx;
   x.dtype = (moecomm_dtype_t)a.dtype;
   x.hidden = a.hidden;

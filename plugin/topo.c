@@ -68,20 +68,21 @@ moecomm_result_t mc_topo_init(const moecomm_topology_t *in, mc_topo_t *topo_p, m
       (r = mc_topo_opt("moe_dense_tp", t.moe_dense_tp, o.tp, &o.moe_dense_tp, err)))
     return r;
 
-  if (o.world % (o.tp * o.pp) != 0)
+  /* Products in 64 bits: each size may be up to MC_TOPO_MAX_WORLD, so two of them overflow int. */
+  if (o.world % ((long long)o.tp * o.pp) != 0)
     return mc_err_set(err, MOECOMM_ERR_CONFIG,
-                      "topology: tp=%d * pp=%d = %d does not divide world_size=%d", o.tp, o.pp,
-                      o.tp * o.pp, o.world);
-  if (o.tp % (o.attn_dp * o.attn_cp) != 0)
+                      "topology: tp=%d * pp=%d = %lld does not divide world_size=%d", o.tp, o.pp,
+                      (long long)o.tp * o.pp, o.world);
+  if (o.tp % ((long long)o.attn_dp * o.attn_cp) != 0)
     return mc_err_set(err, MOECOMM_ERR_CONFIG,
-                      "topology: attn_dp=%d * attn_cp=%d = %d does not divide tp=%d (attn_tp = "
+                      "topology: attn_dp=%d * attn_cp=%d = %lld does not divide tp=%d (attn_tp = "
                       "tp / (attn_dp * attn_cp))",
-                      o.attn_dp, o.attn_cp, o.attn_dp * o.attn_cp, o.tp);
-  if (o.tp % (o.ep * o.moe_dp) != 0)
+                      o.attn_dp, o.attn_cp, (long long)o.attn_dp * o.attn_cp, o.tp);
+  if (o.tp % ((long long)o.ep * o.moe_dp) != 0)
     return mc_err_set(err, MOECOMM_ERR_CONFIG,
-                      "topology: ep=%d * moe_dp=%d = %d does not divide tp=%d (moe_tp = tp / (ep "
+                      "topology: ep=%d * moe_dp=%d = %lld does not divide tp=%d (moe_tp = tp / (ep "
                       "* moe_dp))",
-                      o.ep, o.moe_dp, o.ep * o.moe_dp, o.tp);
+                      o.ep, o.moe_dp, (long long)o.ep * o.moe_dp, o.tp);
   if (o.moe_dense_tp != 1 && o.moe_dense_tp != o.tp)
     return mc_err_set(err, MOECOMM_ERR_CONFIG,
                       "topology: moe_dense_tp=%d must be 1 (dense MLP fully data-parallel) or "

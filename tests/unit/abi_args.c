@@ -2,6 +2,8 @@
  * plugin (the way an engine calls it).  Each case checks the exact result code and that the
  * output arguments were not written (they are poisoned first and compared after). */
 #include <dlfcn.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -427,6 +429,14 @@ static void test_collectives(moecomm_context_t *ctx) {
     EXPECT("count overflowing size_t",
            call(w, g, b.send, b.recv, SIZE_MAX / 2, MOECOMM_INT32, MOECOMM_SUM, 0, NULL),
            MOECOMM_ERR_INVALID_ARGUMENT);
+    /* bytes that fit size_t but not ptrdiff_t (used to crash all_gather on a group of one) */
+    EXPECT("count * 4 above PTRDIFF_MAX",
+           call(w, g, b.send, b.recv, SIZE_MAX / 4, MOECOMM_FLOAT32, MOECOMM_SUM, 0, NULL),
+           MOECOMM_ERR_INVALID_ARGUMENT);
+    EXPECT("count * 4 just above PTRDIFF_MAX",
+           call(w, g, b.send, b.recv, (size_t)PTRDIFF_MAX / 4 + 1, MOECOMM_FLOAT32, MOECOMM_SUM, 0,
+                NULL),
+           MOECOMM_ERR_INVALID_ARGUMENT);
     /* count 0 is a no-op, even with NULL buffers */
     EXPECT("count 0", call(w, g, b.send, b.recv, 0, MOECOMM_INT32, MOECOMM_SUM, 0, NULL),
            MOECOMM_SUCCESS);
@@ -600,6 +610,10 @@ static void test_scatter_modes(moecomm_context_t *ctx) {
   SCATTER_FAILS("to -1", a.to = -1, NULL, MOECOMM_ERR_INVALID_ARGUMENT);
   SCATTER_FAILS("dtype 7", a.dtype = 7, NULL, MOECOMM_ERR_INVALID_ARGUMENT);
   SCATTER_FAILS("hidden 0", a.hidden = 0, NULL, MOECOMM_ERR_INVALID_ARGUMENT);
+  /* rows * hidden * 4 bytes wrapping size_t, and just above PTRDIFF_MAX (used to crash) */
+  SCATTER_FAILS("hidden SIZE_MAX / 8", a.hidden = SIZE_MAX / 8, NULL, MOECOMM_ERR_INVALID_ARGUMENT);
+  SCATTER_FAILS("rows * hidden above PTRDIFF_MAX", a.hidden = (size_t)PTRDIFF_MAX / 4 / 4, NULL,
+                MOECOMM_ERR_INVALID_ARGUMENT);
   SCATTER_FAILS("tokens NULL", a.tokens = NULL, NULL, MOECOMM_ERR_INVALID_ARGUMENT);
   SCATTER_FAILS("tokens -4", a.tokens = bad_tokens, NULL, MOECOMM_ERR_INVALID_ARGUMENT);
   SCATTER_FAILS("send NULL", a.send = NULL, NULL, MOECOMM_ERR_INVALID_ARGUMENT);

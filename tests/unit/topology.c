@@ -420,8 +420,30 @@ static void test_names(void) {
   MC_CHECK(mc_topo_kind_from_name("MOE_XX") == -1, "unknown name -> -1");
 }
 
+/* Sizes whose products overflow int (each alone is in range): refused with a message, no crash
+   (attn_cp = attn_dp = 65536 used to divide by zero). */
+static void test_overflowing_products(void) {
+  static const struct {
+    int world, tp, pp, ep, moe_dp, attn_cp, attn_dp;
+  } bad[] = {{65536, 65536, 1, 1, 1, 65536, 65536}, {65536, 65536, 65536, 1, 1, 1, 1},
+             {65536, 65536, 1, 65536, 65536, 1, 1}, {65536, 2, 1, 1, 1, 65536, 65536},
+             {4, 4, 1, 65536, 65536, 1, 1}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    moecomm_topology_t in = make_topo(bad[i].world, 0, bad[i].tp, bad[i].pp, bad[i].ep,
+                                      bad[i].moe_dp, bad[i].attn_cp, bad[i].attn_dp, 0);
+    mc_topo_t t;
+    mc_err_t err;
+    memset(&t, 0x5a, sizeof(t));
+    moecomm_result_t r = mc_topo_init(&in, &t, &err);
+    MC_CHECK(r == MOECOMM_ERR_CONFIG && strstr(err.msg, "does not divide") != NULL,
+             "overflowing product %zu: %d: %s", i, (int)r, err.msg);
+    MC_CHECK(((unsigned char *)&t)[0] == 0x5a, "overflowing product %zu: output written", i);
+  }
+}
+
 int main(int argc, char **argv) {
   mc_test_init("topology", argc, argv);
+  test_overflowing_products();
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) test_hand_case(&cases[i]);
   test_properties();
   test_bad_topologies();
