@@ -487,6 +487,53 @@ static void test_mode_table(void) {
   }
 }
 
+/* Attention DP with MOE_FULL (tp4 attn_dp2 attn_cp2 ep4): MOE_CP = ATTN_CP = [0,1] and [2,3]
+   while MOE_EP spans all four, so with T = {4,4,8,8} ranks 0,1 hold MOE_FULL blocks of 4 rows and
+   ranks 2,3 blocks of 8.  Reducing MOE_FULL rows must be refused on every rank before anything is
+   issued (it used to issue all-reduces of different sizes and leave the communicator unusable),
+   the communicators must stay usable, and with equal counts the reduction must work. */
+static int dp_attention_rank(int rank, int world, void *arg) {
+  moecomm_topology_t t = mc_test_topo(world, rank, 4);
+  moecomm_context_params_t p;
+  moecomm_context_t *ctx = NULL;
+  moecomm_group_t *ep = NULL;
+  static const int32_t uneven[4] = {4, 4, 8, 8}, even[4] = {4, 4, 4, 4};
+  float send[2 * 8 * 3], recv[2 * 8 * 3], x[5] = {1, 2, 3, 4, 5}, y[5];
+  moecomm_scatter_args_t a;
+  moecomm_result_t r;
+  (void)arg;
+  t.attn_dp = 2;
+  t.attn_cp = 2;
+  t.ep = 4;
+  p = mc_test_ctx_params(&t, MOECOMM_DEVICE_CPU);
+  if (!MC_CHECK_RC(api, NULL, api->context_create(&p, &ctx), MOECOMM_SUCCESS)) return 1;
+  for (size_t i = 0; i < sizeof(send) / sizeof(send[0]); i++) send[i] = (float)(rank + 1);
+  a = mc_test_scatter_args(MOECOMM_MOE_FULL, MOECOMM_TP_ATTN_FULL, 1, MOECOMM_FLOAT32, 3, uneven,
+                           send, recv);
+  r = api->scatter(ctx, &a, NULL);
+  MC_CHECK(r == MOECOMM_ERR_NOT_SUPPORTED && strstr(api->last_error(ctx), "nothing was issued"),
+           "MOE_FULL reduce under attention DP with uneven counts: %d: %s", (int)r,
+           api->last_error(ctx));
+  a.to = MOECOMM_MOE_FULL;
+  r = api->scatter(ctx, &a, NULL);
+  MC_CHECK(r == MOECOMM_ERR_NOT_SUPPORTED, "MOE_FULL -> MOE_FULL reduce, uneven: %d: %s", (int)r,
+           api->last_error(ctx));
+  /* the communicators are still usable */
+  if (MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_MOE_EP, &ep), MOECOMM_SUCCESS)) {
+    r = api->all_reduce(ep, x, y, 5, MOECOMM_FLOAT32, MOECOMM_SUM, NULL);
+    MC_CHECK(r == MOECOMM_SUCCESS && y[0] == 4 && y[4] == 20, "MOE_EP all-reduce after the refusal: "
+             "%d (%s), y[0]=%g", (int)r, api->last_error(ctx), (double)y[0]);
+  }
+  /* equal counts: the same reduction is consistent and runs */
+  a = mc_test_scatter_args(MOECOMM_MOE_FULL, MOECOMM_TP_ATTN_FULL, 1, MOECOMM_FLOAT32, 3, even,
+                           send, recv);
+  r = api->scatter(ctx, &a, NULL);
+  MC_CHECK(r == MOECOMM_SUCCESS, "MOE_FULL reduce with equal counts: %d: %s", (int)r,
+           api->last_error(ctx));
+  MC_CHECK_RC(api, NULL, api->context_destroy(ctx), MOECOMM_SUCCESS);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   mc_test_init("scatter_modes", argc, argv);
   api = mc_test_plugin();
@@ -499,5 +546,6 @@ int main(int argc, char **argv) {
   for (int i = 0; i < NCASES; i++)
     MC_CHECK(mc_test_ranks(k_cases[i].world, case_rank, (void *)&k_cases[i], 60) == 0, "%s",
              k_cases[i].name);
+  MC_CHECK(mc_test_ranks(4, dp_attention_rank, NULL, 60) == 0, "MOE_FULL under attention DP");
   return mc_test_finish();
 }
