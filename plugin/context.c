@@ -79,7 +79,6 @@ static moecomm_result_t mc_context_build_groups(mc_context_t *ctx) {
     int n = mc_topo_group_ranks(&ctx->topo, (moecomm_group_kind_t)k, ctx->topo.rank, ranks);
     mc_group_t *g = &ctx->groups[k];
     r = mc_context_comm_for(ctx, k, ranks, n, &g->comm);
-    g->magic = MC_GROUP_MAGIC;
     g->ctx = ctx;
     g->kind = k;
   }
@@ -155,8 +154,6 @@ static void mc_context_free(mc_context_t *ctx, int booted) {
   }
   if (scoped) mc_gpu_scope_leave(&scope);
   if (booted) mc_boot_fini(&ctx->boot, ctx->cfg.timeout_ms);
-  for (int k = 0; k < MC_GROUP_KIND_COUNT; k++) ctx->groups[k].magic = 0;
-  ctx->magic = 0;
   free(ctx);
 }
 
@@ -192,7 +189,6 @@ moecomm_result_t mc_context_create(const moecomm_context_params_t *params, mc_co
           ctx->boot.xchg.ns, ctx->topo.rank, ctx->topo.world, ctx->device >= 0 ? "GPU" : "CPU",
           ctx->device, ctx->topo.tp, ctx->topo.attn_tp, ctx->topo.moe_tp, ctx->topo.ep,
           ctx->num_comms);
-  ctx->magic = MC_CONTEXT_MAGIC;
   *ctx_p = ctx;
   return MOECOMM_SUCCESS;
 

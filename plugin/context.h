@@ -6,6 +6,7 @@
 #ifndef MC_CONTEXT_H_
 #define MC_CONTEXT_H_
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "bootstrap.h"
@@ -17,11 +18,7 @@
 typedef struct moecomm_context mc_context_t;
 typedef struct moecomm_group mc_group_t;
 
-#define MC_GROUP_MAGIC 0x6d636772u   /* "mcgr": a group handle */
-#define MC_CONTEXT_MAGIC 0x6d636378u /* "mccx": a context handle */
-
 struct moecomm_group {
-  uint32_t magic; /* MC_GROUP_MAGIC while the context lives */
   mc_context_t *ctx;
   int kind;                     /* moecomm_group_kind_t */
   mc_comm_t *comm;              /* shared with groups of equal rank list */
@@ -32,7 +29,9 @@ struct moecomm_group {
 };
 
 struct moecomm_context {
-  uint32_t magic;      /* MC_CONTEXT_MAGIC while alive */
+  int handle_slot;     /* the host's handle names this slot of the handle table (handle.h)... */
+  uint32_t handle_gen; /* ...at this generation */
+  _Atomic int busy;    /* a thread is inside an ABI call on this context (api_guard.c) */
   mc_err_t err;        /* last failure on this context (last_error) */
   mc_config_t cfg;
   mc_topo_t topo;

@@ -1,0 +1,18 @@
+/* api_coll.h - the ABI's collective slots (api_coll.c). */
+#ifndef MC_API_COLL_H_
+#define MC_API_COLL_H_
+
+#include "../abi/moecomm.h"
+
+moecomm_result_t mc_api_all_reduce(moecomm_group_t *group, const void *send, void *recv,
+                                   size_t count, moecomm_dtype_t dtype, moecomm_redop_t op,
+                                   void *stream);
+moecomm_result_t mc_api_all_gather(moecomm_group_t *group, const void *send, void *recv,
+                                   size_t send_count, moecomm_dtype_t dtype, void *stream);
+moecomm_result_t mc_api_reduce_scatter(moecomm_group_t *group, const void *send, void *recv,
+                                       size_t recv_count, moecomm_dtype_t dtype,
+                                       moecomm_redop_t op, void *stream);
+moecomm_result_t mc_api_broadcast(moecomm_group_t *group, const void *send, void *recv,
+                                  size_t count, moecomm_dtype_t dtype, int32_t root, void *stream);
+
+#endif
