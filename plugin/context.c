@@ -120,6 +120,38 @@ static moecomm_result_t mc_context_pick_device(mc_context_t *ctx, int32_t reques
   return MOECOMM_SUCCESS;
 }
 
+/* Ranks that drive the same GPU cannot communicate through it (NCCL and the custom kernels need
+   one GPU per rank): found at creation on every rank alike (each compares everyone's identity),
+   with what to do instead.  Collective over the world. */
+static moecomm_result_t mc_context_check_gpus(mc_context_t *ctx) {
+  const int world = ctx->topo.world;
+  mc_gpu_id_t mine, *all = calloc((size_t)world, sizeof(*all));
+  int32_t *ranks = malloc(sizeof(int32_t) * (size_t)world);
+  mc_xchg_set_t set;
+  moecomm_result_t r = mc_gpu_identity(ctx->device, &mine, &ctx->err);
+  int bad = -1;
+  if (all == NULL || ranks == NULL) {
+    free(all);
+    free(ranks);
+    return mc_err_set(&ctx->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+  }
+  mc_context_world_set(ctx, ranks, &set);
+  r = mc_agree(&set, "checking which GPU each rank drives", r, ctx->err.msg, &mine, all,
+               sizeof(mine), &bad, &ctx->err);
+  for (int a = 0; r == MOECOMM_SUCCESS && a < world; a++)
+    for (int b = a + 1; r == MOECOMM_SUCCESS && b < world; b++)
+      if (memcmp(all[a].uuid, all[b].uuid, sizeof(all[a].uuid)) == 0)
+        r = mc_err_set(&ctx->err, MOECOMM_ERR_CONFIG,
+                       "ranks %d and %d both drive GPU %.24s: moecomm needs one GPU per rank. "
+                       "Give each rank its own device (CUDA_VISIBLE_DEVICES, or the device "
+                       "ordinal in the context params), or run CPU ranks on the shm backend "
+                       "(device MOECOMM_DEVICE_CPU)",
+                       a, b, all[a].bus_id);
+  free(all);
+  free(ranks);
+  return r;
+}
+
 /* Copies the caller's params (min of the two sizes, the rest zero) and checks them. */
 static moecomm_result_t mc_context_read_params(const moecomm_context_params_t *params,
                                                moecomm_context_params_t *p, mc_err_t *err) {
@@ -181,6 +213,7 @@ moecomm_result_t mc_context_create(const moecomm_context_params_t *params, mc_co
     if (p.device == MOECOMM_DEVICE_AUTO)
       ctx->device = ctx->boot.world.local_rank % mc_gpu_device_count();
     if ((r = mc_gpu_set_device(ctx->device, &ctx->err)) != MOECOMM_SUCCESS) goto fail;
+    if (ctx->topo.world > 1 && (r = mc_context_check_gpus(ctx)) != MOECOMM_SUCCESS) goto fail;
   }
   if ((r = mc_context_build_groups(ctx)) != MOECOMM_SUCCESS) goto fail;
   if ((r = mc_route_groups(ctx)) != MOECOMM_SUCCESS) goto fail;

@@ -2,6 +2,9 @@
  * Built without CUDA, every query answers "no device". */
 #include "gpu.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "log.h"
 
 #if MC_WITH_CUDA
@@ -20,6 +23,20 @@ int mc_gpu_device_count(void) {
 
 moecomm_result_t mc_gpu_set_device(int device, mc_err_t *err) {
   MC_CUDA_TRY(err, cudaSetDevice(device));
+  return MOECOMM_SUCCESS;
+}
+
+moecomm_result_t mc_gpu_identity(int device, mc_gpu_id_t *id_p, mc_err_t *err) {
+  struct cudaDeviceProp prop;
+  mc_gpu_id_t id;
+  MC_CUDA_TRY(err, cudaGetDeviceProperties(&prop, device));
+  memset(&id, 0, sizeof(id));
+  memcpy(id.uuid, prop.uuid.bytes, sizeof(id.uuid));
+  if (cudaDeviceGetPCIBusId(id.bus_id, (int)sizeof(id.bus_id), device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    snprintf(id.bus_id, sizeof(id.bus_id), "device %d", device);
+  }
+  *id_p = id;
   return MOECOMM_SUCCESS;
 }
 
@@ -71,6 +88,9 @@ int mc_gpu_device_count(void) {
   return 0;
 }
 moecomm_result_t mc_gpu_set_device(int device, mc_err_t *err) {
+  return mc_gpu_none(err);
+}
+moecomm_result_t mc_gpu_identity(int device, mc_gpu_id_t *id_p, mc_err_t *err) {
   return mc_gpu_none(err);
 }
 moecomm_result_t mc_gpu_stream_capturing(void *stream, int *capturing_p, mc_err_t *err) {

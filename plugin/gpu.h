@@ -12,6 +12,13 @@ int mc_gpu_device_count(void);
 
 moecomm_result_t mc_gpu_set_device(int device, mc_err_t *err);
 
+/* Which physical GPU an ordinal is: the same bytes in every process that sees it. */
+typedef struct mc_gpu_id {
+  unsigned char uuid[16];
+  char bus_id[24]; /* "0000:1b:00.0", for messages */
+} mc_gpu_id_t;
+moecomm_result_t mc_gpu_identity(int device, mc_gpu_id_t *id_p, mc_err_t *err);
+
 /* *capturing_p = 1 when stream is being captured (any mode). */
 moecomm_result_t mc_gpu_stream_capturing(void *stream, int *capturing_p, mc_err_t *err);
 

@@ -6,16 +6,14 @@
 #include <string.h>
 #include <unistd.h>
 
-volatile int mc_log_level_now = MC_LOG_WARN;
-static volatile int mc_log_rank = -1;
+_Atomic int mc_log_level_now = MC_LOG_WARN;
+static _Atomic int mc_log_rank = -1;
 
 void mc_log_set_level(mc_log_level_t level) {
-  mc_log_level_now = (int)level;
+  atomic_store_explicit(&mc_log_level_now, (int)level, memory_order_relaxed);
 }
 
-void mc_log_set_rank(int rank) {
-  mc_log_rank = rank;
-}
+void mc_log_set_rank(int rank) { atomic_store_explicit(&mc_log_rank, rank, memory_order_relaxed); }
 
 void mc_log_write(mc_log_level_t level, const char *file, int line, const char *fmt, ...) {
   static const char *const names[] = {"NONE", "WARN", "INFO", "TRACE"};
@@ -26,6 +24,7 @@ void mc_log_write(mc_log_level_t level, const char *file, int line, const char *
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
   /* One fprintf per line so lines of concurrent ranks do not interleave mid-line. */
-  fprintf(stderr, "moecomm[rank %d pid %d] %s %s:%d %s\n", mc_log_rank, (int)getpid(),
+  fprintf(stderr, "moecomm[rank %d pid %d] %s %s:%d %s\n",
+          atomic_load_explicit(&mc_log_rank, memory_order_relaxed), (int)getpid(),
           names[level <= MC_LOG_TRACE ? level : MC_LOG_TRACE], base ? base + 1 : file, line, msg);
 }

@@ -2,6 +2,8 @@
 #ifndef MC_LOG_H_
 #define MC_LOG_H_
 
+#include <stdatomic.h>
+
 typedef enum mc_log_level {
   MC_LOG_NONE = 0,
   MC_LOG_WARN = 1,
@@ -9,8 +11,9 @@ typedef enum mc_log_level {
   MC_LOG_TRACE = 3
 } mc_log_level_t;
 
-/* Current level; cheap to read on hot paths. */
-extern volatile int mc_log_level_now;
+/* Current level; cheap to read on hot paths (a relaxed atomic: contexts created on other threads
+   may set it at any time). */
+extern _Atomic int mc_log_level_now;
 
 void mc_log_set_level(mc_log_level_t level);
 /* Rank shown in every line; -1 until a context knows it. */
@@ -20,7 +23,8 @@ void mc_log_write(mc_log_level_t level, const char *file, int line, const char *
 
 #define MC_LOG_(lvl, ...)                                               \
   do {                                                                  \
-    if (mc_log_level_now >= (lvl)) mc_log_write((lvl), __FILE__, __LINE__, __VA_ARGS__); \
+    if (atomic_load_explicit(&mc_log_level_now, memory_order_relaxed) >= (lvl))              \
+      mc_log_write((lvl), __FILE__, __LINE__, __VA_ARGS__);                                 \
   } while (0)
 #define MC_WARN(...) MC_LOG_(MC_LOG_WARN, __VA_ARGS__)
 #define MC_INFO(...) MC_LOG_(MC_LOG_INFO, __VA_ARGS__)

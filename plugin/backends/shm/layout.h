@@ -34,7 +34,7 @@
 #define MC_SHM_LINE 128u          /* ctl block: two cache lines, so adjacent-line prefetch of a
                                      neighbour's block never steals ours */
 #define MC_SHM_NOTE_BYTES 256u    /* per-rank error note read by peers after an abort */
-#define MC_SHM_PREFIX "moecomm-"  /* every segment name starts with "/" MC_SHM_PREFIX "<pid>-" */
+#define MC_SHM_PREFIX "moecomm-"  /* names: "/" MC_SHM_PREFIX "<pid namespace>-<pid>-..." */
 
 typedef struct mc_shm_hdr {
   uint32_t magic;
@@ -49,7 +49,7 @@ typedef struct mc_shm_hdr {
 typedef struct mc_shm_ctl {
   _Atomic uint32_t step;     /* futex word: the last barrier this rank arrived at */
   _Atomic uint32_t waiters;  /* peers sleeping (or about to) on step: wake only when non-zero */
-  _Atomic uint32_t aborted;  /* 1: this rank gave up; its note says why */
+  _Atomic uint32_t aborted;  /* the code this rank gave up with (0: it has not); note: why */
   uint32_t pad0;
   _Atomic uint64_t desc[2];  /* the collective in progress, indexed by op number parity */
   unsigned char pad[MC_SHM_LINE - 32];
@@ -61,7 +61,7 @@ _Static_assert(sizeof(mc_shm_ctl_t) == MC_SHM_LINE, "ctl block must be exactly M
 typedef struct mc_shm_segment {
   void *base;
   size_t bytes;
-  char name[224];  /* shm_open name, "/moecomm-<pid>-<ctx id>-<comm key>" */
+  char name[224];  /* shm_open name, "/moecomm-<ns>-<pid>-<ctx id>-<comm key>" */
   int unlinked;    /* the name is gone from /dev/shm (creator only tracks this) */
 } mc_shm_segment_t;
 

@@ -465,7 +465,9 @@ static inline __attribute__((always_inline, target("avx2"))) __m256 shm_op_avx2(
     moecomm_redop_t op, __m256 acc, __m256 x)
 {
   if (op == MOECOMM_SUM) return _mm256_add_ps(acc, x);
-  __m256 take = _mm256_cmp_ps(x, acc, op == MOECOMM_MAX ? _CMP_GT_OQ : _CMP_LT_OQ);
+  /* the predicate must be a constant (clang checks before inlining) */
+  __m256 take = op == MOECOMM_MAX ? _mm256_cmp_ps(x, acc, _CMP_GT_OQ)
+                                  : _mm256_cmp_ps(x, acc, _CMP_LT_OQ);
   return _mm256_blendv_ps(acc, x, take);
 }
 
@@ -551,8 +553,14 @@ static int shm_cpu_features(void)
     __builtin_cpu_init();
     f = MC_SHM_CPU_KNOWN;
     if (__builtin_cpu_supports("avx")) {
+      /* clang's __builtin_cpu_supports has no "f16c"; F16C shipped with AVX on every CPU
+         that has AVX2, and AVX2 is what clang can ask for */
+#if defined(__clang__)
+      if (__builtin_cpu_supports("avx2")) f |= MC_SHM_CPU_F16C | MC_SHM_CPU_AVX2;
+#else
       if (__builtin_cpu_supports("f16c")) f |= MC_SHM_CPU_F16C;
       if (__builtin_cpu_supports("avx2")) f |= MC_SHM_CPU_AVX2;
+#endif
     }
     atomic_store_explicit(&features, f, memory_order_relaxed);
   }

@@ -1,9 +1,12 @@
 /* segment.c - the life of one communicator's POSIX shared-memory segment.
  *
- * Named "/moecomm-<creator pid>-<context id>-<comm key>": unique per context and comm, the same
- * on every member, and the pid lets a later run tell a leftover of a dead process from a live
- * one.  The name exists only during comm_init: once every member has mapped the segment, group
- * rank 0 unlinks it, so a run killed afterwards leaves nothing in /dev/shm. */
+ * Named "/moecomm-<pid namespace>-<creator pid>-<context id>-<comm key>": unique per context and
+ * comm, the same on every member.  The namespace and pid let a later run tell a leftover of a
+ * dead process from a live one: a pid means something only in its own pid namespace (containers
+ * sharing /dev/shm see each other's names but not each other's processes), so only leftovers of
+ * this namespace whose creator is gone are swept.  The name exists only during comm_init: once
+ * every member has mapped the segment, group rank 0 unlinks it, so a run killed afterwards leaves
+ * nothing in /dev/shm. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -37,19 +40,35 @@ static void shm_name_part(char *out, size_t cap, const char *s)
   out[i] = '\0';
 }
 
+unsigned long long mc_shm_pid_namespace(void)
+{
+  char link[64];
+  unsigned long long ns = 0;
+  ssize_t n = readlink("/proc/self/ns/pid", link, sizeof link - 1);
+  if (n <= 0) return 0;
+  link[n] = '\0';
+  if (sscanf(link, "pid:[%llu]", &ns) != 1) return 0;
+  return ns;
+}
+
 void mc_shm_segment_sweep(void)
 {
-  DIR *dir = opendir("/dev/shm");
-  if (dir == NULL) return; /* no tmpfs view of POSIX shm here: nothing to sweep */
+  const unsigned long long my_ns = mc_shm_pid_namespace();
   const size_t plen = strlen(MC_SHM_PREFIX);
   struct dirent *ent;
+  DIR *dir;
+  if (my_ns == 0) return; /* cannot prove anything about a pid: sweep nothing */
+  dir = opendir("/dev/shm");
+  if (dir == NULL) return; /* no tmpfs view of POSIX shm here: nothing to sweep */
   while ((ent = readdir(dir)) != NULL) {
-    if (strncmp(ent->d_name, MC_SHM_PREFIX, plen) != 0) continue;
-    char *end = NULL;
-    long pid = strtol(ent->d_name + plen, &end, 10);
-    if (end == ent->d_name + plen || *end != '-' || pid <= 0 || pid > 0x7fffffffL) continue;
-    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+    unsigned long long ns = 0;
+    long pid = 0;
+    int used = 0;
     char name[300];
+    if (strncmp(ent->d_name, MC_SHM_PREFIX, plen) != 0) continue;
+    if (sscanf(ent->d_name + plen, "%llu-%ld-%n", &ns, &pid, &used) != 2 || used == 0) continue;
+    if (ns != my_ns || pid <= 0 || pid > 0x7fffffffL) continue; /* not ours to judge */
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not provably dead */
     snprintf(name, sizeof name, "/%s", ent->d_name);
     if (shm_unlink(name) == 0)
       MC_INFO("shm: removed stale segment /dev/shm%s (its creator, pid %ld, no longer exists)",
@@ -80,7 +99,8 @@ static moecomm_result_t shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm_se
   char id[64], key[112];
   shm_name_part(id, sizeof id, comm->xchg->ns);
   shm_name_part(key, sizeof key, comm->key);
-  snprintf(seg->name, sizeof seg->name, "/%s%d-%s-%s", MC_SHM_PREFIX, (int)getpid(), id, key);
+  snprintf(seg->name, sizeof seg->name, "/%s%llu-%d-%s-%s", MC_SHM_PREFIX, mc_shm_pid_namespace(),
+           (int)getpid(), id, key);
 
   mc_shm_segment_sweep();
   int fd = shm_open(seg->name, O_RDWR | O_CREAT | O_EXCL, 0600);

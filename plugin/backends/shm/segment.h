@@ -13,7 +13,11 @@ moecomm_result_t mc_shm_segment_attach(mc_comm_t *comm, size_t slot_bytes,
                                        mc_shm_segment_t *seg_p);
 void mc_shm_segment_detach(mc_shm_segment_t *seg);
 
-/* Unlinks /dev/shm/moecomm-<pid>-* whose <pid> no longer exists (runs killed during setup). */
+/* Unlinks /dev/shm/moecomm-<ns>-<pid>-* of this pid namespace whose <pid> no longer exists (runs
+   killed during setup); nothing of another namespace, nothing when the namespace is unknown. */
 void mc_shm_segment_sweep(void);
+
+/* This process's pid namespace (the inode of /proc/self/ns/pid), 0 when unknown. */
+unsigned long long mc_shm_pid_namespace(void);
 
 #endif

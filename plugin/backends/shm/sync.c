@@ -101,7 +101,8 @@ void mc_shm_break(mc_shm_t *shm, moecomm_result_t code)
   char *note = shm->notes + (size_t)comm->rank * MC_SHM_NOTE_BYTES;
   if (!atomic_load_explicit(&shm->ctl[comm->rank].aborted, memory_order_relaxed)) {
     snprintf(note, MC_SHM_NOTE_BYTES, "%s", shm->cause);
-    atomic_store_explicit(&shm->ctl[comm->rank].aborted, 1u, memory_order_release);
+    atomic_store_explicit(&shm->ctl[comm->rank].aborted, (uint32_t)shm->broken,
+                          memory_order_release);
   }
   uint32_t none = 0;
   atomic_compare_exchange_strong_explicit(&shm->hdr->abort_any, &none, (uint32_t)comm->rank + 1u,
@@ -134,14 +135,17 @@ static int shm_missing(const mc_shm_t *shm, uint32_t target, char *buf, size_t c
   return total;
 }
 
-/* A peer that gave up wakes every sleeper (mc_shm_break): checked before each sleep. */
+/* A peer that gave up wakes every sleeper (mc_shm_break): checked before each sleep.  One cause,
+   one code: every rank reports the code of the first rank that gave up, with its reason. */
 static moecomm_result_t shm_check_abort(mc_shm_t *shm, const char *what)
 {
   mc_comm_t *comm = shm->comm;
   uint32_t ab = atomic_load_explicit(&shm->hdr->abort_any, memory_order_acquire);
   if (ab == 0 || (int)ab - 1 == comm->rank || (int)ab - 1 >= comm->size) return MOECOMM_SUCCESS;
   int r = (int)ab - 1;
-  return mc_err_set(comm->err, MOECOMM_ERR_PEER, "shm %s on %s: rank %d gave up: %.*s",
+  uint32_t code = atomic_load_explicit(&shm->ctl[r].aborted, memory_order_acquire);
+  if (code == 0 || code > MOECOMM_ERR_INTERNAL) code = MOECOMM_ERR_PEER;
+  return mc_err_set(comm->err, (moecomm_result_t)code, "shm %s on %s: rank %d gave up: %.*s",
                     what, comm->label, (int)comm->ranks[r], (int)MC_SHM_NOTE_BYTES,
                     shm_note_of(shm, r));
 }
