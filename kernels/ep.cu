@@ -339,8 +339,7 @@ __device__ void seg_scan(const int *in, int *out, int nseg, int len) {
   }
 }
 
-/* ---- dispatch: send ----------------------------------------------------------------------------
- */
+/* ---- dispatch: send ------------------------------------------------------------------------ */
 
 /* Block 0: each destination's header and histogram, and this member's items ranked by expert
    (stable: tiles of blockDim items in item order, warps in order, lanes in order), written to the
@@ -436,8 +435,7 @@ __device__ void send_rows(const mc_ep_args_t &a) {
   }
 }
 
-/* ---- tables shared by the fan-out and the combine's send ----------------------------------------
- */
+/* ---- tables shared by the fan-out and the combine's send ----------------------------------- */
 
 /* cnt, base, roff, moff and rstart of this member's local experts, from the received histograms
    (dispatch) or the counts the dispatch kept in pair_cnt (combine). */
@@ -491,8 +489,7 @@ __device__ __forceinline__ row_t locate(const tab_sm &sm, int g, int n, int El) 
   return x;
 }
 
-/* ---- dispatch: receive -------------------------------------------------------------------------
- */
+/* ---- dispatch: receive --------------------------------------------------------------------- */
 
 /* This member as a source: rows of expert g from earlier members (sbase) and where g's kept
    rows start in the message its member returns (smoff). */
@@ -576,8 +573,7 @@ __global__ void __launch_bounds__(kThreads) k_dispatch(const mc_ep_args_t a) {
   if (MODE != M_PACK) call_end(a, c);
 }
 
-/* ---- combine -----------------------------------------------------------------------------------
- */
+/* ---- combine ------------------------------------------------------------------------------- */
 
 /* Every kept row of every local expert back to its source: NVL into slot t*K + k of the source's
    combine region, PACK into the message for the source at the position the source expects. */
@@ -659,8 +655,7 @@ __global__ void __launch_bounds__(kThreads) k_combine(const mc_ep_args_t a) {
   if (MODE != M_PACK) call_end(a, c);
 }
 
-/* ---- launchers ---------------------------------------------------------------------------------
- */
+/* ---- launchers ----------------------------------------------------------------------------- */
 
 typedef void (*kfn_t)(const mc_ep_args_t);
 

@@ -221,8 +221,7 @@ int32_t mc_ep_expert_rank(const mc_ep_layout_t *layout, int32_t expert) {
   return expert / layout->local_experts;
 }
 
-/* ---- 16-bit floats -----------------------------------------------------------------------------
- */
+/* ---- 16-bit floats ------------------------------------------------------------------------- */
 
 static uint32_t f32_bits(float f) {
   uint32_t u;

@@ -38,8 +38,7 @@ static mc_ep_config_t cfg_of(int n, int e, int k, int dt, int cdt, int s, int pa
   return c;
 }
 
-/* ---- sizes -------------------------------------------------------------------------------------
- */
+/* ---- sizes --------------------------------------------------------------------------------- */
 
 typedef struct want {
   int64_t rowlist, scales, rows, mb, cmsg_rows, cmsg, cin, scratch, seq, pair, stage, cstage, seg;
@@ -101,8 +100,7 @@ static void test_sizes(void) {
   expect_layout("n4 fp8 nccl", &c, &fp8);
 }
 
-/* ---- refusals ----------------------------------------------------------------------------------
- */
+/* ---- refusals ------------------------------------------------------------------------------ */
 
 static void expect_refusal(const char *what, const mc_ep_config_t *c, moecomm_result_t code,
                            const char *s1, const char *s2) {
@@ -183,8 +181,7 @@ static void test_refusals(void) {
            "NULL config: %s", err.msg);
 }
 
-/* ---- expert map, conversions -------------------------------------------------------------------
- */
+/* ---- expert map, conversions --------------------------------------------------------------- */
 
 static void test_expert_rank(void) {
   mc_ep_config_t c =
@@ -232,8 +229,7 @@ static void test_halves(void) {
            bad_b);
 }
 
-/* ---- the reference -----------------------------------------------------------------------------
- */
+/* ---- the reference ------------------------------------------------------------------------- */
 
 typedef struct rcase {
   mc_ep_layout_t l;
