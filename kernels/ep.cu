@@ -19,6 +19,7 @@ namespace {
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
 constexpr int kUnroll = 4;            /* 16-byte vectors in flight per lane when copying a row */
+constexpr int kChunk = 32 * kUnroll;  /* vectors (2 KB) one warp copies per work unit */
 constexpr uint32_t kSpinCheck = 1024; /* spins between clock reads */
 constexpr unsigned kFull = 0xffffffffu;
 
@@ -46,19 +47,25 @@ __device__ __forceinline__ int ld_int(const char *base, int64_t i) {
   return __ldcg(reinterpret_cast<const int *>(base) + i);
 }
 
-/* A row of nv 16-byte vectors, one warp, lanes strided; sources read through L2. */
-__device__ __forceinline__ void copy_row(char *dst, const char *src, int64_t nv, int lane) {
+/* Rows are split into chunks of kChunk vectors, each a unit of work for one warp, so that a few
+   rows still keep many warps busy. */
+__device__ __forceinline__ int64_t chunks_of(int64_t nv) {
+  return (nv + kChunk - 1) / kChunk;
+}
+
+/* Chunk c of a row of nv 16-byte vectors, one warp, lanes strided; sources read through L2. */
+__device__ __forceinline__ void copy_chunk(char *dst, const char *src, int64_t nv, int64_t c,
+                                           int lane) {
   const uint4 *s = reinterpret_cast<const uint4 *>(src);
   uint4 *d = reinterpret_cast<uint4 *>(dst);
-  for (int64_t v0 = lane; v0 < nv; v0 += 32 * kUnroll) {
-    uint4 r[kUnroll];
+  const int64_t v0 = c * kChunk + lane;
+  uint4 r[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; u++)
-      if (v0 + 32 * u < nv) r[u] = __ldcg(s + v0 + 32 * u);
+  for (int u = 0; u < kUnroll; u++)
+    if (v0 + 32 * u < nv) r[u] = __ldcg(s + v0 + 32 * u);
 #pragma unroll
-    for (int u = 0; u < kUnroll; u++)
-      if (v0 + 32 * u < nv) d[v0 + 32 * u] = r[u];
-  }
+  for (int u = 0; u < kUnroll; u++)
+    if (v0 + 32 * u < nv) d[v0 + 32 * u] = r[u];
 }
 
 /* ---- 16-byte vectors of the combine dtype as fp32 ------------------------------------------- */
@@ -307,15 +314,9 @@ struct tab_sm {
   int rstart[MC_EP_MAX_EXPERTS + 1]; /* [e] first fan-out row of local expert e; [El]: all rows */
 };
 
-struct red_sm {
-  int64_t off[kWarps][MC_EP_MAX_TOPK]; /* segment offset of slot k's row; -1: skipped */
-  float w[kWarps][MC_EP_MAX_TOPK];
-};
-
 union ep_sm {
   route_sm r;
   tab_sm t;
-  red_sm d;
 };
 
 /* Exclusive scan of nseg segments of len ints each (out may alias in); one warp per segment.
@@ -399,38 +400,36 @@ __device__ void route(const mc_ep_args_t &a, const call_t &c, route_sm &sm) {
 }
 
 /* Payload blocks: every token's row (and scales) once into the mailbox of each member that holds
-   one of its experts. */
+   one of its experts; a warp per (token, chunk). */
 template <int MODE>
 __device__ void send_rows(const mc_ep_args_t &a) {
   const mc_ep_layout_t &L = a.layout;
   const int E = L.cfg.experts, K = L.cfg.top_k, El = L.local_experts, S = L.cfg.scales;
   const int lane = threadIdx.x & 31, first = gridDim.x > 1 ? 1 : 0;
-  const int nw = (gridDim.x - first) * kWarps;
-  const int64_t rb = L.row_bytes, nv = rb / 16;
-  for (int t = (blockIdx.x - first) * kWarps + (threadIdx.x >> 5); t < a.tokens; t += nw) {
+  const int64_t rb = L.row_bytes, nv = rb / 16, nch = chunks_of(nv);
+  const int64_t nw = (int64_t)(gridDim.x - first) * kWarps;
+  for (int64_t g = (int64_t)(blockIdx.x - first) * kWarps + (threadIdx.x >> 5); g < a.tokens * nch;
+       g += nw) {
+    const int t = (int)(g / nch);
+    const int64_t ch = g - t * nch, v0 = ch * kChunk + lane;
     const int e = lane < K ? a.topk_ids[(int64_t)t * K + lane] : -1;
     const uint64_t bit = e >= 0 && e < E ? 1ull << (e / El) : 0ull;
     const uint64_t mask = (uint64_t)__reduce_or_sync(kFull, (unsigned)bit) |
                           ((uint64_t)__reduce_or_sync(kFull, (unsigned)(bit >> 32)) << 32);
     const uint4 *src = reinterpret_cast<const uint4 *>((const char *)a.x + t * rb);
-    for (int64_t v0 = lane; v0 < nv; v0 += 32 * kUnroll) {
-      uint4 r[kUnroll];
+    uint4 r[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; u++)
+      if (v0 + 32 * u < nv) r[u] = __ldg(src + v0 + 32 * u);
+    for (uint64_t m = mask; m != 0; m &= m - 1) {
+      char *mb = mbox_out<MODE>(a, __ffsll((long long)m) - 1);
+      uint4 *dst = reinterpret_cast<uint4 *>(mb + L.mb_rows_off + t * rb);
 #pragma unroll
       for (int u = 0; u < kUnroll; u++)
-        if (v0 + 32 * u < nv) r[u] = __ldg(src + v0 + 32 * u);
-      for (uint64_t m = mask; m != 0; m &= m - 1) {
-        uint4 *dst = reinterpret_cast<uint4 *>(mbox_out<MODE>(a, __ffsll((long long)m) - 1) +
-                                               L.mb_rows_off + t * rb);
-#pragma unroll
-        for (int u = 0; u < kUnroll; u++)
-          if (v0 + 32 * u < nv) dst[v0 + 32 * u] = r[u];
-      }
-    }
-    for (int j = lane; j < S; j += 32) {
-      const float s = a.x_scales[(int64_t)t * S + j];
-      for (uint64_t m = mask; m != 0; m &= m - 1)
-        reinterpret_cast<float *>(mbox_out<MODE>(a, __ffsll((long long)m) - 1) +
-                                  L.mb_scales_off)[(int64_t)t * S + j] = s;
+        if (v0 + 32 * u < nv) dst[v0 + 32 * u] = r[u];
+      for (int j = lane; ch == 0 && j < S; j += 32)
+        reinterpret_cast<float *>(mb + L.mb_scales_off)[(int64_t)t * S + j] =
+            a.x_scales[(int64_t)t * S + j];
     }
   }
 }
@@ -528,13 +527,17 @@ __device__ void fan_out(const mc_ep_args_t &a, const call_t &c, tab_sm &sm) {
     for (int j = threadIdx.x; j < n * El; j += blockDim.x)
       reinterpret_cast<int32_t *>(a.seg + L.pair_cnt_off)[j] = sm.cnt[j];
   }
-  for (int g = blockIdx.x * kWarps + (threadIdx.x >> 5); g < sm.rstart[El];
-       g += gridDim.x * kWarps) {
-    const row_t x = locate(sm, g, n, El);
+  const int64_t nch = chunks_of(rb / 16);
+  for (int64_t g = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5); g < sm.rstart[El] * nch;
+       g += (int64_t)gridDim.x * kWarps) {
+    const int gr = (int)(g / nch);
+    const int64_t ch = g - gr * nch;
+    const row_t x = locate(sm, gr, n, El);
     const char *mb = mbox_in(a, x.s);
     const int item = ld_int(mb + L.mb_rowlist_off, sm.roff[x.s * El + x.e] + x.pos);
     const int64_t t = item / K, row = x.e * cap + x.r;
-    copy_row((char *)a.recv_x + row * rb, mb + L.mb_rows_off + t * rb, rb / 16, lane);
+    copy_chunk((char *)a.recv_x + row * rb, mb + L.mb_rows_off + t * rb, rb / 16, ch, lane);
+    if (ch != 0) continue;
     for (int j = lane; j < S; j += 32)
       a.recv_scales[row * S + j] =
           __ldcg(reinterpret_cast<const float *>(mb + L.mb_scales_off) + t * S + j);
@@ -560,7 +563,7 @@ __device__ void fan_out(const mc_ep_args_t &a, const call_t &c, tab_sm &sm) {
 }
 
 template <int MODE>
-__global__ void __launch_bounds__(kThreads) k_dispatch(const mc_ep_args_t a) {
+__global__ void __launch_bounds__(kThreads, 2) k_dispatch(const mc_ep_args_t a) {
   __shared__ call_t c;
   __shared__ ep_sm sm;
   const bool run = call_begin(a, c, MC_EP_OP_DISPATCH);
@@ -582,36 +585,44 @@ __device__ void send_back(const mc_ep_args_t &a, const call_t &c, tab_sm &sm) {
   const mc_ep_layout_t &L = a.layout;
   const int n = L.cfg.ranks, El = L.local_experts;
   const int64_t cap = L.cfg.capacity, crb = L.crow_bytes;
+  const int64_t nch = chunks_of(crb / 16);
   local_tables(a, sm, false);
-  for (int g = blockIdx.x * kWarps + (threadIdx.x >> 5); g < sm.rstart[El];
-       g += gridDim.x * kWarps) {
-    const row_t x = locate(sm, g, n, El);
+  for (int64_t g = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5); g < sm.rstart[El] * nch;
+       g += (int64_t)gridDim.x * kWarps) {
+    const int gr = (int)(g / nch);
+    const row_t x = locate(sm, gr, n, El);
     const int j = x.s * El + x.e;
     const int item = ld_int(mbox_in(a, x.s) + L.mb_rowlist_off, sm.roff[j] + x.pos);
     char *dst = MODE == M_NVL
                     ? cdst<MODE>(a, x.s) + item * crb
                     : cdst<MODE>(a, x.s) + MC_EP_HEADER_BYTES + (sm.moff[j] + x.pos) * crb;
-    copy_row(dst, (const char *)a.y + (x.e * cap + x.r) * crb, crb / 16, threadIdx.x & 31);
+    copy_chunk(dst, (const char *)a.y + (x.e * cap + x.r) * crb, crb / 16, g - gr * nch,
+               threadIdx.x & 31);
   }
   if (MODE == M_PACK && blockIdx.x == 0)
     for (int s = threadIdx.x; s < n; s += blockDim.x)
       *reinterpret_cast<uint64_t *>(cdst<MODE>(a, s)) = c.epoch;
 }
 
-/* out[t] = sum over k of w[t,k] * row(t,k) in fp32, k in order, kept items only; a warp per token,
-   a lane per 16-byte vector. */
+/* out[t] = sum over k of w[t,k] * row(t,k) in fp32, k in order, kept items only.  A warp per
+   (token, 32 vectors), a lane per vector; the slots' loads go out 8 at a time, the sum stays in
+   k order. */
 template <int MODE, typename T>
-__device__ void reduce(const mc_ep_args_t &a, red_sm &sm) {
+__device__ void reduce(const mc_ep_args_t &a) {
   constexpr int VE = 16 / sizeof(T);
   const mc_ep_layout_t &L = a.layout;
-  const int K = L.cfg.top_k, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t crb = L.crow_bytes, nv = crb / 16, cap = L.cfg.capacity;
+  const int K = L.cfg.top_k, lane = threadIdx.x & 31;
+  const int64_t crb = L.crow_bytes, nv = crb / 16, cap = L.cfg.capacity, nch = (nv + 31) / 32;
   const int32_t *item_row = reinterpret_cast<const int32_t *>(a.seg + L.item_row_off);
   const int32_t *item_seq = reinterpret_cast<const int32_t *>(a.seg + L.item_seq_off);
-  for (int t = blockIdx.x * kWarps + warp; t < a.tokens; t += gridDim.x * kWarps) {
+  for (int64_t g = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5); g < a.tokens * nch;
+       g += (int64_t)gridDim.x * kWarps) {
+    const int t = (int)(g / nch);
+    const int64_t v = (g - t * nch) * 32 + lane;
+    int64_t off = -1; /* lane k < K: segment offset of slot k's row, -1 when skipped */
+    float w = 0.0f, acc[VE];
     if (lane < K) {
       const int i = t * K + lane, row = item_row[i];
-      int64_t off = -1;
       if (row >= 0 && row < cap) {
         if (MODE == M_NVL) {
           off = L.cin_off + (int64_t)i * crb;
@@ -619,31 +630,37 @@ __device__ void reduce(const mc_ep_args_t &a, red_sm &sm) {
           const int64_t seq = item_seq[i], q = seq / L.cmsg_rows;
           off = L.cin_off + q * L.cmsg_bytes + MC_EP_HEADER_BYTES + (seq - q * L.cmsg_rows) * crb;
         }
+        w = a.topk_weights[i];
       }
-      sm.off[warp][lane] = off;
-      sm.w[warp][lane] = off >= 0 ? a.topk_weights[i] : 0.0f;
     }
-    __syncwarp();
-    for (int64_t v = lane; v < nv; v += 32) {
-      float acc[VE], y[VE];
 #pragma unroll
-      for (int j = 0; j < VE; j++) acc[j] = 0.0f;
-      for (int k = 0; k < K; k++) {
-        const int64_t off = sm.off[warp][k];
-        if (off < 0) continue;
-        const float w = sm.w[warp][k];
-        unpack_vec<T>(__ldcg(reinterpret_cast<const uint4 *>(a.seg + off) + v), y);
+    for (int j = 0; j < VE; j++) acc[j] = 0.0f;
+    for (int k0 = 0; k0 < K; k0 += 8) {
+      uint4 y[8];
+      int64_t o[8];
+      float wk[8];
 #pragma unroll
-        for (int j = 0; j < VE; j++) acc[j] = __fadd_rn(acc[j], __fmul_rn(w, y[j]));
+      for (int j = 0; j < 8; j++) { /* k0 + j < 32: K <= MC_EP_MAX_TOPK */
+        o[j] = __shfl_sync(kFull, off, k0 + j);
+        wk[j] = __shfl_sync(kFull, w, k0 + j);
+        y[j] = make_uint4(0, 0, 0, 0);
+        if (o[j] >= 0 && v < nv) y[j] = __ldcg(reinterpret_cast<const uint4 *>(a.seg + o[j]) + v);
       }
-      reinterpret_cast<uint4 *>((char *)a.out + (int64_t)t * crb)[v] = pack_vec<T>(acc);
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        float f[VE];
+        if (o[j] < 0) continue;
+        unpack_vec<T>(y[j], f);
+#pragma unroll
+        for (int q = 0; q < VE; q++) acc[q] = __fadd_rn(acc[q], __fmul_rn(wk[j], f[q]));
+      }
     }
-    __syncwarp();
+    if (v < nv) reinterpret_cast<uint4 *>((char *)a.out + (int64_t)t * crb)[v] = pack_vec<T>(acc);
   }
 }
 
 template <int MODE, typename T>
-__global__ void __launch_bounds__(kThreads) k_combine(const mc_ep_args_t a) {
+__global__ void __launch_bounds__(kThreads, 2) k_combine(const mc_ep_args_t a) {
   __shared__ call_t c;
   __shared__ ep_sm sm;
   const bool run = call_begin(a, c, MC_EP_OP_COMBINE);
@@ -651,7 +668,7 @@ __global__ void __launch_bounds__(kThreads) k_combine(const mc_ep_args_t a) {
     send_back<MODE>(a, c, sm.t);
     if (MODE == M_NVL) signal_all(a, c, MC_EP_OP_COMBINE);
   }
-  if (run && MODE != M_PACK && arrive_all<MODE>(a, c, MC_EP_OP_COMBINE)) reduce<MODE, T>(a, sm.d);
+  if (run && MODE != M_PACK && arrive_all<MODE>(a, c, MC_EP_OP_COMBINE)) reduce<MODE, T>(a);
   if (MODE != M_PACK) call_end(a, c);
 }
 
@@ -718,8 +735,17 @@ int launch_combine(const mc_ep_args_t *a, int mode, void *stream) {
 
 }  // namespace
 
+/* __launch_bounds__(kThreads, 2) keeps two blocks per SM possible, so a grid of at most twice the
+   SM count is resident at once (the NVLink kernels wait for each other's blocks). */
 extern "C" void mc_ep_shape(int max_blocks, int *blocks_p, int *threads_p) {
-  *blocks_p = max_blocks >= 1 && max_blocks <= MC_EP_MAX_BLOCKS ? max_blocks : MC_EP_DEFAULT_BLOCKS;
+  int dev = 0, sms = 0;
+  int blocks =
+      max_blocks >= 1 && max_blocks <= MC_EP_MAX_BLOCKS ? max_blocks : MC_EP_DEFAULT_BLOCKS;
+  if (cudaGetDevice(&dev) == cudaSuccess &&
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && sms > 0 &&
+      blocks > 2 * sms)
+    blocks = 2 * sms;
+  *blocks_p = blocks;
   *threads_p = kThreads;
 }
 

@@ -118,7 +118,7 @@ typedef struct mc_ep_args {
   void *out;                 /* [T][H] */
   mc_ep_err_t *err;          /* host-mapped record (device address) */
   uint64_t timeout_ns;       /* 0: wait forever */
-  int32_t max_blocks;        /* grid size, 1..MC_EP_MAX_BLOCKS; 0: MC_EP_DEFAULT_BLOCKS */
+  int32_t max_blocks;        /* grid, 1..MC_EP_MAX_BLOCKS (0: default), at most 2 per SM */
 } mc_ep_args_t;
 
 #define MC_EP_MAX_BLOCKS 128
@@ -135,7 +135,8 @@ int mc_ep_dispatch_unpack(const mc_ep_args_t *args, void *stream); /* NCCL path,
 int mc_ep_combine_pack(const mc_ep_args_t *args, void *stream);    /* NCCL path, before send */
 int mc_ep_combine_unpack(const mc_ep_args_t *args, void *stream);  /* NCCL path, after recv */
 
-/* Blocks and threads per block the launchers use for max_blocks. */
+/* Blocks and threads per block the launchers use for max_blocks on the current device (at most
+   two blocks per SM, which are always resident together). */
 void mc_ep_shape(int max_blocks, int *blocks_p, int *threads_p);
 
 /* cudaSuccess when the kernels have an image for the current device. */
