@@ -50,7 +50,8 @@
  * expert that receives more than C rows keeps the first C (row order), its source members skip
  * the others in the combine, and MC_EP_ERR_OVERFLOW is recorded (expert, rows dropped); a top-k
  * id outside [-1, E) is treated as masked and recorded as MC_EP_ERR_EXPERT_ID.  These data errors
- * are not fatal: the members stay in step.  The host reads the record after synchronising. */
+ * are not fatal: the members stay in step.  The host reads the record after synchronising and
+ * clears data_code once it has reported it (a later call's data error replaces it anyway). */
 #ifndef MC_EP_H_
 #define MC_EP_H_
 

@@ -27,6 +27,25 @@ typedef enum ep_route {
 static const char *const ep_route_names[EP_ROUTE_COUNT] = {"random", "subset", "one-expert",
                                                            "masked", "one-rank"};
 
+/* A configuration; every field given. */
+static inline mc_ep_config_t ep_config(int n, int experts, int k_n, int dtype, int cdtype,
+                                       int scales, int path, int64_t t_max, int64_t hidden,
+                                       int64_t cap) {
+  mc_ep_config_t c;
+  memset(&c, 0, sizeof(c));
+  c.ranks = n;
+  c.experts = experts;
+  c.top_k = k_n;
+  c.dtype = dtype;
+  c.combine_dtype = cdtype;
+  c.scales = scales;
+  c.path = path;
+  c.t_max = t_max;
+  c.hidden = hidden;
+  c.capacity = cap;
+  return c;
+}
+
 /* One random expert id for slot k of a token whose earlier slots are ids[0..k). */
 static inline int32_t ep_pick(const int32_t *ids, int k, int experts, int ranks, int kind, int hot,
                               int home, uint64_t *st) {

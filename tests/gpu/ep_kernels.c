@@ -434,21 +434,12 @@ static int run_path(world_t *w, int p, int kind, const char *what0, int bad_memb
 
 /* ---- cases --------------------------------------------------------------------------------- */
 
+/* Combine dtype bf16 and 2 scales per token for an fp8 payload, else the payload's dtype. */
 static mc_ep_config_t config(int n, int experts, int k_n, int dtype, int64_t t_max, int64_t hidden,
                              int64_t cap) {
-  mc_ep_config_t c;
-  memset(&c, 0, sizeof(c));
-  c.ranks = n;
-  c.experts = experts;
-  c.top_k = k_n;
-  c.dtype = dtype;
-  c.combine_dtype = dtype == MC_EP_FLOAT8_E4M3 ? MOECOMM_BFLOAT16 : dtype;
-  c.scales = dtype == MC_EP_FLOAT8_E4M3 ? 2 : 0;
-  c.path = MC_EP_PATH_NVLINK;
-  c.t_max = t_max;
-  c.hidden = hidden;
-  c.capacity = cap;
-  return c;
+  const int fp8 = dtype == MC_EP_FLOAT8_E4M3;
+  return ep_config(n, experts, k_n, dtype, fp8 ? MOECOMM_BFLOAT16 : dtype, fp8 ? 2 : 0,
+                   MC_EP_PATH_NVLINK, t_max, hidden, cap);
 }
 
 /* Two call pairs (integer data, then real) on both paths; bad >= 0: an invalid id on member 0. */
@@ -608,6 +599,7 @@ static int graph_case(int replays) {
     char what[64];
     snprintf(what, sizeof(what), "graph replay %d", rep);
     gen_inputs(&w, tok, rep % EP_ROUTE_COUNT, rep & 1, &st);
+    for (int r = 0; r < w.n; r++) memset(w.m[r].err_h, 0, sizeof(mc_ep_err_t)); /* read: clear */
     ok = compute_ref(&w) && upload(&w) && poison_outputs(&w);
     for (int r = 0; ok && r < w.n; r++) ok = MC_CUDA_OK(cudaGraphLaunch(ge[r], w.s[r]));
     for (int r = 0; ok && r < w.n; r++) ok = MC_CUDA_OK(cudaStreamSynchronize(w.s[r]));

@@ -21,23 +21,6 @@
 #define MAXN 8
 #define POISON 0xa5
 
-static mc_ep_config_t cfg_of(int n, int e, int k, int dt, int cdt, int s, int path, int64_t t_max,
-                             int64_t h, int64_t cap) {
-  mc_ep_config_t c;
-  memset(&c, 0, sizeof(c));
-  c.ranks = n;
-  c.experts = e;
-  c.top_k = k;
-  c.dtype = dt;
-  c.combine_dtype = cdt;
-  c.scales = s;
-  c.path = path;
-  c.t_max = t_max;
-  c.hidden = h;
-  c.capacity = cap;
-  return c;
-}
-
 /* ---- sizes --------------------------------------------------------------------------------- */
 
 typedef struct want {
@@ -92,11 +75,11 @@ static void test_sizes(void) {
   const want_t fp8 = {128,   224,   288,   512, 20,  2624, 6144, 16640, 16736, 16832,
                       16896, 18944, 29440, 5,   224, 640,  160,  240,   2560,  896};
   mc_ep_config_t c =
-      cfg_of(2, 8, 2, MOECOMM_BFLOAT16, MOECOMM_BFLOAT16, 0, MC_EP_PATH_NVLINK, 5, 16, 0);
+      ep_config(2, 8, 2, MOECOMM_BFLOAT16, MOECOMM_BFLOAT16, 0, MC_EP_PATH_NVLINK, 5, 16, 0);
   expect_layout("n2 bf16 nvlink", &c, &nvl);
   c.path = MC_EP_PATH_NCCL;
   expect_layout("n2 bf16 nccl", &c, &nccl);
-  c = cfg_of(4, 16, 3, MC_EP_FLOAT8_E4M3, MOECOMM_FLOAT32, 2, MC_EP_PATH_NCCL, 7, 32, 5);
+  c = ep_config(4, 16, 3, MC_EP_FLOAT8_E4M3, MOECOMM_FLOAT32, 2, MC_EP_PATH_NCCL, 7, 32, 5);
   expect_layout("n4 fp8 nccl", &c, &fp8);
 }
 
@@ -118,7 +101,7 @@ static void expect_refusal(const char *what, const mc_ep_config_t *c, moecomm_re
 static void test_refusals(void) {
   const moecomm_result_t bad = MOECOMM_ERR_INVALID_ARGUMENT, nsup = MOECOMM_ERR_NOT_SUPPORTED;
   const mc_ep_config_t ok =
-      cfg_of(4, 16, 2, MOECOMM_BFLOAT16, MOECOMM_BFLOAT16, 0, MC_EP_PATH_NVLINK, 8, 64, 0);
+      ep_config(4, 16, 2, MOECOMM_BFLOAT16, MOECOMM_BFLOAT16, 0, MC_EP_PATH_NVLINK, 8, 64, 0);
   mc_ep_config_t c;
   mc_err_t err;
 #define REFUSE(what, field, value, code, s1, s2) \
@@ -167,13 +150,13 @@ static void test_refusals(void) {
   /* 64-bit products */
   REFUSE("hidden 2^62 fp32", hidden, (int64_t)1 << 62, bad,
          "hidden x payload element size = 4611686018427387904 x 2", "PTRDIFF_MAX");
-  c = cfg_of(1, 1024, 1, MOECOMM_FLOAT32, MOECOMM_FLOAT32, 0, MC_EP_PATH_NCCL, 1, (int64_t)1 << 24,
-             INT32_MAX);
+  c = ep_config(1, 1024, 1, MOECOMM_FLOAT32, MOECOMM_FLOAT32, 0, MC_EP_PATH_NCCL, 1,
+                (int64_t)1 << 24, INT32_MAX);
   expect_refusal("experts x capacity x row", &c, bad,
                  "local experts x capacity x row bytes = 1024 x 2147483647 x 67108864",
                  "PTRDIFF_MAX");
-  c = cfg_of(1, 4, 1, MC_EP_FLOAT8_E4M3, MOECOMM_FLOAT32, INT32_MAX, MC_EP_PATH_NCCL, INT32_MAX, 16,
-             1);
+  c = ep_config(1, 4, 1, MC_EP_FLOAT8_E4M3, MOECOMM_FLOAT32, INT32_MAX, MC_EP_PATH_NCCL, INT32_MAX,
+                16, 1);
   expect_refusal("scales", &c, bad, "t_max x scale bytes per token = 2147483647 x 8589934588",
                  NULL);
 #undef REFUSE
@@ -185,7 +168,7 @@ static void test_refusals(void) {
 
 static void test_expert_rank(void) {
   mc_ep_config_t c =
-      cfg_of(3, 12, 2, MOECOMM_FLOAT32, MOECOMM_FLOAT32, 0, MC_EP_PATH_NCCL, 4, 16, 0);
+      ep_config(3, 12, 2, MOECOMM_FLOAT32, MOECOMM_FLOAT32, 0, MC_EP_PATH_NCCL, 4, 16, 0);
   mc_ep_layout_t l;
   mc_err_t err;
   if (!MC_CHECK(mc_ep_layout_init(&c, &l, &err) == MOECOMM_SUCCESS, "%s", err.msg)) return;
@@ -366,8 +349,9 @@ static int check_item_rows(rcase_t *c, int q, const char *what) {
 static int ref_case(int n, int experts, int k_n, int dtype, int64_t t_max, int64_t cap, int route,
                     int kind, uint64_t seed) {
   const int cdt = dtype == MC_EP_FLOAT8_E4M3 ? MOECOMM_BFLOAT16 : dtype;
-  const mc_ep_config_t cfg = cfg_of(n, experts, k_n, dtype, cdt, dtype == MC_EP_FLOAT8_E4M3 ? 3 : 0,
-                                    MC_EP_PATH_NCCL, t_max, 48, cap);
+  const mc_ep_config_t cfg =
+      ep_config(n, experts, k_n, dtype, cdt, dtype == MC_EP_FLOAT8_E4M3 ? 3 : 0, MC_EP_PATH_NCCL,
+                t_max, 48, cap);
   rcase_t c;
   mc_err_t err;
   char what[200];
@@ -421,7 +405,7 @@ static void test_reference(void) {
 
 static void test_reference_refusals(void) {
   const mc_ep_config_t cfg =
-      cfg_of(2, 4, 2, MOECOMM_FLOAT32, MOECOMM_FLOAT32, 0, MC_EP_PATH_NCCL, 3, 16, 0);
+      ep_config(2, 4, 2, MOECOMM_FLOAT32, MOECOMM_FLOAT32, 0, MC_EP_PATH_NCCL, 3, 16, 0);
   mc_ep_layout_t l;
   mc_err_t err;
   float x[3 * 16] = {1}, w[6] = {1}, rx[2 * 6 * 16], out[3 * 16];
