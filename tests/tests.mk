@@ -27,6 +27,9 @@ $(BUILD)/tests/gpu/%: tests/gpu/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN)
 ifeq ($(WITH_CUDA),1)
 $(BUILD)/tests/gpu/custom_kernels: $(OBJ_DIR)/kernels/allreduce.cu.o
 $(BUILD)/tests/gpu/custom_kernels: private HOST_LIBS := $(OBJ_DIR)/kernels/allreduce.cu.o $(HOST_LIBS) -lstdc++
+# ep_kernels links the EP kernels and the layout reference (plugin/ep_layout.c) from the archive.
+$(BUILD)/tests/gpu/ep_kernels: $(INTERNAL_A)
+$(BUILD)/tests/gpu/ep_kernels: private HOST_LIBS := $(INTERNAL_A) $(HOST_LIBS) -lstdc++
 endif
 
 # What the GPU runs need, without the CPU-only checkers (libffi, abigail) a GPU image may lack.
