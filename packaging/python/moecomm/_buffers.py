@@ -1,7 +1,7 @@
 """What a buffer is, in the plugin's terms: (address, element count, moecomm dtype, device).
 
-Accepted: torch tensors (CPU and CUDA), numpy arrays, objects with ``__cuda_array_interface__``,
-DLPack objects (``__dlpack__``), and writable host buffers of the buffer protocol
+Accepted: torch tensors (CPU and CUDA), numpy arrays, objects with ``__cuda_array_interface__``
+or (host memory) ``__array_interface__``, DLPack objects (``__dlpack__``), and writable host buffers of the buffer protocol
 (``array.array``: formats f, e, i).  Neither torch nor numpy is imported here: a tensor's type
 is recognised by its module, and the framework is taken from ``sys.modules`` (the caller already
 imported it).  One adapter per Python type is chosen once and cached, so a call costs one dict
@@ -98,18 +98,25 @@ def _count(shape: Tuple[int, ...]) -> int:
     return n
 
 
-def _cai_desc(x: Any) -> Desc:
-    cai = x.__cuda_array_interface__
+def _interface_desc(cai: Any, what: str, dev: Optional[int]) -> Desc:
     typestr = cai["typestr"]
     dt = _TYPESTRS.get(typestr)
     if dt is None:
-        raise _dtype_error("__cuda_array_interface__ object", typestr)
+        raise _dtype_error(what + " object", typestr)
     shape = tuple(cai["shape"])
     strides = cai.get("strides")
     if strides is not None and _count(shape) > 1 and \
             tuple(strides) != _c_strides(shape, _abi.DTYPE_SIZES[dt]):
-        raise _layout_error("__cuda_array_interface__ object with strides %s" % (strides,))
-    return cai["data"][0], _count(shape), dt, None
+        raise _layout_error("%s object with strides %s" % (what, strides))
+    return cai["data"][0], _count(shape), dt, dev
+
+
+def _cai_desc(x: Any) -> Desc:
+    return _interface_desc(x.__cuda_array_interface__, "__cuda_array_interface__", None)
+
+
+def _host_interface_desc(x: Any) -> Desc:
+    return _interface_desc(x.__array_interface__, "__array_interface__", -1)
 
 
 # ---- DLPack ----
@@ -200,6 +207,8 @@ def _resolve(x: Any) -> Callable[[Any], Desc]:
         f = _numpy_desc
     elif hasattr(x, "__cuda_array_interface__"):
         f = _cai_desc
+    elif hasattr(x, "__array_interface__"):
+        f = _host_interface_desc
     elif hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
         f = _dlpack_desc
     elif _has_buffer(x):
@@ -238,9 +247,10 @@ def writable(x: Any) -> bool:
     flags = getattr(x, "flags", None)
     if flags is not None and hasattr(flags, "writeable"):
         return bool(flags.writeable)
-    cai = getattr(x, "__cuda_array_interface__", None)
-    if cai is not None:
-        return not cai["data"][1]
+    for name in ("__cuda_array_interface__", "__array_interface__"):
+        cai = getattr(x, name, None)
+        if cai is not None:
+            return not cai["data"][1]
     return True
 
 
@@ -249,9 +259,10 @@ def shape_of(x: Any) -> Tuple[int, ...]:
     shape = getattr(x, "shape", None)
     if shape is not None:
         return tuple(shape)
-    cai = getattr(x, "__cuda_array_interface__", None)
-    if cai is not None:
-        return tuple(cai["shape"])
+    for name in ("__cuda_array_interface__", "__array_interface__"):
+        cai = getattr(x, name, None)
+        if cai is not None:
+            return tuple(cai["shape"])
     if _has_buffer(x):
         return tuple(memoryview(x).shape or ())
     raise TypeError("moecomm: cannot tell the shape of %s; pass out= explicitly" % type(x))
