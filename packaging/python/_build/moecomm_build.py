@@ -49,7 +49,7 @@ def _tag(with_plugin: bool) -> str:
     if not with_plugin:
         return "py3-none-any"
     plat = sysconfig.get_platform().replace("-", "_").replace(".", "_")
-    if plat.startswith("linux_") is False:
+    if not plat.startswith("linux_"):
         plat = "linux_" + platform.machine()
     return "py3-none-" + plat
 
@@ -115,6 +115,15 @@ def get_requires_for_build_wheel(config_settings: Optional[dict] = None) -> List
 
 def get_requires_for_build_editable(config_settings: Optional[dict] = None) -> List[str]:
     return []
+
+
+def prepare_metadata_for_build_wheel(metadata_directory: str,
+                                     config_settings: Optional[dict] = None) -> str:
+    info = "%s-%s.dist-info" % (NAME, _version())
+    os.makedirs(os.path.join(metadata_directory, info), exist_ok=True)
+    with open(os.path.join(metadata_directory, info, "METADATA"), "w") as f:
+        f.write(_metadata(_version()))
+    return info
 
 
 def build_wheel(wheel_directory: str, config_settings: Optional[dict] = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import array
 import json
 import os
 import sys
@@ -61,7 +62,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _fallback_rank(rank: int, world: int, allgather: Any, topo: Dict[str, int]) -> List[List[int]]:
     os.environ["MOECOMM_BACKEND"] = "shm"
     with Context(topo, rank, world, bootstrap=allgather, device="cpu") as ctx:
-        return [ctx.group(k).ranks for k in GroupKind]
+        lists = [ctx.group(k).ranks for k in GroupKind]
+        # A WORLD all-reduce before closing: rank 0 must not close its rendezvous store while
+        # another rank is still on its way there.
+        x = array.array("f", [0.0])
+        ctx.group("WORLD").all_reduce(x, out=x)
+        return lists
 
 
 def group_table(topo: Dict[str, int], world: int) -> List[List[List[int]]]:

@@ -39,11 +39,11 @@ class HostArray:
         self.__array_interface__ = {"shape": (n,), "typestr": typestr, "version": 3,
                                     "data": (ctypes.addressof(self._c), False)}
 
-    def __setitem__(self, i: int, v: float) -> None:
-        struct.pack_into(self.fmt, self.data, i * self.size, v)
+    def fill(self, values: List[int]) -> None:
+        struct.pack_into("<%d%s" % (len(values), self.fmt), self.data, 0, *values)
 
     def tolist(self) -> List[float]:
-        return [struct.unpack_from(self.fmt, self.data, i * self.size)[0] for i in range(self.n)]
+        return list(struct.unpack_from("<%d%s" % (self.n, self.fmt), self.data, 0))
 
 
 def _numpy_bf16() -> Optional[Any]:
@@ -69,12 +69,16 @@ def new_buffer(dtype: str, n: int) -> Any:
 
 
 def fill(buf: Any, values: List[int]) -> None:
-    for i, v in enumerate(values):
-        buf[i] = v
+    if isinstance(buf, HostArray):
+        buf.fill(values)
+    else:
+        buf[:] = values
 
 
 def as_list(buf: Any) -> List[float]:
-    return [float(v) for v in (buf.tolist())]
+    if isinstance(buf, HostArray):
+        return [float(v) for v in buf.tolist()]
+    return buf.astype("float64").tolist()
 
 
 _REDUCE: Dict[str, Callable[[List[int]], int]] = {"sum": sum, "max": max, "min": min}
@@ -159,6 +163,7 @@ def run(ranks: int, topo: Optional[Dict[str, int]] = None, device: str = "cpu",
     """Runs the selftest and prints a summary; returns the number of failed checks."""
     topo = topo or {"tp": ranks}
     Topology.of(topo)
+    dtypes()  # imports numpy and ml_dtypes once here, before the ranks are forked
     start = time.monotonic()
     results = launch(ranks, rank_main, topo, device, counts, timeout=timeout)
     passed = sum(r[0] for r in results)

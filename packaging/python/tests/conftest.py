@@ -8,6 +8,7 @@ run-tests.sh) chooses the build under test; MOECOMM_TEST_BUILD is that build's d
 
 from __future__ import annotations
 
+import array
 import os
 import socket
 from typing import Any, Callable, List
@@ -19,8 +20,21 @@ import moecomm
 
 def run_ranks(world: int, fn: Callable[..., Any], *args: Any, timeout: float = 60.0,
               env: Any = None) -> List[Any]:
-    """fn(rank, world, allgather, *args) on `world` forked ranks; results in rank order."""
+    """fn(rank, world, allgather, *args) on `world` forked ranks; results in rank order.  Peers
+    that do not answer fail the plugin's waits after 15 s, inside the launch timeout."""
+    env = dict(env or {})
+    env.setdefault("MOECOMM_TIMEOUT_MS", "15000")
     return moecomm.launch(world, fn, *args, timeout=timeout, env=env)
+
+
+def barrier(ctx: moecomm.Context) -> None:
+    """A WORLD all-reduce: every rank has joined rank 0's store before anyone closes.
+
+    Needed before closing a context that made only local calls: rank 0's context_destroy keeps
+    its rendezvous store up only for ranks already connected, so a rank still on its way there
+    when rank 0 closes is refused (plugin/bootstrap.c, mc_boot_server_release)."""
+    x = array.array("f", [0.0])
+    ctx.group("WORLD").all_reduce(x, out=x)
 
 
 def free_port() -> int:

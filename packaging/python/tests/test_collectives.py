@@ -10,7 +10,7 @@ from typing import Any, Dict, List
 import ml_dtypes
 import numpy as np
 import pytest
-from conftest import run_ranks
+from conftest import barrier, run_ranks
 from reference import KINDS, Topo, ints
 
 import moecomm
@@ -146,6 +146,7 @@ def _groups_rank(rank: int, world: int, ag: Any, topo: Dict[str, int]) -> List[A
         tp.all_reduce(x, out=x)
         after = tp.stats()
         assert after.ops == 2 and (after.created or after.size == 1)
+        barrier(ctx)
         return [ctx.group(k).ranks for k in KINDS]
 
 
@@ -224,6 +225,7 @@ def _env_rank(rank: int, world: int, ag: Any) -> Any:
     # rank and world_size from MOECOMM_RANK / MOECOMM_WORLD_SIZE (moecomm.launch sets them).
     with moecomm.Context(moecomm.Topology(tp=world), bootstrap=ag, device="cpu") as ctx:
         info = ctx.info()
+        barrier(ctx)
         return (info.rank, info.world_size, info.device, info.local_size, info.num_hosts,
                 info.abi_version)
 
