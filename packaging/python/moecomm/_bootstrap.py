@@ -49,7 +49,8 @@ def _process_group_allgather(pg: Any, rank: int, world_size: int) -> AllGather:
             torch.empty(0, dtype=torch.uint8)
         recv = [torch.empty(len(data), dtype=torch.uint8) for _ in range(world_size)]
         dist.all_gather(recv, send, group=pg)
-        return [r.numpy().tobytes() for r in recv]
+        # ctypes, not .numpy(): numpy is not needed (nor always usable) next to torch.
+        return [ctypes.string_at(r.data_ptr(), len(data)) if data else b"" for r in recv]
     return gather
 
 
