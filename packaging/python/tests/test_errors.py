@@ -199,5 +199,5 @@ def _readonly(n: int) -> np.ndarray:
 
 def test_buffer_protocol_dtype() -> None:
     with _one() as ctx:
-        with pytest.raises(TypeError, match="format 'd'"):
+        with pytest.raises(TypeError, match="typecode 'd'"):
             ctx.group("TP").all_reduce(array.array("d", [1.0]))
