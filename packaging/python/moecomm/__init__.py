@@ -13,7 +13,8 @@ abi/moecomm.h.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+import ctypes
+from typing import Any, Dict, List
 
 from . import _abi, _loader
 from ._types import (Backend, CapturePlan, ConfigVar, ContextInfo, GroupKind, GroupStats,
@@ -48,13 +49,7 @@ def plugin_info() -> Dict[str, Any]:
 def group_ranks(topology: Any, world_size: int, kind: Any, rank: int) -> List[int]:
     """World ranks of the group of ``kind`` that ``rank`` belongs to, without a context
     (topology_group_ranks, ABI 1.2; NotSupported on an older plugin)."""
-    api = _loader.plugin().api
-    fn = api.slots.get("topology_group_ranks")
-    if fn is None:
-        raise NotSupported("moecomm: topology_group_ranks is not provided by %s (ABI %s)"
-                           % (_loader.plugin().path, _abi.version_str(api.negotiated)),
-                           _abi.ERR_NOT_SUPPORTED)
-    import ctypes
+    fn = _loader.plugin().slot("topology_group_ranks")
     k = int(to_enum(GroupKind, kind, "group kind"))
     topo = Topology.of(topology).to_c(rank, world_size)
     ranks = (ctypes.c_int32 * max(world_size, 1))()
@@ -68,13 +63,7 @@ def group_ranks(topology: Any, world_size: int, kind: Any, rank: int) -> List[in
 def config_vars() -> List[ConfigVar]:
     """The plugin's configuration variables (config_var, ABI 1.2; NotSupported on an older
     plugin)."""
-    import ctypes
-    api = _loader.plugin().api
-    fn = api.slots.get("config_var")
-    if fn is None:
-        raise NotSupported("moecomm: config_var is not provided by %s (ABI %s)"
-                           % (_loader.plugin().path, _abi.version_str(api.negotiated)),
-                           _abi.ERR_NOT_SUPPORTED)
+    fn = _loader.plugin().slot("config_var")
     out = []
     for i in range(4096):
         v = _abi.ConfigVarT()

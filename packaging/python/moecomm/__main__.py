@@ -42,8 +42,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         _abi.version_str(p.version), _abi.version_str(p.api.abi_version),
         _abi.version_str(_abi.ABI_1_0), _abi.version_str(_abi.ABI_NEWEST)))
     missing = [s for s in _abi.SLOT_NAMES if not p.api.has(s)]
-    print("slots:         %d of %d%s" % (len(_abi.SLOT_NAMES) - len(missing), len(_abi.SLOT_NAMES),
-                                        " (absent: %s)" % ", ".join(missing) if missing else ""))
+    absent = " (absent: %s)" % ", ".join(missing) if missing else ""
+    have = len(_abi.SLOT_NAMES) - len(missing)
+    print("slots:         %d of %d%s" % (have, len(_abi.SLOT_NAMES), absent))
     print("backends:")
     for backend, device in (("shm", "cpu"), ("nccl", "auto"), ("custom", "auto")):
         why = _probe_backend(backend, device)

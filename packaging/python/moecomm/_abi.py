@@ -149,7 +149,7 @@ _HEADER = [("struct_size", c_size_t), ("abi_version", c_uint32), ("plugin_name",
 
 
 class _ApiHeader(Structure):
-    _fields_ = _HEADER
+    _fields_ = _HEADER  # type: ignore[assignment]
 
 
 SLOT_NAMES = tuple(s[0] for s in _SLOTS)
@@ -190,6 +190,9 @@ class Api:
                     fn = CFUNCTYPE(restype, *argtypes)(ptr)
             self.slots[name] = fn
             setattr(self, name, fn)
+
+    def __getattr__(self, name: str) -> Any:  # slots are set per instance (typing: Any)
+        raise AttributeError(name)
 
     def has(self, slot: str) -> bool:
         """MOECOMM_API_HAS: inside struct_size, non-NULL, and part of the negotiated version."""

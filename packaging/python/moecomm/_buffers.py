@@ -1,11 +1,11 @@
 """What a buffer is, in the plugin's terms: (address, element count, moecomm dtype, device).
 
 Accepted: torch tensors (CPU and CUDA), numpy arrays, objects with ``__cuda_array_interface__``
-or (host memory) ``__array_interface__``, DLPack objects (``__dlpack__``), and writable host buffers of the buffer protocol
-(``array.array``: formats f, e, i).  Neither torch nor numpy is imported here: a tensor's type
-is recognised by its module, and the framework is taken from ``sys.modules`` (the caller already
-imported it).  One adapter per Python type is chosen once and cached, so a call costs one dict
-lookup and the framework's own attribute reads.
+or (host memory) ``__array_interface__``, DLPack objects (``__dlpack__``), ``array.array`` and
+writable host buffers of the buffer protocol (formats f, e, i).  Neither torch nor numpy is
+imported here: a tensor's type is recognised by its module, and the framework is taken from
+``sys.modules`` (the caller already imported it).  One adapter per Python type is chosen once
+and cached, so a call costs one dict lookup and the framework's own attribute reads.
 
 Device: -1 for host memory, the CUDA ordinal for device memory, or None when only the driver can
 tell (a CUDA array interface without a device: ``pointer_device`` asks it).
@@ -46,8 +46,8 @@ def _torch_desc(t: Any) -> Desc:
     if dt is None:
         raise _dtype_error("torch tensor", t.dtype)
     if not t.is_contiguous():
-        raise _layout_error("torch tensor of shape %s and stride %s" % (tuple(t.shape),
-                                                                         t.stride()))
+        raise _layout_error("torch tensor of shape %s and stride %s"
+                            % (tuple(t.shape), t.stride()))
     return t.data_ptr(), t.numel(), dt, t.get_device()
 
 

@@ -15,10 +15,10 @@ import os
 import sys
 import threading
 from ctypes import c_char_p, c_uint32, c_void_p
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from . import _abi
-from .errors import LoadError, VersionError
+from .errors import LoadError, NotSupported, VersionError
 
 _lock = threading.Lock()
 _plugin: Optional["Plugin"] = None
@@ -40,6 +40,16 @@ class Plugin:
     @property
     def plugin_version(self) -> str:
         return self.api.plugin_version
+
+    def slot(self, name: str) -> Any:
+        """The ctypes function of a table slot; NotSupported when the plugin lacks it (past the
+        table, NULL, or newer than the negotiated ABI)."""
+        fn = self.api.slots.get(name)
+        if fn is None:
+            raise NotSupported("moecomm: %s is not provided by %s (ABI %s negotiated)"
+                               % (name, self.path, _abi.version_str(self.version)),
+                               _abi.ERR_NOT_SUPPORTED)
+        return fn
 
     def result_string(self, code: int) -> str:
         return (self.api.result_string(code) or b"").decode(errors="replace")

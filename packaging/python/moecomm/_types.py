@@ -45,7 +45,7 @@ class Backend(enum.IntEnum):
 
 
 for _cls in (GroupKind, ScatterMode, LayerKind, Backend):
-    _cls.__str__ = lambda self: self.name  # type: ignore[assignment,method-assign]
+    _cls.__str__ = lambda self: self.name  # type: ignore
 
 E = Any  # an enum member, its name (any case) or its value
 

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 from . import _abi, _bootstrap, _buffers, _loader
 from ._types import (Backend, CapturePlan, ContextInfo, GroupKind, GroupStats, LayerKind,
                      ScatterMode, Topology, to_enum)
-from .errors import MoecommError, NotSupported, StateError, error_for
+from .errors import MoecommError, StateError, error_for
 
 _OPS: Dict[Any, int] = {"sum": _abi.SUM, "max": _abi.MAX, "min": _abi.MIN,
                         _abi.SUM: _abi.SUM, _abi.MAX: _abi.MAX, _abi.MIN: _abi.MIN}
@@ -81,9 +81,10 @@ class Group:
     (default: torch's current stream when torch is imported, else the legacy default stream),
     on a CPU context they return when the result is in ``out``."""
 
+    _h: Optional[int]
     __slots__ = ("_ctx", "_h", "kind", "_dev", "_cpu", "_size", "_rank", "_ranks", "_api")
 
-    def __init__(self, ctx: "Context", handle: int, kind: GroupKind) -> None:
+    def __init__(self, ctx: "Context", handle: Optional[int], kind: GroupKind) -> None:
         self._ctx = ctx
         self._h = handle
         self.kind = kind
@@ -251,6 +252,7 @@ class Context:
                  world_size: Optional[int] = None, bootstrap: Any = None,
                  device: Any = "auto", separate_comms: bool = False) -> None:
         self._h: Optional[int] = None
+        self.device: int = _abi.DEVICE_CPU
         self._groups: Dict[GroupKind, Group] = {}
         self.rank, self.world_size = _rank_world(rank, world_size)
         self.topology = Topology.of(topology)
@@ -277,7 +279,7 @@ class Context:
         info = _abi.ContextInfoT()
         self._check(self._api.context_info(self._h, byref(info)))
         self._info = info
-        self.device: int = info.device
+        self.device = info.device
 
     # ---- lifetime ----
 
@@ -325,7 +327,7 @@ class Context:
             self._live()
             handle = c_void_p()
             self._check(self._api.group_get(self._h, int(k), byref(handle)))
-            g = self._groups[k] = Group(self, handle.value, k)
+            g = self._groups[k] = Group(self, handle.value or 0, k)
         return g
 
     def groups(self) -> Dict[str, Group]:
@@ -469,12 +471,7 @@ class Context:
 
     def _slot(self, name: str) -> Any:
         self._live()
-        fn = self._api.slots.get(name)
-        if fn is None:
-            raise NotSupported("moecomm: %s is not provided by %s (ABI %s negotiated)"
-                               % (name, self._plugin.path, _abi.version_str(self._api.negotiated)),
-                               _abi.ERR_NOT_SUPPORTED)
-        return fn
+        return self._plugin.slot(name)
 
     def _live(self) -> None:
         if self._h is None:

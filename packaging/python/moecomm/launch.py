@@ -133,14 +133,15 @@ class _Hub:
 
 
 def launch(world_size: int, fn: Callable[..., Any], *args: Any, timeout: float = 120.0,
-           start_method: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> List[Any]:
+           start_method: Optional[str] = None,
+           env: Optional[Mapping[str, str]] = None) -> List[Any]:
     """Runs ``fn(rank, world_size, allgather, *args)`` in ``world_size`` processes and returns
     their results in rank order.  ``allgather`` is a ``Context`` bootstrap.  ``start_method``:
     "fork" (default: fast; the parent must not have initialised CUDA) or "spawn" (``fn`` must
     then be importable by name).  ``env``: variables set in every rank before ``fn`` runs."""
     if world_size < 1:
         raise ValueError("moecomm.launch: world_size must be >= 1, got %d" % world_size)
-    mp = multiprocessing.get_context(start_method or "fork")
+    mp: Any = multiprocessing.get_context(start_method or "fork")
     conns, procs = [], []
     for r in range(world_size):
         parent, child = mp.Pipe()

@@ -2,8 +2,9 @@
 
 Each rank fills its inputs with small non-zero integers derived from (rank, element, round), so
 every rank can regenerate its peers' inputs and sums are exact in every dtype; outputs are
-poisoned before each call.  Needs nothing but the package: buffers are plain host arrays (float32,
-float16, int32) over ``__array_interface__``; bfloat16 is checked too when numpy and ml_dtypes are installed.
+poisoned before each call.  Needs nothing but the package: buffers are plain host arrays
+(float32, float16, int32) over ``__array_interface__``; bfloat16 is checked too when numpy and
+ml_dtypes are installed.
 """
 
 from __future__ import annotations

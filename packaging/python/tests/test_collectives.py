@@ -85,8 +85,8 @@ def _reduce_scatter(g: moecomm.Group, dt: Any, n: int, rnd: int) -> int:
     np.testing.assert_array_equal(x[g.rank * n:(g.rank + 1) * n].astype(np.float64), want)
     y = g.reduce_scatter(peers[g.rank].astype(dt).reshape(g.size * n, 1), op="max")
     assert y.shape == (n, 1)
-    np.testing.assert_array_equal(
-        y.reshape(-1).astype(np.float64), np.max(np.stack(peers), axis=0)[g.rank * n:(g.rank + 1) * n])
+    top = np.max(np.stack(peers), axis=0)[g.rank * n:(g.rank + 1) * n]
+    np.testing.assert_array_equal(y.reshape(-1).astype(np.float64), top)
     return 3
 
 
