@@ -222,7 +222,7 @@ def _resolve(x: Any) -> Callable[[Any], Desc]:
     mod = tp.__module__ or ""
     torch = sys.modules.get("torch")
     numpy = sys.modules.get("numpy")
-    if torch is not None and mod.startswith("torch") and isinstance(x, torch.Tensor):
+    if torch is not None and isinstance(x, torch.Tensor):  # subclasses of any module too
         f = _torch_adapter(torch)
     elif numpy is not None and isinstance(x, numpy.ndarray):
         f = _numpy_desc

@@ -277,8 +277,12 @@ class Context:
             raise error_for(rc, msg)
         self._h = handle.value
         info = _abi.ContextInfoT()
-        self._check(self._api.context_info(self._h, byref(info)))
-        self._info = info
+        rc = self._api.context_info(self._h, byref(info))
+        if rc:
+            err = self._error(rc)
+            self._api.context_destroy(self._h)  # nothing half-made stays behind
+            self._h = None
+            raise err
         self.device = info.device
 
     # ---- lifetime ----

@@ -82,8 +82,8 @@ def _colls_rank(rank: int, world: int, ag: Any) -> int:
                 x = peers[rank].to(dt).cuda()
                 y = g.all_reduce(x)  # current stream
                 out = torch.full_like(x, -77)
+                side.wait_stream(torch.cuda.current_stream())  # x is ready on side too
                 with torch.cuda.stream(side):  # explicit stream object, waited on below
-                    side.wait_stream(torch.cuda.current_stream())
                     g.all_reduce(x, out=out, stream=side)
                 torch.cuda.current_stream().wait_stream(side)
                 gathered = g.all_gather(x[:n])
