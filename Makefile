@@ -138,6 +138,7 @@ include host_shim/host.mk
 include tests/tests.mk
 include bench/bench.mk
 include packaging/packaging.mk
+include packaging/python/python.mk
 
 # Objects linked into several binaries: make must not delete them as intermediates.
 .SECONDARY: $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(BENCH_COMMON_OBJ) $(ABI_LIB_OBJ)

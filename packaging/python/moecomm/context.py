@@ -1,0 +1,537 @@
+"""Context and Group: the plugin's context and groups, shaped like engines' group coordinators.
+
+A Context is one rank's view of one model instance: ``Context(topology, rank, world_size,
+bootstrap=..., device=...)`` is collective over the world.  ``ctx.group("TP")`` gives the rank's
+group of that kind (rank lists: DESIGN.md, "Concepts"), whose collectives take torch tensors,
+numpy arrays, ``__cuda_array_interface__`` or DLPack objects.  Every failure of the plugin raises
+the MoecommError subclass of its code, with the plugin's message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+from ctypes import POINTER, byref, c_int, c_int32, c_size_t, c_void_p
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+from . import _abi, _bootstrap, _buffers, _loader
+from ._types import (Backend, CapturePlan, ContextInfo, GroupKind, GroupStats, LayerKind,
+                     ScatterMode, Topology, to_enum)
+from .errors import MoecommError, StateError, error_for
+
+_OPS: Dict[Any, int] = {"sum": _abi.SUM, "max": _abi.MAX, "min": _abi.MIN,
+                        _abi.SUM: _abi.SUM, _abi.MAX: _abi.MAX, _abi.MIN: _abi.MIN}
+
+Stream = Any  # None, an int cudaStream_t, or an object with .cuda_stream (torch) or .ptr (CuPy)
+
+
+def _op_code(op: Any) -> int:
+    code = _OPS.get(op)
+    if code is None:
+        code = _OPS.get(str(getattr(op, "name", op)).lower())
+        if code is None:
+            raise ValueError("moecomm: op %r is not one of 'sum', 'max', 'min'" % (op,))
+    return code
+
+
+def _device_arg(device: Any) -> int:
+    """The context_params device for "cpu", "auto"/None, an ordinal, "cuda:N" or torch.device."""
+    if device is None or device == "auto":
+        return _abi.DEVICE_AUTO
+    if device == "cpu":
+        return _abi.DEVICE_CPU
+    if isinstance(device, int):
+        return device
+    text = str(device)
+    if text == "cuda":
+        torch = sys.modules.get("torch")
+        return int(torch.cuda.current_device()) if torch is not None else 0
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return int(text[5:])
+    raise ValueError("moecomm: device %r is not 'cpu', 'auto', a CUDA ordinal or 'cuda:N'"
+                     % (device,))
+
+
+def _rank_world(rank: Optional[int], world_size: Optional[int]) -> "tuple[int, int]":
+    """rank and world size, from MOECOMM_RANK / MOECOMM_WORLD_SIZE when not given."""
+    if rank is None:
+        rank = int(os.environ.get("MOECOMM_RANK", "0"))
+    if world_size is None:
+        world_size = int(os.environ.get("MOECOMM_WORLD_SIZE", "1"))
+    return int(rank), int(world_size)
+
+
+def _int32_array(values: Sequence[int], what: str) -> "ctypes.Array[c_int32]":
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool) or not -2**31 <= v < 2**31:
+            raise ValueError("moecomm: %s must be 32-bit integers, got %r" % (what, v))
+    return (c_int32 * len(values))(*values)
+
+
+def _dtype_mismatch(name: str, a: int, b: int) -> TypeError:
+    return TypeError("moecomm: %s: input is %s but out is %s; both must have the same dtype"
+                     % (name, _abi.DTYPE_NAMES[a], _abi.DTYPE_NAMES[b]))
+
+
+class Group:
+    """One parallel group of this rank (a moecomm_group_t).  Collectives are called by every
+    rank of the group in the same order; on a GPU context they are enqueued on ``stream``
+    (default: torch's current stream when torch is imported, else the legacy default stream),
+    on a CPU context they return when the result is in ``out``."""
+
+    _h: Optional[int]
+    __slots__ = ("_ctx", "_h", "kind", "_dev", "_cpu", "_size", "_rank", "_ranks", "_api")
+
+    def __init__(self, ctx: "Context", handle: Optional[int], kind: GroupKind) -> None:
+        self._ctx = ctx
+        self._h = handle
+        self.kind = kind
+        self._dev = ctx.device
+        self._cpu = ctx.device < 0
+        self._api = ctx._api
+        st = self.stats()
+        self._size = st.size
+        self._rank = st.rank
+        self._ranks = st.ranks
+
+    @property
+    def size(self) -> int:
+        """Ranks in the group."""
+        return self._size
+
+    @property
+    def rank(self) -> int:
+        """This rank's index in the group."""
+        return self._rank
+
+    @property
+    def ranks(self) -> List[int]:
+        """World ranks of the group in group order (DESIGN.md, "Concepts")."""
+        return list(self._ranks)
+
+    def __repr__(self) -> str:
+        return "<moecomm.Group %s rank %d of %s>" % (self.kind.name, self._rank, self._ranks)
+
+    def stats(self) -> GroupStats:
+        """Rank list, backend, communicator id, creation state, memory and op count."""
+        st = _abi.GroupStatsT()
+        self._check(self._api.group_stats(self._h, byref(st)), "group_stats")
+        return GroupStats(
+            kind=GroupKind(st.kind), kind_name=st.kind_name.decode(), size=st.size, rank=st.rank,
+            ranks=tuple(st.ranks[i] for i in range(st.size)), backend=Backend(st.backend),
+            backend_name=st.backend_name.decode(), comm_id=st.comm_id, created=bool(st.created),
+            device_bytes=st.device_bytes, host_bytes=st.host_bytes, ops=st.ops)
+
+    # ---- collectives ----
+
+    def all_reduce(self, x: Any, out: Any = None, op: Any = "sum", stream: Stream = None) -> Any:
+        """out[i] = op over the group's ranks of x[i].  out=None: a new buffer like x; out=x: in
+        place.  op: "sum", "max" or "min".  Returns out."""
+        sp, n, dt, dev = _buffers.describe(x)
+        if dev != self._dev:
+            self._bad_device(x, dev)
+        if out is None:
+            out = _buffers.empty_like(x, _buffers.shape_of(x))
+        rp = sp if out is x else self._out(out, n, dt, "all_reduce")
+        s = None if stream is None and self._cpu else self._stream(stream)
+        code = _OPS.get(op)
+        if code is None:
+            code = _op_code(op)
+        rc = self._api.all_reduce(self._h, sp, rp, n, dt, code, s)
+        if rc:
+            self._check(rc, "all_reduce")
+        return out
+
+    def all_gather(self, x: Any, out: Any = None, stream: Stream = None) -> Any:
+        """out holds size * x.numel() elements, rank r's x at r * x.numel() (along dim 0, as
+        torch's all_gather_into_tensor).  out=None: a new buffer.  Returns out."""
+        sp, n, dt, dev = _buffers.describe(x)
+        if dev != self._dev:
+            self._bad_device(x, dev)
+        if out is None:
+            shape = _buffers.shape_of(x)
+            out = _buffers.empty_like(x, (self._size * shape[0],) + shape[1:] if shape
+                                      else (self._size,))
+        rp = self._out(out, n * self._size, dt, "all_gather")
+        s = None if stream is None and self._cpu else self._stream(stream)
+        rc = self._api.all_gather(self._h, sp, rp, n, dt, s)
+        if rc:
+            self._check(rc, "all_gather")
+        return out
+
+    def reduce_scatter(self, x: Any, out: Any = None, op: Any = "sum",
+                       stream: Stream = None) -> Any:
+        """x holds size * k elements; out (k elements) = op over ranks of this rank's block k
+        (along dim 0).  out=None: a new buffer.  Returns out."""
+        sp, n, dt, dev = _buffers.describe(x)
+        if dev != self._dev:
+            self._bad_device(x, dev)
+        if n % self._size:
+            raise ValueError("moecomm: reduce_scatter: input has %d elements, not a multiple of "
+                             "the group size %d" % (n, self._size))
+        k = n // self._size
+        if out is None:
+            shape = _buffers.shape_of(x)
+            if len(shape) > 1 and shape[0] % self._size == 0:
+                shape = (shape[0] // self._size,) + shape[1:]
+            else:
+                shape = (k,)
+            out = _buffers.empty_like(x, shape)
+        rp = self._out(out, k, dt, "reduce_scatter")
+        s = None if stream is None and self._cpu else self._stream(stream)
+        rc = self._api.reduce_scatter(self._h, sp, rp, k, dt, _op_code(op), s)
+        if rc:
+            self._check(rc, "reduce_scatter")
+        return out
+
+    def broadcast(self, x: Any, root: int = 0, out: Any = None, stream: Stream = None) -> Any:
+        """Every rank gets root's x.  root is an index in the group (not a world rank).
+        out=None: in place in x (torch.distributed.broadcast's habit).  Returns out."""
+        sp, n, dt, dev = _buffers.describe(x)
+        if dev != self._dev:
+            self._bad_device(x, dev)
+        if out is None:
+            out = x
+        rp = sp if out is x else self._out(out, n, dt, "broadcast")
+        if not isinstance(root, int) or not 0 <= root < self._size:
+            raise ValueError("moecomm: broadcast: root %r is not an index in group %s of %d ranks"
+                             % (root, self.kind.name, self._size))
+        s = None if stream is None and self._cpu else self._stream(stream)
+        rc = self._api.broadcast(self._h, sp, rp, n, dt, root, s)
+        if rc:
+            self._check(rc, "broadcast")
+        return out
+
+    # ---- helpers (off the fast path) ----
+
+    def _out(self, out: Any, want: int, dt: int, name: str) -> int:
+        rp, rn, rdt, rdev = _buffers.describe(out)
+        if rdev != self._dev:
+            self._bad_device(out, rdev, "out")
+        if rdt != dt:
+            raise _dtype_mismatch(name, dt, rdt)
+        if rn != want:
+            raise ValueError("moecomm: %s: out has %d elements, %d expected" % (name, rn, want))
+        if not _buffers.writable(out):
+            raise ValueError("moecomm: %s: out is read-only" % name)
+        return rp
+
+    def _bad_device(self, x: Any, dev: Optional[int], what: str = "input") -> None:
+        if dev is None:  # a CUDA array interface: ask the driver
+            dev = _buffers.pointer_device(_buffers.describe(x)[0])
+            if dev == self._dev:
+                return
+        self._ctx._bad_device(x, dev, what)
+
+    def _stream(self, stream: Stream) -> Optional[int]:
+        return self._ctx._stream(stream)
+
+    def _check(self, rc: int, name: str) -> None:
+        if rc:
+            if self._h is None:
+                raise StateError("moecomm: %s on a closed context" % name, 12)
+            raise self._ctx._error(rc)
+
+
+class Context:
+    """One rank's moecomm context (collective over the world to create).
+
+    ``topology``: a ``moecomm.Topology``, a dict or a dataclass with its fields.  ``rank`` and
+    ``world_size`` default to MOECOMM_RANK and MOECOMM_WORLD_SIZE.  ``bootstrap``: a
+    ``torch.distributed`` CPU (gloo) process group, a ``torch.distributed.Store``, a callable
+    all-gather ``f(bytes) -> list[bytes]`` (every rank's bytes in rank order), or None for
+    MOECOMM_STORE=tcp://HOST:PORT.  ``device``: "cpu" (host buffers, shm backend), "auto"
+    (a GPU if any, else CPU), a CUDA ordinal or "cuda:N".  ``separate_comms``: one communicator
+    per group instead of one per distinct rank list.  Use as ``with Context(...) as ctx:`` or
+    call ``close()``.
+    """
+
+    def __init__(self, topology: Any, rank: Optional[int] = None,
+                 world_size: Optional[int] = None, bootstrap: Any = None,
+                 device: Any = "auto", separate_comms: bool = False) -> None:
+        self._h: Optional[int] = None
+        self.device: int = _abi.DEVICE_CPU
+        self._groups: Dict[GroupKind, Group] = {}
+        self.rank, self.world_size = _rank_world(rank, world_size)
+        self.topology = Topology.of(topology)
+        self._plugin = _loader.plugin()
+        self._api = self._plugin.api
+        self._raw_stream: Any = None
+        gather = _bootstrap.make_allgather(bootstrap, self.rank, self.world_size)
+        # Kept for the context's life: C must never call a collected callback.
+        self._host_ag = (_bootstrap.HostAllGather(gather, self.world_size)
+                         if gather is not None else None)
+        ctopo = self.topology.to_c(self.rank, self.world_size)
+        params = _abi.ContextParamsT(topology=ctypes.pointer(ctopo), device=_device_arg(device),
+                                     flags=_abi.CONTEXT_SEPARATE_COMMS if separate_comms else 0)
+        if self._host_ag is not None:
+            params.host_allgather = self._host_ag.cfunc
+        handle = c_void_p()
+        rc = self._api.context_create(byref(params), byref(handle))
+        if rc:
+            msg = self._message(None)
+            if self._host_ag is not None and self._host_ag.error:
+                msg += " (the host all-gather raised: %s)" % self._host_ag.error
+            raise error_for(rc, msg)
+        self._h = handle.value
+        info = _abi.ContextInfoT()
+        rc = self._api.context_info(self._h, byref(info))
+        if rc:
+            err = self._error(rc)
+            self._api.context_destroy(self._h)  # nothing half-made stays behind
+            self._h = None
+            raise err
+        self.device = info.device
+
+    # ---- lifetime ----
+
+    def close(self) -> None:
+        """Frees the context and its groups (local; rank 0 serves the rendezvous until the other
+        ranks are done, at most MOECOMM_TIMEOUT_MS).  On a GPU context with torch imported, the
+        device is synchronised first: no work of the context may still be running."""
+        h, self._h = self._h, None
+        if h is None:
+            return
+        for g in self._groups.values():
+            g._h = None
+        torch = sys.modules.get("torch")
+        if self.device >= 0 and torch is not None:
+            torch.cuda.synchronize(self.device)
+        rc = self._api.context_destroy(h)
+        if rc:
+            raise error_for(rc, self._message(None))
+
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_h", None) is not None:
+                self.close()
+        except Exception:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    # ---- groups and information ----
+
+    def group(self, kind: Any) -> Group:
+        """This rank's group of ``kind`` ("TP", "moe_ep", GroupKind.TP or its value).  Creates no
+        communicator: the first collective on it does."""
+        k = to_enum(GroupKind, kind, "group kind")
+        g = self._groups.get(k)
+        if g is None:
+            self._live()
+            handle = c_void_p()
+            self._check(self._api.group_get(self._h, int(k), byref(handle)))
+            g = self._groups[k] = Group(self, handle.value or 0, k)
+        return g
+
+    def groups(self) -> Dict[str, Group]:
+        """Every group kind of this rank, by name."""
+        return {k.name: self.group(k) for k in GroupKind}
+
+    def info(self) -> ContextInfo:
+        """Device, host layout, negotiated ABI and the plugin serving the context."""
+        self._live()
+        i = _abi.ContextInfoT()
+        self._check(self._api.context_info(self._h, byref(i)))
+        return ContextInfo(device=i.device, local_rank=i.local_rank, local_size=i.local_size,
+                           num_hosts=i.num_hosts, abi_version=_abi.version_str(i.abi_version),
+                           plugin_path=self._plugin.path, plugin_name=self._plugin.name,
+                           plugin_version=self._plugin.plugin_version, rank=self.rank,
+                           world_size=self.world_size, topology=self.topology)
+
+    # ---- planning and scatter modes ----
+
+    def plan_capture_sizes(self, candidates: Optional[Sequence[int]] = None,
+                           dense_dp: bool = False, dp_attention: bool = False,
+                           two_batch_overlap: bool = False) -> CapturePlan:
+        """The candidate token counts (default: the engines' usual 1, 2, 4, 8, 12, 16, 24,
+        32..256 step 8, 272..512 step 16) every group can split, in order, with the multiple
+        they had to be of.  None fits: ConfigError naming the multiple."""
+        self._live()
+        cand = _int32_array(list(candidates or ()), "candidates")
+        flags = ((_abi.PLAN_DENSE_DP if dense_dp else 0) |
+                 (_abi.PLAN_DP_ATTENTION if dp_attention else 0) |
+                 (_abi.PLAN_TWO_BATCH_OVERLAP if two_batch_overlap else 0))
+        params = _abi.PlanParamsT(flags=flags, candidates=ctypes.cast(cand, POINTER(c_int32)),
+                                  num_candidates=len(cand))
+        num, mult = c_size_t(0), c_int32(0)
+        fn = self._api.plan_capture_sizes
+        self._check(fn(self._h, byref(params), None, 0, byref(num), byref(mult)))
+        sizes = (c_int32 * max(num.value, 1))()
+        self._check(fn(self._h, byref(params), sizes, num.value, byref(num), byref(mult)))
+        return CapturePlan(list(sizes[:num.value]), mult.value)
+
+    def layer_mode(self, layer: Any) -> ScatterMode:
+        """The scatter mode a layer kind's input must be in ("attention", "dense_mlp",
+        "sparse_moe" or a LayerKind), decided from the topology (ABI 1.1)."""
+        fn = self._slot("layer_mode")
+        mode = c_int(-1)
+        self._check(fn(self._h, int(to_enum(LayerKind, layer, "layer kind")), byref(mode)))
+        return ScatterMode(mode.value)
+
+    def _tokens(self, tokens: Union[int, Sequence[int]]) -> "ctypes.Array[c_int32]":
+        t = self.topology
+        groups = t.attn_dp * t.attn_cp
+        if isinstance(tokens, int):
+            tokens = [tokens] * groups
+        tokens = list(tokens)
+        if len(tokens) != groups:
+            raise ValueError("moecomm: tokens has %d entries; pass one token count per attention "
+                             "group of the TP block (attn_dp * attn_cp = %d), or one int"
+                             % (len(tokens), groups))
+        return _int32_array(tokens, "tokens")
+
+    def mode_rows(self, mode: Any, tokens: Union[int, Sequence[int]]) -> int:
+        """Rows (tokens and padding) a buffer of ``mode`` holds on this rank for the token
+        counts of the attention groups (one int: the same count in every group)."""
+        fn = self._slot("mode_rows")
+        rows = c_size_t(0)
+        self._check(fn(self._h, int(to_enum(ScatterMode, mode, "scatter mode")),
+                       self._tokens(tokens), byref(rows)))
+        return rows.value
+
+    def scatter(self, x: Any, out: Any, from_mode: Any, to_mode: Any,
+                tokens: Union[int, Sequence[int]], reduce: bool = False,
+                stream: Stream = None) -> Any:
+        """Moves hidden states (rows of x.shape[-1] elements) from one scatter mode to another;
+        ``reduce``: x holds partial sums of the layer that made it.  out=None: a new buffer of
+        mode_rows(to_mode) rows.  Collective over the groups it uses (every rank of the world,
+        same order).  Returns out."""
+        fn = self._slot("scatter")
+        fm = to_enum(ScatterMode, from_mode, "scatter mode")
+        tm = to_enum(ScatterMode, to_mode, "scatter mode")
+        tok = self._tokens(tokens)
+        sp, n, dt, dev = _buffers.describe(x)
+        if dev != self.device:
+            self._bad_device(x, dev, "input")
+        shape = _buffers.shape_of(x)
+        hidden = shape[-1] if shape else 0
+        if hidden <= 0:
+            raise ValueError("moecomm: scatter: x must be rows of hidden elements (shape "
+                             "[rows, hidden]); got shape %s" % (shape,))
+        rows_from, rows_to = self.mode_rows(fm, tokens), self.mode_rows(tm, tokens)
+        if n != rows_from * hidden:
+            raise ValueError("moecomm: scatter: x has %d rows of %d; %s holds %d rows here for "
+                             "tokens %s" % (n // hidden, hidden, fm.name, rows_from, list(tok)))
+        if out is None:
+            out = _buffers.empty_like(x, (rows_to, hidden))
+        rp, rn, rdt, rdev = _buffers.describe(out)
+        if rdev != self.device:
+            self._bad_device(out, rdev, "out")
+        if rdt != dt:
+            raise _dtype_mismatch("scatter", dt, rdt)
+        if rn != rows_to * hidden:
+            raise ValueError("moecomm: scatter: out has %d elements; %s needs %d rows of %d here"
+                             % (rn, tm.name, rows_to, hidden))
+        args = _abi.ScatterArgsT(from_=int(fm), to=int(tm), reduce=1 if reduce else 0, dtype=dt,
+                                 hidden=hidden, tokens=ctypes.cast(tok, POINTER(c_int32)),
+                                 send=sp, recv=rp)
+        self._check(fn(self._h, byref(args), self._stream(stream)))
+        return out
+
+    # ---- graph capture ----
+
+    @contextlib.contextmanager
+    def capture(self, stream: Stream = None) -> Iterator["Context"]:
+        """The plugin's capture scope, which covers every group, around a CUDA graph capture::
+
+            with ctx.capture():                      # capture_begin
+                with torch.cuda.graph(g, stream=s):  # torch's stream capture inside
+                    ...                              # collectives on any group
+            # capture_end ran after torch ended stream capture: g can be replayed
+
+        capture_end is collective over the world: it checks that every rank captured the same
+        number of operations per group and registers the captured buffers with peers.  If the
+        body raises, the scope is still ended (on every rank that got here) and the body's
+        exception propagates; a rank whose capture differs then fails capture_end with
+        CaptureError on the others.  On a CPU context collectives inside run eagerly."""
+        self._live()
+        s = self._stream(stream) if stream is not None else None
+        self._check(self._api.capture_begin(self._h, s))
+        try:
+            yield self
+        except BaseException:
+            rc = self._api.capture_end(self._h, s) if self._h is not None else 0
+            if rc:
+                # The body's exception is the cause; the scope's state goes with it.
+                sys.stderr.write("moecomm: capture_end after an exception in the capture body "
+                                 "failed: %s\n" % self._error(rc))
+            raise
+        self._check(self._api.capture_end(self._h, s))
+
+    graph_capture = capture
+
+    # ---- internals ----
+
+    def _slot(self, name: str) -> Any:
+        self._live()
+        return self._plugin.slot(name)
+
+    def _live(self) -> None:
+        if self._h is None:
+            raise StateError("moecomm: the context is closed", 12)
+
+    def _message(self, handle: Optional[int]) -> str:
+        text = self._api.last_error(handle) or b""
+        return text.decode(errors="replace") or "(the plugin gave no message)"
+
+    def _error(self, rc: int) -> MoecommError:
+        msg = self._message(self._h)
+        if msg == "(the plugin gave no message)":
+            msg = self._message(None)
+        return error_for(rc, msg)
+
+    def _check(self, rc: int) -> None:
+        if rc:
+            raise self._error(rc)
+
+    def _stream(self, stream: Stream) -> Optional[int]:
+        if self.device < 0:
+            if stream is not None:
+                raise ValueError("moecomm: a CPU context takes no stream (got %r): buffers are "
+                                 "host memory and calls complete before returning" % (stream,))
+            return None
+        if stream is None:
+            return self._current_torch_stream()
+        if isinstance(stream, int):
+            return stream or None
+        handle = getattr(stream, "cuda_stream", None)
+        if handle is None:
+            handle = getattr(stream, "ptr", None)
+        if not isinstance(handle, int):
+            raise TypeError("moecomm: stream must be an int cudaStream_t or have .cuda_stream or "
+                            ".ptr; got %s" % type(stream).__name__)
+        return handle or None
+
+    def _current_torch_stream(self) -> Optional[int]:
+        f = self._raw_stream
+        if f is None:
+            torch = sys.modules.get("torch")
+            if torch is None:
+                return None  # no torch: the legacy default stream
+            raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+            dev = self.device
+            f = self._raw_stream = ((lambda: raw(dev)) if raw is not None else
+                                    (lambda: torch.cuda.current_stream(dev).cuda_stream))
+        return f() or None
+
+    def _bad_device(self, x: Any, dev: Optional[int], what: str) -> None:
+        if dev is None:
+            dev = _buffers.pointer_device(_buffers.describe(x)[0])
+            if dev == self.device:
+                return
+        have = "host memory" if dev == -1 else ("device memory of GPU %d" % dev if dev is not None
+                                                else "memory of unknown location")
+        want = ("host memory (a CPU context)" if self.device < 0
+                else "device memory of GPU %d (this context's)" % self.device)
+        raise ValueError("moecomm: %s is %s; this context needs %s" % (what, have, want))
