@@ -41,7 +41,7 @@ extern "C" {
 #define MOECOMM_ABI_VERSION_GET_MINOR(v) ((uint32_t)(v)&0xffffu)
 
 #define MOECOMM_ABI_MAJOR 1
-#define MOECOMM_ABI_MINOR 1
+#define MOECOMM_ABI_MINOR 2
 #define MOECOMM_ABI_VERSION MOECOMM_ABI_VERSION_MAKE(MOECOMM_ABI_MAJOR, MOECOMM_ABI_MINOR)
 
 /* The one exported symbol of ABI major 1; its type is moecomm_get_api_v1_fn_t. */
@@ -67,9 +67,13 @@ typedef enum moecomm_result {
   MOECOMM_ERR_BACKEND = 9,          /* a CUDA, NCCL or operating-system call failed */
   MOECOMM_ERR_NO_MEMORY = 10,       /* host or device allocation failed */
   MOECOMM_ERR_CAPTURE = 11,         /* graph-capture misuse, or ranks captured different work */
-  MOECOMM_ERR_STATE = 12,           /* the context is unusable after an earlier fatal error */
+  MOECOMM_ERR_STATE = 12,           /* the context (or communicator) is unusable after an earlier
+                                       fatal error, or another thread is using it right now */
   MOECOMM_ERR_INTERNAL = 13         /* a bug in moecomm: please report the message */
 } moecomm_result_t;
+/* One cause, one code: when a collective fails because of one cause (a rank that died, one that
+   is late, ranks that issued different calls), every rank that sees it returns the same code, that
+   of the first rank that noticed, and names the cause in last_error. */
 
 /* ---- enums ------------------------------------------------------------------------------- */
 
@@ -77,7 +81,8 @@ typedef enum moecomm_dtype {
   MOECOMM_FLOAT32 = 0,
   MOECOMM_FLOAT16 = 1, /* IEEE half; reductions accumulate in fp32 */
   MOECOMM_BFLOAT16 = 2, /* reductions accumulate in fp32 */
-  MOECOMM_INT32 = 3    /* sum wraps modulo 2^32 */
+  MOECOMM_INT32 = 3,   /* sum wraps modulo 2^32 */
+  MOECOMM_FLOAT8_E4M3 = 4 /* ABI 1.2; moved by moe_dispatch only (with per-row fp32 scales) */
 } moecomm_dtype_t;
 
 typedef enum moecomm_redop {
@@ -123,6 +128,11 @@ typedef enum moecomm_layer_kind {
 
 /* Context flags (ABI 1.1). */
 #define MOECOMM_CONTEXT_SEPARATE_COMMS 0x1ull /* no sharing: one communicator per group */
+/* ABI 1.2: every all_reduce, reduce_scatter and all_reduce_rmsnorm gives each element the same
+   bits whatever the message size, the batch it is in, the algorithm or the chunking (ranks summed
+   in rank order in fp32, rounded once); also MOECOMM_DETERMINISTIC=1.  A group whose backend
+   cannot promise it routes to one that can, or the call fails with MOECOMM_ERR_NOT_SUPPORTED. */
+#define MOECOMM_CONTEXT_DETERMINISTIC 0x2ull
 
 /* Context device request. */
 #define MOECOMM_DEVICE_CPU (-1)  /* host buffers, shm backend */
@@ -191,6 +201,13 @@ typedef struct moecomm_group_stats {
   uint64_t device_bytes;  /* device memory held by the communicator (shared by equal comm_id) */
   uint64_t host_bytes;    /* host and shared memory held by the communicator */
   uint64_t ops;           /* collectives issued on this group so far */
+  /* ABI 1.2 */
+  uint64_t ops_local;         /* calls served as local copies (a group of one rank) */
+  uint64_t ops_shm;           /* calls served by the shm backend */
+  uint64_t ops_nccl;          /* calls served by NCCL */
+  uint64_t ops_custom;        /* calls served by moecomm's CUDA kernels */
+  int32_t moe_max_tokens;     /* moe_configure's T_max (tokens per rank per dispatch); 0: none */
+  int32_t moe_expert_capacity; /* rows each local expert receives per dispatch at most; 0: none */
 } moecomm_group_stats_t;
 
 /* Flags for capture-size planning. */
@@ -231,6 +248,77 @@ typedef struct moecomm_scatter_args {
   void *send;            /* rows of mode `from`; reduce transitions may overwrite it */
   void *recv;            /* rows of mode `to`; must not overlap send */
 } moecomm_scatter_args_t;
+
+/* ---- ABI 1.2 structs ------------------------------------------------------------------------ */
+
+/* One configuration variable the plugin (or its host-side loader) reads; static storage. */
+typedef struct moecomm_config_var {
+  size_t struct_size;        /* caller sets sizeof(moecomm_config_var_t) */
+  const char *name;          /* "MOECOMM_TIMEOUT_MS"; "..._<GROUP>" stands for one per group */
+  const char *type;          /* "choice", "int", "bytes", "bool", "text" or "host" (the loader's) */
+  const char *default_value; /* as a user would write it; "" when unset by default */
+  const char *range;         /* the accepted values in words ("auto|shm|nccl|custom", "1 to 64") */
+  const char *help;          /* one line */
+} moecomm_config_var_t;
+
+/* Expert-parallel dispatch/combine on the MOE_EP group (n ranks), fixed by moe_configure before
+   the first dispatch.  Rank r holds experts [r*E/n, (r+1)*E/n): E_local = E / n of them. */
+#define MOECOMM_MOE_MAX_TOP_K 32
+typedef struct moecomm_moe_config {
+  size_t struct_size;      /* caller sets sizeof(moecomm_moe_config_t) */
+  int32_t num_experts;     /* E > 0, a multiple of n */
+  int32_t top_k;           /* K, 1..MOECOMM_MOE_MAX_TOP_K */
+  int32_t dtype;           /* dispatched rows: BFLOAT16, FLOAT16, FLOAT32 or FLOAT8_E4M3 */
+  int32_t max_tokens;      /* T_max: tokens a rank dispatches per call; 0: MOECOMM_EP_MAX_TOKENS */
+  size_t hidden;           /* H > 0: elements per row */
+  int32_t expert_capacity; /* C: rows a local expert receives per call at most; 0: n * T_max */
+  int32_t num_scales;      /* FLOAT8_E4M3: fp32 scales per row (> 0); otherwise 0 */
+  int32_t combine_dtype;   /* FLOAT8_E4M3: the experts' output dtype (BFLOAT16, FLOAT16 or
+                              FLOAT32); otherwise ignored (outputs have dtype) */
+} moecomm_moe_config_t;
+
+/* One dispatch.  Device buffers; the layout is what a grouped expert GEMM wants. */
+typedef struct moecomm_moe_dispatch_args {
+  size_t struct_size;       /* caller sets sizeof(moecomm_moe_dispatch_args_t) */
+  int32_t num_tokens;       /* T on this rank, 0..T_max (ranks may differ) */
+  const void *x;            /* [T, H] of the config's dtype */
+  const float *x_scales;    /* FLOAT8_E4M3: [T, num_scales]; otherwise NULL */
+  const int32_t *topk_ids;  /* [T, K] expert ids; -1 masks a slot */
+  void *recv_x;             /* [E_local, C, H]: local expert e's rows from row 0 on */
+  float *recv_scales;       /* FLOAT8_E4M3: [E_local, C, num_scales]; otherwise NULL */
+  int32_t *recv_counts;     /* [E_local]: rows each local expert received (at most C) */
+  int32_t *recv_src;        /* [E_local, C, 3]: (source index in the group, token, k) per row;
+                               rows ordered by source, then token, then k */
+} moecomm_moe_dispatch_args_t;
+
+/* The matching combine: out[t] = sum over k of topk_weights[t,k] * expert_out[row of (t,k)], in
+   fp32 in the order k = 0..K-1 (masked slots skipped), the same bits every run and whatever the
+   number of ranks; written in token order. */
+typedef struct moecomm_moe_combine_args {
+  size_t struct_size;        /* caller sets sizeof(moecomm_moe_combine_args_t) */
+  int32_t num_tokens;        /* T: the same as in the matching dispatch */
+  uint64_t handle;           /* what the matching moe_dispatch wrote to *handle_p */
+  const void *expert_out;    /* [E_local, C, H] in the layout dispatch produced (combine dtype) */
+  const float *topk_weights; /* [T, K] */
+  void *out;                 /* [T, H] (combine dtype) */
+} moecomm_moe_combine_args_t;
+
+/* All-reduce fused with the residual add and RMSNorm (a TP group's layer epilogue):
+   residual += sum over ranks of x; out = RMSNorm(residual) * weight, with fp32 math
+   (DESIGN.md "Fused all-reduce" gives every rounding). */
+typedef struct moecomm_rmsnorm_args {
+  size_t struct_size;   /* caller sets sizeof(moecomm_rmsnorm_args_t) */
+  int32_t dtype;        /* of x, residual, weight and out: BFLOAT16 or FLOAT16 */
+  float eps;            /* >= 0, added to the mean of squares */
+  size_t tokens;        /* T rows (0: no-op) */
+  size_t hidden;        /* H elements per row, > 0 */
+  const void *x;        /* [T, H] this rank's partial sums */
+  void *residual;       /* [T, H], updated in place to residual + sum of x */
+  const void *weight;   /* [H] */
+  void *out;            /* [T, H]; must not overlap x or residual */
+  void *out_fp8;        /* optional [T, H] float8 e4m3 copy of out; NULL: none */
+  float *out_scale;     /* [T] per-row scale of out_fp8 (amax / 448); with out_fp8 only */
+} moecomm_rmsnorm_args_t;
 
 /* ---- the function table ------------------------------------------------------------------ */
 
@@ -335,6 +423,61 @@ typedef struct moecomm_api {
      MOECOMM_ERR_NOT_SUPPORTED naming it. */
   moecomm_result_t (*scatter)(moecomm_context_t *ctx, const moecomm_scatter_args_t *args,
                               void *stream);
+
+  /* ---- ABI 1.2 ---- */
+
+  /* Local, no context needed: the rank list of the `kind` group that contains `rank` in topology
+     (DESIGN.md "Groups"), in group order, to ranks (capacity entries); its length to *size_p.
+     ranks NULL with capacity 0 asks for the length only. */
+  moecomm_result_t (*topology_group_ranks)(const moecomm_topology_t *topology,
+                                           moecomm_group_kind_t kind, int32_t rank,
+                                           int32_t *ranks, size_t capacity, size_t *size_p);
+
+  /* Local, no context needed: the index-th configuration variable (0, 1, ...); past the last,
+     MOECOMM_ERR_INVALID_ARGUMENT. */
+  moecomm_result_t (*config_var)(size_t index, moecomm_config_var_t *var_p);
+
+  /* Point to point on any group: `peer` is an index in the group.  Sends and receives between a
+     pair match in issue order; count and dtype must agree.  On a CPU context a send may block
+     until the peer receives. */
+  moecomm_result_t (*send)(moecomm_group_t *group, const void *buf, size_t count,
+                           moecomm_dtype_t dtype, int32_t peer, void *stream);
+  moecomm_result_t (*recv)(moecomm_group_t *group, void *buf, size_t count, moecomm_dtype_t dtype,
+                           int32_t peer, void *stream);
+
+  /* Block p of recv (count elements at p * count) is what peer p sent in its block for this
+     rank; send and recv hold size * count elements and must not overlap. */
+  moecomm_result_t (*all_to_all)(moecomm_group_t *group, const void *send, void *recv,
+                                 size_t count, moecomm_dtype_t dtype, void *stream);
+  /* The same with per-peer counts and displacements in elements (host arrays of the group's
+     size, read during the call): send_counts[p] elements from send + send_displs[p] go to peer p,
+     recv_counts[p] from peer p land at recv + recv_displs[p]; they must agree pairwise. */
+  moecomm_result_t (*all_to_all_v)(moecomm_group_t *group, const void *send,
+                                   const size_t *send_counts, const size_t *send_displs,
+                                   void *recv, const size_t *recv_counts,
+                                   const size_t *recv_displs, moecomm_dtype_t dtype,
+                                   void *stream);
+
+  /* Local: fixes the MOE_EP group's dispatch shape (the same on every rank; checked when the
+     first dispatch creates the buffers, sized once from it).  Again with the same config: no-op;
+     with another once buffers exist: MOECOMM_ERR_STATE. */
+  moecomm_result_t (*moe_configure)(moecomm_group_t *group, const moecomm_moe_config_t *config);
+
+  /* Sends each token to the ranks of the MOE_EP group that hold its top-k experts (once per rank)
+     into the expert-major receive layout; counts stay on the device, so it needs no host sync and
+     can be captured.  More tokens than T_max: MOECOMM_ERR_INVALID_ARGUMENT, nothing written.  An
+     expert receiving more than C rows keeps the first C (row order above) and the next call
+     reports MOECOMM_ERR_NOT_SUPPORTED naming it.  *handle_p: pass it to the matching combine. */
+  moecomm_result_t (*moe_dispatch)(moecomm_group_t *group, const moecomm_moe_dispatch_args_t *args,
+                                   uint64_t *handle_p, void *stream);
+  /* Brings the experts' outputs back and sums them (moecomm_moe_combine_args_t). */
+  moecomm_result_t (*moe_combine)(moecomm_group_t *group, const moecomm_moe_combine_args_t *args,
+                                  void *stream);
+
+  /* all_reduce of x over the group fused with the residual add and RMSNorm (see the struct);
+     called by every rank of the group like all_reduce. */
+  moecomm_result_t (*all_reduce_rmsnorm)(moecomm_group_t *group,
+                                         const moecomm_rmsnorm_args_t *args, void *stream);
 } moecomm_api_t;
 
 /* True when the table provides `slot` (inside its struct_size and not NULL). */

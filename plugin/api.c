@@ -6,6 +6,8 @@
 
 #include "api_coll.h"
 #include "api_context.h"
+#include "api_info.h"
+#include "api_moe.h"
 #include "error.h"
 #include "log.h"
 #include "util.h"
@@ -43,6 +45,16 @@ static const moecomm_api_t mc_api = {
     .layer_mode = mc_api_layer_mode,
     .mode_rows = mc_api_mode_rows,
     .scatter = mc_api_scatter,
+    .topology_group_ranks = mc_api_topology_group_ranks,
+    .config_var = mc_api_config_var,
+    .send = mc_api_send,
+    .recv = mc_api_recv,
+    .all_to_all = mc_api_all_to_all,
+    .all_to_all_v = mc_api_all_to_all_v,
+    .moe_configure = mc_api_moe_configure,
+    .moe_dispatch = mc_api_moe_dispatch,
+    .moe_combine = mc_api_moe_combine,
+    .all_reduce_rmsnorm = mc_api_all_reduce_rmsnorm,
 };
 
 static moecomm_result_t mc_api_refuse(moecomm_result_t code, char *why, size_t why_size,

@@ -113,6 +113,14 @@ static void mc_api_fill_stats(const mc_group_t *g, moecomm_group_stats_t *st) {
     st->host_bytes += comm->be[b].host_bytes;
   }
   st->ops = g->ops;
+  st->ops_local = g->served[MOECOMM_BACKEND_NONE];
+  st->ops_shm = g->served[MOECOMM_BACKEND_SHM];
+  st->ops_nccl = g->served[MOECOMM_BACKEND_NCCL];
+  st->ops_custom = g->served[MOECOMM_BACKEND_CUSTOM];
+  if (g->moe_configured) {
+    st->moe_max_tokens = (int32_t)g->moe_layout.cfg.t_max;
+    st->moe_expert_capacity = (int32_t)g->moe_layout.cfg.capacity;
+  }
 }
 
 moecomm_result_t mc_api_group_stats(const moecomm_group_t *h, moecomm_group_stats_t *stats_p) {

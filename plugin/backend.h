@@ -8,14 +8,32 @@
 #define MC_BACKEND_H_
 
 #include "comm.h"
+#include "ep_layout.h"
 
 typedef enum mc_coll_kind {
   MC_COLL_ALL_REDUCE = 0,
   MC_COLL_ALL_GATHER,
   MC_COLL_REDUCE_SCATTER,
   MC_COLL_BROADCAST,
+  MC_COLL_SEND,         /* ABI 1.2: point to point */
+  MC_COLL_RECV,
+  MC_COLL_ALL_TO_ALL,   /* equal blocks */
+  MC_COLL_ALL_TO_ALL_V, /* per-peer counts and displacements */
+  MC_COLL_RMSNORM,      /* all-reduce + residual add + RMSNorm (mc_rmsnorm_t) */
   MC_COLL_KIND_COUNT
 } mc_coll_kind_t;
+
+/* The fused op's operands (moecomm_rmsnorm_args_t, validated). */
+typedef struct mc_rmsnorm {
+  float eps;
+  size_t tokens, hidden;
+  const void *x;      /* [T, H] partial sums (the call's send) */
+  void *residual;     /* [T, H] += sum of x */
+  const void *weight; /* [H] */
+  void *out;          /* [T, H] (the call's recv) */
+  void *out_fp8;      /* [T, H] e4m3, or NULL */
+  float *out_scale;   /* [T], with out_fp8 */
+} mc_rmsnorm_t;
 
 /* One collective call, validated by the core. */
 typedef struct mc_coll {
@@ -31,7 +49,31 @@ typedef struct mc_coll {
   int capturing;      /* 1 when stream is being captured into a graph */
   int algo;           /* the policy's algorithm for backends that have several (custom:
                          MC_KERN_*), 0 otherwise */
+  int deterministic;  /* each element's bits must not depend on size, batch or algorithm */
+  int peer;           /* send, recv: index in the group */
+  const size_t *send_counts, *send_displs; /* all_to_all_v: elements, per peer */
+  const size_t *recv_counts, *recv_displs;
+  const mc_rmsnorm_t *norm;                /* rmsnorm */
 } mc_coll_t;
+
+/* One expert-parallel dispatch or combine on the MOE_EP communicator (moe.c). */
+typedef struct mc_moe_call {
+  int32_t tokens;            /* T on this rank, 0..t_max */
+  void *stream;              /* cudaStream_t, NULL on CPU */
+  int capturing;
+  /* dispatch */
+  const int32_t *topk_ids;   /* [T][K] */
+  const void *x;             /* [T][H] */
+  const float *x_scales;     /* [T][S] */
+  void *recv_x;              /* [El][C][H] */
+  float *recv_scales;        /* [El][C][S] */
+  int32_t *recv_counts;      /* [El] */
+  int32_t *recv_src;         /* [El][C][3] */
+  /* combine */
+  const void *expert_out;    /* [El][C][H] */
+  const float *topk_weights; /* [T][K] */
+  void *out;                 /* [T][H] */
+} mc_moe_call_t;
 
 typedef moecomm_result_t (*mc_coll_fn_t)(mc_comm_t *comm, const mc_coll_t *coll);
 
@@ -75,6 +117,15 @@ typedef struct mc_backend_ops {
 
   /* Collectives, indexed by mc_coll_kind_t (NULL where caps.colls lacks the bit). */
   mc_coll_fn_t coll[MC_COLL_KIND_COUNT];
+
+  /* Expert-parallel dispatch/combine (NULL: not served).  moe_init runs on the first dispatch
+     routed here: collective over the comm, sizes everything from `layout` (the same on every
+     member), sets comm->be[id].moe and adds what it holds to the byte counts; on failure leaves
+     nothing allocated.  moe_fini is local.  dispatch and combine alternate, dispatch first. */
+  moecomm_result_t (*moe_init)(mc_comm_t *comm, const mc_ep_layout_t *layout);
+  void (*moe_fini)(mc_comm_t *comm);
+  moecomm_result_t (*moe_dispatch)(mc_comm_t *comm, const mc_moe_call_t *call);
+  moecomm_result_t (*moe_combine)(mc_comm_t *comm, const mc_moe_call_t *call);
 
   /* Capture scope hooks (NULL: nothing to do).  capture_begin is local; capture_end is collective
      over the comm's members and registers whatever the captured work needs; every member must

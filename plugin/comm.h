@@ -28,6 +28,7 @@ typedef struct mc_comm_backend {
   moecomm_result_t failed; /* comm_init failed with this code: later calls fail fast */
   uint64_t device_bytes;   /* device memory this backend holds for the comm */
   uint64_t host_bytes;     /* host and shared memory this backend holds for the comm */
+  void *moe;               /* the backend's expert-parallel state; NULL until moe_init */
 } mc_comm_backend_t;
 
 /* What the routing policy decided about a communicator at context creation (route.c), for the

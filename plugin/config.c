@@ -44,6 +44,13 @@ static const mc_config_var_t mc_core_vars[] = {
      "overrides the host identity (hostname + boot id), e.g. to simulate several hosts"},
     {"MOECOMM_SHARE_COMMS", MC_VAR_BOOL, MC_FIELD(share_comms), 0, "1", "0 or 1", 0, 1, NULL,
      "0: groups with equal rank lists get separate communicators"},
+    {"MOECOMM_DETERMINISTIC", MC_VAR_BOOL, MC_FIELD(deterministic), 0, "0", "0 or 1", 0, 1, NULL,
+     "1: all_reduce, reduce_scatter and all_reduce_rmsnorm give each element the same bits "
+     "whatever the message size, batch or algorithm (as MOECOMM_CONTEXT_DETERMINISTIC)"},
+    {"MOECOMM_EP_MAX_TOKENS", MC_VAR_INT, MC_FIELD(ep_max_tokens), 0, "256", "1 to 1048576", 1,
+     1048576, NULL,
+     "tokens a rank dispatches per moe_dispatch at most, when moe_configure leaves max_tokens 0; "
+     "the expert-parallel buffers are sized from it"},
     {"MOECOMM_ALGO", MC_VAR_CHOICE, MC_FIELD(algo), 0, "auto", "auto|ll|oneshot|twoshot|nccl", 0,
      0, NULL, "forces one custom all-reduce algorithm (nccl: custom groups use NCCL)"},
     {"MOECOMM_CUSTOM_MAX_BYTES", MC_VAR_BYTES, MC_FIELD(custom_max_bytes), 0, "64M",

@@ -48,6 +48,8 @@ typedef struct mc_config {
   char store[256];                       /* MOECOMM_STORE, "" when unset */
   char host_id[128];                     /* MOECOMM_HOST_ID, "" when unset */
   int share_comms;                       /* MOECOMM_SHARE_COMMS */
+  int deterministic;                     /* MOECOMM_DETERMINISTIC (or the context flag) */
+  int ep_max_tokens;                     /* MOECOMM_EP_MAX_TOKENS: moe_configure's default T_max */
   /* routing (route.c) */
   int algo;                /* MOECOMM_ALGO: mc_algo_t */
   size_t custom_max_bytes; /* MOECOMM_CUSTOM_MAX_BYTES: largest all-reduce the custom path takes */

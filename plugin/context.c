@@ -165,9 +165,10 @@ static moecomm_result_t mc_context_read_params(const moecomm_context_params_t *p
   memcpy(p, params, MC_MIN(params->struct_size, sizeof(*p)));
   if (p->topology == NULL)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "params->topology is NULL");
-  if (p->flags & ~MOECOMM_CONTEXT_SEPARATE_COMMS)
+  if (p->flags & ~(MOECOMM_CONTEXT_SEPARATE_COMMS | MOECOMM_CONTEXT_DETERMINISTIC))
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "params->flags has unknown bits 0x%llx",
-                      (unsigned long long)(p->flags & ~MOECOMM_CONTEXT_SEPARATE_COMMS));
+                      (unsigned long long)(p->flags & ~(MOECOMM_CONTEXT_SEPARATE_COMMS |
+                                                        MOECOMM_CONTEXT_DETERMINISTIC)));
   return MOECOMM_SUCCESS;
 }
 
@@ -177,10 +178,13 @@ static void mc_context_free(mc_context_t *ctx, int booted) {
                mc_gpu_scope_enter(ctx->device, &scope, NULL) == MOECOMM_SUCCESS;
   for (int c = 0; c < ctx->num_comms; c++) {
     mc_comm_t *comm = ctx->comms[c];
-    /* Reverse order of the registry: custom (may sit on NCCL) before nccl before shm. */
+    /* Reverse order of the registry: custom (may sit on NCCL) before nccl before shm; a
+       backend's expert-parallel state before its communicator. */
     for (int b = MC_BACKEND_COUNT - 1; b > MOECOMM_BACKEND_NONE; b--) {
       const mc_backend_ops_t *ops = mc_backend_get((moecomm_backend_t)b);
-      if (comm->be[b].created && ops != NULL && ops->comm_fini != NULL) ops->comm_fini(comm);
+      if (ops == NULL) continue;
+      if (comm->be[b].moe != NULL && ops->moe_fini != NULL) ops->moe_fini(comm);
+      if (comm->be[b].created && ops->comm_fini != NULL) ops->comm_fini(comm);
     }
     mc_comm_free(comm);
   }
@@ -202,6 +206,7 @@ moecomm_result_t mc_context_create(const moecomm_context_params_t *params, mc_co
   if (ctx == NULL) return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
   if ((r = mc_config_load(&ctx->cfg, &ctx->err)) != MOECOMM_SUCCESS) goto fail;
   if (p.flags & MOECOMM_CONTEXT_SEPARATE_COMMS) ctx->cfg.share_comms = 0;
+  if (p.flags & MOECOMM_CONTEXT_DETERMINISTIC) ctx->cfg.deterministic = 1;
   if ((r = mc_topo_init(p.topology, &ctx->topo, &ctx->err)) != MOECOMM_SUCCESS) goto fail;
   mc_log_set_rank(ctx->topo.rank);
   if ((r = mc_context_pick_device(ctx, p.device)) != MOECOMM_SUCCESS) goto fail;

@@ -12,6 +12,7 @@
 #include "bootstrap.h"
 #include "comm.h"
 #include "config.h"
+#include "ep_layout.h"
 #include "error.h"
 #include "topo.h"
 
@@ -26,6 +27,13 @@ struct moecomm_group {
   uint64_t ops;                 /* calls issued */
   uint64_t captured_ops;        /* calls issued inside the current capture scope */
   uint64_t served[MC_BACKEND_COUNT]; /* calls served, per backend (NONE: size-1 local copies) */
+  /* expert parallelism (moe.c; the MOE_EP group) */
+  int moe_configured;           /* moe_configure called */
+  mc_ep_layout_t moe_layout;    /* its shape; buffers sized from it at the first dispatch */
+  moecomm_backend_t moe_backend; /* who serves dispatch/combine once created (NONE before) */
+  uint64_t moe_dispatches;      /* dispatch handles handed out */
+  int moe_pending;              /* a dispatch awaits its combine */
+  int32_t moe_pending_tokens;   /* its token count */
 };
 
 struct moecomm_context {

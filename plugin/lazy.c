@@ -42,3 +42,28 @@ moecomm_result_t mc_lazy_ensure(mc_comm_t *comm, moecomm_backend_t id, int captu
   if (*comm->capturing && ops->capture_begin != NULL) return ops->capture_begin(comm);
   return MOECOMM_SUCCESS;
 }
+
+moecomm_result_t mc_lazy_ensure_moe(mc_comm_t *comm, moecomm_backend_t id,
+                                    const mc_ep_layout_t *layout, int capturing) {
+  const mc_backend_ops_t *ops = mc_backend_get(id);
+  mc_gpu_scope_t scope;
+  moecomm_result_t r;
+  if (comm->be[id].moe != NULL) return MOECOMM_SUCCESS;
+  if (ops == NULL || ops->moe_init == NULL)
+    return mc_err_set(comm->err, MOECOMM_ERR_NOT_SUPPORTED,
+                      "moe_dispatch on %s: the %s backend does not serve it", comm->label,
+                      mc_backend_name(id));
+  if (id != MOECOMM_BACKEND_CUSTOM && (r = mc_lazy_ensure(comm, id, capturing)) != MOECOMM_SUCCESS)
+    return r;
+  MC_INFO("creating the %s expert-parallel buffers for %s%s", ops->name, comm->label,
+          capturing ? " inside graph capture" : "");
+  if (comm->device >= 0 &&
+      (r = mc_gpu_scope_enter(comm->device, &scope, comm->err)) != MOECOMM_SUCCESS)
+    return r;
+  r = ops->moe_init(comm, layout);
+  if (comm->device >= 0) mc_gpu_scope_leave(&scope);
+  if (r != MOECOMM_SUCCESS && r != MC_DEFER)
+    return mc_err_wrap(comm->err, r, "creating the %s expert-parallel buffers for %s", ops->name,
+                       comm->label);
+  return r;
+}

@@ -18,7 +18,10 @@
  *   8. its communicator is created by the first such call; if its members cannot set it up
  *      (decided alike on every member: no P2P path, settings that differ...), NCCL serves;
  *   9. the algorithm comes from the measured table below (or MOECOMM_ALGO), within what the
- *      communicator can take; none fits: NCCL. */
+ *      communicator can take; none fits: NCCL.
+ *  10. deterministic mode: a reduction NCCL would serve is refused (its bits depend on the size).
+ *  11. expert-parallel dispatch/combine: shm on CPU, the NVLink kernels within a host, NCCL
+ *      across hosts. */
 #include "route.h"
 
 #include <stdint.h>
@@ -204,12 +207,31 @@ static moecomm_result_t mc_route_custom(mc_group_t *g, mc_coll_t *c, int *algo_p
   return MOECOMM_SUCCESS;
 }
 
+/* Rule 10: deterministic mode.  shm reduces every element once, in rank order, whatever the
+   size; the custom kernels do too (rank order in fp32, one rounding, the same for every
+   algorithm); NCCL's result depends on the size and the algorithm.  So a reduction that custom
+   cannot take is refused rather than handed to NCCL. */
+static moecomm_result_t mc_route_deterministic(const mc_group_t *g, const mc_coll_t *c,
+                                               moecomm_backend_t be) {
+  if (!c->deterministic || be != MOECOMM_BACKEND_NCCL ||
+      (c->kind != MC_COLL_ALL_REDUCE && c->kind != MC_COLL_REDUCE_SCATTER &&
+       c->kind != MC_COLL_RMSNORM))
+    return MOECOMM_SUCCESS;
+  return mc_err_set(&g->ctx->err, MOECOMM_ERR_NOT_SUPPORTED,
+                    "%s of %zu %s on %s: deterministic mode (MOECOMM_DETERMINISTIC / "
+                    "MOECOMM_CONTEXT_DETERMINISTIC) needs a backend whose result does not depend "
+                    "on the size; the custom kernels cannot take this call and NCCL's result "
+                    "would (the group spans hosts, has more than 8 ranks, or the message is "
+                    "above MOECOMM_CUSTOM_MAX_BYTES)",
+                    mc_coll_name(c->kind), c->count, mc_dtype_name(c->dtype), g->comm->label);
+}
+
 moecomm_result_t mc_route_call(mc_group_t *g, mc_coll_t *c, moecomm_backend_t *backend_p) {
   moecomm_backend_t be = g->backend;
-  const mc_backend_ops_t *ops;
   moecomm_result_t r;
 
   c->algo = 0;
+  c->deterministic = g->ctx->cfg.deterministic;
   if (g->comm->size == 1) {
     *backend_p = MOECOMM_BACKEND_NONE;
     return MOECOMM_SUCCESS;
@@ -220,11 +242,7 @@ moecomm_result_t mc_route_call(mc_group_t *g, mc_coll_t *c, moecomm_backend_t *b
     MC_TRACE("%s of %zu %s on %s: %s", mc_coll_name(c->kind), c->count, mc_dtype_name(c->dtype),
              g->comm->label, c->algo ? mc_route_algo_name(c->algo) : "nccl");
   }
-  ops = mc_backend_get(be);
-  if (ops == NULL || ops->coll[c->kind] == NULL)
-    return mc_err_set(&g->ctx->err, MOECOMM_ERR_NOT_SUPPORTED,
-                      "%s on %s: the %s backend does not serve it", mc_coll_name(c->kind),
-                      g->comm->label, mc_backend_name(be));
+  if ((r = mc_route_deterministic(g, c, be)) != MOECOMM_SUCCESS) return r;
   r = mc_lazy_ensure(g->comm, be, c->capturing);
   if (r == MC_DEFER)
     return mc_err_set(&g->ctx->err, MOECOMM_ERR_UNAVAILABLE,
@@ -232,6 +250,32 @@ moecomm_result_t mc_route_call(mc_group_t *g, mc_coll_t *c, moecomm_backend_t *b
                       g->comm->label, mc_backend_name(be));
   if (r != MOECOMM_SUCCESS) return r;
   *backend_p = be;
+  return MOECOMM_SUCCESS;
+}
+
+/* Rule 11: expert parallelism on the MOE_EP group.  shm on a CPU context.  On a GPU the NVLink
+   kernels (the custom backend) when every member is on one host, there are at most 8 of them and
+   the custom backend runs on this device; NCCL otherwise (and when MOECOMM_BACKEND_MOE_EP, or
+   MOECOMM_BACKEND, says nccl). */
+moecomm_result_t mc_route_moe_backend(const mc_group_t *g, moecomm_backend_t *be_p) {
+  const mc_context_t *ctx = g->ctx;
+  const int own = ctx->cfg.group_backend[g->kind] != MC_CHOICE_UNSET;
+  const mc_backend_choice_t choice = own ? ctx->cfg.group_backend[g->kind] : ctx->cfg.backend;
+  const mc_backend_ops_t *custom = mc_backend_get(MOECOMM_BACKEND_CUSTOM);
+  mc_err_t why;
+  if (g->moe_backend != MOECOMM_BACKEND_NONE) {
+    *be_p = g->moe_backend;
+    return MOECOMM_SUCCESS;
+  }
+  if (ctx->device < 0) {
+    *be_p = MOECOMM_BACKEND_SHM;
+    return MOECOMM_SUCCESS;
+  }
+  *be_p = MOECOMM_BACKEND_NCCL;
+  if (choice == MC_CHOICE_NCCL || custom == NULL || custom->moe_dispatch == NULL) return MOECOMM_SUCCESS;
+  if (g->comm->same_host && g->comm->size <= MC_EP_MAX_NVL_RANKS &&
+      mc_backend_usable(MOECOMM_BACKEND_CUSTOM, ctx->device, &why))
+    *be_p = MOECOMM_BACKEND_CUSTOM;
   return MOECOMM_SUCCESS;
 }
 

@@ -16,9 +16,14 @@ moecomm_result_t mc_route_groups(mc_context_t *ctx);
 
 /* One call on group: the backend that serves it now, with c->algo set for backends that have
    several algorithms; MOECOMM_BACKEND_NONE: a group of one rank (the call is a local copy).
+   The chosen backend may lack the call's kind: the caller handles that (collective.c).
    Creates the chosen backend's communicator state when needed (lazy.h), since what a custom
    communicator can take is known only once it exists. */
 moecomm_result_t mc_route_call(mc_group_t *group, mc_coll_t *c, moecomm_backend_t *backend_p);
+
+/* Which backend serves expert-parallel dispatch/combine on the MOE_EP group (rule 11); the one
+   that created its buffers once it has. */
+moecomm_result_t mc_route_moe_backend(const mc_group_t *group, moecomm_backend_t *be_p);
 
 /* The custom all-reduce algorithm (MC_KERN_*) for `bytes` on `members` ranks, or 0 (hand it to
    NCCL): the measured table, MOECOMM_ALGO, and what the communicator can take.  The same answer

@@ -17,7 +17,8 @@ int64_t mc_now_ms(void);
 /* Sleeps `us` microseconds (resumed after signals). */
 void mc_sleep_us(long us);
 
-/* Bytes per element; 0 for a dtype out of range. */
+/* Bytes per element of a collective's dtype; 0 for one out of range (and for fp8, which only
+   moe_dispatch moves). */
 size_t mc_dtype_size(moecomm_dtype_t dtype);
 const char *mc_dtype_name(moecomm_dtype_t dtype);
 const char *mc_redop_name(moecomm_redop_t op);
