@@ -64,7 +64,8 @@ INTERNAL_A  := $(BUILD)/libmoecomm-internal.a
 SHIM        := $(BUILD)/moecomm-shim
 
 CORE_SRC    := $(wildcard plugin/*.c) $(wildcard plugin/backends/shm/*.c)
-CUDA_SRC    := $(wildcard plugin/backends/nccl/*.c) $(wildcard plugin/backends/custom/*.c)
+CUDA_SRC    := $(wildcard plugin/backends/nccl/*.c) $(wildcard plugin/backends/custom/*.c) \
+               $(wildcard kernels/*.c)
 KERNEL_SRC  := $(wildcard kernels/*.cu)
 ifeq ($(WITH_CUDA),1)
   PLUGIN_SRC := $(CORE_SRC) $(CUDA_SRC)
