@@ -14,11 +14,13 @@
  * rule (mc_kern_ref_all_reduce), and fused outputs up to T = 512 with mc_kern_ref_add_rmsnorm
  * after one more eager call from a fresh residual; the count of wrong elements is printed.
  *
+ * Segments as the custom backend's defaults: LL payload 256 KiB, staging halves 64 MiB (so the
+ * eager one-shot and two-shot reach 64 MB).
  * All-reduce, bf16, 1 KB .. 64 MB (x4): ll (<= 256 KiB), oneshot, twoshot (staging), twoshot-table
- * (the captured form on registered buffers), ll128, twoshot-ll128, twoshot-chunk.
- * Fused, bf16, T in {1, 8, 64, 512, 4096} x H in {4096, 7168}: ll128, twoshot-ll128,
- * twoshot-chunk, ll128+fp8, twoshot-ll128+fp8, and "ar-best": the fastest plain all-reduce of
- * the same T * H elements, for comparison.
+ * (the captured form on registered buffers), twoshot-push, oneshot-push.
+ * Fused, bf16, T in {1, 8, 64, 512, 4096} x H in {4096, 7168}: ll (where T * H * 4 bytes fit the
+ * LL slot), oneshot-push, twoshot-push, ll+fp8, twoshot-push+fp8, and "ar-best": the fastest
+ * plain all-reduce of the same T * H elements, for comparison.
  * Output: two tables; JSON to $BENCH_OUT when set. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,7 @@ int main(void) {
 #include "../abi/moecomm.h"
 #include "../kernels/mc_kernels.h"
 #include "../kernels/mc_rmsnorm.h"
+#include "../kernels/mc_shape.h"
 #include "../kernels/rmsnorm_ref.h"
 
 #define N 2
@@ -45,20 +48,19 @@ int main(void) {
 #define MAX_BYTES ((size_t)64 << 20)
 #define LL_PAYLOAD ((size_t)256 << 10)
 #define STAGE_HALF ((size_t)64 << 20)
-#define NPLAIN 7
+#define NPLAIN 6
 #define NFUSED 5
 #define MAXT 4096
 #define MAXH 7168
 
 static const char *const kPlain[NPLAIN] = {
-    "ll", "oneshot", "twoshot", "twoshot-table", "ll128", "twoshot-ll128", "twoshot-chunk"};
-static const int kPlainAlgo[NPLAIN] = {MC_KERN_LL,           MC_KERN_ONESHOT, MC_KERN_TWOSHOT,
-                                       MC_KERN_TWOSHOT,      MC_KERN_LL128,   MC_KERN_TWOSHOT_LL128,
-                                       MC_KERN_TWOSHOT_CHUNK};
-static const char *const kFused[NFUSED] = {"ll128", "twoshot-ll128", "twoshot-chunk", "ll128+fp8",
-                                           "twoshot-ll128+fp8"};
-static const int kFusedAlgo[NFUSED] = {MC_KERN_LL128, MC_KERN_TWOSHOT_LL128, MC_KERN_TWOSHOT_CHUNK,
-                                       MC_KERN_LL128, MC_KERN_TWOSHOT_LL128};
+    "ll", "oneshot", "twoshot", "twoshot-table", "twoshot-push", "oneshot-push"};
+static const int kPlainAlgo[NPLAIN] = {MC_KERN_LL,      MC_KERN_ONESHOT,      MC_KERN_TWOSHOT,
+                                       MC_KERN_TWOSHOT, MC_KERN_TWOSHOT_PUSH, MC_KERN_ONESHOT_PUSH};
+static const char *const kFused[NFUSED] = {"ll", "oneshot-push", "twoshot-push", "ll+fp8",
+                                           "twoshot-push+fp8"};
+static const int kFusedAlgo[NFUSED] = {MC_KERN_LL, MC_KERN_ONESHOT_PUSH, MC_KERN_TWOSHOT_PUSH,
+                                       MC_KERN_LL, MC_KERN_TWOSHOT_PUSH};
 static const size_t kT[5] = {1, 8, 64, 512, 4096};
 static const size_t kH[2] = {4096, 7168};
 
@@ -181,6 +183,8 @@ static void enqueue(sim_t *s, int m, int fused, int v, size_t count, size_t T, s
     a.y_fp8 = v >= 3 ? s->q[m] : NULL;
     a.y_scale = v >= 3 ? s->sc[m] : NULL;
     for (int q = 0; q < N; q++) a.seg[q] = s->seg[q];
+    a.ll_off = s->ll_off;
+    a.ll_slot_bytes = 2 * LL_PAYLOAD;
     a.stage_off = s->stage_off;
     a.stage_half_bytes = STAGE_HALF;
     a.err = s->err_d[m];
@@ -360,6 +364,13 @@ int main(void) {
       double best = 1e30;
       printf("%6zu %6zu", kT[t], kH[h]);
       for (int v = 0; v < NFUSED; v++) {
+        mc_kern_plan_t plan;
+        fused[v][t][h] = -1;
+        if (mc_kern_plan_rmsnorm(kFusedAlgo[v], N, kT[t], kH[h], MOECOMM_BFLOAT16, 0, STAGE_HALF,
+                                 2 * LL_PAYLOAD, &plan) != MC_KERN_PLAN_OK) {
+          printf(" %18s", "-");
+          continue;
+        }
         fused[v][t][h] = time_graph(&s, 1, v, 0, kT[t], kH[h]);
         fused_bad[v][t][h] = any_error(&s)  ? -1
                              : kT[t] <= 512 ? verify_fused(&s, v, kT[t], kH[h])

@@ -1,5 +1,5 @@
 /* mc_kernels.h - custom all-reduce kernels behind plain C launchers (kernels/allreduce.cu for LL,
- * one-shot and two-shot; kernels/push.cu for the barrier-free LL128 and chunk kernels).
+ * one-shot and two-shot; kernels/push.cu for the barrier-free push kernels).
  *
  * Every member of a communicator owns one device "segment" that the others map (CUDA IPC).  Its
  * layout is fixed here so the host (plugin/backends/custom) and the kernels agree:
@@ -7,9 +7,11 @@
  *   [MC_KERN_FLAGS_OFF]  uint64 flags[MC_KERN_MAX_BLOCKS][MC_KERN_MAX_RANKS]: barrier arrivals,
  *                        row = block, column = the member that wrote it (remote stores)
  *   [MC_KERN_STATE_OFF]  mc_kern_state_t: this member's call counter (local only)
- *   [ll_off]             LL packets: [2 parities][size senders][ll_slot_bytes]
- *   [stage_off]          staging: [2 halves][stage_half_bytes]; the push kernels (LL128, chunk,
- *                        fused) carve their receive slots out of the same halves (mc_shape.h)
+ *   [ll_off]             LL packets: [2 parities][size senders][ll_slot_bytes]; only ever LL
+ *                        packets (the fused LL kernel writes the same format), so a stale word
+ *                        there always carries an older call's flag
+ *   [stage_off]          staging: [2 halves][stage_half_bytes]; the push kernels (plain and fused)
+ *                        carve their receive slots out of the same halves (mc_shape.h)
  *
  * Ordering between calls rests on one per-communicator epoch kept in device memory: every kernel
  * reads it, the last block to finish advances it, so graph replays and eager calls count alike and
@@ -55,14 +57,14 @@ extern "C" {
 #define MC_KERN_ONESHOT 2 /* own input to own staging, one barrier, every rank reduces all */
 #define MC_KERN_TWOSHOT 3 /* reduce-scatter by pulling, results pushed to every output */
 /* Push kernels without any barrier (kernels/push.cu): data travels only as stores into the
-   receiver's slots, with the flag that says it arrived carried in or right after the data. */
-#define MC_KERN_LL128 4 /* one-shot: every member's input, as 128-byte lines (7 data vectors and a
-                           flag vector), stored into every peer; each member reduces everything */
-#define MC_KERN_TWOSHOT_LL128 5 /* two-shot: part q's lines stored into its owner q, which reduces
-                                   them and stores the result lines into every peer */
-#define MC_KERN_TWOSHOT_CHUNK 6 /* the same two-shot with plain data chunks, each followed by a
-                                   release flag (no flag bytes inside the data; a fence per chunk) */
-#define MC_KERN_ALGOS 6
+   receiver's staging slots, in chunks each followed by a flag stored with release semantics. */
+#define MC_KERN_TWOSHOT_PUSH                                           \
+  4 /* part q's chunks stored into its owner q, which reduces them and \
+       stores the result chunks into every peer; no barrier */
+#define MC_KERN_ONESHOT_PUSH                                     \
+  5 /* every member's chunks stored into every peer, each member \
+       reduces everything; no barrier */
+#define MC_KERN_ALGOS 5
 
 /* Error codes in mc_kern_err_t.code (0: none). */
 #define MC_KERN_ERR_TIMEOUT 1      /* a peer did not arrive within timeout_ns */
@@ -118,10 +120,10 @@ typedef struct mc_kern_ar {
 
 /* Enqueues the all-reduce on stream (a cudaStream_t).  Returns a cudaError_t (0: success).  Grid
    shape is a function of (algo, size, count, dtype, max_blocks, stage_half_bytes) only
-   (kernels/mc_shape.h), so every member launches the same one.  The push kernels (LL128, two-shot
-   LL128 and chunk) take any count, eager or captured, and touch only in, out and the segments
-   (nothing to register); they return cudaErrorInvalidValue when the staging half cannot hold two
-   chunks per team (mc_kern_plan_all_reduce says so first). */
+   (kernels/mc_shape.h), so every member launches the same one.  The push kernels take any count,
+   eager or captured, and touch only in, out and the segments (nothing to register); they return
+   cudaErrorInvalidValue when the staging half cannot hold one chunk ring
+   (mc_kern_plan_all_reduce says so first). */
 int mc_kern_all_reduce(const mc_kern_ar_t *args, void *stream);
 
 /* cudaSuccess when the kernels have an image for the current device. */

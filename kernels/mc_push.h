@@ -1,5 +1,5 @@
 /* mc_push.h - launcher of the barrier-free push all-reduce kernels (kernels/push.cu), called by
- * mc_kern_all_reduce for MC_KERN_LL128, MC_KERN_TWOSHOT_LL128 and MC_KERN_TWOSHOT_CHUNK. */
+ * mc_kern_all_reduce for MC_KERN_TWOSHOT_PUSH and MC_KERN_ONESHOT_PUSH. */
 #ifndef MC_PUSH_H_
 #define MC_PUSH_H_
 

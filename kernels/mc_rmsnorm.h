@@ -23,14 +23,16 @@
  * fp8 (y_fp8 != NULL): scale = amax |y| / 448 over the row (the rounded y); q = e4m3(y / scale),
  * nearest even, saturated to +-448, NaN -> 0x7f; a row whose amax is 0 gets scale 0 and q = 0.
  *
- * Algorithms (mc_kern_arn_t.algo; all barrier-free, slots in the staging halves as in
- * mc_shape.h, a row is never split between members because its norm needs the whole row):
- *   MC_KERN_LL128          every member sends its x rows as LL128 lines to every peer and norms
- *                          every row (one NVLink crossing; small T);
- *   MC_KERN_TWOSHOT_LL128  rows are split between members: row t of part q goes to q, which
- *   MC_KERN_TWOSHOT_CHUNK  reduces it, sends a = D(s) to every peer, and every member adds its
- *                          residual and norms the row (large T; a crosses NVLink once, not y and
- *                          r' separately: half the bytes of pushing both). */
+ * Algorithms (mc_kern_arn_t.algo; all barrier-free; a row is never split between members, its
+ * norm needs the whole row):
+ *   MC_KERN_LL            every member sends its x rows to every peer as LL packets (the LL
+ *                         all-reduce's format, in the LL region) and norms every row: one NVLink
+ *                         crossing, twice the bytes; T * H * es up to half an LL slot (small T);
+ *   MC_KERN_ONESHOT_PUSH  the same with chunks in staging (release flag per row): any T;
+ *   MC_KERN_TWOSHOT_PUSH  rows are split between members: row t of part q goes to q, which
+ *                         reduces it and sends a = D(s) to every peer; every member adds its
+ *                         residual and norms the row (large T; a crosses NVLink once, instead of
+ *                         y and r' separately: half the bytes of pushing both). */
 #ifndef MC_RMSNORM_H_
 #define MC_RMSNORM_H_
 
@@ -50,7 +52,7 @@ extern "C" {
    up to MC_KERN_ROW_MAX_H; y may equal x but not residual; rows and hidden the same on every
    member. */
 typedef struct mc_kern_arn {
-  int algo;                     /* MC_KERN_LL128, MC_KERN_TWOSHOT_LL128 or MC_KERN_TWOSHOT_CHUNK */
+  int algo;                     /* MC_KERN_LL, MC_KERN_ONESHOT_PUSH or MC_KERN_TWOSHOT_PUSH */
   int dtype;                    /* MOECOMM_FLOAT16 or MOECOMM_BFLOAT16: x, residual, weight, y */
   int rank, size;               /* this member, members (2..MC_KERN_MAX_RANKS) */
   size_t rows, hidden;          /* T >= 1, H */
@@ -62,6 +64,7 @@ typedef struct mc_kern_arn {
   void *y_fp8;                  /* [T, H] e4m3, or NULL */
   float *y_scale;               /* [T], with y_fp8 (NULL without) */
   char *seg[MC_KERN_MAX_RANKS]; /* every member's segment, as mapped in this process */
+  size_t ll_off, ll_slot_bytes; /* LL region, as in mc_kern_ar_t (used by MC_KERN_LL) */
   size_t stage_off, stage_half_bytes; /* staging region of the segment (multiples of 128) */
   mc_kern_err_t *err;                 /* host-mapped error record (device address) */
   uint64_t timeout_ns;                /* 0: wait forever */

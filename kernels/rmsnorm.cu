@@ -1,19 +1,22 @@
 /* rmsnorm.cu - fused all-reduce + residual add + RMSNorm (mc_rmsnorm.h), on the push machinery
  * of lines.cuh.
  *
- * A row is a chunk and belongs to one team of 256 threads (two teams per block while H <= 8192):
- * the team moves the row's lines, reduces them, writes v = D(a + r) into shared memory at the
- * row's vector index (the lines' layout is not the norm's), and then norms the row from shared
- * memory in the fixed order of mc_rmsnorm.h, whatever the algorithm.  Teams synchronise with
- * their own named barrier (1 + team in block).
+ * A row is a chunk and belongs to one team of 256 threads (two teams per block while H <= 8192);
+ * thread k of the team handles vectors k, k + 256, ... of the row, the lanes of mc_rmsnorm.h's
+ * order.  The team moves the row, reduces it, writes v = D(a + r) into shared memory, and norms
+ * the row from there in that fixed order, whatever the algorithm.  Teams synchronise with their
+ * own named barrier (1 + team in block).
  *
- *  k_arn_oneshot (LL128): team w sends my row t to every peer, reduces row t from every member's
- *    lines, and norms it.  Ring reuse as for the one-shot all-reduce (push.cu), per team.
- *  k_arn_twoshot: for row index ch of every part q (rows q * part_rows + ch): A sends my x row to
- *    q; B reduces my part's row from every member, sends a to every peer and norms it; D takes
- *    every other part's a from its owner and norms it.  Ring reuse as for the two-shot
- *    all-reduce (push.cu).  Rows past T (padding of the last parts) travel and are waited for
- *    like the others, so the chain of push.cu holds; they are never normed or stored.
+ *  k_arn_oneshot (MC_KERN_LL: LL packets in the LL region; MC_KERN_ONESHOT_PUSH: chunks in
+ *    staging): team w sends my row t to every peer, reduces row t from every member's values,
+ *    and norms it.  Ring reuse as for the one-shot all-reduce (push.cu), per team; LL uses no
+ *    ring (every row has its own place).
+ *  k_arn_twoshot (MC_KERN_TWOSHOT_PUSH): for row index ch of every part q (rows
+ *    q * part_rows + ch): A sends my x row to q; B reduces my part's row from every member,
+ *    sends a to every peer and norms it; D takes every other part's a from its owner and norms
+ *    it.  Ring reuse as for the two-shot all-reduce (push.cu).  Rows past T (padding of the last
+ *    parts) travel and are waited for like the others, so the chain of push.cu holds; they are
+ *    never normed or stored.
  * On a timeout the team keeps its barrier count (waits return at once, stores are skipped), so
  * no barrier is left half-arrived. */
 #include <cuda_fp8.h>
@@ -27,10 +30,8 @@ struct karn_t : mc_kern_arn_t {
   mc_kern_plan_t p;
 };
 
-constexpr uint32_t kNoVec = ~0u;
-
 struct team_t {
-  int team, tt, s, bar;
+  int team, tt, bar;
   uint4 *sv;  /* the row being normed: v, chunk_vecs vectors */
   float *red; /* 16 floats: the warps' sums, then their maxima */
 };
@@ -47,18 +48,10 @@ __device__ __forceinline__ team_t make_team(const mc_kern_plan_t &p, uint4 *smem
   const int tb = threadIdx.x / MC_KERN_ROW_TEAM;
   t.team = blockIdx.x * (blockDim.x / MC_KERN_ROW_TEAM) + tb;
   t.tt = threadIdx.x % MC_KERN_ROW_TEAM;
-  t.s = t.tt & 7;
   t.bar = 1 + tb;
   t.sv = smem + (size_t)tb * p.chunk_vecs;
   t.red = red + 16 * tb;
   return t;
-}
-
-/* Row vector carried by slot s of line, kNoVec for the flag slot and padding. */
-__device__ __forceinline__ uint32_t row_vec(const mc_kern_plan_t &p, uint32_t line, int s) {
-  if (s >= p.line_vecs) return kNoVec;
-  const uint32_t j = line * (uint32_t)p.line_vecs + (uint32_t)s;
-  return j < p.chunk_vecs ? j : kNoVec;
 }
 
 template <typename T>
@@ -74,16 +67,13 @@ template <int P, int N>
 __device__ void send_rows(const karn_t &a, const team_t &tm, char *const (&dst)[N],
                           const uint4 *const (&rows)[N], uint64_t tag) {
   const mc_kern_plan_t &p = a.p;
-  for (uint32_t line0 = 0; line0 < p.chunk_lines; line0 += MC_KERN_ROW_TEAM / 8) {
-    const uint32_t line = line0 + (tm.tt >> 3), j = row_vec(p, line, tm.s);
+  for (uint32_t j = tm.tt; j < p.chunk_vecs; j += MC_KERN_ROW_TEAM) {
 #pragma unroll
-    for (int q = 0; q < N; q++) {
-      if (dst[q] == nullptr) continue;
-      const uint4 v = rows[q] != nullptr && j != kNoVec ? rows[q][j] : make_uint4(0, 0, 0, 0);
-      put_line<P>(dst[q], line, p.chunk_lines, tm.s, v, tag);
-    }
+    for (int q = 0; q < N; q++)
+      if (dst[q] != nullptr)
+        put_vec<P>(dst[q], j, rows[q] != nullptr ? rows[q][j] : make_uint4(0, 0, 0, 0), tag);
   }
-  publish<P>(dst, p.chunk_lines, tag, tm.tt, team_sync_t{tm.bar});
+  publish<P>(dst, p, tag, tm.tt, team_sync_t{tm.bar});
 }
 
 template <typename T, int N>
@@ -100,7 +90,7 @@ __device__ __forceinline__ uint4 reduce_at(const uint4 (&v)[N][1], const uint4 &
   return acc_pack<T>(acc);
 }
 
-/* Takes the row's lines from every non-null src[r], reduces them with my own row `own` (nullptr:
+/* Takes the row from every non-null src[r], reduces them with my own row `own` (nullptr:
    zeros) in rank order, calls f(j, a) for each of my vectors, and forwards a to every non-null
    fwd[q].  With one non-null src[q] and own == nullptr it is only the take (the sum of one
    value and zeros is not what we want): f gets q's vector as is. */
@@ -109,25 +99,26 @@ __device__ bool take_row(const karn_t &a, call_t &c, const team_t &tm, const cha
                          int only, const uint4 *own, char *const (&fwd)[N], uint64_t tag, F f) {
   const mc_kern_plan_t &p = a.p;
   bool ok = true;
-  for (uint32_t line0 = 0; line0 < p.chunk_lines; line0 += MC_KERN_ROW_TEAM / 8) {
-    const uint32_t line[1] = {line0 + (tm.tt >> 3)};
-    const uint32_t j = row_vec(p, line[0], tm.s);
+  for (uint32_t j0 = 0; j0 < p.chunk_vecs; j0 += MC_KERN_ROW_TEAM) {
+    const uint32_t j[1] = {j0 + (uint32_t)tm.tt};
+    const bool mine = j[0] < p.chunk_vecs;
     uint4 v[N][1], res = make_uint4(0, 0, 0, 0);
-    ok = ok && take_lines<P, N, 1>(a, c, src, tag, line, p.chunk_lines, tm.s, v);
-    if (ok && only >= 0) {
+    ok = ok && take_vecs<P, N, 1>(a, c, p, src, tag, j, v);
+    if (ok && mine && only >= 0) {
 #pragma unroll
       for (int r = 0; r < N; r++)
         if (r == only) res = v[r][0];
-    } else if (ok) {
-      const uint4 mine = own != nullptr && j != kNoVec ? own[j] : make_uint4(0, 0, 0, 0);
-      res = reduce_at<T, N>(v, mine, a.rank);
+    } else if (ok && mine) {
+      res = reduce_at<T, N>(v, own != nullptr ? own[j[0]] : make_uint4(0, 0, 0, 0), a.rank);
     }
-    if (ok && j != kNoVec) f(j, res);
+    if (ok && mine) {
+      f(j[0], res);
 #pragma unroll
-    for (int q = 0; q < N; q++)
-      if (fwd[q] != nullptr && ok) put_line<P>(fwd[q], line[0], p.chunk_lines, tm.s, res, tag);
+      for (int q = 0; q < N; q++)
+        if (fwd[q] != nullptr) put_vec<P>(fwd[q], j[0], res, tag);
+    }
   }
-  publish<P>(fwd, p.chunk_lines, tag, tm.tt, team_sync_t{tm.bar});
+  publish<P>(fwd, p, tag, tm.tt, team_sync_t{tm.bar});
   return ok;
 }
 
@@ -136,8 +127,7 @@ template <typename T>
 __device__ __forceinline__ uint4 norm_vec(const uint4 &v, const uint4 &w, float inv, float &amax) {
   acc_t<T> y;
 #pragma unroll
-  for (int k = 0; k < 8; k++)
-    y.f[k] = __fmul_rn(__fmul_rn(elem_f<T>(v, k), inv), elem_f<T>(w, k));
+  for (int k = 0; k < 8; k++) y.f[k] = __fmul_rn(__fmul_rn(elem_f<T>(v, k), inv), elem_f<T>(w, k));
   const uint4 out = acc_pack<T>(y);
 #pragma unroll
   for (int k = 0; k < 8; k++) amax = fmaxf(amax, fabsf(elem_f<T>(out, k)));
@@ -225,10 +215,9 @@ __global__ void __launch_bounds__(2 * MC_KERN_ROW_TEAM) k_arn_oneshot(const karn
   }
   const mc_kern_plan_t &p = a.p;
   const uint64_t epoch = c.epoch;
-  const size_t half = (epoch & 1u) * a.stage_half_bytes;
   const team_t tm = make_team(p, smem, red);
   for (uint64_t ch = (uint64_t)tm.team; ch < p.chunks; ch += (uint64_t)p.teams) {
-    const uint64_t tag = chunk_tag(epoch, ch);
+    const uint64_t tag = chunk_tag<P>(epoch, ch);
     const uint4 *x = reinterpret_cast<const uint4 *>(a.x) + ch * p.chunk_vecs;
     const uint4 *rows[N];
     const char *src[N];
@@ -237,8 +226,8 @@ __global__ void __launch_bounds__(2 * MC_KERN_ROW_TEAM) k_arn_oneshot(const karn
     for (int q = 0; q < N; q++) {
       rows[q] = x;
       none[q] = nullptr;
-      dst[q] = q == a.rank ? nullptr : chunk_at(a, p, half, q, 0, a.rank, ch);
-      src[q] = q == a.rank ? nullptr : chunk_at(a, p, half, a.rank, 0, q, ch);
+      dst[q] = q == a.rank ? nullptr : chunk_at<P>(a, p, epoch, q, 0, a.rank, ch);
+      src[q] = q == a.rank ? nullptr : chunk_at<P>(a, p, epoch, a.rank, 0, q, ch);
     }
     send_rows<P, N>(a, tm, dst, rows, tag);
     const add_residual_t<T> f = {tm.sv, reinterpret_cast<uint4 *>(a.residual) + ch * p.chunk_vecs};
@@ -259,12 +248,11 @@ __global__ void __launch_bounds__(2 * MC_KERN_ROW_TEAM) k_arn_twoshot(const karn
   }
   const mc_kern_plan_t &p = a.p;
   const uint64_t epoch = c.epoch;
-  const size_t half = (epoch & 1u) * a.stage_half_bytes;
   const team_t tm = make_team(p, smem, red);
   const uint4 *x = reinterpret_cast<const uint4 *>(a.x);
   uint4 *res = reinterpret_cast<uint4 *>(a.residual);
   for (uint64_t ch = (uint64_t)tm.team; ch < p.chunks; ch += (uint64_t)p.teams) {
-    const uint64_t tag = chunk_tag(epoch, ch);
+    const uint64_t tag = chunk_tag<P>(epoch, ch);
     const uint4 *rows[N];
     const char *src[N];
     char *dst[N], *none[N];
@@ -276,7 +264,7 @@ __global__ void __launch_bounds__(2 * MC_KERN_ROW_TEAM) k_arn_twoshot(const karn
       const uint64_t t = (uint64_t)q * p.part_rows + ch;
       rows[q] = t < a.rows ? x + t * p.chunk_vecs : nullptr;
       none[q] = nullptr;
-      dst[q] = q == a.rank ? nullptr : chunk_at(a, p, half, q, 0, a.rank, ch);
+      dst[q] = q == a.rank ? nullptr : chunk_at<P>(a, p, epoch, q, 0, a.rank, ch);
     }
     send_rows<P, N>(a, tm, dst, rows, tag);
 
@@ -284,8 +272,8 @@ __global__ void __launch_bounds__(2 * MC_KERN_ROW_TEAM) k_arn_twoshot(const karn
     const uint64_t t0 = (uint64_t)a.rank * p.part_rows + ch;
 #pragma unroll
     for (int q = 0; q < N; q++) {
-      src[q] = q == a.rank ? nullptr : chunk_at(a, p, half, a.rank, 0, q, ch);
-      dst[q] = q == a.rank ? nullptr : chunk_at(a, p, half, q, 1, a.rank, ch);
+      src[q] = q == a.rank ? nullptr : chunk_at<P>(a, p, epoch, a.rank, 0, q, ch);
+      dst[q] = q == a.rank ? nullptr : chunk_at<P>(a, p, epoch, q, 1, a.rank, ch);
     }
     const add_residual_t<T> f0 = {tm.sv, t0 < a.rows ? res + t0 * p.chunk_vecs : nullptr};
     ok = take_row<T, P, N>(a, c, tm, src, -1, t0 < a.rows ? x + t0 * p.chunk_vecs : nullptr, dst,
@@ -299,7 +287,7 @@ __global__ void __launch_bounds__(2 * MC_KERN_ROW_TEAM) k_arn_twoshot(const karn
       const char *one[N];
 #pragma unroll
       for (int r = 0; r < N; r++)
-        one[r] = r == q ? chunk_at(a, p, half, a.rank, 1, q, ch) : nullptr;
+        one[r] = r == q ? chunk_at<P>(a, p, epoch, a.rank, 1, q, ch) : nullptr;
       const add_residual_t<T> f = {tm.sv, t < a.rows ? res + t * p.chunk_vecs : nullptr};
       ok = take_row<T, P, N>(a, c, tm, one, q, nullptr, none, tag, f);
       if (t < a.rows) finish_row<T>(a, tm, t, ok);
@@ -315,11 +303,13 @@ typedef void (*nfn_t)(const karn_t);
 #define MC_NALGO(K, P) \
   { MC_NROW(K, __half, P), MC_NROW(K, __nv_bfloat16, P) }
 
-/* [algo - MC_KERN_LL128][dtype - MOECOMM_FLOAT16][size - 2] */
-const nfn_t kFused[3][2][7] = {MC_NALGO(k_arn_oneshot, kLL128), MC_NALGO(k_arn_twoshot, kLL128),
+/* [LL, ONESHOT_PUSH, TWOSHOT_PUSH][dtype - MOECOMM_FLOAT16][size - 2] */
+const nfn_t kFused[3][2][7] = {MC_NALGO(k_arn_oneshot, kLL), MC_NALGO(k_arn_oneshot, kChunk),
                                MC_NALGO(k_arn_twoshot, kChunk)};
 
-bool aligned_ok(const void *p) { return p != nullptr && ((uintptr_t)p & 15u) == 0; }
+bool aligned_ok(const void *p) {
+  return p != nullptr && ((uintptr_t)p & 15u) == 0;
+}
 
 }  // namespace
 
@@ -329,14 +319,15 @@ extern "C" int mc_kern_ar_rmsnorm(const mc_kern_arn_t *a, void *stream) {
       !aligned_ok(a->residual) || !aligned_ok(a->weight) || !aligned_ok(a->y) ||
       a->y == a->residual || (a->y_fp8 != nullptr) != (a->y_scale != nullptr) ||
       (a->y_fp8 != nullptr && !aligned_ok(a->y_fp8)) || !(a->eps >= 0.0f && a->eps <= 3.4e38f) ||
-      a->stage_off % MC_KERN_LINE_BYTES != 0 || a->stage_half_bytes % MC_KERN_LINE_BYTES != 0)
+      a->stage_off % MC_KERN_LINE_BYTES != 0 || a->stage_half_bytes % MC_KERN_LINE_BYTES != 0 ||
+      a->ll_off % 16 != 0 || a->ll_slot_bytes % 16 != 0)
     return (int)cudaErrorInvalidValue;
   if (mc_kern_plan_rmsnorm(a->algo, a->size, a->rows, a->hidden, a->dtype, a->max_blocks,
-                           a->stage_half_bytes, &k.p) != MC_KERN_PLAN_OK)
+                           a->stage_half_bytes, a->ll_slot_bytes, &k.p) != MC_KERN_PLAN_OK)
     return (int)cudaErrorInvalidValue;
   static_cast<mc_kern_arn_t &>(k) = *a;
   k.algo = a->algo | MC_KERN_FUSED;
-  const void *fn = (const void *)kFused[a->algo - MC_KERN_LL128][a->dtype - MOECOMM_FLOAT16]
-                                       [a->size - 2];
+  const int which = a->algo == MC_KERN_LL ? 0 : a->algo == MC_KERN_ONESHOT_PUSH ? 1 : 2;
+  const void *fn = (const void *)kFused[which][a->dtype - MOECOMM_FLOAT16][a->size - 2];
   return (int)launch_kernel(fn, k.p.blocks, k.p.threads, k.p.smem_bytes, &k, stream, a->pdl);
 }

@@ -13,7 +13,7 @@ static int mc_shape_cap(int max_blocks) {
 }
 
 static int mc_shape_is_push(int algo) {
-  return algo == MC_KERN_LL128 || algo == MC_KERN_TWOSHOT_LL128 || algo == MC_KERN_TWOSHOT_CHUNK;
+  return algo == MC_KERN_TWOSHOT_PUSH || algo == MC_KERN_ONESHOT_PUSH;
 }
 
 void mc_kern_shape(int algo, int size, size_t count, int dtype, int max_blocks, int *blocks_p,
@@ -80,18 +80,19 @@ static int mc_shape_fit(mc_kern_plan_t *p, int size, size_t half, int cap, int p
   }
 }
 
-/* The fields every push plan shares; the caller sets chunk_lines/chunk_vecs/part_* and chunks. */
+/* The fields every push plan shares; the caller sets the chunk geometry. */
 static void mc_shape_init(mc_kern_plan_t *p, int algo, int team_threads) {
   p->team_threads = team_threads;
-  p->kinds = algo == MC_KERN_LL128 ? 1 : 2;
-  p->line_vecs = algo == MC_KERN_TWOSHOT_CHUNK ? 8 : 7;
+  p->kinds = algo == MC_KERN_TWOSHOT_PUSH ? 2 : 1;
+  p->ll = algo == MC_KERN_LL;
   p->unroll = 0;
   p->smem_bytes = 0;
 }
 
-static size_t mc_shape_chunk_bytes(int algo, uint32_t lines) {
-  return (size_t)lines * MC_KERN_LINE_BYTES +
-         (algo == MC_KERN_TWOSHOT_CHUNK ? MC_KERN_LINE_BYTES : 0);
+/* Chunk protocol: the data lines and the flag line; LL: two 16-byte packets per vector. */
+static size_t mc_shape_chunk_bytes(const mc_kern_plan_t *p) {
+  return p->ll ? (size_t)p->chunk_vecs * 32
+               : (size_t)p->chunk_lines * MC_KERN_LINE_BYTES + MC_KERN_LINE_BYTES;
 }
 
 int mc_kern_plan_all_reduce(int algo, int size, size_t count, int dtype, int max_blocks,
@@ -106,9 +107,9 @@ int mc_kern_plan_all_reduce(int algo, int size, size_t count, int dtype, int max
   if (count > SIZE_MAX / 4) return MC_KERN_PLAN_EINVAL;
   mc_shape_init(&p, algo, 32);
   p.unroll = MC_KERN_UNROLL(size);
-  p.chunk_lines = 4u * (uint32_t)p.unroll;
-  p.chunk_vecs = p.chunk_lines * (uint32_t)p.line_vecs;
-  p.chunk_bytes = mc_shape_chunk_bytes(algo, p.chunk_lines);
+  p.chunk_vecs = 32u * (uint32_t)p.unroll;
+  p.chunk_lines = p.chunk_vecs / 8;
+  p.chunk_bytes = mc_shape_chunk_bytes(&p);
   p.part_vecs = mc_shape_div_up(mc_shape_div_up(count * es, 16), p.kinds == 1 ? 1 : size);
   p.chunks = mc_shape_div_up(p.part_vecs, p.chunk_vecs);
   if (p.chunks > MC_KERN_CHUNK_LIMIT) return MC_KERN_PLAN_EINVAL;
@@ -118,23 +119,30 @@ int mc_kern_plan_all_reduce(int algo, int size, size_t count, int dtype, int max
 }
 
 int mc_kern_plan_rmsnorm(int algo, int size, size_t rows, size_t hidden, int dtype, int max_blocks,
-                         size_t stage_half_bytes, mc_kern_plan_t *plan_p) {
+                         size_t stage_half_bytes, size_t ll_slot_bytes, mc_kern_plan_t *plan_p) {
   mc_kern_plan_t p = {0};
   int rc;
-  if (!mc_shape_is_push(algo) || size < 2 || size > MC_KERN_MAX_RANKS || rows == 0 || hidden == 0 ||
-      hidden % 8 != 0 || hidden > MC_KERN_ROW_MAX_H ||
+  if ((algo != MC_KERN_LL && !mc_shape_is_push(algo)) || size < 2 || size > MC_KERN_MAX_RANKS ||
+      rows == 0 || hidden == 0 || hidden % 8 != 0 || hidden > MC_KERN_ROW_MAX_H ||
       (dtype != MOECOMM_FLOAT16 && dtype != MOECOMM_BFLOAT16))
     return MC_KERN_PLAN_EINVAL;
   mc_shape_init(&p, algo, MC_KERN_ROW_TEAM);
   p.chunk_vecs = (uint32_t)(hidden / 8);
-  p.chunk_lines = (uint32_t)mc_shape_div_up(p.chunk_vecs, (uint64_t)p.line_vecs);
-  p.chunk_bytes = mc_shape_chunk_bytes(algo, p.chunk_lines);
+  p.chunk_lines = (uint32_t)mc_shape_div_up(p.chunk_vecs, 8);
+  p.chunk_bytes = mc_shape_chunk_bytes(&p);
   p.part_rows = mc_shape_div_up(rows, p.kinds == 1 ? 1 : size);
   p.part_vecs = p.part_rows * p.chunk_vecs;
   p.chunks = p.part_rows;
   if (p.chunks > MC_KERN_CHUNK_LIMIT) return MC_KERN_PLAN_EINVAL;
   /* two rows per block while a block's rows fit in 32 KiB of shared memory */
-  rc = mc_shape_fit(&p, size, stage_half_bytes, mc_shape_cap(max_blocks), hidden <= 8192 ? 2 : 1);
+  rc = mc_shape_fit(&p, size, p.ll ? SIZE_MAX : stage_half_bytes, mc_shape_cap(max_blocks),
+                    hidden <= 8192 ? 2 : 1);
+  if (rc == MC_KERN_PLAN_OK && p.ll) {
+    /* LL packets name only the call: every row needs its own place in the sender's LL slot */
+    if (rows > ll_slot_bytes / p.chunk_bytes) return MC_KERN_PLAN_ENOSPACE;
+    p.ring = (uint32_t)rows;
+    p.slot_bytes = (size_t)p.ring * p.chunk_bytes;
+  }
   if (rc != MC_KERN_PLAN_OK) return rc;
   p.smem_bytes = (size_t)(p.threads / MC_KERN_ROW_TEAM) * p.chunk_vecs * 16;
   *plan_p = p;

@@ -5,7 +5,7 @@
  * simulating every member in one process: one segment per member on the same device, one stream
  * per member, all kernels of a call launched together (grids kept small enough to be resident at
  * once, kern_world.h).  For 2..8 members: LL, one-shot, two-shot on staging (eager) and two-shot
- * on a table of buffers (captured), and the push kernels (LL128, two-shot LL128, two-shot chunk),
+ * on a table of buffers (captured), and the push kernels (two-shot and one-shot push),
  * fp32/fp16/bf16, sum/max/min, counts from 1 to 200 003 (past a ring's end for the push kernels),
  * misaligned pointers, in place; back-to-back calls of every algorithm on the same segments
  * (epochs, alternating halves).  Every result must equal the C reference of the deterministic rule
@@ -107,14 +107,13 @@ static const char *algo_name(int algo, int table) {
     case MC_KERN_LL: return "ll";
     case MC_KERN_ONESHOT: return "oneshot";
     case MC_KERN_TWOSHOT: return table ? "twoshot-table" : "twoshot";
-    case MC_KERN_LL128: return "ll128";
-    case MC_KERN_TWOSHOT_LL128: return "twoshot-ll128";
-    default: return "twoshot-chunk";
+    case MC_KERN_TWOSHOT_PUSH: return "twoshot-push";
+    default: return "oneshot-push";
   }
 }
 
 /* Variant v of the loops: algorithm and whether it runs on a table of buffers. */
-#define NVARIANTS 7
+#define NVARIANTS 6
 static int variant_algo(int v) {
   return v <= 2 ? v + 1 : v == 3 ? MC_KERN_TWOSHOT : v;
 }

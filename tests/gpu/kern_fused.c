@@ -2,7 +2,7 @@
  * simulated members on one GPU (kern_world.h), against the C reference of its definition
  * (kernels/rmsnorm_ref.c), bit for bit.
  *
- * For every member count, algorithm (LL128 one-shot, two-shot LL128, two-shot chunk) and dtype
+ * For every member count, algorithm (LL one-shot, one-shot push, two-shot push) and dtype
  * (fp16, bf16): T in {1, 3, 8, 64} x H in {128, 4096, 7168}, and T = 512 for 2, 3 and 8
  * members; real-valued random inputs of mixed sign and magnitude (so every rounding matters),
  * residual and weight random too.  Every member's y, new residual and (every other case) fp8
@@ -21,6 +21,7 @@
 #include "kern_world.h"
 
 #define STAGE_HALF (4u << 20)
+#define LL_PAYLOAD (8u << 20) /* the LL kernel holds all of a call: 512 x 7168 bf16 */
 #define MAXT 512
 #define MAXH 7168
 #define GUARD 256 /* bytes after each output */
@@ -39,7 +40,7 @@ typedef struct bufs {
 static int bufs_open(bufs_t *b, int n) {
   const size_t el = (size_t)MAXT * MAXH, bytes = el * 2 + GUARD;
   memset(b, 0, sizeof(*b));
-  if (!kw_open(&b->k, n, 4096, STAGE_HALF)) return 0;
+  if (!kw_open(&b->k, n, LL_PAYLOAD, STAGE_HALF)) return 0;
   for (int m = 0; m < n; m++) {
     if (!MC_CUDA_OK(cudaMalloc((void **)&b->x[m], bytes)) ||
         !MC_CUDA_OK(cudaMalloc((void **)&b->r[m], bytes)) ||
@@ -186,9 +187,7 @@ static int compare(bufs_t *b, size_t T, size_t H, int fp8, int inplace, const ch
 }
 
 static const char *algo_name(int algo) {
-  return algo == MC_KERN_LL128           ? "ll128"
-         : algo == MC_KERN_TWOSHOT_LL128 ? "twoshot-ll128"
-                                         : "twoshot-chunk";
+  return algo == MC_KERN_LL ? "ll" : algo == MC_KERN_ONESHOT_PUSH ? "oneshot-push" : "twoshot-push";
 }
 
 /* One fused call on every member but `skip`, then its check. */
@@ -210,13 +209,13 @@ static int run_case(bufs_t *b, int algo, int dt, size_t T, size_t H, int fp8, in
   return kw_sync(&b->k) && kw_no_error(&b->k, what) && compare(b, T, H, fp8, inplace, what);
 }
 
-static const int kAlgos[3] = {MC_KERN_LL128, MC_KERN_TWOSHOT_LL128, MC_KERN_TWOSHOT_CHUNK};
+static const int kAlgos[3] = {MC_KERN_LL, MC_KERN_ONESHOT_PUSH, MC_KERN_TWOSHOT_PUSH};
 
 /* Arguments outside the contract are refused and nothing runs (the call counter stays). */
 static int check_refusals(bufs_t *b) {
   int ok = 1;
   for (int i = 0; i < 9 && ok; i++) {
-    mc_kern_arn_t a = fused_args(b, 0, MC_KERN_LL128, MOECOMM_BFLOAT16, 8, 128, 1e-6f, 1, 0, 0);
+    mc_kern_arn_t a = fused_args(b, 0, MC_KERN_LL, MOECOMM_BFLOAT16, 8, 128, 1e-6f, 1, 0, 0);
     mc_kern_state_t st;
     switch (i) {
       case 0: a.hidden = 12; break;
@@ -285,7 +284,7 @@ static int run_world(int n) {
     ok = run_case(&b, kAlgos[i % 3], MOECOMM_BFLOAT16, 9, 256, 0, 0, 0, ++seed);
     for (int m = 0; ok && m < n; m++) {
       mc_kern_ar_t a = kw_ar(&b.k, m, 10000000000ull);
-      a.algo = i % 2 ? MC_KERN_TWOSHOT_CHUNK : MC_KERN_ONESHOT;
+      a.algo = i % 2 ? MC_KERN_TWOSHOT_PUSH : MC_KERN_LL;
       a.dtype = MOECOMM_BFLOAT16;
       a.count = 5000;
       a.in = b.x[m];

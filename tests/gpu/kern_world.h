@@ -97,6 +97,8 @@ static inline mc_kern_arn_t kw_arn(const kw_world_t *w, int r, uint64_t timeout_
   a.rank = r;
   a.size = w->n;
   for (int q = 0; q < w->n; q++) a.seg[q] = w->seg[q];
+  a.ll_off = w->ll_off;
+  a.ll_slot_bytes = w->ll_slot;
   a.stage_off = w->stage_off;
   a.stage_half_bytes = w->stage_half;
   a.err = w->err_d[r];

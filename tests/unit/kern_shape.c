@@ -2,7 +2,7 @@
  * (kernels/shape.c) and the reference arithmetic (kernels/rmsnorm_ref.c).  Links only those two
  * files, so it runs in CPU-only builds too.
  *
- * Plans, for every member count 2..8, every algorithm, dtype, a spread of counts (1 to 2^27
+ * Plans, for every member count 2..8, every push algorithm, dtype, a spread of counts (1 to 2^27
  * elements, around every chunk boundary) and rows x hidden, grid caps and staging sizes:
  * the grid is within limits and under the cap (so a simulated call of n members with cap
  * floor(SMs / n) is resident), every element belongs to a chunk and no chunk of part 0 is empty,
@@ -28,7 +28,8 @@
 
 #define SIM_SMS 132 /* H200: the simulated GPU tests cap the grid at SIM_SMS / members */
 
-static const int kPushAlgos[3] = {MC_KERN_LL128, MC_KERN_TWOSHOT_LL128, MC_KERN_TWOSHOT_CHUNK};
+static const int kPushAlgos[2] = {MC_KERN_TWOSHOT_PUSH, MC_KERN_ONESHOT_PUSH};
+static const int kFusedAlgos[3] = {MC_KERN_LL, MC_KERN_ONESHOT_PUSH, MC_KERN_TWOSHOT_PUSH};
 
 static uint64_t div_up(uint64_t a, uint64_t b) {
   return (a + b - 1) / b;
@@ -38,8 +39,20 @@ static int cap_of(int max_blocks) {
   return max_blocks > 0 && max_blocks <= MC_KERN_MAX_BLOCKS ? max_blocks : MC_KERN_BLOCKS_DEFAULT;
 }
 
-/* Checks shared by both kinds of plan; what names the case. */
-static int check_plan(const mc_kern_plan_t *p, int algo, int n, int max_blocks, size_t half,
+/* Bytes of one chunk position, from the protocol's definition (mc_shape.h). */
+static size_t chunk_bytes_of(int ll, uint64_t vecs) {
+  return ll ? vecs * 32 : div_up(vecs, 8) * 128 + 128;
+}
+
+/* Whether one team (the smallest grid) cannot hold its ring in a slot of the half. */
+static int no_room(uint64_t chunks, size_t chunk_bytes, int kinds, int n, size_t half) {
+  const size_t slot_cap = half / ((size_t)kinds * (size_t)(n - 1)) / 128 * 128;
+  const size_t need = kinds == 1 && chunks >= 2 ? 2 : 1;
+  return slot_cap < need * chunk_bytes;
+}
+
+/* Checks shared by both kinds of plan; cap is the staging half (LL: the LL slot). */
+static int check_plan(const mc_kern_plan_t *p, int algo, int n, int max_blocks, size_t cap,
                       int per_block, const char *what) {
   const uint64_t rounds = div_up(p->chunks, (uint64_t)p->teams);
   const size_t used = (size_t)p->kinds * (size_t)(n - 1) * p->slot_bytes;
@@ -51,80 +64,78 @@ static int check_plan(const mc_kern_plan_t *p, int algo, int n, int max_blocks, 
                  "%s: %d threads for teams of %d", what, p->threads, p->team_threads);
   ok &= MC_CHECK(p->teams == p->blocks * (p->threads / p->team_threads), "%s: %d teams", what,
                  p->teams);
-  ok &= MC_CHECK(p->kinds == (algo == MC_KERN_LL128 ? 1 : 2) &&
-                     p->line_vecs == (algo == MC_KERN_TWOSHOT_CHUNK ? 8 : 7),
-                 "%s: kinds %d, %d vectors per line", what, p->kinds, p->line_vecs);
-  ok &= MC_CHECK(p->chunk_bytes == (size_t)p->chunk_lines * MC_KERN_LINE_BYTES +
-                                       (algo == MC_KERN_TWOSHOT_CHUNK ? MC_KERN_LINE_BYTES : 0),
-                 "%s: chunk of %zu bytes for %u lines", what, p->chunk_bytes, p->chunk_lines);
+  ok &=
+      MC_CHECK(p->kinds == (algo == MC_KERN_TWOSHOT_PUSH ? 2 : 1) && p->ll == (algo == MC_KERN_LL),
+               "%s: kinds %d, ll %d", what, p->kinds, p->ll);
+  ok &= MC_CHECK(p->chunk_bytes == chunk_bytes_of(p->ll, p->chunk_vecs) &&
+                     p->chunk_lines == div_up(p->chunk_vecs, 8),
+                 "%s: chunk of %zu bytes, %u lines for %u vectors", what, p->chunk_bytes,
+                 p->chunk_lines, p->chunk_vecs);
   ok &= MC_CHECK(p->chunks >= 1 && p->chunks <= MC_KERN_CHUNK_LIMIT, "%s: %llu chunks", what,
                  (unsigned long long)p->chunks);
-  ok &= MC_CHECK(p->ring % (uint32_t)p->teams == 0 && p->ring >= (uint32_t)p->teams &&
-                     p->ring <= rounds * (uint64_t)p->teams,
-                 "%s: ring %u for %d teams and %llu rounds", what, p->ring, p->teams,
-                 (unsigned long long)rounds);
-  if (p->kinds == 1 && rounds >= 2)
-    ok &= MC_CHECK(p->ring >= 2u * (uint32_t)p->teams,
-                   "%s: one-shot ring %u holds less than two rounds of %d teams", what, p->ring,
-                   p->teams);
-  ok &= MC_CHECK(
-      p->slot_bytes == (size_t)p->ring * p->chunk_bytes && p->slot_bytes % 128 == 0 && used <= half,
-      "%s: slots of %zu bytes x %d x %d > half %zu", what, p->slot_bytes, p->kinds, n - 1, half);
+  if (p->ll) {
+    /* LL: every chunk has its own place, all of them in the sender's LL slot */
+    ok &= MC_CHECK(
+        p->ring == p->chunks && p->slot_bytes == p->chunks * p->chunk_bytes && p->slot_bytes <= cap,
+        "%s: LL chunks take %zu bytes of a %zu-byte slot", what, p->slot_bytes, cap);
+  } else {
+    ok &= MC_CHECK(p->ring % (uint32_t)p->teams == 0 && p->ring >= (uint32_t)p->teams &&
+                       p->ring <= rounds * (uint64_t)p->teams,
+                   "%s: ring %u for %d teams and %llu rounds", what, p->ring, p->teams,
+                   (unsigned long long)rounds);
+    if (p->kinds == 1 && rounds >= 2)
+      ok &= MC_CHECK(p->ring >= 2u * (uint32_t)p->teams,
+                     "%s: one-shot ring %u holds less than two rounds of %d teams", what, p->ring,
+                     p->teams);
+    ok &= MC_CHECK(p->slot_bytes == (size_t)p->ring * p->chunk_bytes && p->slot_bytes % 128 == 0 &&
+                       used <= cap,
+                   "%s: slots of %zu bytes x %d x %d > half %zu", what, p->slot_bytes, p->kinds,
+                   n - 1, cap);
+  }
   if (max_blocks == SIM_SMS / n)
     ok &= MC_CHECK(p->blocks * n <= SIM_SMS, "%s: %d members x %d blocks are not resident", what, n,
                    p->blocks);
   return ok;
 }
 
-/* Whether one team (the smallest grid) cannot hold its ring in a slot of the half. */
-static int no_room(uint64_t chunks, size_t chunk_bytes, int kinds, int n, size_t half) {
-  const size_t slot_cap = half / ((size_t)kinds * (size_t)(n - 1)) / 128 * 128;
-  const size_t need = kinds == 1 && chunks >= 2 ? 2 : 1;
-  return slot_cap < need * chunk_bytes;
-}
-
 static const size_t kHalves[] = {SIZE_MAX, 32u << 20, 4u << 20, 256u << 10, 16u << 10, 1024};
 static const int kCaps[] = {0, 1, 7, 16, 64, 128, 500};
+#define NCAPS ((int)(sizeof(kCaps) / sizeof(kCaps[0])))
+#define NHALVES (sizeof(kHalves) / sizeof(kHalves[0]))
 
 static int check_all_reduce_plans(void) {
-  static const size_t counts[] = {1,     2,       3,        7,         8,        9,       15,
-                                  16,    17,      100,      111,       112,      113,     447,
-                                  448,   449,     1000,     4095,      4096,     4097,    65535,
-                                  65537, 1000003, 1u << 22, 16777217u, 1u << 26, 1u << 27};
+  static const size_t counts[] = {1,       2,        3,         7,        8,       9,     15,
+                                  16,      17,       127,       128,      129,     255,   256,
+                                  257,     1000,     4095,      4096,     4097,    65535, 65537,
+                                  1000003, 1u << 22, 16777217u, 1u << 26, 1u << 27};
   int ok = 1;
   for (int n = 2; n <= 8 && ok; n++)
-    for (int a = 0; a < 3; a++)
+    for (int a = 0; a < 2; a++)
       for (int dt = 0; dt < 3; dt++)
         for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++)
-          for (size_t h = 0; h < sizeof(kHalves) / sizeof(kHalves[0]); h++)
-            for (int cb = 0; cb <= (int)(sizeof(kCaps) / sizeof(kCaps[0])); cb++) {
-              const int algo = kPushAlgos[a];
-              const int mb = cb < (int)(sizeof(kCaps) / sizeof(kCaps[0])) ? kCaps[cb] : SIM_SMS / n;
+          for (size_t h = 0; h < NHALVES; h++)
+            for (int cb = 0; cb <= NCAPS; cb++) {
+              const int algo = kPushAlgos[a], mb = cb < NCAPS ? kCaps[cb] : SIM_SMS / n;
               const size_t es = dt == MOECOMM_FLOAT32 ? 4 : 2, nv = div_up(counts[k] * es, 16);
               mc_kern_plan_t p, again;
               char what[160];
               int rc;
-              memset(&p, 0xab, sizeof(p));
               snprintf(what, sizeof(what),
                        "all-reduce algo %d n=%d dtype %d count %zu half %zu cap %d", algo, n, dt,
                        counts[k], kHalves[h], mb);
               rc = mc_kern_plan_all_reduce(algo, n, counts[k], dt, mb, kHalves[h], &p);
               if (rc != MC_KERN_PLAN_OK) {
-                const uint32_t lines = 4u * (uint32_t)MC_KERN_UNROLL(n);
-                const uint32_t vecs = lines * (algo == MC_KERN_TWOSHOT_CHUNK ? 8u : 7u);
-                const int kinds = algo == MC_KERN_LL128 ? 1 : 2;
+                const uint64_t vecs = 32u * (uint64_t)MC_KERN_UNROLL(n);
+                const int kinds = algo == MC_KERN_TWOSHOT_PUSH ? 2 : 1;
                 const uint64_t chunks = div_up(div_up(nv, kinds == 1 ? 1 : n), vecs);
-                const size_t cbytes = lines * 128u + (algo == MC_KERN_TWOSHOT_CHUNK ? 128u : 0u);
-                ok &= MC_CHECK(
-                    rc == MC_KERN_PLAN_ENOSPACE && no_room(chunks, cbytes, kinds, n, kHalves[h]),
-                    "%s: refused with %d", what, rc);
+                ok &= MC_CHECK(rc == MC_KERN_PLAN_ENOSPACE &&
+                                   no_room(chunks, chunk_bytes_of(0, vecs), kinds, n, kHalves[h]),
+                               "%s: refused with %d", what, rc);
                 continue;
               }
               ok &= check_plan(&p, algo, n, mb, kHalves[h], MC_KERN_THREADS / 32, what);
               ok &= MC_CHECK(p.team_threads == 32 && p.unroll == MC_KERN_UNROLL(n) &&
-                                 p.chunk_lines == 4u * (uint32_t)p.unroll &&
-                                 p.chunk_vecs == p.chunk_lines * (uint32_t)p.line_vecs &&
-                                 p.smem_bytes == 0,
+                                 p.chunk_vecs == 32u * (uint32_t)p.unroll && p.smem_bytes == 0,
                              "%s: chunk geometry", what);
               /* every vector is in a chunk of its part; part 0's last chunk is not empty */
               ok &= MC_CHECK(p.part_vecs * (p.kinds == 1 ? 1u : (uint64_t)n) >= nv &&
@@ -150,40 +161,38 @@ static int check_rmsnorm_plans(void) {
       for (int dt = MOECOMM_FLOAT16; dt <= MOECOMM_BFLOAT16; dt++)
         for (size_t t = 0; t < sizeof(rows) / sizeof(rows[0]); t++)
           for (size_t hh = 0; hh < sizeof(hiddens) / sizeof(hiddens[0]); hh++)
-            for (size_t h = 0; h < sizeof(kHalves) / sizeof(kHalves[0]); h++)
-              for (int cb = 0; cb <= (int)(sizeof(kCaps) / sizeof(kCaps[0])); cb++) {
-                const int algo = kPushAlgos[a];
-                const int mb =
-                    cb < (int)(sizeof(kCaps) / sizeof(kCaps[0])) ? kCaps[cb] : SIM_SMS / n;
+            for (size_t h = 0; h < NHALVES; h++)
+              for (int cb = 0; cb <= NCAPS; cb++) {
+                const int algo = kFusedAlgos[a], mb = cb < NCAPS ? kCaps[cb] : SIM_SMS / n;
                 const size_t hid = hiddens[hh];
-                const int per_block = hid <= 8192 ? 2 : 1;
+                const int per_block = hid <= 8192 ? 2 : 1, ll = algo == MC_KERN_LL;
+                const int kinds = algo == MC_KERN_TWOSHOT_PUSH ? 2 : 1;
+                const size_t cbytes = chunk_bytes_of(ll, hid / 8);
                 mc_kern_plan_t p;
                 char what[160];
                 int rc;
                 snprintf(what, sizeof(what),
-                         "rmsnorm algo %d n=%d dtype %d T %zu H %zu half %zu cap %d", algo, n, dt,
+                         "rmsnorm algo %d n=%d dtype %d T %zu H %zu cap %zu blocks %d", algo, n, dt,
                          rows[t], hid, kHalves[h], mb);
-                rc = mc_kern_plan_rmsnorm(algo, n, rows[t], hid, dt, mb, kHalves[h], &p);
+                /* the LL slot and the staging half get the same size here */
+                rc =
+                    mc_kern_plan_rmsnorm(algo, n, rows[t], hid, dt, mb, kHalves[h], kHalves[h], &p);
                 if (rc != MC_KERN_PLAN_OK) {
-                  const uint32_t lv = algo == MC_KERN_TWOSHOT_CHUNK ? 8u : 7u;
-                  const int kinds = algo == MC_KERN_LL128 ? 1 : 2;
-                  const size_t cbytes =
-                      div_up(hid / 8, lv) * 128u + (algo == MC_KERN_TWOSHOT_CHUNK ? 128u : 0u);
                   const uint64_t chunks = div_up(rows[t], kinds == 1 ? 1 : n);
-                  ok &= MC_CHECK(
-                      rc == MC_KERN_PLAN_ENOSPACE && no_room(chunks, cbytes, kinds, n, kHalves[h]),
-                      "%s: refused with %d", what, rc);
+                  ok &= MC_CHECK(rc == MC_KERN_PLAN_ENOSPACE &&
+                                     (ll ? rows[t] * cbytes > kHalves[h]
+                                         : no_room(chunks, cbytes, kinds, n, kHalves[h])),
+                                 "%s: refused with %d", what, rc);
                   continue;
                 }
                 ok &= check_plan(&p, algo, n, mb, kHalves[h], per_block, what);
                 ok &=
                     MC_CHECK(p.team_threads == MC_KERN_ROW_TEAM && p.chunk_vecs == hid / 8 &&
-                                 p.chunk_lines == div_up(hid / 8, (uint64_t)p.line_vecs) &&
                                  p.part_rows * (p.kinds == 1 ? 1u : (uint64_t)n) >= rows[t] &&
                                  (p.part_rows - 1) * (p.kinds == 1 ? 1u : (uint64_t)n) < rows[t] &&
                                  p.chunks == p.part_rows,
-                             "%s: row geometry (%u vectors, %u lines, %llu rows per part)", what,
-                             p.chunk_vecs, p.chunk_lines, (unsigned long long)p.part_rows);
+                             "%s: row geometry (%u vectors, %llu rows per part)", what,
+                             p.chunk_vecs, (unsigned long long)p.part_rows);
                 ok &= MC_CHECK(p.smem_bytes == (size_t)(p.threads / MC_KERN_ROW_TEAM) * hid * 2 &&
                                    p.smem_bytes <= 48u << 10,
                                "%s: %zu bytes of shared memory", what, p.smem_bytes);
@@ -198,16 +207,16 @@ static int check_plan_refusals(void) {
                               {MC_KERN_LL, 2, MOECOMM_BFLOAT16},
                               {MC_KERN_TWOSHOT, 2, MOECOMM_FLOAT32},
                               {7, 2, MOECOMM_BFLOAT16},
-                              {MC_KERN_LL128, 1, MOECOMM_BFLOAT16},
-                              {MC_KERN_LL128, 9, MOECOMM_BFLOAT16},
-                              {MC_KERN_TWOSHOT_LL128, 2, MOECOMM_INT32},
-                              {MC_KERN_TWOSHOT_CHUNK, 2, 7}};
+                              {MC_KERN_ONESHOT_PUSH, 1, MOECOMM_BFLOAT16},
+                              {MC_KERN_ONESHOT_PUSH, 9, MOECOMM_BFLOAT16},
+                              {MC_KERN_TWOSHOT_PUSH, 2, MOECOMM_INT32},
+                              {MC_KERN_TWOSHOT_PUSH, 2, 7}};
   static const size_t rn[][4] = {
       /* algo, members, rows, hidden; bf16 unless hidden is 4096 */
-      {MC_KERN_ONESHOT, 2, 8, 128},       {MC_KERN_LL128, 9, 8, 128},
-      {MC_KERN_LL128, 2, 0, 128},         {MC_KERN_TWOSHOT_LL128, 2, 8, 0},
-      {MC_KERN_TWOSHOT_LL128, 2, 8, 12},  {MC_KERN_TWOSHOT_CHUNK, 2, 8, 16392},
-      {MC_KERN_TWOSHOT_CHUNK, 2, 8, 4096}};
+      {MC_KERN_ONESHOT, 2, 8, 128},      {MC_KERN_LL, 9, 8, 128},
+      {MC_KERN_LL, 2, 0, 128},           {MC_KERN_TWOSHOT_PUSH, 2, 8, 0},
+      {MC_KERN_TWOSHOT_PUSH, 2, 8, 12},  {MC_KERN_ONESHOT_PUSH, 2, 8, 16392},
+      {MC_KERN_ONESHOT_PUSH, 2, 8, 4096}};
   mc_kern_plan_t p, poison;
   int ok = 1;
   memset(&poison, 0x5a, sizeof(poison));
@@ -220,8 +229,8 @@ static int check_plan_refusals(void) {
                    ar[i][1], ar[i][2]);
   }
   memcpy(&p, &poison, sizeof(p));
-  ok &= MC_CHECK(mc_kern_plan_all_reduce(MC_KERN_LL128, 2, 0, MOECOMM_FLOAT32, 0, SIZE_MAX, &p) ==
-                         MC_KERN_PLAN_EINVAL &&
+  ok &= MC_CHECK(mc_kern_plan_all_reduce(MC_KERN_TWOSHOT_PUSH, 2, 0, MOECOMM_FLOAT32, 0, SIZE_MAX,
+                                         &p) == MC_KERN_PLAN_EINVAL &&
                      memcmp(&p, &poison, sizeof(p)) == 0,
                  "all-reduce plan of 0 elements not refused cleanly");
   for (size_t i = 0; i < sizeof(rn) / sizeof(rn[0]); i++) {
@@ -229,7 +238,7 @@ static int check_plan_refusals(void) {
     memcpy(&p, &poison, sizeof(p));
     ok &=
         MC_CHECK(mc_kern_plan_rmsnorm((int)rn[i][0], (int)rn[i][1], rn[i][2], rn[i][3], dt, 0,
-                                      SIZE_MAX, &p) == MC_KERN_PLAN_EINVAL &&
+                                      SIZE_MAX, SIZE_MAX, &p) == MC_KERN_PLAN_EINVAL &&
                      memcmp(&p, &poison, sizeof(p)) == 0,
                  "rmsnorm plan (algo %zu, %zu members, T %zu, H %zu, dtype %d) not refused cleanly",
                  rn[i][0], rn[i][1], rn[i][2], rn[i][3], dt);
