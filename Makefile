@@ -67,9 +67,10 @@ PLUGIN      := $(BUILD)/$(PLUGIN_FILE)
 INTERNAL_A  := $(BUILD)/libmoecomm-internal.a
 SHIM        := $(BUILD)/moecomm-shim
 
-# A backend's *_config.c (its declared variables) is built everywhere; the rest of nccl and custom
-# only with CUDA.
-CORE_SRC    := $(wildcard plugin/*.c plugin/backends/shm/*.c plugin/backends/*/*_config.c)
+# A backend's *_config.c (its declared variables) and the kernels' plain C (shapes, the reference
+# arithmetic the CPU path shares) are built everywhere; the rest of nccl and custom only with CUDA.
+CORE_SRC    := $(wildcard plugin/*.c plugin/backends/shm/*.c plugin/backends/*/*_config.c \
+                          kernels/*.c)
 CUDA_SRC    := $(filter-out %_config.c,$(wildcard plugin/backends/nccl/*.c plugin/backends/custom/*.c))
 KERNEL_SRC  := $(wildcard kernels/*.cu)
 ifeq ($(WITH_CUDA),1)

@@ -81,9 +81,11 @@ typedef enum moecomm_dtype {
   MOECOMM_FLOAT32 = 0,
   MOECOMM_FLOAT16 = 1, /* IEEE half; reductions accumulate in fp32 */
   MOECOMM_BFLOAT16 = 2, /* reductions accumulate in fp32 */
-  MOECOMM_INT32 = 3,   /* sum wraps modulo 2^32 */
-  MOECOMM_FLOAT8_E4M3 = 4 /* ABI 1.2; moved by moe_dispatch only (with per-row fp32 scales) */
+  MOECOMM_INT32 = 3    /* sum wraps modulo 2^32 */
 } moecomm_dtype_t;
+/* ABI 1.2: float8 e4m3, a dispatch payload only (moecomm_moe_config_t.dtype, with per-row fp32
+   scales); not a moecomm_dtype_t value, so that hosts' switches over the enum stay complete. */
+#define MOECOMM_FLOAT8_E4M3 4
 
 typedef enum moecomm_redop {
   MOECOMM_SUM = 0,

@@ -22,3 +22,10 @@ bench-cpu: all
 
 bench-mem: gpu-bins
 	@bench/run.sh mem $(BUILD)
+
+# kern_sim: the kernels themselves with simulated members on one GPU (CUDA and kernels/ only).
+ifeq ($(WITH_CUDA),1)
+KERN_SIM_OBJ := $(filter $(OBJ_DIR)/kernels/%,$(PLUGIN_OBJ))
+$(BUILD)/bench/kern_sim: $(KERN_SIM_OBJ)
+$(BUILD)/bench/kern_sim: private HOST_LIBS := $(KERN_SIM_OBJ) $(HOST_LIBS) -lstdc++
+endif

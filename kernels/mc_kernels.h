@@ -1,4 +1,5 @@
-/* mc_kernels.h - custom all-reduce kernels behind plain C launchers (kernels/allreduce.cu).
+/* mc_kernels.h - custom all-reduce kernels behind plain C launchers (kernels/allreduce.cu for LL,
+ * one-shot and two-shot; kernels/push.cu for the barrier-free push kernels).
  *
  * Every member of a communicator owns one device "segment" that the others map (CUDA IPC).  Its
  * layout is fixed here so the host (plugin/backends/custom) and the kernels agree:
@@ -6,8 +7,11 @@
  *   [MC_KERN_FLAGS_OFF]  uint64 flags[MC_KERN_MAX_BLOCKS][MC_KERN_MAX_RANKS]: barrier arrivals,
  *                        row = block, column = the member that wrote it (remote stores)
  *   [MC_KERN_STATE_OFF]  mc_kern_state_t: this member's call counter (local only)
- *   [ll_off]             LL packets: [2 parities][size senders][ll_slot_bytes]
- *   [stage_off]          staging: [2 halves][stage_half_bytes]
+ *   [ll_off]             LL packets: [2 parities][size senders][ll_slot_bytes]; only ever LL
+ *                        packets (the fused LL kernel writes the same format), so a stale word
+ *                        there always carries an older call's flag
+ *   [stage_off]          staging: [2 halves][stage_half_bytes]; the push kernels (plain and fused)
+ *                        carve their receive slots out of the same halves (mc_shape.h)
  *
  * Ordering between calls rests on one per-communicator epoch kept in device memory: every kernel
  * reads it, the last block to finish advances it, so graph replays and eager calls count alike and
@@ -15,7 +19,22 @@
  * (never reset), staging and LL halves alternate with its parity.  A kernel that waits longer than
  * timeout_ns records the first error in the host-mapped mc_kern_err_t and returns; once an error
  * is recorded, every later kernel on the communicator returns at once (its members are out of
- * step), so a replayed graph of many ops costs one timeout, not one per op. */
+ * step), so a replayed graph of many ops costs one timeout, not one per op.
+ *
+ * Why a half can be reused (every algorithm, fused ones included): a member finishes call k only
+ * after it received something that every peer wrote in call k (barrier arrivals, or data that
+ * passed through the owner of part 0, which hears from everyone), so every peer had started call
+ * k and, by stream order, finished call k-1.  Call k+1 therefore writes the half of call k-1 only
+ * when nobody reads it any more, whatever algorithm and grid each of the two calls used.
+ *
+ * Determinism (every algorithm, every dtype): element i of the result is
+ *   round_dtype(op(...op(op(x_0[i], x_1[i]), x_2[i])..., x_{n-1}[i]))
+ * with the members' values widened exactly to fp32, each op one IEEE fp32 operation (sum: add
+ * rounded to nearest even; max/min: fmaxf/fminf), in rank order 0..n-1, and one rounding to the
+ * dtype at the end (nearest even; fp32 is not rounded again).  It depends on nothing else: not
+ * on the count, the batch the element is part of, the algorithm, the grid or the chunking, so
+ * every member gets the same bits and a row reduced alone or inside any batch gets the same bits.
+ * kernels/rmsnorm_ref.c (mc_kern_ref_all_reduce) is this definition in plain C. */
 #ifndef MC_KERNELS_H_
 #define MC_KERNELS_H_
 
@@ -37,6 +56,15 @@ extern "C" {
 #define MC_KERN_LL 1      /* packets with the flag inside, written into the peers' LL slots */
 #define MC_KERN_ONESHOT 2 /* own input to own staging, one barrier, every rank reduces all */
 #define MC_KERN_TWOSHOT 3 /* reduce-scatter by pulling, results pushed to every output */
+/* Push kernels without any barrier (kernels/push.cu): data travels only as stores into the
+   receiver's staging slots, in chunks each followed by a flag stored with release semantics. */
+#define MC_KERN_TWOSHOT_PUSH                                           \
+  4 /* part q's chunks stored into its owner q, which reduces them and \
+       stores the result chunks into every peer; no barrier */
+#define MC_KERN_ONESHOT_PUSH                                     \
+  5 /* every member's chunks stored into every peer, each member \
+       reduces everything; no barrier */
+#define MC_KERN_ALGOS 5
 
 /* "ll", "oneshot", "twoshot"; "nccl" for 0 (no kernel: the call goes to NCCL). */
 static inline const char *mc_kern_algo_name(int algo) {
@@ -91,22 +119,23 @@ typedef struct mc_kern_ar {
   uint64_t timeout_ns;                /* 0: wait forever */
   int pdl; /* launch with programmatic dependent launch: the kernel may be scheduled while the
               previous kernel of the stream drains (it waits for it before touching memory) */
-  int max_blocks;          /* grid cap for one-shot/two-shot, 1..MC_KERN_MAX_BLOCKS; 0: 64 */
+  int max_blocks; /* grid cap for one-shot/two-shot and the push kernels, 1..MC_KERN_MAX_BLOCKS;
+                     0: MC_KERN_BLOCKS_DEFAULT */
 } mc_kern_ar_t;
 
 /* Bytes of user data one LL slot can carry (ll_slot_bytes / 2). */
 #define MC_KERN_LL_PAYLOAD(slot_bytes) ((slot_bytes) / 2)
 
 /* Enqueues the all-reduce on stream (a cudaStream_t).  Returns a cudaError_t (0: success).  Grid
-   shape is a function of (algo, size, count, dtype) only, so every member launches the same one. */
+   shape is a function of (algo, size, count, dtype, max_blocks, stage_half_bytes) only
+   (kernels/mc_shape.h), so every member launches the same one.  The push kernels take any count,
+   eager or captured, and touch only in, out and the segments (nothing to register); they return
+   cudaErrorInvalidValue when the staging half cannot hold one chunk ring
+   (mc_kern_plan_all_reduce says so first). */
 int mc_kern_all_reduce(const mc_kern_ar_t *args, void *stream);
 
 /* cudaSuccess when the kernels have an image for the current device. */
 int mc_kern_check_device(void);
-
-/* Grid the launcher would use (for logs and the benchmark's notes). */
-void mc_kern_shape(int algo, int size, size_t count, int dtype, int max_blocks, int *blocks_p,
-                   int *threads_p);
 
 #ifdef __cplusplus
 }

@@ -24,7 +24,6 @@ size_t mc_dtype_size(moecomm_dtype_t dtype) {
     case MOECOMM_FLOAT16: return 2;
     case MOECOMM_BFLOAT16: return 2;
     case MOECOMM_INT32: return 4;
-    case MOECOMM_FLOAT8_E4M3: return 0; /* collectives do not move it: 0 marks it invalid there */
   }
   return 0;
 }
@@ -35,7 +34,6 @@ const char *mc_dtype_name(moecomm_dtype_t dtype) {
     case MOECOMM_FLOAT16: return "fp16";
     case MOECOMM_BFLOAT16: return "bf16";
     case MOECOMM_INT32: return "int32";
-    case MOECOMM_FLOAT8_E4M3: return "fp8_e4m3";
   }
   return "?";
 }

@@ -17,8 +17,7 @@ int64_t mc_now_ms(void);
 /* Sleeps `us` microseconds (resumed after signals). */
 void mc_sleep_us(long us);
 
-/* Bytes per element of a collective's dtype; 0 for one out of range (and for fp8, which only
-   moe_dispatch moves). */
+/* Bytes per element of a collective's dtype; 0 for one out of range. */
 size_t mc_dtype_size(moecomm_dtype_t dtype);
 const char *mc_dtype_name(moecomm_dtype_t dtype);
 const char *mc_redop_name(moecomm_redop_t op);

@@ -23,14 +23,25 @@ $(BUILD)/tests/gpu/%: tests/gpu/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN)
 	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
 	  $(HOST_LIBS) -lpthread
 
-# custom_kernels also links the kernels directly (simulated members in one process).
+# custom_kernels and kern_* also link the kernels directly (simulated members in one process).
+KERN_OBJ := $(filter $(OBJ_DIR)/kernels/%,$(PLUGIN_OBJ))
 ifeq ($(WITH_CUDA),1)
-$(BUILD)/tests/gpu/custom_kernels: $(OBJ_DIR)/kernels/allreduce.cu.o
-$(BUILD)/tests/gpu/custom_kernels: private HOST_LIBS := $(OBJ_DIR)/kernels/allreduce.cu.o $(HOST_LIBS) -lstdc++
+KERN_TEST_BIN := $(BUILD)/tests/gpu/custom_kernels $(filter $(BUILD)/tests/gpu/kern_%,$(GPU_TEST_BIN))
+$(KERN_TEST_BIN): $(KERN_OBJ)
+$(KERN_TEST_BIN): private HOST_LIBS := $(KERN_OBJ) $(HOST_LIBS) -lstdc++
 # ep_kernels links the EP kernels and the layout reference (plugin/ep_layout.c) from the archive.
 $(BUILD)/tests/gpu/ep_kernels: $(INTERNAL_A)
 $(BUILD)/tests/gpu/ep_kernels: private HOST_LIBS := $(INTERNAL_A) $(HOST_LIBS) -lstdc++
 endif
+
+# kern_shape checks the kernels' host-side C (shape.c, rmsnorm_ref.c) on the CPU: it links those
+# two files and not the plugin, so it builds and runs in CPU-only builds too.
+KERN_HOST_OBJ := $(BUILD)/obj/kernels/shape.o $(BUILD)/obj/kernels/rmsnorm_ref.o
+$(BUILD)/tests/kern_shape: tests/unit/kern_shape.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(KERN_HOST_OBJ)
+	@mkdir -p $(dir $@)
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(KERN_HOST_OBJ) \
+	  $(NCCL_LIBS) $(HOST_LIBS) -lpthread
 
 # What the GPU runs need, without the CPU-only checkers (libffi, abigail) a GPU image may lack.
 gpu-bins: deps plugin shim $(GPU_TEST_BIN) $(filter %/shim_run,$(TEST_BIN))
