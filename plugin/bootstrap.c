@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 
 #include "context.h"
+#include "store_server.h"
 #include "log.h"
 #include "util.h"
 

@@ -10,7 +10,7 @@
 
 #include "config.h"
 #include "error.h"
-#include "store.h"
+#include "store_client.h"
 #include "topo.h"
 
 typedef struct moecomm_context mc_context_t;

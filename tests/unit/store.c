@@ -1,4 +1,4 @@
-/* store.c - white-box test of plugin/store.c, the TCP rendezvous store.
+/* store.c - white-box test of the TCP rendezvous store (plugin/store_{wire,server,client}.c).
  *
  * Values are random bytes compared exactly; receive buffers are poisoned before every get so a get
  * that writes nothing (or too much) is caught.  Threads never call MC_CHECK (the harness counts are
@@ -15,7 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../plugin/store.h"
+#include "../../plugin/store_client.h"
+#include "../../plugin/store_server.h"
 #include "../../plugin/util.h"
 #include "../common/harness.h"
 

@@ -1,25 +1,14 @@
-/* store.h - a small TCP key-value store for rendezvous (rank 0 serves, every rank is a client).
- *
- * Values are opaque bytes.  A get waits until the key exists or its deadline passes.  A key set
- * with readers = n is deleted after its n-th get, so exchanges leave nothing behind. */
-#ifndef MC_STORE_H_
-#define MC_STORE_H_
+/* store_client.h - a blocking client of the rendezvous store (store_server.h); every rank has one.
+ */
+#ifndef MC_STORE_CLIENT_H_
+#define MC_STORE_CLIENT_H_
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "error.h"
 
-typedef struct mc_store mc_store_t;               /* one client connection */
-typedef struct mc_store_server mc_store_server_t; /* the server thread on rank 0 */
-
-/* Listens on bind_host:port (port 0 picks one) and serves until stopped; *port_p is the port. */
-moecomm_result_t mc_store_server_start(const char *bind_host, int port, mc_store_server_t **srv_p,
-                                       int *port_p, mc_err_t *err);
-void mc_store_server_stop(mc_store_server_t *srv);
-
-/* Clients connected now (as of the server thread's last pass). */
-size_t mc_store_server_clients(mc_store_server_t *srv);
+typedef struct mc_store mc_store_t; /* one client connection */
 
 /* Connects, retrying until deadline_ms (mc_now_ms clock) while the server is not up yet. */
 moecomm_result_t mc_store_connect(const char *host, int port, int64_t deadline_ms,
