@@ -25,6 +25,9 @@
 
 #define MC_BOOT_MAGIC 0x6d63626fu /* "mcbo" */
 #define MC_BOOT_MAX_EXCHANGE (16u << 20)
+/* NOT a secret: a placeholder until the bootstrap shares a real one (host all-gather record or
+   MOECOMM_STORE_TOKEN).  The store's API requires one. */
+#define MC_BOOT_STORE_SECRET (const uint8_t *)"moecomm-bootstrap-placeholder-key", 33
 
 typedef struct mc_boot_rec {
   uint32_t magic;
@@ -95,7 +98,8 @@ static void mc_boot_my_address(char *out, size_t size) {
   freeaddrinfo(res);
 }
 
-static moecomm_result_t mc_boot_server_acquire(int port, int fixed, mc_boot_server_t **out_p,
+static moecomm_result_t mc_boot_server_acquire(int port, int fixed, int timeout_ms,
+                                               mc_boot_server_t **out_p,
                                                mc_err_t *err) {
   mc_boot_server_t *s;
   moecomm_result_t r = MOECOMM_SUCCESS;
@@ -111,7 +115,10 @@ static moecomm_result_t mc_boot_server_acquire(int port, int fixed, mc_boot_serv
     r = mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory for the rendezvous store");
     goto out;
   }
-  r = mc_store_server_start(NULL, port, &s->srv, &s->port, err);
+  r = mc_store_server_start(
+      &(mc_store_server_opts_t){"::", port, MC_BOOT_STORE_SECRET, timeout_ms, 0,
+                                MC_BOOT_MAX_EXCHANGE, 16 * (size_t)MC_BOOT_MAX_EXCHANGE},
+      &s->srv, &s->port, err);
   if (r != MOECOMM_SUCCESS) {
     free(s);
     s = NULL;
@@ -165,14 +172,14 @@ static moecomm_result_t mc_boot_allgather(mc_context_t *ctx, const char *prefix,
     return mc_err_set(&ctx->err, MOECOMM_ERR_INTERNAL, "%s: exchange of %zu bytes is too large",
                       what, bytes);
   snprintf(key, sizeof(key), "%s/%d", prefix, (int)ranks[me]);
-  r = mc_store_set(ctx->store, key, send, bytes, (uint32_t)(n - 1), &ctx->err);
+  r = mc_store_set(ctx->store, key, send, bytes, (uint32_t)(n - 1), 0, &ctx->err);
   if (r != MOECOMM_SUCCESS) return mc_err_wrap(&ctx->err, r, "%s", what);
   memcpy((char *)recv + (size_t)me * bytes, send, bytes);
   for (int i = 0; i < n; i++) {
     size_t len = 0;
     if (i == me) continue;
     snprintf(key, sizeof(key), "%s/%d", prefix, (int)ranks[i]);
-    r = mc_store_get(ctx->store, key, (char *)recv + (size_t)i * bytes, bytes, &len, deadline,
+    r = mc_store_get(ctx->store, key, -1, (char *)recv + (size_t)i * bytes, bytes, &len, deadline,
                      &ctx->err);
     if (r == MOECOMM_ERR_TIMEOUT) {
       /* Name every member that has not arrived, not just the first one we waited for. */
@@ -346,7 +353,7 @@ moecomm_result_t mc_boot_init(mc_context_t *ctx, const moecomm_context_params_t 
     if (getrandom(&nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
       nonce = (uint64_t)mc_now_ms() * 2654435761u ^ (uint64_t)getpid();
     snprintf(rec.ctx_id, sizeof(rec.ctx_id), "%d-%08x", (int)getpid(), (unsigned)nonce);
-    r = mc_boot_server_acquire(port, use_store_url, &server, &ctx->err);
+    r = mc_boot_server_acquire(port, use_store_url, ctx->cfg.timeout_ms, &server, &ctx->err);
     if (r != MOECOMM_SUCCESS) {
       mc_err_wrap(&ctx->err, r, "bootstrap: rank 0 cannot serve the rendezvous store%s%s",
                   use_store_url ? " at " : "", use_store_url ? ctx->cfg.store : "");
@@ -368,7 +375,9 @@ moecomm_result_t mc_boot_init(mc_context_t *ctx, const moecomm_context_params_t 
     snprintf(store_host, sizeof(store_host), "%s",
              recs[0].host_hash == rec.host_hash ? "127.0.0.1" : recs[0].store_host);
   }
-  r = mc_store_connect(store_host, port, deadline, &ctx->store, &ctx->err);
+  r = mc_store_connect(store_host, port, MC_BOOT_STORE_SECRET,
+                       use_store_url ? "moecomm-bootstrap" : recs[0].ctx_id,
+                       use_store_url ? -1 : me, deadline, &ctx->store, &ctx->err);
   if (r != MOECOMM_SUCCESS) {
     mc_err_wrap(&ctx->err, r, "bootstrap: cannot reach rank 0's rendezvous store at %s:%d",
                 store_host, port);

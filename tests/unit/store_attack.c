@@ -1,0 +1,492 @@
+/* store_attack.c - hostile clients against a live rendezvous store (plugin/store_*.c).
+ *
+ * Every attacker is a raw socket on 127.0.0.1 speaking the wire format by hand
+ * (plugin/store_wire.h); real clients use the store's client.  Checked: a connection that does
+ * not prove the secret reads nothing, changes nothing and costs one log line naming it; a rank
+ * checks in once per namespace; write-once keys; the server is reachable only where it binds;
+ * the client refuses a server that cannot prove the secret back. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../../plugin/store_wire.h"
+#include "store_test.h"
+
+/* ---- a raw client --------------------------------------------------------------------------- */
+
+typedef struct raw {
+  int fd;
+  char addr[64]; /* its own address, as the server names it in log lines */
+  uint8_t challenge[MC_STORE_NONCE_BYTES];
+} raw_t;
+
+/* Reads exactly n bytes within timeout_ms: 1 done, 0 end of stream or reset, -1 timed out. */
+static int raw_read(int fd, void *buf, size_t n, int timeout_ms) {
+  uint8_t *p = buf;
+  int64_t until = mc_now_ms() + timeout_ms;
+  while (n > 0) {
+    struct pollfd pf = {fd, POLLIN, 0};
+    int64_t left = until - mc_now_ms();
+    if (left <= 0 || poll(&pf, 1, (int)left) <= 0) return -1;
+    ssize_t k = recv(fd, p, n, MSG_DONTWAIT);
+    if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) return 0;
+    if (k > 0) p += k, n -= (size_t)k;
+  }
+  return 1;
+}
+
+/* 1 when the server closes the connection within timeout_ms (bytes before that are dropped). */
+static int raw_closed(int fd, int timeout_ms) {
+  uint8_t junk[256];
+  for (;;) {
+    int r = raw_read(fd, junk, 1, timeout_ms);
+    if (r <= 0) return r == 0;
+  }
+}
+
+/* Connects and reads the greeting; 0 on success. */
+static int raw_open(int port, raw_t *r) {
+  struct sockaddr_in a = loopback(port), me;
+  socklen_t mlen = sizeof(me);
+  uint8_t greet[MC_STORE_REP_BYTES];
+  mc_store_rep_t rep;
+  r->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (r->fd < 0 || connect(r->fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+      getsockname(r->fd, (struct sockaddr *)&me, &mlen) != 0) {
+    if (r->fd >= 0) close(r->fd);
+    r->fd = -1;
+    return -1;
+  }
+  snprintf(r->addr, sizeof(r->addr), "127.0.0.1:%d", ntohs(me.sin_port));
+  if (raw_read(r->fd, greet, sizeof(greet), 3000) != 1 ||
+      mc_store_rep_decode(greet, MC_STORE_OP_GREETING, &rep) != NULL ||
+      raw_read(r->fd, r->challenge, sizeof(r->challenge), 3000) != 1)
+    return -1;
+  return 0;
+}
+
+static void raw_close(raw_t *r) {
+  if (r->fd >= 0) close(r->fd);
+  r->fd = -1;
+}
+
+static int raw_send(int fd, const void *buf, size_t n) {
+  return send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
+}
+
+/* Sends a request header (and key) as given. */
+static int raw_request(int fd, const mc_store_req_t *q, const char *key) {
+  uint8_t buf[MC_STORE_REQ_BYTES + MC_STORE_KEY_MAX];
+  size_t klen = key != NULL ? strlen(key) : 0;
+  mc_store_req_encode(q, buf);
+  memcpy(buf + MC_STORE_REQ_BYTES, key, klen);
+  return raw_send(fd, buf, MC_STORE_REQ_BYTES + klen);
+}
+
+static mc_store_req_t raw_req(uint32_t op, const char *key) {
+  mc_store_req_t q;
+  memset(&q, 0, sizeof(q));
+  q.magic = MC_STORE_MAGIC;
+  q.op = op;
+  q.key_len = key != NULL ? (uint32_t)strlen(key) : 0;
+  q.rank = -1;
+  return q;
+}
+
+/* HELLO keyed with `secret` as rank of ns; returns the reply's status, or -1 when none came. */
+static int raw_hello(raw_t *r, const uint8_t *secret, size_t secret_len, const char *ns, int rank) {
+  mc_store_hello_t h;
+  uint8_t body[MC_STORE_HELLO_BYTES], rep[MC_STORE_REP_BYTES];
+  memset(h.nonce, 0x42, sizeof(h.nonce));
+  h.pid = (uint32_t)getpid();
+  mc_store_auth_mac(secret, secret_len, 'C', r->challenge, h.nonce, ns, strlen(ns), rank, h.pid,
+                    h.mac);
+  mc_store_hello_encode(&h, body);
+  mc_store_req_t q = raw_req(MC_STORE_OP_HELLO, ns);
+  q.rank = rank;
+  q.value_len = sizeof(body);
+  if (raw_request(r->fd, &q, ns) != 0 || raw_send(r->fd, body, sizeof(body)) != 0) return -1;
+  mc_store_rep_t p;
+  if (raw_read(r->fd, rep, sizeof(rep), 3000) != 1 ||
+      mc_store_rep_decode(rep, MC_STORE_OP_HELLO, &p) != NULL)
+    return -1;
+  uint8_t skip[MC_STORE_TEXT_MAX];
+  if (raw_read(r->fd, skip, (size_t)p.value_len, 3000) != 1) return -1;
+  return (int)p.status;
+}
+
+/* ---- the server's log --------------------------------------------------------------------- */
+
+/* stderr goes to a file between logcap_begin and logcap_end. */
+typedef struct logcap {
+  int saved;
+  FILE *f;
+} logcap_t;
+
+static void logcap_begin(logcap_t *l) {
+  fflush(stderr);
+  l->f = tmpfile();
+  l->saved = l->f != NULL ? dup(2) : -1;
+  if (l->saved >= 0) dup2(fileno(l->f), 2);
+}
+
+/* Restores stderr; returns how many captured lines contain every needle (NULL-terminated), and
+   shows the captured lines. */
+static int logcap_end(logcap_t *l, const char *const *needles) {
+  int count = 0;
+  if (l->saved < 0) return -1;
+  fflush(stderr);
+  dup2(l->saved, 2);
+  close(l->saved);
+  char line[2048];
+  rewind(l->f);
+  while (fgets(line, sizeof(line), l->f) != NULL) {
+    int all = 1;
+    for (const char *const *n = needles; *n != NULL; n++) all &= strstr(line, *n) != NULL;
+    count += all;
+    printf("  (log) %s", line);
+  }
+  fclose(l->f);
+  return count;
+}
+
+static int start_server(const mc_store_server_opts_t *o, mc_store_server_t **srv) {
+  int port = 0;
+  mc_err_t err;
+  moecomm_result_t r = mc_store_server_start(o, srv, &port, &err);
+  MC_CHECK(r == MOECOMM_SUCCESS && port > 0, "server start: %s", err.msg);
+  return r == MOECOMM_SUCCESS ? port : -1;
+}
+
+/* ---- proof of the secret ------------------------------------------------------------------ */
+
+/* A key only the real ranks can set, for attackers to try to read. */
+static void set_record(mc_store_t *s, const char *key) {
+  mc_err_t err;
+  uint8_t rec[64];
+  fill_bytes(rec, sizeof(rec), 99);
+  MC_CHECK(mc_store_set(s, key, rec, sizeof(rec), 0, 0, &err) == MOECOMM_SUCCESS, "set %s: %s", key,
+           err.msg);
+}
+
+/* A client that knows only the port: a wrong MAC is refused with one log line naming it, it
+   cannot check in as rank 1, and the real rank 1 checks in afterwards. */
+static void test_wrong_secret(int port) {
+  mc_store_t *r0 = st_connect(port, "job", 0);
+  if (r0 == NULL) return;
+  set_record(r0, "job/boot/0");
+  uint8_t wrong[32];
+  memcpy(wrong, st_secret, sizeof(wrong));
+  wrong[7] ^= 0x10; /* one bit off */
+  raw_t a;
+  logcap_t lc;
+  logcap_begin(&lc);
+  int opened = raw_open(port, &a) == 0;
+  int st = opened ? raw_hello(&a, wrong, sizeof(wrong), "job", 1) : -2;
+  int closed = opened && raw_closed(a.fd, 3000);
+  /* Whatever it sends next goes nowhere. */
+  mc_store_req_t q = raw_req(MC_STORE_OP_GET, "job/boot/0");
+  if (opened) (void)raw_request(a.fd, &q, "job/boot/0");
+  const char *needles[] = {"WARN", a.addr, "failed to prove the secret", NULL};
+  int lines = logcap_end(&lc, needles);
+  MC_CHECK(opened, "raw connect to port %d", port);
+  MC_CHECK(st == MC_STORE_DENIED, "wrong MAC answered with status %d, not DENIED", st);
+  MC_CHECK(closed, "the server kept the connection of a client with a wrong MAC");
+  MC_CHECK(lines == 1, "%d WARN lines name %s; want exactly one", lines, a.addr);
+  raw_close(&a);
+
+  /* The forger did not take rank 1: the real one checks in. */
+  mc_store_t *r1 = st_connect(port, "job", 1);
+  uint8_t got[64], want[64];
+  size_t len = 0;
+  mc_err_t err;
+  fill_bytes(want, sizeof(want), 99);
+  MC_CHECK(r1 != NULL &&
+               mc_store_get(r1, "job/boot/0", 0, got, sizeof(got), &len, mc_now_ms() + 1000,
+                            &err) == MOECOMM_SUCCESS &&
+               len == 64 && memcmp(got, want, 64) == 0,
+           "the real rank 1 reads rank 0's record");
+  mc_store_close(r1);
+
+  /* Through the client API: a wrong secret is a configuration error at once, not a retry. */
+  mc_store_t *s = (mc_store_t *)&err;
+  int64_t t0 = mc_now_ms();
+  moecomm_result_t r =
+      mc_store_connect(HOST, port, wrong, sizeof(wrong), "job", 2, t0 + 5000, &s, &err);
+  MC_CHECK(r == MOECOMM_ERR_CONFIG && mc_now_ms() - t0 < 1000 && s == (mc_store_t *)&err,
+           "client with a wrong secret: r=%d after %lld ms", (int)r, (long long)(mc_now_ms() - t0));
+  MC_CHECK(strstr(err.msg, "secret") != NULL, "message names the secret: %s", err.msg);
+  mc_store_close(r0);
+}
+
+/* Requests before the proof: dropped with one log line; nothing is read. */
+static void test_no_proof(int port) {
+  mc_store_t *r0 = st_connect(port, "np", 0);
+  if (r0 == NULL) return;
+  set_record(r0, "np/boot/0");
+  static const uint32_t ops[] = {MC_STORE_OP_GET, MC_STORE_OP_SET, MC_STORE_OP_CHECK,
+                                 MC_STORE_OP_BYE};
+  for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+    raw_t a;
+    logcap_t lc;
+    logcap_begin(&lc);
+    int opened = raw_open(port, &a) == 0;
+    const char *key = ops[i] == MC_STORE_OP_BYE ? NULL : "np/boot/0";
+    mc_store_req_t q = raw_req(ops[i], key);
+    if (ops[i] == MC_STORE_OP_GET) q.timeout_ms = 1000;
+    if (ops[i] == MC_STORE_OP_SET) q.value_len = 4;
+    uint8_t rep[MC_STORE_REP_BYTES], frame[MC_STORE_REQ_BYTES + 64];
+    size_t klen = key != NULL ? strlen(key) : 0;
+    mc_store_req_encode(&q, frame);
+    memcpy(frame + MC_STORE_REQ_BYTES, key, klen);
+    memcpy(frame + MC_STORE_REQ_BYTES + klen, "evil", 4);
+    /* One segment: the server may close as soon as it has read the header. */
+    int sent =
+        opened && raw_send(a.fd, frame, MC_STORE_REQ_BYTES + klen + (size_t)q.value_len) == 0;
+    int answered = sent ? raw_read(a.fd, rep, sizeof(rep), 2000) : -2;
+    const char *needles[] = {"WARN", a.addr, "before proving the secret", NULL};
+    int lines = logcap_end(&lc, needles);
+    MC_CHECK(sent && answered == 0, "%s before the proof: %s", mc_store_op_name(ops[i]),
+             answered == 1 ? "answered" : "not dropped");
+    MC_CHECK(lines == 1, "%s before the proof: %d WARN lines name %s", mc_store_op_name(ops[i]),
+             lines, a.addr);
+    raw_close(&a);
+  }
+  uint8_t got[64], want[64];
+  size_t len = 0;
+  mc_err_t err;
+  fill_bytes(want, sizeof(want), 99);
+  MC_CHECK(mc_store_get(r0, "np/boot/0", -1, got, sizeof(got), &len, mc_now_ms() + 1000, &err) ==
+                   MOECOMM_SUCCESS &&
+               len == 64 && memcmp(got, want, 64) == 0,
+           "the record is unchanged after the attempts");
+  mc_store_close(r0);
+}
+
+/* The client refuses a server that cannot prove the secret (it answers OK without knowing it). */
+static void *impostor_main(void *arg) {
+  int lfd = *(int *)arg;
+  int fd = accept(lfd, NULL, NULL);
+  if (fd < 0) return NULL;
+  uint8_t buf[MC_STORE_REP_BYTES + MC_STORE_WELCOME_BYTES], req[512];
+  mc_store_rep_t rep = {MC_STORE_MAGIC, MC_STORE_CHALLENGE, MC_STORE_NONCE_BYTES};
+  mc_store_rep_encode(&rep, buf);
+  memset(buf + MC_STORE_REP_BYTES, 7, MC_STORE_NONCE_BYTES);
+  if (raw_send(fd, buf, MC_STORE_REP_BYTES + MC_STORE_NONCE_BYTES) == 0 &&
+      recv(fd, req, sizeof(req), 0) > 0) {
+    mc_store_welcome_t w = {{0}, 1 << 20, 64 << 20, 60000};
+    memset(w.mac, 0x33, sizeof(w.mac));
+    rep = (mc_store_rep_t){MC_STORE_MAGIC, MC_STORE_OK, MC_STORE_WELCOME_BYTES};
+    mc_store_rep_encode(&rep, buf);
+    mc_store_welcome_encode(&w, buf + MC_STORE_REP_BYTES);
+    (void)raw_send(fd, buf, sizeof(buf));
+  }
+  sleep_ms(300);
+  close(fd);
+  return NULL;
+}
+
+static void test_impostor_server(void) {
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = loopback(0);
+  socklen_t alen = sizeof(a);
+  pthread_t th;
+  if (!MC_CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+                    listen(lfd, 4) == 0 && getsockname(lfd, (struct sockaddr *)&a, &alen) == 0 &&
+                    pthread_create(&th, NULL, impostor_main, &lfd) == 0,
+                "impostor service")) {
+    if (lfd >= 0) close(lfd);
+    return;
+  }
+  mc_err_t err;
+  mc_store_t *s = (mc_store_t *)&err;
+  int64_t t0 = mc_now_ms();
+  moecomm_result_t r = mc_store_connect(HOST, ntohs(a.sin_port), ST_AUTH, t0 + 3000, &s, &err);
+  MC_CHECK(r == MOECOMM_ERR_PEER && mc_now_ms() - t0 < 1500 && s == (mc_store_t *)&err,
+           "impostor accepted? r=%d: %s", (int)r, err.msg);
+  MC_CHECK(strstr(err.msg, "did not prove") != NULL, "message: %s", err.msg);
+  pthread_join(th, NULL);
+  close(lfd);
+}
+
+/* ---- ranks ---------------------------------------------------------------------------------- */
+
+/* A second process claiming a held rank is refused, naming the holder; after the holder leaves
+   the rank is free again; the same rank in another namespace is another rank. */
+static void test_duplicate_rank(int port) {
+  mc_store_t *holder = st_connect(port, "dup", 1);
+  mc_store_t *other = st_connect(port, "dup2", 1);
+  if (holder == NULL || other == NULL) goto out;
+  int pipefd[2];
+  if (!MC_CHECK(pipe(pipefd) == 0, "pipe")) goto out;
+  logcap_t lc;
+  logcap_begin(&lc);
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* The claimant: another process with the right secret. */
+    mc_err_t err;
+    mc_store_t *s = (mc_store_t *)&err;
+    moecomm_result_t r = mc_store_connect(HOST, port, st_secret, sizeof(st_secret), "dup", 1,
+                                          mc_now_ms() + 3000, &s, &err);
+    char msg[MC_ERR_MSG_MAX + 16];
+    int n = snprintf(msg, sizeof(msg), "%d %s", (int)r, err.msg);
+    if (write(pipefd[1], msg, (size_t)n) != n) _exit(2);
+    _exit(s == (mc_store_t *)&err ? 0 : 3);
+  }
+  close(pipefd[1]);
+  char msg[MC_ERR_MSG_MAX + 16] = "";
+  ssize_t n = read(pipefd[0], msg, sizeof(msg) - 1);
+  msg[n > 0 ? n : 0] = '\0';
+  close(pipefd[0]);
+  int status = -1;
+  waitpid(pid, &status, 0);
+  char pidstr[32];
+  snprintf(pidstr, sizeof(pidstr), "pid %d", (int)getpid());
+  const char *needles[] = {"WARN", "claims rank 1 of 'dup'", pidstr, NULL};
+  int lines = logcap_end(&lc, needles);
+  MC_CHECK(atoi(msg) == MOECOMM_ERR_CONFIG && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+           "second claim of rank 1: %s (exit %#x)", msg, status);
+  MC_CHECK(strstr(msg, "rank 1 of dup is already checked in by") != NULL &&
+               strstr(msg, pidstr) != NULL && strstr(msg, "127.0.0.1:") != NULL &&
+               strstr(msg, "two processes were given the same rank") != NULL,
+           "message names the rank and the holder (%s): %s", pidstr, msg);
+  MC_CHECK(lines == 1, "%d WARN lines name the claim and the holder", lines);
+  /* The holder was not disturbed. */
+  int ex = -1;
+  mc_err_t err;
+  MC_CHECK(mc_store_check(holder, "dup/x", &ex, &err) == MOECOMM_SUCCESS && ex == 0,
+           "the holder still works: %s", err.msg);
+  mc_store_close(holder);
+  holder = NULL;
+  /* Its rank is free once its connection closed (the server may take a moment to see it). */
+  mc_store_t *again = NULL;
+  for (int i = 0; i < 50 && again == NULL; i++) {
+    if (mc_store_connect(HOST, port, st_secret, sizeof(st_secret), "dup", 1, mc_now_ms() + 1000,
+                         &again, &err) != MOECOMM_SUCCESS)
+      sleep_ms(20);
+  }
+  MC_CHECK(again != NULL, "rank 1 checks in again after its holder left: %s", err.msg);
+  mc_store_close(again);
+out:
+  mc_store_close(holder);
+  mc_store_close(other);
+}
+
+static void test_write_once(int port) {
+  mc_store_t *a = st_connect(port, "wo", 0), *b = st_connect(port, "wo", 1);
+  if (a == NULL || b == NULL) goto out;
+  mc_err_t err;
+  uint8_t v1[24], v2[24], got[32];
+  size_t len = 0;
+  fill_bytes(v1, sizeof(v1), 5);
+  fill_bytes(v2, sizeof(v2), 6);
+  MC_CHECK(
+      mc_store_set(a, "wo/rec", v1, sizeof(v1), 0, MC_STORE_WRITE_ONCE, &err) == MOECOMM_SUCCESS,
+      "first write-once set: %s", err.msg);
+  for (uint32_t flags = 0; flags <= MC_STORE_WRITE_ONCE; flags++) {
+    moecomm_result_t r = mc_store_set(b, "wo/rec", v2, sizeof(v2), 0, flags, &err);
+    MC_CHECK(r == MOECOMM_ERR_CONFIG && strstr(err.msg, "write-once") != NULL &&
+                 strstr(err.msg, "wo/rec") != NULL,
+             "second set (flags %u) of a write-once key: r=%d %s", flags, (int)r, err.msg);
+  }
+  memset(got, POISON, sizeof(got));
+  MC_CHECK(mc_store_get(b, "wo/rec", 0, got, sizeof(got), &len, mc_now_ms() + 1000, &err) ==
+                   MOECOMM_SUCCESS &&
+               len == sizeof(v1) && memcmp(got, v1, sizeof(v1)) == 0,
+           "the first value stays, and the connection works after the refusal");
+  /* A plain key may be replaced, but not by a write-once set. */
+  MC_CHECK(mc_store_set(a, "wo/plain", v1, 8, 0, 0, &err) == MOECOMM_SUCCESS &&
+               mc_store_set(b, "wo/plain", v2, 8, 0, 0, &err) == MOECOMM_SUCCESS,
+           "plain keys are replaced: %s", err.msg);
+  MC_CHECK(mc_store_set(b, "wo/plain", v1, 8, 0, MC_STORE_WRITE_ONCE, &err) == MOECOMM_ERR_CONFIG,
+           "a write-once set of an existing key is refused");
+  MC_CHECK(mc_store_set(a, "wo/x", v1, 8, 0, 0x2, &err) == MOECOMM_ERR_INVALID_ARGUMENT,
+           "unknown flags refused");
+out:
+  mc_store_close(a);
+  mc_store_close(b);
+}
+
+/* ---- where the server listens --------------------------------------------------------------- */
+
+/* 1 when a TCP connection to addr:port is accepted (the caller's address family). */
+static int reachable(const struct sockaddr *sa, socklen_t len) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  int ok = connect(fd, sa, len) == 0;
+  close(fd);
+  return ok;
+}
+
+static int reachable4(const char *ip, int port) {
+  struct sockaddr_in a = loopback(port);
+  inet_pton(AF_INET, ip, &a.sin_addr);
+  return reachable((struct sockaddr *)&a, sizeof(a));
+}
+
+/* An IPv4 address of an interface other than loopback, or 0. */
+static int other_address(char *ip, size_t size) {
+  struct ifaddrs *ifs = NULL, *i;
+  int found = 0;
+  if (getifaddrs(&ifs) != 0) return 0;
+  for (i = ifs; i != NULL && !found; i = i->ifa_next) {
+    if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET) continue;
+    struct in_addr in = ((struct sockaddr_in *)i->ifa_addr)->sin_addr;
+    if ((ntohl(in.s_addr) >> 24) == 127) continue;
+    found = inet_ntop(AF_INET, &in, ip, (socklen_t)size) != NULL;
+  }
+  freeifaddrs(ifs);
+  return found;
+}
+
+static void test_bind(void) {
+  mc_store_server_t *lo = NULL, *any = NULL;
+  mc_store_server_opts_t o = st_opts();
+  o.bind_host = NULL; /* the default */
+  int lport = start_server(&o, &lo);
+  o.bind_host = "0.0.0.0";
+  int aport = start_server(&o, &any);
+  if (lport < 0 || aport < 0) goto out;
+  char ip[64];
+  MC_CHECK(reachable4("127.0.0.1", lport), "the default server is reachable on 127.0.0.1");
+  MC_CHECK(!reachable4("127.0.0.2", lport), "the default server answers on 127.0.0.2");
+  MC_CHECK(reachable4("127.0.0.2", aport), "a 0.0.0.0 server is reachable on 127.0.0.2");
+  if (other_address(ip, sizeof(ip))) {
+    MC_CHECK(!reachable4(ip, lport), "the default server answers on %s", ip);
+    MC_CHECK(reachable4(ip, aport), "a 0.0.0.0 server is not reachable on %s", ip);
+  } else {
+    mc_test_skip("store bind on another interface", "this machine has no IPv4 address outside lo");
+  }
+out:
+  mc_store_server_stop(lo);
+  mc_store_server_stop(any);
+}
+
+int main(int argc, char **argv) {
+  mc_test_init("store_attack", argc, argv);
+  signal(SIGPIPE, SIG_IGN); /* attackers write to connections the server closed */
+  st_init_secret();
+  mc_store_server_t *srv = NULL;
+  mc_store_server_opts_t o = st_opts();
+  int port = start_server(&o, &srv);
+  if (port < 0) return mc_test_finish();
+  test_duplicate_rank(port); /* forks: first, while few threads exist */
+  test_wrong_secret(port);
+  test_no_proof(port);
+  test_write_once(port);
+  mc_store_server_stop(srv);
+  test_impostor_server();
+  test_bind();
+  return mc_test_finish();
+}
