@@ -29,6 +29,9 @@
 
 /* Requests of one connection served per poll() round, so one busy client cannot starve others. */
 #define MC_STORE_BURST 16
+/* Connections accepted per poll() round, so a flood of connections cannot starve the clients
+   already connected. */
+#define MC_STORE_ACCEPT_BURST 64
 /* How long accept pauses when it cannot get a descriptor and none can be freed. */
 #define MC_STORE_ACCEPT_PAUSE_MS 100
 
@@ -140,7 +143,7 @@ static int mc_store_server_accept_failed(mc_store_server_t *srv, int e) {
 }
 
 static void mc_store_server_accept(mc_store_server_t *srv) {
-  for (;;) {
+  for (int taken = 0; taken < MC_STORE_ACCEPT_BURST; taken++) {
     struct sockaddr_storage ss;
     socklen_t slen = sizeof(ss);
     int fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);

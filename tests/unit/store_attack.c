@@ -6,6 +6,7 @@
  * checks in once per namespace; write-once keys; the server is reachable only where it binds;
  * the client refuses a server that cannot prove the secret back. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -15,10 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../plugin/store_core.h"
 #include "../../plugin/store_wire.h"
 #include "store_test.h"
 
@@ -473,10 +476,349 @@ out:
   mc_store_server_stop(any);
 }
 
+/* ---- limits -------------------------------------------------------------------------------- */
+
+/* A server in a child process whose descriptors are limited to nofile. */
+typedef struct child_server {
+  pid_t pid;
+  int port;
+} child_server_t;
+
+static int child_server_start(child_server_t *cs, rlim_t nofile, const mc_store_server_opts_t *o) {
+  int pfd[2];
+  cs->pid = -1;
+  cs->port = -1;
+  if (pipe(pfd) != 0) return -1;
+  fflush(stdout);
+  cs->pid = fork();
+  if (cs->pid == 0) {
+    struct rlimit rl = {nofile, nofile};
+    mc_store_server_t *srv = NULL;
+    mc_err_t err;
+    int port = -1;
+    close(pfd[0]);
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || mc_store_server_start(o, &srv, &port, &err) != 0)
+      port = -1;
+    if (write(pfd[1], &port, sizeof(port)) != (ssize_t)sizeof(port)) _exit(1);
+    for (;;) pause(); /* until killed */
+  }
+  close(pfd[1]);
+  if (cs->pid > 0 && read(pfd[0], &cs->port, sizeof(cs->port)) != (ssize_t)sizeof(cs->port))
+    cs->port = -1;
+  close(pfd[0]);
+  return cs->port > 0 ? 0 : -1;
+}
+
+static void child_server_stop(child_server_t *cs) {
+  if (cs->pid <= 0) return;
+  kill(cs->pid, SIGKILL);
+  waitpid(cs->pid, NULL, 0);
+  cs->pid = -1;
+}
+
+static int count_fds(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+  DIR *d = opendir(path);
+  int n = 0;
+  if (d == NULL) return -1;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) n += e->d_name[0] != '.';
+  closedir(d);
+  return n;
+}
+
+/* A child holding n idle connections to port.  It says 'r' on *ready_p once they are all
+   connected; on a byte to *cmd_p it counts how many the server has closed and writes that. */
+typedef struct flood {
+  pid_t pid;
+  int to, from;
+} flood_t;
+
+static void flood_child(int port, int n, int in, int out) {
+  int *fds = calloc((size_t)n, sizeof(int)), opened = 0;
+  struct sockaddr_in a = loopback(port);
+  for (int i = 0; fds != NULL && i < n; i++) {
+    fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+    if (fds[i] >= 0 && connect(fds[i], (struct sockaddr *)&a, sizeof(a)) == 0) opened++;
+  }
+  char c = 'r';
+  if (write(out, &opened, sizeof(opened)) != (ssize_t)sizeof(opened) || read(in, &c, 1) != 1)
+    _exit(1);
+  int closed = 0;
+  for (int i = 0; fds != NULL && i < n; i++) {
+    char junk[256];
+    ssize_t k;
+    while ((k = recv(fds[i], junk, sizeof(junk), MSG_DONTWAIT)) > 0) {
+    }
+    closed += k == 0 || (k < 0 && errno == ECONNRESET);
+  }
+  if (write(out, &closed, sizeof(closed)) != (ssize_t)sizeof(closed)) _exit(1);
+  _exit(0);
+}
+
+/* Starts the flood; returns the connections it opened (-1 on failure). */
+static int flood_start(flood_t *f, int port, int n) {
+  int to[2], from[2], opened = -1;
+  if (pipe(to) != 0 || pipe(from) != 0) return -1;
+  fflush(stdout);
+  f->pid = fork();
+  if (f->pid == 0) {
+    close(to[1]);
+    close(from[0]);
+    flood_child(port, n, to[0], from[1]);
+  }
+  close(to[0]);
+  close(from[1]);
+  f->to = to[1];
+  f->from = from[0];
+  if (f->pid < 0 || read(f->from, &opened, sizeof(opened)) != (ssize_t)sizeof(opened)) return -1;
+  return opened;
+}
+
+/* How many of its connections the server has closed; ends the flood. */
+static int flood_end(flood_t *f) {
+  int closed = -1;
+  if (write(f->to, "c", 1) != 1 ||
+      read(f->from, &closed, sizeof(closed)) != (ssize_t)sizeof(closed))
+    closed = -1;
+  close(f->to);
+  close(f->from);
+  waitpid(f->pid, NULL, 0);
+  return closed;
+}
+
+/* Four real ranks connect, exchange a record each, and leave; the time it took in ms. */
+static int64_t real_ranks_exchange(int port, const char *ns, int *ok_p) {
+  mc_store_t *r[4] = {0};
+  mc_err_t err;
+  int64_t t0 = mc_now_ms();
+  int ok = 1;
+  for (int i = 0; i < 4; i++) ok &= (r[i] = st_connect(port, ns, i)) != NULL;
+  for (int i = 0; i < 4 && ok; i++) {
+    char key[64];
+    uint32_t v = (uint32_t)(i * 2654435761u);
+    snprintf(key, sizeof(key), "%s/%d", ns, i);
+    ok &= mc_store_set(r[i], key, &v, sizeof(v), 3, 0, &err) == MOECOMM_SUCCESS;
+  }
+  for (int i = 0; i < 4 && ok; i++)
+    for (int j = 0; j < 4; j++) {
+      char key[64];
+      uint32_t v = 0;
+      size_t len = 0;
+      if (i == j) continue;
+      snprintf(key, sizeof(key), "%s/%d", ns, j);
+      ok &= mc_store_get(r[i], key, j, &v, sizeof(v), &len, mc_now_ms() + 5000, &err) ==
+                MOECOMM_SUCCESS &&
+            v == (uint32_t)(j * 2654435761u);
+    }
+  for (int i = 0; i < 4; i++) mc_store_close(r[i]);
+  *ok_p = ok;
+  return mc_now_ms() - t0;
+}
+
+/* 1,100 idle connections against a server limited to `nofile` descriptors: it keeps at most 64
+   of them (fewer when descriptors run out), real ranks still get through in a few seconds, and
+   each idle one is closed within the handshake deadline. */
+static void test_flood(rlim_t nofile) {
+  child_server_t cs;
+  flood_t f[2];
+  mc_store_server_opts_t o = st_opts();
+  if (!MC_CHECK(child_server_start(&cs, nofile, &o) == 0, "server with %d descriptors",
+                (int)nofile)) {
+    child_server_stop(&cs);
+    return;
+  }
+  int opened = 0, ok = 0;
+  for (int i = 0; i < 2; i++) opened += flood_start(&f[i], cs.port, 550);
+  MC_CHECK(opened == 1100, "the flood opened %d of 1100 connections", opened);
+  sleep_ms(200); /* the server accepts them */
+  int fds = count_fds(cs.pid);
+  int64_t ms = real_ranks_exchange(cs.port, "flood", &ok);
+  printf(
+      "  %d idle connections, server limited to %d descriptors holds %d: 4 ranks exchanged in "
+      "%lld ms\n",
+      opened, (int)nofile, fds, (long long)ms);
+  MC_CHECK(fds > 0 && fds <= 64 + 16, "the server holds %d descriptors under the flood", fds);
+  MC_CHECK(ok && ms < 5000, "real ranks under the flood: ok=%d after %lld ms", ok, (long long)ms);
+  sleep_ms(MC_STORE_HANDSHAKE_MS + 500); /* every idle connection's deadline passed */
+  int closed = 0;
+  for (int i = 0; i < 2; i++) closed += flood_end(&f[i]);
+  MC_CHECK(closed == opened, "%d of %d idle connections closed by the server after %d ms", closed,
+           opened, MC_STORE_HANDSHAKE_MS + 500);
+  child_server_stop(&cs);
+}
+
+/* Authenticated connections are capped; a refused one is told why, the others keep working. */
+static void test_max_clients(void) {
+  mc_store_server_t *srv = NULL;
+  mc_store_server_opts_t o = st_opts();
+  o.max_clients = 4;
+  int port = start_server(&o, &srv);
+  mc_store_t *c[4] = {0};
+  if (port < 0) return;
+  for (int i = 0; i < 4; i++) c[i] = st_connect(port, "cap", i);
+  mc_err_t err;
+  mc_store_t *s = (mc_store_t *)&err;
+  moecomm_result_t r = mc_store_connect(HOST, port, ST_AUTH, mc_now_ms() + 2000, &s, &err);
+  MC_CHECK(r == MOECOMM_ERR_PEER && strstr(err.msg, "maximum of 4 clients") != NULL &&
+               s == (mc_store_t *)&err,
+           "a fifth client: r=%d %s", (int)r, err.msg);
+  int ex = -1;
+  MC_CHECK(c[0] != NULL && mc_store_check(c[0], "cap/x", &ex, &err) == MOECOMM_SUCCESS && ex == 0,
+           "the first four keep working");
+  mc_store_close(c[3]);
+  c[3] = NULL;
+  for (int i = 0; i < 50 && c[3] == NULL; i++)
+    if (mc_store_connect(HOST, port, ST_AUTH, mc_now_ms() + 1000, &c[3], &err) != 0) sleep_ms(20);
+  MC_CHECK(c[3] != NULL, "a client connects once one has left: %s", err.msg);
+  for (int i = 0; i < 4; i++) mc_store_close(c[i]);
+  mc_store_server_stop(srv);
+}
+
+static long rss_kib(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long pages = 0, res = 0;
+  if (f != NULL) {
+    if (fscanf(f, "%ld %ld", &pages, &res) != 2) res = 0;
+    fclose(f);
+  }
+  return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* An authenticated connection as an observer; -1 on failure. */
+static int raw_authed(int port, raw_t *a) {
+  return raw_open(port, a) == 0 && raw_hello(a, ST_AUTH) == MC_STORE_OK ? 0 : -1;
+}
+
+/* Values over the limit and lengths announced to make the server allocate: refused before any
+   allocation (the server's process grows by no more than a few MiB), the attacker dropped,
+   real ranks served. */
+static void test_oversized(void) {
+  mc_store_server_t *srv = NULL;
+  mc_store_server_opts_t o = st_opts(); /* 1 MiB values, 64 MiB in all */
+  int port = start_server(&o, &srv);
+  if (port < 0) return;
+  long rss0 = rss_kib();
+  struct {
+    uint32_t op;
+    uint64_t len;
+    int authed, status; /* status -1: dropped without a reply */
+  } atk[] = {{MC_STORE_OP_SET, (uint64_t)1 << 20 | 1, 1, MC_STORE_TOO_LARGE},
+             {MC_STORE_OP_SET, (uint64_t)60 << 20, 1, MC_STORE_TOO_LARGE},
+             {MC_STORE_OP_SET, (uint64_t)512 << 20, 1, -1},
+             {MC_STORE_OP_SET, UINT64_MAX, 1, -1},
+             {MC_STORE_OP_HELLO, (uint64_t)512 << 20, 0, -1},
+             {MC_STORE_OP_GET, (uint64_t)512 << 20, 1, -1}};
+  for (size_t i = 0; i < sizeof(atk) / sizeof(atk[0]); i++) {
+    raw_t a;
+    int ready = atk[i].authed ? raw_authed(port, &a) : raw_open(port, &a);
+    mc_store_req_t q = raw_req(atk[i].op, "atk/k");
+    q.value_len = atk[i].len;
+    if (atk[i].op == MC_STORE_OP_HELLO) q.rank = 0;
+    uint8_t rep[MC_STORE_REP_BYTES];
+    mc_store_rep_t p = {0, 0, 0};
+    int got = ready == 0 && raw_request(a.fd, &q, "atk/k") == 0
+                  ? raw_read(a.fd, rep, sizeof(rep), 2000)
+                  : -2;
+    if (got == 1) mc_store_rep_decode(rep, MC_STORE_OP_SET, &p);
+    int ok = atk[i].status < 0 ? got == 0 : got == 1 && (int)p.status == atk[i].status;
+    MC_CHECK(ok && raw_closed(a.fd, 2000), "%s announcing %llu bytes: read %d, status %u",
+             mc_store_op_name(atk[i].op), (unsigned long long)atk[i].len, got, p.status);
+    raw_close(&a);
+  }
+  long grown = rss_kib() - rss0;
+  printf("  after the announced-length attacks the process grew by %ld KiB\n", grown);
+  MC_CHECK(grown < 8 * 1024, "the process grew by %ld KiB", grown);
+  /* Through the client: the limit is known from the handshake, so nothing is sent. */
+  mc_store_t *c = st_connect(port, "big", 0);
+  mc_err_t err;
+  uint8_t small[8] = {0};
+  MC_CHECK(c != NULL &&
+               mc_store_set(c, "big/k", small, ((size_t)1 << 20) + 1, 0, 0, &err) ==
+                   MOECOMM_ERR_INVALID_ARGUMENT &&
+               strstr(err.msg, "1048576") != NULL,
+           "a value over 1 MiB through the client: %s", err.msg);
+  int ok = 0;
+  real_ranks_exchange(port, "after-big", &ok);
+  MC_CHECK(ok, "real ranks are served after the attacks");
+  mc_store_close(c);
+  mc_store_server_stop(srv);
+}
+
+/* The store's total is bounded: sets beyond it are refused with NO_MEMORY on a connection that
+   keeps working, and the memory held stays near the bound. */
+static void test_store_full(void) {
+  mc_store_server_t *srv = NULL;
+  mc_store_server_opts_t o = st_opts();
+  o.max_total_bytes = (size_t)8 << 20; /* 8 MiB, 1 MiB values */
+  int port = start_server(&o, &srv);
+  mc_store_t *c = port > 0 ? st_connect(port, "full", 0) : NULL;
+  if (c == NULL) goto out;
+  uint8_t *v = malloc((size_t)1 << 20);
+  mc_err_t err;
+  int stored = 0;
+  moecomm_result_t r = MOECOMM_SUCCESS;
+  if (!MC_CHECK(v != NULL, "malloc")) goto out;
+  fill_bytes(v, (size_t)1 << 20, 1);
+  for (int i = 0; i < 20 && r == MOECOMM_SUCCESS; i++) {
+    char key[32];
+    snprintf(key, sizeof(key), "full/%d", i);
+    r = mc_store_set(c, key, v, (size_t)1 << 20, 0, 0, &err);
+    stored += r == MOECOMM_SUCCESS;
+  }
+  MC_CHECK(r == MOECOMM_ERR_NO_MEMORY && stored == 7 && strstr(err.msg, "max_total_bytes") != NULL,
+           "stored %d MiB in an 8 MiB store, then r=%d: %s", stored, (int)r, err.msg);
+  int ex = -1;
+  MC_CHECK(mc_store_check(c, "full/0", &ex, &err) == MOECOMM_SUCCESS && ex == 1 &&
+               mc_store_check(c, "full/7", &ex, &err) == MOECOMM_SUCCESS && ex == 0,
+           "the connection works after the refusal; the refused key is absent");
+  free(v);
+out:
+  mc_store_close(c);
+  mc_store_server_stop(srv);
+}
+
+/* A GET asking for 2^63 ms waits only the server's timeout. */
+static void test_wait_cap(void) {
+  mc_store_server_t *srv = NULL;
+  mc_store_server_opts_t o = st_opts();
+  o.timeout_ms = 300;
+  int port = start_server(&o, &srv);
+  raw_t a;
+  if (port < 0 || !MC_CHECK(raw_authed(port, &a) == 0, "raw client")) goto out;
+  mc_store_req_t q = raw_req(MC_STORE_OP_GET, "never/k");
+  q.timeout_ms = (uint64_t)1 << 63;
+  uint8_t rep[MC_STORE_REP_BYTES];
+  mc_store_rep_t p = {0, 0, 0};
+  int64_t t0 = mc_now_ms();
+  int got = raw_request(a.fd, &q, "never/k") == 0 ? raw_read(a.fd, rep, sizeof(rep), 3000) : -2;
+  int64_t dt = mc_now_ms() - t0;
+  if (got == 1) mc_store_rep_decode(rep, MC_STORE_OP_GET, &p);
+  MC_CHECK(got == 1 && p.status == MC_STORE_TIMEOUT && dt >= 290 && dt < 1500,
+           "a 2^63 ms wait answered %d (status %u) after %lld ms; the cap is 300 ms", got, p.status,
+           (long long)dt);
+  raw_close(&a);
+  /* The client says so. */
+  mc_store_t *c = st_connect(port, "cap", 0);
+  mc_err_t err;
+  size_t len = 5;
+  t0 = mc_now_ms();
+  moecomm_result_t r = c != NULL ? mc_store_get(c, "never/k", -1, NULL, 0, &len, INT64_MAX, &err)
+                                 : MOECOMM_ERR_INTERNAL;
+  dt = mc_now_ms() - t0;
+  MC_CHECK(r == MOECOMM_ERR_TIMEOUT && dt < 1500 && len == 5 && strstr(err.msg, "caps") != NULL,
+           "get without a deadline: r=%d after %lld ms: %s", (int)r, (long long)dt, err.msg);
+  mc_store_close(c);
+out:
+  mc_store_server_stop(srv);
+}
+
 int main(int argc, char **argv) {
   mc_test_init("store_attack", argc, argv);
   signal(SIGPIPE, SIG_IGN); /* attackers write to connections the server closed */
   st_init_secret();
+  test_flood(1024); /* forks: before this process has threads */
+  test_flood(40);   /* accept runs out of descriptors */
   mc_store_server_t *srv = NULL;
   mc_store_server_opts_t o = st_opts();
   int port = start_server(&o, &srv);
@@ -488,5 +830,9 @@ int main(int argc, char **argv) {
   mc_store_server_stop(srv);
   test_impostor_server();
   test_bind();
+  test_max_clients();
+  test_oversized();
+  test_store_full();
+  test_wait_cap();
   return mc_test_finish();
 }
