@@ -179,7 +179,7 @@ static moecomm_result_t mc_boot_allgather(mc_context_t *ctx, const char *prefix,
     size_t len = 0;
     if (i == me) continue;
     snprintf(key, sizeof(key), "%s/%d", prefix, (int)ranks[i]);
-    r = mc_store_get(ctx->store, key, -1, (char *)recv + (size_t)i * bytes, bytes, &len, deadline,
+    r = mc_store_get(ctx->store, key, ranks[i], (char *)recv + (size_t)i * bytes, bytes, &len, deadline,
                      &ctx->err);
     if (r == MOECOMM_ERR_TIMEOUT) {
       /* Name every member that has not arrived, not just the first one we waited for. */

@@ -123,12 +123,54 @@ void mc_store_conn_sent(mc_store_core_t *core, mc_store_conn_t *c, size_t n) {
   if (c->close_after_reply) mc_store_conn_drop(core, c, "refused");
 }
 
+/* ---- ranks that left ----------------------------------------------------------------------- */
+
+static mc_store_departed_t *mc_store_departed_find(mc_store_core_t *core, uint64_t ns_hash,
+                                                   int32_t rank) {
+  size_t n = MC_MIN(core->ndeparted, (size_t)MC_STORE_DEPARTED_MAX);
+  for (size_t i = 0; i < n; i++)
+    if (core->departed[i].rank == rank && core->departed[i].ns_hash == ns_hash)
+      return &core->departed[i];
+  return NULL;
+}
+
+/* Answers a GET whose writer is gone. */
+static void mc_store_writer_gone(mc_store_core_t *core, mc_store_conn_t *w, int32_t rank,
+                                 int goodbye) {
+  if (goodbye)
+    mc_store_refuse(core, w, MC_STORE_PEER_GONE, 0,
+                    "rank %d said goodbye (closed its store connection)", (int)rank);
+  else
+    mc_store_refuse(core, w, MC_STORE_PEER_GONE, 0, "rank %d disconnected (process exited?)",
+                    (int)rank);
+}
+
+static int mc_store_same_ns(const mc_store_conn_t *a, const mc_store_conn_t *b) {
+  return a->ns_hash == b->ns_hash && a->ns_len == b->ns_len && memcmp(a->ns, b->ns, a->ns_len) == 0;
+}
+
+/* c, which held a rank, is closing: remember that, and end the waits for it. */
+static void mc_store_depart(mc_store_core_t *core, mc_store_conn_t *c) {
+  mc_store_departed_t *d = mc_store_departed_find(core, c->ns_hash, c->rank);
+  if (d == NULL) d = &core->departed[core->ndeparted++ % MC_STORE_DEPARTED_MAX];
+  *d = (mc_store_departed_t){c->ns_hash, c->rank, c->goodbye};
+  MC_INFO("rendezvous store: rank %d of '%s' (%s, pid %u) %s", (int)c->rank, c->ns, c->peer, c->pid,
+          c->goodbye ? "said goodbye" : "disconnected without a goodbye");
+  for (mc_store_conn_t *w = core->whead, *next; w != NULL; w = next) {
+    next = w->wnext;
+    if (w->req.rank != c->rank || !mc_store_same_ns(w, c)) continue;
+    mc_store_waiter_unlink(core, w);
+    mc_store_writer_gone(core, w, c->rank, c->goodbye);
+  }
+}
+
 /* ---- connections -------------------------------------------------------------------------- */
 
 void mc_store_conn_drop(mc_store_core_t *core, mc_store_conn_t *c, const char *why) {
   if (c->state == MC_CONN_DEAD) return;
   MC_TRACE("rendezvous store: dropping client %s: %s", c->peer, why);
   if (c->state == MC_CONN_WAIT) mc_store_waiter_unlink(core, c);
+  if (c->list == &core->authed && c->rank >= 0) mc_store_depart(core, c);
   mc_store_blob_release(&core->table, c->in_blob);
   c->in_blob = NULL;
   mc_store_blob_release(&core->table, c->out_blob);
@@ -214,14 +256,17 @@ int mc_store_core_init(mc_store_core_t *core, const uint8_t *secret, size_t secr
 }
 
 void mc_store_core_fini(mc_store_core_t *core) {
+  /* No goodbyes or answers on the way out: the waiters close too. */
   mc_store_list_t *lists[3] = {&core->pending, &core->authed, &core->dead};
   for (int i = 0; i < 3; i++)
     while (lists[i]->head != NULL) {
       mc_store_conn_t *c = lists[i]->head;
-      mc_store_conn_drop(core, c, "server stopping");
+      mc_store_blob_release(&core->table, c->in_blob);
+      mc_store_blob_release(&core->table, c->out_blob);
       mc_store_list_remove(c);
       free(c);
     }
+  core->whead = core->wtail = NULL;
   mc_store_table_fini(&core->table);
   mc_sha256_wipe(core->secret, sizeof(core->secret));
 }
@@ -278,9 +323,13 @@ static void mc_store_do_hello(mc_store_core_t *core, mc_store_conn_t *c) {
   mc_store_list_push(&core->authed, c);
   c->rank = rank;
   c->pid = h.pid;
+  c->ns_hash = mc_store_table_hash(c->key, ns_len);
   c->ns_len = ns_len;
   memcpy(c->ns, c->key, ns_len);
   c->ns[ns_len] = '\0';
+  /* Back after its connection closed: no longer gone. */
+  mc_store_departed_t *d = rank >= 0 ? mc_store_departed_find(core, c->ns_hash, rank) : NULL;
+  if (d != NULL) d->rank = -1;
   mc_store_welcome_t w;
   uint8_t body[MC_STORE_WELCOME_BYTES];
   mc_store_auth_mac(core->secret, core->secret_len, 'S', c->challenge, h.nonce, c->key, ns_len,
@@ -340,6 +389,13 @@ static void mc_store_do_get(mc_store_core_t *core, mc_store_conn_t *c, int64_t n
     mc_store_serve_get(core, c, e);
     return;
   }
+  /* Its writer has left without setting it: it will never come. */
+  mc_store_departed_t *d =
+      c->req.rank >= 0 ? mc_store_departed_find(core, c->ns_hash, c->req.rank) : NULL;
+  if (d != NULL) {
+    mc_store_writer_gone(core, c, d->rank, d->goodbye);
+    return;
+  }
   if (c->req.timeout_ms == 0) {
     mc_store_reply(core, c, MC_STORE_TIMEOUT, NULL, 0, NULL);
     return;
@@ -360,7 +416,10 @@ static void mc_store_process(mc_store_core_t *core, mc_store_conn_t *c, int64_t 
       mc_store_reply(core, c, found ? MC_STORE_OK : MC_STORE_ABSENT, NULL, 0, NULL);
       break;
     }
-    default: mc_store_conn_drop(core, c, "said goodbye"); break;
+    default:
+      c->goodbye = 1;
+      mc_store_conn_drop(core, c, "said goodbye");
+      break;
   }
 }
 

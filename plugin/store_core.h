@@ -23,6 +23,8 @@
 
 #define MC_STORE_PENDING_MAX 64
 #define MC_STORE_HANDSHAKE_MS 2000
+/* Ranks whose connection closed that the server remembers (the oldest are forgotten first). */
+#define MC_STORE_DEPARTED_MAX 4096
 
 typedef enum mc_store_conn_state {
   MC_CONN_WRITE, /* a reply is queued (the greeting first) */
@@ -45,11 +47,13 @@ struct mc_store_conn {
   int fd; /* the socket layer's; the core never uses it */
   mc_store_conn_state_t state;
   int close_after_reply;
+  int goodbye; /* it said goodbye before closing */
   char peer[80];
   int64_t deadline; /* pending: of the handshake; waiting: of the GET */
   /* who it is, once the proof succeeded */
   int32_t rank; /* -1: an observer */
   uint32_t pid;
+  uint64_t ns_hash;
   size_t ns_len;
   char ns[MC_STORE_KEY_MAX + 1];
   uint8_t challenge[MC_STORE_NONCE_BYTES];
@@ -75,6 +79,13 @@ typedef struct mc_store_core_limits {
   int64_t max_wait_ms; /* cap on a GET's wait */
 } mc_store_core_limits_t;
 
+/* A rank whose connection closed: GETs naming it as the writer fail at once. */
+typedef struct mc_store_departed {
+  uint64_t ns_hash;
+  int32_t rank;
+  int32_t goodbye;
+} mc_store_departed_t;
+
 typedef struct mc_store_core {
   mc_store_table_t table;
   uint8_t secret[MC_STORE_SECRET_MAX];
@@ -83,6 +94,8 @@ typedef struct mc_store_core {
   mc_store_list_t pending, authed, dead;
   mc_store_conn_t *whead, *wtail; /* waiting GETs, oldest first */
   int flood_warned;               /* the pending cap was hit once (one WARN per server) */
+  mc_store_departed_t departed[MC_STORE_DEPARTED_MAX]; /* a ring */
+  size_t ndeparted;                                    /* recorded so far (the ring wraps) */
 } mc_store_core_t;
 
 /* 0 on success, -1 out of memory.  secret: MC_STORE_SECRET_MIN..MAX bytes (checked by the
@@ -121,7 +134,8 @@ int mc_store_conn_out(const mc_store_conn_t *c, struct iovec iov[2]);
    reply was its last). */
 void mc_store_conn_sent(mc_store_core_t *core, mc_store_conn_t *c, size_t n);
 
-/* The connection is gone or must go (end of stream, error, malformed input): one TRACE line. */
+/* The connection is gone or must go (end of stream, error, malformed input): one TRACE line.
+   When it held a rank, every GET waiting for that rank as its writer is answered PEER_GONE. */
 void mc_store_conn_drop(mc_store_core_t *core, mc_store_conn_t *c, const char *why);
 
 #endif

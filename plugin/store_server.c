@@ -45,7 +45,7 @@ struct mc_store_server {
   mc_store_conn_t **polled; /* the connection behind pfds[2 + i] this round */
   struct pollfd *pfds;
   size_t cap;          /* connections polled and pfds can hold */
-  _Atomic size_t live; /* authenticated clients, published each round */
+  _Atomic size_t live; /* clients connected (authenticated or proving it), each round */
 };
 
 /* ---- one connection's socket ------------------------------------------------------------ */
@@ -110,7 +110,7 @@ static void mc_store_server_reap(mc_store_server_t *srv) {
       MC_TRACE("rendezvous store: close(%s): %s", c->peer, strerror(errno));
     free(c);
   }
-  atomic_store(&srv->live, srv->core.authed.n);
+  atomic_store(&srv->live, srv->core.authed.n + srv->core.pending.n);
 }
 
 /* ---- accepting ---------------------------------------------------------------------------- */

@@ -38,7 +38,9 @@ moecomm_result_t mc_store_server_start(const mc_store_server_opts_t *opts,
                                        mc_store_server_t **srv_p, int *port_p, mc_err_t *err);
 void mc_store_server_stop(mc_store_server_t *srv);
 
-/* Authenticated clients connected now (as of the server thread's last pass). */
+/* Clients connected now (as of the server thread's last pass): authenticated ones and those
+   still proving the secret (at most 64), so that rank 0's linger also waits for a rank that is
+   in the middle of its handshake. */
 size_t mc_store_server_clients(mc_store_server_t *srv);
 
 #endif

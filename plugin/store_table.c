@@ -6,7 +6,7 @@
 
 #include "store_wire.h"
 
-static uint64_t mc_store_table_hash(const char *key, size_t len) {
+uint64_t mc_store_table_hash(const char *key, size_t len) {
   uint64_t h = 1469598103934665603ull; /* FNV-1a */
   for (size_t i = 0; i < len; i++) {
     h ^= (unsigned char)key[i];

@@ -43,6 +43,9 @@ void mc_store_table_fini(mc_store_table_t *t);
 mc_store_blob_t *mc_store_blob_new(mc_store_table_t *t, size_t len, int *full_p);
 void mc_store_blob_release(mc_store_table_t *t, mc_store_blob_t *b);
 
+/* FNV-1a of len bytes: the table's key hash, also the server's namespace hash. */
+uint64_t mc_store_table_hash(const char *key, size_t len);
+
 mc_store_entry_t *mc_store_table_find(mc_store_table_t *t, const char *key, size_t key_len);
 
 /* Stores blob under key (the table takes the caller's reference on success).  Returns

@@ -1,10 +1,16 @@
 /* store_attack.c - hostile clients against a live rendezvous store (plugin/store_*.c).
  *
  * Every attacker is a raw socket on 127.0.0.1 speaking the wire format by hand
- * (plugin/store_wire.h); real clients use the store's client.  Checked: a connection that does
- * not prove the secret reads nothing, changes nothing and costs one log line naming it; a rank
- * checks in once per namespace; write-once keys; the server is reachable only where it binds;
- * the client refuses a server that cannot prove the secret back. */
+ * (plugin/store_wire.h); real clients use the store's client.  Checked:
+ *  - trust: a connection that does not prove the secret reads nothing, changes nothing and costs
+ *    one log line naming it; a rank checks in once per namespace (the refusal names the holder);
+ *    write-once keys; the server is reachable only where it binds; the client refuses a server
+ *    that cannot prove the secret back;
+ *  - limits: a flood of 1,100 idle connections under 1024 (and 40) descriptors; max_clients;
+ *    oversized values and announced lengths (no allocation: RSS measured); the total budget; a
+ *    GET of 2^63 ms;
+ *  - death: a writer killed or saying goodbye ends the waits on it at once, naming the rank; the
+ *    server's process killed is PEER at once; a store that vanished mid-handshake too. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -813,20 +819,228 @@ out:
   mc_store_server_stop(srv);
 }
 
+/* ---- death detection ----------------------------------------------------------------------- */
+
+/* A get running in its own thread (threads never call MC_CHECK). */
+typedef struct waiter {
+  mc_store_t *s;
+  const char *key;
+  int writer;
+  int64_t deadline, done_ms;
+  moecomm_result_t r;
+  size_t len;
+  mc_err_t err;
+  pthread_t th;
+} waiter_t;
+
+static void *waiter_main(void *arg) {
+  waiter_t *w = arg;
+  uint8_t buf[64];
+  w->len = 777;
+  w->r = mc_store_get(w->s, w->key, w->writer, buf, sizeof(buf), &w->len, w->deadline, &w->err);
+  w->done_ms = mc_now_ms();
+  return NULL;
+}
+
+static int waiter_start(waiter_t *w, mc_store_t *s, const char *key, int writer) {
+  memset(w, 0, sizeof(*w));
+  w->s = s;
+  w->key = key;
+  w->writer = writer;
+  w->deadline = mc_now_ms() + 20000;
+  return MC_CHECK(pthread_create(&w->th, NULL, waiter_main, w) == 0, "pthread_create") ? 0 : -1;
+}
+
+/* A child that checks in as rank of ns, says 'r', and waits to be killed. */
+static pid_t rank_child(int port, const char *ns, int rank) {
+  int pfd[2];
+  if (pipe(pfd) != 0) return -1;
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    mc_err_t err;
+    mc_store_t *s = NULL;
+    char c = mc_store_connect(HOST, port, st_secret, sizeof(st_secret), ns, rank,
+                              mc_now_ms() + 5000, &s, &err) == MOECOMM_SUCCESS
+                 ? 'r'
+                 : 'x';
+    if (write(pfd[1], &c, 1) != 1) _exit(1);
+    for (;;) pause();
+  }
+  close(pfd[1]);
+  char c = 0;
+  if (pid > 0 && (read(pfd[0], &c, 1) != 1 || c != 'r')) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    pid = -1;
+  }
+  close(pfd[0]);
+  return pid;
+}
+
+/* The writer's process is killed while rank 0 waits for its key: PEER within a second, naming
+   the rank; later gets naming it fail at once; once it checks in again, gets wait again. */
+static void test_writer_killed(int port) {
+  pid_t pid = rank_child(port, "death", 2);
+  mc_store_t *r0 = st_connect(port, "death", 0);
+  mc_store_t *other = st_connect(port, "death-b", 0); /* rank 2 of another namespace */
+  waiter_t w, wb;
+  if (!MC_CHECK(pid > 0, "rank 2's process") || r0 == NULL || other == NULL) goto out;
+  if (waiter_start(&w, r0, "death/rec2", 2) != 0) goto out;
+  if (waiter_start(&wb, other, "death/rec2", 2) != 0) goto out;
+  sleep_ms(200);
+  int64_t t0 = mc_now_ms();
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  pthread_join(w.th, NULL);
+  int64_t dt = w.done_ms - t0;
+  printf("  rank 2 killed: rank 0's get ended after %lld ms: %s\n", (long long)dt, w.err.msg);
+  MC_CHECK(w.r == MOECOMM_ERR_PEER && dt < 1000 && w.len == 777,
+           "get of a killed writer's key: r=%d after %lld ms", (int)w.r, (long long)dt);
+  MC_CHECK(strstr(w.err.msg,
+                  "rank 2 disconnected (process exited?) while rank 0 waited for "
+                  "death/rec2") != NULL,
+           "message: %s", w.err.msg);
+  /* Namespace death-b has no rank 2: its waiter is not disturbed. */
+  mc_err_t err;
+  uint8_t v[4] = {1, 2, 3, 4};
+  MC_CHECK(mc_store_set(r0, "death/rec2", v, 4, 1, 0, &err) == MOECOMM_SUCCESS, "%s", err.msg);
+  pthread_join(wb.th, NULL);
+  MC_CHECK(wb.r == MOECOMM_SUCCESS && wb.len == 4, "another namespace's waiter: r=%d %s", (int)wb.r,
+           wb.err.msg);
+  /* Asked after the death: at once. */
+  size_t len = 777;
+  t0 = mc_now_ms();
+  moecomm_result_t r = mc_store_get(r0, "death/other", 2, NULL, 0, &len, mc_now_ms() + 20000, &err);
+  MC_CHECK(r == MOECOMM_ERR_PEER && mc_now_ms() - t0 < 200 && strstr(err.msg, "rank 2") != NULL,
+           "get naming a writer already gone: r=%d after %lld ms", (int)r,
+           (long long)(mc_now_ms() - t0));
+  /* Back again: gets naming it wait for it (and time out normally here). */
+  mc_store_t *again = st_connect(port, "death", 2);
+  r = mc_store_get(r0, "death/other", 2, NULL, 0, &len, mc_now_ms() + 200, &err);
+  MC_CHECK(again != NULL && r == MOECOMM_ERR_TIMEOUT, "get after rank 2 came back: r=%d %s", (int)r,
+           err.msg);
+  mc_store_close(again);
+out:
+  mc_store_close(r0);
+  mc_store_close(other);
+}
+
+/* A writer that says goodbye: waits on it end at once; a key it set before is still served. */
+static void test_writer_goodbye(int port) {
+  mc_store_t *r0 = st_connect(port, "bye", 0), *r3 = st_connect(port, "bye", 3),
+             *r4 = st_connect(port, "bye", 4);
+  waiter_t w;
+  mc_err_t err;
+  if (r0 == NULL || r3 == NULL || r4 == NULL) goto out;
+  uint8_t v[8] = {8, 7, 6, 5, 4, 3, 2, 1}, got[8];
+  MC_CHECK(mc_store_set(r4, "bye/rec4", v, 8, 1, 0, &err) == MOECOMM_SUCCESS, "%s", err.msg);
+  mc_store_close(r4);
+  r4 = NULL;
+  if (waiter_start(&w, r0, "bye/rec3", 3) != 0) goto out;
+  sleep_ms(100);
+  int64_t t0 = mc_now_ms();
+  mc_store_close(r3);
+  r3 = NULL;
+  pthread_join(w.th, NULL);
+  MC_CHECK(w.r == MOECOMM_ERR_PEER && w.done_ms - t0 < 1000 &&
+               strstr(w.err.msg, "rank 3 said goodbye") != NULL,
+           "get of a departed writer's key: r=%d after %lld ms: %s", (int)w.r,
+           (long long)(w.done_ms - t0), w.err.msg);
+  size_t len = 0;
+  MC_CHECK(mc_store_get(r0, "bye/rec4", 4, got, sizeof(got), &len, mc_now_ms() + 1000, &err) ==
+                   MOECOMM_SUCCESS &&
+               len == 8 && memcmp(got, v, 8) == 0,
+           "a key its writer set before leaving is served: %s", err.msg);
+out:
+  mc_store_close(r0);
+  mc_store_close(r3);
+  mc_store_close(r4);
+}
+
+/* Rank 0's process (the server) is killed: a waiting client reports PEER at once. */
+static void test_server_killed(void) {
+  child_server_t cs;
+  mc_store_server_opts_t o = st_opts();
+  waiter_t w;
+  if (!MC_CHECK(child_server_start(&cs, 1024, &o) == 0, "server process")) goto out;
+  mc_store_t *c = st_connect(cs.port, "sk", 1);
+  if (c == NULL || waiter_start(&w, c, "sk/k", 0) != 0) goto out;
+  sleep_ms(150);
+  int64_t t0 = mc_now_ms();
+  child_server_stop(&cs);
+  pthread_join(w.th, NULL);
+  MC_CHECK(w.r == MOECOMM_ERR_PEER && w.done_ms - t0 < 1000 &&
+               strstr(w.err.msg, "closed the connection") != NULL,
+           "get when the server dies: r=%d after %lld ms: %s", (int)w.r,
+           (long long)(w.done_ms - t0), w.err.msg);
+  mc_err_t err;
+  int ex;
+  t0 = mc_now_ms();
+  MC_CHECK(mc_store_check(c, "sk/k", &ex, &err) == MOECOMM_ERR_PEER && mc_now_ms() - t0 < 100,
+           "the next call fails at once");
+  mc_store_close(c);
+out:
+  child_server_stop(&cs);
+}
+
+/* A store that greets, then goes away during the handshake and stops listening: the client
+   reports PEER at once instead of retrying until its deadline. */
+static void *vanishing_main(void *arg) {
+  int lfd = *(int *)arg;
+  int fd = accept(lfd, NULL, NULL);
+  close(lfd);
+  if (fd < 0) return NULL;
+  uint8_t buf[MC_STORE_REP_BYTES + MC_STORE_NONCE_BYTES];
+  mc_store_rep_t rep = {MC_STORE_MAGIC, MC_STORE_CHALLENGE, MC_STORE_NONCE_BYTES};
+  mc_store_rep_encode(&rep, buf);
+  memset(buf + MC_STORE_REP_BYTES, 1, MC_STORE_NONCE_BYTES);
+  (void)raw_send(fd, buf, sizeof(buf));
+  sleep_ms(50);
+  close(fd);
+  return NULL;
+}
+
+static void test_server_vanishes(void) {
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = loopback(0);
+  socklen_t alen = sizeof(a);
+  pthread_t th;
+  if (!MC_CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+                    listen(lfd, 4) == 0 && getsockname(lfd, (struct sockaddr *)&a, &alen) == 0 &&
+                    pthread_create(&th, NULL, vanishing_main, &lfd) == 0,
+                "vanishing service")) {
+    if (lfd >= 0) close(lfd);
+    return;
+  }
+  mc_err_t err;
+  mc_store_t *s = (mc_store_t *)&err;
+  int64_t t0 = mc_now_ms();
+  moecomm_result_t r = mc_store_connect(HOST, ntohs(a.sin_port), ST_AUTH, t0 + 10000, &s, &err);
+  int64_t dt = mc_now_ms() - t0;
+  pthread_join(th, NULL);
+  MC_CHECK(r == MOECOMM_ERR_PEER && dt < 2000 && strstr(err.msg, "stopped listening") != NULL,
+           "a store that vanished mid-handshake: r=%d after %lld ms: %s", (int)r, (long long)dt,
+           err.msg);
+}
+
 int main(int argc, char **argv) {
   mc_test_init("store_attack", argc, argv);
   signal(SIGPIPE, SIG_IGN); /* attackers write to connections the server closed */
   st_init_secret();
   test_flood(1024); /* forks: before this process has threads */
   test_flood(40);   /* accept runs out of descriptors */
+  test_server_killed();
   mc_store_server_t *srv = NULL;
   mc_store_server_opts_t o = st_opts();
   int port = start_server(&o, &srv);
   if (port < 0) return mc_test_finish();
   test_duplicate_rank(port); /* forks: first, while few threads exist */
+  test_writer_killed(port);
   test_wrong_secret(port);
   test_no_proof(port);
   test_write_once(port);
+  test_writer_goodbye(port);
   mc_store_server_stop(srv);
   test_impostor_server();
   test_bind();
@@ -834,5 +1048,6 @@ int main(int argc, char **argv) {
   test_oversized();
   test_store_full();
   test_wait_cap();
+  test_server_vanishes();
   return mc_test_finish();
 }
