@@ -99,8 +99,7 @@ static void mc_boot_my_address(char *out, size_t size) {
 }
 
 static moecomm_result_t mc_boot_server_acquire(int port, int fixed, int timeout_ms,
-                                               mc_boot_server_t **out_p,
-                                               mc_err_t *err) {
+                                               mc_boot_server_t **out_p, mc_err_t *err) {
   mc_boot_server_t *s;
   moecomm_result_t r = MOECOMM_SUCCESS;
   pthread_mutex_lock(&mc_boot_lock);
@@ -179,8 +178,8 @@ static moecomm_result_t mc_boot_allgather(mc_context_t *ctx, const char *prefix,
     size_t len = 0;
     if (i == me) continue;
     snprintf(key, sizeof(key), "%s/%d", prefix, (int)ranks[i]);
-    r = mc_store_get(ctx->store, key, ranks[i], (char *)recv + (size_t)i * bytes, bytes, &len, deadline,
-                     &ctx->err);
+    r = mc_store_get(ctx->store, key, ranks[i], (char *)recv + (size_t)i * bytes, bytes, &len,
+                     deadline, &ctx->err);
     if (r == MOECOMM_ERR_TIMEOUT) {
       /* Name every member that has not arrived, not just the first one we waited for. */
       int32_t missing[64];

@@ -68,9 +68,8 @@ static void mc_store_waiter_unlink(mc_store_core_t *core, mc_store_conn_t *c) {
 /* ---- replies ------------------------------------------------------------------------------ */
 
 /* Queues a reply: header, an inline body of up to MC_STORE_TEXT_MAX bytes, then blob's bytes. */
-static void mc_store_reply(mc_store_core_t *core, mc_store_conn_t *c, uint32_t status,
-                           const void *body, size_t body_len, mc_store_blob_t *blob) {
-  (void)core;
+static void mc_store_reply(mc_store_conn_t *c, uint32_t status, const void *body, size_t body_len,
+                           mc_store_blob_t *blob) {
   mc_store_rep_t rep = {MC_STORE_MAGIC, status, body_len + (blob != NULL ? blob->len : 0)};
   mc_store_rep_encode(&rep, c->out);
   if (body_len > 0) memcpy(c->out + MC_STORE_REP_BYTES, body, body_len);
@@ -92,7 +91,7 @@ static void mc_store_refuse(mc_store_core_t *core, mc_store_conn_t *c, uint32_t 
   int n = vsnprintf(text, sizeof(text), fmt, ap);
   va_end(ap);
   size_t len = n < 0 ? 0 : MC_MIN((size_t)n, (size_t)MC_STORE_TEXT_MAX);
-  mc_store_reply(core, c, status, text, len, NULL);
+  mc_store_reply(c, status, text, len, NULL);
   c->close_after_reply = last;
 }
 
@@ -153,8 +152,10 @@ static int mc_store_same_ns(const mc_store_conn_t *a, const mc_store_conn_t *b) 
 static void mc_store_depart(mc_store_core_t *core, mc_store_conn_t *c) {
   mc_store_departed_t *d = mc_store_departed_find(core, c->ns_hash, c->rank);
   if (d == NULL) d = &core->departed[core->ndeparted++ % MC_STORE_DEPARTED_MAX];
+  char ns[MC_STORE_KEY_MAX + 1];
   *d = (mc_store_departed_t){c->ns_hash, c->rank, c->goodbye};
-  MC_INFO("rendezvous store: rank %d of '%s' (%s, pid %u) %s", (int)c->rank, c->ns, c->peer, c->pid,
+  mc_store_printable(c->ns, c->ns_len, ns, sizeof(ns));
+  MC_INFO("rendezvous store: rank %d of '%s' (%s, pid %u) %s", (int)c->rank, ns, c->peer, c->pid,
           c->goodbye ? "said goodbye" : "disconnected without a goodbye");
   for (mc_store_conn_t *w = core->whead, *next; w != NULL; w = next) {
     next = w->wnext;
@@ -215,7 +216,7 @@ mc_store_conn_t *mc_store_core_accept(mc_store_core_t *core, const char *peer, i
   c->deadline = now + MC_STORE_HANDSHAKE_MS;
   memcpy(c->challenge, challenge, sizeof(challenge));
   mc_store_list_push(&core->pending, c);
-  mc_store_reply(core, c, MC_STORE_CHALLENGE, challenge, sizeof(challenge), NULL);
+  mc_store_reply(c, MC_STORE_CHALLENGE, challenge, sizeof(challenge), NULL);
   MC_TRACE("rendezvous store: client %s connected", c->peer);
   return c;
 }
@@ -238,7 +239,7 @@ int64_t mc_store_core_expire(mc_store_core_t *core, int64_t now) {
     nx = w->wnext;
     if (w->deadline <= now) {
       mc_store_waiter_unlink(core, w);
-      mc_store_reply(core, w, MC_STORE_TIMEOUT, NULL, 0, NULL);
+      mc_store_reply(w, MC_STORE_TIMEOUT, NULL, 0, NULL);
     } else if (next < 0 || w->deadline < next) {
       next = w->deadline;
     }
@@ -338,7 +339,7 @@ static void mc_store_do_hello(mc_store_core_t *core, mc_store_conn_t *c) {
   w.max_total = core->lim.max_total;
   w.max_wait_ms = (uint64_t)core->lim.max_wait_ms;
   mc_store_welcome_encode(&w, body);
-  mc_store_reply(core, c, MC_STORE_OK, body, sizeof(body), NULL);
+  mc_store_reply(c, MC_STORE_OK, body, sizeof(body), NULL);
   MC_TRACE("rendezvous store: %s checked in as rank %d of '%s' (pid %u)", c->peer, (int)rank, ns,
            h.pid);
 }
@@ -347,7 +348,7 @@ static void mc_store_do_hello(mc_store_core_t *core, mc_store_conn_t *c) {
 
 /* Hands one read of e to c; 1 when that was e's last read and e is gone. */
 static int mc_store_serve_get(mc_store_core_t *core, mc_store_conn_t *c, mc_store_entry_t *e) {
-  mc_store_reply(core, c, MC_STORE_OK, NULL, 0, e->blob);
+  mc_store_reply(c, MC_STORE_OK, NULL, 0, e->blob);
   return mc_store_table_read(&core->table, e);
 }
 
@@ -373,7 +374,7 @@ static void mc_store_do_set(mc_store_core_t *core, mc_store_conn_t *c) {
                     core->table.used, core->table.budget, c->req.value_len, c->key);
     return;
   }
-  mc_store_reply(core, c, MC_STORE_OK, NULL, 0, NULL);
+  mc_store_reply(c, MC_STORE_OK, NULL, 0, NULL);
   /* Wake the GETs waiting for this key, oldest first, while reads remain. */
   for (mc_store_conn_t *w = core->whead, *next; w != NULL; w = next) {
     next = w->wnext;
@@ -397,7 +398,7 @@ static void mc_store_do_get(mc_store_core_t *core, mc_store_conn_t *c, int64_t n
     return;
   }
   if (c->req.timeout_ms == 0) {
-    mc_store_reply(core, c, MC_STORE_TIMEOUT, NULL, 0, NULL);
+    mc_store_reply(c, MC_STORE_TIMEOUT, NULL, 0, NULL);
     return;
   }
   int64_t wait = (int64_t)MC_MIN(c->req.timeout_ms, (uint64_t)core->lim.max_wait_ms);
@@ -413,7 +414,7 @@ static void mc_store_process(mc_store_core_t *core, mc_store_conn_t *c, int64_t 
     case MC_STORE_OP_GET: mc_store_do_get(core, c, now); break;
     case MC_STORE_OP_CHECK: {
       int found = mc_store_table_find(&core->table, c->key, c->req.key_len) != NULL;
-      mc_store_reply(core, c, found ? MC_STORE_OK : MC_STORE_ABSENT, NULL, 0, NULL);
+      mc_store_reply(c, found ? MC_STORE_OK : MC_STORE_ABSENT, NULL, 0, NULL);
       break;
     }
     default:

@@ -44,8 +44,7 @@ static void fuzz_calls(mc_store_t *s) {
       abort(); /* success must say the length */
     if (len != SIZE_MAX && len > (size_t)64 << 20) abort();
   }
-  if (mc_store_check(s, "fuzz/a", &exists, &err) == MOECOMM_SUCCESS && exists != 0 &&
-      exists != 1)
+  if (mc_store_check(s, "fuzz/a", &exists, &err) == MOECOMM_SUCCESS && exists != 0 && exists != 1)
     abort();
   (void)mc_store_set(s, "fuzz/once", value, 4, 0, MC_STORE_WRITE_ONCE, &err);
   (void)mc_store_get(s, "fuzz/none", 0, NULL, 0, &len, mc_now_ms(), &err);
@@ -53,8 +52,11 @@ static void fuzz_calls(mc_store_t *s) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0) return 0;
-  st_peer_t p = {.secret = fuzz_secret, .secret_len = sizeof(fuzz_secret),
-                 .handshake = data[0] & 1, .script = data + 1, .script_len = size - 1};
+  st_peer_t p = {.secret = fuzz_secret,
+                 .secret_len = sizeof(fuzz_secret),
+                 .handshake = data[0] & 1,
+                 .script = data + 1,
+                 .script_len = size - 1};
   int fd;
   if (st_peer_start(&p, &fd) != 0) return 0;
   mc_store_t *s = NULL;

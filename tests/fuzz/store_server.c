@@ -18,6 +18,7 @@
 
 #include "../../plugin/log.h"
 #include "../../plugin/store_core.h"
+#include "../unit/store_peer.h"
 
 #define NCONN 4
 
@@ -79,19 +80,10 @@ static void fuzz_hello(fuzz_t *f, mc_store_conn_t *c, int rank, int ns) {
   uint8_t buf[MC_STORE_REQ_BYTES + 8 + MC_STORE_HELLO_BYTES];
   char name[8];
   snprintf(name, sizeof(name), "ns%d", ns);
-  mc_store_req_t q = {MC_STORE_MAGIC, MC_STORE_OP_HELLO, (uint32_t)strlen(name), 0, 0, rank, 0,
-                      MC_STORE_HELLO_BYTES};
-  mc_store_hello_t h;
-  memset(h.nonce, 0x11, sizeof(h.nonce));
-  h.pid = 1000 + (uint32_t)rank;
-  mc_store_auth_mac(fuzz_secret, sizeof(fuzz_secret), 'C', c->challenge, h.nonce, name, q.key_len,
-                    rank, h.pid, h.mac);
-  mc_store_req_encode(&q, buf);
-  memcpy(buf + MC_STORE_REQ_BYTES, name, q.key_len);
-  mc_store_hello_encode(&h, buf + MC_STORE_REQ_BYTES + q.key_len);
+  size_t n = st_hello_frame(c->challenge, fuzz_secret, sizeof(fuzz_secret), name, rank,
+                            (uint32_t)(1000 + rank), buf);
   fuzz_read(f, c, 0);
-  mc_store_conn_feed(&f->core, c, buf, MC_STORE_REQ_BYTES + q.key_len + MC_STORE_HELLO_BYTES,
-                     f->now);
+  mc_store_conn_feed(&f->core, c, buf, n, f->now);
 }
 
 /* One command at data[*pos]; advances *pos. */

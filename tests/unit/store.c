@@ -758,21 +758,14 @@ static void *not_a_store_main(void *arg) {
 }
 
 static void test_not_a_store(void) {
-  int lfd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = loopback(0);
-  socklen_t alen = sizeof(a);
+  int lfd = -1;
   pthread_t th;
-  if (!MC_CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-                    listen(lfd, 4) == 0 && getsockname(lfd, (struct sockaddr *)&a, &alen) == 0 &&
-                    pthread_create(&th, NULL, not_a_store_main, &lfd) == 0,
-                "fake service")) {
-    if (lfd >= 0) close(lfd);
-    return;
-  }
+  int port = st_fake_service(not_a_store_main, &lfd, &th);
+  if (!MC_CHECK(port > 0, "fake service")) return;
   mc_err_t err;
   mc_store_t *s = NULL;
   int64_t t0 = mc_now_ms();
-  moecomm_result_t r = mc_store_connect(HOST, ntohs(a.sin_port), ST_AUTH, t0 + 3000, &s, &err);
+  moecomm_result_t r = mc_store_connect(HOST, port, ST_AUTH, t0 + 3000, &s, &err);
   int64_t dt = mc_now_ms() - t0;
   MC_CHECK(r == MOECOMM_ERR_PEER && dt < 1500, "connect to a non-store: r=%d after %lld ms: %s",
            (int)r, (long long)dt, err.msg);

@@ -29,6 +29,7 @@
 
 #include "../../plugin/store_core.h"
 #include "../../plugin/store_wire.h"
+#include "store_peer.h"
 #include "store_test.h"
 
 /* ---- a raw client --------------------------------------------------------------------------- */
@@ -96,35 +97,15 @@ static int raw_send(int fd, const void *buf, size_t n) {
 /* Sends a request header (and key) as given. */
 static int raw_request(int fd, const mc_store_req_t *q, const char *key) {
   uint8_t buf[MC_STORE_REQ_BYTES + MC_STORE_KEY_MAX];
-  size_t klen = key != NULL ? strlen(key) : 0;
-  mc_store_req_encode(q, buf);
-  memcpy(buf + MC_STORE_REQ_BYTES, key, klen);
-  return raw_send(fd, buf, MC_STORE_REQ_BYTES + klen);
-}
-
-static mc_store_req_t raw_req(uint32_t op, const char *key) {
-  mc_store_req_t q;
-  memset(&q, 0, sizeof(q));
-  q.magic = MC_STORE_MAGIC;
-  q.op = op;
-  q.key_len = key != NULL ? (uint32_t)strlen(key) : 0;
-  q.rank = -1;
-  return q;
+  return raw_send(fd, buf, st_req_frame(q, key, buf));
 }
 
 /* HELLO keyed with `secret` as rank of ns; returns the reply's status, or -1 when none came. */
 static int raw_hello(raw_t *r, const uint8_t *secret, size_t secret_len, const char *ns, int rank) {
-  mc_store_hello_t h;
-  uint8_t body[MC_STORE_HELLO_BYTES], rep[MC_STORE_REP_BYTES];
-  memset(h.nonce, 0x42, sizeof(h.nonce));
-  h.pid = (uint32_t)getpid();
-  mc_store_auth_mac(secret, secret_len, 'C', r->challenge, h.nonce, ns, strlen(ns), rank, h.pid,
-                    h.mac);
-  mc_store_hello_encode(&h, body);
-  mc_store_req_t q = raw_req(MC_STORE_OP_HELLO, ns);
-  q.rank = rank;
-  q.value_len = sizeof(body);
-  if (raw_request(r->fd, &q, ns) != 0 || raw_send(r->fd, body, sizeof(body)) != 0) return -1;
+  uint8_t buf[MC_STORE_REQ_BYTES + MC_STORE_KEY_MAX + MC_STORE_HELLO_BYTES];
+  uint8_t rep[MC_STORE_REP_BYTES];
+  size_t n = st_hello_frame(r->challenge, secret, secret_len, ns, rank, (uint32_t)getpid(), buf);
+  if (raw_send(r->fd, buf, n) != 0) return -1;
   mc_store_rep_t p;
   if (raw_read(r->fd, rep, sizeof(rep), 3000) != 1 ||
       mc_store_rep_decode(rep, MC_STORE_OP_HELLO, &p) != NULL)
@@ -204,7 +185,7 @@ static void test_wrong_secret(int port) {
   int st = opened ? raw_hello(&a, wrong, sizeof(wrong), "job", 1) : -2;
   int closed = opened && raw_closed(a.fd, 3000);
   /* Whatever it sends next goes nowhere. */
-  mc_store_req_t q = raw_req(MC_STORE_OP_GET, "job/boot/0");
+  mc_store_req_t q = st_req(MC_STORE_OP_GET, "job/boot/0");
   if (opened) (void)raw_request(a.fd, &q, "job/boot/0");
   const char *needles[] = {"WARN", a.addr, "failed to prove the secret", NULL};
   int lines = logcap_end(&lc, needles);
@@ -251,7 +232,7 @@ static void test_no_proof(int port) {
     logcap_begin(&lc);
     int opened = raw_open(port, &a) == 0;
     const char *key = ops[i] == MC_STORE_OP_BYE ? NULL : "np/boot/0";
-    mc_store_req_t q = raw_req(ops[i], key);
+    mc_store_req_t q = st_req(ops[i], key);
     if (ops[i] == MC_STORE_OP_GET) q.timeout_ms = 1000;
     if (ops[i] == MC_STORE_OP_SET) q.value_len = 4;
     uint8_t rep[MC_STORE_REP_BYTES], frame[MC_STORE_REQ_BYTES + 64];
@@ -306,21 +287,14 @@ static void *impostor_main(void *arg) {
 }
 
 static void test_impostor_server(void) {
-  int lfd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = loopback(0);
-  socklen_t alen = sizeof(a);
+  int lfd = -1;
   pthread_t th;
-  if (!MC_CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-                    listen(lfd, 4) == 0 && getsockname(lfd, (struct sockaddr *)&a, &alen) == 0 &&
-                    pthread_create(&th, NULL, impostor_main, &lfd) == 0,
-                "impostor service")) {
-    if (lfd >= 0) close(lfd);
-    return;
-  }
+  int port = st_fake_service(impostor_main, &lfd, &th);
+  if (!MC_CHECK(port > 0, "impostor service")) return;
   mc_err_t err;
   mc_store_t *s = (mc_store_t *)&err;
   int64_t t0 = mc_now_ms();
-  moecomm_result_t r = mc_store_connect(HOST, ntohs(a.sin_port), ST_AUTH, t0 + 3000, &s, &err);
+  moecomm_result_t r = mc_store_connect(HOST, port, ST_AUTH, t0 + 3000, &s, &err);
   MC_CHECK(r == MOECOMM_ERR_PEER && mc_now_ms() - t0 < 1500 && s == (mc_store_t *)&err,
            "impostor accepted? r=%d: %s", (int)r, err.msg);
   MC_CHECK(strstr(err.msg, "did not prove") != NULL, "message: %s", err.msg);
@@ -718,7 +692,7 @@ static void test_oversized(void) {
   for (size_t i = 0; i < sizeof(atk) / sizeof(atk[0]); i++) {
     raw_t a;
     int ready = atk[i].authed ? raw_authed(port, &a) : raw_open(port, &a);
-    mc_store_req_t q = raw_req(atk[i].op, "atk/k");
+    mc_store_req_t q = st_req(atk[i].op, "atk/k");
     q.value_len = atk[i].len;
     if (atk[i].op == MC_STORE_OP_HELLO) q.rank = 0;
     uint8_t rep[MC_STORE_REP_BYTES];
@@ -792,7 +766,7 @@ static void test_wait_cap(void) {
   int port = start_server(&o, &srv);
   raw_t a;
   if (port < 0 || !MC_CHECK(raw_authed(port, &a) == 0, "raw client")) goto out;
-  mc_store_req_t q = raw_req(MC_STORE_OP_GET, "never/k");
+  mc_store_req_t q = st_req(MC_STORE_OP_GET, "never/k");
   q.timeout_ms = (uint64_t)1 << 63;
   uint8_t rep[MC_STORE_REP_BYTES];
   mc_store_rep_t p = {0, 0, 0};
@@ -1002,21 +976,14 @@ static void *vanishing_main(void *arg) {
 }
 
 static void test_server_vanishes(void) {
-  int lfd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = loopback(0);
-  socklen_t alen = sizeof(a);
+  int lfd = -1;
   pthread_t th;
-  if (!MC_CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-                    listen(lfd, 4) == 0 && getsockname(lfd, (struct sockaddr *)&a, &alen) == 0 &&
-                    pthread_create(&th, NULL, vanishing_main, &lfd) == 0,
-                "vanishing service")) {
-    if (lfd >= 0) close(lfd);
-    return;
-  }
+  int port = st_fake_service(vanishing_main, &lfd, &th);
+  if (!MC_CHECK(port > 0, "vanishing service")) return;
   mc_err_t err;
   mc_store_t *s = (mc_store_t *)&err;
   int64_t t0 = mc_now_ms();
-  moecomm_result_t r = mc_store_connect(HOST, ntohs(a.sin_port), ST_AUTH, t0 + 10000, &s, &err);
+  moecomm_result_t r = mc_store_connect(HOST, port, ST_AUTH, t0 + 10000, &s, &err);
   int64_t dt = mc_now_ms() - t0;
   pthread_join(th, NULL);
   MC_CHECK(r == MOECOMM_ERR_PEER && dt < 2000 && strstr(err.msg, "stopped listening") != NULL,

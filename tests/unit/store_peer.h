@@ -1,8 +1,9 @@
-/* store_peer.h - a scripted rendezvous store server on one end of a socketpair, for tests of the
- * client's reply parsing (tests/unit/store_wire.c and the store_client fuzz target).
+/* store_peer.h - the store's wire spoken by hand, for tests and fuzz targets: request frames
+ * (st_req, st_req_frame, st_hello_frame), and a scripted server on one end of a socketpair for
+ * tests of the client's reply parsing (st_peer_*).
  *
- * The peer greets the client and, when `handshake` is set, answers its HELLO with a correct
- * proof of the secret; then it sends `script` verbatim, closes its sending side, and reads
+ * The scripted server greets the client and, when `handshake` is set, answers its HELLO with a
+ * correct proof of the secret; then it sends `script` verbatim, closes its sending side, and reads
  * whatever the client sends until the client closes.  Header-only: its users are separate
  * binaries. */
 #ifndef MC_TEST_STORE_PEER_H_
@@ -14,6 +15,41 @@
 #include <unistd.h>
 
 #include "../../plugin/store_wire.h"
+
+/* A request header for op on key: unused fields 0, rank -1. */
+static inline mc_store_req_t st_req(uint32_t op, const char *key) {
+  mc_store_req_t q;
+  memset(&q, 0, sizeof(q));
+  q.magic = MC_STORE_MAGIC;
+  q.op = op;
+  q.key_len = key != NULL ? (uint32_t)strlen(key) : 0;
+  q.rank = -1;
+  return q;
+}
+
+/* q's header and key_len bytes of key into out; returns the bytes written. */
+static inline size_t st_req_frame(const mc_store_req_t *q, const char *key, uint8_t *out) {
+  mc_store_req_encode(q, out);
+  if (q->key_len > 0) memcpy(out + MC_STORE_REQ_BYTES, key, q->key_len);
+  return MC_STORE_REQ_BYTES + q->key_len;
+}
+
+/* A whole HELLO (header, namespace, body) proving `secret` for the server's challenge as rank
+   of ns with a fixed nonce; returns the bytes written (at most 40 + 256 + 68). */
+static inline size_t st_hello_frame(const uint8_t *challenge, const uint8_t *secret,
+                                    size_t secret_len, const char *ns, int rank, uint32_t pid,
+                                    uint8_t *out) {
+  mc_store_req_t q = st_req(MC_STORE_OP_HELLO, ns);
+  mc_store_hello_t h;
+  q.rank = rank;
+  q.value_len = MC_STORE_HELLO_BYTES;
+  memset(h.nonce, 0x42, sizeof(h.nonce));
+  h.pid = pid;
+  mc_store_auth_mac(secret, secret_len, 'C', challenge, h.nonce, ns, q.key_len, rank, pid, h.mac);
+  size_t n = st_req_frame(&q, ns, out);
+  mc_store_hello_encode(&h, out + n);
+  return n + MC_STORE_HELLO_BYTES;
+}
 
 typedef struct st_peer {
   int fd; /* the peer's end */

@@ -6,7 +6,10 @@
 #define MC_TEST_STORE_TEST_H_
 
 #include <netinet/in.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -56,6 +59,21 @@ static inline struct sockaddr_in loopback(int port) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = htons((uint16_t)port);
   return a;
+}
+
+/* A service on 127.0.0.1 that is not a store: a listening socket *lfd_p and a thread running
+   fn(lfd_p).  Returns its port, or -1 (nothing left open). */
+static inline int st_fake_service(void *(*fn)(void *), int *lfd_p, pthread_t *th_p) {
+  struct sockaddr_in a = loopback(0);
+  socklen_t alen = sizeof(a);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  *lfd_p = fd;
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 4) == 0 &&
+      getsockname(fd, (struct sockaddr *)&a, &alen) == 0 &&
+      pthread_create(th_p, NULL, fn, lfd_p) == 0)
+    return ntohs(a.sin_port);
+  if (fd >= 0) close(fd);
+  return -1;
 }
 
 /* Server options of the tests: 127.0.0.1, any port, st_secret, defaults otherwise. */

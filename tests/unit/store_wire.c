@@ -254,33 +254,13 @@ static void reap_all(void) {
   while ((c = mc_store_core_reap(&core)) != NULL) free(c);
 }
 
-/* HELLO (header, namespace, body) proving st_secret for the connection's challenge. */
-static size_t hello_bytes(const mc_store_conn_t *c, const char *ns, int rank, uint8_t *out) {
-  mc_store_hello_t h;
-  mc_store_req_t q;
-  memset(&q, 0, sizeof(q));
-  q.magic = MC_STORE_MAGIC;
-  q.op = MC_STORE_OP_HELLO;
-  q.key_len = (uint32_t)strlen(ns);
-  q.rank = rank;
-  q.value_len = MC_STORE_HELLO_BYTES;
-  fill_bytes(h.nonce, sizeof(h.nonce), 77);
-  h.pid = 4242;
-  mc_store_auth_mac(st_secret, sizeof(st_secret), 'C', c->challenge, h.nonce, ns, q.key_len, rank,
-                    h.pid, h.mac);
-  mc_store_req_encode(&q, out);
-  memcpy(out + MC_STORE_REQ_BYTES, ns, q.key_len);
-  mc_store_hello_encode(&h, out + MC_STORE_REQ_BYTES + q.key_len);
-  return MC_STORE_REQ_BYTES + q.key_len + MC_STORE_HELLO_BYTES;
-}
-
 /* A connection past its handshake (NULL on failure, with a failed check). */
 static mc_store_conn_t *authed_conn(int rank) {
   uint8_t buf[512];
   mc_store_conn_t *c = mc_store_core_accept(&core, "test-peer", NOW);
   if (!MC_CHECK(c != NULL && take_reply(c, MC_STORE_OP_GREETING) == MC_STORE_CHALLENGE, "greeting"))
     return NULL;
-  size_t n = hello_bytes(c, "wire", rank, buf);
+  size_t n = st_hello_frame(c->challenge, st_secret, sizeof(st_secret), "wire", rank, 4242, buf);
   mc_store_conn_feed(&core, c, buf, n, NOW);
   int st = take_reply(c, MC_STORE_OP_HELLO);
   MC_CHECK(st == MC_STORE_OK && c->state == MC_CONN_READ, "handshake: status %d", st);
@@ -289,17 +269,11 @@ static mc_store_conn_t *authed_conn(int rank) {
 
 /* A request frame: header, key, value. */
 static size_t req_bytes(uint32_t op, const char *key, size_t vlen, uint8_t *out) {
-  mc_store_req_t q;
-  memset(&q, 0, sizeof(q));
-  q.magic = MC_STORE_MAGIC;
-  q.op = op;
-  q.key_len = key != NULL ? (uint32_t)strlen(key) : 0;
-  q.rank = -1;
+  mc_store_req_t q = st_req(op, key);
   q.value_len = vlen;
-  mc_store_req_encode(&q, out);
-  memcpy(out + MC_STORE_REQ_BYTES, key, q.key_len);
-  fill_bytes(out + MC_STORE_REQ_BYTES + q.key_len, vlen, 9);
-  return MC_STORE_REQ_BYTES + q.key_len + vlen;
+  size_t n = st_req_frame(&q, key, out);
+  fill_bytes(out + n, vlen, 9);
+  return n + vlen;
 }
 
 /* Every cut of each request: nothing answered before the last byte, the right answer after it. */
@@ -320,7 +294,8 @@ static void test_server_truncation(void) {
         c = mc_store_core_accept(&core, "test-peer", NOW);
         if (c == NULL) break;
         take_reply(c, MC_STORE_OP_GREETING);
-        lens[3] = hello_bytes(c, "wire", -1, frames[3]);
+        lens[3] =
+            st_hello_frame(c->challenge, st_secret, sizeof(st_secret), "wire", -1, 4242, frames[3]);
       } else if ((c = authed_conn(-1)) == NULL) {
         break;
       }
