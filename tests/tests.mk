@@ -88,3 +88,55 @@ $(BUILD)/tests/abi-%: tests/abi/%.c $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON
 	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' \
 	  -DMC_MAKE_VARS='"$(ABI_MAKE_VARS)"' -o $@ $< $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
 	  $(HOST_LIBS) -lffi -lpthread
+
+# Fuzzing.  tests/fuzz/<target>.c defines LLVMFuzzerTestOneInput.  `make test` replays each
+# target's seed corpus (tests/fuzz/corpus/<target>/) through BUILD/tests/fuzz_<target>, built with
+# the normal compiler and tests/fuzz/replay.c.  `make fuzz FUZZ_SECONDS=N` builds every target with
+# clang's libFuzzer and sanitizers into BUILD/fuzz/bin/ and runs each for N seconds (default 60); new
+# inputs go to BUILD/fuzz/<target>/found/, crashes to BUILD/fuzz/<target>/crashes/ (never into the
+# source tree).  Replay a finding: BUILD/tests/fuzz_<target> BUILD/fuzz/<target>/crashes.
+FUZZ_TARGETS    := $(patsubst tests/fuzz/%.c,%,$(filter-out tests/fuzz/replay.c,$(wildcard tests/fuzz/*.c)))
+FUZZ_REPLAY_BIN := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_%)
+FUZZ_REPLAY_OBJ := $(BUILD)/obj/tests/fuzz/replay.o
+tests: $(FUZZ_REPLAY_BIN)
+
+$(FUZZ_REPLAY_OBJ): CFLAGS_ALL += -DMC_SOURCE_DIR='"$(CURDIR)"'
+$(BUILD)/tests/fuzz_%: tests/fuzz/%.c $(FUZZ_REPLAY_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(INTERNAL_A)
+	@mkdir -p $(dir $@)
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(FUZZ_REPLAY_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	  $(INTERNAL_A) $(NCCL_LIBS) $(HOST_LIBS) -lstdc++ -lpthread
+
+FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 8192
+FUZZ_CC      ?= clang
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_CFLAGS  := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -pthread -D_GNU_SOURCE -I. -DMC_WITH_CUDA=0 -DMC_VERSION='"$(VERSION)"' \
+                $(filter-out -Wno-format-truncation,$(WARN))
+# The plugin sources the targets reach, built instrumented (not the gcc-built archive).
+FUZZ_PLUGIN_SRC := plugin/sha256.c plugin/store_wire.c plugin/store_table.c plugin/store_core.c \
+                   plugin/store_client.c plugin/log.c plugin/error.c plugin/util.c
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/bin/%)
+
+.PHONY: fuzz
+$(FUZZ_DIR)/bin/%: tests/fuzz/%.c $(FUZZ_PLUGIN_SRC) tests/unit/store_peer.h
+	@mkdir -p $(dir $@)
+	$(call msg,FUZZCC,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_PLUGIN_SRC)
+
+# Each target runs for FUZZ_SECONDS; its last lines (execs, corpus, findings) are shown; the
+# status is 1 when any target found something.
+fuzz: $(FUZZ_BIN)
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/$$t/found $(FUZZ_DIR)/$$t/crashes; \
+	  echo "=== fuzz $$t: $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_DIR)/bin/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 \
+	    -rss_limit_mb=2048 \
+	    -close_fd_mask=2 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/$$t/crashes/ \
+	    $(FUZZ_DIR)/$$t/found tests/fuzz/corpus/$$t > $(FUZZ_DIR)/$$t/log 2>&1 || status=1; \
+	  grep -E '^(#[0-9]+ +DONE|Done|stat::number_of_executed_units|SUMMARY|==[0-9]+==ERROR)' \
+	    $(FUZZ_DIR)/$$t/log; \
+	  echo "    findings: $$(ls $(FUZZ_DIR)/$$t/crashes | wc -l) in $(FUZZ_DIR)/$$t/crashes" \
+	       "(log: $(FUZZ_DIR)/$$t/log)"; \
+	done; exit $$status
