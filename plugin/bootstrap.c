@@ -196,7 +196,8 @@ static moecomm_result_t mc_boot_via_host(mc_boot_t *b, const mc_topo_t *topo,
 static moecomm_result_t mc_boot_via_store(mc_boot_t *b, const mc_topo_t *topo,
                                           const mc_config_t *cfg, mc_boot_rec_t *rec,
                                           mc_boot_rec_t *recs, mc_err_t *err) {
-  static uint64_t ctx_seq; /* contexts bootstrapped here: each gets its own namespace */
+  static uint64_t ctx_seq; /* contexts bootstrapped here: each gets its own namespace (counted on
+                              success only, so a refused attempt does not shift the next one) */
   static pthread_mutex_t seq_lock = PTHREAD_MUTEX_INITIALIZER;
   const int64_t deadline = mc_now_ms() + cfg->timeout_ms;
   uint8_t secret[MC_BOOT_SECRET_BYTES];
@@ -208,7 +209,7 @@ static moecomm_result_t mc_boot_via_store(mc_boot_t *b, const mc_topo_t *topo,
   int port = 0, bound = 0;
   if (ranks == NULL) return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
   pthread_mutex_lock(&seq_lock);
-  snprintf(ns, sizeof(ns), "boot%llu", (unsigned long long)ctx_seq++);
+  snprintf(ns, sizeof(ns), "boot%llu", (unsigned long long)ctx_seq);
   pthread_mutex_unlock(&seq_lock);
   mc_boot_parse_store(cfg->store, host, sizeof(host), &port);
   r = mc_boot_store_secret(cfg, host, secret, err);
@@ -230,6 +231,11 @@ static moecomm_result_t mc_boot_via_store(mc_boot_t *b, const mc_topo_t *topo,
   }
   if (r == MOECOMM_SUCCESS) r = mc_boot_check_recs(topo, recs, err);
   if (r == MOECOMM_SUCCESS) r = mc_boot_layout(recs, topo->world, topo->rank, &b->world, err);
+  if (r == MOECOMM_SUCCESS) {
+    pthread_mutex_lock(&seq_lock);
+    ctx_seq++;
+    pthread_mutex_unlock(&seq_lock);
+  }
   free(ranks);
   return r;
 }
