@@ -11,16 +11,16 @@ TEST_COMMON_OBJ := $(TEST_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 
 tests: $(TEST_BIN) $(GPU_TEST_BIN)
 
-$(BUILD)/tests/%: tests/unit/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN) $(INTERNAL_A)
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) \
 	  $(INTERNAL_A) $(NCCL_LIBS) $(HOST_LIBS) -lstdc++ -lpthread
 
-$(BUILD)/tests/gpu/%: tests/gpu/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN)
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) \
 	  $(HOST_LIBS) -lpthread
 
 # custom_kernels also links the kernels directly (simulated members in one process).
@@ -67,10 +67,10 @@ $(BUILD)/abi/libfake_%.so: tests/abi/fake_%.c $(PLUGIN) | deps
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -fvisibility=hidden -shared -o $@ $< $(ABI_FAKE_LIBS)
 
-$(BUILD)/tests/abi-%: tests/abi/%.c $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN) \
+$(BUILD)/tests/abi-%: tests/abi/%.c $(ABI_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN) \
                       $(ABI_ALT) $(ABI_FAKE_SO) $(SHIM) | deps-test
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' \
-	  -DMC_MAKE_VARS='"$(ABI_MAKE_VARS)"' -o $@ $< $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	  -DMC_MAKE_VARS='"$(ABI_MAKE_VARS)"' -o $@ $< $(ABI_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) \
 	  $(HOST_LIBS) -lffi -lpthread

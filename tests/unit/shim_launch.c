@@ -1,4 +1,4 @@
-/* shim_launch.c - the launcher and host all-gather of host_shim/launch.c: repeated all-gathers,
+/* shim_launch.c - the launcher and host all-gather of host_shim/lib/launch.c: repeated all-gathers,
  * failed and killed ranks, the launcher's timeout, a dead sibling and a size mismatch ending the
  * others' waits early, MOECOMM_TIMEOUT_MS, and strict MOECOMM_RANK / MOECOMM_WORLD_SIZE parsing. */
 #include <errno.h>
@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../host_shim/launch.h"
+#include "../../host_shim/lib/launch.h"
 #include "../common/harness.h"
 
 static int64_t now_ms(void) {

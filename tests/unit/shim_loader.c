@@ -1,4 +1,4 @@
-/* shim_loader.c - plugin discovery and negotiation of the reference loader (host_shim/loader.c).
+/* shim_loader.c - plugin discovery and negotiation of the reference loader (host_shim/lib/loader.c).
  *
  * Cases run in this process by setting MOECOMM_PLUGIN / MOECOMM_PLUGIN_DIR, except those that
  * depend on where the executable lives or on what reaches stderr: for those a copy of this

@@ -1,5 +1,5 @@
 /* scatter_ref.h - a reference model of the scatter modes (ABI 1.1), shared by the host shim's
- * MoE step (host_shim/moe_step.c) and the tests that check moecomm's scatter transitions
+ * MoE step (host_shim/step_v11.c) and the tests that check moecomm's scatter transitions
  * (tests/unit/scatter_modes.c, tests/gpu/scatter_gpu.c).
  *
  * Written from the contract in abi/moecomm.h (moecomm_scatter_args_t: the row layout of each mode)
@@ -10,8 +10,8 @@
  *   - a partial-sum row (reduce) holds P(rank, row), small integers whose sums are exact;
  *   - an input padding row is zero when the transition keeps the mode (its padding is reduced or
  *     copied, and the contract says padding is zero) and garbage otherwise (it must not leak).
- * Output padding must be zero.  Header-only (static inline); depends only on the shim's data.c
- * (exact encodings), which every test and the shim link. */
+ * Output padding must be zero.  Header-only (static inline); depends only on the host library's
+ * data.c (exact encodings), which every test and the shim link. */
 #ifndef SHIM_SCATTER_REF_H_
 #define SHIM_SCATTER_REF_H_
 
@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../abi/moecomm.h"
+#include "../../abi/moecomm.h"
 #include "data.h"
 
 #define SREF_MAX_RANKS 64
@@ -180,9 +180,7 @@ static inline int sref_row_token(const sref_t *s, int rank, int mode, size_t row
 /* ---- values ---- */
 
 /* splitmix64: the same sequence on every rank for the same state. */
-static inline uint64_t sref_rand(uint64_t *state) {
-  return shim_data_mix64(*state += 0x9e3779b97f4a7c15ull);
-}
+static inline uint64_t sref_rand(uint64_t *state) { return shim_data_rand(state); }
 
 static inline uint64_t sref_mix(const sref_t *s, uint64_t tag, uint64_t a, uint64_t b) {
   uint64_t st = s->seed ^ (tag << 56) ^ (a << 32) ^ b;
@@ -319,6 +317,24 @@ static inline size_t sref_compare(const sref_t *s, const void *got, const void *
     if (!(x == y) && bad++ == 0) *first_p = i / s->hidden;
   }
   return bad;
+}
+
+/* Scatter-mode transition arguments (moecomm_scatter_args_t, struct_size set). */
+static inline moecomm_scatter_args_t sref_args(int from, int to, int reduce, moecomm_dtype_t dtype,
+                                               size_t hidden, const int32_t *tokens, void *send,
+                                               void *recv) {
+  moecomm_scatter_args_t a;
+  memset(&a, 0, sizeof(a));
+  a.struct_size = sizeof(a);
+  a.from = from;
+  a.to = to;
+  a.reduce = reduce;
+  a.dtype = dtype;
+  a.hidden = hidden;
+  a.tokens = tokens;
+  a.send = send;
+  a.recv = recv;
+  return a;
 }
 
 static inline const char *sref_mode_name(int mode) {

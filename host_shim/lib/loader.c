@@ -55,6 +55,30 @@ static int debug_info_enabled(void) {
   return v != NULL && (strcasecmp(v, "INFO") == 0 || strcasecmp(v, "TRACE") == 0);
 }
 
+/* MOECOMM_PLUGIN_DIR, looked at once per shim_plugin_load: a directory that does not exist is
+   one warning line naming it, then ignored like an unset one. */
+typedef struct plugin_dir {
+  int checked;
+  const char *dir; /* NULL: unset, empty or missing */
+} plugin_dir_t;
+
+static const char *plugin_dir_get(plugin_dir_t *pd) {
+  struct stat st;
+  const char *v, *why = NULL;
+  if (pd->checked) return pd->dir;
+  pd->checked = 1;
+  v = getenv("MOECOMM_PLUGIN_DIR");
+  if (v == NULL || v[0] == '\0') return NULL;
+  if (stat(v, &st) != 0) why = strerror(errno);
+  else if (!S_ISDIR(st.st_mode)) why = "not a directory";
+  if (why != NULL) {
+    fprintf(stderr, "moecomm loader: WARN MOECOMM_PLUGIN_DIR=%s: %s; ignoring it\n", v, why);
+    return NULL;
+  }
+  pd->dir = v;
+  return v;
+}
+
 /* Directory of the running executable, from /proc/self/exe.  0 on success. */
 static int exe_dir(char *out, size_t out_size) {
   char buf[PATH_MAX];
@@ -218,13 +242,13 @@ static int find_in(char dirs[][PATH_MAX], int ndirs, const char *file, char *pat
 /* One explicit entry of MOECOMM_PLUGIN (a path or a name).  A name is looked for in
    MOECOMM_PLUGIN_DIR, next to the executable, then in ../lib/moecomm/ from the executable. */
 static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
-                                     uint32_t max_version, shim_plugin_t *plugin, char *err,
-                                     size_t errlen) {
+                                     uint32_t max_version, plugin_dir_t *pd,
+                                     shim_plugin_t *plugin, char *err, size_t errlen) {
   char file[512];
   char dirs[3][PATH_MAX];
   const char *labels[3];
   int ndirs = 0;
-  const char *plugin_dir = getenv("MOECOMM_PLUGIN_DIR");
+  const char *plugin_dir;
   char path[PATH_MAX];
 
   if (strchr(entry, '/') != NULL)
@@ -235,7 +259,8 @@ static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
     err_append(err, errlen, "MOECOMM_PLUGIN name '%.40s...' is too long", entry);
     return SHIM_LOAD_FAILED;
   }
-  if (plugin_dir != NULL && plugin_dir[0] != '\0') {
+  plugin_dir = plugin_dir_get(pd);
+  if (plugin_dir != NULL) {
     labels[ndirs] = "MOECOMM_PLUGIN_DIR";
     snprintf(dirs[ndirs++], sizeof(dirs[0]), "%s", plugin_dir);
   }
@@ -250,7 +275,7 @@ static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
        find_in(dirs, ndirs, "libmoecomm.so", path, sizeof(path)) == 0))
     return shim_plugin_load_path(path, min_version, max_version, plugin, err, errlen);
   err_append(err, errlen, "plugin '%s': no %s in ", entry, file);
-  if (ndirs == 0) err_append(err, errlen, "any directory (MOECOMM_PLUGIN_DIR unset and "
+  if (ndirs == 0) err_append(err, errlen, "any directory (no usable MOECOMM_PLUGIN_DIR and "
                                           "/proc/self/exe unreadable)");
   for (int i = 0; i < ndirs; i++)
     err_append(err, errlen, "%s%s (%s)", i ? " or " : "", dirs[i], labels[i]);
@@ -260,22 +285,23 @@ static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
 /* The default: libmoecomm.so next to the executable, then in MOECOMM_PLUGIN_DIR, then in
    ../lib/moecomm/ from the executable (the installed layout).  Quiet. */
 static shim_load_result_t load_default(uint32_t min_version, uint32_t max_version,
-                                       shim_plugin_t *plugin, char *err, size_t errlen) {
+                                       plugin_dir_t *pd, shim_plugin_t *plugin, char *err,
+                                       size_t errlen) {
   char dir[PATH_MAX];
   char inst[PATH_MAX];
   char path[PATH_MAX];
   char one[1024];
-  const char *plugin_dir = getenv("MOECOMM_PLUGIN_DIR");
+  const char *plugin_dir = plugin_dir_get(pd);
   const char *dirs[3];
   int ndirs = 0;
 
   err_reset(err, errlen);
   if (exe_dir(dir, sizeof(dir)) == 0) dirs[ndirs++] = dir;
-  if (plugin_dir != NULL && plugin_dir[0] != '\0') dirs[ndirs++] = plugin_dir;
+  if (plugin_dir != NULL) dirs[ndirs++] = plugin_dir;
   if (installed_dir(inst, sizeof(inst)) == 0) dirs[ndirs++] = inst;
   err_append(err, errlen, "no usable default plugin:");
   if (ndirs == 0)
-    err_append(err, errlen, " /proc/self/exe unreadable and MOECOMM_PLUGIN_DIR unset");
+    err_append(err, errlen, " /proc/self/exe unreadable and no usable MOECOMM_PLUGIN_DIR");
   for (int i = 0; i < ndirs; i++) {
     if (join_path(path, sizeof(path), dirs[i], "libmoecomm.so") != 0) continue;
     if (access(path, F_OK) != 0) {
@@ -300,6 +326,7 @@ shim_load_result_t shim_plugin_load(uint32_t min_version, uint32_t max_version,
   char one[2048];
   char *save = NULL;
   int tried = 0;
+  plugin_dir_t pd = {0, NULL};
 
   err_reset(err, errlen);
   if (plugin == NULL) {
@@ -308,7 +335,8 @@ shim_load_result_t shim_plugin_load(uint32_t min_version, uint32_t max_version,
   }
   if (spec == NULL || spec[0] == '\0') {
     char quiet[4096] = "";
-    shim_load_result_t r = load_default(min_version, max_version, plugin, quiet, sizeof(quiet));
+    shim_load_result_t r =
+        load_default(min_version, max_version, &pd, plugin, quiet, sizeof(quiet));
     if (r != SHIM_LOAD_OK) err_append(err, errlen, "%s", quiet);
     return r;
   }
@@ -328,7 +356,8 @@ shim_load_result_t shim_plugin_load(uint32_t min_version, uint32_t max_version,
     while (end > tok && (end[-1] == ' ' || end[-1] == '\t')) *--end = '\0';
     if (*tok == '\0') continue;
     tried++;
-    if (load_entry(tok, min_version, max_version, plugin, one, sizeof(one)) == SHIM_LOAD_OK) {
+    if (load_entry(tok, min_version, max_version, &pd, plugin, one, sizeof(one)) ==
+        SHIM_LOAD_OK) {
       err_reset(err, errlen);
       return SHIM_LOAD_OK;
     }
