@@ -29,8 +29,8 @@ static double run_rows(const shim_opts_t *o) {
   int n = o->n_capture;
   if (!o->capture_plan && n == 0) return (double)o->tokens * (2.0 * o->iters + 2);
   if (o->capture_plan) {
-    /* plan: up to the default candidates (abi/moecomm.h): 1..512, about 50 of them */
-    sum = 256.0 * 50;
+    /* plan: at most the default candidates (abi/moecomm.h), 1..512, which sum to 10515 */
+    sum = 10515;
     largest = 512;
   }
   for (int i = 0; i < n; i++) {
@@ -41,12 +41,13 @@ static double run_rows(const shim_opts_t *o) {
 }
 
 int shim_job_timeout(const shim_opts_t *o, int cpus) {
-  /* Measured on a 2-core machine shared with other work (bench/NOTES-cpu.md has the runs): about
-     4 ns per element a rank produces or checks, with the ranks taking turns on the CPUs; every
-     op checks the contributions of its group's members (up to tp of them).  Two minutes for the
-     start (context rendezvous of every rank, communicators), the estimate times 4 for the rest,
-     capped at a day (--timeout's own limit). */
-  const double ns_per_element = 4.0, ops = 4;
+  /* Calibrated on the project's 2-core CPU machine while other jobs loaded it (load 5-15): the
+     README's `--ranks 4 --tp 4 --moe-dense-tp 1 --capture-sizes plan` took 51 s where this model
+     says 50 s, and `--ranks 64` 29 s where it says 115 s: at worst about 5 ns per element a rank
+     makes or checks (every op checks its group's contributions, up to tp of them), with the
+     ranks taking turns on the CPUs.  Then two minutes for the start (every rank's rendezvous,
+     the communicators) plus four times the estimate, capped at a day (--timeout's limit). */
+  const double ns_per_element = 5.0, ops = 4;
   double ranks_per_cpu = (double)o->ranks / (cpus > 0 && cpus < o->ranks ? cpus : o->ranks);
   double elements = run_rows(o) * o->hidden * ops * (1 + eff(o->tp));
   double seconds = elements * ns_per_element * 1e-9 * ranks_per_cpu;
@@ -180,7 +181,7 @@ static shim_status_t load_plugin(const shim_opts_t *o, shim_plugin_t *plugin) {
 shim_status_t shim_run(const shim_opts_t *o) {
   shim_plugin_t plugin;
   shim_status_t st;
-  shim_progress_start();
+  shim_progress_start(o->progress_after_s);
   st = load_plugin(o, &plugin);
   if (st != SHIM_OK) return st;
   printf(

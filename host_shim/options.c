@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lib/data.h"
+#include "progress.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -42,8 +43,11 @@ static void usage(FILE *f) {
           "  --device D        auto | cpu (default auto: a GPU when there is one)\n"
           "  --seed S          input seed (default 0x5eed)\n"
           "  --timeout S       kill every rank after S seconds (default: scaled to the work\n"
-          "                    asked - ranks, capture sizes, iterations, sizes - and printed\n"
-          "                    in the run line)\n"
+          "                    asked - ranks, tp, capture sizes, tokens, iterations - and\n"
+          "                    printed under the run line); a timeout names each rank's phase\n"
+          "  --progress-after S  on runs longer than S seconds (default 3; 0: always), rank 0\n"
+          "                    prints a line as each phase or capture size completes, with the\n"
+          "                    time since the start: \"[12.3 s] rank 0: captured size 64 (5/24)\"\n"
           "  --print-groups    print every group kind's rank lists and backend, then stop\n"
           "  --demo            the runs of `make demo` (GPUs when there are 2 or more, else shm)\n"
           "  --help            this text\n"
@@ -169,6 +173,7 @@ void shim_opts_default(shim_opts_t *o) {
   o->timeout_s = 0; /* scaled to the work (job.c) */
   o->seed = 0x5eedu;
   o->abi_max = MOECOMM_ABI_VERSION;
+  o->progress_after_s = SHIM_PROGRESS_AFTER_S;
 }
 
 void shim_opts_free(shim_opts_t *o) {
@@ -208,6 +213,7 @@ static const struct {
     {"--hidden", offsetof(shim_opts_t, hidden), 1, 1 << 20},
     {"--iters", offsetof(shim_opts_t, iters), 1, 1000000},
     {"--timeout", offsetof(shim_opts_t, timeout_s), 1, 86400},
+    {"--progress-after", offsetof(shim_opts_t, progress_after_s), 0, 86400},
 };
 
 /* An option with a value other than an integer (arg: as written, for the message when `name` is

@@ -1,4 +1,4 @@
-/* progress.c - progress lines and phases (progress.h). */
+/* progress.c - progress lines (progress.h). */
 #include "progress.h"
 
 #include <stdarg.h>
@@ -7,6 +7,7 @@
 
 static double g_t0;        /* monotonic seconds at shim_progress_start */
 static double g_last_line; /* elapsed seconds at the last line printed (ticks are spaced) */
+static double g_after = SHIM_PROGRESS_AFTER_S; /* --progress-after */
 
 static double now_s(void) {
   struct timespec ts;
@@ -14,8 +15,9 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void shim_progress_start(void) {
+void shim_progress_start(int after_s) {
   g_t0 = now_s();
+  g_after = after_s;
   g_last_line = 0;
 }
 
@@ -25,7 +27,7 @@ double shim_progress_elapsed(void) {
 
 static void progress_line(int rank, double every_s, const char *fmt, va_list ap) {
   double t = shim_progress_elapsed();
-  if (rank != 0 || t < SHIM_PROGRESS_AFTER_S || t - g_last_line < every_s) return;
+  if (rank != 0 || t < g_after || t - g_last_line < every_s) return;
   g_last_line = t;
   printf("[%.1f s] rank 0: ", t);
   vprintf(fmt, ap);

@@ -5,18 +5,18 @@
 #ifndef SHIM_PROGRESS_H_
 #define SHIM_PROGRESS_H_
 
-/* Lines are printed only once the run is this old: short runs stay as they were. */
-#define SHIM_PROGRESS_AFTER_S 3.0
+/* Lines are printed only once the run is this old (--progress-after): short runs stay quiet. */
+#define SHIM_PROGRESS_AFTER_S 3
 /* Repeated steps (iterations, replay rounds) print at most one line per this many seconds. */
 #define SHIM_PROGRESS_EVERY_S 5.0
 
-/* The run starts now (called once, before the ranks are forked: they inherit the clock). */
-void shim_progress_start(void);
+/* The run starts now, and lines are printed once it is after_s seconds old (called once, before
+   the ranks are forked: they inherit the clock). */
+void shim_progress_start(int after_s);
 /* Seconds since shim_progress_start. */
 double shim_progress_elapsed(void);
 
-/* What just completed, on rank 0 only: "[t s] rank 0: <text>" once SHIM_PROGRESS_AFTER_S has
-   passed. */
+/* What just completed, on rank 0 only: "[t s] rank 0: <text>" once the run is old enough. */
 void shim_progress(int rank, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The same for one of many repeated steps: also at most one line per SHIM_PROGRESS_EVERY_S. */
 void shim_progress_tick(int rank, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -77,7 +77,7 @@ static shim_status_t run_plain(shim_rank_t *r, shim_step_t *s, shim_rank_result_
   shim_graph_t graph;
   int supported = 0;
   for (int it = 0; it <= o->iters; it++) {
-    shim_launch_phase("eager iteration %d of %d%s", it, o->iters, it ? "" : " (warm-up)");
+    shim_launch_phase("eager iteration %d/%d%s", it, o->iters, it ? "" : " (warm-up)");
     if (shim_step_eager(s, it > 0) != 0) return step_failed(r, s);
     if (it == 0)
       shim_progress(r->rank, "warm-up iteration done (communicators created)");
@@ -98,9 +98,9 @@ static shim_status_t run_plain(shim_rank_t *r, shim_step_t *s, shim_rank_result_
   }
   shim_progress(r->rank, "graph captured");
   for (int it = 0; it < o->iters; it++) {
-    shim_launch_phase("graph replay %d of %d", it + 1, o->iters);
+    shim_launch_phase("graph replay %d/%d", it + 1, o->iters);
     if (shim_step_replay(s, &graph, 1, NULL) != 0) return step_failed(r, s);
-    shim_progress_tick(r->rank, "graph replay %d of %d done", it + 1, o->iters);
+    shim_progress_tick(r->rank, "graph replay %d/%d done", it + 1, o->iters);
   }
   shim_progress(r->rank, "%d graph replays done", o->iters);
   res->graph = 1;
@@ -112,7 +112,7 @@ static shim_status_t run_plain(shim_rank_t *r, shim_step_t *s, shim_rank_result_
 static shim_status_t capture_size(shim_rank_t *r, shim_step_t *s, shim_sizes_t *z, size_t i,
                                   int *supported_p) {
   uint64_t before = s->mismatches;
-  shim_launch_phase("size %d (%zu of %zu): eager run and capture", (int)z->t[i], i + 1, z->n);
+  shim_launch_phase("size %d (%zu/%zu): eager run and capture", (int)z->t[i], i + 1, z->n);
   if (shim_step_set_tokens(s, z->t[i]) != 0 || shim_step_eager(s, 0) != 0) return size_failed(r, s);
   if (*supported_p) {
     if (shim_step_capture(s, &z->g[i], supported_p) != 0) return size_failed(r, s);
@@ -130,8 +130,10 @@ static shim_status_t capture_size(shim_rank_t *r, shim_step_t *s, shim_sizes_t *
     }
   }
   z->bad[i] += s->mismatches - before;
-  shim_progress(r->rank, "%s size %d (%zu of %zu)",
-                z->graphs ? "captured" : "ran, in its capture scope,", (int)z->t[i], i + 1, z->n);
+  if (z->graphs)
+    shim_progress(r->rank, "captured size %d (%zu/%zu)", (int)z->t[i], i + 1, z->n);
+  else
+    shim_progress(r->rank, "ran size %d in its capture scope (%zu/%zu)", (int)z->t[i], i + 1, z->n);
   return SHIM_OK;
 }
 
@@ -168,16 +170,16 @@ static shim_status_t run_sizes(shim_rank_t *r, shim_step_t *s, shim_sizes_t *z,
   before = s->mismatches;
   if (shim_step_set_tokens(s, largest) != 0) return size_failed(r, s);
   for (int it = 0; it < o->iters; it++) {
-    shim_launch_phase("timed eager iteration %d of %d at size %d", it + 1, o->iters, largest);
+    shim_launch_phase("timed eager iteration %d/%d at size %d", it + 1, o->iters, largest);
     if (shim_step_eager(s, 1) != 0) return size_failed(r, s);
-    shim_progress_tick(r->rank, "timed eager iteration %d of %d done", it + 1, o->iters);
+    shim_progress_tick(r->rank, "timed eager iteration %d/%d done", it + 1, o->iters);
   }
   z->bad[z->largest] += s->mismatches - before;
   shim_progress(r->rank, "%d timed eager iterations at size %d done", o->iters, largest);
   for (int it = 0; it < o->iters; it++) {
-    shim_launch_phase("round %d of %d over the %zu sizes", it + 1, o->iters, z->n);
+    shim_launch_phase("round %d/%d over the %zu sizes", it + 1, o->iters, z->n);
     if ((st = replay_round(r, s, z)) != SHIM_OK) return st;
-    shim_progress_tick(r->rank, "round %d of %d over every size done", it + 1, o->iters);
+    shim_progress_tick(r->rank, "round %d/%d over every size done", it + 1, o->iters);
   }
   shim_progress(r->rank, "%d rounds of %s over every size done", o->iters,
                 z->graphs ? "graph replays" : "eager re-runs");

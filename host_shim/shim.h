@@ -53,6 +53,7 @@ typedef struct shim_opts {
   int timeout_s;    /* the launcher kills every rank after this long; 0: scaled to the
                        work (job.c) */
   uint64_t seed;
+  int progress_after_s;   /* progress lines once the run is this old (progress.h) */
 } shim_opts_t;
 
 #endif

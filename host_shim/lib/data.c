@@ -105,11 +105,6 @@ void shim_data_accumulate(int32_t *acc, size_t first, size_t n, const shim_data_
   }
 }
 
-uint32_t shim_data_bits(const void *buf, size_t i, moecomm_dtype_t dtype) {
-  if (shim_dtype_size(dtype) == 2) return ((const uint16_t *)buf)[i];
-  return ((const uint32_t *)buf)[i];
-}
-
 double shim_data_decode(uint32_t bits, moecomm_dtype_t dtype) {
   float f;
   switch (dtype) {

@@ -64,8 +64,11 @@ void shim_data_accumulate(int32_t *acc, size_t first, size_t n, const shim_data_
 
 /* Bits of the integer v (|v| <= 2048) in dtype: exact. */
 uint32_t shim_data_encode(int v, moecomm_dtype_t dtype);
-/* Bits of element i of buf. */
-uint32_t shim_data_bits(const void *buf, size_t i, moecomm_dtype_t dtype);
+/* Bits of element i of buf (inline: verification calls it for every element). */
+static inline uint32_t shim_data_bits(const void *buf, size_t i, moecomm_dtype_t dtype) {
+  if (dtype == MOECOMM_FLOAT16 || dtype == MOECOMM_BFLOAT16) return ((const uint16_t *)buf)[i];
+  return ((const uint32_t *)buf)[i];
+}
 /* Stores dtype bits (from shim_data_encode) as element i of buf. */
 static inline void shim_data_put_bits(void *buf, size_t i, moecomm_dtype_t dtype, uint32_t bits) {
   if (dtype == MOECOMM_FLOAT16 || dtype == MOECOMM_BFLOAT16) ((uint16_t *)buf)[i] = (uint16_t)bits;

@@ -416,10 +416,11 @@ static int fork_ranks(shim_hub_t *hub, pid_t *pids, int world, shim_rank_fn_t fn
   return started;
 }
 
-/* Reaps every started rank into status[]; kills them all once cfg->timeout_s has passed.
-   Returns 1 when the timeout struck. */
-static int wait_ranks(shim_hub_t *hub, const pid_t *pids, int *status, int *done, int started,
-                      int world, const shim_launch_cfg_t *cfg, const sigset_t *chld) {
+/* Reaps every started rank into status[] (done[r] = 1); once cfg->timeout_s has passed, kills
+   those still running (killed[r] = 1).  Returns 1 when the timeout struck. */
+static int wait_ranks(shim_hub_t *hub, const pid_t *pids, int *status, int *done, int *killed,
+                      int started, int world, const shim_launch_cfg_t *cfg,
+                      const sigset_t *chld) {
   int remaining = started, timed_out = 0;
   int64_t deadline = cfg->timeout_s > 0 ? now_ms() + (int64_t)cfg->timeout_s * 1000 : INT64_MAX;
   while (remaining > 0) {
@@ -442,7 +443,10 @@ static int wait_ranks(shim_hub_t *hub, const pid_t *pids, int *status, int *done
       timed_out = 1;
       report_timeout(hub, done, started, world, cfg); /* before the kill: phases still fresh */
       for (int r = 0; r < started; r++)
-        if (!done[r]) kill(pids[r], SIGKILL);
+        if (!done[r]) {
+          kill(pids[r], SIGKILL);
+          killed[r] = 1; /* the timeout message named it already */
+        }
       continue;
     }
     {
@@ -463,7 +467,7 @@ int shim_launch_ex(int world, shim_rank_fn_t fn, void *arg, const shim_launch_cf
                    int *timed_out_p) {
   shim_hub_t *hub;
   pid_t *pids;
-  int *status, *done;
+  int *status, *done, *killed;
   int started, failed = 0, timed_out = 0;
   sigset_t chld, old_mask;
   struct sigaction dfl, old_chld;
@@ -477,7 +481,8 @@ int shim_launch_ex(int world, shim_rank_fn_t fn, void *arg, const shim_launch_cf
   pids = calloc((size_t)world, sizeof(*pids));
   status = calloc((size_t)world, sizeof(*status));
   done = calloc((size_t)world, sizeof(*done));
-  if (pids == NULL || status == NULL || done == NULL) {
+  killed = calloc((size_t)world, sizeof(*killed));
+  if (pids == NULL || status == NULL || done == NULL || killed == NULL) {
     fprintf(stderr, "shim_launch: out of memory for %d ranks\n", world);
     failed = world;
     goto out;
@@ -499,11 +504,11 @@ int shim_launch_ex(int world, shim_rank_fn_t fn, void *arg, const shim_launch_cf
   sigaction(SIGCHLD, &dfl, &old_chld);
 
   started = fork_ranks(hub, pids, world, fn, arg, &old_mask, &old_chld, &failed);
-  timed_out = wait_ranks(hub, pids, status, done, started, world, cfg, &chld);
+  timed_out = wait_ranks(hub, pids, status, done, killed, started, world, cfg, &chld);
   for (int r = 0; r < started; r++) {
     if (WIFEXITED(status[r]) && WEXITSTATUS(status[r]) == 0) continue;
     failed++;
-    report_status(r, world, status[r]);
+    if (!killed[r]) report_status(r, world, status[r]);
   }
 
   sigaction(SIGCHLD, &old_chld, NULL);
@@ -514,6 +519,7 @@ out:
   free(pids);
   free(status);
   free(done);
+  free(killed);
   return failed;
 }
 

@@ -23,6 +23,7 @@
 #include "data.h"
 
 #define SREF_MAX_RANKS 64
+#define SREF_CHUNK 512 /* elements of a row summed at a time (sref_expect) */
 
 typedef struct sref {
   int world, tp, ep, moe_dp, attn_cp, attn_dp; /* defaults applied (no zeros) */
@@ -207,7 +208,23 @@ static inline void sref_fill(void *out, size_t n, moecomm_dtype_t dt, uint64_t s
   for (int k = 0; k < 2 * m; k++) enc[k] = shim_data_encode(k < m ? k - m : k - m + 1, dt);
   for (size_t i = 0; i < n; i++) {
     if ((i & 7) == 0) w = sref_rand(&st);
-    shim_data_put_bits(out, i, dt, enc[((w >> (8 * (i & 7))) & 0xffu) % (uint64_t)(2 * m)]);
+    /* & (2m - 1): the same as % 2m, as 2m divides 256, without a division */
+    shim_data_put_bits(out, i, dt, enc[(w >> (8 * (i & 7))) & (uint64_t)(2 * m - 1)]);
+  }
+}
+
+/* acc[k] += element first + k of what sref_fill(seed) writes, as an integer, k < n: reduced rows
+   are summed in integers and encoded once (far cheaper than adding encoded rows). */
+static inline void sref_accumulate(int32_t *acc, size_t first, size_t n, moecomm_dtype_t dt,
+                                   uint64_t seed) {
+  uint64_t st0 = seed * 0x2545f4914f6cdd1dull + 0x632be59bd9b4e019ull, w = 0;
+  int m = dt == MOECOMM_BFLOAT16 ? 4 : 8;
+  for (size_t i = first; i < first + n; i++) {
+    int k;
+    /* word j of sref_fill's sequence: the (j + 1)-th step of its splitmix64 state */
+    if (i == first || (i & 7) == 0) w = shim_data_mix64(st0 + (i / 8 + 1) * 0x9e3779b97f4a7c15ull);
+    k = (int)((w >> (8 * (i & 7))) & (uint64_t)(2 * m - 1));
+    acc[i - first] += k < m ? k - m : k - m + 1;
   }
 }
 
@@ -279,7 +296,8 @@ static inline int sref_reducers(const sref_t *s, int rank, int from, int to, siz
   return 0;
 }
 
-/* `rank`'s expected recv rows for from -> to.  scratch: room for one row. */
+/* `rank`'s expected recv rows for from -> to.  scratch (room for one row) is no longer used:
+   reduced rows are summed in integers (sref_accumulate). */
 static inline void sref_expect(const sref_t *s, int rank, int from, int to, int reduce, void *out,
                                void *scratch) {
   size_t rows = sref_rows(s, rank, to), rb = sref_row_bytes(s);
@@ -297,12 +315,13 @@ static inline void sref_expect(const sref_t *s, int rank, int from, int to, int 
       continue;
     }
     n = sref_reducers(s, rank, from, to, r, group, tok, members, &in_row);
-    for (size_t h = 0; h < s->hidden; h++) sref_set(row, h, s->dtype, 0.0);
-    for (int m = 0; m < n; m++) {
-      sref_partial_row(s, members[m], in_row, scratch);
-      for (size_t h = 0; h < s->hidden; h++)
-        sref_set(row, h, s->dtype,
-                 sref_get(row, h, s->dtype) + sref_get(scratch, h, s->dtype));
+    for (size_t h0 = 0; h0 < s->hidden; h0 += SREF_CHUNK) {
+      int32_t acc[SREF_CHUNK];
+      size_t len = s->hidden - h0 < SREF_CHUNK ? s->hidden - h0 : SREF_CHUNK;
+      memset(acc, 0, len * sizeof(acc[0]));
+      for (int m = 0; m < n; m++)
+        sref_accumulate(acc, h0, len, s->dtype, sref_mix(s, 2, (uint64_t)members[m], in_row));
+      for (size_t h = 0; h < len; h++) sref_set(row, h0 + h, s->dtype, acc[h]);
     }
   }
 }
