@@ -19,12 +19,13 @@ $(BUILD)/bench/%: bench/%.c $(BENCH_COMMON_OBJ) $(HOST_A) $(PLUGIN)
 	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(BENCH_COMMON_OBJ) $(HOST_A) \
 	  $(HOST_LIBS) $(NCCL_LIBS) -lpthread
 
-bench: gpu-bins
-	@bench/run.sh gpu $(BUILD)
-	@bench/run.sh scatter $(BUILD)
+BENCH_GPU_RUNS = bench/run.sh gpu $(BUILD) && bench/run.sh scatter $(BUILD)
 
-bench-save:
-	@$(MAKE) bench BENCH_OUT=$(CURDIR)/bench/results
+bench: gpu-bins
+	@$(BENCH_GPU_RUNS)
+
+bench-save: gpu-bins
+	@export BENCH_OUT=$(CURDIR)/bench/results && $(BENCH_GPU_RUNS)
 
 bench-cpu: all
 	@packaging/ensure-deps.sh bench-cpu

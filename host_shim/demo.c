@@ -3,16 +3,28 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "job.h"
 #include "lib/data.h"
 #include "lib/device.h"
 #include "lib/launch.h"
 
-#define SHIM_DEMO_MAX_RUNS 3
+#define SHIM_DEMO_MAX_RUNS 4
 
-/* The demo's runs into runs/what; returns how many. */
-static int demo_plan(const shim_opts_t *in, int gpus, shim_opts_t *runs, const char **what) {
+/* Attention context-parallel 2 over the MoE's data-parallel 1: the MoE input is gathered over
+   MOE_CP (MOE_FULL), and uneven token counts exercise its padding. */
+static void with_attn_cp2(shim_opts_t *run) {
+  run->attn_cp = 2;
+  run->moe_dp = 1;
+  run->uneven = 1;
+}
+
+/* The demo's runs into runs/what; returns how many.  Without GPUs, on a machine with fewer
+   CPUs than the 4 shm ranks, a last run with 2 ranks: 4 ranks take turns on the CPUs, so their
+   times are mostly waiting for a CPU; 2 ranks show the shm transport itself. */
+static int demo_plan(const shim_opts_t *in, int gpus, int cpus, shim_opts_t *runs,
+                     const char **what) {
   for (int i = 0; i < SHIM_DEMO_MAX_RUNS; i++) {
     runs[i] = *in;
     runs[i].demo = 0;
@@ -24,9 +36,7 @@ static int demo_plan(const shim_opts_t *in, int gpus, shim_opts_t *runs, const c
     what[0] = "one rank per GPU, tp = ep = world";
     if (gpus % 2 != 0) return 1;
     runs[1] = runs[0];
-    runs[1].attn_cp = 2;
-    runs[1].moe_dp = 1;
-    runs[1].uneven = 1;
+    with_attn_cp2(&runs[1]);
     what[1] =
         "attention context-parallel 2: MoE input gathered over MOE_CP (MOE_FULL), "
         "uneven token counts";
@@ -39,9 +49,7 @@ static int demo_plan(const shim_opts_t *in, int gpus, shim_opts_t *runs, const c
                       : "4 shm ranks (no usable GPU), moe_tp 2";
   runs[1] = runs[0];
   runs[1].ep = 4;
-  runs[1].moe_dp = 1;
-  runs[1].attn_cp = 2;
-  runs[1].uneven = 1;
+  with_attn_cp2(&runs[1]);
   what[1] =
       "4 shm ranks, attention context-parallel 2: MoE input gathered over MOE_CP "
       "(MOE_FULL), uneven token counts";
@@ -49,7 +57,13 @@ static int demo_plan(const shim_opts_t *in, int gpus, shim_opts_t *runs, const c
   runs[2].ep = 0;
   runs[2].moe_dense_tp = 1;
   what[2] = "4 shm ranks, dense MLP data-parallel (moe_dense_tp 1: SCATTERED)";
-  return 3;
+  if (cpus >= runs[0].ranks) return 3;
+  runs[3] = runs[0];
+  runs[3].ranks = runs[3].tp = runs[3].ep = 2;
+  what[3] =
+      "2 shm ranks, for comparison: this machine has fewer CPUs than 4 ranks, which take "
+      "turns on them, so the times above are mostly waiting for a CPU";
+  return 4;
 }
 
 /* The command line that repeats run o. */
@@ -76,7 +90,8 @@ shim_status_t shim_demo_run(const shim_opts_t *in, const shim_plugin_t *plugin) 
             "MOECOMM_WORLD_SIZE\n");
     return SHIM_USAGE;
   }
-  n = demo_plan(in, in->device == MOECOMM_DEVICE_CPU ? 0 : shim_gpu_count(), runs, what);
+  n = demo_plan(in, in->device == MOECOMM_DEVICE_CPU ? 0 : shim_gpu_count(),
+                (int)sysconf(_SC_NPROCESSORS_ONLN), runs, what);
   for (int i = 0; i < n; i++) {
     shim_status_t one;
     printf("\n=== demo %d of %d: %s\n", i + 1, n, what[i]);

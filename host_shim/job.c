@@ -17,10 +17,6 @@
 
 #define SHIM_MIN_ABI MOECOMM_ABI_VERSION_MAKE(1, 0)
 
-static int eff(int v) {
-  return v > 0 ? v : 1;
-}
-
 /* Token rows the step runs per rank over the whole run, each row one hidden vector per op:
    plain, warm-up plus timed iterations (and as many graph replays); --capture-sizes, each size
    eager and captured, timed iterations at the largest, then every size each round. */
@@ -49,21 +45,22 @@ int shim_job_timeout(const shim_opts_t *o, int cpus) {
      the communicators) plus four times the estimate, capped at a day (--timeout's limit). */
   const double ns_per_element = 5.0, ops = 4;
   double ranks_per_cpu = (double)o->ranks / (cpus > 0 && cpus < o->ranks ? cpus : o->ranks);
-  double elements = run_rows(o) * o->hidden * ops * (1 + eff(o->tp));
+  double elements = run_rows(o) * o->hidden * ops * (1 + shim_eff(o->tp));
   double seconds = elements * ns_per_element * 1e-9 * ranks_per_cpu;
   double total = 120 + 0.5 * o->ranks + 4 * seconds;
   return total > 86400 ? 86400 : (int)total;
 }
 
 static void print_topology(const shim_opts_t *o, const char *how) {
-  int tp = o->tp, attn_tp = tp / (eff(o->attn_dp) * eff(o->attn_cp));
-  int moe_tp = tp / (eff(o->ep) * eff(o->moe_dp));
+  int tp = o->tp, attn_tp = tp / (shim_eff(o->attn_dp) * shim_eff(o->attn_cp));
+  int moe_tp = tp / (shim_eff(o->ep) * shim_eff(o->moe_dp));
   printf(
       "run: %d rank%s (%s); tp %d pp %d ep %d moe_dp %d attn_cp %d attn_dp %d moe_dense_tp %d"
       " -> attn_tp %d moe_tp %d\n",
-      o->ranks, o->ranks == 1 ? "" : "s", how, tp, eff(o->pp), eff(o->ep), eff(o->moe_dp),
-      eff(o->attn_cp), eff(o->attn_dp), o->moe_dense_tp > 0 ? o->moe_dense_tp : tp,
-      attn_tp > 0 ? attn_tp : 0, moe_tp > 0 ? moe_tp : 0);
+      o->ranks, o->ranks == 1 ? "" : "s", how, tp, shim_eff(o->pp), shim_eff(o->ep),
+      shim_eff(o->moe_dp), shim_eff(o->attn_cp), shim_eff(o->attn_dp),
+      o->moe_dense_tp > 0 ? o->moe_dense_tp : tp, attn_tp > 0 ? attn_tp : 0,
+      moe_tp > 0 ? moe_tp : 0);
   if (!o->print_groups) {
     char what[256 + 16];
     if (o->capture_plan || o->n_capture > 0) {
@@ -95,10 +92,10 @@ static shim_status_t resolve_ranks(const shim_opts_t *in, shim_job_t *job, int *
     job->o.ranks = env_world;
   } else if (job->o.ranks == 0) {
     int gpus = in->device == MOECOMM_DEVICE_CPU ? 0 : shim_gpu_count();
-    job->o.ranks = gpus > 0 ? gpus : (in->tp > 0 ? in->tp : 2) * eff(in->pp);
+    job->o.ranks = gpus > 0 ? gpus : (in->tp > 0 ? in->tp : 2) * shim_eff(in->pp);
   }
   if (job->o.tp == 0)
-    job->o.tp = job->o.ranks / eff(job->o.pp) > 0 ? job->o.ranks / eff(job->o.pp) : 1;
+    job->o.tp = job->o.ranks / shim_eff(job->o.pp) > 0 ? job->o.ranks / shim_eff(job->o.pp) : 1;
   return SHIM_OK;
 }
 

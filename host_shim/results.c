@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "lib/report.h"
 
@@ -27,6 +28,7 @@ static void print_tables(const shim_rank_t *r, const shim_step_t *s, const shim_
                          const shim_rank_result_t *all) {
   shim_report_row_t rows[SHIM_STEP_MAX_OPS];
   shim_mem_t *mems = calloc((size_t)r->world, sizeof(*mems));
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   char clock[256];
   int n = shim_step_report_rows(s, rows);
   snprintf(clock, sizeof(clock), "%s%s%s",
@@ -36,6 +38,12 @@ static void print_tables(const shim_rank_t *r, const shim_step_t *s, const shim_
            r->hub ? ", every rank at a barrier before each timed eager op" : "",
            z->n > 0 ? "; at the largest capture size" : "");
   shim_report_print(stdout, rows, n, clock);
+  if (!shim_dev_is_gpu(&r->dev) && r->hub && cpus > 0 && r->world > cpus)
+    printf(
+        "note: %d ranks share %ld CPUs: these shm times include waiting for a CPU, not only "
+        "for peers (a run with no more ranks than CPUs shows the transport; make bench-cpu "
+        "times it alone)\n",
+        r->world, cpus);
   if (mems != NULL) {
     for (int q = 0; q < r->world; q++) mems[q] = all[q].mem;
     shim_mem_print(stdout, r->api, r->ctx, mems, r->world);

@@ -9,10 +9,6 @@
 #include "options.h"
 #include "progress.h"
 
-static int eff(int v) {
-  return v > 0 ? v : 1;
-}
-
 /* A failed step call: this rank's message; work may be in flight. */
 static shim_status_t step_failed(const shim_rank_t *r, const shim_step_t *s) {
   fprintf(stderr, "rank %d: %s\n", r->rank, s->err);
@@ -35,7 +31,7 @@ static void step_config(const shim_rank_t *r, const shim_sizes_t *z, shim_step_c
   cfg->hidden = o->hidden;
   cfg->rank = r->rank;
   cfg->world = r->world;
-  cfg->gather_moe = eff(o->attn_cp) > eff(o->moe_dp);
+  cfg->gather_moe = shim_eff(o->attn_cp) > shim_eff(o->moe_dp);
   cfg->modes = r->job->plugin->version >= MOECOMM_ABI_VERSION_MAKE(1, 1);
   cfg->uneven = o->uneven;
   cfg->tp = o->tp;

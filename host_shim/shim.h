@@ -37,6 +37,11 @@ static inline int shim_exit_status(shim_status_t st) {
   return st == SHIM_OK || st == SHIM_HELP ? 0 : st == SHIM_USAGE ? 2 : 1;
 }
 
+/* A parallel size as the plugin reads it: 0 (not given) means 1. */
+static inline int shim_eff(int v) {
+  return v > 0 ? v : 1;
+}
+
 typedef struct shim_opts {
   int ranks; /* ranks to fork; 0: CUDA device count, else tp * pp */
   int tp, pp, ep, moe_dp, attn_cp, attn_dp, moe_dense_tp; /* 0: default (tp: ranks / pp) */
@@ -53,7 +58,7 @@ typedef struct shim_opts {
   int timeout_s;    /* the launcher kills every rank after this long; 0: scaled to the
                        work (job.c) */
   uint64_t seed;
-  int progress_after_s;   /* progress lines once the run is this old (progress.h) */
+  int progress_after_s; /* progress lines once the run is this old (progress.h) */
 } shim_opts_t;
 
 #endif

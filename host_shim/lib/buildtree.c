@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *base_name(const char *path) {
   const char *s = strrchr(path, '/');
@@ -19,20 +18,14 @@ static void drop_dir(char *path, const char *name) {
 }
 
 int shim_buildtree_dir(char *out, size_t size) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  char *slash;
-  if (n <= 0) return -1;
-  exe[n] = '\0';
-  slash = strrchr(exe, '/');
-  if (slash == NULL) return -1;
-  *slash = '\0'; /* exe is now the binary's directory */
-  drop_dir(exe, "gpu");
-  if (strcmp(base_name(exe), "tests") == 0)
-    drop_dir(exe, "tests");
+  char dir[PATH_MAX];
+  if (shim_loader_exe_dir(dir, sizeof(dir)) != 0) return -1;
+  drop_dir(dir, "gpu");
+  if (strcmp(base_name(dir), "tests") == 0)
+    drop_dir(dir, "tests");
   else
-    drop_dir(exe, "bench");
-  return (size_t)snprintf(out, size, "%s", exe) < size ? 0 : -1;
+    drop_dir(dir, "bench");
+  return (size_t)snprintf(out, size, "%s", dir) < size ? 0 : -1;
 }
 
 shim_load_result_t shim_buildtree_plugin(shim_plugin_t *plugin_p, char *err, size_t errlen) {

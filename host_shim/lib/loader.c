@@ -79,8 +79,7 @@ static const char *plugin_dir_get(plugin_dir_t *pd) {
   return v;
 }
 
-/* Directory of the running executable, from /proc/self/exe.  0 on success. */
-static int exe_dir(char *out, size_t out_size) {
+int shim_loader_exe_dir(char *out, size_t out_size) {
   char buf[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   char *slash;
@@ -103,7 +102,7 @@ static int join_path(char *out, size_t out_size, const char *dir, const char *fi
 /* The installed layout (make install, the .deb): PREFIX/bin/<exe> finds PREFIX/lib/moecomm/. */
 static int installed_dir(char *out, size_t out_size) {
   char dir[PATH_MAX];
-  if (exe_dir(dir, sizeof(dir)) != 0) return -1;
+  if (shim_loader_exe_dir(dir, sizeof(dir)) != 0) return -1;
   return join_path(out, out_size, dir, "../lib/moecomm");
 }
 
@@ -265,7 +264,7 @@ static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
     snprintf(dirs[ndirs++], sizeof(dirs[0]), "%s", plugin_dir);
   }
   labels[ndirs] = "executable's directory";
-  if (exe_dir(dirs[ndirs], sizeof(dirs[0])) == 0) ndirs++;
+  if (shim_loader_exe_dir(dirs[ndirs], sizeof(dirs[0])) == 0) ndirs++;
   labels[ndirs] = "installed plugin directory";
   if (installed_dir(dirs[ndirs], sizeof(dirs[0])) == 0) ndirs++;
 
@@ -296,7 +295,7 @@ static shim_load_result_t load_default(uint32_t min_version, uint32_t max_versio
   int ndirs = 0;
 
   err_reset(err, errlen);
-  if (exe_dir(dir, sizeof(dir)) == 0) dirs[ndirs++] = dir;
+  if (shim_loader_exe_dir(dir, sizeof(dir)) == 0) dirs[ndirs++] = dir;
   if (plugin_dir != NULL) dirs[ndirs++] = plugin_dir;
   if (installed_dir(inst, sizeof(inst)) == 0) dirs[ndirs++] = inst;
   err_append(err, errlen, "no usable default plugin:");

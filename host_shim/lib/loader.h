@@ -41,4 +41,8 @@ shim_load_result_t shim_plugin_load_path(const char *path, uint32_t min_version,
 
 void shim_plugin_unload(shim_plugin_t *plugin);
 
+/* Directory of the running executable, from /proc/self/exe (where the default plugin is looked
+   for first).  0 on success. */
+int shim_loader_exe_dir(char *out, size_t out_size);
+
 #endif
