@@ -31,7 +31,8 @@ bench_out_dir() {
   local build=$1 dir
   dir=${BENCH_OUT:-}
   if [ -z "$dir" ]; then
-    if [ -d "$build" ]; then dir="$build/bench-results"; else dir="$bench_root/$build/bench-results"; fi
+    dir="$build/bench-results"
+    [ -d "$build" ] || dir="$bench_root/$build/bench-results"
   fi
   mkdir -p "$dir"
   (cd "$dir" && pwd)

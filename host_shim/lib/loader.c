@@ -114,6 +114,43 @@ static int same_file(const char *a, const char *b) {
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* What a successful negotiation returned must be usable: a version in the range asked for, a
+   1.x table, and the two calls every failure is reported through.  0, or -1 with err set. */
+static int check_table(const char *resolved, const moecomm_api_t *api, uint32_t version,
+                       uint32_t min_version, uint32_t max_version, char *err, size_t errlen) {
+  if (api == NULL) {
+    err_append(err, errlen, "%s: %s succeeded but returned no function table", resolved,
+               MOECOMM_ENTRY_SYMBOL_V1);
+    return -1;
+  }
+  if (version < min_version || version > max_version) {
+    err_append(err, errlen,
+               "%s: negotiated ABI %u.%u, outside the requested range [%u.%u, %u.%u]", resolved,
+               MOECOMM_ABI_VERSION_GET_MAJOR(version), MOECOMM_ABI_VERSION_GET_MINOR(version),
+               MOECOMM_ABI_VERSION_GET_MAJOR(min_version),
+               MOECOMM_ABI_VERSION_GET_MINOR(min_version),
+               MOECOMM_ABI_VERSION_GET_MAJOR(max_version),
+               MOECOMM_ABI_VERSION_GET_MINOR(max_version));
+    return -1;
+  }
+  if (api->struct_size < SHIM_API_V1_0_SIZE ||
+      MOECOMM_ABI_VERSION_GET_MAJOR(api->abi_version) != 1) {
+    err_append(err, errlen,
+               "%s: function table is not an ABI 1.x table (struct_size %zu, at least %zu "
+               "expected; abi_version %u.%u)",
+               resolved, api->struct_size, (size_t)SHIM_API_V1_0_SIZE,
+               MOECOMM_ABI_VERSION_GET_MAJOR(api->abi_version),
+               MOECOMM_ABI_VERSION_GET_MINOR(api->abi_version));
+    return -1;
+  }
+  /* The host reports every failure through these two; a table without them is unusable. */
+  if (api->result_string == NULL || api->last_error == NULL) {
+    err_append(err, errlen, "%s: function table lacks result_string or last_error", resolved);
+    return -1;
+  }
+  return 0;
+}
+
 shim_load_result_t shim_plugin_load_path(const char *path, uint32_t min_version,
                                          uint32_t max_version, shim_plugin_t *plugin, char *err,
                                          size_t errlen) {
@@ -188,36 +225,7 @@ shim_load_result_t shim_plugin_load_path(const char *path, uint32_t min_version,
                why[0] ? why : "no reason given", entry_result_name(r));
     goto fail;
   }
-  if (api == NULL) {
-    err_append(err, errlen, "%s: %s succeeded but returned no function table", resolved,
-               MOECOMM_ENTRY_SYMBOL_V1);
-    goto fail;
-  }
-  if (version < min_version || version > max_version) {
-    err_append(err, errlen,
-               "%s: negotiated ABI %u.%u, outside the requested range [%u.%u, %u.%u]", resolved,
-               MOECOMM_ABI_VERSION_GET_MAJOR(version), MOECOMM_ABI_VERSION_GET_MINOR(version),
-               MOECOMM_ABI_VERSION_GET_MAJOR(min_version),
-               MOECOMM_ABI_VERSION_GET_MINOR(min_version),
-               MOECOMM_ABI_VERSION_GET_MAJOR(max_version),
-               MOECOMM_ABI_VERSION_GET_MINOR(max_version));
-    goto fail;
-  }
-  if (api->struct_size < SHIM_API_V1_0_SIZE ||
-      MOECOMM_ABI_VERSION_GET_MAJOR(api->abi_version) != 1) {
-    err_append(err, errlen,
-               "%s: function table is not an ABI 1.x table (struct_size %zu, at least %zu "
-               "expected; abi_version %u.%u)",
-               resolved, api->struct_size, (size_t)SHIM_API_V1_0_SIZE,
-               MOECOMM_ABI_VERSION_GET_MAJOR(api->abi_version),
-               MOECOMM_ABI_VERSION_GET_MINOR(api->abi_version));
-    goto fail;
-  }
-  /* The host reports every failure through these two; a table without them is unusable. */
-  if (api->result_string == NULL || api->last_error == NULL) {
-    err_append(err, errlen, "%s: function table lacks result_string or last_error", resolved);
-    goto fail;
-  }
+  if (check_table(resolved, api, version, min_version, max_version, err, errlen) != 0) goto fail;
 
   memset(plugin, 0, sizeof(*plugin));
   plugin->handle = handle;
