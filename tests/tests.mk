@@ -11,16 +11,16 @@ TEST_COMMON_OBJ := $(TEST_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 
 tests: $(TEST_BIN) $(GPU_TEST_BIN)
 
-$(BUILD)/tests/%: tests/unit/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN) $(INTERNAL_A)
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) \
 	  $(INTERNAL_A) $(NCCL_LIBS) $(HOST_LIBS) -lstdc++ -lpthread
 
-$(BUILD)/tests/gpu/%: tests/gpu/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN)
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) \
 	  $(HOST_LIBS) -lpthread
 
 # custom_kernels and kern_* also link the kernels directly (simulated members in one process).
@@ -37,10 +37,10 @@ endif
 # kern_shape checks the kernels' host-side C (shape.c, rmsnorm_ref.c) on the CPU: it links those
 # two files and not the plugin, so it builds and runs in CPU-only builds too.
 KERN_HOST_OBJ := $(BUILD)/obj/kernels/shape.o $(BUILD)/obj/kernels/rmsnorm_ref.o
-$(BUILD)/tests/kern_shape: tests/unit/kern_shape.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(KERN_HOST_OBJ)
+$(BUILD)/tests/kern_shape: tests/unit/kern_shape.c $(TEST_COMMON_OBJ) $(HOST_A) $(KERN_HOST_OBJ)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(KERN_HOST_OBJ) \
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) $(KERN_HOST_OBJ) \
 	  $(NCCL_LIBS) $(HOST_LIBS) -lpthread
 
 # What the GPU runs need, without the CPU-only checkers (libffi, abigail) a GPU image may lack.
@@ -81,12 +81,12 @@ $(BUILD)/abi/libfake_%.so: tests/abi/fake_%.c $(PLUGIN) | deps
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -fvisibility=hidden -shared -o $@ $< $(ABI_FAKE_LIBS)
 
-$(BUILD)/tests/abi-%: tests/abi/%.c $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN) \
+$(BUILD)/tests/abi-%: tests/abi/%.c $(ABI_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN) \
                       $(ABI_ALT) $(ABI_FAKE_SO) $(SHIM) | deps-test
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' \
-	  -DMC_MAKE_VARS='"$(ABI_MAKE_VARS)"' -o $@ $< $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	  -DMC_MAKE_VARS='"$(ABI_MAKE_VARS)"' -o $@ $< $(ABI_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) \
 	  $(HOST_LIBS) -lffi -lpthread
 
 # Fuzzing.  tests/fuzz/<target>.c defines LLVMFuzzerTestOneInput.  `make test` replays each
@@ -101,10 +101,10 @@ FUZZ_REPLAY_OBJ := $(BUILD)/obj/tests/fuzz/replay.o
 tests: $(FUZZ_REPLAY_BIN)
 
 $(FUZZ_REPLAY_OBJ): CFLAGS_ALL += -DMC_SOURCE_DIR='"$(CURDIR)"'
-$(BUILD)/tests/fuzz_%: tests/fuzz/%.c $(FUZZ_REPLAY_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(INTERNAL_A)
+$(BUILD)/tests/fuzz_%: tests/fuzz/%.c $(FUZZ_REPLAY_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(FUZZ_REPLAY_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	$(Q)$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(FUZZ_REPLAY_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) \
 	  $(INTERNAL_A) $(NCCL_LIBS) $(HOST_LIBS) -lstdc++ -lpthread
 
 FUZZ_SECONDS ?= 60

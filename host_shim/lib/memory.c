@@ -3,7 +3,15 @@
 
 #include <string.h>
 
-#include "groups.h"
+moecomm_result_t shim_group_stats(const moecomm_api_t *api, moecomm_context_t *ctx, int kind,
+                                  moecomm_group_stats_t *st) {
+  moecomm_group_t *g = NULL;
+  moecomm_result_t r;
+  memset(st, 0, sizeof(*st));
+  st->struct_size = sizeof(*st);
+  r = api->group_get(ctx, (moecomm_group_kind_t)kind, &g);
+  return r == MOECOMM_SUCCESS ? api->group_stats(g, st) : r;
+}
 
 int shim_mem_collect(const moecomm_api_t *api, moecomm_context_t *ctx, shim_mem_t *mem_p) {
   int seen[SHIM_GROUP_KINDS];

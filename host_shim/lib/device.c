@@ -1,5 +1,5 @@
-/* device.c - the shim's CUDA runtime calls (device.h).  Everything CUDA sits behind
- * MC_WITH_CUDA so the shim builds and runs without a toolkit. */
+/* device.c - the host's CUDA runtime calls (device.h).  Everything CUDA sits behind
+ * MC_WITH_CUDA so the host library builds and runs without a toolkit. */
 #include "device.h"
 
 #include <errno.h>
@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../abi/moecomm.h"
+#include "../../abi/moecomm.h"
 
 #if MC_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -46,7 +46,8 @@ static int64_t host_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int shim_gpu_count(void) {
+/* CUDA devices counted in a forked child (see device.h); usable: each must accept a context. */
+static int count_in_child(int usable_only) {
 #if MC_WITH_CUDA
   int fds[2], n = 0, st = 0;
   pid_t pid;
@@ -55,13 +56,16 @@ int shim_gpu_count(void) {
   fflush(NULL);
   pid = fork();
   if (pid == 0) {
-    /* Usable means: the runtime initialises and each device accepts a context. */
     int count = 0, usable = 0;
     close(fds[0]);
     if (cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
-    for (int d = 0; d < count; d++)
-      if (cudaSetDevice(d) == cudaSuccess && cudaFree(NULL) == cudaSuccess) usable++;
-    if (usable != count) usable = 0; /* a partly broken machine: run on the CPU */
+    usable = count;
+    if (usable_only) {
+      usable = 0;
+      for (int d = 0; d < count; d++)
+        if (cudaSetDevice(d) == cudaSuccess && cudaFree(NULL) == cudaSuccess) usable++;
+      if (usable != count) usable = 0; /* a partly broken machine: run on the CPU */
+    }
     if (write(fds[1], &usable, sizeof(usable)) != (ssize_t)sizeof(usable)) _exit(1);
     _exit(0);
   }
@@ -77,9 +81,14 @@ int shim_gpu_count(void) {
   }
   return got == (ssize_t)sizeof(n) && n > 0 ? n : 0;
 #else
+  (void)usable_only;
   return 0;
 #endif
 }
+
+int shim_gpu_count(void) { return count_in_child(1); }
+
+int shim_gpu_devices(void) { return count_in_child(0); }
 
 int shim_dev_open(shim_dev_t *dev, int device) {
   memset(dev, 0, sizeof(*dev));

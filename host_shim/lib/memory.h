@@ -1,11 +1,19 @@
-/* memory.h - what the plugin holds per group and per rank, from group_stats (memory.c). */
+/* memory.h - what the plugin holds per group and per rank, from group_stats, and the memory
+ * report (memory.c). */
 #ifndef SHIM_MEMORY_H_
 #define SHIM_MEMORY_H_
 
 #include <stdint.h>
 #include <stdio.h>
 
-#include "../abi/moecomm.h"
+#include "../../abi/moecomm.h"
+
+/* Group kinds: MOECOMM_GROUP_WORLD .. MOECOMM_GROUP_MOE_CP. */
+#define SHIM_GROUP_KINDS (MOECOMM_GROUP_MOE_CP + 1)
+
+/* group_get, then group_stats (struct_size set) of this rank's group of `kind`. */
+moecomm_result_t shim_group_stats(const moecomm_api_t *api, moecomm_context_t *ctx, int kind,
+                                  moecomm_group_stats_t *st);
 
 /* One rank's totals (fixed layout: it crosses processes). */
 typedef struct shim_mem {

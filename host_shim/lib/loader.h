@@ -6,13 +6,14 @@
  * MOECOMM_PLUGIN_DIR (else next to the executable, else ../lib/moecomm/); a comma list -> each
  * tried in order; "none" -> no plugin.  A default that fails is a quiet fallback (one INFO line);
  * an explicit request that fails is a loud error naming the path and the dlerror or negotiation
- * reason. */
+ * reason.  A MOECOMM_PLUGIN_DIR that is not a directory is one warning line on stderr naming it
+ * (when the search would look there), then ignored. */
 #ifndef SHIM_LOADER_H_
 #define SHIM_LOADER_H_
 
 #include <stdint.h>
 
-#include "../abi/moecomm.h"
+#include "../../abi/moecomm.h"
 
 typedef struct shim_plugin {
   void *handle;              /* dlopen handle, NULL when not loaded */
@@ -39,5 +40,9 @@ shim_load_result_t shim_plugin_load_path(const char *path, uint32_t min_version,
                                          size_t errlen);
 
 void shim_plugin_unload(shim_plugin_t *plugin);
+
+/* Directory of the running executable, from /proc/self/exe (where the default plugin is looked
+   for first).  0 on success. */
+int shim_loader_exe_dir(char *out, size_t out_size);
 
 #endif

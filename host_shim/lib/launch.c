@@ -2,19 +2,17 @@
  *
  * The hub is one MAP_SHARED|MAP_ANONYMOUS mapping made before fork, so every child sees it at the
  * same address: a robust process-shared mutex and condition variable (monotonic clock), a
- * generation counter so the all-gather can be called any number of times, and two data areas
- * used alternately by generation.  Double buffering is enough: a rank can only start generation
- * g+2 once every rank has arrived at g+1, and each rank copies g's result out before that. */
-#ifndef _GNU_SOURCE
-/* MAP_ANONYMOUS, MAP_NORESERVE, prctl, strsignal: this file is meant to be copied as is. */
-#define _GNU_SOURCE
-#endif
+ * generation counter so the all-gather can be called any number of times, two data areas used
+ * alternately by generation, and one phase slot per rank.  Double buffering is enough: a rank can
+ * only start generation g+2 once every rank has arrived at g+1, and each rank copies g's result
+ * out before that. */
 #include "launch.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +24,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "report.h"
+
 #define SHIM_HUB_MAX_BYTES ((size_t)1 << 20) /* per rank per all-gather (launch.h) */
 #define SHIM_HUB_MAX_WORLD 1024
 #define SHIM_POLL_MS 100                     /* how often a waiter looks for dead siblings */
 #define SHIM_DEFAULT_TIMEOUT_MS 60000
+#define SHIM_PHASE_BYTES 96                  /* a rank's phase text, NUL included */
+
+/* A rank's phase: written only by that rank, read by the launcher.  seq is odd while the text is
+   being written (a sequence lock: the reader copies, then retries if seq moved). */
+typedef struct shim_phase_slot {
+  uint32_t seq;
+  char text[SHIM_PHASE_BYTES];
+} shim_phase_slot_t;
 
 typedef struct shim_hub shim_hub_t;
 
@@ -51,6 +59,7 @@ struct shim_hub {
   shim_port_t *ports; /* world entries (inside this mapping) */
   pid_t *pids;        /* written by the parent after each fork; 0 until then */
   int *exited;        /* set by the parent when it reaps a rank */
+  shim_phase_slot_t *phases; /* world entries */
   unsigned char *data[2];
   size_t map_bytes;
 };
@@ -218,7 +227,8 @@ static shim_hub_t *hub_create(int world) {
   size_t off_ports = align_up(sizeof(shim_hub_t), 64);
   size_t off_pids = align_up(off_ports + (size_t)world * sizeof(shim_port_t), 64);
   size_t off_exited = align_up(off_pids + (size_t)world * sizeof(pid_t), 64);
-  size_t off_data = align_up(off_exited + (size_t)world * sizeof(int), 4096);
+  size_t off_phases = align_up(off_exited + (size_t)world * sizeof(int), 64);
+  size_t off_data = align_up(off_phases + (size_t)world * sizeof(shim_phase_slot_t), 4096);
   size_t area = (size_t)world * SHIM_HUB_MAX_BYTES;
   size_t total = off_data + 2 * area;
   pthread_mutexattr_t ma;
@@ -242,6 +252,7 @@ static shim_hub_t *hub_create(int world) {
   hub->ports = (shim_port_t *)(base + off_ports);
   hub->pids = (pid_t *)(base + off_pids);
   hub->exited = (int *)(base + off_exited);
+  hub->phases = (shim_phase_slot_t *)(base + off_phases);
   hub->data[0] = base + off_data;
   hub->data[1] = base + off_data + area;
   for (int r = 0; r < world; r++) {
@@ -318,25 +329,160 @@ static void run_child(shim_hub_t *hub, int rank, int world, shim_rank_fn_t fn, v
   _exit(st == 0 ? 0 : ((st & 0xff) != 0 ? (st & 0xff) : 1));
 }
 
-int shim_launch(int world, shim_rank_fn_t fn, void *arg, int timeout_s) {
+void shim_launch_phase(const char *fmt, ...) {
+  shim_phase_slot_t *slot;
+  char text[SHIM_PHASE_BYTES];
+  uint32_t seq;
+  va_list ap;
+  if (g_port == NULL) return;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof(text), fmt, ap);
+  va_end(ap);
+  slot = &g_port->hub->phases[g_port->rank];
+  seq = __atomic_load_n(&slot->seq, __ATOMIC_RELAXED);
+  __atomic_store_n(&slot->seq, seq + 1, __ATOMIC_RELAXED);
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  for (size_t i = 0; i < sizeof(text); i++)
+    __atomic_store_n(&slot->text[i], text[i], __ATOMIC_RELAXED);
+  __atomic_store_n(&slot->seq, seq + 2, __ATOMIC_RELEASE);
+}
+
+/* Parent: rank r's last phase into out (SHIM_PHASE_BYTES); "" when it never set one. */
+static void phase_read(shim_hub_t *hub, int r, char *out) {
+  shim_phase_slot_t *slot = &hub->phases[r];
+  for (int tries = 0; tries < 1000; tries++) {
+    uint32_t before = __atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < SHIM_PHASE_BYTES; i++)
+      out[i] = __atomic_load_n(&slot->text[i], __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    if ((before & 1u) == 0 && __atomic_load_n(&slot->seq, __ATOMIC_RELAXED) == before) break;
+  }
+  out[SHIM_PHASE_BYTES - 1] = '\0';
+}
+
+/* Parent, at the timeout: one line per distinct phase of the ranks still running (ranks in
+   order, e.g. "  ranks 1-3: capturing size 64 (5/24)"), then the configured hint. */
+static void report_timeout(shim_hub_t *hub, const int *done, int started, int world,
+                           const shim_launch_cfg_t *cfg) {
+  char (*text)[SHIM_PHASE_BYTES] = calloc((size_t)started, sizeof(*text));
+  int32_t *same = calloc((size_t)started, sizeof(*same));
+  int running = 0;
+  for (int r = 0; r < started; r++) running += !done[r];
+  fprintf(stderr, "shim_launch: %d of %d rank%s still running after %d s; killed every rank%s\n",
+          running, world, world == 1 ? "" : "s", cfg->timeout_s,
+          text != NULL && same != NULL ? ". They were:" : "");
+  for (int r = 0; text != NULL && same != NULL && r < started; r++)
+    if (!done[r]) phase_read(hub, r, text[r]);
+  for (int r = 0; text != NULL && same != NULL && r < started; r++) {
+    char list[256];
+    int n = 0, seen = 0;
+    if (done[r]) continue;
+    for (int q = 0; q < r && !seen; q++) seen = !done[q] && strcmp(text[q], text[r]) == 0;
+    if (seen) continue; /* printed with the first rank of its phase */
+    for (int q = r; q < started; q++)
+      if (!done[q] && strcmp(text[q], text[r]) == 0) same[n++] = q;
+    shim_format_ranks(same, n, list, sizeof(list));
+    if (list[strlen(list) - 1] == ']') list[strlen(list) - 1] = '\0'; /* "ranks 1-3" */
+    fprintf(stderr, "  rank%s %s: %s\n", n == 1 ? "" : "s", list + 1,
+            text[r][0] ? text[r] : "(no phase reported)");
+  }
+  if (cfg->on_timeout != NULL) fprintf(stderr, "%s\n", cfg->on_timeout);
+  free(text);
+  free(same);
+}
+
+/* Forks the ranks (SIGCHLD already blocked); returns how many started.  A failed fork kills the
+   ranks started so far; those never started are added to *failed_p. */
+static int fork_ranks(shim_hub_t *hub, pid_t *pids, int world, shim_rank_fn_t fn, void *arg,
+                      const sigset_t *old_mask, const struct sigaction *old_chld, int *failed_p) {
+  pid_t parent = getpid();
+  int started = 0;
+  fflush(NULL); /* or each child prints the parent's buffered output again */
+  for (int r = 0; r < world; r++) {
+    pid_t pid = fork();
+    if (pid == 0) run_child(hub, r, world, fn, arg, parent, old_mask, old_chld);
+    if (pid < 0) {
+      fprintf(stderr, "shim_launch: fork of rank %d of %d failed: %s; stopping the others\n", r,
+              world, strerror(errno));
+      hub_lock_break(hub, "the launcher could not start every rank");
+      for (int k = 0; k < started; k++) kill(pids[k], SIGKILL);
+      *failed_p = world - started;
+      break;
+    }
+    pids[r] = pid;
+    __atomic_store_n(&hub->pids[r], pid, __ATOMIC_RELEASE);
+    started++;
+  }
+  return started;
+}
+
+/* Reaps every started rank into status[] (done[r] = 1); once cfg->timeout_s has passed, kills
+   those still running (killed[r] = 1).  Returns 1 when the timeout struck. */
+static int wait_ranks(shim_hub_t *hub, const pid_t *pids, int *status, int *done, int *killed,
+                      int started, int world, const shim_launch_cfg_t *cfg,
+                      const sigset_t *chld) {
+  int remaining = started, timed_out = 0;
+  int64_t deadline = cfg->timeout_s > 0 ? now_ms() + (int64_t)cfg->timeout_s * 1000 : INT64_MAX;
+  while (remaining > 0) {
+    int reaped = 0;
+    for (int r = 0; r < started; r++) {
+      pid_t got;
+      if (done[r]) continue;
+      got = waitpid(pids[r], &status[r], WNOHANG);
+      if (got == pids[r] || (got < 0 && errno == ECHILD)) {
+        if (got < 0) status[r] = 0x7f00; /* reaped by someone else: unknown, report as failed */
+        done[r] = 1;
+        remaining--;
+        reaped++;
+        hub_mark_exited(hub, r);
+      }
+    }
+    if (remaining == 0) break;
+    if (reaped) continue;
+    if (!timed_out && now_ms() >= deadline) {
+      timed_out = 1;
+      report_timeout(hub, done, started, world, cfg); /* before the kill: phases still fresh */
+      for (int r = 0; r < started; r++)
+        if (!done[r]) {
+          kill(pids[r], SIGKILL);
+          killed[r] = 1; /* the timeout message named it already */
+        }
+      continue;
+    }
+    {
+      int64_t left = deadline - now_ms();
+      int64_t wait_ms = timed_out ? SHIM_POLL_MS : (left < SHIM_POLL_MS ? left : SHIM_POLL_MS);
+      struct timespec ts;
+      if (wait_ms < 1) wait_ms = 1;
+      /* The cap keeps us responsive even if a SIGCHLD went to another thread. */
+      ts.tv_sec = wait_ms / 1000;
+      ts.tv_nsec = (long)(wait_ms % 1000) * 1000000L;
+      sigtimedwait(chld, NULL, &ts);
+    }
+  }
+  return timed_out;
+}
+
+int shim_launch_ex(int world, shim_rank_fn_t fn, void *arg, const shim_launch_cfg_t *cfg,
+                   int *timed_out_p) {
   shim_hub_t *hub;
   pid_t *pids;
-  int *status, *done;
-  int started = 0, remaining, failed = 0, timed_out = 0;
+  int *status, *done, *killed;
+  int started, failed = 0, timed_out = 0;
   sigset_t chld, old_mask;
   struct sigaction dfl, old_chld;
-  pid_t parent = getpid();
-  int64_t deadline;
 
-  if (world < 1 || world > SHIM_HUB_MAX_WORLD || fn == NULL) {
-    fprintf(stderr, "shim_launch: world %d must be in [1, %d] and fn non-NULL\n", world,
+  if (timed_out_p != NULL) *timed_out_p = 0;
+  if (world < 1 || world > SHIM_HUB_MAX_WORLD || fn == NULL || cfg == NULL) {
+    fprintf(stderr, "shim_launch: world %d must be in [1, %d], fn and cfg non-NULL\n", world,
             SHIM_HUB_MAX_WORLD);
     return world < 1 ? 1 : world;
   }
   pids = calloc((size_t)world, sizeof(*pids));
   status = calloc((size_t)world, sizeof(*status));
   done = calloc((size_t)world, sizeof(*done));
-  if (pids == NULL || status == NULL || done == NULL) {
+  killed = calloc((size_t)world, sizeof(*killed));
+  if (pids == NULL || status == NULL || done == NULL || killed == NULL) {
     fprintf(stderr, "shim_launch: out of memory for %d ranks\n", world);
     failed = world;
     goto out;
@@ -357,87 +503,63 @@ int shim_launch(int world, shim_rank_fn_t fn, void *arg, int timeout_s) {
   sigemptyset(&dfl.sa_mask);
   sigaction(SIGCHLD, &dfl, &old_chld);
 
-  fflush(NULL); /* or each child prints the parent's buffered output again */
-  for (int r = 0; r < world; r++) {
-    pid_t pid = fork();
-    if (pid == 0) run_child(hub, r, world, fn, arg, parent, &old_mask, &old_chld);
-    if (pid < 0) {
-      fprintf(stderr, "shim_launch: fork of rank %d of %d failed: %s; stopping the others\n", r,
-              world, strerror(errno));
-      hub_lock_break(hub, "the launcher could not start every rank");
-      for (int k = 0; k < started; k++) kill(pids[k], SIGKILL);
-      failed = world - started; /* ranks never started count as failed */
-      break;
-    }
-    pids[r] = pid;
-    __atomic_store_n(&hub->pids[r], pid, __ATOMIC_RELEASE);
-    started++;
-  }
-
-  remaining = started;
-  deadline = timeout_s > 0 ? now_ms() + (int64_t)timeout_s * 1000 : INT64_MAX;
-  while (remaining > 0) {
-    int reaped = 0;
-    for (int r = 0; r < started; r++) {
-      pid_t got;
-      if (done[r]) continue;
-      got = waitpid(pids[r], &status[r], WNOHANG);
-      if (got == pids[r] || (got < 0 && errno == ECHILD)) {
-        if (got < 0) status[r] = 0x7f00; /* reaped by someone else: unknown, report as failed */
-        done[r] = 1;
-        remaining--;
-        reaped++;
-        hub_mark_exited(hub, r);
-      }
-    }
-    if (remaining == 0) break;
-    if (reaped) continue;
-    if (!timed_out && now_ms() >= deadline) {
-      /* Kill the whole lot; name the ranks that were still running. */
-      char names[256];
-      size_t used = 0;
-      int cut = 0;
-      timed_out = 1;
-      names[0] = '\0';
-      for (int r = 0; r < started; r++) {
-        int w;
-        if (done[r]) continue;
-        kill(pids[r], SIGKILL);
-        w = snprintf(names + used, sizeof(names) - used, "%s%d", used ? "," : "", r);
-        if (w < 0 || (size_t)w >= sizeof(names) - used) cut = 1;
-        else used += (size_t)w;
-      }
-      fprintf(stderr,
-              "shim_launch: rank(s) %s%s of %d still running after %d s; killed every rank\n",
-              names, cut ? ",..." : "", world, timeout_s);
-      continue;
-    }
-    {
-      int64_t left = deadline - now_ms();
-      int64_t wait_ms = timed_out ? SHIM_POLL_MS : (left < SHIM_POLL_MS ? left : SHIM_POLL_MS);
-      struct timespec ts;
-      if (wait_ms < 1) wait_ms = 1;
-      /* The cap keeps us responsive even if a SIGCHLD went to another thread. */
-      ts.tv_sec = wait_ms / 1000;
-      ts.tv_nsec = (long)(wait_ms % 1000) * 1000000L;
-      sigtimedwait(&chld, NULL, &ts);
-    }
-  }
-
+  started = fork_ranks(hub, pids, world, fn, arg, &old_mask, &old_chld, &failed);
+  timed_out = wait_ranks(hub, pids, status, done, killed, started, world, cfg, &chld);
   for (int r = 0; r < started; r++) {
     if (WIFEXITED(status[r]) && WEXITSTATUS(status[r]) == 0) continue;
     failed++;
-    report_status(r, world, status[r]);
+    if (!killed[r]) report_status(r, world, status[r]);
   }
 
   sigaction(SIGCHLD, &old_chld, NULL);
   sigprocmask(SIG_SETMASK, &old_mask, NULL);
   hub_destroy(hub);
+  if (timed_out_p != NULL) *timed_out_p = timed_out;
 out:
   free(pids);
   free(status);
   free(done);
+  free(killed);
   return failed;
+}
+
+int shim_launch(int world, shim_rank_fn_t fn, void *arg, int timeout_s) {
+  shim_launch_cfg_t cfg;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.timeout_s = timeout_s;
+  return shim_launch_ex(world, fn, arg, &cfg, NULL);
+}
+
+/* The all-gather of a world of one: the rank's own contribution. */
+static int allgather_one(void *user, const void *send, void *recv, size_t bytes) {
+  (void)user;
+  memcpy(recv, send, bytes);
+  return 0;
+}
+
+moecomm_context_params_t shim_launch_params(const moecomm_topology_t *topo, int device) {
+  moecomm_context_params_t p;
+  memset(&p, 0, sizeof(p));
+  p.struct_size = sizeof(p);
+  p.topology = topo;
+  if (topo != NULL && topo->world_size == 1) {
+    p.host_allgather = allgather_one;
+  } else {
+    p.host_allgather = shim_host_allgather;
+    p.host_user = shim_launch_hub();
+  }
+  p.device = device;
+  return p;
+}
+
+moecomm_topology_t shim_launch_topology(int world, int rank, int tp) {
+  moecomm_topology_t t;
+  memset(&t, 0, sizeof(t));
+  t.struct_size = sizeof(t);
+  t.world_size = world;
+  t.rank = rank;
+  t.tp = tp;
+  return t;
 }
 
 /* Strict non-negative decimal integer. */
@@ -473,4 +595,17 @@ int shim_env_rank(int *rank_p, int *world_p) {
   *rank_p = rank;
   *world_p = world;
   return 0;
+}
+
+void shim_env_apply(const char *const *env) {
+  for (int i = 0; env != NULL && env[i] != NULL; i++) {
+    const char *eq = strchr(env[i], '=');
+    if (eq == NULL) {
+      unsetenv(env[i]);
+    } else {
+      char name[128];
+      snprintf(name, sizeof(name), "%.*s", (int)(eq - env[i]), env[i]);
+      setenv(name, eq + 1, 1);
+    }
+  }
 }

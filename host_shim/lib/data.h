@@ -1,5 +1,6 @@
-/* data.h - the shim's test data: deterministic inputs that every rank can regenerate for any
- * peer, and exact expected values in fp32, fp16 and bf16.
+/* data.h - test data for the host, the tests and the benchmarks: deterministic inputs that every
+ * rank can regenerate for any peer, exact expected values in fp32, fp16 and bf16, and the
+ * conversions between float and the 16-bit types.
  *
  * Input element i of (seed, iteration, rank, op) is a non-zero integer in [-4, 4].  Any sum of up
  * to 64 of them, in any order, has |partial sum| <= 256: every partial sum is exact even in bf16
@@ -10,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../abi/moecomm.h"
+#include "../../abi/moecomm.h"
 
 #define SHIM_DATA_MAX_ADDENDS 64 /* largest group whose sums stay exact in bf16 */
 
@@ -34,6 +35,23 @@ static inline uint64_t shim_data_mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+/* splitmix64: the same sequence on every rank for the same state. */
+static inline uint64_t shim_data_rand(uint64_t *state) {
+  return shim_data_mix64(*state += 0x9e3779b97f4a7c15ull);
+}
+
+/* n random non-zero integers from seed, |v| <= 8 (bf16: 4), so that sums over up to 64 ranks stay
+   exact in the dtype (int32 too). */
+void shim_data_fill_random(void *buf, size_t n, moecomm_dtype_t dtype, uint64_t seed);
+/* Element i of buf as double (NaN for an unknown dtype). */
+double shim_data_get(const void *buf, size_t i, moecomm_dtype_t dtype);
+
+/* float <-> fp16 / bf16 bits, rounding to nearest even (overflow to infinity, NaN stays NaN). */
+uint16_t shim_data_to_half(float f);
+uint16_t shim_data_to_bf16(float f);
+float shim_data_from_half(uint16_t h);
+float shim_data_from_bf16(uint16_t b);
+
 /* Element i of the input named by key. */
 int shim_data_value(const shim_data_key_t *key, size_t i);
 
@@ -46,8 +64,11 @@ void shim_data_accumulate(int32_t *acc, size_t first, size_t n, const shim_data_
 
 /* Bits of the integer v (|v| <= 2048) in dtype: exact. */
 uint32_t shim_data_encode(int v, moecomm_dtype_t dtype);
-/* Bits of element i of buf. */
-uint32_t shim_data_bits(const void *buf, size_t i, moecomm_dtype_t dtype);
+/* Bits of element i of buf (inline: verification calls it for every element). */
+static inline uint32_t shim_data_bits(const void *buf, size_t i, moecomm_dtype_t dtype) {
+  if (dtype == MOECOMM_FLOAT16 || dtype == MOECOMM_BFLOAT16) return ((const uint16_t *)buf)[i];
+  return ((const uint32_t *)buf)[i];
+}
 /* Stores dtype bits (from shim_data_encode) as element i of buf. */
 static inline void shim_data_put_bits(void *buf, size_t i, moecomm_dtype_t dtype, uint32_t bits) {
   if (dtype == MOECOMM_FLOAT16 || dtype == MOECOMM_BFLOAT16) ((uint16_t *)buf)[i] = (uint16_t)bits;

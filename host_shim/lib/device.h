@@ -1,4 +1,4 @@
-/* device.h - every CUDA runtime call of the shim, behind CUDA-free types.
+/* device.h - every CUDA runtime call of the host library, behind CUDA-free types.
  *
  * A shim_dev_t is either a GPU (device ordinal, a non-blocking stream; buffers are device memory,
  * staging is pinned host memory) or the CPU (MOECOMM_DEVICE_CPU: buffers are host memory, stream
@@ -18,8 +18,11 @@ typedef struct shim_dev {
 } shim_dev_t;
 
 /* CUDA devices that a process can use, counted in a forked child so that this process never
-   initialises CUDA (ranks forked later could not use it).  0 without CUDA or a usable device. */
+   initialises CUDA (ranks forked later could not use it).  Usable: every device accepts a
+   context (0 when one does not: a partly broken machine runs on the CPU).  0 without CUDA. */
 int shim_gpu_count(void);
+/* The same count without creating contexts: cudaGetDeviceCount in a forked child. */
+int shim_gpu_devices(void);
 
 /* Opens device (an ordinal or MOECOMM_DEVICE_CPU): sets it current and creates the stream. */
 int shim_dev_open(shim_dev_t *dev, int device);

@@ -1,4 +1,4 @@
-/* data.c - deterministic inputs and exact expected values (data.h). */
+/* data.c - deterministic inputs, exact expected values and 16-bit float conversions (data.h). */
 #include "data.h"
 
 #include <math.h>
@@ -105,11 +105,6 @@ void shim_data_accumulate(int32_t *acc, size_t first, size_t n, const shim_data_
   }
 }
 
-uint32_t shim_data_bits(const void *buf, size_t i, moecomm_dtype_t dtype) {
-  if (shim_dtype_size(dtype) == 2) return ((const uint16_t *)buf)[i];
-  return ((const uint32_t *)buf)[i];
-}
-
 double shim_data_decode(uint32_t bits, moecomm_dtype_t dtype) {
   float f;
   switch (dtype) {
@@ -134,4 +129,84 @@ int shim_data_same(uint32_t got, uint32_t want, moecomm_dtype_t dtype) {
   if (got == want) return 1;
   /* +0 and -0: a kernel may legitimately produce either for a zero sum. */
   return dtype != MOECOMM_INT32 && (got & mag) == 0 && (want & mag) == 0;
+}
+
+static float bits_f32(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+uint16_t shim_data_to_bf16(float f) {
+  uint32_t u = f32_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u); /* quiet NaN */
+  u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even; overflows to inf */
+  return (uint16_t)(u >> 16);
+}
+
+float shim_data_from_bf16(uint16_t b) { return bits_f32((uint32_t)b << 16); }
+
+/* A subnormal half (or zero) from the fp32 bits a (sign cleared): the value in units of 2^-24,
+   rounded to nearest even. */
+static uint16_t half_subnormal(uint32_t a) {
+  uint32_t exp = a >> 23, mant, shift, q, rem, half;
+  if (exp < 102) return 0; /* below half of the smallest subnormal */
+  mant = (a & 0x7fffffu) | 0x800000u;
+  shift = 126 - exp; /* value = mant * 2^(exp-150) = q * 2^-24 */
+  q = mant >> shift;
+  rem = mant & ((1u << shift) - 1u);
+  half = 1u << (shift - 1);
+  if (rem > half || (rem == half && (q & 1u))) q++;
+  return (uint16_t)q;
+}
+
+uint16_t shim_data_to_half(float f) {
+  uint32_t u = f32_bits(f);
+  uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+  uint32_t a = u & 0x7fffffffu, r;
+  if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  /* NaN */
+  if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
+  if (a < 0x38800000u) return (uint16_t)(sign | half_subnormal(a));
+  r = a + 0xfffu + ((a >> 13) & 1u); /* ties to even on the 13 dropped bits */
+  return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
+}
+
+float shim_data_from_half(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  if (exp == 0x1f) return bits_f32(sign | 0x7f800000u | (mant << 13));
+  if (exp == 0) {
+    float v = (float)mant * (1.0f / 16777216.0f); /* mant * 2^-24, exact */
+    return sign ? -v : v;
+  }
+  return bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+void shim_data_fill_random(void *buf, size_t n, moecomm_dtype_t dtype, uint64_t seed) {
+  uint64_t st = seed * 0x2545f4914f6cdd1dull + 0x632be59bd9b4e019ull;
+  /* Non-zero integers in [-m, m]: 64 ranks' sum stays within the dtype's exact integers
+     (bf16 has 8 significant bits: |sum| <= 256; fp16 11 bits: 512 fits). */
+  int m = dtype == MOECOMM_BFLOAT16 ? 4 : 8;
+  for (size_t i = 0; i < n; i++) {
+    int v = (int)(shim_data_rand(&st) % (uint64_t)(2 * m)) - m; /* [-m, m-1] */
+    if (v >= 0) v++;                                             /* [-m, -1] u [1, m] */
+    switch (dtype) {
+      case MOECOMM_FLOAT32: ((float *)buf)[i] = (float)v; break;
+      case MOECOMM_FLOAT16: ((uint16_t *)buf)[i] = shim_data_to_half((float)v); break;
+      case MOECOMM_BFLOAT16: ((uint16_t *)buf)[i] = shim_data_to_bf16((float)v); break;
+      case MOECOMM_INT32: ((int32_t *)buf)[i] = v; break;
+      default: return;
+    }
+  }
+}
+
+double shim_data_get(const void *buf, size_t i, moecomm_dtype_t dtype) {
+  switch (dtype) {
+    case MOECOMM_FLOAT32: return ((const float *)buf)[i];
+    case MOECOMM_FLOAT16: return shim_data_from_half(((const uint16_t *)buf)[i]);
+    case MOECOMM_BFLOAT16: return shim_data_from_bf16(((const uint16_t *)buf)[i]);
+    case MOECOMM_INT32: return ((const int32_t *)buf)[i];
+  }
+  return NAN;
 }

@@ -55,8 +55,31 @@ static int debug_info_enabled(void) {
   return v != NULL && (strcasecmp(v, "INFO") == 0 || strcasecmp(v, "TRACE") == 0);
 }
 
-/* Directory of the running executable, from /proc/self/exe.  0 on success. */
-static int exe_dir(char *out, size_t out_size) {
+/* MOECOMM_PLUGIN_DIR, looked at once per shim_plugin_load: a directory that does not exist is
+   one warning line naming it, then ignored like an unset one. */
+typedef struct plugin_dir {
+  int checked;
+  const char *dir; /* NULL: unset, empty or missing */
+} plugin_dir_t;
+
+static const char *plugin_dir_get(plugin_dir_t *pd) {
+  struct stat st;
+  const char *v, *why = NULL;
+  if (pd->checked) return pd->dir;
+  pd->checked = 1;
+  v = getenv("MOECOMM_PLUGIN_DIR");
+  if (v == NULL || v[0] == '\0') return NULL;
+  if (stat(v, &st) != 0) why = strerror(errno);
+  else if (!S_ISDIR(st.st_mode)) why = "not a directory";
+  if (why != NULL) {
+    fprintf(stderr, "moecomm loader: WARN MOECOMM_PLUGIN_DIR=%s: %s; ignoring it\n", v, why);
+    return NULL;
+  }
+  pd->dir = v;
+  return v;
+}
+
+int shim_loader_exe_dir(char *out, size_t out_size) {
   char buf[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   char *slash;
@@ -79,7 +102,7 @@ static int join_path(char *out, size_t out_size, const char *dir, const char *fi
 /* The installed layout (make install, the .deb): PREFIX/bin/<exe> finds PREFIX/lib/moecomm/. */
 static int installed_dir(char *out, size_t out_size) {
   char dir[PATH_MAX];
-  if (exe_dir(dir, sizeof(dir)) != 0) return -1;
+  if (shim_loader_exe_dir(dir, sizeof(dir)) != 0) return -1;
   return join_path(out, out_size, dir, "../lib/moecomm");
 }
 
@@ -89,6 +112,43 @@ static int same_file(const char *a, const char *b) {
   if (a == NULL || b == NULL) return 0;
   if (stat(a, &sa) != 0 || stat(b, &sb) != 0) return 0;
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* What a successful negotiation returned must be usable: a version in the range asked for, a
+   1.x table, and the two calls every failure is reported through.  0, or -1 with err set. */
+static int check_table(const char *resolved, const moecomm_api_t *api, uint32_t version,
+                       uint32_t min_version, uint32_t max_version, char *err, size_t errlen) {
+  if (api == NULL) {
+    err_append(err, errlen, "%s: %s succeeded but returned no function table", resolved,
+               MOECOMM_ENTRY_SYMBOL_V1);
+    return -1;
+  }
+  if (version < min_version || version > max_version) {
+    err_append(err, errlen,
+               "%s: negotiated ABI %u.%u, outside the requested range [%u.%u, %u.%u]", resolved,
+               MOECOMM_ABI_VERSION_GET_MAJOR(version), MOECOMM_ABI_VERSION_GET_MINOR(version),
+               MOECOMM_ABI_VERSION_GET_MAJOR(min_version),
+               MOECOMM_ABI_VERSION_GET_MINOR(min_version),
+               MOECOMM_ABI_VERSION_GET_MAJOR(max_version),
+               MOECOMM_ABI_VERSION_GET_MINOR(max_version));
+    return -1;
+  }
+  if (api->struct_size < SHIM_API_V1_0_SIZE ||
+      MOECOMM_ABI_VERSION_GET_MAJOR(api->abi_version) != 1) {
+    err_append(err, errlen,
+               "%s: function table is not an ABI 1.x table (struct_size %zu, at least %zu "
+               "expected; abi_version %u.%u)",
+               resolved, api->struct_size, (size_t)SHIM_API_V1_0_SIZE,
+               MOECOMM_ABI_VERSION_GET_MAJOR(api->abi_version),
+               MOECOMM_ABI_VERSION_GET_MINOR(api->abi_version));
+    return -1;
+  }
+  /* The host reports every failure through these two; a table without them is unusable. */
+  if (api->result_string == NULL || api->last_error == NULL) {
+    err_append(err, errlen, "%s: function table lacks result_string or last_error", resolved);
+    return -1;
+  }
+  return 0;
 }
 
 shim_load_result_t shim_plugin_load_path(const char *path, uint32_t min_version,
@@ -165,36 +225,7 @@ shim_load_result_t shim_plugin_load_path(const char *path, uint32_t min_version,
                why[0] ? why : "no reason given", entry_result_name(r));
     goto fail;
   }
-  if (api == NULL) {
-    err_append(err, errlen, "%s: %s succeeded but returned no function table", resolved,
-               MOECOMM_ENTRY_SYMBOL_V1);
-    goto fail;
-  }
-  if (version < min_version || version > max_version) {
-    err_append(err, errlen,
-               "%s: negotiated ABI %u.%u, outside the requested range [%u.%u, %u.%u]", resolved,
-               MOECOMM_ABI_VERSION_GET_MAJOR(version), MOECOMM_ABI_VERSION_GET_MINOR(version),
-               MOECOMM_ABI_VERSION_GET_MAJOR(min_version),
-               MOECOMM_ABI_VERSION_GET_MINOR(min_version),
-               MOECOMM_ABI_VERSION_GET_MAJOR(max_version),
-               MOECOMM_ABI_VERSION_GET_MINOR(max_version));
-    goto fail;
-  }
-  if (api->struct_size < SHIM_API_V1_0_SIZE ||
-      MOECOMM_ABI_VERSION_GET_MAJOR(api->abi_version) != 1) {
-    err_append(err, errlen,
-               "%s: function table is not an ABI 1.x table (struct_size %zu, at least %zu "
-               "expected; abi_version %u.%u)",
-               resolved, api->struct_size, (size_t)SHIM_API_V1_0_SIZE,
-               MOECOMM_ABI_VERSION_GET_MAJOR(api->abi_version),
-               MOECOMM_ABI_VERSION_GET_MINOR(api->abi_version));
-    goto fail;
-  }
-  /* The host reports every failure through these two; a table without them is unusable. */
-  if (api->result_string == NULL || api->last_error == NULL) {
-    err_append(err, errlen, "%s: function table lacks result_string or last_error", resolved);
-    goto fail;
-  }
+  if (check_table(resolved, api, version, min_version, max_version, err, errlen) != 0) goto fail;
 
   memset(plugin, 0, sizeof(*plugin));
   plugin->handle = handle;
@@ -218,13 +249,13 @@ static int find_in(char dirs[][PATH_MAX], int ndirs, const char *file, char *pat
 /* One explicit entry of MOECOMM_PLUGIN (a path or a name).  A name is looked for in
    MOECOMM_PLUGIN_DIR, next to the executable, then in ../lib/moecomm/ from the executable. */
 static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
-                                     uint32_t max_version, shim_plugin_t *plugin, char *err,
-                                     size_t errlen) {
+                                     uint32_t max_version, plugin_dir_t *pd,
+                                     shim_plugin_t *plugin, char *err, size_t errlen) {
   char file[512];
   char dirs[3][PATH_MAX];
   const char *labels[3];
   int ndirs = 0;
-  const char *plugin_dir = getenv("MOECOMM_PLUGIN_DIR");
+  const char *plugin_dir;
   char path[PATH_MAX];
 
   if (strchr(entry, '/') != NULL)
@@ -235,12 +266,13 @@ static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
     err_append(err, errlen, "MOECOMM_PLUGIN name '%.40s...' is too long", entry);
     return SHIM_LOAD_FAILED;
   }
-  if (plugin_dir != NULL && plugin_dir[0] != '\0') {
+  plugin_dir = plugin_dir_get(pd);
+  if (plugin_dir != NULL) {
     labels[ndirs] = "MOECOMM_PLUGIN_DIR";
     snprintf(dirs[ndirs++], sizeof(dirs[0]), "%s", plugin_dir);
   }
   labels[ndirs] = "executable's directory";
-  if (exe_dir(dirs[ndirs], sizeof(dirs[0])) == 0) ndirs++;
+  if (shim_loader_exe_dir(dirs[ndirs], sizeof(dirs[0])) == 0) ndirs++;
   labels[ndirs] = "installed plugin directory";
   if (installed_dir(dirs[ndirs], sizeof(dirs[0])) == 0) ndirs++;
 
@@ -250,7 +282,7 @@ static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
        find_in(dirs, ndirs, "libmoecomm.so", path, sizeof(path)) == 0))
     return shim_plugin_load_path(path, min_version, max_version, plugin, err, errlen);
   err_append(err, errlen, "plugin '%s': no %s in ", entry, file);
-  if (ndirs == 0) err_append(err, errlen, "any directory (MOECOMM_PLUGIN_DIR unset and "
+  if (ndirs == 0) err_append(err, errlen, "any directory (no usable MOECOMM_PLUGIN_DIR and "
                                           "/proc/self/exe unreadable)");
   for (int i = 0; i < ndirs; i++)
     err_append(err, errlen, "%s%s (%s)", i ? " or " : "", dirs[i], labels[i]);
@@ -260,22 +292,23 @@ static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
 /* The default: libmoecomm.so next to the executable, then in MOECOMM_PLUGIN_DIR, then in
    ../lib/moecomm/ from the executable (the installed layout).  Quiet. */
 static shim_load_result_t load_default(uint32_t min_version, uint32_t max_version,
-                                       shim_plugin_t *plugin, char *err, size_t errlen) {
+                                       plugin_dir_t *pd, shim_plugin_t *plugin, char *err,
+                                       size_t errlen) {
   char dir[PATH_MAX];
   char inst[PATH_MAX];
   char path[PATH_MAX];
   char one[1024];
-  const char *plugin_dir = getenv("MOECOMM_PLUGIN_DIR");
+  const char *plugin_dir = plugin_dir_get(pd);
   const char *dirs[3];
   int ndirs = 0;
 
   err_reset(err, errlen);
-  if (exe_dir(dir, sizeof(dir)) == 0) dirs[ndirs++] = dir;
-  if (plugin_dir != NULL && plugin_dir[0] != '\0') dirs[ndirs++] = plugin_dir;
+  if (shim_loader_exe_dir(dir, sizeof(dir)) == 0) dirs[ndirs++] = dir;
+  if (plugin_dir != NULL) dirs[ndirs++] = plugin_dir;
   if (installed_dir(inst, sizeof(inst)) == 0) dirs[ndirs++] = inst;
   err_append(err, errlen, "no usable default plugin:");
   if (ndirs == 0)
-    err_append(err, errlen, " /proc/self/exe unreadable and MOECOMM_PLUGIN_DIR unset");
+    err_append(err, errlen, " /proc/self/exe unreadable and no usable MOECOMM_PLUGIN_DIR");
   for (int i = 0; i < ndirs; i++) {
     if (join_path(path, sizeof(path), dirs[i], "libmoecomm.so") != 0) continue;
     if (access(path, F_OK) != 0) {
@@ -300,6 +333,7 @@ shim_load_result_t shim_plugin_load(uint32_t min_version, uint32_t max_version,
   char one[2048];
   char *save = NULL;
   int tried = 0;
+  plugin_dir_t pd = {0, NULL};
 
   err_reset(err, errlen);
   if (plugin == NULL) {
@@ -308,7 +342,8 @@ shim_load_result_t shim_plugin_load(uint32_t min_version, uint32_t max_version,
   }
   if (spec == NULL || spec[0] == '\0') {
     char quiet[4096] = "";
-    shim_load_result_t r = load_default(min_version, max_version, plugin, quiet, sizeof(quiet));
+    shim_load_result_t r =
+        load_default(min_version, max_version, &pd, plugin, quiet, sizeof(quiet));
     if (r != SHIM_LOAD_OK) err_append(err, errlen, "%s", quiet);
     return r;
   }
@@ -328,7 +363,8 @@ shim_load_result_t shim_plugin_load(uint32_t min_version, uint32_t max_version,
     while (end > tok && (end[-1] == ' ' || end[-1] == '\t')) *--end = '\0';
     if (*tok == '\0') continue;
     tried++;
-    if (load_entry(tok, min_version, max_version, plugin, one, sizeof(one)) == SHIM_LOAD_OK) {
+    if (load_entry(tok, min_version, max_version, &pd, plugin, one, sizeof(one)) ==
+        SHIM_LOAD_OK) {
       err_reset(err, errlen);
       return SHIM_LOAD_OK;
     }

@@ -1,5 +1,5 @@
 /* scatter_ref.h - a reference model of the scatter modes (ABI 1.1), shared by the host shim's
- * MoE step (host_shim/moe_step.c) and the tests that check moecomm's scatter transitions
+ * MoE step (host_shim/step_v11.c) and the tests that check moecomm's scatter transitions
  * (tests/unit/scatter_modes.c, tests/gpu/scatter_gpu.c).
  *
  * Written from the contract in abi/moecomm.h (moecomm_scatter_args_t: the row layout of each mode)
@@ -10,8 +10,8 @@
  *   - a partial-sum row (reduce) holds P(rank, row), small integers whose sums are exact;
  *   - an input padding row is zero when the transition keeps the mode (its padding is reduced or
  *     copied, and the contract says padding is zero) and garbage otherwise (it must not leak).
- * Output padding must be zero.  Header-only (static inline); depends only on the shim's data.c
- * (exact encodings), which every test and the shim link. */
+ * Output padding must be zero.  Header-only (static inline); depends only on the host library's
+ * data.c (exact encodings), which every test and the shim link. */
 #ifndef SHIM_SCATTER_REF_H_
 #define SHIM_SCATTER_REF_H_
 
@@ -19,10 +19,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../abi/moecomm.h"
+#include "../../abi/moecomm.h"
 #include "data.h"
 
 #define SREF_MAX_RANKS 64
+#define SREF_CHUNK 512 /* elements of a row summed at a time (sref_expect) */
 
 typedef struct sref {
   int world, tp, ep, moe_dp, attn_cp, attn_dp; /* defaults applied (no zeros) */
@@ -180,9 +181,7 @@ static inline int sref_row_token(const sref_t *s, int rank, int mode, size_t row
 /* ---- values ---- */
 
 /* splitmix64: the same sequence on every rank for the same state. */
-static inline uint64_t sref_rand(uint64_t *state) {
-  return shim_data_mix64(*state += 0x9e3779b97f4a7c15ull);
-}
+static inline uint64_t sref_rand(uint64_t *state) { return shim_data_rand(state); }
 
 static inline uint64_t sref_mix(const sref_t *s, uint64_t tag, uint64_t a, uint64_t b) {
   uint64_t st = s->seed ^ (tag << 56) ^ (a << 32) ^ b;
@@ -209,7 +208,23 @@ static inline void sref_fill(void *out, size_t n, moecomm_dtype_t dt, uint64_t s
   for (int k = 0; k < 2 * m; k++) enc[k] = shim_data_encode(k < m ? k - m : k - m + 1, dt);
   for (size_t i = 0; i < n; i++) {
     if ((i & 7) == 0) w = sref_rand(&st);
-    shim_data_put_bits(out, i, dt, enc[((w >> (8 * (i & 7))) & 0xffu) % (uint64_t)(2 * m)]);
+    /* & (2m - 1): the same as % 2m, as 2m divides 256, without a division */
+    shim_data_put_bits(out, i, dt, enc[(w >> (8 * (i & 7))) & (uint64_t)(2 * m - 1)]);
+  }
+}
+
+/* acc[k] += element first + k of what sref_fill(seed) writes, as an integer, k < n: reduced rows
+   are summed in integers and encoded once (far cheaper than adding encoded rows). */
+static inline void sref_accumulate(int32_t *acc, size_t first, size_t n, moecomm_dtype_t dt,
+                                   uint64_t seed) {
+  uint64_t st0 = seed * 0x2545f4914f6cdd1dull + 0x632be59bd9b4e019ull, w = 0;
+  int m = dt == MOECOMM_BFLOAT16 ? 4 : 8;
+  for (size_t i = first; i < first + n; i++) {
+    int k;
+    /* word j of sref_fill's sequence: the (j + 1)-th step of its splitmix64 state */
+    if (i == first || (i & 7) == 0) w = shim_data_mix64(st0 + (i / 8 + 1) * 0x9e3779b97f4a7c15ull);
+    k = (int)((w >> (8 * (i & 7))) & (uint64_t)(2 * m - 1));
+    acc[i - first] += k < m ? k - m : k - m + 1;
   }
 }
 
@@ -281,7 +296,8 @@ static inline int sref_reducers(const sref_t *s, int rank, int from, int to, siz
   return 0;
 }
 
-/* `rank`'s expected recv rows for from -> to.  scratch: room for one row. */
+/* `rank`'s expected recv rows for from -> to.  scratch (room for one row) is no longer used:
+   reduced rows are summed in integers (sref_accumulate). */
 static inline void sref_expect(const sref_t *s, int rank, int from, int to, int reduce, void *out,
                                void *scratch) {
   size_t rows = sref_rows(s, rank, to), rb = sref_row_bytes(s);
@@ -299,12 +315,13 @@ static inline void sref_expect(const sref_t *s, int rank, int from, int to, int 
       continue;
     }
     n = sref_reducers(s, rank, from, to, r, group, tok, members, &in_row);
-    for (size_t h = 0; h < s->hidden; h++) sref_set(row, h, s->dtype, 0.0);
-    for (int m = 0; m < n; m++) {
-      sref_partial_row(s, members[m], in_row, scratch);
-      for (size_t h = 0; h < s->hidden; h++)
-        sref_set(row, h, s->dtype,
-                 sref_get(row, h, s->dtype) + sref_get(scratch, h, s->dtype));
+    for (size_t h0 = 0; h0 < s->hidden; h0 += SREF_CHUNK) {
+      int32_t acc[SREF_CHUNK];
+      size_t len = s->hidden - h0 < SREF_CHUNK ? s->hidden - h0 : SREF_CHUNK;
+      memset(acc, 0, len * sizeof(acc[0]));
+      for (int m = 0; m < n; m++)
+        sref_accumulate(acc, h0, len, s->dtype, sref_mix(s, 2, (uint64_t)members[m], in_row));
+      for (size_t h = 0; h < len; h++) sref_set(row, h0 + h, s->dtype, acc[h]);
     }
   }
 }
@@ -319,6 +336,24 @@ static inline size_t sref_compare(const sref_t *s, const void *got, const void *
     if (!(x == y) && bad++ == 0) *first_p = i / s->hidden;
   }
   return bad;
+}
+
+/* Scatter-mode transition arguments (moecomm_scatter_args_t, struct_size set). */
+static inline moecomm_scatter_args_t sref_args(int from, int to, int reduce, moecomm_dtype_t dtype,
+                                               size_t hidden, const int32_t *tokens, void *send,
+                                               void *recv) {
+  moecomm_scatter_args_t a;
+  memset(&a, 0, sizeof(a));
+  a.struct_size = sizeof(a);
+  a.from = from;
+  a.to = to;
+  a.reduce = reduce;
+  a.dtype = dtype;
+  a.hidden = hidden;
+  a.tokens = tokens;
+  a.send = send;
+  a.recv = recv;
+  return a;
 }
 
 static inline const char *sref_mode_name(int mode) {
