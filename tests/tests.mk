@@ -72,7 +72,7 @@ $(BUILD)/abi/api-alt.o: plugin/api.c | deps
 $(ABI_ALT): $(BUILD)/abi/api-alt.o $(filter-out $(OBJ_DIR)/plugin/api.o,$(PLUGIN_OBJ)) packaging/moecomm.map
 	$(call msg,LD,$@)
 	$(Q)$(CC) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=packaging/moecomm.map -Wl,-z,defs \
-	  -Wl,-soname,libmoecomm-alt.so $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++ -lpthread -lm
+	  -Wl,-soname,libmoecomm-alt.so $(CUDA_LIBS) -lstdc++ -lpthread -lm
 
 # fake_reexport: defines no entry point but links the plugin, whose entry dlsym then finds.
 $(BUILD)/abi/libfake_reexport.so: ABI_FAKE_LIBS = -Wl,--no-as-needed $(PLUGIN) -Wl,-rpath,'$$ORIGIN/..'
