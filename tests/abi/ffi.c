@@ -25,11 +25,13 @@
 typedef struct val {
   long long i;
   void *p;
+  double f; /* float members and arguments */
 } val_t;
-#define P(x) ((val_t){0, (void *)(x)})
+#define P(x) ((val_t){0, (void *)(x), 0})
 /* Plumbing checks (lookups, libffi set-up) record only their failures, not a pass each time. */
 #define MUST(cond, ...) ((cond) ? 1 : MC_CHECK(cond, __VA_ARGS__))
-#define I(x) ((val_t){(long long)(x), NULL})
+#define I(x) ((val_t){(long long)(x), NULL, 0})
+#define F(x) ((val_t){0, NULL, (double)(x)})
 
 static mf_t *g_man;
 static const unsigned char *g_api; /* the plugin's table, as raw bytes */
@@ -67,6 +69,7 @@ static ffi_type *ffi_of(const char *ctype) {
     case MF_C_SINT64: return &ffi_type_sint64;
     case MF_C_UINT64: return &ffi_type_uint64;
     case MF_C_SIZE: return sizeof(size_t) == 8 ? &ffi_type_uint64 : &ffi_type_uint32;
+    case MF_C_FLOAT: return &ffi_type_float;
   }
   return NULL;
 }
@@ -82,6 +85,7 @@ static int ffi_invoke(const char *what, const mf_func_t *fn, void *fnptr, const 
     uint32_t u32;
     int64_t s64;
     uint64_t u64;
+    float f;
     void *p;
   } store[MF_ARGS];
   void *avalues[MF_ARGS];
@@ -109,6 +113,8 @@ static int ffi_invoke(const char *what, const mf_func_t *fn, void *fnptr, const 
       store[i].u32 = (uint32_t)args[i].i;
     else if (atypes[i] == &ffi_type_sint64)
       store[i].s64 = (int64_t)args[i].i;
+    else if (atypes[i] == &ffi_type_float)
+      store[i].f = (float)args[i].f;
     else
       store[i].u64 = (uint64_t)args[i].i;
     avalues[i] = &store[i];
@@ -121,6 +127,7 @@ static int ffi_invoke(const char *what, const mf_func_t *fn, void *fnptr, const 
   memset(&r, 0, sizeof(r));
   ffi_call(&cif, FFI_FN(fnptr), &r, avalues);
   ret->p = NULL;
+  ret->f = 0;
   ret->i = 0;
   if (rtype == &ffi_type_pointer)
     ret->p = r.p;
@@ -144,7 +151,7 @@ static const mf_member_t *slot_of(const char *name) {
 static val_t call_slot(const char *name, const val_t *args, int nargs) {
   const mf_member_t *mb = slot_of(name);
   void *fnptr = NULL;
-  val_t ret = {LLONG_MIN, NULL};
+  val_t ret = {LLONG_MIN, NULL, 0};
   if (mb == NULL) return ret;
   memcpy(&fnptr, g_api + mb->offset, sizeof(fnptr));
   if (ffi_invoke(name, &mb->fn, fnptr, args, nargs, &ret) != 0) ret.i = LLONG_MIN;
@@ -208,6 +215,9 @@ static void obj_set(unsigned char *b, const char *type, const char *field, val_t
   if (b == NULL || mb == NULL || mf_type_info(g_man, mb->type, &size, &align, &cls) != 0) return;
   if (cls == MF_C_PTR) {
     memcpy(b + mb->offset, &v.p, sizeof(v.p));
+  } else if (cls == MF_C_FLOAT) {
+    float x = (float)v.f;
+    memcpy(b + mb->offset, &x, sizeof(x));
   } else if (size == 4) {
     uint32_t x = (uint32_t)v.i;
     memcpy(b + mb->offset, &x, 4);
@@ -219,12 +229,16 @@ static void obj_set(unsigned char *b, const char *type, const char *field, val_t
 
 static val_t obj_get(const unsigned char *b, const char *type, const char *field) {
   const mf_member_t *mb = field_of(type, field);
-  val_t v = {LLONG_MIN, NULL};
+  val_t v = {LLONG_MIN, NULL, 0};
   size_t size, align;
   mf_class_t cls;
   if (b == NULL || mb == NULL || mf_type_info(g_man, mb->type, &size, &align, &cls) != 0) return v;
   if (cls == MF_C_PTR) {
     memcpy(&v.p, b + mb->offset, sizeof(v.p));
+  } else if (cls == MF_C_FLOAT) {
+    float x;
+    memcpy(&x, b + mb->offset, sizeof(x));
+    v.f = x;
   } else if (size == 4) {
     uint32_t x;
     memcpy(&x, b + mb->offset, 4);
