@@ -1,11 +1,11 @@
 /* check.c - `make abi-check` inside `make test`, and proof that it can fail.
  *
  * Runs packaging/abi-check.sh on this build's plugin (each baseline and frozen header it checks is
- * one check here, and every committed dump and frozen header must be among them), then builds deliberately changed copies of abi/moecomm.h through the same
- * script (packaging/abi/probe_v1.c compiled against each) and compares them with the current
- * baseline: an unchanged copy and appends (a slot at the end of the table, an enumerator) must
- * pass; two slots swapped, an argument retyped and a field placed in the old tail padding must
- * fail. */
+ * one check here, and every committed dump and frozen header must be among them), then builds
+ * deliberately changed copies of abi/moecomm.h through the same script (packaging/abi/probe_v1.c
+ * compiled against each) and compares them with the current baseline: an unchanged copy and appends
+ * (a slot at the end of the table, an enumerator) must pass; two slots swapped, an argument retyped
+ * and a field placed in the old tail padding must fail. */
 #include <glob.h>
 #include <limits.h>
 #include <stdio.h>

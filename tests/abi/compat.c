@@ -148,8 +148,8 @@ static int v11_rank(int rank, int world, void *arg) {
   MC_CHECK(st.struct_size == MOECOMM_STRUCT_SIZE(moecomm_group_stats_t, ops) && st.size == 2 &&
                st.ops >= 1 && st.ops_local == 0x5c5c5c5c5c5c5c5cull &&
                st.moe_expert_capacity == 0x5c5c5c5c,
-           "1.1 host: ATTN_TP stats size %d ops %llu; bytes past the 1.1 layout written: %d", st.size,
-           (unsigned long long)st.ops, st.ops_local != 0x5c5c5c5c5c5c5c5cull);
+           "1.1 host: ATTN_TP stats size %d ops %llu; bytes past the 1.1 layout written: %d",
+           st.size, (unsigned long long)st.ops, st.ops_local != 0x5c5c5c5c5c5c5c5cull);
   MC_CHECK(st.comm_id != sw.comm_id, "1.1 flag SEPARATE_COMMS: ATTN_TP and WORLD share comm %d",
            st.comm_id);
   api->context_destroy(ctx);
