@@ -251,20 +251,14 @@ class Group:
         the same element count and dtype.  On a CPU context it may block until the peer
         receives (ABI 1.2)."""
         fn = self._ctx._slot("send")
-        sp, n, dt, dev = _buffers.describe(x)
-        if dev != self._dev:
-            self._bad_device(x, dev)
+        sp, n, dt = self._in(x)
         self._check(fn(self._h, sp, n, dt, _peer_arg(peer), self._s(stream)), "send")
 
     def recv(self, out: Any, peer: int, stream: Stream = None) -> Any:
         """Receives into ``out`` what ``peer`` (an index in the group) sends (ABI 1.2).
         Returns out."""
         fn = self._ctx._slot("recv")
-        rp, n, dt, dev = _buffers.describe(out)
-        if dev != self._dev:
-            self._bad_device(out, dev, "out")
-        if not _buffers.writable(out):
-            raise ValueError("moecomm: recv: out is read-only")
+        rp, n, dt = self._in(out, "out", writable="recv")
         self._check(fn(self._h, rp, n, dt, _peer_arg(peer), self._s(stream)), "recv")
         return out
 
@@ -273,9 +267,7 @@ class Group:
         block for this rank.  out=None: a new buffer like x; x and out must not overlap (ABI
         1.2).  Returns out."""
         fn = self._ctx._slot("all_to_all")
-        sp, n, dt, dev = _buffers.describe(x)
-        if dev != self._dev:
-            self._bad_device(x, dev)
+        sp, n, dt = self._in(x)
         if n % self._size:
             raise ValueError("moecomm: all_to_all: input has %d elements, not a multiple of the "
                              "group size %d" % (n, self._size))
@@ -292,16 +284,10 @@ class Group:
         peer p land in out at recv_displs[p] (elements; displacements default to the counts'
         running sums).  The counts must agree pairwise between ranks (ABI 1.2).  Returns out."""
         fn = self._ctx._slot("all_to_all_v")
-        sp, n, dt, dev = _buffers.describe(x)
-        if dev != self._dev:
-            self._bad_device(x, dev)
-        rp, rn, rdt, rdev = _buffers.describe(out)
-        if rdev != self._dev:
-            self._bad_device(out, rdev, "out")
+        sp, n, dt = self._in(x)
+        rp, rn, rdt = self._in(out, "out", writable="all_to_all_v")
         if rdt != dt:
             raise _dtype_mismatch("all_to_all_v", dt, rdt)
-        if not _buffers.writable(out):
-            raise ValueError("moecomm: all_to_all_v: out is read-only")
         sc, sd = self._blocks("send", send_counts, send_displs, n)
         rc, rd = self._blocks("recv", recv_counts, recv_displs, rn)
         self._check(fn(self._h, sp, sc, sd, rp, rc, rd, dt, self._s(stream)), "all_to_all_v")
@@ -447,12 +433,8 @@ class Group:
         like x.  out_fp8: also a float8 e4m3 copy with a per-row fp32 scale (out_scale, [T];
         allocated when None).  Returns out, or (out, out_fp8, out_scale) (ABI 1.2)."""
         fn = self._ctx._slot("all_reduce_rmsnorm")
-        xp, n, dt, dev = _buffers.describe(x)
-        if dev != self._dev:
-            self._bad_device(x, dev)
-        wp, h, wdt, wdev = _buffers.describe(weight)
-        if wdev != self._dev:
-            self._bad_device(weight, wdev, "weight")
+        xp, n, dt = self._in(x)
+        wp, h, wdt = self._in(weight, "weight")
         if wdt != dt:
             raise _dtype_mismatch("all_reduce_rmsnorm (weight)", dt, wdt)
         if h == 0 or n % h:
@@ -474,6 +456,16 @@ class Group:
 
     # ---- helpers of the 1.2 methods ----
 
+    def _in(self, buf: Any, what: str = "input", writable: str = "") -> "tuple[int, int, int]":
+        """(address, elements, dtype) of a buffer on this context's device; `writable`: the
+        call's name when buf is written."""
+        p, n, dt, dev = _buffers.describe(buf)
+        if dev != self._dev:
+            self._bad_device(buf, dev, what)
+        if writable and not _buffers.writable(buf):
+            raise ValueError("moecomm: %s: %s is read-only" % (writable, what))
+        return p, n, dt
+
     def _s(self, stream: Stream) -> Optional[int]:
         return None if stream is None and self._cpu else self._stream(stream)
 
@@ -485,16 +477,12 @@ class Group:
 
     def _typed(self, buf: Any, what: str, dt: int, want: int, output: bool = False) -> int:
         """The address of `buf`, which must hold `want` elements of dtype dt here."""
-        p, n, bdt, dev = _buffers.describe(buf)
-        if dev != self._dev:
-            self._bad_device(buf, dev, what)
+        p, n, bdt = self._in(buf, what, writable="moecomm" if output else "")
         if bdt != dt:
             raise TypeError("moecomm: %s is %s; %s expected"
                             % (what, _abi.DTYPE_NAMES[bdt], _abi.DTYPE_NAMES[dt]))
         if n != want:
             raise ValueError("moecomm: %s has %d elements, %d expected" % (what, n, want))
-        if output and not _buffers.writable(buf):
-            raise ValueError("moecomm: %s is read-only" % what)
         return p
 
     def _moe_buf(self, buf: Any, what: str, dtype: str, want: int = -1) -> "tuple[int, int, Any]":
