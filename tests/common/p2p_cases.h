@@ -393,9 +393,12 @@ static inline int p2p_a2a_case(const p2p_env_t *e, const p2p_grp_t *gr, uint64_t
     v.send_len = v.recv_len = off + (size_t)gr->n * (size_t)equal + P2P_GUARD;
   }
   if (mismatch && gr->me == 0) v.rc[1]++;
-  snprintf(what, sizeof(what), "%s%s of %s (%d ranks, %s %ld)",
-           equal >= 0 ? "all_to_all" : "all_to_all_v", mismatch ? " with counts that disagree" : "",
-           shim_dtype_name(dt), gr->n, equal >= 0 ? "count" : p2p_vshape_names[shape], equal);
+  if (equal >= 0)
+    snprintf(what, sizeof(what), "all_to_all of %ld %s per peer (%d ranks)", equal,
+             shim_dtype_name(dt), gr->n);
+  else
+    snprintf(what, sizeof(what), "all_to_all_v %s of %s (%d ranks)%s", p2p_vshape_names[shape],
+             shim_dtype_name(dt), gr->n, mismatch ? " with counts that disagree" : "");
   hs = malloc(v.send_len * es);
   hr = malloc((v.recv_len + 1) * es);
   if (!MC_CHECK(hs && hr, "%s: out of memory", what)) goto out;
