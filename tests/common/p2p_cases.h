@@ -159,7 +159,7 @@ static inline int p2p_vcheck(const p2p_vplan_t *v, const void *recv, size_t es, 
 
 /* ---- the cases, over host or device buffers ---- */
 
-#include "../../host_shim/data.h"
+#include "../../host_shim/lib/data.h"
 
 /* Where a case's buffers live and how the calls are made. */
 typedef struct p2p_env {
