@@ -127,6 +127,20 @@ static inline void p2p_vplan(p2p_vplan_t *v, int shape, uint64_t case_id, int n,
   v->recv_len = p2p_place(p2p_seed(case_id, -1, me), n, v->rc, v->rd);
 }
 
+/* all_to_all's layout as a plan: equal blocks of `count` in member order from element `off`. */
+static inline void p2p_vplan_equal(p2p_vplan_t *v, uint64_t case_id, int n, int me, size_t count,
+                                   size_t off) {
+  memset(v, 0, sizeof(*v));
+  v->n = n;
+  v->me = me;
+  v->case_id = case_id;
+  for (int p = 0; p < n; p++) {
+    v->sc[p] = v->rc[p] = count;
+    v->sd[p] = v->rd[p] = off + (size_t)p * count;
+  }
+  v->send_len = v->recv_len = off + (size_t)n * count + P2P_GUARD;
+}
+
 /* Poisons send and writes this rank's blocks into it (es bytes per element). */
 static inline void p2p_vfill_send(const p2p_vplan_t *v, void *send, size_t es) {
   memset(send, P2P_POISON, v->send_len * es);
@@ -295,16 +309,45 @@ out:
   return ok;
 }
 
-/* Six messages of mixed sizes and dtypes in a row from src to dst, checked in order. */
+/* Six messages of mixed sizes and dtypes from src to dst, all issued before any is checked (on a
+   GPU they are in flight together), then checked in order: sends and receives between a pair
+   match in issue order. */
 static inline int p2p_fifo_case(const p2p_env_t *e, const p2p_grp_t *gr, uint64_t id, int src,
                                 int dst) {
-  static const moecomm_dtype_t dts[6] = {MOECOMM_FLOAT32, MOECOMM_BFLOAT16, MOECOMM_INT32,
+  enum { K = 6 };
+  static const moecomm_dtype_t dts[K] = {MOECOMM_FLOAT32, MOECOMM_BFLOAT16, MOECOMM_INT32,
                                          MOECOMM_FLOAT16, MOECOMM_FLOAT32,  MOECOMM_INT32};
-  static const size_t ns[6] = {3, 300001, 0, 1, 70001, 129};
-  int failed = 0;
-  for (int i = 0; i < 6; i++)
-    failed += !p2p_one(e, gr, id * 8 + (uint64_t)i, src, dst, dts[i], ns[i], i % 3);
-  return failed;
+  static const size_t ns[K] = {3, 300001, 0, 1, 70001, 129};
+  unsigned char *h[K] = {NULL}, *d[K] = {NULL};
+  int ok = 1;
+  if (gr->me != src && gr->me != dst) return 0;
+  for (int i = 0; i < K && ok; i++) {
+    const size_t bytes = ns[i] * shim_dtype_size(dts[i]), total = bytes + P2P_GUARD * 4;
+    const uint64_t seed = p2p_seed(id * 8 + (uint64_t)i, src, dst);
+    moecomm_result_t r;
+    ok = MC_CHECK((h[i] = malloc(total)) != NULL, "fifo: out of memory");
+    if (!ok) break;
+    memset(h[i], P2P_POISON, total);
+    if (gr->me == src) p2p_fill(h[i], bytes, seed);
+    ok = (d[i] = p2p_upload(e, h[i], total)) != NULL;
+    if (!ok) break;
+    r = gr->me == src ? e->api->send(gr->g, d[i], ns[i], dts[i], dst, e->stream)
+                      : e->api->recv(gr->g, d[i], ns[i], dts[i], src, e->stream);
+    ok = MC_CHECK_RC(e->api, e->ctx, r, MOECOMM_SUCCESS);
+  }
+  for (int i = 0; i < K && ok; i++) {
+    const size_t bytes = ns[i] * shim_dtype_size(dts[i]), total = bytes + P2P_GUARD * 4;
+    ok = e->get(h[i], d[i], total) &&
+         MC_CHECK(p2p_diff(h[i], bytes, p2p_seed(id * 8 + (uint64_t)i, src, dst)) == SIZE_MAX &&
+                      p2p_unpoisoned(h[i] + bytes, P2P_GUARD * 4) == 0,
+                  "fifo %d -> %d: message %d (%zu %s) wrong on member %d", src, dst, i, ns[i],
+                  shim_dtype_name(dts[i]), gr->me);
+  }
+  for (int i = 0; i < K; i++) {
+    if (d[i] != NULL) e->release(d[i]);
+    free(h[i]);
+  }
+  return !ok;
 }
 
 /* Stage s's part of a pipeline hop: receive from `from` (or start from x), transform on the
@@ -384,14 +427,10 @@ static inline int p2p_a2a_case(const p2p_env_t *e, const p2p_grp_t *gr, uint64_t
   moecomm_result_t r;
   char what[128];
   int ok = 0;
-  p2p_vplan(&v, shape, id, gr->n, gr->me, 200000);
-  if (equal >= 0) {
-    for (int p = 0; p < gr->n; p++) {
-      v.sc[p] = v.rc[p] = (size_t)equal;
-      v.sd[p] = v.rd[p] = off + (size_t)p * (size_t)equal;
-    }
-    v.send_len = v.recv_len = off + (size_t)gr->n * (size_t)equal + P2P_GUARD;
-  }
+  if (equal >= 0)
+    p2p_vplan_equal(&v, id, gr->n, gr->me, (size_t)equal, off);
+  else
+    p2p_vplan(&v, shape, id, gr->n, gr->me, 200000);
   if (mismatch && gr->me == 0) v.rc[1]++;
   if (equal >= 0)
     snprintf(what, sizeof(what), "all_to_all of %ld %s per peer (%d ranks)", equal,

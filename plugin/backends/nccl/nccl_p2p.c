@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../gpu.h"
 #include "../../log.h"
 #include "../../util.h"
 #include "nccl_p2p.h"
@@ -105,22 +106,61 @@ static moecomm_result_t mc_nccl_connect_finish(mc_nccl_comm_t *p, mc_nccl_step_t
   return p->failed ? p->fail_code : r;
 }
 
+/* With p->mu held: runs the connection step for the members marked in want (which it takes).
+   On the calling thread it waits, queries the private stream and measures memory in relaxed
+   capture mode: the call may be the first of a pair inside a graph capture. */
+static moecomm_result_t mc_nccl_connect_run(mc_nccl_comm_t *p, unsigned char *want,
+                                            ncclComm_t *victim_p) {
+  mc_comm_t *comm = p->comm;
+  const int64_t deadline = mc_now_ms() + comm->cfg->timeout_ms;
+  mc_nccl_step_t *step =
+      mc_nccl_step_new(mc_nccl_connect_body, mc_nccl_connect_cleanup, comm->device);
+  mc_gpu_scope_t scope;
+  moecomm_result_t r = step == NULL ? mc_err_set(comm->err, MOECOMM_ERR_NO_MEMORY,
+                                                 "out of host memory connecting %s", comm->label)
+                                    : mc_gpu_scope_enter(comm->device, &scope, comm->err);
+  if (r != MOECOMM_SUCCESS) {
+    free(want);
+    mc_nccl_step_release(step);
+    *victim_p = mc_nccl_fail_locked(p, r, "%s", comm->err->msg);
+    return r;
+  }
+  step->nc = p->nc;
+  step->nranks = comm->size;
+  step->peers = want;
+  step->scratch_bytes = ((size_t)comm->size + 1) * sizeof(float);
+  r = mc_nccl_step_run(p, step, "point-to-point connection", deadline);
+  if (r == MOECOMM_SUCCESS) {
+    r = mc_nccl_connect_finish(p, step, deadline, victim_p);
+    for (int q = 0; q < comm->size && r == MOECOMM_SUCCESS; q++) p->p2p_connected[q] |= want[q];
+    free(want);
+  } else if (!p->failed) { /* no helper thread: nothing ran */
+    free(want);
+    *victim_p = mc_nccl_fail_locked(p, r, "%s", comm->err->msg);
+  } /* else given up: the helper owns want and the communicator now */
+  mc_gpu_scope_leave(&scope);
+  mc_nccl_step_release(step);
+  return r;
+}
+
 /* With p->mu held: connects this rank with the members c involves that it has not exchanged
    data with yet.  Any failure fails p (*victim_p: the communicator to abort once unlocked, when
    it is still ours). */
 static moecomm_result_t mc_nccl_connect(mc_nccl_comm_t *p, const mc_coll_t *c,
                                         ncclComm_t *victim_p) {
   mc_comm_t *comm = p->comm;
-  const int n = comm->size, all = c->kind == MC_COLL_ALL_TO_ALL || c->kind == MC_COLL_ALL_TO_ALL_V;
-  const int64_t deadline = mc_now_ms() + comm->cfg->timeout_ms;
+  const int all = c->kind == MC_COLL_ALL_TO_ALL || c->kind == MC_COLL_ALL_TO_ALL_V;
   unsigned char *want = NULL;
-  mc_nccl_step_t *step = NULL;
   int any = 0;
-  moecomm_result_t r;
-  if (p->p2p_connected == NULL) p->p2p_connected = calloc((size_t)n, 1);
-  if (p->p2p_connected != NULL) want = calloc((size_t)n, 1);
-  if (want == NULL) goto no_memory;
-  for (int q = 0; q < n; q++) {
+  if (p->p2p_connected == NULL) p->p2p_connected = calloc((size_t)comm->size, 1);
+  if (p->p2p_connected != NULL) want = calloc((size_t)comm->size, 1);
+  if (want == NULL) {
+    *victim_p =
+        mc_nccl_fail_locked(p, MOECOMM_ERR_NO_MEMORY,
+                            "out of host memory connecting %s for point-to-point", comm->label);
+    return MOECOMM_ERR_NO_MEMORY;
+  }
+  for (int q = 0; q < comm->size; q++) {
     want[q] = q != comm->rank && !p->p2p_connected[q] && (all || q == c->peer);
     any |= want[q];
   }
@@ -128,30 +168,8 @@ static moecomm_result_t mc_nccl_connect(mc_nccl_comm_t *p, const mc_coll_t *c,
     free(want);
     return MOECOMM_SUCCESS;
   }
-  step = mc_nccl_step_new(mc_nccl_connect_body, mc_nccl_connect_cleanup, comm->device);
-  if (step == NULL) goto no_memory;
-  step->nc = p->nc;
-  step->nranks = n;
-  step->peers = want;
-  step->scratch_bytes = ((size_t)n + 1) * sizeof(float);
   MC_INFO("connecting %s for point-to-point (%s)", comm->label, all ? "every member" : "one peer");
-  r = mc_nccl_step_run(p, step, "point-to-point connection", deadline);
-  if (r == MOECOMM_SUCCESS) {
-    r = mc_nccl_connect_finish(p, step, deadline, victim_p);
-    for (int q = 0; q < n && r == MOECOMM_SUCCESS; q++) p->p2p_connected[q] |= want[q];
-    free(want);
-  } else if (!p->failed) { /* no helper thread: nothing ran */
-    free(want);
-    *victim_p = mc_nccl_fail_locked(p, r, "%s", comm->err->msg);
-  } /* else given up: the helper owns want and the communicator now */
-  mc_nccl_step_release(step);
-  return r;
-
-no_memory:
-  free(want);
-  *victim_p = mc_nccl_fail_locked(
-      p, MOECOMM_ERR_NO_MEMORY, "out of host memory connecting %s for point-to-point", comm->label);
-  return MOECOMM_ERR_NO_MEMORY;
+  return mc_nccl_connect_run(p, want, victim_p);
 }
 
 /* ---- the calls ------------------------------------------------------------------------------ */
