@@ -42,7 +42,8 @@ static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_gr
       op->send_count = (size_t)op->gsize * n;
       op->recv_count = n;
       break;
-    case SHIM_SCATTER: break; /* not a collective of this variant */
+    case SHIM_SCATTER:
+    case SHIM_SENDRECV: break; /* not collectives of this variant */
   }
   s->n_ops++;
   return 0;
@@ -120,7 +121,8 @@ static moecomm_result_t v10_call(shim_step_t *s, shim_op_t *op) {
     case SHIM_REDUCE_SCATTER:
       return api->reduce_scatter(op->group, op->send, op->recv, op->recv_count, s->cfg.dtype,
                                  MOECOMM_SUM, s->dev->stream);
-    case SHIM_SCATTER: break;
+    case SHIM_SCATTER:
+    case SHIM_SENDRECV: break;
   }
   return MOECOMM_ERR_INTERNAL;
 }
