@@ -12,17 +12,21 @@
  * send/recv: every ordered pair in turn (every dtype, counts 0, 1, 7, 4095; 300007 elements,
  * larger than the 256 KiB ring, between a few pairs); rings both ways (even ranks send first, odd
  * ones receive first, so nothing can deadlock); a chain that forwards one message from the first
- * rank to the last; six messages of mixed sizes and dtypes in a row between a pair (FIFO), two
- * pairs at once; a pipeline on the PP group: activations forward and gradients backward through
+ * rank to the last; six messages of mixed sizes and dtypes issued in a row, then checked (FIFO),
+ * by two pairs at once; a pipeline on the PP group: activations forward and gradients backward through
  * the stages for several micro-batches, each stage transforming them exactly.
  *
+ * Bad input, in the same runs: send and recv that overlap -> MOECOMM_ERR_INVALID_ARGUMENT on every
+ * rank, nothing written; all_to_all_v counts that disagree -> the same error on every rank, recv
+ * unwritten, and the next call works; all_to_all counts that disagree (last: it breaks the comm)
+ * -> the error on every rank.
+ *
  * Failures, each in its own 2-rank run: count or dtype mismatch, both ranks sending to each
- * other, both receiving -> MOECOMM_ERR_INVALID_ARGUMENT on both sides at once (no timeout),
- * recv unwritten, the pair refused afterwards (MOECOMM_ERR_STATE) while collectives still work;
- * all_to_all_v counts that disagree -> the same error on every rank, the next call works;
- * all_to_all counts that disagree -> the error on every rank; a receiver later than
- * MOECOMM_TIMEOUT_MS (before and after the pair exists) -> MOECOMM_ERR_TIMEOUT on both; a rank
- * killed while receiving or while sending -> the other fails within half the timeout. */
+ * other, both receiving -> MOECOMM_ERR_INVALID_ARGUMENT on both sides at once (no timeout), recv
+ * unwritten, the pair refused afterwards (MOECOMM_ERR_STATE) while collectives still work; a
+ * receiver later than MOECOMM_TIMEOUT_MS (the pair set up before, and not) -> MOECOMM_ERR_TIMEOUT
+ * on both, the late one at once; a rank killed while receiving or while sending -> the other
+ * fails within half the timeout. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -84,6 +88,28 @@ static int a2a_mismatch_case(const p2p_grp_t *gr) {
          MC_CHECK(p2p_unpoisoned(recv, sizeof(recv)) == 0, "all_to_all mismatch wrote recv");
 }
 
+/* send and recv that overlap: refused on every rank before anything moves. */
+static int a2a_overlap_case(const p2p_grp_t *gr) {
+  const int n = gr->n;
+  int32_t buf[3 * 2 * P2P_MAX_RANKS];
+  size_t c[P2P_MAX_RANKS], d[P2P_MAX_RANKS];
+  int ok;
+  for (int p = 0; p < n; p++) {
+    c[p] = 2;
+    d[p] = 2 * (size_t)p;
+  }
+  memset(buf, P2P_POISON, sizeof(buf));
+  ok = MC_CHECK_RC(api, g_ctx, api->all_to_all(gr->g, buf, buf + 1, 2, MOECOMM_INT32, NULL),
+                   MOECOMM_ERR_INVALID_ARGUMENT);
+  /* send blocks span elements [0, 2n), recv blocks [n, 3n) of the same buffer */
+  ok &= MC_CHECK_RC(api, g_ctx,
+                    api->all_to_all_v(gr->g, buf, c, d, buf + n, c, d, MOECOMM_INT32, NULL),
+                    MOECOMM_ERR_INVALID_ARGUMENT);
+  ok &= MC_CHECK(strstr(api->last_error(g_ctx), "overlap") != NULL, "message: %s",
+                 api->last_error(g_ctx));
+  return ok && MC_CHECK(p2p_unpoisoned(buf, sizeof(buf)) == 0, "overlap: the buffer was written");
+}
+
 /* ---- one rank of the main run ---- */
 
 static int rank_main(int rank, int world, void *arg) {
@@ -97,6 +123,7 @@ static int rank_main(int rank, int world, void *arg) {
   if (create(rank, world, world / pp, pp) != MOECOMM_SUCCESS) return 1;
   e = env();
   if (!p2p_group(&e, MOECOMM_GROUP_WORLD, &wg)) return 1;
+  failed += !a2a_overlap_case(&wg);
   failed += p2p_a2a_cases(&e, &wg, &id, 1);
   t1 = now_ms();
   failed += p2p_pair_cases(&e, &wg, &id);
