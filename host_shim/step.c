@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/report.h"
+
 #define SHIM_MAX_PRINTED 5 /* mismatch lines per rank */
 
 int shim_step_fail(shim_step_t *s, const char *fmt, ...) {
@@ -39,6 +41,21 @@ int shim_step_group(shim_step_t *s, moecomm_group_kind_t kind, moecomm_group_t *
       st->ranks == NULL)
     return shim_step_fail(s, "group_stats for %s returned an inconsistent group (size %d, rank %d)",
                           st->kind_name ? st->kind_name : "?", (int)st->size, (int)st->rank);
+  return 0;
+}
+
+int shim_step_op_group(shim_step_t *s, shim_op_t *op, moecomm_group_kind_t kind,
+                       moecomm_group_stats_t *st) {
+  char ranks[128];
+  if (shim_step_group(s, kind, &op->group, st) != 0) return -1;
+  op->gsize = st->size;
+  op->grank = st->rank;
+  op->backend = st->backend_name ? st->backend_name : "?";
+  op->granks = malloc((size_t)st->size * sizeof(int32_t));
+  if (op->granks == NULL) return shim_step_fail(s, "out of host memory");
+  memcpy(op->granks, st->ranks, (size_t)st->size * sizeof(int32_t));
+  shim_format_ranks(op->granks, op->gsize, ranks, sizeof(ranks));
+  snprintf(op->label, sizeof(op->label), "%s %s", st->kind_name ? st->kind_name : "?", ranks);
   return 0;
 }
 

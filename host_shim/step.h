@@ -191,6 +191,10 @@ int shim_step_api_fail(shim_step_t *s, const char *call, const char *where, moec
 /* This rank's group of `kind`: handle and stats, checked for consistency; 0 or -1. */
 int shim_step_group(shim_step_t *s, moecomm_group_kind_t kind, moecomm_group_t **group_p,
                     moecomm_group_stats_t *st);
+/* op's group of `kind` (shim_step_group): handle, size, rank, backend, member list and label
+   ("PP [0,2]"); st gets the stats.  0 or -1. */
+int shim_step_op_group(shim_step_t *s, shim_op_t *op, moecomm_group_kind_t kind,
+                       moecomm_group_stats_t *st);
 /* The next free op, zeroed (NULL with s->err when the step is full); s->n_ops is not changed. */
 shim_op_t *shim_step_next_op(shim_step_t *s);
 /* Counts one wrong element; 1 when its line should be printed (the first few per rank). */

@@ -25,7 +25,6 @@ static shim_data_key_t pp_key(const shim_step_t *s, int iter, int rank) {
 static int pp_plan(shim_step_t *s) {
   shim_op_t *op = &s->pp;
   moecomm_group_stats_t st;
-  char ranks[128];
   if (s->cfg.pp < 2) return 0;
   if (!s->cfg.p2p || !MOECOMM_API_HAS(s->api, send) || !MOECOMM_API_HAS(s->api, recv)) {
     snprintf(s->pp_note, sizeof(s->pp_note), "pp %d, but %s: no hand-off between the stages",
@@ -39,15 +38,7 @@ static int pp_plan(shim_step_t *s) {
   memset(op, 0, sizeof(*op));
   op->name = "pp hand-off";
   op->coll = SHIM_SENDRECV;
-  if (shim_step_group(s, MOECOMM_GROUP_PP, &op->group, &st) != 0) return -1;
-  op->gsize = st.size;
-  op->grank = st.rank;
-  op->backend = st.backend_name ? st.backend_name : "?";
-  op->granks = malloc((size_t)st.size * sizeof(int32_t));
-  if (op->granks == NULL) return shim_step_fail(s, "out of host memory");
-  memcpy(op->granks, st.ranks, (size_t)st.size * sizeof(int32_t));
-  shim_format_ranks(op->granks, op->gsize, ranks, sizeof(ranks));
-  snprintf(op->label, sizeof(op->label), "%s %s", st.kind_name ? st.kind_name : "?", ranks);
+  if (shim_step_op_group(s, op, MOECOMM_GROUP_PP, &st) != 0) return -1;
   /* The first stage only sends, the last only receives. */
   op->send_per_tok = op->grank < op->gsize - 1 ? (size_t)s->cfg.hidden : 0;
   op->recv_per_tok = op->grank > 0 ? (size_t)s->cfg.hidden : 0;

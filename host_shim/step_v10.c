@@ -13,25 +13,16 @@ static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_gr
                   size_t n) {
   shim_op_t *op = shim_step_next_op(s);
   moecomm_group_stats_t st;
-  char ranks[128];
 
   if (op == NULL) return -1;
   op->name = name;
   op->coll = coll;
-  if (shim_step_group(s, kind, &op->group, &st) != 0) return -1;
+  if (shim_step_op_group(s, op, kind, &st) != 0) return -1;
   if (coll != SHIM_ALL_GATHER && st.size > SHIM_DATA_MAX_ADDENDS)
     return shim_step_fail(s,
                           "%s has %d ranks: exact verification of sums needs at most %d ranks per "
                           "reduction group",
                           st.kind_name ? st.kind_name : "?", (int)st.size, SHIM_DATA_MAX_ADDENDS);
-  op->gsize = st.size;
-  op->grank = st.rank;
-  op->backend = st.backend_name ? st.backend_name : "?";
-  op->granks = malloc((size_t)st.size * sizeof(int32_t));
-  if (op->granks == NULL) return shim_step_fail(s, "out of host memory");
-  memcpy(op->granks, st.ranks, (size_t)st.size * sizeof(int32_t));
-  shim_format_ranks(op->granks, op->gsize, ranks, sizeof(ranks));
-  snprintf(op->label, sizeof(op->label), "%s %s", st.kind_name ? st.kind_name : "?", ranks);
   switch (coll) {
     case SHIM_ALL_REDUCE: op->send_count = op->recv_count = n; break;
     case SHIM_ALL_GATHER:

@@ -113,12 +113,16 @@ typedef struct p2p_vplan {
   size_t send_len, recv_len; /* elements, gaps and guard included */
 } p2p_vplan_t;
 
-static inline void p2p_vplan(p2p_vplan_t *v, int shape, uint64_t case_id, int n, int me,
-                             size_t large) {
+static inline void p2p_vplan_init(p2p_vplan_t *v, uint64_t case_id, int n, int me) {
   memset(v, 0, sizeof(*v));
   v->n = n;
   v->me = me;
   v->case_id = case_id;
+}
+
+static inline void p2p_vplan(p2p_vplan_t *v, int shape, uint64_t case_id, int n, int me,
+                             size_t large) {
+  p2p_vplan_init(v, case_id, n, me);
   for (int p = 0; p < n; p++) {
     v->sc[p] = p2p_vcount(shape, case_id, me, p, large);
     v->rc[p] = p2p_vcount(shape, case_id, p, me, large);
@@ -130,10 +134,7 @@ static inline void p2p_vplan(p2p_vplan_t *v, int shape, uint64_t case_id, int n,
 /* all_to_all's layout as a plan: equal blocks of `count` in member order from element `off`. */
 static inline void p2p_vplan_equal(p2p_vplan_t *v, uint64_t case_id, int n, int me, size_t count,
                                    size_t off) {
-  memset(v, 0, sizeof(*v));
-  v->n = n;
-  v->me = me;
-  v->case_id = case_id;
+  p2p_vplan_init(v, case_id, n, me);
   for (int p = 0; p < n; p++) {
     v->sc[p] = v->rc[p] = count;
     v->sd[p] = v->rd[p] = off + (size_t)p * count;
