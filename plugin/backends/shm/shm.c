@@ -9,7 +9,8 @@
  * buffer and its output; barrier; each rank copies the other slices' results out.  So every
  * element is computed once, by one rank, in one order: every rank gets the same bits.
  * reduce_scatter is the first half (results go straight to the output); all_gather and broadcast
- * are copy in, barrier, copy out. */
+ * are copy in, barrier, copy out; so are all_to_all(_v) (a2a.c).  send/recv involve two members
+ * only and have channels of their own (p2p.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
