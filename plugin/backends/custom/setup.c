@@ -225,12 +225,13 @@ moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
   if (r != MOECOMM_SUCCESS) goto out;
 
   comm->be[MOECOMM_BACKEND_CUSTOM].priv = p;
-  comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes =
+  /* added: the expert-parallel buffers (moe.c) may be counted there already */
+  comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes +=
       p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP;
-  comm->be[MOECOMM_BACKEND_CUSTOM].host_bytes = sizeof(mc_kern_err_t);
+  comm->be[MOECOMM_BACKEND_CUSTOM].host_bytes += sizeof(mc_kern_err_t);
   MC_INFO("custom all-reduce ready for %s: %zu MiB of device memory per rank (staging 2 x %zu "
           "KiB, LL %zu KiB per rank)",
-          comm->label, (size_t)(comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes >> 20),
+          comm->label, (p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP) >> 20,
           p->proto.stage_half_bytes >> 10, (size_t)MC_CUSTOM_LL_BYTES >> 10);
   p = NULL;
 

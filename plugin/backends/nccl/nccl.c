@@ -15,6 +15,7 @@
 #include "nccl.h"
 
 #include "nccl_comm.h"
+#include "nccl_moe.h"
 #include "nccl_watch.h"
 
 static const ncclDataType_t mc_nccl_dtype[4] = {ncclFloat32, ncclFloat16, ncclBfloat16, ncclInt32};
@@ -49,11 +50,7 @@ static moecomm_result_t mc_nccl_report(mc_nccl_comm_t *p) {
 /* With p->mu held: marks p failed after NCCL answered `nr` to `what` (a dead member on this host
    makes it MOECOMM_ERR_PEER); returns the communicator to abort once the lock is released. */
 static ncclComm_t mc_nccl_fail_nr(mc_nccl_comm_t *p, ncclResult_t nr, const char *what) {
-  char dead[320];
-  mc_nccl_dead_ranks(p->comm, dead, sizeof(dead));
-  return mc_nccl_fail_locked(p, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(nr),
-                             "%s on %s failed: %s (%s)%s", what, p->comm->label,
-                             ncclGetErrorString(nr), ncclGetLastError(p->nc), dead);
+  return mc_nccl_fail_call(p, nr, what);
 }
 
 /* All four collectives: the core validated the arguments and guarantees comm->size >= 2. */
@@ -113,6 +110,10 @@ const mc_backend_ops_t mc_nccl_ops = {
     .comm_fini = mc_nccl_comm_fini,
     .limits = NULL,
     .coll = {mc_nccl_coll, mc_nccl_coll, mc_nccl_coll, mc_nccl_coll},
+    .moe_init = mc_nccl_moe_init,
+    .moe_fini = mc_nccl_moe_fini,
+    .moe_dispatch = mc_nccl_moe_dispatch,
+    .moe_combine = mc_nccl_moe_combine,
     .capture_begin = NULL, /* NCCL records its kernels into the graph itself */
     .capture_end = NULL,
 };

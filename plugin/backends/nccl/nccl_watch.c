@@ -54,6 +54,14 @@ ncclComm_t mc_nccl_fail_locked(mc_nccl_comm_t *p, moecomm_result_t code, const c
   return victim;
 }
 
+ncclComm_t mc_nccl_fail_call(mc_nccl_comm_t *p, ncclResult_t nr, const char *what) {
+  char dead[320];
+  mc_nccl_dead_ranks(p->comm, dead, sizeof(dead));
+  return mc_nccl_fail_locked(p, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(nr),
+                             "%s on %s failed: %s (%s)%s", what, p->comm->label,
+                             ncclGetErrorString(nr), ncclGetLastError(p->nc), dead);
+}
+
 void mc_nccl_abort(ncclComm_t nc) {
   ncclResult_t r;
   if (nc == NULL) return;

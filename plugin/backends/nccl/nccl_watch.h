@@ -16,6 +16,10 @@ void mc_nccl_dead_ranks(const mc_comm_t *comm, char *buf, size_t size);
 ncclComm_t mc_nccl_fail_locked(mc_nccl_comm_t *p, moecomm_result_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* With p->mu held: marks the comm failed after NCCL answered `nr` to `what` (a dead member on
+   this host makes it MOECOMM_ERR_PEER); returns the communicator to abort once unlocked. */
+ncclComm_t mc_nccl_fail_call(mc_nccl_comm_t *p, ncclResult_t nr, const char *what);
+
 /* Aborts a communicator taken by mc_nccl_fail_locked (never hangs on dead peers). */
 void mc_nccl_abort(ncclComm_t nc);
 

@@ -19,6 +19,7 @@
 #include "shm.h"
 
 #include "copy.h"
+#include "moe.h"
 #include "reduce.h"
 #include "segment.h"
 #include "sync.h"
@@ -358,6 +359,10 @@ const mc_backend_ops_t mc_shm_ops = {
              [MC_COLL_ALL_GATHER] = shm_all_gather,
              [MC_COLL_REDUCE_SCATTER] = shm_reduce_scatter,
              [MC_COLL_BROADCAST] = shm_broadcast},
+    .moe_init = mc_shm_moe_init,
+    .moe_fini = mc_shm_moe_fini,
+    .moe_dispatch = mc_shm_moe_dispatch,
+    .moe_combine = mc_shm_moe_combine,
     .capture_begin = NULL,
     .capture_end = NULL,
 };
