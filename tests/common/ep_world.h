@@ -33,6 +33,7 @@ typedef struct ep_world {
   int64_t *tot[EP_MAXN];  /* rows of each local expert before the capacity cut */
   uint8_t *kept[EP_MAXN]; /* item has a row */
   int bad;                /* item of member 0 with an invalid id, -1: none */
+  int fixed_tok;          /* 1: ep_world_gen keeps tok[] (a captured graph's counts) */
 } ep_world_t;
 
 static inline void *ep_poisoned(size_t bytes) {
@@ -82,15 +83,15 @@ static inline int ep_world_open(ep_world_t *w, const mc_ep_config_t *c) {
 }
 
 /* New inputs of every member (the same on every rank for the same seed); bad >= 0 gives member
-   0's item `bad` the invalid id E + 5. */
+   0's item `bad` the invalid id E + 5.  Token counts: tok[] as they are with fixed_tok, else
+   member 0 T_max, member 1 none, the others random. */
 static inline void ep_world_gen(ep_world_t *w, uint64_t seed, int route, int kind, int bad) {
   const mc_ep_config_t *c = &w->L.cfg;
   uint64_t st = seed;
   const int hot = (int)(mc_test_rand(&st) % (uint64_t)c->experts);
   for (int q = 0; q < w->n; q++) {
-    w->tok[q] = q == 0   ? c->t_max
-                : q == 1 ? 0
-                         : (int64_t)(mc_test_rand(&st) % (uint64_t)(c->t_max + 1));
+    const int64_t r = (int64_t)(mc_test_rand(&st) % (uint64_t)(c->t_max + 1));
+    if (!w->fixed_tok) w->tok[q] = q == 0 ? c->t_max : q == 1 ? 0 : r;
     ep_make_ids(w->ids[q], w->tok[q], c->top_k, c->experts, c->ranks, route, hot, &st);
     ep_fill(w->x[q], (size_t)(w->tok[q] * c->hidden), c->dtype, kind, &st);
     ep_fill(w->xs[q], (size_t)(w->tok[q] * c->scales), MOECOMM_FLOAT32, 1, &st);
@@ -182,21 +183,94 @@ static inline int ep_world_check_combine(const ep_world_t *w, int me, const void
   return ep_check_identity(&w->L, &r, w->kept[me], out, what);
 }
 
-/* The data error member me's combine must report: its code, and in needle a piece of the message
-   ("expert id 13 ", or "expert 5 " for the first local expert over its capacity). */
-static inline int ep_world_report(const ep_world_t *w, int me, char *needle, size_t cap) {
+/* The data error member me's combine must report, and whether msg names it: an invalid id of
+   member 0 (its id, token and slot), else an expert of me over its capacity (any of them: the
+   kernels record whichever they meet first; the rows dropped too). */
+static inline int ep_world_report(const ep_world_t *w, int me, const char *msg, int *named_p) {
   const mc_ep_layout_t *l = &w->L;
-  needle[0] = '\0';
+  char needle[96];
+  int code = MOECOMM_SUCCESS;
+  *named_p = 1;
   if (me == 0 && w->bad >= 0) {
-    snprintf(needle, cap, "expert id %d ", (int)w->ids[0][w->bad]);
+    snprintf(needle, sizeof(needle), "expert id %d at token %d, slot %d,", (int)w->ids[0][w->bad],
+             w->bad / (int)l->cfg.top_k, w->bad % (int)l->cfg.top_k);
+    *named_p = msg != NULL && strstr(msg, needle) != NULL;
     return MOECOMM_ERR_INVALID_ARGUMENT;
   }
   for (int e = 0; e < l->local_experts; e++)
     if (w->tot[me][e] > l->cfg.capacity) {
-      snprintf(needle, cap, "expert %d ", me * l->local_experts + e);
-      return MOECOMM_ERR_NOT_SUPPORTED;
+      if (code == MOECOMM_SUCCESS) *named_p = 0;
+      code = MOECOMM_ERR_NOT_SUPPORTED;
+      snprintf(needle, sizeof(needle), "expert %d %lld rows ", me * l->local_experts + e,
+               (long long)(w->tot[me][e] - l->cfg.capacity));
+      *named_p |= msg != NULL && strstr(msg, needle) != NULL;
     }
-  return MOECOMM_SUCCESS;
+  return code;
+}
+
+/* The buffers one rank hands to the ABI (host memory on CPU ranks, device memory on GPUs). */
+typedef struct ep_io {
+  const int32_t *ids;
+  const void *x, *y;
+  const float *xs, *w;
+  void *rx, *rs, *cnt, *src, *out;
+} ep_io_t;
+
+static inline moecomm_moe_config_t ep_abi_config(const mc_ep_config_t *c) {
+  moecomm_moe_config_t m;
+  memset(&m, 0, sizeof(m));
+  m.struct_size = sizeof(m);
+  m.num_experts = c->experts;
+  m.top_k = c->top_k;
+  m.dtype = c->dtype;
+  m.max_tokens = (int32_t)c->t_max;
+  m.hidden = (size_t)c->hidden;
+  m.expert_capacity = (int32_t)c->capacity;
+  m.num_scales = c->scales;
+  m.combine_dtype = c->combine_dtype;
+  return m;
+}
+
+static inline moecomm_moe_dispatch_args_t ep_dispatch_args(const ep_world_t *w, int me,
+                                                           const ep_io_t *io) {
+  moecomm_moe_dispatch_args_t d;
+  memset(&d, 0, sizeof(d));
+  d.struct_size = sizeof(d);
+  d.num_tokens = (int32_t)w->tok[me];
+  d.x = io->x;
+  d.x_scales = w->L.cfg.scales > 0 ? io->xs : NULL;
+  d.topk_ids = io->ids;
+  d.recv_x = io->rx;
+  d.recv_scales = w->L.cfg.scales > 0 ? (float *)io->rs : NULL;
+  d.recv_counts = (int32_t *)io->cnt;
+  d.recv_src = (int32_t *)io->src;
+  return d;
+}
+
+/* Identity experts return recv_x; an fp8 payload's experts return y. */
+static inline moecomm_moe_combine_args_t ep_combine_args(const ep_world_t *w, int me,
+                                                         const ep_io_t *io, uint64_t handle) {
+  moecomm_moe_combine_args_t c;
+  memset(&c, 0, sizeof(c));
+  c.struct_size = sizeof(c);
+  c.num_tokens = (int32_t)w->tok[me];
+  c.handle = handle;
+  c.expert_out = w->identity ? (const void *)io->rx : io->y;
+  c.topk_weights = io->w;
+  c.out = io->out;
+  return c;
+}
+
+/* A combine's result `got` on member me: the data error it must report (ep_world_report), named
+   in the message. */
+static inline int ep_world_check_report(const moecomm_api_t *api, const moecomm_context_t *ctx,
+                                        const ep_world_t *w, int me, int got, const char *what) {
+  const char *msg = got != MOECOMM_SUCCESS ? api->last_error(ctx) : "";
+  int named;
+  const int want = ep_world_report(w, me, msg, &named);
+  return MC_CHECK(got == want && named, "%s: rank %d combine returned %d (%s), want %d%s: %s", what,
+                  me, got, api->result_string((moecomm_result_t)got), want,
+                  named ? "" : " naming the expert (and the rows dropped) or the invalid id", msg);
 }
 
 #endif

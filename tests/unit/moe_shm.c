@@ -56,21 +56,6 @@ static mc_ep_config_t tc_config(const tcase_t *t) {
                    fp8 ? 2 : 0, MC_EP_PATH_NCCL, t->t_max, t->hidden, t->cap);
 }
 
-static moecomm_moe_config_t abi_config(const mc_ep_config_t *c) {
-  moecomm_moe_config_t m;
-  memset(&m, 0, sizeof(m));
-  m.struct_size = sizeof(m);
-  m.num_experts = c->experts;
-  m.top_k = c->top_k;
-  m.dtype = c->dtype;
-  m.max_tokens = (int32_t)c->t_max;
-  m.hidden = (size_t)c->hidden;
-  m.expert_capacity = (int32_t)c->capacity;
-  m.num_scales = c->scales;
-  m.combine_dtype = c->combine_dtype;
-  return m;
-}
-
 /* tp = ep = n: MOE_EP is every rank (and shares its communicator with TP and WORLD). */
 static moecomm_context_t *make_ctx(int rank, int n, moecomm_group_t **ep_p) {
   moecomm_topology_t topo = mc_test_topo(n, rank, n);
@@ -134,43 +119,36 @@ static int rbufs_untouched(const rbufs_t *b, const mc_ep_layout_t *l) {
   return 1;
 }
 
+/* This rank's ABI buffers: its inputs in w, its outputs in b. */
+static ep_io_t io_of(const ep_world_t *w, int me, rbufs_t *b) {
+  ep_io_t io;
+  io.ids = w->ids[me];
+  io.x = w->x[me];
+  io.y = w->y[me];
+  io.xs = w->xs[me];
+  io.w = w->w[me];
+  io.rx = b->rx;
+  io.rs = b->rs;
+  io.cnt = b->cnt;
+  io.src = b->src;
+  io.out = b->out;
+  return io;
+}
+
 static moecomm_moe_dispatch_args_t dispatch_args(const ep_world_t *w, int me, rbufs_t *b) {
-  moecomm_moe_dispatch_args_t d;
-  memset(&d, 0, sizeof(d));
-  d.struct_size = sizeof(d);
-  d.num_tokens = (int32_t)w->tok[me];
-  d.x = w->x[me];
-  d.x_scales = w->L.cfg.scales > 0 ? w->xs[me] : NULL;
-  d.topk_ids = w->ids[me];
-  d.recv_x = b->rx;
-  d.recv_scales = w->L.cfg.scales > 0 ? (float *)b->rs : NULL;
-  d.recv_counts = (int32_t *)b->cnt;
-  d.recv_src = (int32_t *)b->src;
-  return d;
+  const ep_io_t io = io_of(w, me, b);
+  return ep_dispatch_args(w, me, &io);
 }
 
 static moecomm_moe_combine_args_t combine_args(const ep_world_t *w, int me, rbufs_t *b,
                                                uint64_t handle) {
-  moecomm_moe_combine_args_t c;
-  memset(&c, 0, sizeof(c));
-  c.struct_size = sizeof(c);
-  c.num_tokens = (int32_t)w->tok[me];
-  c.handle = handle;
-  c.expert_out = w->identity ? (const void *)b->rx : w->y[me];
-  c.topk_weights = w->w[me];
-  c.out = b->out;
-  return c;
+  const ep_io_t io = io_of(w, me, b);
+  return ep_combine_args(w, me, &io, handle);
 }
 
-/* The combine's result code: what the rank must report (ep_world_report), named in the message. */
 static int check_report(moecomm_context_t *ctx, const ep_world_t *w, int me, int got,
                         const char *what) {
-  char needle[64];
-  const int want = ep_world_report(w, me, needle, sizeof(needle));
-  const char *msg = got != MOECOMM_SUCCESS ? api->last_error(ctx) : "";
-  return MC_CHECK(got == want && (want == MOECOMM_SUCCESS || strstr(msg, needle) != NULL),
-                  "%s: rank %d combine returned %d (%s), want %d naming '%s': %s", what, me, got,
-                  api->result_string((moecomm_result_t)got), want, needle, msg);
+  return ep_world_check_report(api, ctx, w, me, got, what);
 }
 
 /* One pair: dispatch, check its outputs, identity (or given) experts, combine, check. */
@@ -243,7 +221,7 @@ static int first_pair(moecomm_context_t *ctx, moecomm_group_t *g, const ep_world
 /* One configuration on this rank: fresh context, every routing case with both data kinds. */
 static int run_case(int rank, const tcase_t *t, uint64_t seed) {
   const mc_ep_config_t cfg = tc_config(t);
-  const moecomm_moe_config_t mc = abi_config(&cfg);
+  const moecomm_moe_config_t mc = ep_abi_config(&cfg);
   moecomm_group_t *g = NULL;
   moecomm_context_t *ctx = NULL;
   ep_world_t w;
@@ -309,7 +287,7 @@ static int cases_rank(int rank, int world, void *arg) {
 static int mismatch_rank(int rank, int world, void *arg) {
   mc_ep_config_t cfg = ep_config(world, 2 * world, 2, MOECOMM_BFLOAT16, MOECOMM_BFLOAT16, 0,
                                  MC_EP_PATH_NCCL, 8, rank == 1 ? 64 : 32, 0);
-  moecomm_moe_config_t mc = abi_config(&cfg);
+  moecomm_moe_config_t mc = ep_abi_config(&cfg);
   moecomm_group_t *g = NULL;
   moecomm_context_t *ctx = make_ctx(rank, world, &g);
   ep_world_t w;
@@ -340,7 +318,7 @@ static int mismatch_rank(int rank, int world, void *arg) {
 static int kill_rank(int rank, int world, void *arg) {
   const mc_ep_config_t cfg = ep_config(world, 3 * world, 4, MOECOMM_BFLOAT16, MOECOMM_BFLOAT16, 0,
                                        MC_EP_PATH_NCCL, 16, 64, 0);
-  const moecomm_moe_config_t mc = abi_config(&cfg);
+  const moecomm_moe_config_t mc = ep_abi_config(&cfg);
   moecomm_group_t *g = NULL;
   moecomm_context_t *ctx = make_ctx(rank, world, &g);
   moecomm_result_t r = MOECOMM_SUCCESS;
@@ -393,7 +371,7 @@ static int kill_rank(int rank, int world, void *arg) {
 static int capture_rank(int rank, int world, void *arg) {
   const mc_ep_config_t cfg = ep_config(world, 2 * world, 2, MOECOMM_FLOAT32, MOECOMM_FLOAT32, 0,
                                        MC_EP_PATH_NCCL, 6, 16, 0);
-  const moecomm_moe_config_t mc = abi_config(&cfg);
+  const moecomm_moe_config_t mc = ep_abi_config(&cfg);
   moecomm_group_t *g = NULL;
   moecomm_context_t *ctx = make_ctx(rank, world, &g);
   moecomm_result_t r;
