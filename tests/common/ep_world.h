@@ -273,4 +273,33 @@ static inline int ep_world_check_report(const moecomm_api_t *api, const moecomm_
                   named ? "" : " naming the expert (and the rows dropped) or the invalid id", msg);
 }
 
+/* A context of n ranks on `device` (MOECOMM_DEVICE_CPU or an ordinal) with tp = ep = n, so
+   that MOE_EP is every rank, and its MOE_EP group; NULL (a failed check) when it cannot. */
+static inline moecomm_context_t *ep_make_ctx(const moecomm_api_t *api, int rank, int n, int device,
+                                             moecomm_group_t **ep_p) {
+  moecomm_topology_t topo = mc_test_topo(n, rank, n);
+  moecomm_context_params_t p;
+  moecomm_context_t *ctx = NULL;
+  moecomm_result_t r;
+  topo.ep = n;
+  p = mc_test_ctx_params(&topo, device);
+  r = api->context_create(&p, &ctx);
+  if (!MC_CHECK(r == MOECOMM_SUCCESS, "context_create (rank %d of %d, device %d): %d %s", rank, n,
+                device, (int)r, api->last_error(NULL)))
+    return NULL;
+  if (!MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_MOE_EP, ep_p), MOECOMM_SUCCESS)) {
+    api->context_destroy(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+static inline moecomm_group_stats_t ep_stats(const moecomm_api_t *api, const moecomm_group_t *g) {
+  moecomm_group_stats_t st;
+  memset(&st, 0, sizeof(st));
+  st.struct_size = sizeof(st);
+  MC_CHECK(api->group_stats(g, &st) == MOECOMM_SUCCESS, "group_stats");
+  return st;
+}
+
 #endif

@@ -145,32 +145,6 @@ static int gpu_pair(moecomm_context_t *ctx, moecomm_group_t *g, const ep_world_t
          check_combine(w, me, b, s, kind, what);
 }
 
-static moecomm_context_t *make_ctx(int rank, int n, moecomm_group_t **ep_p) {
-  moecomm_topology_t topo = mc_test_topo(n, rank, n);
-  moecomm_context_params_t p;
-  moecomm_context_t *ctx = NULL;
-  moecomm_result_t r;
-  topo.ep = n;
-  p = mc_test_ctx_params(&topo, rank);
-  r = api->context_create(&p, &ctx);
-  if (!MC_CHECK(r == MOECOMM_SUCCESS, "context_create on GPU %d: %d %s", rank, (int)r,
-                api->last_error(NULL)))
-    return NULL;
-  if (!MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_MOE_EP, ep_p), MOECOMM_SUCCESS)) {
-    api->context_destroy(ctx);
-    return NULL;
-  }
-  return ctx;
-}
-
-static moecomm_group_stats_t stats_of(const moecomm_group_t *g) {
-  moecomm_group_stats_t st;
-  memset(&st, 0, sizeof(st));
-  st.struct_size = sizeof(st);
-  MC_CHECK(api->group_stats(g, &st) == MOECOMM_SUCCESS, "group_stats");
-  return st;
-}
-
 /* Calls counted on the path's backend, and device memory held only once dispatching began. */
 static int check_stats(const moecomm_group_stats_t *before, const moecomm_group_stats_t *after,
                        int path, uint64_t calls, const char *what) {
@@ -196,9 +170,10 @@ static int eager_case(int rank, int n, int path, const mc_ep_config_t *cfg, int 
   dbufs_t b = {0};
   char what[200] = "";
   uint64_t pairs = 0;
-  int ok = ep_world_open(&w, cfg) && dbufs_open(&b, &w.L) && (ctx = make_ctx(rank, n, &g));
+  int ok =
+      ep_world_open(&w, cfg) && dbufs_open(&b, &w.L) && (ctx = ep_make_ctx(api, rank, n, rank, &g));
   if (ok) {
-    st0 = stats_of(g);
+    st0 = ep_stats(api, g);
     ok = MC_CHECK_RC(api, ctx, api->moe_configure(g, &mc), MOECOMM_SUCCESS);
   }
   for (int route = 0; ok && route < EP_ROUTE_COUNT; route++)
@@ -213,7 +188,7 @@ static int eager_case(int rank, int n, int path, const mc_ep_config_t *cfg, int 
       pairs++;
     }
   if (ok) {
-    st1 = stats_of(g);
+    st1 = ep_stats(api, g);
     ok = check_stats(&st0, &st1, path, 2 * pairs, what);
   }
   if (ctx != NULL) api->context_destroy(ctx);
@@ -257,7 +232,8 @@ static int graph_case(int rank, int n, int path, cudaStream_t s) {
   dbufs_t b = {0};
   uint64_t h = 0;
   int e1 = -1, e2 = -1, done = 0;
-  int ok = ep_world_open(&w, &cfg) && dbufs_open(&b, &w.L) && (ctx = make_ctx(rank, n, &g)) &&
+  int ok = ep_world_open(&w, &cfg) && dbufs_open(&b, &w.L) &&
+           (ctx = ep_make_ctx(api, rank, n, rank, &g)) &&
            MC_CHECK_RC(api, ctx, api->moe_configure(g, &mc), MOECOMM_SUCCESS);
   w.fixed_tok = 1;
   memcpy(w.tok, tok, sizeof(tok));
@@ -315,7 +291,8 @@ static int timeout_case(int rank, int n, cudaStream_t s) {
   ep_world_t w;
   dbufs_t b = {0};
   char name[48];
-  int ok = ep_world_open(&w, &cfg) && dbufs_open(&b, &w.L) && (ctx = make_ctx(rank, n, &g)) &&
+  int ok = ep_world_open(&w, &cfg) && dbufs_open(&b, &w.L) &&
+           (ctx = ep_make_ctx(api, rank, n, rank, &g)) &&
            MC_CHECK_RC(api, ctx, api->moe_configure(g, &mc), MOECOMM_SUCCESS);
   if (ok) {
     ep_world_gen(&w, 77, EP_ROUTE_RANDOM, 0, -1);

@@ -56,33 +56,6 @@ static mc_ep_config_t tc_config(const tcase_t *t) {
                    fp8 ? 2 : 0, MC_EP_PATH_NCCL, t->t_max, t->hidden, t->cap);
 }
 
-/* tp = ep = n: MOE_EP is every rank (and shares its communicator with TP and WORLD). */
-static moecomm_context_t *make_ctx(int rank, int n, moecomm_group_t **ep_p) {
-  moecomm_topology_t topo = mc_test_topo(n, rank, n);
-  moecomm_context_params_t p;
-  moecomm_context_t *ctx = NULL;
-  moecomm_result_t r;
-  topo.ep = n;
-  p = mc_test_ctx_params(&topo, MOECOMM_DEVICE_CPU);
-  r = api->context_create(&p, &ctx);
-  if (!MC_CHECK(r == MOECOMM_SUCCESS, "context_create: %d %s", (int)r, api->last_error(NULL)))
-    return NULL;
-  r = api->group_get(ctx, MOECOMM_GROUP_MOE_EP, ep_p);
-  if (!MC_CHECK_RC(api, ctx, r, MOECOMM_SUCCESS)) {
-    api->context_destroy(ctx);
-    return NULL;
-  }
-  return ctx;
-}
-
-static moecomm_group_stats_t stats_of(const moecomm_group_t *g) {
-  moecomm_group_stats_t st;
-  memset(&st, 0, sizeof(st));
-  st.struct_size = sizeof(st);
-  MC_CHECK(api->group_stats(g, &st) == MOECOMM_SUCCESS, "group_stats");
-  return st;
-}
-
 static int rbufs_open(rbufs_t *b, const mc_ep_layout_t *l) {
   b->rx = ep_poisoned((size_t)l->recv_x_bytes);
   b->rs = ep_poisoned((size_t)l->recv_scales_bytes);
@@ -201,14 +174,14 @@ static int first_pair(moecomm_context_t *ctx, moecomm_group_t *g, const ep_world
   int ok = MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_TP, &tp), MOECOMM_SUCCESS) &&
            MC_CHECK_RC(api, ctx, api->all_reduce(tp, x, y, 8, MOECOMM_FLOAT32, MOECOMM_SUM, NULL),
                        MOECOMM_SUCCESS);
-  s0 = stats_of(g);
+  s0 = ep_stats(api, g);
   ok = ok && MC_CHECK_RC(api, ctx, api->moe_configure(g, mc), MOECOMM_SUCCESS);
-  s1 = stats_of(g);
+  s1 = ep_stats(api, g);
   ok = ok && MC_CHECK(s1.host_bytes == s0.host_bytes && s1.moe_max_tokens == mc->max_tokens,
                       "moe_configure changed host bytes %llu -> %llu",
                       (unsigned long long)s0.host_bytes, (unsigned long long)s1.host_bytes);
   ok = ok && run_pair(ctx, g, w, me, b, 0, "first pair");
-  s2 = stats_of(g);
+  s2 = ep_stats(api, g);
   return ok && MC_CHECK(s2.host_bytes > s1.host_bytes && s2.ops == s1.ops + 2 &&
                             s2.ops_shm == s1.ops_shm + 2 &&
                             (s2.backend_name != NULL && strstr(s2.backend_name, "shm") != NULL),
@@ -230,7 +203,7 @@ static int run_case(int rank, const tcase_t *t, uint64_t seed) {
   uint64_t h = 0;
   int ok;
   if (!ep_world_open(&w, &cfg)) return 0;
-  ok = rbufs_open(&b, &w.L) && (ctx = make_ctx(rank, t->n, &g)) != NULL;
+  ok = rbufs_open(&b, &w.L) && (ctx = ep_make_ctx(api, rank, t->n, MOECOMM_DEVICE_CPU, &g)) != NULL;
   if (!ok) {
     rbufs_close(&b);
     ep_world_close(&w);
@@ -289,7 +262,7 @@ static int mismatch_rank(int rank, int world, void *arg) {
                                  MC_EP_PATH_NCCL, 8, rank == 1 ? 64 : 32, 0);
   moecomm_moe_config_t mc = ep_abi_config(&cfg);
   moecomm_group_t *g = NULL;
-  moecomm_context_t *ctx = make_ctx(rank, world, &g);
+  moecomm_context_t *ctx = ep_make_ctx(api, rank, world, MOECOMM_DEVICE_CPU, &g);
   ep_world_t w;
   rbufs_t b;
   uint64_t h = 0;
@@ -320,7 +293,7 @@ static int kill_rank(int rank, int world, void *arg) {
                                        MC_EP_PATH_NCCL, 16, 64, 0);
   const moecomm_moe_config_t mc = ep_abi_config(&cfg);
   moecomm_group_t *g = NULL;
-  moecomm_context_t *ctx = make_ctx(rank, world, &g);
+  moecomm_context_t *ctx = ep_make_ctx(api, rank, world, MOECOMM_DEVICE_CPU, &g);
   moecomm_result_t r = MOECOMM_SUCCESS;
   ep_world_t w;
   rbufs_t b;
@@ -373,7 +346,7 @@ static int capture_rank(int rank, int world, void *arg) {
                                        MC_EP_PATH_NCCL, 6, 16, 0);
   const moecomm_moe_config_t mc = ep_abi_config(&cfg);
   moecomm_group_t *g = NULL;
-  moecomm_context_t *ctx = make_ctx(rank, world, &g);
+  moecomm_context_t *ctx = ep_make_ctx(api, rank, world, MOECOMM_DEVICE_CPU, &g);
   moecomm_result_t r;
   ep_world_t w;
   rbufs_t b;

@@ -25,6 +25,9 @@
 #include "../../util.h"
 #include "../ep_dev.h"
 #include "peer.h"
+#include "setup.h"
+
+#define MC_CUSTOM_EP_FEATURE "the NVLink expert-parallel path"
 
 /* Where the access check's word lives: header bytes no kernel uses (mc_ep.h's state at 0, the
    combine flags at MC_EP_CFLAG_OFF). */
@@ -108,19 +111,6 @@ static int mc_custom_moe_map(mc_custom_moe_t *m, mc_custom_moe_rec_t *recs, mc_e
   return 1;
 }
 
-/* Every member's outcome; a failure anywhere: every member declines, saying why. */
-static moecomm_result_t mc_custom_moe_agree(mc_comm_t *comm, const char *what, int ok,
-                                            const mc_err_t *why, const void *payload, void *all,
-                                            size_t bytes) {
-  int bad = -1;
-  moecomm_result_t r = mc_comm_agree(comm, what, ok ? MOECOMM_SUCCESS : MOECOMM_ERR_UNAVAILABLE,
-                                     why->msg, payload, all, bytes, &bad);
-  if (bad < 0) return r;
-  MC_INFO("the NVLink expert-parallel path is off for %s: %s; using the NCCL path", comm->label,
-          comm->err->msg);
-  return MC_DEFER;
-}
-
 moecomm_result_t mc_custom_moe_init(mc_comm_t *comm, const mc_ep_layout_t *layout) {
   mc_comm_backend_t *be = &comm->be[MOECOMM_BACKEND_CUSTOM];
   mc_custom_moe_t *m = calloc(1, sizeof(*m));
@@ -137,12 +127,13 @@ moecomm_result_t mc_custom_moe_init(mc_comm_t *comm, const mc_ep_layout_t *layou
   memset(&rec, 0, sizeof(rec));
   mc_err_clear(&why);
   ok = mc_custom_moe_local(comm, layout, m, &rec, &why);
-  r = mc_custom_moe_agree(comm, "NVLink expert-parallel segments", ok, &why, &rec, recs,
-                          sizeof(rec));
+  r = mc_custom_agree(comm, MC_CUSTOM_EP_FEATURE, "NVLink expert-parallel segments", ok, &why, &rec,
+                      recs, sizeof(rec));
   if (r == MOECOMM_SUCCESS) {
     mc_err_clear(&why);
     ok = mc_custom_moe_map(m, recs, &why);
-    r = mc_custom_moe_agree(comm, "NVLink expert-parallel access check", ok, &why, NULL, NULL, 0);
+    r = mc_custom_agree(comm, MC_CUSTOM_EP_FEATURE, "NVLink expert-parallel access check", ok, &why,
+                        NULL, NULL, 0);
   }
   free(recs);
   if (r != MOECOMM_SUCCESS) {
