@@ -41,8 +41,10 @@ int main(void) {
 #include <unistd.h>
 
 #include "../abi/moecomm.h"
-#include "../host_shim/launch.h"
-#include "../tests/common/harness.h"
+#include "../host_shim/lib/data.h"
+#include "../host_shim/lib/device.h"
+#include "../host_shim/lib/launch.h"
+#include "common/bench_plugin.h"
 
 #define NSIZES 9 /* 1 KB .. 64 MB, x4 */
 #define NDTYPES 2
@@ -111,8 +113,8 @@ static int host_barrier(bench_t *b) {
 }
 
 static moecomm_context_t *open_ctx(int rank, const char *const *env) {
-  moecomm_topology_t topo = mc_test_topo(g_world, rank, g_world);
-  moecomm_context_params_t params = mc_test_ctx_params(&topo, rank);
+  moecomm_topology_t topo = shim_launch_topology(g_world, rank, g_world);
+  moecomm_context_params_t params = shim_launch_params(&topo, rank);
   moecomm_context_t *ctx = NULL;
   moecomm_result_t rc;
   for (int i = 0; env[i] != NULL; i += 2) setenv(env[i], env[i + 1], 1);
@@ -224,19 +226,19 @@ static double host_cost(bench_t *b, int v) {
 
 /* The exact result of every size (a prefix of it) for dtype d: all ranks' inputs (seed 11 +
    rank, as upload_inputs makes them) summed in fp32 in rank order - exact, they are small
-   integers (mc_test_fill) - then rounded to d, which is exact too. */
+   integers (shim_data_fill_random) - then rounded to d, which is exact too. */
 static int reference(int d, void *want) {
   const size_t n = MAX_BYTES / esize(d);
   void *in = malloc(MAX_BYTES);
   float *acc = calloc(n, sizeof(float));
   int ok = in != NULL && acc != NULL;
   for (int rr = 0; ok && rr < g_world; rr++) {
-    mc_test_fill(in, n, k_dtypes[d], 11 + (uint64_t)rr);
-    for (size_t i = 0; i < n; i++) acc[i] += (float)mc_test_get(in, i, k_dtypes[d]);
+    shim_data_fill_random(in, n, k_dtypes[d], 11 + (uint64_t)rr);
+    for (size_t i = 0; i < n; i++) acc[i] += (float)shim_data_get(in, i, k_dtypes[d]);
   }
   for (size_t i = 0; ok && i < n; i++) {
     if (k_dtypes[d] == MOECOMM_BFLOAT16)
-      ((uint16_t *)want)[i] = mc_test_to_bf16(acc[i]);
+      ((uint16_t *)want)[i] = shim_data_to_bf16(acc[i]);
     else
       ((float *)want)[i] = acc[i];
   }
@@ -307,7 +309,7 @@ static int upload_inputs(bench_t *b, int d) {
   const size_t n = MAX_BYTES / esize(d);
   void *in = malloc(MAX_BYTES);
   int ok = in != NULL;
-  if (ok) mc_test_fill(in, n, k_dtypes[d], 11 + (uint64_t)b->rank);
+  if (ok) shim_data_fill_random(in, n, k_dtypes[d], 11 + (uint64_t)b->rank);
   /* the graphs run on a non-blocking stream, which does not wait for the legacy stream */
   ok = ok && cudaMemcpy(b->din, in, MAX_BYTES, cudaMemcpyHostToDevice) == cudaSuccess &&
        cudaDeviceSynchronize() == cudaSuccess;
@@ -323,7 +325,7 @@ static int rank_main(int rank, int world, void *arg) {
   memset(&b, 0, sizeof(b));
   b.rank = rank;
   if (!mc_bench_rank_gpu(rank, &r->gpu, r->err, sizeof(r->err))) _exit(1);
-  g_api = mc_test_plugin();
+  g_api = mc_bench_plugin();
   if (!setup(&b, r)) _exit(1);
 
   for (int d = 0; d < NDTYPES; d++) {
@@ -411,7 +413,7 @@ int main(int argc, char **argv) {
 
   rc = mc_bench_gpu_begin(argc, argv, "bench", 0, &run, &g_world);
   if (rc >= 0) return rc;
-  visible = mc_test_gpu_count();
+  visible = shim_gpu_devices();
   mc_bench_nccl_version(nccl, sizeof(nccl));
   if ((g_res = mc_bench_shared(sizeof(rank_res_t) * (size_t)g_world)) == NULL) return 1;
   printf("bench: all-reduce on %d ranks (%s, %d CUDA devices visible)\n", g_world,

@@ -1,20 +1,31 @@
 # bench/bench.mk - the benchmarks (included by the Makefile).  Method and results: bench/NOTES-*.md.
+#
+# Benchmarks link the host library (host_shim/lib) and bench/common, not the test harness.
+# Their JSON goes to BENCH_OUT (default BUILD/bench-results/, out of the source tree);
+# `make bench-save` (or BENCH_OUT=bench/results) keeps a `make bench` run in the repository.
 BENCH_SRC    := $(wildcard bench/*.c)
 BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 BENCH_COMMON_SRC := $(wildcard bench/common/*.c)
 BENCH_COMMON_OBJ := $(BENCH_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+BENCH_OUT    ?= $(BUILD)/bench-results
+export BENCH_OUT
 
+.PHONY: bench-save
 tests gpu-bins: $(BENCH_BIN)
 
-$(BUILD)/bench/%: bench/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(BENCH_COMMON_OBJ) $(PLUGIN)
+$(BUILD)/bench/%: bench/%.c $(BENCH_COMMON_OBJ) $(HOST_A) $(PLUGIN)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
-	  $(BENCH_COMMON_OBJ) $(HOST_LIBS) $(NCCL_LIBS) -lpthread
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(BENCH_COMMON_OBJ) $(HOST_A) \
+	  $(HOST_LIBS) $(NCCL_LIBS) -lpthread
+
+BENCH_GPU_RUNS = bench/run.sh gpu $(BUILD) && bench/run.sh scatter $(BUILD)
 
 bench: gpu-bins
-	@bench/run.sh gpu $(BUILD)
-	@bench/run.sh scatter $(BUILD)
+	@$(BENCH_GPU_RUNS)
+
+bench-save: gpu-bins
+	@export BENCH_OUT=$(CURDIR)/bench/results && $(BENCH_GPU_RUNS)
 
 bench-cpu: all
 	@packaging/ensure-deps.sh bench-cpu

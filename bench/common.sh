@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # bench/common.sh - sourced by bench/run-*.sh: what every benchmark run records (commit, driver,
-# date) and where its output goes (bench/results/, and $OUT when set).  Defines functions only.
+# date) and where its output goes: the directory BENCH_OUT names (default BUILD/bench-results/,
+# outside the source tree; BENCH_OUT=bench/results keeps a run in the repository), and a copy in
+# $OUT when set (the GPU machine's output folder).  Defines functions only.
 
 bench_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bench_root=$(cd "$bench_here/.." && pwd)
@@ -23,8 +25,21 @@ bench_commit_short() {
   echo "$commit"
 }
 
+# bench_out_dir BUILD: creates and prints (absolute) the directory results go to: $BENCH_OUT
+# (relative to the current directory), else BUILD/bench-results.
+bench_out_dir() {
+  local build=$1 dir
+  dir=${BENCH_OUT:-}
+  if [ -z "$dir" ]; then
+    dir="$build/bench-results"
+    [ -d "$build" ] || dir="$bench_root/$build/bench-results"
+  fi
+  mkdir -p "$dir"
+  (cd "$dir" && pwd)
+}
+
 # bench_gpu_run LABEL NAME BUILD: runs BUILD/bench/NAME with NVLink SHARP off and the run's facts
-# (--json bench/results/NAME-<date>.json --commit --date --driver), its output on the terminal;
+# (--json <bench_out_dir>/NAME-<date>.json --commit --date --driver), its output on the terminal;
 # when $OUT is set, copies the log there as bench-NAME.log, and the JSON.  Exits with the
 # benchmark's status.  LABEL starts its error lines.
 bench_gpu_run() {
@@ -39,8 +54,7 @@ bench_gpu_run() {
   commit=$(bench_commit_short)
   driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1 ||
     true)
-  mkdir -p "$bench_root/bench/results"
-  json="$bench_root/bench/results/$name-$stamp.json"
+  json="$(bench_out_dir "$build")/$name-$stamp.json"
 
   # NVLink SHARP stays off (multicast objects are not used on these machines).
   export NCCL_NVLS_ENABLE=0
@@ -51,6 +65,7 @@ bench_gpu_run() {
     tee "$bench_log"
   rc=${PIPESTATUS[0]}
   set -e
+  if [ -f "$json" ]; then echo "$label: saved $json"; fi
   if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT"
     cp "$bench_log" "$OUT/bench-$name.log"

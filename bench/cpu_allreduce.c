@@ -1,8 +1,8 @@
 /* cpu_allreduce.c - moecomm's side of `make bench-cpu`: shm all-reduce on CPU ranks of this host.
  *
- * Loads the plugin the way an engine does (mc_test_plugin: MOECOMM_PLUGIN, default
+ * Loads the plugin the way an engine does (mc_bench_plugin: MOECOMM_PLUGIN, default
  * BUILD/libmoecomm.so next to this binary's directory), starts --ranks processes with
- * host_shim/launch.h and times out-of-place all-reduce (sum) of every size from --min to --max
+ * host_shim/lib/launch.h and times out-of-place all-reduce (sum) of every size from --min to --max
  * bytes in steps of x4, for each dtype.  The method is the one bench/mpi/mpi_allreduce.c uses for
  * Open MPI: a batch of back-to-back calls between two barriers, its time divided by the calls,
  * the slowest rank's value per batch, the median over --batches batches.  One extra call per size
@@ -16,8 +16,8 @@
 #include <string.h>
 
 #include "../abi/moecomm.h"
-#include "../host_shim/launch.h"
-#include "../tests/common/harness.h"
+#include "../host_shim/lib/launch.h"
+#include "common/bench_plugin.h"
 #include "common/bench.h"
 
 typedef struct bench_opts {
@@ -163,7 +163,7 @@ int main(int argc, char **argv)
     usage();
     return 2;
   }
-  g_api = mc_test_plugin(); /* exits with a FAIL line naming MOECOMM_PLUGIN when it cannot */
+  g_api = mc_bench_plugin(); /* exits with a line naming MOECOMM_PLUGIN when it cannot */
   fflush(stdout);
   return shim_launch(o.ranks, rank_main, &o, 1800) != 0;
 }

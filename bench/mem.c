@@ -35,8 +35,8 @@ int main(void) {
 #include <unistd.h>
 
 #include "../abi/moecomm.h"
-#include "../host_shim/launch.h"
-#include "../tests/common/harness.h"
+#include "../host_shim/lib/launch.h"
+#include "common/bench_plugin.h"
 
 #define NRANKS 2
 #define MIB (1024.0 * 1024.0)
@@ -147,7 +147,7 @@ static double used_mib(size_t base_free) {
 }
 
 static moecomm_topology_t topo_of(const variant_t *v, int rank) {
-  moecomm_topology_t t = mc_test_topo(NRANKS, rank, v->tp);
+  moecomm_topology_t t = shim_launch_topology(NRANKS, rank, v->tp);
   t.ep = v->ep;
   t.attn_cp = v->attn_cp;
   t.moe_dp = v->moe_dp;
@@ -166,7 +166,7 @@ static int stats(moecomm_context_t *ctx, int kind, moecomm_group_stats_t *st) {
 
 static int run_moecomm(int rank, vres_t *r, void *buf, cudaStream_t s, size_t base) {
   moecomm_topology_t topo = topo_of(g_v, rank);
-  moecomm_context_params_t params = mc_test_ctx_params(&topo, rank);
+  moecomm_context_params_t params = shim_launch_params(&topo, rank);
   moecomm_context_t *ctx = NULL;
   /* What one MoE layer step communicates on; WORLD and PP come afterwards. */
   static const int step[] = {MOECOMM_GROUP_ATTN_TP, MOECOMM_GROUP_ATTN_CP, MOECOMM_GROUP_TP,
@@ -248,7 +248,7 @@ static int engine_ids(vres_t *r, moecomm_group_stats_t *st, int nk, ncclUniqueId
 
 static int run_engine(int rank, vres_t *r, void *buf, cudaStream_t s, size_t base) {
   moecomm_topology_t topo = topo_of(g_v, rank);
-  moecomm_context_params_t params = mc_test_ctx_params(&topo, rank);
+  moecomm_context_params_t params = shim_launch_params(&topo, rank);
   moecomm_context_t *ctx = NULL;
   moecomm_group_stats_t st[9];
   ncclUniqueId ids[9];
@@ -362,7 +362,7 @@ static int host_overhead(vres_t *r, moecomm_context_t *ctx, moecomm_group_t *g, 
 
 static int run_config(int rank, vres_t *r, void *buf, cudaStream_t s, size_t base) {
   moecomm_topology_t topo = topo_of(g_v, rank);
-  moecomm_context_params_t params = mc_test_ctx_params(&topo, rank);
+  moecomm_context_params_t params = shim_launch_params(&topo, rank);
   moecomm_context_t *ctx = NULL;
   moecomm_group_t *g = NULL;
   moecomm_group_stats_t st;
@@ -422,7 +422,7 @@ static int rank_main(int rank, int world, void *arg) {
   int ok = 0;
   (void)world;
   (void)arg;
-  mc_test_env_apply(g_v->env);
+  shim_env_apply(g_v->env);
   if (!mc_bench_rank_gpu(rank, &r->gpu, r->err, sizeof(r->err))) goto out;
   if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess ||
       cudaMalloc(&buf, BUF_BYTES) != cudaSuccess || cudaMemset(buf, 0, BUF_BYTES) != cudaSuccess ||
@@ -430,7 +430,7 @@ static int rank_main(int rank, int world, void *arg) {
     FAIL(r, "CUDA setup failed");
     goto out;
   }
-  g_api = mc_test_plugin();
+  g_api = mc_bench_plugin();
   switch (g_v->kind) {
     case V_MOECOMM: ok = run_moecomm(rank, r, buf, s, base); break;
     case V_ENGINE: ok = run_engine(rank, r, buf, s, base); break;

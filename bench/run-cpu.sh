@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run-cpu.sh BUILD: shm all-reduce (moecomm) against Open MPI's MPI_Allreduce, same host,
-# same rank counts, same sizes and timing method, in one run.  Prints a table and saves JSON in
-# bench/results/cpu-allreduce-<date>.json.
+# same rank counts, same sizes and timing method, in one run.  Prints a table and saves JSON as
+# cpu-allreduce-<date>.json in BENCH_OUT (default BUILD/bench-results/; bench/common.sh).
 #
 # moecomm side: BUILD/bench/cpu_allreduce (built by make from bench/cpu_allreduce.c).
 # MPI side: bench/mpi/mpi_allreduce.c with bench/common/bench.c (the inputs, check and batch sizes
@@ -61,9 +61,7 @@ dirty=false
 if [ "$commit" != none ] && bench_dirty; then dirty=true; fi
 mpi_version=$(mpirun --version 2>/dev/null | head -n 1 || echo unknown)
 date_iso=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-out_dir="$here/results"
-mkdir -p "$out_dir"
-out="$out_dir/cpu-allreduce-$(date -u +%Y%m%d-%H%M%S).json"
+out="$(bench_out_dir "$build")/cpu-allreduce-$(date -u +%Y%m%d-%H%M%S).json"
 
 # ---- table and JSON: join moecomm and mpi rows on (dtype, ranks, bytes) ----
 awk -v out="$out" -v cpu="$(json_str "$cpu")" -v cpus="$cpus" -v kernel="$(json_str "$kernel")" \

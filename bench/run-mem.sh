@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run-mem.sh BUILD: `make bench-mem` - communicator memory per GPU (bench/mem.c) on 2 GPUs.
-# Prints the tables and target checks; writes bench/results/mem-<date>.json (and, when $OUT is
-# set, a copy of the JSON and the log there).  Takes about a minute.
+# Prints the tables and target checks; writes mem-<date>.json into BENCH_OUT (default
+# BUILD/bench-results/; bench/common.sh), and when $OUT is set a copy of the JSON and the log.  Takes about a minute.
 set -euo pipefail
 # shellcheck source=bench/common.sh
 source "$(dirname "$0")/common.sh"

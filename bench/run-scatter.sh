@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # bench/run-scatter.sh BUILD: scatter modes on 2 GPUs (bench/scatter.c): the MoE step with MOE_FULL
 # against FULL for the same tokens, and the MoE-CP all-gather against ncclAllGather.  Prints the
-# tables; writes bench/results/scatter-<date>.json (and, when $OUT is set, a copy of the JSON and
-# the log there).  Takes well under 90 s on 2x H200.
+# tables; writes scatter-<date>.json into BENCH_OUT (default BUILD/bench-results/;
+# bench/common.sh), and when $OUT is set a copy of the JSON and the log.  Takes well under 90 s on 2x H200.
 set -euo pipefail
 # shellcheck source=bench/common.sh
 source "$(dirname "$0")/common.sh"

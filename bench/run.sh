@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh KIND BUILD: runs one family of benchmarks (cpu, gpu, mem, scatter) and saves JSON
-# under bench/results/ (device, driver and commit recorded by each script).
+# into BENCH_OUT, default BUILD/bench-results/ (device, driver and commit recorded by each script).
 set -euo pipefail
 kind=${1:?usage: bench/run.sh cpu|gpu|mem|scatter BUILD}
 build=${2:-build}

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../tests/common/harness.h"
+#include "common/bench_plugin.h"
 #include "common/bench_gpu.h"
 
 #if !MC_WITH_CUDA
@@ -32,7 +32,9 @@ int main(void) {
 
 #include <unistd.h>
 
-#include "../host_shim/launch.h"
+#include "../host_shim/lib/data.h"
+#include "../host_shim/lib/launch.h"
+#include "../host_shim/lib/scatter_ref.h"
 
 #define NRANKS 2
 #define GRAPH_OPS 20
@@ -97,7 +99,7 @@ static int time_graph(bench_t *b, cudaGraphExec_t exec, int ops, double *us_p) {
 
 static moecomm_scatter_args_t sargs(bench_t *b, int from, int to, int reduce, size_t hidden,
                                     void *send, void *recv) {
-  return mc_test_scatter_args(from, to, reduce, MOECOMM_BFLOAT16, hidden, b->tokens, send, recv);
+  return sref_args(from, to, reduce, MOECOMM_BFLOAT16, hidden, b->tokens, send, recv);
 }
 
 /* Captures GRAPH_OPS repetitions of the `n` transitions in `a` inside the context's capture
@@ -161,7 +163,7 @@ static int capture_nccl(bench_t *b, size_t count, cudaGraphExec_t *exec_p) {
 
 /* Rank m's input of `elems` bf16 values (the same on every rank for the same m and seed). */
 static void make_input(uint16_t *h, size_t elems, int m, uint64_t seed) {
-  mc_test_fill(h, elems, MOECOMM_BFLOAT16, seed * 16 + (uint64_t)m);
+  shim_data_fill_random(h, elems, MOECOMM_BFLOAT16, seed * 16 + (uint64_t)m);
 }
 
 static int upload(bench_t *b, size_t elems, uint64_t seed) {
@@ -189,7 +191,7 @@ static int check_step(bench_t *b, size_t elems, uint64_t seed, long *wrong_p) {
   CU(b->r, cudaMemcpy(b->h_b, b->d_out, elems * 2, cudaMemcpyDeviceToHost));
   make_input(b->h_a, elems, b->rank, seed);
   for (size_t i = 0; i < elems; i++)
-    wrong += mc_test_from_bf16(b->h_b[i]) != 2.0f * mc_test_from_bf16(b->h_a[i]);
+    wrong += shim_data_from_bf16(b->h_b[i]) != 2.0f * shim_data_from_bf16(b->h_a[i]);
   *wrong_p = wrong;
   return 1;
 }
@@ -263,7 +265,7 @@ static void backend_of(bench_t *b, int kind, char *out, size_t cap) {
 }
 
 static int setup(bench_t *b) {
-  moecomm_topology_t topo = mc_test_topo(NRANKS, b->rank, NRANKS);
+  moecomm_topology_t topo = shim_launch_topology(NRANKS, b->rank, NRANKS);
   moecomm_context_params_t params;
   moecomm_result_t mr;
   topo.ep = 2;
@@ -280,8 +282,8 @@ static int setup(bench_t *b) {
   b->h_a = malloc(MAX_OUT_BYTES);
   b->h_b = malloc(MAX_OUT_BYTES);
   if (b->h_a == NULL || b->h_b == NULL) return FAIL(b->r, "host malloc failed");
-  g_api = mc_test_plugin();
-  params = mc_test_ctx_params(&topo, b->rank);
+  g_api = mc_bench_plugin();
+  params = shim_launch_params(&topo, b->rank);
   mr = g_api->context_create(&params, &b->ctx);
   if (mr != MOECOMM_SUCCESS)
     return FAIL(b->r, "context_create: %s: %s", g_api->result_string(mr), g_api->last_error(NULL));

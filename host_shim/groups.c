@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "report.h"
+#include "lib/report.h"
 
 static const char *const kind_names[SHIM_GROUP_KINDS] = {
     "WORLD", "TP", "PP", "ATTN_TP", "ATTN_CP", "MOE_EP", "MOE_TP", "MOE_DP", "MOE_CP"};
@@ -18,16 +18,6 @@ static const char *backend_name(int id) {
     case MOECOMM_BACKEND_CUSTOM: return "custom";
     default: return "none";
   }
-}
-
-moecomm_result_t shim_group_stats(const moecomm_api_t *api, moecomm_context_t *ctx, int kind,
-                                  moecomm_group_stats_t *st) {
-  moecomm_group_t *g = NULL;
-  moecomm_result_t r;
-  memset(st, 0, sizeof(*st));
-  st->struct_size = sizeof(*st);
-  r = api->group_get(ctx, (moecomm_group_kind_t)kind, &g);
-  return r == MOECOMM_SUCCESS ? api->group_stats(g, st) : r;
 }
 
 /* A rank's record for one kind: size (-1: group_get/group_stats failed), backend, ranks. */

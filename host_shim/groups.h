@@ -6,13 +6,7 @@
 #include <stddef.h>
 
 #include "../abi/moecomm.h"
-
-/* Group kinds: MOECOMM_GROUP_WORLD .. MOECOMM_GROUP_MOE_CP. */
-#define SHIM_GROUP_KINDS (MOECOMM_GROUP_MOE_CP + 1)
-
-/* group_get, then group_stats (struct_size set) of this rank's group of `kind`. */
-moecomm_result_t shim_group_stats(const moecomm_api_t *api, moecomm_context_t *ctx, int kind,
-                                  moecomm_group_stats_t *st);
+#include "lib/memory.h"
 
 /* A world all-gather (the host's, or one built on the plugin's WORLD group). */
 typedef moecomm_host_allgather_fn_t shim_exchange_fn_t;

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "../abi/moecomm.h"
-#include "scatter_ref.h"
+#include "lib/scatter_ref.h"
 
 #define SHIM_MODES_MAX_TRANSITIONS 4
 #define SHIM_MODES_MAX_GROUPS 3 /* group kinds one transition communicates on */

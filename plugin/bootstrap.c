@@ -1,160 +1,57 @@
-/* bootstrap.c - rendezvous at context creation (bootstrap.h). */
+/* bootstrap.c - rendezvous at context creation (bootstrap.h).
+ *
+ * With the host's all-gather (every rank at once, no address known beforehand):
+ *   1. every rank's record (pid, host, topology) is all-gathered; rank 0's also carries the new
+ *      context's id and its secret (32 random bytes): the host's all-gather is the trusted
+ *      channel that shares it;
+ *   2. rank 0 starts the store, bound to loopback when every rank is on its host, else to
+ *      MOECOMM_SOCKET_IFNAME's interface or the hostname's address (never all interfaces), and a
+ *      second all-gather tells the others where;
+ *   3. every rank connects, proves the secret and checks in as (context id, rank);
+ *   4. an arrival barrier through the store ends it.
+ * A world of one needs none of this: no listener, no connection.
+ * With MOECOMM_STORE (no all-gather): rank 0 serves at the address it names, the secret is the
+ * SHA-256 of MOECOMM_STORE_TOKEN (required off loopback), every rank checks in as (the process's
+ * n-th bootstrap, rank), and the records go through the store (which is the barrier). */
 #include "bootstrap.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
+#include "boot_net.h"
+#include "boot_server.h"
 #include "log.h"
+#include "sha256.h"
 #include "util.h"
 
 #define MC_BOOT_MAGIC 0x6d63626fu /* "mcbo" */
-#define MC_BOOT_MAX_EXCHANGE (16u << 20)
 
 typedef struct mc_boot_rec {
   uint32_t magic;
   uint32_t version; /* MOECOMM_ABI_VERSION of the plugin build */
   int32_t rank;
   int32_t pid;
-  int32_t topo[9];    /* world, tp, pp, ep, moe_dp, attn_cp, attn_dp, moe_dense_tp, device>=0 */
-  int32_t store_port; /* rank 0 only */
+  int32_t topo[9]; /* world, tp, pp, ep, moe_dp, attn_cp, attn_dp, moe_dense_tp, device>=0 */
+  int32_t pad;
   uint64_t host_hash;
   char host_id[128];
-  char store_host[64]; /* rank 0 only */
-  char ctx_id[48];     /* rank 0 only */
+  char ctx_id[48];                        /* rank 0 only */
+  uint8_t secret[MC_BOOT_SECRET_BYTES];   /* rank 0 only, host all-gather only */
 } mc_boot_rec_t;
 
-/* One store server per (process, port) when MOECOMM_STORE is shared by several contexts. */
-typedef struct mc_boot_server {
-  mc_store_server_t *srv;
-  int port;
-  int refs;
-  int fixed; /* listening on MOECOMM_STORE's port (shared), or ephemeral (own) */
-  struct mc_boot_server *next;
-} mc_boot_server_t;
-
-static pthread_mutex_t mc_boot_lock = PTHREAD_MUTEX_INITIALIZER;
-static mc_boot_server_t *mc_boot_servers;
+/* Rank 0's second message on the host all-gather: where its store listens. */
+typedef struct mc_boot_where {
+  int32_t port;
+  char host[64];
+} mc_boot_where_t;
 
 static uint64_t mc_hash(const char *s) {
   uint64_t h = 1469598103934665603ull; /* FNV-1a */
   for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
   return h;
-}
-
-/* MOECOMM_HOST_ID, else hostname plus boot id (distinguishes containers that share a name). */
-static void mc_boot_host_id(const mc_config_t *cfg, char *out, size_t size) {
-  char host[64] = "localhost", boot[64] = "";
-  FILE *f;
-  if (cfg->host_id[0]) {
-    snprintf(out, size, "%s", cfg->host_id);
-    return;
-  }
-  (void)gethostname(host, sizeof(host) - 1);
-  f = fopen("/proc/sys/kernel/random/boot_id", "r");
-  if (f != NULL) {
-    if (fgets(boot, sizeof(boot), f) == NULL) boot[0] = '\0';
-    fclose(f);
-    boot[strcspn(boot, "\n")] = '\0';
-  }
-  snprintf(out, size, "%s:%s", host, boot);
-}
-
-/* An IPv4 address of this host that other hosts can reach, or 127.0.0.1. */
-static void mc_boot_my_address(char *out, size_t size) {
-  char host[256];
-  struct addrinfo hints, *res = NULL;
-  snprintf(out, size, "127.0.0.1");
-  if (gethostname(host, sizeof(host) - 1) != 0) return;
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_STREAM;
-  if (getaddrinfo(host, NULL, &hints, &res) != 0) return;
-  for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)a->ai_addr;
-    if ((ntohl(sin->sin_addr.s_addr) >> 24) == 127) continue;
-    inet_ntop(AF_INET, &sin->sin_addr, out, (socklen_t)size);
-    break;
-  }
-  freeaddrinfo(res);
-}
-
-static moecomm_result_t mc_boot_server_acquire(int port, int fixed, mc_boot_server_t **out_p,
-                                               mc_err_t *err) {
-  mc_boot_server_t *s;
-  moecomm_result_t r = MOECOMM_SUCCESS;
-  pthread_mutex_lock(&mc_boot_lock);
-  for (s = mc_boot_servers; fixed && s != NULL; s = s->next)
-    if (s->fixed && s->port == port) break;
-  if (fixed && s != NULL) {
-    s->refs++;
-    goto out;
-  }
-  s = calloc(1, sizeof(*s));
-  if (s == NULL) {
-    r = mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory for the rendezvous store");
-    goto out;
-  }
-  r = mc_store_server_start(NULL, port, &s->srv, &s->port, err);
-  if (r != MOECOMM_SUCCESS) {
-    free(s);
-    s = NULL;
-    goto out;
-  }
-  s->refs = 1;
-  s->fixed = fixed;
-  s->next = mc_boot_servers;
-  mc_boot_servers = s;
-out:
-  pthread_mutex_unlock(&mc_boot_lock);
-  if (r == MOECOMM_SUCCESS) *out_p = s;
-  return r;
-}
-
-/* The last local user of the store: the other ranks may still be reading the keys of their last
-   exchange, so rank 0 keeps serving until every client has gone (they leave when they destroy
-   their context or exit) or linger_ms passes. */
-static void mc_boot_server_release(mc_boot_server_t *s, int linger_ms) {
-  mc_boot_server_t **pp;
-  int64_t until = mc_now_ms() + linger_ms;
-  if (s == NULL) return;
-  pthread_mutex_lock(&mc_boot_lock);
-  if (--s->refs > 0) {
-    pthread_mutex_unlock(&mc_boot_lock);
-    return;
-  }
-  for (pp = &mc_boot_servers; *pp != NULL; pp = &(*pp)->next)
-    if (*pp == s) {
-      *pp = s->next;
-      break;
-    }
-  pthread_mutex_unlock(&mc_boot_lock);
-  if (mc_store_server_clients(s->srv) > 0 && linger_ms > 0) {
-    MC_INFO("rendezvous store: waiting up to %d ms for %zu other rank(s) to finish with it",
-            linger_ms, mc_store_server_clients(s->srv));
-    while (mc_store_server_clients(s->srv) > 0 && mc_now_ms() < until) mc_sleep_us(5000);
-  }
-  mc_store_server_stop(s->srv);
-  free(s);
-}
-
-/* Splits tcp://HOST:PORT (validated by config.c). */
-static void mc_boot_parse_store(const char *url, char *host, size_t host_size, int *port) {
-  const char *hp = url + 6, *colon = strrchr(hp, ':');
-  size_t n = (size_t)(colon - hp);
-  if (n >= host_size) n = host_size - 1;
-  memcpy(host, hp, n);
-  host[n] = '\0';
-  if (host[0] == '[' && n > 1 && host[n - 1] == ']') { /* [v6] */
-    memmove(host, host + 1, n - 2);
-    host[n - 2] = '\0';
-  }
-  *port = atoi(colon + 1);
 }
 
 static void mc_boot_fill_rec(const mc_topo_t *t, int uses_gpu, const char *host_id,
@@ -171,7 +68,6 @@ static void mc_boot_fill_rec(const mc_topo_t *t, int uses_gpu, const char *host_
   rec->host_hash = mc_hash(host_id);
 }
 
-/* Every rank passed the same sizes, and every record is where its rank says. */
 static moecomm_result_t mc_boot_check_recs(const mc_topo_t *t, const mc_boot_rec_t *recs,
                                            mc_err_t *err) {
   static const char *const names[9] = {
@@ -191,8 +87,6 @@ static moecomm_result_t mc_boot_check_recs(const mc_topo_t *t, const mc_boot_rec
   }
   return MOECOMM_SUCCESS;
 }
-
-/* The world's layout from every rank's record. */
 static moecomm_result_t mc_boot_layout(const mc_boot_rec_t *recs, int world, int me,
                                        mc_world_t *w_p, mc_err_t *err) {
   mc_world_t w;
@@ -219,7 +113,6 @@ static moecomm_result_t mc_boot_layout(const mc_boot_rec_t *recs, int world, int
   *w_p = w;
   return MOECOMM_SUCCESS;
 }
-
 void mc_boot_world_set(mc_boot_t *boot, int32_t *ranks, mc_xchg_set_t *set_p) {
   for (int i = 0; i < boot->world.size; i++) ranks[i] = i;
   memset(set_p, 0, sizeof(*set_p));
@@ -230,8 +123,6 @@ void mc_boot_world_set(mc_boot_t *boot, int32_t *ranks, mc_xchg_set_t *set_p) {
   set_p->n = boot->world.size;
   set_p->me = boot->world.rank;
 }
-
-/* Every rank has connected to the store (a world exchange of nothing much). */
 static moecomm_result_t mc_boot_arrive(mc_boot_t *b, mc_err_t *err) {
   int32_t *ranks = malloc(sizeof(int32_t) * (size_t)b->world.size * 2), *pids;
   mc_xchg_set_t set;
@@ -251,125 +142,155 @@ static moecomm_result_t mc_boot_arrive(mc_boot_t *b, mc_err_t *err) {
   return r;
 }
 
-/* Rank 0: a fresh context id and the store server (shared on MOECOMM_STORE's fixed port). */
-static moecomm_result_t mc_boot_serve(const mc_config_t *cfg, int port, int use_store_url,
-                                      mc_boot_rec_t *rec, mc_boot_server_t **server_p,
-                                      mc_err_t *err) {
-  uint64_t nonce = 0;
-  moecomm_result_t r;
-  if (getrandom(&nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
-    nonce = (uint64_t)mc_now_ms() * 2654435761u ^ (uint64_t)getpid();
-  snprintf(rec->ctx_id, sizeof(rec->ctx_id), "%d-%08x", (int)getpid(), (unsigned)nonce);
-  r = mc_boot_server_acquire(port, use_store_url, server_p, err);
-  if (r != MOECOMM_SUCCESS)
-    return mc_err_wrap(err, r, "bootstrap: rank 0 cannot serve the rendezvous store%s%s",
-                       use_store_url ? " at " : "", use_store_url ? cfg->store : "");
-  rec->store_port = (*server_p)->port;
-  mc_boot_my_address(rec->store_host, sizeof(rec->store_host));
-  return MOECOMM_SUCCESS;
-}
-
-/* MOECOMM_STORE: the records go through the store itself; a timeout names the ranks that never
-   came. */
-static moecomm_result_t mc_boot_store_records(mc_boot_t *b, const mc_boot_rec_t *rec,
-                                              mc_boot_rec_t *recs, mc_err_t *err) {
-  static uint64_t ctx_seq; /* contexts created in this process: keys them under one store */
-  static pthread_mutex_t seq_lock = PTHREAD_MUTEX_INITIALIZER;
-  int32_t *ranks = malloc(sizeof(int32_t) * (size_t)b->world.size);
-  char scope[32];
-  uint64_t seq = 0;
-  mc_xchg_set_t set;
-  moecomm_result_t r;
-  if (ranks == NULL) return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
-  pthread_mutex_lock(&seq_lock);
-  snprintf(scope, sizeof(scope), "boot%llu", (unsigned long long)ctx_seq++);
-  pthread_mutex_unlock(&seq_lock);
-  mc_boot_world_set(b, ranks, &set);
-  set.scope = scope;
-  set.seq = &seq;
-  r = mc_xchg_allgather(&set, "bootstrap through MOECOMM_STORE", rec, recs, sizeof(*rec), err);
-  free(ranks);
+/* Rank 0: a fresh context id (and, for the host all-gather, the secret). */
+static moecomm_result_t mc_boot_new_context(mc_boot_rec_t *rec, int with_secret, mc_err_t *err) {
+  uint32_t nonce = 0;
+  moecomm_result_t r = mc_boot_random(&nonce, sizeof(nonce), err);
+  if (r == MOECOMM_SUCCESS && with_secret) r = mc_boot_random(rec->secret, sizeof(rec->secret), err);
+  if (r == MOECOMM_SUCCESS) snprintf(rec->ctx_id, sizeof(rec->ctx_id), "%d-%08x", (int)getpid(), nonce);
   return r;
 }
 
-/* The host's all-gather carries rank 0's record (and the store's address) to everyone. */
-static moecomm_result_t mc_boot_host_records(const mc_topo_t *topo,
-                                             moecomm_host_allgather_fn_t host_ag, void *host_user,
-                                             const mc_boot_rec_t *rec, mc_boot_rec_t *recs,
-                                             char *store_host, size_t host_size, int *port_p,
-                                             mc_err_t *err) {
+/* The host all-gather path, steps 1-3 (bootstrap.c's header). */
+static moecomm_result_t mc_boot_via_host(mc_boot_t *b, const mc_topo_t *topo,
+                                         const mc_config_t *cfg, moecomm_host_allgather_fn_t ag,
+                                         void *user, mc_boot_rec_t *rec, mc_boot_rec_t *recs,
+                                         mc_err_t *err) {
+  mc_boot_where_t where, *wheres = calloc((size_t)topo->world, sizeof(*wheres));
+  const int64_t deadline = mc_now_ms() + cfg->timeout_ms;
+  moecomm_result_t r = MOECOMM_SUCCESS;
+  if (wheres == NULL) return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+  memset(&where, 0, sizeof(where));
+  if (topo->rank == 0) r = mc_boot_new_context(rec, 1, err);
+  if (r == MOECOMM_SUCCESS && ag(user, rec, recs, sizeof(*rec)) != 0)
+    r = mc_err_set(err, MOECOMM_ERR_PEER,
+                   "bootstrap: the host's all-gather callback failed (returned non-zero)");
+  if (r == MOECOMM_SUCCESS) r = mc_boot_check_recs(topo, recs, err);
+  if (r == MOECOMM_SUCCESS) r = mc_boot_layout(recs, topo->world, topo->rank, &b->world, err);
+  /* rank 0 serves; a failure there reaches the others as port 0 in the second all-gather */
+  if (r == MOECOMM_SUCCESS && topo->rank == 0 &&
+      (r = mc_boot_bind_address(cfg, b->world.num_hosts == 1, where.host, sizeof(where.host),
+                                err)) == MOECOMM_SUCCESS)
+    r = mc_boot_server_acquire(where.host, 0, 0, rec->secret, sizeof(rec->secret),
+                               cfg->timeout_ms, (mc_boot_server_t **)&b->server, &where.port, err);
+  if (ag(user, &where, wheres, sizeof(where)) != 0 && r == MOECOMM_SUCCESS)
+    r = mc_err_set(err, MOECOMM_ERR_PEER,
+                   "bootstrap: the host's all-gather callback failed (returned non-zero)");
+  if (r == MOECOMM_SUCCESS && wheres[0].port <= 0)
+    r = mc_err_set(err, MOECOMM_ERR_PEER, "bootstrap: rank 0 could not start the rendezvous store");
+  wheres[0].host[sizeof(wheres[0].host) - 1] = '\0';
+  if (r == MOECOMM_SUCCESS)
+    r = mc_store_connect(wheres[0].host, wheres[0].port, recs[0].secret, sizeof(recs[0].secret),
+                         recs[0].ctx_id, topo->rank, deadline, &b->xchg.store, err);
+  if (r != MOECOMM_SUCCESS && topo->rank != 0 && wheres[0].port > 0)
+    mc_err_wrap(err, r, "bootstrap: cannot reach rank 0's rendezvous store at %s:%d",
+                wheres[0].host, (int)wheres[0].port);
+  mc_sha256_wipe(recs[0].secret, sizeof(recs[0].secret));
+  mc_sha256_wipe(rec->secret, sizeof(rec->secret));
+  free(wheres);
+  return r;
+}
+
+/* The MOECOMM_STORE path: rank 0 serves at the named address; the records go through the store
+   (a timeout names the ranks that never came). */
+static moecomm_result_t mc_boot_via_store(mc_boot_t *b, const mc_topo_t *topo,
+                                          const mc_config_t *cfg, mc_boot_rec_t *rec,
+                                          mc_boot_rec_t *recs, mc_err_t *err) {
+  static uint64_t ctx_seq; /* contexts bootstrapped here: each gets its own namespace (counted on
+                              success only, so a refused attempt does not shift the next one) */
+  static pthread_mutex_t seq_lock = PTHREAD_MUTEX_INITIALIZER;
+  const int64_t deadline = mc_now_ms() + cfg->timeout_ms;
+  uint8_t secret[MC_BOOT_SECRET_BYTES];
+  int32_t *ranks = malloc(sizeof(int32_t) * (size_t)topo->world);
+  char host[256], ns[32];
+  uint64_t seq = 0;
+  mc_xchg_set_t set;
   moecomm_result_t r;
-  if (host_ag(host_user, rec, recs, sizeof(*rec)) != 0)
-    return mc_err_set(err, MOECOMM_ERR_PEER,
-                      "bootstrap: the host's all-gather callback failed (returned non-zero)");
-  if ((r = mc_boot_check_recs(topo, recs, err)) != MOECOMM_SUCCESS) return r;
-  *port_p = recs[0].store_port;
-  snprintf(store_host, host_size, "%s",
-           recs[0].host_hash == rec->host_hash ? "127.0.0.1" : recs[0].store_host);
-  return MOECOMM_SUCCESS;
+  int port = 0, bound = 0;
+  if (ranks == NULL) return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+  pthread_mutex_lock(&seq_lock);
+  snprintf(ns, sizeof(ns), "boot%llu", (unsigned long long)ctx_seq);
+  pthread_mutex_unlock(&seq_lock);
+  mc_boot_parse_store(cfg->store, host, sizeof(host), &port);
+  r = mc_boot_store_secret(cfg, host, secret, err);
+  if (r == MOECOMM_SUCCESS && topo->rank == 0) r = mc_boot_new_context(rec, 0, err);
+  if (r == MOECOMM_SUCCESS && topo->rank == 0)
+    r = mc_boot_server_acquire(host, port, 1, secret, sizeof(secret), cfg->timeout_ms,
+                               (mc_boot_server_t **)&b->server, &bound, err);
+  if (r != MOECOMM_SUCCESS && topo->rank == 0)
+    mc_err_wrap(err, r, "bootstrap: rank 0 cannot serve the rendezvous store at %s", cfg->store);
+  if (r == MOECOMM_SUCCESS)
+    r = mc_store_connect(host, port, secret, sizeof(secret), ns, topo->rank, deadline,
+                         &b->xchg.store, err);
+  mc_sha256_wipe(secret, sizeof(secret));
+  if (r == MOECOMM_SUCCESS) {
+    mc_boot_world_set(b, ranks, &set);
+    set.scope = ns;
+    set.seq = &seq;
+    r = mc_xchg_allgather(&set, "bootstrap through MOECOMM_STORE", rec, recs, sizeof(*rec), err);
+  }
+  if (r == MOECOMM_SUCCESS) r = mc_boot_check_recs(topo, recs, err);
+  if (r == MOECOMM_SUCCESS) r = mc_boot_layout(recs, topo->world, topo->rank, &b->world, err);
+  if (r == MOECOMM_SUCCESS) {
+    pthread_mutex_lock(&seq_lock);
+    ctx_seq++;
+    pthread_mutex_unlock(&seq_lock);
+  }
+  free(ranks);
+  return r;
 }
 
 moecomm_result_t mc_boot_init(const mc_topo_t *topo, const mc_config_t *cfg, int uses_gpu,
                               moecomm_host_allgather_fn_t host_ag, void *host_user,
                               mc_boot_t *boot_p, mc_err_t *err) {
-  const int world = topo->world, me = topo->rank, use_store_url = host_ag == NULL;
-  char host_id[128], store_host[256] = "127.0.0.1";
+  char host_id[128];
   mc_boot_rec_t rec, *recs = NULL;
-  mc_boot_server_t *server = NULL;
-  const int64_t deadline = mc_now_ms() + cfg->timeout_ms;
   mc_boot_t b;
   moecomm_result_t r;
-  int port = 0;
 
-  if (use_store_url && cfg->store[0] == '\0')
+  if (host_ag == NULL && cfg->store[0] == '\0')
     return mc_err_set(err, MOECOMM_ERR_CONFIG,
                       "no way to bootstrap: pass host_allgather in the context params or set "
                       "MOECOMM_STORE=tcp://HOST:PORT (rank 0 listens there)");
   memset(&b, 0, sizeof(b));
-  b.world.size = world;
-  b.world.rank = me;
+  b.world.size = topo->world;
+  b.world.rank = topo->rank;
   b.xchg.timeout_ms = cfg->timeout_ms;
   mc_boot_host_id(cfg, host_id, sizeof(host_id));
   mc_boot_fill_rec(topo, uses_gpu, host_id, &rec);
-  recs = calloc((size_t)world, sizeof(*recs));
-  if (recs == NULL) return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
-
-  if (use_store_url) mc_boot_parse_store(cfg->store, store_host, sizeof(store_host), &port);
-  if (me == 0 && (r = mc_boot_serve(cfg, port, use_store_url, &rec, &server, err)) != MOECOMM_SUCCESS)
-    goto fail;
-  if (!use_store_url && (r = mc_boot_host_records(topo, host_ag, host_user, &rec, recs, store_host,
-                                                  sizeof(store_host), &port, err)) != MOECOMM_SUCCESS)
-    goto fail;
-  r = mc_store_connect(store_host, port, deadline, &b.xchg.store, err);
-  if (r != MOECOMM_SUCCESS) {
-    mc_err_wrap(err, r, "bootstrap: cannot reach rank 0's rendezvous store at %s:%d", store_host,
-                port);
-    goto fail;
+  if ((recs = calloc((size_t)topo->world, sizeof(*recs))) == NULL)
+    return mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+  if (topo->world == 1) { /* nothing to meet: no listener, no connection */
+    r = mc_boot_new_context(&rec, 0, err);
+    /* the host's all-gather is still called, as the ABI promises (a copy for one rank) */
+    if (r == MOECOMM_SUCCESS && host_ag != NULL && host_ag(host_user, &rec, recs, sizeof(rec)) != 0)
+      r = mc_err_set(err, MOECOMM_ERR_PEER,
+                     "bootstrap: the host's all-gather callback failed (returned non-zero)");
+    else
+      recs[0] = rec;
+    if (r == MOECOMM_SUCCESS) r = mc_boot_check_recs(topo, recs, err);
+    if (r == MOECOMM_SUCCESS) r = mc_boot_layout(recs, 1, 0, &b.world, err);
+  } else if (host_ag != NULL) {
+    r = mc_boot_via_host(&b, topo, cfg, host_ag, host_user, &rec, recs, err);
+  } else {
+    r = mc_boot_via_store(&b, topo, cfg, &rec, recs, err);
   }
-  if (use_store_url) {
-    if ((r = mc_boot_store_records(&b, &rec, recs, err)) != MOECOMM_SUCCESS) goto fail;
-    if ((r = mc_boot_check_recs(topo, recs, err)) != MOECOMM_SUCCESS) goto fail;
-  }
-  if ((r = mc_boot_layout(recs, world, me, &b.world, err)) != MOECOMM_SUCCESS) goto fail;
-  snprintf(b.xchg.ns, sizeof(b.xchg.ns), "%s", recs[0].ctx_id);
+  if (r == MOECOMM_SUCCESS) snprintf(b.xchg.ns, sizeof(b.xchg.ns), "%s", recs[0].ctx_id);
   /* Arrival barrier: no rank leaves context_create (and may destroy its context, rank 0 taking
      the store with it) before every rank has reached the store.  MOECOMM_STORE's record
      exchange above already is one. */
-  if (!use_store_url && world > 1 && (r = mc_boot_arrive(&b, err)) != MOECOMM_SUCCESS) goto fail;
-  b.server = server;
+  if (r == MOECOMM_SUCCESS && host_ag != NULL && topo->world > 1) r = mc_boot_arrive(&b, err);
   free(recs);
+  if (r != MOECOMM_SUCCESS) {
+    mc_boot_fini(&b, cfg->timeout_ms);
+    return r;
+  }
   *boot_p = b;
   boot_p->xchg.world = &boot_p->world;
   MC_INFO("bootstrap: context %s, rank %d of %d, local rank %d of %d, %d host%s", boot_p->xchg.ns,
-          me, world, b.world.local_rank, b.world.local_size, b.world.num_hosts,
+          topo->rank, topo->world, b.world.local_rank, b.world.local_size, b.world.num_hosts,
           b.world.num_hosts > 1 ? "s" : "");
   return MOECOMM_SUCCESS;
-
-fail:
-  if (b.xchg.store != NULL) mc_store_close(b.xchg.store);
-  mc_boot_server_release(server, cfg->timeout_ms);
-  free(recs);
-  return r;
 }
 
 void mc_boot_fini(mc_boot_t *boot, int linger_ms) {

@@ -39,6 +39,14 @@ static const mc_config_var_t mc_core_vars[] = {
     {"MOECOMM_STORE", MC_VAR_TEXT, MC_TEXT(store), "", "tcp://HOST:PORT (PORT 1..65535)", 0, 0,
      mc_config_store_ok,
      "rendezvous for hosts that pass no all-gather callback: rank 0 listens there"},
+    {"MOECOMM_STORE_TOKEN", MC_VAR_TEXT, MC_TEXT(store_token), "",
+     "a secret string of 1 to 255 characters", 0, 0, mc_config_host_id_ok,
+     "the secret of a MOECOMM_STORE rendezvous, the same on every rank; required unless the store "
+     "is on loopback"},
+    {"MOECOMM_SOCKET_IFNAME", MC_VAR_TEXT, MC_TEXT(socket_ifname), "",
+     "interface names or prefixes, comma-separated", 0, 0, mc_config_host_id_ok,
+     "where rank 0's rendezvous store listens when ranks find it through the host's all-gather "
+     "(default: loopback when every rank is on one host, else the hostname's address)"},
     {"MOECOMM_HOST_ID", MC_VAR_TEXT, MC_TEXT(host_id), "", "a string of 1 to 127 characters", 0,
      0, mc_config_host_id_ok,
      "overrides the host identity (hostname + boot id), e.g. to simulate several hosts"},
@@ -109,6 +117,7 @@ static int mc_config_store_ok(const char *value) {
   return errno == 0 && *end == '\0' && port >= 1 && port <= 65535;
 }
 
+/* Non-empty text (host id, token, interface list). */
 static int mc_config_host_id_ok(const char *value) { return value[0] != '\0'; }
 
 /* Index of value in a "a|b|c" list (case-insensitive), or -1. */

@@ -47,6 +47,8 @@ typedef struct mc_config {
   int timeout_ms;                        /* MOECOMM_TIMEOUT_MS */
   char store[256];                       /* MOECOMM_STORE, "" when unset */
   char host_id[128];                     /* MOECOMM_HOST_ID, "" when unset */
+  char store_token[256];                 /* MOECOMM_STORE_TOKEN, "" when unset (never logged) */
+  char socket_ifname[256];               /* MOECOMM_SOCKET_IFNAME, "" when unset */
   int share_comms;                       /* MOECOMM_SHARE_COMMS */
   int deterministic;                     /* MOECOMM_DETERMINISTIC (or the context flag) */
   int ep_max_tokens;                     /* MOECOMM_EP_MAX_TOKENS: moe_configure's default T_max */

@@ -40,16 +40,21 @@ moecomm_result_t mc_xchg_allgather(const mc_xchg_set_t *s, const char *what_in, 
                       bytes);
   snprintf(prefix, sizeof(prefix), "%s%s%s/%llu", s->x->ns, s->x->ns[0] ? "/" : "", s->scope,
            (unsigned long long)(*s->seq)++);
+  if (s->n == 1) { /* a world of one has no store: nothing to meet */
+    memcpy(recv, send, bytes);
+    return MOECOMM_SUCCESS;
+  }
   snprintf(key, sizeof(key), "%s/%d", prefix, (int)s->ranks[s->me]);
-  r = mc_store_set(s->x->store, key, send, bytes, (uint32_t)(s->n - 1), err);
+  r = mc_store_set(s->x->store, key, send, bytes, (uint32_t)(s->n - 1), 0, err);
   if (r != MOECOMM_SUCCESS) return mc_err_wrap(err, r, "%s", what);
   memcpy((char *)recv + (size_t)s->me * bytes, send, bytes);
   for (int i = 0; i < s->n; i++) {
     size_t len = 0;
     if (i == s->me) continue;
     snprintf(key, sizeof(key), "%s/%d", prefix, (int)s->ranks[i]);
-    r = mc_store_get(s->x->store, key, (char *)recv + (size_t)i * bytes, bytes, &len, deadline,
-                     err);
+    /* the writer is named so that a member that died is reported at once (by the store) */
+    r = mc_store_get(s->x->store, key, s->ranks[i], (char *)recv + (size_t)i * bytes, bytes,
+                     &len, deadline, err);
     if (r == MOECOMM_ERR_TIMEOUT) return mc_xchg_timeout(s, prefix, i, what, err);
     if (r != MOECOMM_SUCCESS) return mc_err_wrap(err, r, "%s", what);
     if (len != bytes)

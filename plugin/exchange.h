@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "store.h"
+#include "store_client.h"
 #include "world.h"
 
 /* Largest payload one member may contribute to one exchange. */

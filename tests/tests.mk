@@ -1,7 +1,8 @@
 # tests/tests.mk - the test binaries and `make test` / `make gpu-test` (included by the Makefile).
 # tests/README.md describes the suites and the harness.
 
-TEST_SRC     := $(wildcard tests/unit/*.c)
+# nccl_lib tests the CUDA build's NCCL loader: CPU-only builds leave it out.
+TEST_SRC     := $(filter-out $(if $(filter 1,$(WITH_CUDA)),,tests/unit/nccl_lib.c),$(wildcard tests/unit/*.c))
 TEST_BIN     := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # GPU tests need the CUDA runtime; a CPU-only build has none (tests/run.sh says so).
 GPU_TEST_SRC := $(if $(filter 1,$(WITH_CUDA)),$(wildcard tests/gpu/*.c))
@@ -11,16 +12,16 @@ TEST_COMMON_OBJ := $(TEST_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 
 tests: $(TEST_BIN) $(GPU_TEST_BIN)
 
-$(BUILD)/tests/%: tests/unit/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN) $(INTERNAL_A)
+$(BUILD)/tests/%: tests/unit/%.c $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) \
 	  $(INTERNAL_A) $(NCCL_LIBS) $(HOST_LIBS) -lstdc++ -lpthread
 
-$(BUILD)/tests/gpu/%: tests/gpu/%.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN)
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) \
 	  $(HOST_LIBS) -lpthread
 
 # custom_kernels and kern_* also link the kernels directly (simulated members in one process).
@@ -38,10 +39,10 @@ endif
 # kern_shape checks the kernels' host-side C (shape.c, rmsnorm_ref.c) on the CPU: it links those
 # two files and not the plugin, so it builds and runs in CPU-only builds too.
 KERN_HOST_OBJ := $(BUILD)/obj/kernels/shape.o $(BUILD)/obj/kernels/rmsnorm_ref.o
-$(BUILD)/tests/kern_shape: tests/unit/kern_shape.c $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(KERN_HOST_OBJ)
+$(BUILD)/tests/kern_shape: tests/unit/kern_shape.c $(TEST_COMMON_OBJ) $(HOST_A) $(KERN_HOST_OBJ)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(KERN_HOST_OBJ) \
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) $(KERN_HOST_OBJ) \
 	  $(NCCL_LIBS) $(HOST_LIBS) -lpthread
 
 # What the GPU runs need, without the CPU-only checkers (libffi, abigail) a GPU image may lack.
@@ -73,7 +74,7 @@ $(BUILD)/abi/api-alt.o: plugin/api.c | deps
 $(ABI_ALT): $(BUILD)/abi/api-alt.o $(filter-out $(OBJ_DIR)/plugin/api.o,$(PLUGIN_OBJ)) packaging/moecomm.map
 	$(call msg,LD,$@)
 	$(Q)$(CC) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=packaging/moecomm.map -Wl,-z,defs \
-	  -Wl,-soname,libmoecomm-alt.so $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++ -lpthread -lm
+	  -Wl,-soname,libmoecomm-alt.so $(CUDA_LIBS) -lstdc++ -lpthread -lm
 
 # fake_reexport: defines no entry point but links the plugin, whose entry dlsym then finds.
 $(BUILD)/abi/libfake_reexport.so: ABI_FAKE_LIBS = -Wl,--no-as-needed $(PLUGIN) -Wl,-rpath,'$$ORIGIN/..'
@@ -82,10 +83,75 @@ $(BUILD)/abi/libfake_%.so: tests/abi/fake_%.c $(PLUGIN) | deps
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -fvisibility=hidden -shared -o $@ $< $(ABI_FAKE_LIBS)
 
-$(BUILD)/tests/abi-%: tests/abi/%.c $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(PLUGIN) \
+$(BUILD)/tests/abi-%: tests/abi/%.c $(ABI_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN) \
                       $(ABI_ALT) $(ABI_FAKE_SO) $(SHIM) | deps-test
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' \
-	  -DMC_MAKE_VARS='"$(ABI_MAKE_VARS)"' -o $@ $< $(ABI_LIB_OBJ) $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	  -DMC_MAKE_VARS='"$(ABI_MAKE_VARS)"' -o $@ $< $(ABI_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) \
 	  $(HOST_LIBS) -lffi -lpthread
+
+# Fuzzing.  tests/fuzz/<target>.c defines LLVMFuzzerTestOneInput.  `make test` replays each
+# target's seed corpus (tests/fuzz/corpus/<target>/) through BUILD/tests/fuzz_<target>, built with
+# the normal compiler and tests/fuzz/replay.c.  `make fuzz FUZZ_SECONDS=N` builds every target with
+# clang's libFuzzer and sanitizers into BUILD/fuzz/bin/ and runs each for N seconds (default 60); new
+# inputs go to BUILD/fuzz/<target>/found/, crashes to BUILD/fuzz/<target>/crashes/ (never into the
+# source tree).  Replay a finding: BUILD/tests/fuzz_<target> BUILD/fuzz/<target>/crashes.
+FUZZ_TARGETS    := $(patsubst tests/fuzz/%.c,%,$(filter-out tests/fuzz/replay.c,$(wildcard tests/fuzz/*.c)))
+FUZZ_REPLAY_BIN := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_%)
+FUZZ_REPLAY_OBJ := $(BUILD)/obj/tests/fuzz/replay.o
+tests: $(FUZZ_REPLAY_BIN)
+
+$(FUZZ_REPLAY_OBJ): CFLAGS_ALL += -DMC_SOURCE_DIR='"$(CURDIR)"'
+$(BUILD)/tests/fuzz_%: tests/fuzz/%.c $(FUZZ_REPLAY_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) $(INTERNAL_A)
+	@mkdir -p $(dir $@)
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(FUZZ_REPLAY_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) \
+	  $(INTERNAL_A) $(NCCL_LIBS) $(HOST_LIBS) -lstdc++ -lpthread
+
+FUZZ_SECONDS ?= 60
+FUZZ_MAX_LEN ?= 8192
+FUZZ_CC      ?= clang
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_CFLAGS  := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -pthread -D_GNU_SOURCE -I. -DMC_WITH_CUDA=0 -DMC_VERSION='"$(VERSION)"' \
+                $(filter-out -Wno-format-truncation,$(WARN))
+# The plugin sources the targets reach, built instrumented (not the gcc-built archive).
+FUZZ_PLUGIN_SRC := plugin/sha256.c plugin/store_wire.c plugin/store_table.c plugin/store_core.c \
+                   plugin/store_client.c plugin/log.c plugin/error.c plugin/util.c
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/bin/%)
+
+.PHONY: fuzz
+$(FUZZ_DIR)/bin/%: tests/fuzz/%.c $(FUZZ_PLUGIN_SRC) tests/unit/store_peer.h
+	@mkdir -p $(dir $@)
+	$(call msg,FUZZCC,$@)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_PLUGIN_SRC)
+
+# Each target runs for FUZZ_SECONDS; its last lines (execs, corpus, findings) are shown; the
+# status is 1 when any target found something.
+fuzz: $(FUZZ_BIN)
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/$$t/found $(FUZZ_DIR)/$$t/crashes; \
+	  echo "=== fuzz $$t: $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_DIR)/bin/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) -timeout=10 \
+	    -rss_limit_mb=2048 \
+	    -close_fd_mask=2 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/$$t/crashes/ \
+	    $(FUZZ_DIR)/$$t/found tests/fuzz/corpus/$$t > $(FUZZ_DIR)/$$t/log 2>&1 || status=1; \
+	  grep -E '^(#[0-9]+ +DONE|Done|stat::number_of_executed_units|SUMMARY|==[0-9]+==ERROR)' \
+	    $(FUZZ_DIR)/$$t/log; \
+	  echo "    findings: $$(ls $(FUZZ_DIR)/$$t/crashes | wc -l) in $(FUZZ_DIR)/$$t/crashes" \
+	       "(log: $(FUZZ_DIR)/$$t/log)"; \
+	done; exit $$status
+
+# Fake libnccl.so.2 variants for tests/unit/nccl_lib.c.
+FAKE_NCCL := $(foreach v,good old nosend,$(BUILD)/tests/nccl/$(v)/libnccl.so.2)
+$(BUILD)/tests/nccl/good/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=22809
+$(BUILD)/tests/nccl/old/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=21800
+$(BUILD)/tests/nccl/nosend/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=22809 -DFAKE_NO_SEND
+$(FAKE_NCCL): tests/unit/nccl/fake_nccl.c
+	@mkdir -p $(dir $@)
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) -shared -fPIC $(FAKE_NCCL_DEFS) -o $@ $<
+ifeq ($(WITH_CUDA),1)
+$(BUILD)/tests/nccl_lib: $(FAKE_NCCL)
+endif

@@ -8,13 +8,13 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "../../host_shim/launch.h"
-#include "../../tests/common/harness.h"
+#include "../../host_shim/lib/device.h"
+#include "../../host_shim/lib/launch.h"
 
 /* The world size from MC_BENCH_GPU_RANKS (fixed 0) or the benchmark itself; see bench_gpu.h. */
 static int gpu_world(const char *bench, int fixed, int *world_p) {
   const char *env = fixed == 0 ? getenv("MC_BENCH_GPU_RANKS") : NULL;
-  const int gpus = mc_test_gpu_count();
+  const int gpus = shim_gpu_devices();
   int want = fixed;
 
   if (env != NULL && env[0] != '\0') {
@@ -22,7 +22,7 @@ static int gpu_world(const char *bench, int fixed, int *world_p) {
     long n;
     errno = 0;
     n = strtol(env, &end, 10);
-    /* 64: mc_test_fill's inputs keep every sum exact up to 64 ranks */
+    /* 64: shim_data_fill_random's inputs keep every sum exact up to 64 ranks */
     if (errno != 0 || end == env || *end != '\0' || n < 2 || n > 64) {
       fprintf(stderr,
               "%s: MC_BENCH_GPU_RANKS='%s' is not one rank count from 2 to 64; set it to the number "

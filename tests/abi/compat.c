@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../host_shim/launch.h"
+#include "../../host_shim/lib/launch.h"
 #include "../common/harness.h"
 #include "old_host_v1.h"
 #include "util.h"

@@ -1,11 +1,9 @@
-/* harness.c - counts checks, runs ranks, loads the plugin, runs commands, makes exact test data
- * (harness.h). */
+/* harness.c - counts checks, runs ranks, runs commands (harness.h); loading the plugin, launching
+ * ranks and making exact test data come from the host library (host_shim/lib/). */
 #include "harness.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <math.h>
 #include <stdarg.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -18,7 +16,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../host_shim/launch.h"
+#include "../../host_shim/lib/buildtree.h"
+#include "../../host_shim/lib/data.h"
+#include "../../host_shim/lib/device.h"
+#include "../../host_shim/lib/launch.h"
+#include "../../host_shim/lib/scatter_ref.h"
 
 #if MC_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -122,25 +124,7 @@ static void fatal_exit(void) {
 
 /* ---- plugin ---------------------------------------------------------------------------- */
 
-int mc_test_build_dir(char *out, size_t size) {
-  char exe[PATH_MAX];
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-  char *slash;
-  if (n <= 0) return -1;
-  exe[n] = '\0';
-  slash = strrchr(exe, '/');
-  if (slash == NULL) return -1;
-  *slash = '\0'; /* exe is now the binary's directory */
-  if (strcmp(base_name(exe), "gpu") == 0) {
-    slash = strrchr(exe, '/');
-    if (slash != NULL) *slash = '\0';
-  }
-  if (strcmp(base_name(exe), "tests") == 0 || strcmp(base_name(exe), "bench") == 0) {
-    slash = strrchr(exe, '/');
-    if (slash != NULL) *slash = '\0';
-  }
-  return (size_t)snprintf(out, size, "%s", exe) < size ? 0 : -1;
-}
+int mc_test_build_dir(char *out, size_t size) { return shim_buildtree_dir(out, size); }
 
 const moecomm_api_t *mc_test_plugin(void) {
   static shim_plugin_t plugin;
@@ -148,20 +132,9 @@ const moecomm_api_t *mc_test_plugin(void) {
   char err[2048] = "";
   shim_load_result_t r;
   if (loaded) return plugin.api;
-  if (getenv("MOECOMM_PLUGIN") == NULL) {
-    char dir[PATH_MAX], path[PATH_MAX + 32];
-    if (mc_test_build_dir(dir, sizeof(dir)) != 0) {
-      mc_test_check(0, __FILE__, __LINE__, "mc_test_build_dir",
-                    "cannot find this binary's build directory from /proc/self/exe");
-      fatal_exit();
-    }
-    snprintf(path, sizeof(path), "%s/libmoecomm.so", dir);
-    setenv("MOECOMM_PLUGIN", path, 1);
-  }
-  r = shim_plugin_load(MOECOMM_ABI_VERSION_MAKE(1, 0), MOECOMM_ABI_VERSION, &plugin, err,
-                       sizeof(err));
+  r = shim_buildtree_plugin(&plugin, err, sizeof(err));
   if (r != SHIM_LOAD_OK || plugin.api == NULL) {
-    mc_test_check(0, __FILE__, __LINE__, "shim_plugin_load",
+    mc_test_check(0, __FILE__, __LINE__, "shim_buildtree_plugin",
                   "MOECOMM_PLUGIN=%s: result %d: %s", getenv("MOECOMM_PLUGIN"), (int)r,
                   err[0] ? err : "(no reason given)");
     fatal_exit();
@@ -233,18 +206,7 @@ out:
   return rc;
 }
 
-void mc_test_env_apply(const char *const *env) {
-  for (int i = 0; env != NULL && env[i] != NULL; i++) {
-    const char *eq = strchr(env[i], '=');
-    if (eq == NULL) {
-      unsetenv(env[i]);
-    } else {
-      char name[128];
-      snprintf(name, sizeof(name), "%.*s", (int)(eq - env[i]), env[i]);
-      setenv(name, eq + 1, 1);
-    }
-  }
-}
+void mc_test_env_apply(const char *const *env) { shim_env_apply(env); }
 
 /* ---- ranks ----------------------------------------------------------------------------- */
 
@@ -318,26 +280,8 @@ int mc_test_ranks(int world, mc_test_rank_fn_t fn, void *arg, int timeout_s) {
   return failed_ranks;
 }
 
-/* The all-gather of a world of one: the rank's own contribution. */
-static int allgather_one(void *user, const void *send, void *recv, size_t bytes) {
-  (void)user;
-  memcpy(recv, send, bytes);
-  return 0;
-}
-
 moecomm_context_params_t mc_test_ctx_params(const moecomm_topology_t *topo, int device) {
-  moecomm_context_params_t p;
-  memset(&p, 0, sizeof(p));
-  p.struct_size = sizeof(p);
-  p.topology = topo;
-  if (topo != NULL && topo->world_size == 1) {
-    p.host_allgather = allgather_one;
-  } else {
-    p.host_allgather = shim_host_allgather;
-    p.host_user = shim_launch_hub();
-  }
-  p.device = device;
-  return p;
+  return shim_launch_params(topo, device);
 }
 
 int mc_test_free_port(void) {
@@ -356,70 +300,24 @@ int mc_test_free_port(void) {
 }
 
 moecomm_topology_t mc_test_topo(int world, int rank, int tp) {
-  moecomm_topology_t t;
-  memset(&t, 0, sizeof(t));
-  t.struct_size = sizeof(t);
-  t.world_size = world;
-  t.rank = rank;
-  t.tp = tp;
-  return t;
+  return shim_launch_topology(world, rank, tp);
 }
 
 moecomm_scatter_args_t mc_test_scatter_args(int from, int to, int reduce, moecomm_dtype_t dtype,
                                             size_t hidden, const int32_t *tokens, void *send,
                                             void *recv) {
-  moecomm_scatter_args_t a;
-  memset(&a, 0, sizeof(a));
-  a.struct_size = sizeof(a);
-  a.from = from;
-  a.to = to;
-  a.reduce = reduce;
-  a.dtype = dtype;
-  a.hidden = hidden;
-  a.tokens = tokens;
-  a.send = send;
-  a.recv = recv;
-  return a;
+  return sref_args(from, to, reduce, dtype, hidden, tokens, send, recv);
 }
 
 /* ---- devices --------------------------------------------------------------------------- */
 
-/* Counted in a forked child: CUDA initialised in this process would make it unusable in the
-   ranks mc_test_ranks forks later. */
+/* Counted in a forked child (device.h): CUDA initialised in this process would make it unusable
+   in the ranks mc_test_ranks forks later. */
 int mc_test_gpu_count(void) {
   static int cached = -1;
   const char *req = getenv("MC_TEST_REQUIRE_GPU");
   if (cached >= 0) return cached;
-  cached = 0;
-#if MC_WITH_CUDA
-  {
-    int fds[2];
-    pid_t pid;
-    if (pipe(fds) == 0) {
-      fflush(stdout);
-      fflush(stderr);
-      pid = fork();
-      if (pid == 0) {
-        int n = 0;
-        close(fds[0]);
-        if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
-        if (write(fds[1], &n, sizeof(n)) != (ssize_t)sizeof(n)) _exit(1);
-        _exit(0);
-      }
-      close(fds[1]);
-      if (pid > 0) {
-        int n = 0, st = 0;
-        ssize_t got;
-        do got = read(fds[0], &n, sizeof(n));
-        while (got < 0 && errno == EINTR);
-        while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-        }
-        if (got == (ssize_t)sizeof(n) && n > 0) cached = n;
-      }
-      close(fds[0]);
-    }
-  }
-#endif
+  cached = shim_gpu_devices();
   /* tests/run.sh --gpu: a machine without a device is a failure, not a skip. */
   if (cached == 0 && req != NULL && strcmp(req, "1") == 0)
     mc_test_check(0, __FILE__, __LINE__, "mc_test_gpu_count() > 0",
@@ -444,97 +342,18 @@ int mc_test_cuda_check(int err, const char *file, int line, const char *expr) {
 #endif
 }
 
-/* ---- data ------------------------------------------------------------------------------ */
+/* ---- data: the host library's (host_shim/lib/data.h) ------------------------------------ */
 
-uint64_t mc_test_rand(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof(u));
-  return u;
-}
-
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof(f));
-  return f;
-}
-
-uint16_t mc_test_to_bf16(float f) {
-  uint32_t u = f32_bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u); /* quiet NaN */
-  u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even; overflows to inf */
-  return (uint16_t)(u >> 16);
-}
-
-float mc_test_from_bf16(uint16_t b) { return bits_f32((uint32_t)b << 16); }
-
-uint16_t mc_test_to_half(float f) {
-  uint32_t u = f32_bits(f);
-  uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-  uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  /* NaN */
-  if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* >= 65520 rounds to inf */
-  if (a < 0x38800000u) {
-    /* Subnormal half (or zero): the value in units of 2^-24, rounded to nearest even. */
-    uint32_t exp = a >> 23;
-    uint32_t mant, shift, q, rem, half;
-    if (exp < 102) return sign; /* below half of the smallest subnormal */
-    mant = (a & 0x7fffffu) | 0x800000u;
-    shift = 126 - exp; /* value = mant * 2^(exp-150) = q * 2^-24 */
-    q = mant >> shift;
-    rem = mant & ((1u << shift) - 1u);
-    half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (q & 1u))) q++;
-    return (uint16_t)(sign | q);
-  }
-  {
-    uint32_t r = a + 0xfffu + ((a >> 13) & 1u); /* ties to even on the 13 dropped bits */
-    return (uint16_t)(sign | ((r - 0x38000000u) >> 13));
-  }
-}
-
-float mc_test_from_half(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t mant = h & 0x3ffu;
-  if (exp == 0x1f) return bits_f32(sign | 0x7f800000u | (mant << 13));
-  if (exp == 0) {
-    float v = (float)mant * (1.0f / 16777216.0f); /* mant * 2^-24, exact */
-    return sign ? -v : v;
-  }
-  return bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
-}
+uint64_t mc_test_rand(uint64_t *state) { return shim_data_rand(state); }
+uint16_t mc_test_to_bf16(float f) { return shim_data_to_bf16(f); }
+float mc_test_from_bf16(uint16_t b) { return shim_data_from_bf16(b); }
+uint16_t mc_test_to_half(float f) { return shim_data_to_half(f); }
+float mc_test_from_half(uint16_t h) { return shim_data_from_half(h); }
 
 void mc_test_fill(void *buf, size_t n, moecomm_dtype_t dtype, uint64_t seed) {
-  uint64_t st = seed * 0x2545f4914f6cdd1dull + 0x632be59bd9b4e019ull;
-  /* Non-zero integers in [-m, m]: 64 ranks' sum stays within the dtype's exact integers
-     (bf16 has 8 significant bits: |sum| <= 256; fp16 11 bits: 512 fits). */
-  int m = dtype == MOECOMM_BFLOAT16 ? 4 : 8;
-  for (size_t i = 0; i < n; i++) {
-    int v = (int)(mc_test_rand(&st) % (uint64_t)(2 * m)) - m; /* [-m, m-1] */
-    if (v >= 0) v++;                                           /* [-m, -1] u [1, m] */
-    switch (dtype) {
-      case MOECOMM_FLOAT32: ((float *)buf)[i] = (float)v; break;
-      case MOECOMM_FLOAT16: ((uint16_t *)buf)[i] = mc_test_to_half((float)v); break;
-      case MOECOMM_BFLOAT16: ((uint16_t *)buf)[i] = mc_test_to_bf16((float)v); break;
-      case MOECOMM_INT32: ((int32_t *)buf)[i] = v; break;
-      default: return;
-    }
-  }
+  shim_data_fill_random(buf, n, dtype, seed);
 }
 
 double mc_test_get(const void *buf, size_t i, moecomm_dtype_t dtype) {
-  switch (dtype) {
-    case MOECOMM_FLOAT32: return ((const float *)buf)[i];
-    case MOECOMM_FLOAT16: return mc_test_from_half(((const uint16_t *)buf)[i]);
-    case MOECOMM_BFLOAT16: return mc_test_from_bf16(((const uint16_t *)buf)[i]);
-    case MOECOMM_INT32: return ((const int32_t *)buf)[i];
-    default: return NAN;
-  }
+  return shim_data_get(buf, i, dtype);
 }

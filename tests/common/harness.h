@@ -14,7 +14,7 @@
 #include <sys/types.h>
 
 #include "../../abi/moecomm.h"
-#include "../../host_shim/loader.h"
+#include "../../host_shim/lib/loader.h"
 
 void mc_test_init(const char *name, int argc, char **argv);
 int mc_test_finish(void);
@@ -33,7 +33,7 @@ int mc_test_check_rc(const moecomm_api_t *api, const moecomm_context_t *ctx, int
 /* Records a skipped case with a visible line "SKIP <name>: <why>". */
 void mc_test_skip(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Loads the plugin the way an engine does (host_shim/loader.c), negotiating the current ABI.
+/* Loads the plugin the way an engine does (host_shim/lib/loader.c), negotiating the current ABI.
    Exits the test with a failure when it cannot. */
 const moecomm_api_t *mc_test_plugin(void);
 

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../host_shim/data.h"
-#include "../../host_shim/launch.h"
+#include "../../host_shim/lib/data.h"
+#include "../../host_shim/lib/launch.h"
 #include "../common/harness.h"
 
 /* Stores v (already a value of the dtype) as element i. */

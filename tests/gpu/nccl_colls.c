@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../host_shim/data.h"
+#include "../../host_shim/lib/data.h"
 #include "../common/harness.h"
 
 #define NRANKS 2

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../host_shim/launch.h"
+#include "../../host_shim/lib/launch.h"
 #include "../common/harness.h"
 
 #define NRANKS 2

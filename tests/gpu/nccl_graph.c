@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../host_shim/data.h"
+#include "../../host_shim/lib/data.h"
 #include "../common/harness.h"
 
 #define NRANKS 2

@@ -11,13 +11,13 @@
  * capture_begin, stream capture of all supported transitions (own buffers each), end capture,
  * instantiate, capture_end, then several replays, each with new inputs uploaded into the same
  * buffers and outputs poisoned first; every replay is verified.  Expected rows come from
- * host_shim/scatter_ref.h, exactly, padding and untouched rows past the end included. */
+ * host_shim/lib/scatter_ref.h, exactly, padding and untouched rows past the end included. */
 #include <cuda_runtime_api.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../host_shim/scatter_ref.h"
+#include "../../host_shim/lib/scatter_ref.h"
 #include "../common/harness.h"
 
 #define NRANKS 2

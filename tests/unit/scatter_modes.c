@@ -1,5 +1,5 @@
 /* scatter_modes.c - scatter modes on CPU ranks (shm): layer_mode, mode_rows and every transition
- * scatter performs, checked exactly against the reference model in host_shim/scatter_ref.h.
+ * scatter performs, checked exactly against the reference model in host_shim/lib/scatter_ref.h.
  *
  * Topologies (world = tp unless named): tp4 ep4 moe_dp1 attn_cp2 (the issue's case) with uneven
  * token counts per attention group and one group at 0; tp2 ep2 attn_cp2 moe_dp1; tp8 ep4 moe_dp2
@@ -18,7 +18,7 @@
 
 #include "../../plugin/scatter.h"
 #include "../common/harness.h"
-#include "../../host_shim/scatter_ref.h"
+#include "../../host_shim/lib/scatter_ref.h"
 
 #define SLACK 3       /* poisoned rows past the end of every output */
 #define MAX_SETS 2

@@ -1,12 +1,12 @@
-/* shim_data.c - the shim's verification data (host_shim/data.c) and report helpers: exact dtype
+/* shim_data.c - the shim's verification data (host_shim/lib/data.c) and report helpers: exact dtype
  * encodings against the harness's converters, fill/value/accumulate agreeing element by element,
  * inputs that differ per (seed, iteration, rank, op), rank-list formatting and quantiles. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../host_shim/data.h"
-#include "../../host_shim/report.h"
+#include "../../host_shim/lib/data.h"
+#include "../../host_shim/lib/report.h"
 #include "../common/harness.h"
 
 static const moecomm_dtype_t kDtypes[] = {MOECOMM_FLOAT32, MOECOMM_FLOAT16, MOECOMM_BFLOAT16};

@@ -1,6 +1,7 @@
-/* shim_launch.c - the launcher and host all-gather of host_shim/launch.c: repeated all-gathers,
- * failed and killed ranks, the launcher's timeout, a dead sibling and a size mismatch ending the
- * others' waits early, MOECOMM_TIMEOUT_MS, and strict MOECOMM_RANK / MOECOMM_WORLD_SIZE parsing. */
+/* shim_launch.c - the launcher and host all-gather of host_shim/lib/launch.c: repeated
+ * all-gathers, failed and killed ranks, the launcher's timeout and its message naming each
+ * running rank's phase, a dead sibling and a size mismatch ending the others' waits early,
+ * MOECOMM_TIMEOUT_MS, and strict MOECOMM_RANK / MOECOMM_WORLD_SIZE parsing. */
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -10,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../host_shim/launch.h"
+#include "../../host_shim/lib/launch.h"
 #include "../common/harness.h"
 
 static int64_t now_ms(void) {
@@ -118,6 +119,91 @@ static int rank_late(int rank, int world, void *arg) {
   return 0;
 }
 
+/* Phases for the timeout message: ranks 0 and 1 share one, rank 2 has a long one (cut), rank 3
+   finishes early, rank 4 never says. */
+#define LONG_PHASE_X 200
+static int rank_phases(int rank, int world, void *arg) {
+  char x[LONG_PHASE_X + 1];
+  (void)world;
+  (void)arg;
+  memset(x, 'x', LONG_PHASE_X);
+  x[LONG_PHASE_X] = '\0';
+  if (rank != 4) shim_launch_phase("starting");
+  if (rank <= 1) shim_launch_phase("waiting at A (%d)", 7);
+  if (rank == 2) shim_launch_phase("stuck at B %s", x);
+  if (rank == 3) {
+    shim_launch_phase("done early");
+    return 0;
+  }
+  sleep(30);
+  return 0;
+}
+
+/* shim_launch_ex with this process's stderr into out (n bytes). */
+static int launch_capture(int world, shim_rank_fn_t fn, const shim_launch_cfg_t *cfg,
+                          int *timed_out_p, char *out, size_t n) {
+  FILE *tmp = tmpfile();
+  int saved = dup(2), failed;
+  size_t got = 0;
+  out[0] = '\0';
+  if (tmp == NULL || saved < 0) {
+    if (tmp != NULL) fclose(tmp);
+    if (saved >= 0) close(saved);
+    return -1;
+  }
+  fflush(stderr);
+  dup2(fileno(tmp), 2);
+  failed = shim_launch_ex(world, fn, NULL, cfg, timed_out_p);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  rewind(tmp);
+  got = fread(out, 1, n - 1, tmp);
+  out[got] = '\0';
+  fclose(tmp);
+  return failed;
+}
+
+static void test_timeout_phases(void) {
+  shim_launch_cfg_t cfg;
+  char out[8192], want[256];
+  const char *line;
+  int timed_out = -1, failed;
+  int64_t t0 = now_ms();
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.timeout_s = 1;
+  cfg.on_timeout = "raise it with --timeout S (a test's hint)";
+  failed = launch_capture(5, rank_phases, &cfg, &timed_out, out, sizeof(out));
+  MC_CHECK(failed == 4 && timed_out == 1, "5 ranks, 4 hanging past 1 s: failed %d, timed_out %d",
+           failed, timed_out);
+  MC_CHECK(now_ms() - t0 < 8000, "the timeout took %lld ms", (long long)(now_ms() - t0));
+  MC_CHECK(strstr(out, "4 of 5 ranks still running after 1 s; killed every rank") != NULL,
+           "no line naming 4 of 5 running ranks and the limit: '%s'", out);
+  MC_CHECK(strstr(out, "\n  ranks 0,1: waiting at A (7)\n") != NULL,
+           "ranks 0 and 1 not named with their shared phase: '%s'", out);
+  MC_CHECK(strstr(out, "\n  rank 4: (no phase reported)\n") != NULL,
+           "rank 4 (no phase) not named: '%s'", out);
+  MC_CHECK(strstr(out, "done early") == NULL && strstr(out, "starting") == NULL,
+           "a finished rank or an old phase is named: '%s'", out);
+  MC_CHECK(strstr(out, "\nraise it with --timeout S (a test's hint)\n") != NULL,
+           "the caller's hint is not the message's last line: '%s'", out);
+  /* The long phase is cut to 95 characters. */
+  snprintf(want, sizeof(want), "\n  rank 2: stuck at B ");
+  line = strstr(out, want);
+  if (MC_CHECK(line != NULL, "rank 2's phase not named: '%s'", out)) {
+    const char *text = line + strlen("\n  rank 2: "), *end = strchr(text, '\n');
+    MC_CHECK(end != NULL && end - text == 95, "rank 2's phase is %d characters, want 95 (cut)",
+             end ? (int)(end - text) : -1);
+  }
+  /* No timeout: timed_out 0 and no phase lines. */
+  cfg.timeout_s = 60;
+  failed = launch_capture(3, rank_fail, &cfg, &timed_out, out, sizeof(out));
+  MC_CHECK(failed == 1 && timed_out == 0 && strstr(out, "still running") == NULL,
+           "3 ranks, rank 2 fails: failed %d (want 1), timed_out %d: '%s'", failed, timed_out,
+           out);
+  MC_CHECK(shim_launch_ex(2, rank_fail, NULL, NULL, &timed_out) != 0, "NULL cfg is refused");
+}
+
 static void test_env_rank(void) {
   static const struct {
     const char *rank, *world;
@@ -184,6 +270,8 @@ int main(int argc, char **argv) {
   unsetenv("MOECOMM_TIMEOUT_MS");
 
   MC_CHECK(shim_launch(0, rank_fail, NULL, 1) != 0, "world 0 is refused");
+
+  test_timeout_phases();
 
   test_env_rank();
   return mc_test_finish();

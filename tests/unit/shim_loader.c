@@ -1,8 +1,9 @@
-/* shim_loader.c - plugin discovery and negotiation of the reference loader (host_shim/loader.c).
+/* shim_loader.c - plugin discovery and negotiation of the reference loader (host_shim/lib/loader.c).
  *
  * Cases run in this process by setting MOECOMM_PLUGIN / MOECOMM_PLUGIN_DIR, except those that
- * depend on where the executable lives or on what reaches stderr: for those a copy of this
- * binary runs in a temporary directory in "--child" mode and prints what shim_plugin_load
+ * depend on where the executable lives or on what reaches stderr (the default's INFO line, the
+ * warning for a MOECOMM_PLUGIN_DIR that is not a directory): for those this binary, or a copy
+ * of it in a temporary directory, runs in "--child" mode and prints what shim_plugin_load
  * returned. */
 #include <dlfcn.h>
 #include <errno.h>
@@ -347,6 +348,50 @@ static void test_default(void) {
   rmdir(empty_dir);
 }
 
+/* A MOECOMM_PLUGIN_DIR that is not a directory: one WARN line naming it wherever the search
+   would look there (default, a name), then ignored; none where it is not looked at (a path). */
+static void test_plugin_dir_warning(void) {
+  char exe[PATH_MAX], missing[PATH_MAX + 32], file[PATH_MAX + 32], out[8192], err[8192];
+  char dir_env[PATH_MAX + 64], file_env[PATH_MAX + 64], path_env[PATH_MAX + 32];
+  const char *by_default[] = {"MOECOMM_PLUGIN", dir_env, "MOECOMM_DEBUG", NULL};
+  const char *not_dir[] = {"MOECOMM_PLUGIN", file_env, "MOECOMM_DEBUG", NULL};
+  const char *by_name[] = {"MOECOMM_PLUGIN=mctest", dir_env, "MOECOMM_DEBUG", NULL};
+  const char *by_path[] = {path_env, dir_env, "MOECOMM_DEBUG", NULL};
+  FILE *f;
+  int rc;
+  resolve("/proc/self/exe", exe);
+  snprintf(missing, sizeof(missing), "%s/no-such-dir", g_tmp);
+  snprintf(file, sizeof(file), "%s/a-file", g_tmp);
+  snprintf(dir_env, sizeof(dir_env), "MOECOMM_PLUGIN_DIR=%s", missing);
+  snprintf(file_env, sizeof(file_env), "MOECOMM_PLUGIN_DIR=%s", file);
+  snprintf(path_env, sizeof(path_env), "MOECOMM_PLUGIN=%s", g_plugin);
+  f = fopen(file, "w");
+  if (!MC_CHECK(f != NULL, "create %s: %s", file, strerror(errno))) return;
+  fclose(f);
+
+  /* The default search (this binary's directory has no plugin): not found, one warning. */
+  rc = run_child(exe, by_default, out, sizeof(out), err, sizeof(err));
+  MC_CHECK(rc == 0 && strstr(out, "result=2\n") != NULL, "default, missing dir: %d '%s'", rc, out);
+  MC_CHECK(count_lines(err) == 1 && strstr(err, "WARN") != NULL && strstr(err, dir_env) != NULL &&
+               strstr(err, "No such file") != NULL,
+           "default, missing dir: want one WARN line naming %s, got '%s'", dir_env, err);
+  rc = run_child(exe, not_dir, out, sizeof(out), err, sizeof(err));
+  MC_CHECK(rc == 0 && count_lines(err) == 1 && strstr(err, file_env) != NULL &&
+               strstr(err, "not a directory") != NULL,
+           "default, a file as the dir: want one line naming %s, got '%s'", file_env, err);
+  /* A name: the warning, and the failure names the other places searched. */
+  rc = run_child(exe, by_name, out, sizeof(out), err, sizeof(err));
+  MC_CHECK(rc == 0 && strstr(out, "result=3\n") != NULL && strstr(out, missing) == NULL,
+           "name, missing dir: %d '%s' (want a failure that does not list the dir)", rc, out);
+  MC_CHECK(count_lines(err) == 1 && strstr(err, dir_env) != NULL,
+           "name, missing dir: want one line naming %s, got '%s'", dir_env, err);
+  /* A path: the directory is not looked at, so no warning. */
+  rc = run_child(exe, by_path, out, sizeof(out), err, sizeof(err));
+  MC_CHECK(rc == 0 && strstr(out, "result=0\n") != NULL && err[0] == '\0',
+           "path, missing dir: %d '%s', stderr '%s' (want a load and no warning)", rc, out, err);
+  unlink(file);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--child") == 0) return child_main();
   mc_test_init("shim_loader", argc, argv);
@@ -373,6 +418,7 @@ int main(int argc, char **argv) {
   test_not_a_plugin();
   test_versions();
   test_default();
+  test_plugin_dir_warning();
 
   {
     char p[PATH_MAX + 64];

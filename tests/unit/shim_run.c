@@ -1,8 +1,9 @@
 /* shim_run.c - runs build/moecomm-shim as a subprocess: default runs, the scatter-mode step (ABI
  * 1.1: mode chains, uneven token counts, fallback), the ABI-1.0 step (--abi-max 1.0),
  * --capture-sizes (one capture per planned size, sizes the planner drops), --print-groups
- * against the DESIGN.md rank lists, usage errors, and failures that must name the moecomm
- * result.
+ * against the DESIGN.md rank lists, usage errors, failures that must name the moecomm result,
+ * progress lines, the timeout (scaled to the work; a run past it names each rank's phase) and
+ * the warning for a MOECOMM_PLUGIN_DIR that is not a directory.
  *
  * On a machine with GPUs a run that asks for more ranks than there are devices adds
  * --device cpu: this is a CPU test. */
@@ -160,6 +161,8 @@ static void test_default_runs(void) {
                    "--ranks %d: the scatter-mode step and its modes are not printed", worlds[i]);
     ok &= MC_CHECK(strstr(g_out, "\nmoe->attn ") != NULL && strstr(g_out, "eager med") != NULL,
                    "--ranks %d: no timing table with a row per transition", worlds[i]);
+    ok &= MC_CHECK(strstr(g_out, " s] rank 0: ") == NULL,
+                   "--ranks %d: a run of about a second printed progress lines", worlds[i]);
     if (cpu != NULL || g_gpus == 0) {
       ok &= MC_CHECK(strstr(g_out, "backend: shm (no CUDA device)") != NULL,
                      "--ranks %d: CPU run does not say it runs on shm", worlds[i]);
@@ -472,6 +475,8 @@ static void test_usage_errors(void) {
       {"--capture-sizes", "8,8", NULL},   {"--capture-sizes", "0,8", NULL},
       {"--capture-sizes", "plan,8", NULL}, {"--capture-sizes", "16,", NULL},
       {"--demo", "--capture-sizes", "plan", NULL},
+      {"--timeout", "0", NULL},    {"--progress-after", "-1", NULL},
+      {"--progress-after", "x", NULL},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     int rc = run_shim(NULL, cases[i]);
@@ -515,6 +520,142 @@ static void test_failures(void) {
   }
 }
 
+/* The "[t s] rank 0: " lines in order: how many, and whether their times never go back. */
+static int progress_lines(int *ordered) {
+  const char *p = g_out;
+  double last = -1;
+  int n = 0;
+  *ordered = 1;
+  while ((p = strstr(p, "\n[")) != NULL) {
+    double t;
+    int used = 0;
+    p++;
+    if (sscanf(p, "[%lf s] rank 0: %n", &t, &used) != 1 || used == 0) continue;
+    if (t < last) *ordered = 0;
+    last = t;
+    n++;
+  }
+  return n;
+}
+
+/* --progress-after 0: a line as each phase and capture size completes, with the time. */
+static void test_progress(void) {
+  const char *sizes[] = {"--ranks", "2", "--capture-sizes", "8,16,4", "--iters", "2", "--hidden",
+                         "64", "--progress-after", "0", "--device", "cpu", NULL};
+  const char *plain[] = {"--ranks", "2", "--iters", "2", "--hidden", "64", "--progress-after",
+                         "0", "--device", "cpu", NULL};
+  int rc = run_shim(NULL, sizes), ok, ordered, n;
+  ok = MC_CHECK(rc == 0, "capture sizes with progress: exit %d", rc);
+  n = progress_lines(&ordered);
+  ok &= MC_CHECK(n >= 6 && ordered, "capture sizes with progress: %d lines%s, want 6 or more in "
+                 "time order", n, ordered ? "" : " out of order");
+  ok &= MC_CHECK(strstr(g_out, "] rank 0: context created (2 ranks)\n") != NULL &&
+                     strstr(g_out, "] rank 0: ran size 8 in its capture scope (1/3)\n") != NULL &&
+                     strstr(g_out, "] rank 0: ran size 4 in its capture scope (3/3)\n") != NULL &&
+                     strstr(g_out, "] rank 0: 2 timed eager iterations at size 16 done\n") != NULL &&
+                     strstr(g_out, "] rank 0: 2 rounds of eager re-runs over every size done\n") !=
+                         NULL,
+                 "capture sizes with progress: a phase line is missing");
+  ok &= MC_CHECK(strstr(g_out, "rank 1: ") == NULL || strstr(g_out, "] rank 1: ") == NULL,
+                 "capture sizes with progress: a rank other than 0 printed progress");
+  show_output_on_failure(ok, "capture sizes with progress lines");
+
+  rc = run_shim(NULL, plain);
+  ok = MC_CHECK(rc == 0, "plain run with progress: exit %d", rc);
+  n = progress_lines(&ordered);
+  ok &= MC_CHECK(n >= 3 && ordered &&
+                     strstr(g_out, "] rank 0: warm-up iteration done (communicators created)\n") !=
+                         NULL &&
+                     strstr(g_out, "] rank 0: 2 timed eager iterations done\n") != NULL,
+                 "plain run with progress: %d lines, or the warm-up or timed iterations line is "
+                 "missing", n);
+  show_output_on_failure(ok, "plain run with progress lines");
+}
+
+/* "timeout N s" of the run line, or -1. */
+static int printed_timeout(void) {
+  const char *p = strstr(g_out, "\n     timeout ");
+  int t = -1;
+  if (p != NULL && sscanf(p, "\n     timeout %d s", &t) != 1) t = -1;
+  return t;
+}
+
+/* The default timeout grows with the work asked; runs with a bad topology (ep 3 with tp 4) fail
+   at once but print the run lines first.  --timeout S is taken as given. */
+static void test_timeout_scaling(void) {
+  static const char *const base[] = {"--tp", "4", "--ep", "3", "--device", "cpu"};
+  static const char *const extra[][5] = {
+      {"--ranks", "4", NULL},
+      {"--ranks", "4", "--capture-sizes", "plan", NULL},
+      {"--ranks", "4", "--iters", "2000", NULL},
+      {"--ranks", "4", "--tokens", "4096", NULL},
+      {"--ranks", "32", NULL},
+      {"--ranks", "4", "--timeout", "7", NULL},
+  };
+  int t[6];
+  for (size_t i = 0; i < 6; i++) {
+    const char *args[16];
+    int n = 0, rc;
+    for (int k = 0; extra[i][k] != NULL; k++) args[n++] = extra[i][k];
+    for (size_t k = 0; k < sizeof(base) / sizeof(base[0]); k++) args[n++] = base[k];
+    args[n] = NULL;
+    rc = run_shim(NULL, args);
+    t[i] = printed_timeout();
+    if (!MC_CHECK(rc == 1 && t[i] > 0, "%s %s %s: exit %d, printed timeout %d", extra[i][0],
+                  extra[i][1], extra[i][2] ? extra[i][2] : "", rc, t[i]))
+      show_output_on_failure(0, "a run line with its timeout");
+  }
+  MC_CHECK(t[0] >= 60 && t[1] > t[0] && t[2] > t[0] && t[3] > t[0] && t[4] > t[0],
+           "timeouts: default %d s, capture-sizes plan %d, 2000 iterations %d, 4096 tokens %d, "
+           "32 ranks %d: each should exceed the default", t[0], t[1], t[2], t[3], t[4]);
+  MC_CHECK(t[5] == 7 && strstr(g_out, "timeout 7 s (--timeout)") != NULL,
+           "--timeout 7: printed %d", t[5]);
+}
+
+/* A run past a tiny --timeout fails, names each rank's phase, and says how to raise it. */
+static void test_timeout_message(void) {
+  const char *args[] = {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--capture-sizes",
+                        "plan", "--timeout", "1", "--device", "cpu", NULL};
+  const char *line, *bad = NULL;
+  int rc = run_shim(NULL, args), ok, phases = 0;
+  ok = MC_CHECK(rc == 1, "--timeout 1: exit %d, want 1", rc);
+  ok &= MC_CHECK(strstr(g_out, "ranks still running after 1 s; killed every rank. They were:") !=
+                     NULL,
+                 "--timeout 1: no timeout line");
+  /* The lines after the header, up to the hint: "  rank N: <phase>" or "  ranks A-B: <phase>". */
+  for (line = strstr(g_out, "They were:\n"); line != NULL; line = strchr(line + 1, '\n')) {
+    size_t len = strcspn(line + 1, "\n");
+    if (strncmp(line + 1, "  rank", 6) != 0) continue;
+    phases++;
+    if (len <= 12 || memmem(line + 1, len, "(no phase reported)", 19) != NULL) bad = line + 1;
+  }
+  ok &= MC_CHECK(phases >= 1 && bad == NULL, "--timeout 1: %d phase lines, %s%.*s", phases,
+                 bad ? "a rank without a phase: " : "", bad ? (int)strcspn(bad, "\n") : 0,
+                 bad ? bad : "");
+  ok &= MC_CHECK(strstr(g_out, "raise the limit with --timeout S") != NULL &&
+                     strstr(g_out, "its 1 s timeout (--timeout)") != NULL,
+                 "--timeout 1: the message does not say how to raise the limit");
+  ok &= MC_CHECK(strstr(g_out, "timed out") != NULL && strstr(g_out, "result: verified") == NULL,
+                 "--timeout 1: the run's last line does not say it timed out");
+  ok &= MC_CHECK(strstr(g_out, "was killed by signal") == NULL,
+                 "--timeout 1: each killed rank is reported again after the phases");
+  show_output_on_failure(ok, "--timeout 1");
+}
+
+/* MOECOMM_PLUGIN_DIR that does not exist: one warning line naming it; the default (next to the
+   shim) still loads. */
+static void test_plugin_dir_warning(void) {
+  const char *env[] = {"MOECOMM_PLUGIN", "MOECOMM_PLUGIN_DIR=/nonexistent/moecomm-plugins", NULL};
+  const char *args[] = {"--ranks", "2", "--iters", "1", "--hidden", "64", "--device", "cpu", NULL};
+  const char *w;
+  int rc = run_shim(env, args), ok;
+  w = strstr(g_out, "WARN MOECOMM_PLUGIN_DIR=/nonexistent/moecomm-plugins: No such file");
+  ok = MC_CHECK(rc == 0, "missing MOECOMM_PLUGIN_DIR: exit %d", rc);
+  ok &= MC_CHECK(w != NULL && strstr(strchr(w, '\n'), "MOECOMM_PLUGIN_DIR=") == NULL,
+                 "missing MOECOMM_PLUGIN_DIR: want exactly one warning naming it");
+  show_output_on_failure(ok, "missing MOECOMM_PLUGIN_DIR");
+}
+
 int main(int argc, char **argv) {
   char build[PATH_MAX];
   mc_test_init("shim_run", argc, argv);
@@ -536,5 +677,9 @@ int main(int argc, char **argv) {
   test_capture_sizes();
   test_gpu_graph();
   test_failures();
+  test_progress();
+  test_timeout_scaling();
+  test_timeout_message();
+  test_plugin_dir_warning();
   return mc_test_finish();
 }

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "../../host_shim/data.h"
+#include "../../host_shim/lib/data.h"
 #include "../common/harness.h"
 
 enum { COLL_AR = 0, COLL_AG, COLL_RS, COLL_BC };

@@ -1,0 +1,12 @@
+/* bench_plugin.h - the benchmarks' plugin, loaded the way an engine does (host_shim/lib). */
+#ifndef MC_BENCH_PLUGIN_H_
+#define MC_BENCH_PLUGIN_H_
+
+#include "../../abi/moecomm.h"
+
+/* MOECOMM_PLUGIN when set, else this build's BUILD/libmoecomm.so (host_shim/lib/buildtree.h),
+   negotiated once per process.  When it cannot be loaded: a line naming the plugin and the
+   reason on stderr, and the process exits with status 1. */
+const moecomm_api_t *mc_bench_plugin(void);
+
+#endif
