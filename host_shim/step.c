@@ -66,6 +66,8 @@ static const char *coll_call_name(shim_coll_t c) {
     case SHIM_ALL_GATHER: return "all_gather";
     case SHIM_REDUCE_SCATTER: return "reduce_scatter";
     case SHIM_SCATTER: return "scatter";
+    case SHIM_MOE_DISPATCH: return "moe_dispatch";
+    case SHIM_MOE_COMBINE: return "moe_combine";
   }
   return "?";
 }
@@ -101,11 +103,15 @@ int shim_step_set_tokens(shim_step_t *s, int tokens) {
   return -1;
 }
 
-/* The variant that runs: ABI 1.1 first when the plugin speaks it, else (or when it cannot run
-   this topology) ABI 1.0. */
+/* The variant that runs: the all-to-all step when asked for; else ABI 1.1 first when the
+   plugin speaks it, else (or when it cannot run this topology) ABI 1.0. */
 static int step_plan(shim_step_t *s) {
   static const shim_step_ops_t *const variants[] = {&shim_step_v11, &shim_step_v10};
   int rc = -1;
+  if (s->cfg.a2a) {
+    s->ops_of = &shim_step_a2a;
+    return s->ops_of->plan(s) == 0 ? 0 : -1;
+  }
   for (size_t i = s->cfg.modes ? 0 : 1; i < sizeof(variants) / sizeof(variants[0]); i++) {
     s->ops_of = variants[i];
     rc = s->ops_of->plan(s);

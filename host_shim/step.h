@@ -1,6 +1,7 @@
 /* step.h - one MoE layer step as an engine runs it, verified exactly after every op.
  *
- * Two variants, by the ABI version negotiated, behind one table (shim_step_ops_t):
+ * Three variants, by the ABI version negotiated and the options, behind one table
+ * (shim_step_ops_t):
  *  - ABI 1.1 (step_v11.c, scatter modes, modes.h): per iteration the transitions around the
  *    layers, each one moecomm scatter(reduce): attention output (TP_ATTN_FULL partial sums) into
  *    the MoE's input mode, MoE output back to TP_ATTN_FULL, and the same pair for the dense MLP
@@ -12,7 +13,9 @@
  *      when attn_cp > moe_dp, the MoE all-gather of the tokens on MOE_CP;
  *      MoE all-reduce (sum) on MOE_TP, then on MOE_EP (over the gathered tokens when gathered);
  *      reduce-scatter (sum) on ATTN_TP of the attn_tp groups' tokens back to this rank's tokens.
- * What both share (step.c): each op has its own input and output buffers (fixed addresses, so a
+ *  - ABI 1.2 with --moe-a2a (step_a2a.c): the attention all-reduce on ATTN_TP, then the MoE by
+ *    moe_dispatch on MOE_EP, identity experts and moe_combine instead of the MoE all-reduces.
+ * What they share (step.c): each op has its own input and output buffers (fixed addresses, so a
  * captured graph can be replayed with new inputs), its inputs are regenerated from (seed,
  * iteration, rank, op) before every run, its output is poisoned first and compared bit for bit
  * with the exact result; eager runs, capture and replay.  A step may run at several token counts
@@ -38,7 +41,9 @@ typedef enum shim_coll {
   SHIM_ALL_REDUCE = 0,
   SHIM_ALL_GATHER,
   SHIM_REDUCE_SCATTER,
-  SHIM_SCATTER /* a scatter-mode transition (ABI 1.1) */
+  SHIM_SCATTER,      /* a scatter-mode transition (ABI 1.1) */
+  SHIM_MOE_DISPATCH, /* expert-parallel dispatch and combine (ABI 1.2, --moe-a2a) */
+  SHIM_MOE_COMBINE
 } shim_coll_t;
 
 typedef struct shim_op {
@@ -74,6 +79,7 @@ typedef struct shim_step_cfg {
   int gather_moe; /* attn_cp > moe_dp: the MoE all-gather on MOE_CP runs (ABI 1.0) */
   int modes;      /* 1: the ABI-1.1 step when the plugin allows it */
   int uneven;     /* ABI 1.1: attention groups get different token counts */
+  int a2a;        /* --moe-a2a: the MoE by dispatch and combine on MOE_EP (step_a2a.c) */
   int tp, ep, moe_dp, attn_cp, attn_dp; /* topology for the reference model (tp resolved) */
   /* A world barrier before each timed eager op (NULL: none), so that an op's time does not
      include waiting for peers still checking the previous one: a world all-gather of 4 bytes. */
@@ -109,6 +115,17 @@ typedef struct shim_step {
     int32_t *tokens;      /* T[g] of every TP block (world / tp blocks of attn_dp * attn_cp) */
     void *want, *scratch; /* expected rows of the largest output; one row */
   } v11;
+  struct {                /* MoE all-to-all variant (step_a2a.c) */
+    int n, me;            /* MOE_EP's size and this rank's index in it */
+    int experts, top_k;   /* E = 4 n experts, K = 4 */
+    int64_t t_max, cap;   /* tokens per dispatch at most; rows per expert (n * t_max) */
+    size_t rx_bytes;      /* recv_x's bytes in the dispatch's output (counts, sources follow) */
+    uint64_t handle;      /* the latest dispatch's, for its combine */
+    int32_t *ids;         /* [t_max * K] one member's routing (scratch) */
+    unsigned char *x;     /* [t_max * H] one member's payload (scratch) */
+    unsigned char *want;  /* the dispatch's expected output */
+    int64_t *rows;        /* [E / n] rows counted per local expert */
+  } a2a;
   char note[768]; /* why the ABI-1.0 step runs although the plugin speaks 1.1 */
   char err[1536]; /* why the step stopped: the call, result name, last_error */
 } shim_step_t;
@@ -134,6 +151,7 @@ struct shim_step_ops {
 
 extern const shim_step_ops_t shim_step_v10; /* step_v10.c */
 extern const shim_step_ops_t shim_step_v11; /* step_v11.c */
+extern const shim_step_ops_t shim_step_a2a; /* step_a2a.c */
 
 /* Plans the ops and allocates their buffers: the ABI-1.1 step when cfg->modes is set and the
    plugin's table has layer_mode, mode_rows and scatter and layer_mode accepts the topology (else
@@ -179,6 +197,11 @@ int shim_step_api_fail(shim_step_t *s, const char *call, const char *where, moec
 /* This rank's group of `kind`: handle and stats, checked for consistency; 0 or -1. */
 int shim_step_group(shim_step_t *s, moecomm_group_kind_t kind, moecomm_group_t **group_p,
                     moecomm_group_stats_t *st);
+/* Adds one collective of the ABI-1.0 step (step_v10.c; its input, call and verify hooks serve
+   it); `n` is the op's per-rank tensor (elements): all-reduce n -> n, all-gather n -> size*n,
+   reduce-scatter size*n -> n.  0 or -1. */
+int shim_step_add_coll(shim_step_t *s, const char *name, shim_coll_t coll,
+                       moecomm_group_kind_t kind, size_t n);
 /* The next free op, zeroed (NULL with s->err when the step is full); s->n_ops is not changed. */
 shim_op_t *shim_step_next_op(shim_step_t *s);
 /* Counts one wrong element; 1 when its line should be printed (the first few per rank). */
