@@ -100,6 +100,7 @@ help:
 	@echo "make gpu-test   the GPU tests (needs CUDA devices)"
 	@echo "make bench      all-reduce benchmark, custom and NCCL (GPU); JSON in bench/results/"
 	@echo "make bench-cpu  shm all-reduce against Open MPI; make bench-mem: communicator memory (GPU)"
+	@echo "make bench-ep   expert-parallel dispatch/combine: NVLink, NCCL, torch all_to_all (GPU)"
 	@echo "make install PREFIX=... DESTDIR=... | make uninstall | make deb | make abi-check | make abi-baseline"
 	@echo "V=1 prints every command"
 
