@@ -30,8 +30,7 @@ moecomm_result_t mc_ep_dev_open(mc_comm_t *comm, const mc_ep_layout_t *layout, m
   memset(d->err_host, 0, sizeof(mc_ep_err_t));
   MC_CUDA_TRY(why, cudaHostGetDevicePointer((void **)&d->proto.err, d->err_host, 0));
   d->proto.layout = *layout;
-  d->proto.rank = comm->rank;
-  d->proto.peer[comm->rank] = d->proto.seg;
+  d->proto.rank = comm->rank; /* peer[] stays NULL: the NVLink path maps it (custom/moe.c) */
   d->proto.timeout_ns = (uint64_t)comm->cfg->timeout_ms * 1000000ull;
   return MOECOMM_SUCCESS;
 }

@@ -77,10 +77,12 @@ static moecomm_result_t mc_shm_moe_regions(mc_comm_t *comm, mc_shm_moe_t *m) {
   const mc_ep_layout_t *L = &m->layout;
   const size_t page2 = 2 * (size_t)MC_SHM_PAGE;
   size_t end = MC_SHM_MOE_HDR, whole;
+  int64_t cin_bytes = -1; /* stays negative on overflow, which mc_shm_moe_place refuses */
+  if (__builtin_mul_overflow(L->items, L->crow_bytes, &cin_bytes)) cin_bytes = -1;
   if (!mc_shm_moe_place(&end, 4 * L->items, &m->ids_off) ||
       !mc_shm_moe_place(&end, L->x_bytes, &m->x_off) ||
       !mc_shm_moe_place(&end, L->x_scales_bytes, &m->scales_off) ||
-      !mc_shm_moe_place(&end, L->items * L->crow_bytes, &m->cin_off) || end > PTRDIFF_MAX / 2 ||
+      !mc_shm_moe_place(&end, cin_bytes, &m->cin_off) || end > PTRDIFF_MAX / 2 ||
       __builtin_mul_overflow((end + page2 - 1) / page2 * page2, (size_t)comm->size, &whole) ||
       whole > PTRDIFF_MAX / 2)
     return mc_err_set(comm->err, MOECOMM_ERR_INVALID_ARGUMENT,
