@@ -197,9 +197,10 @@ int shim_step_api_fail(shim_step_t *s, const char *call, const char *where, moec
 /* This rank's group of `kind`: handle and stats, checked for consistency; 0 or -1. */
 int shim_step_group(shim_step_t *s, moecomm_group_kind_t kind, moecomm_group_t **group_p,
                     moecomm_group_stats_t *st);
-/* Adds one collective of the ABI-1.0 step (step_v10.c; its input, call and verify hooks serve
-   it); `n` is the op's per-rank tensor (elements): all-reduce n -> n, all-gather n -> size*n,
-   reduce-scatter size*n -> n.  0 or -1. */
+/* Adds one op on the group of `kind` (step_v10.c; that step's input, call and verify hooks
+   serve its collectives); `n` is the op's per-rank tensor (elements): all-reduce n -> n,
+   all-gather n -> size*n, reduce-scatter size*n -> n; other kinds: the caller sets the counts.
+   0 or -1. */
 int shim_step_add_coll(shim_step_t *s, const char *name, shim_coll_t coll,
                        moecomm_group_kind_t kind, size_t n);
 /* The next free op, zeroed (NULL with s->err when the step is full); s->n_ops is not changed. */

@@ -73,26 +73,6 @@ static float a2a_weight(const shim_step_t *s, int iter, int rank, size_t i) {
   return w[a2a_rand(s, iter, rank, 2, i) % 6];
 }
 
-/* One MoE op on MOE_EP. */
-static int a2a_add(shim_step_t *s, const char *name, shim_coll_t coll) {
-  shim_op_t *op = shim_step_next_op(s);
-  moecomm_group_stats_t st;
-  char ranks[128];
-  if (op == NULL || shim_step_group(s, MOECOMM_GROUP_MOE_EP, &op->group, &st) != 0) return -1;
-  op->name = name;
-  op->coll = coll;
-  op->gsize = st.size;
-  op->grank = st.rank;
-  op->backend = st.backend_name ? st.backend_name : "?";
-  op->granks = malloc((size_t)st.size * sizeof(int32_t));
-  if (op->granks == NULL) return shim_step_fail(s, "out of host memory");
-  memcpy(op->granks, st.ranks, (size_t)st.size * sizeof(int32_t));
-  shim_format_ranks(op->granks, op->gsize, ranks, sizeof(ranks));
-  snprintf(op->label, sizeof(op->label), "%s %s", st.kind_name ? st.kind_name : "?", ranks);
-  s->n_ops++;
-  return 0;
-}
-
 static int a2a_configure(shim_step_t *s) {
   const shim_op_t *op = &s->ops[A2A_DISPATCH];
   moecomm_moe_config_t mc;
@@ -123,8 +103,8 @@ static int a2a_plan(shim_step_t *s) {
     if (s->cfg.sizes[i] > s->a2a.t_max) s->a2a.t_max = s->cfg.sizes[i];
   if (shim_step_add_coll(s, "attn all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_ATTN_TP,
                          (size_t)s->cfg.tokens * h) != 0 ||
-      a2a_add(s, "moe dispatch", SHIM_MOE_DISPATCH) != 0 ||
-      a2a_add(s, "moe combine", SHIM_MOE_COMBINE) != 0)
+      shim_step_add_coll(s, "moe dispatch", SHIM_MOE_DISPATCH, MOECOMM_GROUP_MOE_EP, 0) != 0 ||
+      shim_step_add_coll(s, "moe combine", SHIM_MOE_COMBINE, MOECOMM_GROUP_MOE_EP, 0) != 0)
     return -1;
   s->a2a.n = s->ops[A2A_DISPATCH].gsize;
   s->a2a.me = s->ops[A2A_DISPATCH].grank;
