@@ -10,7 +10,7 @@ BENCH_COMMON_OBJ := $(BENCH_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_OUT    ?= $(BUILD)/bench-results
 export BENCH_OUT
 
-.PHONY: bench-save
+.PHONY: bench-save bench-ep
 tests gpu-bins: $(BENCH_BIN)
 
 $(BUILD)/bench/%: bench/%.c $(BENCH_COMMON_OBJ) $(HOST_A) $(PLUGIN)
@@ -33,6 +33,10 @@ bench-cpu: all
 
 bench-mem: gpu-bins
 	@bench/run.sh mem $(BUILD)
+
+# Expert-parallel dispatch and combine: NVLink kernels, NCCL path, torch all_to_all_single.
+bench-ep: gpu-bins
+	@bench/run.sh ep $(BUILD)
 
 # kern_sim: the kernels themselves with simulated members on one GPU (CUDA and kernels/ only).
 ifeq ($(WITH_CUDA),1)

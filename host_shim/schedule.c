@@ -34,6 +34,7 @@ static void step_config(const shim_rank_t *r, const shim_sizes_t *z, shim_step_c
   cfg->gather_moe = shim_eff(o->attn_cp) > shim_eff(o->moe_dp);
   cfg->modes = r->job->plugin->version >= MOECOMM_ABI_VERSION_MAKE(1, 1);
   cfg->uneven = o->uneven;
+  cfg->a2a = o->moe_a2a;
   cfg->tp = o->tp;
   cfg->ep = o->ep;
   cfg->moe_dp = o->moe_dp;

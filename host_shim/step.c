@@ -85,6 +85,8 @@ static const char *coll_call_name(shim_coll_t c) {
     case SHIM_REDUCE_SCATTER: return "reduce_scatter";
     case SHIM_SCATTER: return "scatter";
     case SHIM_SENDRECV: return "recv/send";
+    case SHIM_MOE_DISPATCH: return "moe_dispatch";
+    case SHIM_MOE_COMBINE: return "moe_combine";
   }
   return "?";
 }
@@ -136,15 +138,21 @@ int shim_step_set_tokens(shim_step_t *s, int tokens) {
   return -1;
 }
 
-/* The variant that runs: ABI 1.1 first when the plugin speaks it, else (or when it cannot run
-   this topology) ABI 1.0; then the hand-off when there are pipeline stages. */
+/* The variant that runs: the all-to-all step when asked for; else ABI 1.1 first when the
+   plugin speaks it, else (or when it cannot run this topology) ABI 1.0; then the hand-off when
+   there are pipeline stages. */
 static int step_plan(shim_step_t *s) {
   static const shim_step_ops_t *const variants[] = {&shim_step_v11, &shim_step_v10};
   int rc = -1;
-  for (size_t i = s->cfg.modes ? 0 : 1; i < sizeof(variants) / sizeof(variants[0]); i++) {
-    s->ops_of = variants[i];
-    rc = s->ops_of->plan(s);
-    if (rc <= 0) break;
+  if (s->cfg.a2a) {
+    s->ops_of = &shim_step_a2a;
+    rc = s->ops_of->plan(s) == 0 ? 0 : -1;
+  } else {
+    for (size_t i = s->cfg.modes ? 0 : 1; i < sizeof(variants) / sizeof(variants[0]); i++) {
+      s->ops_of = variants[i];
+      rc = s->ops_of->plan(s);
+      if (rc <= 0) break;
+    }
   }
   return rc == 0 ? shim_step_pp.plan(s) : -1;
 }

@@ -7,10 +7,8 @@
 #include "lib/report.h"
 #include "step.h"
 
-/* Adds one collective; `n` is the op's per-rank tensor (elements): all-reduce n -> n, all-gather
-   n -> size*n, reduce-scatter size*n -> n. */
-static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_group_kind_t kind,
-                  size_t n) {
+int shim_step_add_coll(shim_step_t *s, const char *name, shim_coll_t coll,
+                       moecomm_group_kind_t kind, size_t n) {
   shim_op_t *op = shim_step_next_op(s);
   moecomm_group_stats_t st;
 
@@ -33,8 +31,7 @@ static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_gr
       op->send_count = (size_t)op->gsize * n;
       op->recv_count = n;
       break;
-    case SHIM_SCATTER:
-    case SHIM_SENDRECV: break; /* not collectives of this variant */
+    default: break; /* not a collective of this variant */
   }
   s->n_ops++;
   return 0;
@@ -44,14 +41,14 @@ static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_gr
 static int v10_plan(shim_step_t *s) {
   size_t th = (size_t)s->cfg.tokens * (size_t)s->cfg.hidden;
   size_t moe_n = th;
-  if (add_op(s, "attn all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_ATTN_TP, th) != 0) return -1;
+  if (shim_step_add_coll(s, "attn all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_ATTN_TP, th) != 0) return -1;
   if (s->cfg.gather_moe) {
-    if (add_op(s, "moe all-gather", SHIM_ALL_GATHER, MOECOMM_GROUP_MOE_CP, th) != 0) return -1;
+    if (shim_step_add_coll(s, "moe all-gather", SHIM_ALL_GATHER, MOECOMM_GROUP_MOE_CP, th) != 0) return -1;
     moe_n = s->ops[s->n_ops - 1].recv_count;
   }
-  if (add_op(s, "moe-tp all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_TP, moe_n) != 0) return -1;
-  if (add_op(s, "moe-ep all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_EP, moe_n) != 0) return -1;
-  if (add_op(s, "attn reduce-scatter", SHIM_REDUCE_SCATTER, MOECOMM_GROUP_ATTN_TP, th) != 0)
+  if (shim_step_add_coll(s, "moe-tp all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_TP, moe_n) != 0) return -1;
+  if (shim_step_add_coll(s, "moe-ep all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_EP, moe_n) != 0) return -1;
+  if (shim_step_add_coll(s, "attn reduce-scatter", SHIM_REDUCE_SCATTER, MOECOMM_GROUP_ATTN_TP, th) != 0)
     return -1;
   /* Every count above is tokens times a whole number of elements. */
   for (int k = 0; k < s->n_ops; k++) {
@@ -112,8 +109,7 @@ static moecomm_result_t v10_call(shim_step_t *s, shim_op_t *op) {
     case SHIM_REDUCE_SCATTER:
       return api->reduce_scatter(op->group, op->send, op->recv, op->recv_count, s->cfg.dtype,
                                  MOECOMM_SUM, s->dev->stream);
-    case SHIM_SCATTER:
-    case SHIM_SENDRECV: break;
+    default: break;
   }
   return MOECOMM_ERR_INTERNAL;
 }

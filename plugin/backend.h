@@ -86,6 +86,8 @@ typedef struct mc_moe_call {
   const void *expert_out;    /* [El][C][H] */
   const float *topk_weights; /* [T][K] */
   void *out;                 /* [T][H] */
+  int *ran_p;                /* combine, out: set to 1 when the call did its work although it
+                                returns an error (it reports an earlier dispatch's data error) */
 } mc_moe_call_t;
 
 typedef moecomm_result_t (*mc_coll_fn_t)(mc_comm_t *comm, const mc_coll_t *coll);
@@ -134,7 +136,11 @@ typedef struct mc_backend_ops {
   /* Expert-parallel dispatch/combine (NULL: not served).  moe_init runs on the first dispatch
      routed here: collective over the comm, sizes everything from `layout` (the same on every
      member), sets comm->be[id].moe and adds what it holds to the byte counts; on failure leaves
-     nothing allocated.  moe_fini is local.  dispatch and combine alternate, dispatch first. */
+     nothing allocated.  moe_fini is local.  dispatch and combine alternate, dispatch first.
+     Data errors (an expert over its capacity, an expert id outside [-1, E)) never stop a call:
+     the rows are dropped or the slot masked (ep_layout.h), the members stay in step, and a later
+     combine on the member that saw the error reports it (MOECOMM_ERR_NOT_SUPPORTED naming the
+     expert, or MOECOMM_ERR_INVALID_ARGUMENT naming the id), having done its own work (*ran_p). */
   moecomm_result_t (*moe_init)(mc_comm_t *comm, const mc_ep_layout_t *layout);
   void (*moe_fini)(mc_comm_t *comm);
   moecomm_result_t (*moe_dispatch)(mc_comm_t *comm, const mc_moe_call_t *call);

@@ -11,6 +11,7 @@
 #include "custom.h"
 
 #include "capture.h"
+#include "moe.h"
 #include "setup.h"
 #include "status.h"
 
@@ -92,6 +93,10 @@ const mc_backend_ops_t mc_custom_ops = {
     .comm_fini = mc_custom_comm_fini,
     .limits = mc_custom_limits,
     .coll = {[MC_COLL_ALL_REDUCE] = mc_custom_all_reduce},
+    .moe_init = mc_custom_moe_init,
+    .moe_fini = mc_custom_moe_fini,
+    .moe_dispatch = mc_custom_moe_dispatch,
+    .moe_combine = mc_custom_moe_combine,
     .capture_begin = mc_custom_capture_begin,
     .capture_end = mc_custom_capture_end,
 };

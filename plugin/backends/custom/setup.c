@@ -123,16 +123,14 @@ static moecomm_result_t mc_custom_setup_local(mc_custom_comm_t *p, const mc_cust
   return MOECOMM_SUCCESS;
 }
 
-/* B and C end in an agreement: a failure anywhere makes every member decline (MC_DEFER) with an
-   INFO line naming the member and its reason; only a failed exchange is an error. */
-static moecomm_result_t mc_custom_agree(mc_comm_t *comm, const char *what, int ok,
-                                        const mc_err_t *why, const void *payload, void *all,
-                                        size_t bytes) {
+moecomm_result_t mc_custom_agree(mc_comm_t *comm, const char *feature, const char *what, int ok,
+                                 const mc_err_t *why, const void *payload, void *all,
+                                 size_t bytes) {
   int bad = -1;
   moecomm_result_t r = mc_comm_agree(comm, what, ok ? MOECOMM_SUCCESS : MOECOMM_ERR_UNAVAILABLE,
                                      why->msg, payload, all, bytes, &bad);
   if (bad < 0) return r;
-  MC_INFO("custom all-reduce off for %s: %s; using nccl", comm->label, comm->err->msg);
+  MC_INFO("%s off for %s: %s; using nccl", feature, comm->label, comm->err->msg);
   return MC_DEFER;
 }
 
@@ -215,22 +213,25 @@ moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
   mc_err_clear(&why);
   ok = mc_custom_setup_local(p, hellos, rec.nonce, &why) == MOECOMM_SUCCESS &&
        mc_custom_export(p->seg_local, &rec.seg, &why) == MOECOMM_SUCCESS;
-  r = mc_custom_agree(comm, "custom all-reduce segments", ok, &why, &rec, recs, sizeof(rec));
+  r = mc_custom_agree(comm, "custom all-reduce", "custom all-reduce segments", ok, &why, &rec, recs,
+                      sizeof(rec));
   if (r != MOECOMM_SUCCESS) goto out;
 
   /* C: every member maps every segment and checks it reads what its owner wrote. */
   mc_err_clear(&why);
   ok = mc_custom_map_all(p, recs, &why);
-  r = mc_custom_agree(comm, "custom all-reduce access check", ok, &why, NULL, NULL, 0);
+  r = mc_custom_agree(comm, "custom all-reduce", "custom all-reduce access check", ok, &why, NULL,
+                      NULL, 0);
   if (r != MOECOMM_SUCCESS) goto out;
 
   comm->be[MOECOMM_BACKEND_CUSTOM].priv = p;
-  comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes =
+  /* added: the expert-parallel buffers (moe.c) may be counted there already */
+  comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes +=
       p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP;
-  comm->be[MOECOMM_BACKEND_CUSTOM].host_bytes = sizeof(mc_kern_err_t);
+  comm->be[MOECOMM_BACKEND_CUSTOM].host_bytes += sizeof(mc_kern_err_t);
   MC_INFO("custom all-reduce ready for %s: %zu MiB of device memory per rank (staging 2 x %zu "
           "KiB, LL %zu KiB per rank)",
-          comm->label, (size_t)(comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes >> 20),
+          comm->label, (p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP) >> 20,
           p->proto.stage_half_bytes >> 10, (size_t)MC_CUSTOM_LL_BYTES >> 10);
   p = NULL;
 

@@ -16,6 +16,7 @@
 
 #include "nccl_comm.h"
 #include "nccl_p2p.h"
+#include "nccl_moe.h"
 #include "nccl_watch.h"
 
 static const ncclDataType_t mc_nccl_dtype[4] = {ncclFloat32, ncclFloat16, ncclBfloat16, ncclInt32};
@@ -84,6 +85,10 @@ const mc_backend_ops_t mc_nccl_ops = {
              [MC_COLL_RECV] = mc_nccl_p2p,
              [MC_COLL_ALL_TO_ALL] = mc_nccl_p2p,
              [MC_COLL_ALL_TO_ALL_V] = mc_nccl_p2p},
+    .moe_init = mc_nccl_moe_init,
+    .moe_fini = mc_nccl_moe_fini,
+    .moe_dispatch = mc_nccl_moe_dispatch,
+    .moe_combine = mc_nccl_moe_combine,
     .capture_begin = NULL, /* NCCL records its kernels into the graph itself */
     .capture_end = NULL,
 };

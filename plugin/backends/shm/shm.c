@@ -22,6 +22,7 @@
 #include "a2a.h"
 #include "copy.h"
 #include "p2p.h"
+#include "moe.h"
 #include "reduce.h"
 #include "segment.h"
 #include "sync.h"
@@ -372,6 +373,10 @@ const mc_backend_ops_t mc_shm_ops = {
              [MC_COLL_RECV] = mc_shm_recv,
              [MC_COLL_ALL_TO_ALL] = mc_shm_all_to_all,
              [MC_COLL_ALL_TO_ALL_V] = mc_shm_all_to_all},
+    .moe_init = mc_shm_moe_init,
+    .moe_fini = mc_shm_moe_fini,
+    .moe_dispatch = mc_shm_moe_dispatch,
+    .moe_combine = mc_shm_moe_combine,
     .capture_begin = NULL,
     .capture_end = NULL,
 };
