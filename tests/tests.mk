@@ -1,7 +1,8 @@
 # tests/tests.mk - the test binaries and `make test` / `make gpu-test` (included by the Makefile).
 # tests/README.md describes the suites and the harness.
 
-TEST_SRC     := $(wildcard tests/unit/*.c)
+# nccl_lib tests the CUDA build's NCCL loader: CPU-only builds leave it out.
+TEST_SRC     := $(filter-out $(if $(filter 1,$(WITH_CUDA)),,tests/unit/nccl_lib.c),$(wildcard tests/unit/*.c))
 TEST_BIN     := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # GPU tests need the CUDA runtime; a CPU-only build has none (tests/run.sh says so).
 GPU_TEST_SRC := $(if $(filter 1,$(WITH_CUDA)),$(wildcard tests/gpu/*.c))
@@ -72,7 +73,7 @@ $(BUILD)/abi/api-alt.o: plugin/api.c | deps
 $(ABI_ALT): $(BUILD)/abi/api-alt.o $(filter-out $(OBJ_DIR)/plugin/api.o,$(PLUGIN_OBJ)) packaging/moecomm.map
 	$(call msg,LD,$@)
 	$(Q)$(CC) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=packaging/moecomm.map -Wl,-z,defs \
-	  -Wl,-soname,libmoecomm-alt.so $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++ -lpthread -lm
+	  -Wl,-soname,libmoecomm-alt.so $(CUDA_LIBS) -lstdc++ -lpthread -lm
 
 # fake_reexport: defines no entry point but links the plugin, whose entry dlsym then finds.
 $(BUILD)/abi/libfake_reexport.so: ABI_FAKE_LIBS = -Wl,--no-as-needed $(PLUGIN) -Wl,-rpath,'$$ORIGIN/..'
@@ -140,3 +141,16 @@ fuzz: $(FUZZ_BIN)
 	  echo "    findings: $$(ls $(FUZZ_DIR)/$$t/crashes | wc -l) in $(FUZZ_DIR)/$$t/crashes" \
 	       "(log: $(FUZZ_DIR)/$$t/log)"; \
 	done; exit $$status
+
+# Fake libnccl.so.2 variants for tests/unit/nccl_lib.c.
+FAKE_NCCL := $(foreach v,good old nosend,$(BUILD)/tests/nccl/$(v)/libnccl.so.2)
+$(BUILD)/tests/nccl/good/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=22809
+$(BUILD)/tests/nccl/old/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=21800
+$(BUILD)/tests/nccl/nosend/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=22809 -DFAKE_NO_SEND
+$(FAKE_NCCL): tests/unit/nccl/fake_nccl.c
+	@mkdir -p $(dir $@)
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) -shared -fPIC $(FAKE_NCCL_DEFS) -o $@ $<
+ifeq ($(WITH_CUDA),1)
+$(BUILD)/tests/nccl_lib: $(FAKE_NCCL)
+endif
