@@ -24,12 +24,6 @@
 #include "pkg.h"
 #include "util.h"
 
-#ifndef MC_SOURCE_DIR
-#define MC_SOURCE_DIR "."
-#endif
-#ifndef MC_MAKE_VARS
-#define MC_MAKE_VARS ""
-#endif
 #ifndef MC_WITH_CUDA
 #define MC_WITH_CUDA 0
 #endif

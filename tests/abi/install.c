@@ -17,13 +17,6 @@
 #include "pkg.h"
 #include "util.h"
 
-#ifndef MC_SOURCE_DIR
-#define MC_SOURCE_DIR "."
-#endif
-#ifndef MC_MAKE_VARS
-#define MC_MAKE_VARS ""
-#endif
-
 #define CMD_MAX ABI_PKG_CMD_MAX
 
 static char g_build[PATH_MAX];

@@ -7,6 +7,14 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* The tests/abi binaries are compiled with the source tree and the make variables of the build. */
+#ifndef MC_SOURCE_DIR
+#define MC_SOURCE_DIR "."
+#endif
+#ifndef MC_MAKE_VARS
+#define MC_MAKE_VARS ""
+#endif
+
 #define ABI_PKG_CMD_MAX 16384
 #define ABI_PKG_MAX_FILES 64
 
