@@ -117,7 +117,8 @@ FUZZ_CFLAGS  := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitiz
                 $(filter-out -Wno-format-truncation,$(WARN))
 # The plugin sources the targets reach, built instrumented (not the gcc-built archive).
 FUZZ_PLUGIN_SRC := plugin/sha256.c plugin/store_wire.c plugin/store_table.c plugin/store_core.c \
-                   plugin/store_client.c plugin/log.c plugin/error.c plugin/util.c
+                   plugin/store_client.c plugin/log.c plugin/error.c plugin/util.c plugin/topo.c \
+                   plugin/config.c plugin/planner.c $(wildcard plugin/backends/*/*_config.c)
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/bin/%)
 
 .PHONY: fuzz
