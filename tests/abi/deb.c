@@ -283,7 +283,8 @@ static void check_run_without_nccl(void) {
            out);
   /* What the dynamic loader opened in every process of the run. */
   snprintf(cmd, sizeof(cmd),
-           "cat '%s'/ld.* | grep -o 'file=[^ ]*' | sed 's/^file=//; s/.*\\///' | sort -u | tr '\\n' ' '",
+           "cat '%s'/ld.* | grep -o 'file=[^ ]*' | sed 's/^file=//; s/.*\\///' | sort -u | "
+           "tr '\\n' ' '",
            g_tmp);
   mc_test_shell(cmd, loaded, sizeof(loaded));
   snprintf(want, sizeof(want), "%s ", g_names.plugin_file);
