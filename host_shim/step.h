@@ -12,7 +12,9 @@
  *      when attn_cp > moe_dp, the MoE all-gather of the tokens on MOE_CP;
  *      MoE all-reduce (sum) on MOE_TP, then on MOE_EP (over the gathered tokens when gathered);
  *      reduce-scatter (sum) on ATTN_TP of the attn_tp groups' tokens back to this rank's tokens.
- * What both share (step.c): each op has its own input and output buffers (fixed addresses, so a
+ * With pp > 1 (ABI 1.2) both end with the pipeline hand-off (step_pp.c): the stage's activations
+ * sent to the next stage and the previous stage's received, on the PP group.
+ * What they share (step.c): each op has its own input and output buffers (fixed addresses, so a
  * captured graph can be replayed with new inputs), its inputs are regenerated from (seed,
  * iteration, rank, op) before every run, its output is poisoned first and compared bit for bit
  * with the exact result; eager runs, capture and replay.  A step may run at several token counts
@@ -38,7 +40,8 @@ typedef enum shim_coll {
   SHIM_ALL_REDUCE = 0,
   SHIM_ALL_GATHER,
   SHIM_REDUCE_SCATTER,
-  SHIM_SCATTER /* a scatter-mode transition (ABI 1.1) */
+  SHIM_SCATTER, /* a scatter-mode transition (ABI 1.1) */
+  SHIM_SENDRECV /* the pipeline hand-off (ABI 1.2, step_pp.c) */
 } shim_coll_t;
 
 typedef struct shim_op {
@@ -75,6 +78,8 @@ typedef struct shim_step_cfg {
   int modes;      /* 1: the ABI-1.1 step when the plugin allows it */
   int uneven;     /* ABI 1.1: attention groups get different token counts */
   int tp, ep, moe_dp, attn_cp, attn_dp; /* topology for the reference model (tp resolved) */
+  int pp;         /* pipeline stages: > 1 adds the hand-off on the PP group (step_pp.c)... */
+  int p2p;        /* ...when the plugin negotiated ABI 1.2 (send, recv) */
   /* A world barrier before each timed eager op (NULL: none), so that an op's time does not
      include waiting for peers still checking the previous one: a world all-gather of 4 bytes. */
   moecomm_host_allgather_fn_t barrier;
@@ -89,8 +94,11 @@ typedef struct shim_step {
   shim_dev_t *dev;
   shim_step_cfg_t cfg;
   const shim_step_ops_t *ops_of; /* the variant */
-  shim_op_t ops[SHIM_STEP_MAX_OPS];
+  shim_op_t ops[SHIM_STEP_MAX_OPS]; /* the variant's ops */
   int n_ops;
+  shim_op_t pp;      /* the pipeline hand-off, after them when pp_on (op number n_ops) */
+  int pp_on;
+  char pp_note[160]; /* why there is no hand-off although pp > 1 */
   shim_timer_t timer;
   int timer_ready;
   shim_samples_t graph_us; /* per op: whole-graph replay time / n_ops */
@@ -134,6 +142,9 @@ struct shim_step_ops {
 
 extern const shim_step_ops_t shim_step_v10; /* step_v10.c */
 extern const shim_step_ops_t shim_step_v11; /* step_v11.c */
+/* The pipeline hand-off (step_pp.c): not a variant but one more op, s->pp, after the variant's;
+   its hooks see only s->pp (plan adds it when cfg.pp > 1 and the plugin has send/recv). */
+extern const shim_step_ops_t shim_step_pp;
 
 /* Plans the ops and allocates their buffers: the ABI-1.1 step when cfg->modes is set and the
    plugin's table has layer_mode, mode_rows and scatter and layer_mode accepts the topology (else
@@ -168,7 +179,8 @@ int shim_step_replay(shim_step_t *s, shim_graph_t *g, int timed, double *us_p);
    each op with its groups. */
 void shim_step_describe(const shim_step_t *s, FILE *f);
 
-/* Rows of the timing table for this rank's ops (rows: SHIM_STEP_MAX_OPS entries). */
+/* Rows of the timing table for this rank's ops, the hand-off included (rows: SHIM_STEP_MAX_OPS
+   entries: the plan leaves room for it). */
 int shim_step_report_rows(const shim_step_t *s, shim_report_row_t *rows);
 
 /* For the variants (step_v10.c, step_v11.c): */
@@ -179,6 +191,10 @@ int shim_step_api_fail(shim_step_t *s, const char *call, const char *where, moec
 /* This rank's group of `kind`: handle and stats, checked for consistency; 0 or -1. */
 int shim_step_group(shim_step_t *s, moecomm_group_kind_t kind, moecomm_group_t **group_p,
                     moecomm_group_stats_t *st);
+/* op's group of `kind` (shim_step_group): handle, size, rank, backend, member list and label
+   ("PP [0,2]"); st gets the stats.  0 or -1. */
+int shim_step_op_group(shim_step_t *s, shim_op_t *op, moecomm_group_kind_t kind,
+                       moecomm_group_stats_t *st);
 /* The next free op, zeroed (NULL with s->err when the step is full); s->n_ops is not changed. */
 shim_op_t *shim_step_next_op(shim_step_t *s);
 /* Counts one wrong element; 1 when its line should be printed (the first few per rank). */

@@ -13,25 +13,16 @@ static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_gr
                   size_t n) {
   shim_op_t *op = shim_step_next_op(s);
   moecomm_group_stats_t st;
-  char ranks[128];
 
   if (op == NULL) return -1;
   op->name = name;
   op->coll = coll;
-  if (shim_step_group(s, kind, &op->group, &st) != 0) return -1;
+  if (shim_step_op_group(s, op, kind, &st) != 0) return -1;
   if (coll != SHIM_ALL_GATHER && st.size > SHIM_DATA_MAX_ADDENDS)
     return shim_step_fail(s,
                           "%s has %d ranks: exact verification of sums needs at most %d ranks per "
                           "reduction group",
                           st.kind_name ? st.kind_name : "?", (int)st.size, SHIM_DATA_MAX_ADDENDS);
-  op->gsize = st.size;
-  op->grank = st.rank;
-  op->backend = st.backend_name ? st.backend_name : "?";
-  op->granks = malloc((size_t)st.size * sizeof(int32_t));
-  if (op->granks == NULL) return shim_step_fail(s, "out of host memory");
-  memcpy(op->granks, st.ranks, (size_t)st.size * sizeof(int32_t));
-  shim_format_ranks(op->granks, op->gsize, ranks, sizeof(ranks));
-  snprintf(op->label, sizeof(op->label), "%s %s", st.kind_name ? st.kind_name : "?", ranks);
   switch (coll) {
     case SHIM_ALL_REDUCE: op->send_count = op->recv_count = n; break;
     case SHIM_ALL_GATHER:
@@ -42,7 +33,8 @@ static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_gr
       op->send_count = (size_t)op->gsize * n;
       op->recv_count = n;
       break;
-    case SHIM_SCATTER: break; /* not a collective of this variant */
+    case SHIM_SCATTER:
+    case SHIM_SENDRECV: break; /* not collectives of this variant */
   }
   s->n_ops++;
   return 0;
@@ -120,7 +112,8 @@ static moecomm_result_t v10_call(shim_step_t *s, shim_op_t *op) {
     case SHIM_REDUCE_SCATTER:
       return api->reduce_scatter(op->group, op->send, op->recv, op->recv_count, s->cfg.dtype,
                                  MOECOMM_SUM, s->dev->stream);
-    case SHIM_SCATTER: break;
+    case SHIM_SCATTER:
+    case SHIM_SENDRECV: break;
   }
   return MOECOMM_ERR_INTERNAL;
 }

@@ -56,6 +56,19 @@ typedef struct mc_coll {
   const mc_rmsnorm_t *norm;                /* rmsnorm */
 } mc_coll_t;
 
+/* all_to_all / all_to_all_v: block p of the send side (send = 1) or of the recv side, as its
+   first element and its element count. */
+static inline void mc_coll_block(const mc_coll_t *c, int send, int p, size_t *displ_p,
+                                 size_t *count_p) {
+  if (c->kind == MC_COLL_ALL_TO_ALL) {
+    *displ_p = (size_t)p * c->count;
+    *count_p = c->count;
+    return;
+  }
+  *displ_p = (send ? c->send_displs : c->recv_displs)[p];
+  *count_p = (send ? c->send_counts : c->recv_counts)[p];
+}
+
 /* One expert-parallel dispatch or combine on the MOE_EP communicator (moe.c). */
 typedef struct mc_moe_call {
   int32_t tokens;            /* T on this rank, 0..t_max */

@@ -1,6 +1,7 @@
 /* shim_run.c - runs build/moecomm-shim as a subprocess: default runs, the scatter-mode step (ABI
  * 1.1: mode chains, uneven token counts, fallback), the ABI-1.0 step (--abi-max 1.0),
- * --capture-sizes (one capture per planned size, sizes the planner drops), --print-groups
+ * --capture-sizes (one capture per planned size, sizes the planner drops), --pp (the hand-off
+ * between pipeline stages, ABI 1.2), --print-groups
  * against the DESIGN.md rank lists, usage errors, failures that must name the moecomm result,
  * progress lines, the timeout (scaled to the work; a run past it names each rank's phase) and
  * the warning for a MOECOMM_PLUGIN_DIR that is not a directory.
@@ -431,6 +432,57 @@ static void test_gpu_graph(void) {
   }
 }
 
+/* --pp: the step ends with the hand-off between pipeline stages on PP (ABI 1.2), verified with
+   the rest; on 2 GPUs (tp 1 pp 2) also through graph replays.  An older ABI runs the step
+   without it and says why. */
+static void test_pp(void) {
+  static const struct {
+    const char *what;
+    const char *args[24];
+    const char *want[3];
+  } cases[] = {
+      {"tp2 pp2",
+       {"--ranks", "4", "--tp", "2", "--pp", "2", "--iters", "2", "--hidden", "256", "--device",
+        "cpu", NULL},
+       {"then pp hand-off on PP [0,2]: each stage receives the previous stage's [64 x 256] bf16",
+        "\npp hand-off            PP [0,2] ",
+        "result: verified bit-exact on all 4 ranks (9 ops each"}},
+      {"tp2 pp4 ep2 fp32",
+       {"--ranks", "8", "--tp", "2", "--pp", "4", "--ep", "2", "--dtype",
+        "fp32", "--iters", "1", "--hidden", "128", "--device", "cpu", NULL},
+       {"then pp hand-off on PP [0,2,4,6]", "\npp hand-off            PP [0,2,4,6] ",
+        "result: verified bit-exact on all 8 ranks"}},
+      {"tp2 pp2 --abi-max 1.1",
+       {"--ranks", "4", "--tp", "2", "--pp", "2", "--abi-max", "1.1", "--iters", "1", "--hidden",
+        "256", "--device", "cpu", NULL},
+       {"(pp 2, but send/recv need ABI 1.2 and an older one was negotiated: no hand-off",
+        "result: verified bit-exact on all 4 ranks (4 ops each", "step: ABI 1.1 scatter modes"}},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    int rc = run_shim(NULL, cases[i].args), ok;
+    ok = MC_CHECK(rc == 0, "--pp, %s: exit %d", cases[i].what, rc);
+    for (int w = 0; w < 3; w++)
+      ok &= MC_CHECK(strstr(g_out, cases[i].want[w]) != NULL, "--pp, %s: no '%s'", cases[i].what,
+                     cases[i].want[w]);
+    ok &= MC_CHECK(strstr(g_out, "MISMATCH") == NULL, "--pp, %s: mismatches", cases[i].what);
+    show_output_on_failure(ok, cases[i].what);
+  }
+  if (g_gpus < 2) {
+    mc_test_skip("shim --pp on GPUs", "%d CUDA device(s); needs 2", g_gpus);
+    return;
+  }
+  {
+    const char *args[] = {"--ranks", "2", "--tp", "1", "--pp", "2", "--iters", "3", NULL};
+    int rc = run_shim(NULL, args), ok;
+    ok = MC_CHECK(rc == 0, "GPU --pp 2: exit %d", rc);
+    ok &= MC_CHECK(strstr(g_out, "then pp hand-off on PP [0,1]") != NULL &&
+                       strstr(g_out, "then graph replays") != NULL &&
+                       strstr(g_out, "result: verified bit-exact on all 2 ranks") != NULL,
+                   "GPU --pp 2: the hand-off was not verified through graph replays");
+    show_output_on_failure(ok, "GPU --pp 2");
+  }
+}
+
 static void check_groups(const char *what, const char *kind, const char *want) {
   char got[1024];
   groups_of(g_out, kind, got, sizeof(got));
@@ -676,6 +728,7 @@ int main(int argc, char **argv) {
   test_modes_edges();
   test_capture_sizes();
   test_gpu_graph();
+  test_pp();
   test_failures();
   test_progress();
   test_timeout_scaling();
