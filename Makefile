@@ -108,7 +108,7 @@ $(info moecomm: no CUDA toolkit with NCCL under CUDA_HOME=$(CUDA_HOME) NCCL_HOME
 endif
 
 $(OBJ_DIR)/plugin/backends/nccl/%.o $(OBJ_DIR)/plugin/backends/custom/%.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
-$(OBJ_DIR)/plugin/gpu.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
+$(OBJ_DIR)/plugin/gpu.o $(OBJ_DIR)/plugin/norm.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
 
 $(OBJ_DIR)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
