@@ -159,22 +159,6 @@ static int host_barrier(bench_t *b) {
   return shim_host_allgather(shim_launch_hub(), &in, b->gathered, 1) == 0;
 }
 
-static moecomm_context_t *open_ctx(int rank, const char *const *env) {
-  moecomm_topology_t topo = shim_launch_topology(g_world, rank, g_world);
-  moecomm_context_params_t params = shim_launch_params(&topo, rank);
-  moecomm_context_t *ctx = NULL;
-  moecomm_result_t rc;
-  for (int i = 0; env[i] != NULL; i += 2) setenv(env[i], env[i + 1], 1);
-  rc = g_api->context_create(&params, &ctx);
-  for (int i = 0; env[i] != NULL; i += 2) unsetenv(env[i]);
-  if (rc != MOECOMM_SUCCESS) {
-    fprintf(stderr, "rank %d: context_create: %s: %s\n", rank, g_api->result_string(rc),
-            g_api->last_error(NULL));
-    return NULL;
-  }
-  return ctx;
-}
-
 /* One all-reduce of count elements of dtype d in variant v, on b's buffers. */
 static int issue(bench_t *b, int v, int d, size_t count) {
   if (v == V_NCCL)
@@ -383,7 +367,7 @@ static int setup_contexts(bench_t *b, rank_res_t *r) {
   char *const err = r->err;
   const size_t cap = sizeof(r->err);
   for (int v = 0; v < V_NCCL; v++) {
-    if ((b->ctx[v] = open_ctx(b->rank, envs[v])) == NULL ||
+    if ((b->ctx[v] = mc_bench_open_ctx(g_api, g_world, b->rank, envs[v])) == NULL ||
         g_api->group_get(b->ctx[v], MOECOMM_GROUP_TP, &b->tp[v]) != MOECOMM_SUCCESS)
       return mc_bench_fail(err, cap, "moecomm context for %s failed", k_vname[v]);
     /* create the communicator eagerly (1 KB); auto: measure what it costs */

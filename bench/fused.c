@@ -290,22 +290,6 @@ static int prepare(bench_t *b, size_t T, size_t H) {
   return ok;
 }
 
-static moecomm_context_t *open_ctx(int rank, const char *const *env) {
-  moecomm_topology_t topo = shim_launch_topology(g_world, rank, g_world);
-  moecomm_context_params_t params = shim_launch_params(&topo, rank);
-  moecomm_context_t *ctx = NULL;
-  moecomm_result_t rc;
-  for (int i = 0; env[i] != NULL; i += 2) setenv(env[i], env[i + 1], 1);
-  rc = g_api->context_create(&params, &ctx);
-  for (int i = 0; env[i] != NULL; i += 2) unsetenv(env[i]);
-  if (rc != MOECOMM_SUCCESS) {
-    fprintf(stderr, "rank %d: context_create: %s: %s\n", rank, g_api->result_string(rc),
-            g_api->last_error(NULL));
-    return NULL;
-  }
-  return ctx;
-}
-
 static int setup(bench_t *b, rank_res_t *r) {
   static const char *const env_auto[] = {NULL};
   static const char *const env_ll[] = {"MOECOMM_ALGO", "ll", NULL};
@@ -335,7 +319,7 @@ static int setup(bench_t *b, rank_res_t *r) {
     return mc_bench_fail(err, cap, "host buffers failed");
   for (int v = 0; v < NCTX; v++) {
     if (v == V_FP8) continue; /* the policy's context */
-    if ((b->ctx[v] = open_ctx(b->rank, envs[v])) == NULL ||
+    if ((b->ctx[v] = mc_bench_open_ctx(g_api, g_world, b->rank, envs[v])) == NULL ||
         g_api->group_get(b->ctx[v], MOECOMM_GROUP_TP, &b->tp[v]) != MOECOMM_SUCCESS)
       return mc_bench_fail(err, cap, "moecomm context for %s failed", k_vname[v]);
   }
