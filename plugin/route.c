@@ -35,7 +35,6 @@
  *      (the all-reduce routed as any all-reduce, then the norm kernel; the same bits). */
 #include "route.h"
 
-#include <float.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -267,7 +266,7 @@ static int mc_route_aligned(const void *p) {
 }
 
 int mc_route_fused_possible(const mc_rmsnorm_t *n) {
-  return n->hidden % 8 == 0 && n->hidden <= MC_KERN_ROW_MAX_H && n->eps <= FLT_MAX &&
+  return n->hidden % 8 == 0 && n->hidden <= MC_KERN_ROW_MAX_H && n->eps <= 3.4e38f &&
          mc_route_aligned(n->x) && mc_route_aligned(n->residual) && mc_route_aligned(n->weight) &&
          mc_route_aligned(n->out) && (n->out_fp8 == NULL || mc_route_aligned(n->out_fp8));
 }

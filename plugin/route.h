@@ -42,7 +42,11 @@ int mc_route_fused_algo(const mc_config_t *cfg, int members, size_t tokens, size
                         int dtype, const mc_backend_limits_t *limits);
 
 /* Whether the fused kernels can take these operands at all: hidden a multiple of 8 up to
-   MC_KERN_ROW_MAX_H, finite eps, x, residual, weight, out (and out_fp8) 16-byte aligned. */
+   MC_KERN_ROW_MAX_H, eps at most 3.4e38 (the kernels' bound: finite), x, residual, weight, out
+   (and out_fp8) 16-byte aligned.  Alignment is a local fact: ranks whose buffers are aligned
+   differently would run different kernels (fused on some, the unfused pipeline on others) and
+   time out, as ranks that pass different sizes do; buffers are expected to be laid out alike on
+   every rank, as tensor-parallel engines allocate them. */
 int mc_route_fused_possible(const mc_rmsnorm_t *n);
 
 /* What group_stats reports: the backend that serves the group's calls (the one chosen at context
