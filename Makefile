@@ -115,7 +115,7 @@ endif
 
 $(OBJ_DIR)/plugin/backends/nccl/%.o $(OBJ_DIR)/plugin/backends/custom/%.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
 $(OBJ_DIR)/plugin/backends/ep_dev.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
-$(OBJ_DIR)/plugin/gpu.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
+$(OBJ_DIR)/plugin/gpu.o $(OBJ_DIR)/plugin/norm.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
 
 $(OBJ_DIR)/%.o: %.c | deps
 	@mkdir -p $(dir $@)

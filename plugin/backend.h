@@ -49,6 +49,9 @@ typedef struct mc_coll {
   int capturing;      /* 1 when stream is being captured into a graph */
   int algo;           /* the policy's algorithm for backends that have several (custom:
                          MC_KERN_*), 0 otherwise */
+  size_t chunk;       /* custom, deterministic mode: elements per launch, each through the
+                         staged form of algo (reduce_scatter: per launch inside a block); 0: the
+                         whole call in one launch */
   int deterministic;  /* each element's bits must not depend on size, batch or algorithm */
   int peer;           /* send, recv: index in the group */
   const size_t *send_counts, *send_displs; /* all_to_all_v: elements, per peer */
@@ -106,6 +109,7 @@ typedef struct mc_backend_limits {
   size_t ll_max_bytes;     /* largest message of the flag-in-data (LL) algorithm; 0: none */
   size_t staged_max_bytes; /* largest eager message of the staged algorithms */
   int capture_slots;       /* captured ops needing registration it can still take; -1: no limit */
+  size_t scratch_bytes;    /* custom, deterministic mode: the reduce_scatter's scratch; 0: none */
 } mc_backend_limits_t;
 
 typedef struct mc_backend_ops {

@@ -24,7 +24,8 @@ typedef struct mc_custom_hello {
   int32_t timeout_ms;
   uint64_t buffer_bytes;
   uint64_t max_bytes;
-  int32_t max_blocks; /* grid shapes must match: the barrier pairs block b with block b */
+  int32_t max_blocks;    /* grid shapes must match: the barrier pairs block b with block b */
+  int32_t deterministic; /* routing differs with it (route.c rule 10): members must agree */
   int32_t pid;
   char bus_id[32];
 } mc_custom_hello_t;
@@ -45,6 +46,8 @@ static void mc_custom_teardown(mc_custom_comm_t *p) {
   mc_custom_close_all(p);
   if (p->table != NULL && (e = cudaFree(p->table)) != cudaSuccess)
     MC_WARN("custom backend of %s: cudaFree(table): %s", p->comm->label, cudaGetErrorString(e));
+  if (p->scratch != NULL && (e = cudaFree(p->scratch)) != cudaSuccess)
+    MC_WARN("custom backend of %s: cudaFree(scratch): %s", p->comm->label, cudaGetErrorString(e));
   if (p->seg_local != NULL && (e = cudaFree(p->seg_local)) != cudaSuccess)
     MC_WARN("custom backend of %s: cudaFree(segment): %s", p->comm->label, cudaGetErrorString(e));
   if (p->err_host != NULL && (e = cudaFreeHost(p->err_host)) != cudaSuccess)
@@ -98,6 +101,8 @@ static moecomm_result_t mc_custom_setup_local(mc_custom_comm_t *p, const mc_cust
   MC_CUDA_TRY(why, cudaMalloc((void **)&p->table, sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP));
   MC_CUDA_TRY(
       why, cudaMemsetAsync(p->table, 0, sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP, p->stream));
+  if (cfg->deterministic)
+    MC_CUDA_TRY(why, cudaMalloc((void **)&p->scratch, MC_CUSTOM_SCRATCH_BYTES));
   memset(&st, 0, sizeof(st));
   st.epoch = 1; /* flags and packets start at 0, so no value of call 1 is already there */
   st.check = nonce;
@@ -167,6 +172,7 @@ static moecomm_result_t mc_custom_hello(mc_custom_comm_t *p, mc_custom_hello_t *
   hello.buffer_bytes = cfg->custom.buffer_bytes;
   hello.max_bytes = cfg->custom_max_bytes;
   hello.max_blocks = cfg->custom.max_blocks;
+  hello.deterministic = cfg->deterministic;
   hello.pid = p->pid;
   if (cudaDeviceGetPCIBusId(hello.bus_id, (int)sizeof(hello.bus_id), comm->device) != cudaSuccess)
     snprintf(hello.bus_id, sizeof(hello.bus_id), "pid%d-dev%d", p->pid, comm->device);
@@ -176,11 +182,14 @@ static moecomm_result_t mc_custom_hello(mc_custom_comm_t *p, mc_custom_hello_t *
     hellos[i].bus_id[sizeof(hellos[i].bus_id) - 1] = '\0';
     if (hellos[i].algo != hello.algo || hellos[i].buffer_bytes != hello.buffer_bytes ||
         hellos[i].max_bytes != hello.max_bytes || hellos[i].timeout_ms != hello.timeout_ms ||
-        hellos[i].max_blocks != hello.max_blocks) {
-      MC_WARN("custom all-reduce off for %s: rank %d has other MOECOMM_ALGO, "
-              "MOECOMM_CUSTOM_BUFFER_BYTES, MOECOMM_CUSTOM_MAX_BYTES, MOECOMM_CUSTOM_MAX_BLOCKS or "
-              "MOECOMM_TIMEOUT_MS values than rank %d; set them alike on every rank. Using nccl",
-              comm->label, (int)comm->ranks[i], (int)comm->ranks[comm->rank]);
+        hellos[i].max_blocks != hello.max_blocks ||
+        hellos[i].deterministic != hello.deterministic) {
+      MC_WARN(
+          "custom all-reduce off for %s: rank %d has other MOECOMM_ALGO, "
+          "MOECOMM_CUSTOM_BUFFER_BYTES, MOECOMM_CUSTOM_MAX_BYTES, MOECOMM_CUSTOM_MAX_BLOCKS, "
+          "MOECOMM_TIMEOUT_MS or MOECOMM_DETERMINISTIC values than rank %d; set them alike on "
+          "every rank. Using nccl",
+          comm->label, (int)comm->ranks[i], (int)comm->ranks[comm->rank]);
       return MC_DEFER;
     }
   }
@@ -227,7 +236,8 @@ moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
   comm->be[MOECOMM_BACKEND_CUSTOM].priv = p;
   /* added: the expert-parallel buffers (moe.c) may be counted there already */
   comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes +=
-      p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP;
+      p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP +
+      (p->scratch != NULL ? MC_CUSTOM_SCRATCH_BYTES : 0);
   comm->be[MOECOMM_BACKEND_CUSTOM].host_bytes += sizeof(mc_kern_err_t);
   MC_INFO("custom all-reduce ready for %s: %zu MiB of device memory per rank (staging 2 x %zu "
           "KiB, LL %zu KiB per rank)",
