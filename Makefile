@@ -63,7 +63,7 @@ endif
 
 PLUGIN_FILE := $(if $(filter moecomm,$(PLUGIN_NAME)),libmoecomm.so,libmoecomm-$(PLUGIN_NAME).so)
 PLUGIN      := $(BUILD)/$(PLUGIN_FILE)
-# The plugin's objects as an archive, for white-box unit tests (tests/unit/*): same code, no dlopen.
+# The plugin's objects as an archive, for the white-box tests (tests/core/, tests/system/).
 INTERNAL_A  := $(BUILD)/libmoecomm-internal.a
 SHIM        := $(BUILD)/moecomm-shim
 
@@ -142,7 +142,7 @@ include packaging/packaging.mk
 include packaging/python/python.mk
 
 # Objects linked into several binaries: make must not delete them as intermediates.
-.SECONDARY: $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(BENCH_COMMON_OBJ) $(ABI_LIB_OBJ)
+.SECONDARY: $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(BENCH_COMMON_OBJ) $(CONTRACT_LIB_OBJ) $(CONF_LIB_OBJ)
 
 demo: deps plugin shim
 	$(SHIM) --demo

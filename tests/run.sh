@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/run.sh [--gpu] BUILD: runs the test binaries of a build one after the other and sums their
 # "TESTSUM passed failed skipped" lines.
-#   default: every binary in BUILD/tests/ and BUILD/tests/gpu/ (GPU tests skip without a device)
+#   default: every binary in BUILD/tests/<dir>/ (GPU tests skip without a device)
 #   --gpu:   only BUILD/tests/gpu/; a machine without a CUDA device is a failure
 # A binary that crashes, times out or prints no TESTSUM line counts as one failed check.
 # MC_TEST_TIMEOUT (seconds, default 600) bounds each binary; MC_TEST_FILTER (a regex on the
@@ -22,7 +22,8 @@ if [ "$gpu_only" = 1 ]; then
   dirs=("$build/tests/gpu")
   export MC_TEST_REQUIRE_GPU=1
 else
-  dirs=("$build/tests" "$build/tests/gpu")
+  dirs=()
+  for d in contract core conformance system fuzz gpu; do dirs+=("$build/tests/$d"); done
 fi
 
 passed=0

@@ -356,7 +356,7 @@ int main(int argc, char **argv) {
   char path[PATH_MAX], buf[256];
   const char *pn;
   FILE *f;
-  mc_test_init("abi-install", argc, argv);
+  mc_test_init("abi_install", argc, argv);
   if (!MC_CHECK(mc_test_build_dir(g_build, sizeof(g_build)) == 0 &&
                     abi_mkdtemp("install", g_tmp, sizeof(g_tmp)) == 0,
                 "no build directory or scratch directory"))
