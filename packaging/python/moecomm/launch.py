@@ -94,6 +94,8 @@ class _Hub:
         try:
             kind, payload = self.conns[rank].recv()
         except (EOFError, OSError):
+            # The pipe closes as the process exits, a moment before it can be reaped.
+            self.procs[rank].join(timeout=5)
             code = self.procs[rank].exitcode
             self._finish(rank, "exited (exit code %s) without a result" % code)
             return
