@@ -5,7 +5,7 @@
 # the binary of tests/<dir>/<name>.c (names are unique across directories):
 #   contract/     the ABI and packaging contract, the plugin through dlopen only; lib_*.c are linked
 #                 into each binary, fake_*.c are fake plugins BUILD/abi/libfake_*.so
-#   core/         white-box core suites: they may include plugin/ headers (BUILD/libmoecomm-internal.a)
+#   core/         white-box core suites: they may include plugin/ headers (the internal archive)
 #   conformance/  one matrix against every backend present (the plugin through dlopen; the CUDA
 #                 runtime in CUDA builds, for device buffers); lib_*.c are linked into each binary
 #   system/       the host shim, bootstrap, rendezvous, the Python package: white-box like core/
@@ -26,8 +26,8 @@ TEST_BIN        := $(CORE_TEST_BIN) $(SYSTEM_TEST_BIN) $(CONF_TEST_BIN)
 tests: $(TEST_BIN) $(GPU_TEST_BIN)
 
 # core/ and system/: white-box, the plugin's objects from the internal archive.
-WHITEBOX_LINK = $(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' -o $@ $< \
-  $(TEST_COMMON_OBJ) $(HOST_A) $(INTERNAL_A) $(NCCL_LIBS) $(HOST_LIBS) -lstdc++ -lpthread
+WHITEBOX_LINK = $(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' \
+  -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) $(INTERNAL_A) $(NCCL_LIBS) $(HOST_LIBS) -lstdc++ -lpthread
 $(BUILD)/tests/core/%: tests/core/%.c $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
@@ -84,7 +84,8 @@ deps-test:
 # contract/: BUILD/abi/libmoecomm-alt.so is a second plugin variant (the same objects, plugin_name
 # "alt"); the binaries may run make (MC_MAKE_VARS) and call libffi.
 CONTRACT_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/contract/lib_*.c))
-ABI_FAKE_SO      := $(patsubst tests/contract/%.c,$(BUILD)/abi/lib%.so,$(wildcard tests/contract/fake_*.c))
+ABI_FAKE_SO      := $(patsubst tests/contract/%.c,$(BUILD)/abi/lib%.so,\
+                      $(wildcard tests/contract/fake_*.c))
 CONTRACT_TEST_BIN := $(call test_bins,contract)
 ABI_ALT          := $(BUILD)/abi/libmoecomm-alt.so
 TEST_BIN         += $(CONTRACT_TEST_BIN)
