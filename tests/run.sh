@@ -12,6 +12,7 @@
 #   MC_TEST_JOBS     binaries at a time (default: nproc; --gpu: 1)
 #   MC_TEST_TIMEOUT  seconds per binary (default 600)
 #   MC_TEST_FILTER   a regex on the binary's name ("topology") or path ("core/topology")
+#   MC_TEST_EXCLUDE  a regex of binaries left out, each with a SKIP line (e.g. make test-asan)
 # Serial suites (SERIAL below, and every GPU suite) run alone, after the parallel ones: they time
 # things or start many processes.  The start order is the previous run's durations, longest first
 # (BUILD/test-logs/.times), so that a long suite does not start last.  The last line is exactly
@@ -30,6 +31,7 @@ fi
 build=${1:?usage: tests/run.sh [--gpu] BUILD}
 timeout_s=${MC_TEST_TIMEOUT:-600}
 filter=${MC_TEST_FILTER:-}
+exclude=${MC_TEST_EXCLUDE:-}
 if [ "$gpu_only" = 1 ]; then
   jobs=${MC_TEST_JOBS:-1}
   subdirs=(gpu conformance)
@@ -77,8 +79,15 @@ is_serial() {
   return 1
 }
 par=() ser=()
-while read -r _ name; do
-  if is_serial "$name"; then ser+=("$name"); else par+=("$name"); fi
+while read -r secs name; do
+  if [ "$secs" = excluded ]; then
+    echo "SKIP $name: excluded by MC_TEST_EXCLUDE='$exclude'"
+    skipped=$((skipped + 1))
+  elif is_serial "$name"; then
+    ser+=("$name")
+  else
+    par+=("$name")
+  fi
 done < <(
   for d in "${subdirs[@]}"; do
     [ -d "$build/tests/$d" ] || continue
@@ -86,6 +95,10 @@ done < <(
       [ -f "$f" ] && [ -x "$f" ] || continue
       name="$d/$(basename "$f")"
       if [ -n "$filter" ] && ! [[ "$(basename "$f")" =~ $filter || "$name" =~ $filter ]]; then
+        continue
+      fi
+      if [ -n "$exclude" ] && [[ "$(basename "$f")" =~ $exclude || "$name" =~ $exclude ]]; then
+        echo "excluded $name"
         continue
       fi
       # unknown durations first: a new suite may be long

@@ -81,6 +81,7 @@ gpu-test: gpu-bins
 deps-test:
 	@packaging/ensure-deps.sh test
 
+
 # contract/: BUILD/abi/libmoecomm-alt.so is a second plugin variant (the same objects, plugin_name
 # "alt"); the binaries may run make (MC_MAKE_VARS) and call libffi.
 CONTRACT_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/contract/lib_*.c))
@@ -100,7 +101,8 @@ $(BUILD)/abi/api-alt.o: plugin/api.c | deps
 
 $(ABI_ALT): $(BUILD)/abi/api-alt.o $(filter-out $(OBJ_DIR)/plugin/api.o,$(PLUGIN_OBJ)) packaging/moecomm.map
 	$(call msg,LD,$@)
-	$(Q)$(CC) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=packaging/moecomm.map -Wl,-z,defs \
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=packaging/moecomm.map \
+	  -Wl,-z,defs \
 	  -Wl,-soname,libmoecomm-alt.so $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++ -lpthread -lm
 
 # fake_reexport: defines no entry point but links the plugin, whose entry dlsym then finds.
@@ -169,3 +171,24 @@ fuzz: $(FUZZ_BIN)
 	  echo "    findings: $$(ls $(FUZZ_DIR)/$$t/crashes | wc -l) in $(FUZZ_DIR)/$$t/crashes" \
 	       "(log: $(FUZZ_DIR)/$$t/log)"; \
 	done; exit $$status
+
+# The CPU suite under AddressSanitizer and UndefinedBehaviorSanitizer: the plugin, the host library
+# and the tests instrumented, built into BUILD-asan without CUDA (the CUDA runtime and ASan do not
+# mix), run by tests/run.sh.  Not in it: the GPU suites, the Python suite (an uninstrumented
+# interpreter cannot load an instrumented plugin) and contract/abi_install (it packages the build:
+# an instrumented one depends on libasan and libubsan, and its pkg-config host is not
+# instrumented).  Leaks are reported at each test process's own exit (ranks leave with _exit, so
+# only the parent's allocations are checked).
+ASAN_BUILD := $(BUILD)-asan
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_RUN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:print_summary=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+                MC_TEST_EXCLUDE='^contract/abi_install$$'
+
+.PHONY: cpu-test-bins
+cpu-test-bins: deps plugin shim $(TEST_BIN) $(ABI_FAKE_SO) $(FUZZ_REPLAY_BIN)
+
+test-asan:
+	@$(MAKE) BUILD=$(ASAN_BUILD) WITH_CUDA=0 CFLAGS="-O1 -g $(ASAN_FLAGS)" LDFLAGS="$(ASAN_FLAGS)" \
+	  cpu-test-bins
+	@$(ASAN_RUN_ENV) tests/run.sh $(ASAN_BUILD)
