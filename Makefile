@@ -59,7 +59,10 @@ NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -fPIC,-fvisibility=hidden,-W
 ifeq ($(WITH_CUDA),1)
   CUDA_CFLAGS := -isystem $(dir $(NCCL_INC)) -isystem $(CUDA_HOME)/include
   CUDA_LIBS   := -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt
+  # The plugin loads NCCL at run time (plugin/backends/nccl/nccl_lib.h); tests and benchmarks that
+  # call NCCL themselves link it, and every run of the build tree points the plugin at it.
   NCCL_LIBS   := $(NCCL_SO) -Wl,-rpath,$(NCCL_LIBDIR)
+  export MOECOMM_NCCL_PATH ?= $(NCCL_SO)
 endif
 
 PLUGIN_FILE := $(if $(filter moecomm,$(PLUGIN_NAME)),libmoecomm.so,libmoecomm-$(PLUGIN_NAME).so)
@@ -84,8 +87,8 @@ OBJ_DIR     := $(BUILD)/obj-$(PLUGIN_NAME)
 PLUGIN_OBJ  := $(PLUGIN_SRC:%.c=$(OBJ_DIR)/%.o) $(KERNEL_SRC:%.cu=$(OBJ_DIR)/%.cu.o)
 HOST_LIBS   := -ldl -lm $(CUDA_LIBS)
 
-.PHONY: all plugin shim tests demo test test-asan gpu-test bench bench-cpu bench-mem install uninstall \
-        abi-check abi-baseline deb clean help deps deps-test
+.PHONY: all plugin shim tests demo test test-asan gpu-test bench bench-cpu bench-mem install \
+        uninstall abi-check abi-baseline deb clean help deps deps-test
 
 all: deps plugin shim tests
 
@@ -127,7 +130,7 @@ $(OBJ_DIR)/%.cu.o: %.cu
 $(PLUGIN): $(PLUGIN_OBJ) packaging/moecomm.map
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $(PLUGIN_OBJ) -Wl,--version-script=packaging/moecomm.map -Wl,-z,defs \
-	  -Wl,-soname,$(PLUGIN_FILE) $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++ -lpthread -lm
+	  -Wl,-soname,$(PLUGIN_FILE) $(CUDA_LIBS) -lstdc++ -lpthread -lm
 
 $(INTERNAL_A): $(PLUGIN_OBJ)
 	$(call msg,AR,$@)

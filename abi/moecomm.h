@@ -313,7 +313,8 @@ typedef struct moecomm_rmsnorm_args {
   int32_t dtype;        /* of x, residual, weight and out: BFLOAT16 or FLOAT16 */
   float eps;            /* >= 0, added to the mean of squares */
   size_t tokens;        /* T rows (0: no-op) */
-  size_t hidden;        /* H elements per row, > 0 */
+  size_t hidden;        /* H elements per row: a multiple of 8 up to 16384 (the definition sums
+                           squares in 8-element vectors); other sizes: MOECOMM_ERR_NOT_SUPPORTED */
   const void *x;        /* [T, H] this rank's partial sums */
   void *residual;       /* [T, H], updated in place to residual + sum of x */
   const void *weight;   /* [H] */

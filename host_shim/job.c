@@ -175,6 +175,51 @@ static shim_status_t load_plugin(const shim_opts_t *o, shim_plugin_t *plugin) {
   return SHIM_FAIL;
 }
 
+/* A choice list "a|b" as `a`, `b` (a bare '|' would split a markdown cell); anything else as is. */
+static void shim_job_env_range(const moecomm_config_var_t *v, char *out, size_t size) {
+  size_t w = 0;
+  if (strcmp(v->type, "choice") != 0) {
+    snprintf(out, size, "%s", v->range);
+    return;
+  }
+  for (const char *p = v->range; *p != '\0' && w + 8 < size; p++) {
+    if (p == v->range) out[w++] = '`';
+    if (*p == '|') {
+      memcpy(out + w, "`, `", 4);
+      w += 4;
+    } else {
+      out[w++] = *p;
+    }
+  }
+  snprintf(out + w, size - w, "`");
+}
+
+/* --env: the plugin's configuration table (ABI 1.2's config_var), one README row per variable:
+   the same rows tests/core/config_table.c checks README.md against. */
+static shim_status_t shim_job_env(const shim_plugin_t *plugin) {
+  const moecomm_api_t *api = plugin->api;
+  if (!MOECOMM_API_HAS(api, config_var)) {
+    fprintf(stderr, "shim: this plugin (ABI %u.%u) cannot list its configuration (config_var is "
+                    "ABI 1.2)\n",
+            MOECOMM_ABI_VERSION_GET_MAJOR(plugin->version),
+            MOECOMM_ABI_VERSION_GET_MINOR(plugin->version));
+    return SHIM_FAIL;
+  }
+  printf("| variable | values | default | meaning |\n|---|---|---|---|\n");
+  for (size_t i = 0;; i++) {
+    moecomm_config_var_t v;
+    memset(&v, 0, sizeof(v));
+    v.struct_size = sizeof(v);
+    char range[512];
+    if (api->config_var(i, &v) != MOECOMM_SUCCESS) break;
+    if (strcmp(v.type, "host") == 0) continue; /* the loader's: listed in README's prose */
+    shim_job_env_range(&v, range, sizeof(range));
+    printf("| `%s` | %s | %s | %s |\n", v.name, range,
+           v.default_value[0] ? v.default_value : "(unset)", v.help);
+  }
+  return SHIM_OK;
+}
+
 shim_status_t shim_run(const shim_opts_t *o) {
   shim_plugin_t plugin;
   shim_status_t st;
@@ -189,7 +234,7 @@ shim_status_t shim_run(const shim_opts_t *o) {
       MOECOMM_ABI_VERSION_GET_MAJOR(SHIM_MIN_ABI), MOECOMM_ABI_VERSION_GET_MINOR(SHIM_MIN_ABI),
       MOECOMM_ABI_VERSION_GET_MAJOR(o->abi_max), MOECOMM_ABI_VERSION_GET_MINOR(o->abi_max));
   fflush(stdout);
-  st = o->demo ? shim_demo_run(o, &plugin) : shim_job_run(o, &plugin);
+  st = o->env ? shim_job_env(&plugin) : o->demo ? shim_demo_run(o, &plugin) : shim_job_run(o, &plugin);
   /* A rank of an external launcher that abandoned work in flight: the plugin stays loaded. */
   if (st != SHIM_ABANDON) shim_plugin_unload(&plugin);
   return st;

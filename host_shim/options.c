@@ -49,6 +49,8 @@ static void usage(FILE *f) {
           "                    prints a line as each phase or capture size completes, with the\n"
           "                    time since the start: \"[12.3 s] rank 0: captured size 64 (5/24)\"\n"
           "  --print-groups    print every group kind's rank lists and backend, then stop\n"
+          "  --env             print every MOECOMM_* variable the plugin reads (name, values,\n"
+          "                    default, meaning: the README's table), then stop\n"
           "  --demo            the runs of `make demo` (GPUs when there are 2 or more, else shm)\n"
           "  --help            this text\n"
           "\n"
@@ -182,15 +184,13 @@ void shim_opts_free(shim_opts_t *o) {
   o->n_capture = 0;
 }
 
-/* Options that take no value, each setting one flag of shim_opts_t.  --env, which is to print
-   the plugin's configuration table (plugin/config*), goes here when that table exists: a flag
-   in shim_opts_t, a row below, a line in usage(), and its action in job.c before any rank
-   starts. */
+/* Options that take no value, each setting one flag of shim_opts_t. */
 static const struct {
   const char *name;
   size_t offset;
 } k_flags[] = {
     {"--print-groups", offsetof(shim_opts_t, print_groups)},
+    {"--env", offsetof(shim_opts_t, env)},
     {"--demo", offsetof(shim_opts_t, demo)},
     {"--uneven", offsetof(shim_opts_t, uneven)},
 };

@@ -50,6 +50,7 @@ typedef struct shim_opts {
   int iters;  /* timed eager iterations and graph replays */
   int device; /* MOECOMM_DEVICE_AUTO or MOECOMM_DEVICE_CPU */
   int print_groups, demo;
+  int env;                /* --env: print the plugin's configuration table and stop */
   int uneven;             /* ABI-1.1 step: attention groups get different token counts */
   int capture_plan;       /* --capture-sizes plan: every size plan_capture_sizes gives */
   int32_t *capture_sizes; /* --capture-sizes list (n_capture distinct sizes), else NULL */

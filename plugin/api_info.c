@@ -25,9 +25,11 @@ moecomm_result_t mc_api_topology_group_ranks(const moecomm_topology_t *topology,
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "topology_group_ranks: kind %d is not a group kind (0..%d)", (int)kind,
                       MC_GROUP_KIND_COUNT - 1);
-  if (topology->struct_size < sizeof(size_t))
-    return mc_err_set(err, MOECOMM_ERR_STRUCT_SIZE, "topology_group_ranks: bad struct_size %zu",
-                      topology->struct_size);
+  if (topology->struct_size < MOECOMM_STRUCT_SIZE(moecomm_topology_t, moe_dense_tp))
+    return mc_err_set(err, MOECOMM_ERR_STRUCT_SIZE,
+                      "topology_group_ranks: topology struct_size %zu is smaller than the ABI 1.0 "
+                      "layout (%zu bytes)",
+                      topology->struct_size, MOECOMM_STRUCT_SIZE(moecomm_topology_t, moe_dense_tp));
   /* the topology's own rank is replaced by the one asked about (validated as it would be) */
   memset(&t, 0, sizeof(t));
   memcpy(&t, topology, topology->struct_size < sizeof(t) ? topology->struct_size : sizeof(t));

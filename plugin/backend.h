@@ -99,8 +99,8 @@ typedef struct mc_backend_ops {
   mc_backend_caps_t caps;
 
   /* Context creation: can this backend run on `device` (a CUDA ordinal or MOECOMM_DEVICE_CPU) at
-     all (library, device generation...)?  Local, cheap, must not allocate.  Failure fills why. */
-  moecomm_result_t (*probe)(int device, mc_err_t *why);
+     all (library, device generation...)?  Local and cheap.  Failure fills why. */
+  moecomm_result_t (*probe)(const mc_config_t *cfg, int device, mc_err_t *why);
 
   /* First call routed to this backend on comm: collective over the comm's members.  Sets
      comm->be[id].priv and the byte counts; on failure leaves nothing allocated.  MC_DEFER: the

@@ -89,6 +89,7 @@ static moecomm_result_t mc_context_build_groups(mc_context_t *ctx) {
 /* Where the context runs: a CUDA ordinal, or the CPU.  The ordinal for MOECOMM_DEVICE_AUTO
    needs the local rank, so it is finished after bootstrap (mc_context_pick_ordinal). */
 static moecomm_result_t mc_context_pick_device(mc_context_t *ctx, int32_t requested) {
+  mc_err_t why;
   int count;
   if (requested == MOECOMM_DEVICE_CPU) {
     ctx->device = MOECOMM_DEVICE_CPU;
@@ -106,6 +107,12 @@ static moecomm_result_t mc_context_pick_device(mc_context_t *ctx, int32_t reques
       ctx->device = MOECOMM_DEVICE_CPU;
     } else if (count == 0) {
       MC_INFO("no CUDA device: running on the CPU with the shm backend");
+      ctx->device = MOECOMM_DEVICE_CPU;
+    } else if (!mc_backend_usable(MOECOMM_BACKEND_NCCL, &ctx->cfg, 0, &why)) {
+      /* GPU contexts need NCCL (it serves what the custom kernels do not): without it, the
+         same as without a GPU */
+      MC_INFO("%d CUDA device%s but %s: running on the CPU with the shm backend", count,
+              count == 1 ? "" : "s", why.msg);
       ctx->device = MOECOMM_DEVICE_CPU;
     } else {
       ctx->device = 0; /* ordinal chosen after bootstrap */

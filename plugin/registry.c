@@ -28,7 +28,7 @@ const char *mc_backend_name(moecomm_backend_t id) {
   return (unsigned)id < MC_BACKEND_COUNT ? names[id] : "none";
 }
 
-int mc_backend_usable(moecomm_backend_t id, int device, mc_err_t *why) {
+int mc_backend_usable(moecomm_backend_t id, const mc_config_t *cfg, int device, mc_err_t *why) {
   const mc_backend_ops_t *ops = mc_backend_get(id);
   mc_err_clear(why);
   if (ops == NULL) {
@@ -36,7 +36,7 @@ int mc_backend_usable(moecomm_backend_t id, int device, mc_err_t *why) {
                mc_backend_name(id));
     return 0;
   }
-  return ops->probe == NULL || ops->probe(device, why) == MOECOMM_SUCCESS;
+  return ops->probe == NULL || ops->probe(cfg, device, why) == MOECOMM_SUCCESS;
 }
 
 void mc_backend_override_for_test(moecomm_backend_t id, const mc_backend_ops_t *ops) {

@@ -12,7 +12,7 @@ const char *mc_backend_name(moecomm_backend_t id);
 
 /* Whether backend id can run on `device` here: compiled in, and its probe agrees.  why gets the
    reason when it cannot. */
-int mc_backend_usable(moecomm_backend_t id, int device, mc_err_t *why);
+int mc_backend_usable(moecomm_backend_t id, const mc_config_t *cfg, int device, mc_err_t *why);
 
 /* White-box tests only: serve `id` with ops instead of the built-in backend (NULL restores it). */
 void mc_backend_override_for_test(moecomm_backend_t id, const mc_backend_ops_t *ops);

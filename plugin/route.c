@@ -41,8 +41,9 @@ typedef struct mc_route_probe {
   mc_err_t why[MC_BACKEND_COUNT];
 } mc_route_probe_t;
 
-static int mc_route_usable(mc_route_probe_t *pr, moecomm_backend_t be, int device) {
-  if (pr->state[be] == 0) pr->state[be] = mc_backend_usable(be, device, &pr->why[be]) ? 1 : -1;
+static int mc_route_usable(mc_route_probe_t *pr, const mc_config_t *cfg, moecomm_backend_t be,
+                           int device) {
+  if (pr->state[be] == 0) pr->state[be] = mc_backend_usable(be, cfg, device, &pr->why[be]) ? 1 : -1;
   return pr->state[be] > 0;
 }
 
@@ -91,13 +92,13 @@ static moecomm_result_t mc_route_possible(mc_context_t *ctx, int kind, int expli
             mc_topo_kind_name(kind));
     be = MOECOMM_BACKEND_NCCL;
   }
-  if (be == MOECOMM_BACKEND_CUSTOM && !mc_route_usable(pr, be, ctx->device)) {
+  if (be == MOECOMM_BACKEND_CUSTOM && !mc_route_usable(pr, &ctx->cfg, be, ctx->device)) {
     if (explicit_)
       MC_INFO("backend custom unavailable for group %s: %s; using nccl", mc_topo_kind_name(kind),
               pr->why[be].msg);
     be = MOECOMM_BACKEND_NCCL;
   }
-  if (!mc_route_usable(pr, be, ctx->device))
+  if (!mc_route_usable(pr, &ctx->cfg, be, ctx->device))
     return mc_err_set(&ctx->err, MOECOMM_ERR_UNAVAILABLE, "group %s needs the %s backend: %s",
                       mc_topo_kind_name(kind), mc_backend_name(be), pr->why[be].msg);
   *be_p = be;
@@ -274,7 +275,7 @@ moecomm_result_t mc_route_moe_backend(const mc_group_t *g, moecomm_backend_t *be
   *be_p = MOECOMM_BACKEND_NCCL;
   if (choice == MC_CHOICE_NCCL || custom == NULL || custom->moe_dispatch == NULL) return MOECOMM_SUCCESS;
   if (g->comm->same_host && g->comm->size <= MC_EP_MAX_NVL_RANKS &&
-      mc_backend_usable(MOECOMM_BACKEND_CUSTOM, ctx->device, &why))
+      mc_backend_usable(MOECOMM_BACKEND_CUSTOM, &ctx->cfg, ctx->device, &why))
     *be_p = MOECOMM_BACKEND_CUSTOM;
   return MOECOMM_SUCCESS;
 }

@@ -15,7 +15,8 @@ TEST_COMMON_SRC := $(wildcard tests/common/*.c)
 TEST_COMMON_OBJ := $(TEST_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 test_bins = $(patsubst tests/$(1)/%.c,$(BUILD)/tests/$(1)/%,\
               $(filter-out tests/$(1)/lib_% tests/$(1)/fake_%,$(wildcard tests/$(1)/*.c)))
-CORE_TEST_BIN   := $(call test_bins,core)
+# nccl_lib tests the CUDA build's NCCL loader: CPU-only builds leave it out.
+CORE_TEST_BIN   := $(filter-out $(if $(filter 1,$(WITH_CUDA)),,%/nccl_lib),$(call test_bins,core))
 SYSTEM_TEST_BIN := $(call test_bins,system)
 CONF_TEST_BIN   := $(call test_bins,conformance)
 CONF_LIB_OBJ    := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/conformance/lib_*.c))
@@ -103,7 +104,7 @@ $(ABI_ALT): $(BUILD)/abi/api-alt.o $(filter-out $(OBJ_DIR)/plugin/api.o,$(PLUGIN
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=packaging/moecomm.map \
 	  -Wl,-z,defs \
-	  -Wl,-soname,libmoecomm-alt.so $(NCCL_LIBS) $(CUDA_LIBS) -lstdc++ -lpthread -lm
+	  -Wl,-soname,libmoecomm-alt.so $(CUDA_LIBS) -lstdc++ -lpthread -lm
 
 # fake_reexport: defines no entry point but links the plugin, whose entry dlsym then finds.
 $(BUILD)/abi/libfake_reexport.so: ABI_FAKE_LIBS = -Wl,--no-as-needed $(PLUGIN) -Wl,-rpath,'$$ORIGIN/..'
@@ -147,7 +148,8 @@ FUZZ_CFLAGS  := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitiz
                 $(filter-out -Wno-format-truncation,$(WARN))
 # The plugin sources the targets reach, built instrumented (not the gcc-built archive).
 FUZZ_PLUGIN_SRC := plugin/sha256.c plugin/store_wire.c plugin/store_table.c plugin/store_core.c \
-                   plugin/store_client.c plugin/log.c plugin/error.c plugin/util.c
+                   plugin/store_client.c plugin/log.c plugin/error.c plugin/util.c plugin/topo.c \
+                   plugin/config.c plugin/planner.c $(wildcard plugin/backends/*/*_config.c)
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/bin/%)
 
 .PHONY: fuzz
@@ -171,6 +173,19 @@ fuzz: $(FUZZ_BIN)
 	  echo "    findings: $$(ls $(FUZZ_DIR)/$$t/crashes | wc -l) in $(FUZZ_DIR)/$$t/crashes" \
 	       "(log: $(FUZZ_DIR)/$$t/log)"; \
 	done; exit $$status
+
+# Fake libnccl.so.2 variants for tests/core/nccl_lib.c.
+FAKE_NCCL := $(foreach v,good old nosend,$(BUILD)/tests/nccl/$(v)/libnccl.so.2)
+$(BUILD)/tests/nccl/good/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=22809
+$(BUILD)/tests/nccl/old/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=21800
+$(BUILD)/tests/nccl/nosend/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=22809 -DFAKE_NO_SEND
+$(FAKE_NCCL): tests/core/fake_nccl.c
+	@mkdir -p $(dir $@)
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) -shared -fPIC $(FAKE_NCCL_DEFS) -o $@ $<
+ifeq ($(WITH_CUDA),1)
+$(BUILD)/tests/core/nccl_lib: $(FAKE_NCCL)
+endif
 
 # The CPU suite under AddressSanitizer and UndefinedBehaviorSanitizer: the plugin, the host library
 # and the tests instrumented, built into BUILD-asan without CUDA (the CUDA runtime and ASan do not

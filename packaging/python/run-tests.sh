@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=$1 venv=$2 plugin=$3 part=$4
 shift 4
 cd "$here" || exit 1
-export MOECOMM_PLUGIN="$plugin" MOECOMM_TEST_BUILD="$build" PYTHONPATH="$here"
+export MOECOMM_PLUGIN="$plugin" MC_TEST_BUILD="$build" PYTHONPATH="$here"
 export PYTHONDONTWRITEBYTECODE=1
 if [ "$part" = cpu ]; then
   py="$venv/bin/python"

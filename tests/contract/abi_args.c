@@ -72,6 +72,20 @@ static void test_table(void) {
     HAS(mode_rows);
     HAS(scatter);
   }
+  if (MOECOMM_ABI_VERSION_GET_MINOR(api->abi_version) >= 2) {
+    MC_CHECK(api->struct_size >= MOECOMM_STRUCT_SIZE(moecomm_api_t, all_reduce_rmsnorm),
+             "a 1.2 table of %zu bytes lacks the 1.2 slots", api->struct_size);
+    HAS(topology_group_ranks);
+    HAS(config_var);
+    HAS(send);
+    HAS(recv);
+    HAS(all_to_all);
+    HAS(all_to_all_v);
+    HAS(moe_configure);
+    HAS(moe_dispatch);
+    HAS(moe_combine);
+    HAS(all_reduce_rmsnorm);
+  }
 #undef HAS
 }
 
@@ -631,6 +645,342 @@ static void test_scatter_modes(moecomm_context_t *ctx) {
 #undef ARGS_OK
 }
 
+/* ---- ABI 1.2 ---- */
+
+/* A refused call: the code, a message naming the call in last_error (ctx NULL: the thread's). */
+#define REFUSED(what, expr, want, ctx, needle)                                                    \
+  do {                                                                                            \
+    moecomm_result_t r_ = (expr);                                                                 \
+    const char *m_ = api->last_error(ctx);                                                        \
+    MC_CHECK(r_ == (want), "%s: got %d (%s), want %d: %s", what, (int)r_, api->result_string(r_), \
+             (int)(want), m_);                                                                    \
+    MC_CHECK(strstr(m_, needle) != NULL, "%s: last_error '%s' does not name '%s'", what, m_,      \
+             needle);                                                                             \
+  } while (0)
+
+static void test_group_ranks_args(void) {
+  moecomm_topology_t t = mc_test_topo(8, 0, 8);
+  int32_t ranks[8] = {-9, -9, -9, -9, -9, -9, -9, -9};
+  size_t n = 999;
+  const char *W = "topology_group_ranks";
+  t.ep = 2;
+  REFUSED("topology NULL", api->topology_group_ranks(NULL, MOECOMM_GROUP_TP, 0, ranks, 8, &n),
+          MOECOMM_ERR_INVALID_ARGUMENT, NULL, W);
+  REFUSED("size_p NULL", api->topology_group_ranks(&t, MOECOMM_GROUP_TP, 0, ranks, 8, NULL),
+          MOECOMM_ERR_INVALID_ARGUMENT, NULL, W);
+  REFUSED("kind 9", api->topology_group_ranks(&t, (moecomm_group_kind_t)9, 0, ranks, 8, &n),
+          MOECOMM_ERR_INVALID_ARGUMENT, NULL, "kind 9");
+  REFUSED("kind -1", api->topology_group_ranks(&t, (moecomm_group_kind_t)-1, 0, ranks, 8, &n),
+          MOECOMM_ERR_INVALID_ARGUMENT, NULL, "kind -1");
+  REFUSED("capacity 7 for TP of 8",
+          api->topology_group_ranks(&t, MOECOMM_GROUP_TP, 0, ranks, 7, &n),
+          MOECOMM_ERR_INVALID_ARGUMENT, NULL, "8 ranks");
+  REFUSED("ranks NULL with capacity 8",
+          api->topology_group_ranks(&t, MOECOMM_GROUP_TP, 0, NULL, 8, &n),
+          MOECOMM_ERR_INVALID_ARGUMENT, NULL, W);
+  REFUSED("rank -1", api->topology_group_ranks(&t, MOECOMM_GROUP_TP, -1, ranks, 8, &n),
+          MOECOMM_ERR_CONFIG, NULL, "rank=-1");
+  REFUSED("rank 8 of 8", api->topology_group_ranks(&t, MOECOMM_GROUP_TP, 8, ranks, 8, &n),
+          MOECOMM_ERR_CONFIG, NULL, "rank=8");
+  t.ep = 3;
+  REFUSED("ep 3 of tp 8", api->topology_group_ranks(&t, MOECOMM_GROUP_MOE_EP, 0, ranks, 8, &n),
+          MOECOMM_ERR_CONFIG, NULL, "ep=3");
+  t.ep = 2;
+  t.struct_size = offsetof(moecomm_topology_t, moe_dense_tp);
+  REFUSED("topology struct_size short",
+          api->topology_group_ranks(&t, MOECOMM_GROUP_TP, 0, ranks, 8, &n), MOECOMM_ERR_STRUCT_SIZE,
+          NULL, "struct_size");
+  for (int i = 0; i < 8; i++) MC_CHECK(ranks[i] == -9, "a refusal wrote ranks[%d]", i);
+  MC_CHECK(n == 999, "a refusal wrote size_p (%zu)", n);
+  /* a newer host's larger topology: the extra bytes are not read */
+  {
+    struct {
+      moecomm_topology_t t;
+      char future[16];
+    } big;
+    memset(&big, 0x6b, sizeof(big));
+    big.t = mc_test_topo(8, 0, 8);
+    big.t.ep = 2;
+    big.t.struct_size = sizeof(big);
+    MC_CHECK_RC(api, NULL, api->topology_group_ranks(&big.t, MOECOMM_GROUP_MOE_EP, 6, ranks, 8, &n),
+                MOECOMM_SUCCESS);
+    MC_CHECK(n == 2 && ranks[0] == 2 && ranks[1] == 6 && ranks[2] == -9,
+             "MOE_EP of rank 6 in tp8 ep2: %zu ranks %d %d, want 2 6", n, ranks[0], ranks[1]);
+  }
+}
+
+static void test_config_var_args(void) {
+  moecomm_config_var_t v;
+  size_t count = 0;
+  memset(&v, 0x6b, sizeof(v));
+  v.struct_size = sizeof(v);
+  REFUSED("config_var(0, NULL)", api->config_var(0, NULL), MOECOMM_ERR_INVALID_ARGUMENT, NULL,
+          "config_var");
+  while (count < 1000 && api->config_var(count, &v) == MOECOMM_SUCCESS) count++;
+  MC_CHECK(count > 0 && count < 1000, "%zu configuration variables", count);
+  memset(&v, 0x6b, sizeof(v));
+  v.struct_size = sizeof(v);
+  REFUSED("config_var past the last", api->config_var(count, &v), MOECOMM_ERR_INVALID_ARGUMENT,
+          NULL, "past the last");
+  REFUSED("config_var(SIZE_MAX)", api->config_var(SIZE_MAX, &v), MOECOMM_ERR_INVALID_ARGUMENT, NULL,
+          "past the last");
+  v.struct_size = offsetof(moecomm_config_var_t, help);
+  REFUSED("config_var struct_size short", api->config_var(0, &v), MOECOMM_ERR_STRUCT_SIZE, NULL,
+          "config_var");
+  MC_CHECK(v.name == (const char *)(uintptr_t)0x6b6b6b6b6b6b6b6bull &&
+               v.help == (const char *)(uintptr_t)0x6b6b6b6b6b6b6b6bull,
+           "a refused config_var wrote the struct");
+}
+
+/* Buffers and arguments of every 1.2 slot that takes a group, valid for a group of one (except
+   send and recv, which a group of one cannot call).  A case changes one of them. */
+enum { A12_N = 16 };
+typedef struct args12 {
+  uint16_t buf[A12_N * 2], out[A12_N * 2], res[A12_N * 2], w[A12_N];
+  int32_t ids[4], counts[4], src[4 * 8 * 3];
+  float tw[4];
+  size_t sc[1], sd[1], rc[1], rd[1];
+  uint64_t handle;
+  /* the arguments the calls pass */
+  const void *send;
+  void *recv;
+  size_t count;
+  moecomm_dtype_t dtype;
+  int32_t peer;
+  void *stream;
+  const size_t *send_counts, *send_displs, *recv_counts, *recv_displs;
+  uint64_t *handle_p;
+  moecomm_moe_config_t cfg;
+  moecomm_moe_dispatch_args_t d;
+  moecomm_moe_combine_args_t c;
+  moecomm_rmsnorm_args_t n;
+  const void *cfg_p, *d_p, *c_p, *n_p; /* &cfg ... or NULL */
+} args12_t;
+
+enum { A12_SEND, A12_RECV, A12_A2A, A12_A2AV, A12_MOE_CONF, A12_DISPATCH, A12_COMBINE, A12_RMS };
+static const char *const slots12[] = {
+    "send",          "recv",         "all_to_all",  "all_to_all_v",
+    "moe_configure", "moe_dispatch", "moe_combine", "all_reduce_rmsnorm"};
+#define A12_SLOTS ((int)(sizeof(slots12) / sizeof(slots12[0])))
+
+static void args12_init(args12_t *a) {
+  memset(a, 0, sizeof(*a));
+  mc_test_fill(a->buf, A12_N, MOECOMM_BFLOAT16, 12);
+  mc_test_fill(a->res, A12_N, MOECOMM_BFLOAT16, 13);
+  mc_test_fill(a->w, A12_N / 2, MOECOMM_BFLOAT16, 14);
+  memset(a->out, 0x6b, sizeof(a->out));
+  memset(a->counts, 0x6b, sizeof(a->counts));
+  a->handle = 0x6b6b;
+  a->send = a->buf;
+  a->recv = a->out;
+  a->count = A12_N;
+  a->dtype = MOECOMM_BFLOAT16;
+  a->sc[0] = a->rc[0] = A12_N;
+  a->send_counts = a->sc;
+  a->send_displs = a->sd;
+  a->recv_counts = a->rc;
+  a->recv_displs = a->rd;
+  a->handle_p = &a->handle;
+  a->cfg = (moecomm_moe_config_t){sizeof(a->cfg), 2, 2, MOECOMM_BFLOAT16, 4, 8, 0, 0, 0};
+  a->d = (moecomm_moe_dispatch_args_t){sizeof(a->d), 2,    a->buf,    NULL,  a->ids,
+                                       a->out,       NULL, a->counts, a->src};
+  a->c = (moecomm_moe_combine_args_t){sizeof(a->c), 2, 1, a->buf, a->tw, a->out};
+  a->n = (moecomm_rmsnorm_args_t){sizeof(a->n), MOECOMM_BFLOAT16, 1e-5f, 2,   8, a->buf, a->res,
+                                  a->w,         a->out,           NULL,  NULL};
+  a->cfg_p = &a->cfg;
+  a->d_p = &a->d;
+  a->c_p = &a->c;
+  a->n_p = &a->n;
+}
+
+static moecomm_result_t call12(int which, moecomm_group_t *g, const args12_t *a) {
+  switch (which) {
+    case A12_SEND: return api->send(g, a->send, a->count, a->dtype, a->peer, a->stream);
+    case A12_RECV: return api->recv(g, a->recv, a->count, a->dtype, a->peer, a->stream);
+    case A12_A2A: return api->all_to_all(g, a->send, a->recv, a->count, a->dtype, a->stream);
+    case A12_A2AV:
+      return api->all_to_all_v(g, a->send, a->send_counts, a->send_displs, a->recv, a->recv_counts,
+                               a->recv_displs, a->dtype, a->stream);
+    case A12_MOE_CONF: return api->moe_configure(g, a->cfg_p);
+    case A12_DISPATCH: return api->moe_dispatch(g, a->d_p, a->handle_p, a->stream);
+    case A12_COMBINE: return api->moe_combine(g, a->c_p, a->stream);
+    default: return api->all_reduce_rmsnorm(g, a->n_p, a->stream);
+  }
+}
+
+/* out (every recv buffer here), the handle, the counts and the residual as args12_init left them */
+static int args12_untouched(const args12_t *a) {
+  args12_t fresh;
+  args12_init(&fresh);
+  return memcmp(a->out, fresh.out, sizeof(a->out)) == 0 && a->handle == fresh.handle &&
+         memcmp(a->counts, fresh.counts, sizeof(a->counts)) == 0 &&
+         memcmp(a->res, fresh.res, sizeof(a->res)) == 0;
+}
+
+/* NULL group handles, and the handles of a destroyed context: refused, nothing written. */
+static void test_abi12_stale(void) {
+  moecomm_context_t *ctx = solo_context();
+  moecomm_group_t *tp = NULL, *ep = NULL;
+  args12_t a;
+  if (ctx == NULL) return;
+  MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_TP, &tp), MOECOMM_SUCCESS);
+  MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_MOE_EP, &ep), MOECOMM_SUCCESS);
+  MC_CHECK_RC(api, NULL, api->context_destroy(ctx), MOECOMM_SUCCESS);
+  for (int s = 0; s < A12_SLOTS; s++) {
+    const int moe = s == A12_MOE_CONF || s == A12_DISPATCH || s == A12_COMBINE;
+    char what[96];
+    args12_init(&a);
+    snprintf(what, sizeof(what), "%s with a NULL group", slots12[s]);
+    REFUSED(what, call12(s, NULL, &a), MOECOMM_ERR_INVALID_ARGUMENT, NULL, slots12[s]);
+    snprintf(what, sizeof(what), "%s with a destroyed context's group", slots12[s]);
+    REFUSED(what, call12(s, moe ? ep : tp, &a), MOECOMM_ERR_INVALID_ARGUMENT, NULL, "destroyed");
+    MC_CHECK(args12_untouched(&a), "%s: an output was written", what);
+  }
+}
+
+/* One call on a live group with some arguments changed: the code, the message naming the cause,
+   nothing written. */
+#define REFUSED12(what, which, g, change, want, needle)                \
+  do {                                                                 \
+    args12_init(&a);                                                   \
+    change;                                                            \
+    REFUSED(what, call12(which, g, &a), want, ctx, needle);            \
+    MC_CHECK(args12_untouched(&a), "%s: an output was written", what); \
+  } while (0)
+
+static void test_p2p_a2a_args(moecomm_context_t *ctx, moecomm_group_t *g) {
+  const moecomm_result_t INV = MOECOMM_ERR_INVALID_ARGUMENT;
+  args12_t a;
+  REFUSED12("send to itself", A12_SEND, g, (void)0, INV, "peer 0");
+  REFUSED12("recv from itself", A12_RECV, g, (void)0, INV, "peer 0");
+  REFUSED12("send to peer 1 of 1", A12_SEND, g, a.peer = 1, INV, "peer 1");
+  REFUSED12("recv from peer -1", A12_RECV, g, a.peer = -1, INV, "peer -1");
+  REFUSED12("all_to_all send NULL", A12_A2A, g, a.send = NULL, INV, "send");
+  REFUSED12("all_to_all recv NULL", A12_A2A, g, a.recv = NULL, INV, "recv");
+  REFUSED12("all_to_all dtype 4 (fp8 is not a dtype)", A12_A2A, g, a.dtype = 4, INV, "dtype 4");
+  REFUSED12("all_to_all dtype -1", A12_A2A, g, a.dtype = -1, INV, "dtype -1");
+  REFUSED12("all_to_all overlapping", A12_A2A, g, a.send = a.out + 1, INV, "overlap");
+  REFUSED12("all_to_all stream on CPU", A12_A2A, g, a.stream = POISON_PTR, INV, "stream");
+  REFUSED12("all_to_all count SIZE_MAX / 2", A12_A2A, g, a.count = SIZE_MAX / 2, INV, "exceeds");
+  REFUSED12("all_to_all_v send_counts NULL", A12_A2AV, g, a.send_counts = NULL, INV, "NULL");
+  REFUSED12("all_to_all_v send_displs NULL", A12_A2AV, g, a.send_displs = NULL, INV, "NULL");
+  REFUSED12("all_to_all_v recv_counts NULL", A12_A2AV, g, a.recv_counts = NULL, INV, "NULL");
+  REFUSED12("all_to_all_v recv_displs NULL", A12_A2AV, g, a.recv_displs = NULL, INV, "NULL");
+  REFUSED12("all_to_all_v send NULL", A12_A2AV, g, a.send = NULL, INV, "send is NULL");
+  REFUSED12("all_to_all_v recv NULL", A12_A2AV, g, a.recv = NULL, INV, "recv is NULL");
+  REFUSED12("all_to_all_v dtype 7", A12_A2AV, g, a.dtype = 7, INV, "dtype 7");
+  REFUSED12("all_to_all_v stream on CPU", A12_A2AV, g, a.stream = POISON_PTR, INV, "stream");
+  REFUSED12("all_to_all_v counts disagree", A12_A2AV, g, a.rc[0] = A12_N - 1, INV, "agree");
+  REFUSED12("all_to_all_v displacement overflowing", A12_A2AV, g, a.sd[0] = SIZE_MAX - 4, INV,
+            "exceeds");
+  /* nothing to move: NULL buffers are fine */
+  args12_init(&a);
+  a.send = NULL;
+  a.recv = NULL;
+  a.count = 0;
+  a.sc[0] = a.rc[0] = 0;
+  MC_CHECK_RC(api, ctx, call12(A12_A2A, g, &a), MOECOMM_SUCCESS);
+  MC_CHECK_RC(api, ctx, call12(A12_A2AV, g, &a), MOECOMM_SUCCESS);
+}
+
+static void test_moe_args(moecomm_context_t *ctx, moecomm_group_t *tp, moecomm_group_t *ep) {
+  const moecomm_result_t INV = MOECOMM_ERR_INVALID_ARGUMENT;
+  moecomm_group_stats_t st;
+  args12_t a;
+  /* before moe_configure */
+  REFUSED12("moe_dispatch before moe_configure", A12_DISPATCH, ep, (void)0, MOECOMM_ERR_STATE,
+            "call moe_configure");
+  REFUSED12("moe_combine before moe_configure", A12_COMBINE, ep, (void)0, MOECOMM_ERR_STATE,
+            "call moe_configure");
+  REFUSED12("moe_configure on TP", A12_MOE_CONF, tp, (void)0, INV, "MOE_EP");
+  REFUSED12("moe_configure config NULL", A12_MOE_CONF, ep, a.cfg_p = NULL, INV, "NULL");
+  REFUSED12("moe_configure struct_size short", A12_MOE_CONF, ep,
+            a.cfg.struct_size = offsetof(moecomm_moe_config_t, combine_dtype),
+            MOECOMM_ERR_STRUCT_SIZE, "struct_size");
+  REFUSED12("moe_configure num_experts -2", A12_MOE_CONF, ep, a.cfg.num_experts = -2, INV,
+            "num_experts=-2");
+  REFUSED12("moe_configure top_k 33", A12_MOE_CONF, ep, a.cfg.top_k = 33, INV, "top_k");
+  REFUSED12("moe_configure dtype INT32", A12_MOE_CONF, ep, a.cfg.dtype = MOECOMM_INT32, INV,
+            "dtype");
+  REFUSED12("moe_configure fp8 without scales", A12_MOE_CONF, ep, a.cfg.dtype = MOECOMM_FLOAT8_E4M3,
+            INV, "num_scales");
+  REFUSED12("moe_configure fp8 combined as fp8", A12_MOE_CONF, ep,
+            (a.cfg.dtype = MOECOMM_FLOAT8_E4M3, a.cfg.num_scales = 4,
+             a.cfg.combine_dtype = MOECOMM_FLOAT8_E4M3),
+            INV, "combine_dtype");
+  REFUSED12("moe_configure max_tokens -1", A12_MOE_CONF, ep, a.cfg.max_tokens = -1, INV,
+            "max_tokens");
+  REFUSED12("moe_configure expert_capacity -3", A12_MOE_CONF, ep, a.cfg.expert_capacity = -3, INV,
+            "expert_capacity");
+  REFUSED12("moe_configure hidden 0", A12_MOE_CONF, ep, a.cfg.hidden = 0, INV, "hidden");
+  memset(&st, 0, sizeof(st));
+  st.struct_size = sizeof(st);
+  MC_CHECK_RC(api, ctx, api->group_stats(ep, &st), MOECOMM_SUCCESS);
+  MC_CHECK(st.moe_max_tokens == 0 && st.moe_expert_capacity == 0,
+           "refused moe_configure calls took effect: %d %d", st.moe_max_tokens,
+           st.moe_expert_capacity);
+  /* configured: the arguments refused before any data moves */
+  args12_init(&a);
+  MC_CHECK_RC(api, ctx, call12(A12_MOE_CONF, ep, &a), MOECOMM_SUCCESS);
+  REFUSED12("moe_dispatch args NULL", A12_DISPATCH, ep, a.d_p = NULL, INV, "args");
+  REFUSED12("moe_dispatch handle_p NULL", A12_DISPATCH, ep, a.handle_p = NULL, INV, "handle_p");
+  REFUSED12("moe_dispatch struct_size short", A12_DISPATCH, ep,
+            a.d.struct_size = offsetof(moecomm_moe_dispatch_args_t, recv_src),
+            MOECOMM_ERR_STRUCT_SIZE, "struct_size");
+  REFUSED12("moe_dispatch stream on CPU", A12_DISPATCH, ep, a.stream = POISON_PTR, INV, "stream");
+  REFUSED12("moe_combine args NULL", A12_COMBINE, ep, a.c_p = NULL, INV, "args");
+  REFUSED12("moe_combine struct_size short", A12_COMBINE, ep,
+            a.c.struct_size = offsetof(moecomm_moe_combine_args_t, out), MOECOMM_ERR_STRUCT_SIZE,
+            "struct_size");
+  REFUSED12("moe_combine stream on CPU", A12_COMBINE, ep, a.stream = POISON_PTR, INV, "stream");
+  MC_CHECK_RC(api, ctx, api->group_stats(ep, &st), MOECOMM_SUCCESS);
+  MC_CHECK(st.moe_max_tokens == 4 && st.moe_expert_capacity == 4 && st.ops == 0,
+           "after moe_configure (max_tokens 4): stats %d %d ops %llu", st.moe_max_tokens,
+           st.moe_expert_capacity, (unsigned long long)st.ops);
+}
+
+static void test_rmsnorm_args(moecomm_context_t *ctx, moecomm_group_t *g) {
+  const moecomm_result_t INV = MOECOMM_ERR_INVALID_ARGUMENT, NS = MOECOMM_ERR_NOT_SUPPORTED;
+  args12_t a;
+  REFUSED12("rmsnorm args NULL", A12_RMS, g, a.n_p = NULL, INV, "args");
+  REFUSED12("rmsnorm struct_size short", A12_RMS, g,
+            a.n.struct_size = offsetof(moecomm_rmsnorm_args_t, out_scale), MOECOMM_ERR_STRUCT_SIZE,
+            "struct_size");
+  REFUSED12("rmsnorm dtype FLOAT32", A12_RMS, g, a.n.dtype = MOECOMM_FLOAT32, INV, "dtype 0");
+  REFUSED12("rmsnorm dtype FLOAT8_E4M3", A12_RMS, g, a.n.dtype = MOECOMM_FLOAT8_E4M3, INV,
+            "dtype 4");
+  REFUSED12("rmsnorm eps -0.5", A12_RMS, g, a.n.eps = -0.5f, INV, "eps");
+  REFUSED12("rmsnorm eps NaN", A12_RMS, g, a.n.eps = __builtin_nanf(""), INV, "eps");
+  REFUSED12("rmsnorm hidden 0", A12_RMS, g, a.n.hidden = 0, INV, "hidden 0");
+  REFUSED12("rmsnorm tokens * hidden overflowing", A12_RMS, g, a.n.tokens = SIZE_MAX / 4, INV,
+            "hidden");
+  REFUSED12("rmsnorm hidden 12", A12_RMS, g, (a.n.hidden = 12, a.n.tokens = 1), NS, "hidden 12");
+  REFUSED12("rmsnorm hidden 16392", A12_RMS, g, (a.n.hidden = 16392, a.n.tokens = 0), NS, "16384");
+  REFUSED12("rmsnorm x NULL", A12_RMS, g, a.n.x = NULL, INV, "NULL");
+  REFUSED12("rmsnorm residual NULL", A12_RMS, g, a.n.residual = NULL, INV, "NULL");
+  REFUSED12("rmsnorm weight NULL", A12_RMS, g, a.n.weight = NULL, INV, "NULL");
+  REFUSED12("rmsnorm out NULL", A12_RMS, g, a.n.out = NULL, INV, "NULL");
+  REFUSED12("rmsnorm out_fp8 without out_scale", A12_RMS, g, a.n.out_fp8 = a.w, INV, "out_scale");
+  REFUSED12("rmsnorm out == x", A12_RMS, g, a.n.x = a.out, INV, "overlap");
+  REFUSED12("rmsnorm out inside residual", A12_RMS, g, a.n.out = a.res + 4, INV, "overlap");
+  REFUSED12("rmsnorm stream on CPU", A12_RMS, g, a.stream = POISON_PTR, INV, "stream");
+  /* tokens 0: a no-op, buffers NULL allowed */
+  args12_init(&a);
+  a.n = (moecomm_rmsnorm_args_t){
+      sizeof(a.n), MOECOMM_FLOAT16, 0.0f, 0, 8, NULL, NULL, NULL, NULL, NULL, NULL};
+  MC_CHECK_RC(api, ctx, call12(A12_RMS, g, &a), MOECOMM_SUCCESS);
+}
+
+static void test_abi12_args(moecomm_context_t *ctx) {
+  moecomm_group_t *tp = NULL, *ep = NULL;
+  if (!MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_TP, &tp), MOECOMM_SUCCESS) ||
+      !MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_MOE_EP, &ep), MOECOMM_SUCCESS))
+    return;
+  test_p2p_a2a_args(ctx, tp);
+  test_moe_args(ctx, tp, ep);
+  test_rmsnorm_args(ctx, tp);
+}
+
 /* ---- handle confusion: run in a child so a crash is one failed check, not the end ---- */
 
 static int confused_handles(moecomm_context_t *ctx) {
@@ -641,6 +991,13 @@ static int confused_handles(moecomm_context_t *ctx) {
   st.struct_size = sizeof(st);
   r1 = api->group_stats((const moecomm_group_t *)ctx, &st);
   r2 = api->all_reduce((moecomm_group_t *)ctx, buf, buf, 4, MOECOMM_INT32, MOECOMM_SUM, NULL);
+  for (int s = 0; s < A12_SLOTS; s++) { /* ABI 1.2 */
+    args12_t a;
+    args12_init(&a);
+    if (call12(s, (moecomm_group_t *)ctx, &a) != MOECOMM_ERR_INVALID_ARGUMENT ||
+        !args12_untouched(&a))
+      return 3 + s;
+  }
   return r1 == MOECOMM_ERR_INVALID_ARGUMENT && r2 == MOECOMM_ERR_INVALID_ARGUMENT ? 0 : 2;
 }
 
@@ -654,9 +1011,9 @@ static void test_confused_handles(moecomm_context_t *ctx) {
   waitpid(pid, &st, 0);
   MC_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
            "a context handle passed as a group: %s %d (want MOECOMM_ERR_INVALID_ARGUMENT, no "
-           "crash)",
-           WIFSIGNALED(st) ? "killed by signal" : "child exit", WIFSIGNALED(st) ? WTERMSIG(st)
-                                                                              : WEXITSTATUS(st));
+           "crash; exit 3 + n: ABI 1.2 slot n)",
+           WIFSIGNALED(st) ? "killed by signal" : "child exit",
+           WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 }
 
 /* Each section runs in a forked process (a world of one): a crash on bad input is one failed
@@ -695,6 +1052,10 @@ int main(int argc, char **argv) {
       {"collectives", NULL, test_collectives},
       {"capture and planning", NULL, test_capture_and_plan},
       {"scatter modes (ABI 1.1)", NULL, test_scatter_modes},
+      {"topology_group_ranks (ABI 1.2)", test_group_ranks_args, NULL},
+      {"config_var (ABI 1.2)", test_config_var_args, NULL},
+      {"ABI 1.2 slots: NULL and stale groups", test_abi12_stale, NULL},
+      {"ABI 1.2 slots: arguments", NULL, test_abi12_args},
       {"handles of the wrong type", NULL, test_confused_handles},
   };
   mc_test_init("abi_args", argc, argv);

@@ -1,11 +1,12 @@
 /* check.c - `make abi-check` inside `make test`, and proof that it can fail.
  *
  * Runs packaging/abi-check.sh on this build's plugin (each baseline and frozen header it checks is
- * one check here), then builds deliberately changed copies of abi/moecomm.h through the same
- * script (packaging/abi/probe_v1.c compiled against each) and compares them with the current
- * baseline: an unchanged copy and appends (a slot at the end of the table, an enumerator) must
- * pass; two slots swapped, an argument retyped and a field placed in the old tail padding must
- * fail. */
+ * one check here, and every committed dump and frozen header must be among them), then builds
+ * deliberately changed copies of abi/moecomm.h through the same script (packaging/abi/probe_v1.c
+ * compiled against each) and compares them with the current baseline: an unchanged copy and appends
+ * (a slot at the end of the table, an enumerator) must pass; two slots swapped, an argument retyped
+ * and a field placed in the old tail padding must fail. */
+#include <glob.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,31 @@ static char *replace_once(const char *text, const char *from, const char *to) {
   return out;
 }
 
+/* Every committed dump (1.0 from the frozen header, 1.1, the current one) and every frozen header
+   was compared and passed: a baseline the script silently skipped would fail here. */
+static void check_each_baseline(const char *out) {
+  char pattern[PATH_MAX], want[PATH_MAX];
+  glob_t gl;
+  snprintf(pattern, sizeof(pattern), "%s/packaging/abi/libmoecomm-abi-*.abi", MC_SOURCE_DIR);
+  if (!MC_CHECK(glob(pattern, 0, NULL, &gl) == 0, "no dump %s", pattern)) return;
+  MC_CHECK(gl.gl_pathc >= 3, "%zu dumps %s: want 1.0, 1.1 and the current one at least",
+           (size_t)gl.gl_pathc, pattern);
+  for (size_t i = 0; i < gl.gl_pathc; i++) {
+    const char *base = strrchr(gl.gl_pathv[i], '/') + 1;
+    snprintf(want, sizeof(want), "abi-check: PASS %s:", base);
+    MC_CHECK(strstr(out, want) != NULL, "abi-check did not pass %s against the build", base);
+  }
+  globfree(&gl);
+  snprintf(pattern, sizeof(pattern), "%s/abi/moecomm_v*.h", MC_SOURCE_DIR);
+  if (!MC_CHECK(glob(pattern, 0, NULL, &gl) == 0, "no frozen header %s", pattern)) return;
+  for (size_t i = 0; i < gl.gl_pathc; i++) {
+    const char *base = strrchr(gl.gl_pathv[i], '/') + 1;
+    snprintf(want, sizeof(want), "abi-check: PASS %s: unchanged", base);
+    MC_CHECK(strstr(out, want) != NULL, "abi-check did not check the frozen %s", base);
+  }
+  globfree(&gl);
+}
+
 static void run_check(void) {
   char cmd[CMD_MAX], out[OUT_MAX], *save = NULL, *line, *copy;
   int rc, pass = 0, fail = 0;
@@ -82,6 +108,7 @@ static void run_check(void) {
            "baselines at least)",
            pass + fail);
   MC_CHECK((rc == 0) == (fail == 0), "abi-check exited %d with %d failures", rc, fail);
+  check_each_baseline(out);
   if (rc != 0 || fail != 0) printf("--- packaging/abi-check.sh output:\n%s---\n", out);
 }
 
@@ -95,8 +122,8 @@ typedef struct variant {
 static const variant_t variants[] = {
     {"unchanged copy of abi/moecomm.h", 1, NULL, NULL, NULL, NULL},
     {"a slot appended to the table and an enumerator to an enum", 1,
-     "                              void *stream);\n} moecomm_api_t;",
-     "                              void *stream);\n"
+     "const moecomm_rmsnorm_args_t *args, void *stream);\n} moecomm_api_t;",
+     "const moecomm_rmsnorm_args_t *args, void *stream);\n"
      "  moecomm_result_t (*appended)(moecomm_context_t *ctx, int32_t x);\n} moecomm_api_t;",
      "  MOECOMM_ERR_INTERNAL = 13 ", "  MOECOMM_ERR_INTERNAL = 13, MOECOMM_ERR_APPENDED = 14 "},
     {"capture_begin and capture_end swapped", 0,

@@ -5,6 +5,9 @@
  *    padding, and with padding that happens to look like a 1.1 flag;
  *  - a current host passing a context_params struct_size that ends at the 1.0 fields gets the
  *    defaults of the fields after it;
+ *  - a 1.1 host (asking for 1.0..1.1, passing 1.1-sized group stats) gets 1.1 through the loader
+ *    and a table whose 1.1 slots work on 2 ranks; hosts asking for up to 1.3 get 1.2, 1.2-only
+ *    hosts are served;
  *  - version ranges the plugin does not speak get MOECOMM_ERR_VERSION and a reason naming both
  *    ranges, from the entry point and through the reference loader, and outputs stay untouched;
  *  - the loader refuses, with its documented messages, a plugin exporting only an older or a
@@ -78,6 +81,83 @@ static int short_params_rank(int rank, int world, void *arg) {
   return 0;
 }
 
+/* A 1.1 host: negotiates 1.0..1.1 through the loader, then uses what 1.1 added (context flags,
+   layer modes, scatter) and reads group stats in their 1.1 size, on 2 ranks (tp 2). */
+static void v11_scatter(const moecomm_api_t *api, moecomm_context_t *ctx, int rank) {
+  enum { H = 3, T = 4 };
+  const int32_t tokens[1] = {T};
+  int32_t send[T / 2 * H], recv[T * H + 1], want[T * H];
+  moecomm_scatter_mode_t mode = (moecomm_scatter_mode_t)-1;
+  moecomm_scatter_args_t a;
+  size_t rows = 0;
+  MC_CHECK_RC(api, ctx, api->layer_mode(ctx, MOECOMM_LAYER_ATTENTION, &mode), MOECOMM_SUCCESS);
+  MC_CHECK(mode == MOECOMM_TP_ATTN_FULL, "1.1 host: attention mode %d", (int)mode);
+  MC_CHECK_RC(api, ctx, api->mode_rows(ctx, MOECOMM_SCATTERED, tokens, &rows), MOECOMM_SUCCESS);
+  MC_CHECK(rows == T / 2, "1.1 host: SCATTERED holds %zu rows of T %d on 2 ranks", rows, T);
+  /* SCATTERED -> TP_ATTN_FULL: rank r's rows land at r * T/2 on both ranks */
+  for (int r = 0; r < 2; r++) {
+    mc_test_fill(want + r * (T / 2) * H, (T / 2) * H, MOECOMM_INT32, 0x1100u + (unsigned)r);
+    if (r == rank) memcpy(send, want + r * (T / 2) * H, sizeof(send));
+  }
+  for (int i = 0; i < T * H + 1; i++) recv[i] = 0x7e7e7e7e;
+  a = mc_test_scatter_args(MOECOMM_SCATTERED, MOECOMM_TP_ATTN_FULL, 0, MOECOMM_INT32, H, tokens,
+                           send, recv);
+  MC_CHECK_RC(api, ctx, api->scatter(ctx, &a, NULL), MOECOMM_SUCCESS);
+  MC_CHECK(memcmp(recv, want, sizeof(want)) == 0 && recv[T * H] == 0x7e7e7e7e,
+           "1.1 host: scatter SCATTERED -> TP_ATTN_FULL is not the two ranks' rows in order");
+}
+
+static int v11_rank(int rank, int world, void *arg) {
+  shim_plugin_t pl;
+  char err[2048] = "";
+  const moecomm_api_t *api;
+  moecomm_topology_t topo = mc_test_topo(world, rank, world);
+  moecomm_context_params_t p = mc_test_ctx_params(&topo, MOECOMM_DEVICE_CPU);
+  moecomm_context_t *ctx = NULL;
+  moecomm_context_info_t info;
+  moecomm_group_t *at = NULL, *wg = NULL;
+  moecomm_group_stats_t st, sw;
+  (void)arg;
+  if (!MC_CHECK(shim_plugin_load_path(g_plugin, MOECOMM_ABI_VERSION_MAKE(1, 0),
+                                      MOECOMM_ABI_VERSION_MAKE(1, 1), &pl, err,
+                                      sizeof(err)) == SHIM_LOAD_OK,
+                "1.1 host: loading %s for 1.0..1.1: %s", g_plugin, err))
+    return 1;
+  api = pl.api;
+  MC_CHECK(pl.version == MOECOMM_ABI_VERSION_MAKE(1, 1), "1.1 host got version %#x", pl.version);
+  MC_CHECK(MOECOMM_API_HAS(api, layer_mode) && MOECOMM_API_HAS(api, mode_rows) &&
+               MOECOMM_API_HAS(api, scatter),
+           "1.1 host: the table (%zu bytes) lacks a 1.1 slot", api->struct_size);
+  p.flags = MOECOMM_CONTEXT_SEPARATE_COMMS;
+  if (!MC_CHECK_RC(api, NULL, api->context_create(&p, &ctx), MOECOMM_SUCCESS)) goto out;
+  memset(&info, 0, sizeof(info));
+  info.struct_size = sizeof(info);
+  MC_CHECK_RC(api, ctx, api->context_info(ctx, &info), MOECOMM_SUCCESS);
+  MC_CHECK(info.abi_version == MOECOMM_ABI_VERSION_MAKE(1, 1), "1.1 host: context ABI %#x",
+           info.abi_version);
+  v11_scatter(api, ctx, rank);
+  /* the scatter ran on ATTN_TP (tp ranks here: the same list as WORLD) */
+  MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_ATTN_TP, &at), MOECOMM_SUCCESS);
+  MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_WORLD, &wg), MOECOMM_SUCCESS);
+  /* The 1.1 layout of the stats ends at ops: the 1.2 fields after it stay as the host left them. */
+  memset(&st, 0x5c, sizeof(st));
+  st.struct_size = MOECOMM_STRUCT_SIZE(moecomm_group_stats_t, ops);
+  sw = st;
+  MC_CHECK_RC(api, ctx, api->group_stats(at, &st), MOECOMM_SUCCESS);
+  MC_CHECK_RC(api, ctx, api->group_stats(wg, &sw), MOECOMM_SUCCESS);
+  MC_CHECK(st.struct_size == MOECOMM_STRUCT_SIZE(moecomm_group_stats_t, ops) && st.size == 2 &&
+               st.ops >= 1 && st.ops_local == 0x5c5c5c5c5c5c5c5cull &&
+               st.moe_expert_capacity == 0x5c5c5c5c,
+           "1.1 host: ATTN_TP stats size %d ops %llu; bytes past the 1.1 layout written: %d",
+           st.size, (unsigned long long)st.ops, st.ops_local != 0x5c5c5c5c5c5c5c5cull);
+  MC_CHECK(st.comm_id != sw.comm_id, "1.1 flag SEPARATE_COMMS: ATTN_TP and WORLD share comm %d",
+           st.comm_id);
+  api->context_destroy(ctx);
+out:
+  shim_plugin_unload(&pl);
+  return 0;
+}
+
 static void check_versions(void) {
   void *h = dlopen(g_plugin, RTLD_NOW | RTLD_LOCAL);
   moecomm_get_api_v1_fn_t entry;
@@ -86,7 +166,7 @@ static void check_versions(void) {
     uint32_t lo, hi, want; /* want 0: refused */
   } cases[] = {
       {MOECOMM_ABI_VERSION_MAKE(2, 0), MOECOMM_ABI_VERSION_MAKE(2, 3), 0},
-      {MOECOMM_ABI_VERSION_MAKE(1, 2), MOECOMM_ABI_VERSION_MAKE(1, 9), 0},
+      {MOECOMM_ABI_VERSION_MAKE(1, 3), MOECOMM_ABI_VERSION_MAKE(1, 9), 0},
       {MOECOMM_ABI_VERSION_MAKE(0, 1), MOECOMM_ABI_VERSION_MAKE(0, 9), 0},
       {MOECOMM_ABI_VERSION_MAKE(1, 1), MOECOMM_ABI_VERSION_MAKE(1, 0), 0},
       {MOECOMM_ABI_VERSION_MAKE(1, 0), MOECOMM_ABI_VERSION_MAKE(1, 0),
@@ -95,6 +175,17 @@ static void check_versions(void) {
        MOECOMM_ABI_VERSION_MAKE(1, 0)},
       {MOECOMM_ABI_VERSION_MAKE(1, 0), MOECOMM_ABI_VERSION_MAKE(1, 9), MOECOMM_ABI_VERSION},
       {MOECOMM_ABI_VERSION, MOECOMM_ABI_VERSION_MAKE(7, 0), MOECOMM_ABI_VERSION},
+      /* ABI 1.2: a newer host gets 1.2, a 1.2-only host is served, a 1.1 host keeps 1.1 */
+      {MOECOMM_ABI_VERSION_MAKE(1, 0), MOECOMM_ABI_VERSION_MAKE(1, 3),
+       MOECOMM_ABI_VERSION_MAKE(1, 2)},
+      {MOECOMM_ABI_VERSION_MAKE(1, 2), MOECOMM_ABI_VERSION_MAKE(1, 3),
+       MOECOMM_ABI_VERSION_MAKE(1, 2)},
+      {MOECOMM_ABI_VERSION_MAKE(1, 2), MOECOMM_ABI_VERSION_MAKE(1, 2),
+       MOECOMM_ABI_VERSION_MAKE(1, 2)},
+      {MOECOMM_ABI_VERSION_MAKE(1, 0), MOECOMM_ABI_VERSION_MAKE(1, 1),
+       MOECOMM_ABI_VERSION_MAKE(1, 1)},
+      {MOECOMM_ABI_VERSION_MAKE(1, 1), MOECOMM_ABI_VERSION_MAKE(1, 1),
+       MOECOMM_ABI_VERSION_MAKE(1, 1)},
   };
   if (!MC_CHECK(h != NULL, "dlopen %s: %s", g_plugin, dlerror())) return;
   sym = dlsym(h, MOECOMM_ENTRY_SYMBOL_V1);
@@ -162,8 +253,8 @@ static void check_loader(void) {
   expect_refused(g_plugin, MOECOMM_ABI_VERSION_MAKE(2, 0), MOECOMM_ABI_VERSION_MAKE(2, 3),
                  "host 2.0..2.3", (const char *const[]){"major 1", "2.0", "2.3", NULL});
   expect_refused(
-      g_plugin, MOECOMM_ABI_VERSION_MAKE(1, 2), MOECOMM_ABI_VERSION_MAKE(1, 5), "host 1.2..1.5",
-      (const char *const[]){g_plugin, "refused", "MOECOMM_ERR_VERSION", "1.2", "1.5", NULL});
+      g_plugin, MOECOMM_ABI_VERSION_MAKE(1, 3), MOECOMM_ABI_VERSION_MAKE(1, 5), "host 1.3..1.5",
+      (const char *const[]){g_plugin, "refused", "MOECOMM_ERR_VERSION", "1.3", "1.5", NULL});
   snprintf(p, sizeof(p), "%s/abi/libfake_v0only.so", g_build);
   expect_refused(p, v10, MOECOMM_ABI_VERSION, "plugin with only moecomm_get_api_v0",
                  (const char *const[]){p, "is not a moecomm plugin",
@@ -208,5 +299,6 @@ int main(int argc, char **argv) {
   check_versions();
   check_loader();
   mc_test_ranks(2, short_params_rank, NULL, 60);
+  mc_test_ranks(2, v11_rank, NULL, 60);
   return mc_test_finish();
 }

@@ -321,8 +321,9 @@ static void check_deb(void) {
   snprintf(cmd, sizeof(cmd), "dpkg-deb -f '%s' Recommends", deb);
   mc_test_shell(cmd, field, sizeof(field));
   field[strcspn(field, "\n")] = '\0';
-  MC_CHECK(uses_nccl ? strstr(field, "libcuda1") != NULL : field[0] == '\0',
-           "Recommends '%s' (the plugin %s NCCL and CUDA)", field, uses_nccl ? "uses" : "has no");
+  /* A CUDA build loads NCCL and the driver at run time (no NEEDED entry): it recommends them. */
+  MC_CHECK(MC_WITH_CUDA ? strstr(field, "libcuda1") != NULL : field[0] == '\0',
+           "Recommends '%s' (a build %s CUDA)", field, MC_WITH_CUDA ? "with" : "without");
 
   /* Contents: the install layout under /usr. */
   snprintf(cmd, sizeof(cmd), "dpkg-deb -c '%s' | awk '$1 !~ /^d/ { print $NF }' | sort", deb);

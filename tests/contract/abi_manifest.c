@@ -175,11 +175,19 @@ static mf_t *load(int manifest, const char *rel) {
 }
 
 /* The compiler's sizes, against the manifest's layout. */
-#define MC_ABI_STRUCTS(X)                                                     \
-  X(moecomm_topology_t)                                                       \
-  X(moecomm_context_params_t)                                                 \
-  X(moecomm_context_info_t) X(moecomm_group_stats_t) X(moecomm_plan_params_t) \
-      X(moecomm_scatter_args_t) X(moecomm_api_t)
+#define MC_ABI_STRUCTS(X)        \
+  X(moecomm_topology_t)          \
+  X(moecomm_context_params_t)    \
+  X(moecomm_context_info_t)      \
+  X(moecomm_group_stats_t)       \
+  X(moecomm_plan_params_t)       \
+  X(moecomm_scatter_args_t)      \
+  X(moecomm_config_var_t)        \
+  X(moecomm_moe_config_t)        \
+  X(moecomm_moe_dispatch_args_t) \
+  X(moecomm_moe_combine_args_t)  \
+  X(moecomm_rmsnorm_args_t)      \
+  X(moecomm_api_t)
 
 static size_t current_sizeof(const char *name) {
 #define MC_SIZE_OF(t) \

@@ -576,9 +576,10 @@ int mf_type_info(const mf_t *m, const char *type, size_t *size, size_t *align, m
     size_t size;
     mf_class_t cls;
   } scalars[] = {
-      {"int", sizeof(int), MF_C_SINT}, {"int32_t", 4, MF_C_SINT32},
-      {"uint32_t", 4, MF_C_UINT32},    {"int64_t", 8, MF_C_SINT64},
-      {"uint64_t", 8, MF_C_UINT64},    {"size_t", sizeof(size_t), MF_C_SIZE},
+      {"int", sizeof(int), MF_C_SINT},      {"int32_t", 4, MF_C_SINT32},
+      {"uint32_t", 4, MF_C_UINT32},         {"int64_t", 8, MF_C_SINT64},
+      {"uint64_t", 8, MF_C_UINT64},         {"size_t", sizeof(size_t), MF_C_SIZE},
+      {"float", sizeof(float), MF_C_FLOAT},
   };
   const char *t = type;
   if (strncmp(t, "const ", 6) == 0) t += 6;

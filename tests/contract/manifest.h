@@ -12,7 +12,7 @@
 
 #define MF_NAME 64
 #define MF_TYPE 96
-#define MF_ARGS 8
+#define MF_ARGS 12
 #define MF_MEMBERS 32
 #define MF_ITEMS 48
 
@@ -36,7 +36,8 @@ typedef enum mf_class {
   MF_C_UINT32,
   MF_C_SINT64,
   MF_C_UINT64,
-  MF_C_SIZE
+  MF_C_SIZE,
+  MF_C_FLOAT /* float (ABI 1.2: moecomm_rmsnorm_args_t.eps) */
 } mf_class_t;
 
 typedef struct mf_func {

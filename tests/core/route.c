@@ -98,7 +98,8 @@ static void test_table(void) {
 static mc_backend_ops_t fake_nccl, fake_custom;
 static int inits[MC_BACKEND_COUNT], decline_custom;
 
-static moecomm_result_t fake_probe(int device, mc_err_t *why) {
+static moecomm_result_t fake_probe(const mc_config_t *cfg, int device, mc_err_t *why) {
+  (void)cfg;
   (void)why;
   return device >= 0 ? MOECOMM_SUCCESS : MOECOMM_ERR_UNAVAILABLE;
 }

@@ -18,8 +18,8 @@ from typing import Any, Dict, List
 
 from . import _abi, _loader
 from ._types import (Backend, CapturePlan, ConfigVar, ContextInfo, GroupKind, GroupStats,
-                     LayerKind, ScatterMode, Topology, to_enum)
-from .context import Context, Group
+                     LayerKind, MoeConfig, MoeHandle, ScatterMode, Topology, to_enum)
+from .context import Context, Group, MoeDispatch
 from .launch import LaunchError, launch
 from .errors import (BackendError, CaptureError, ConfigError, InternalError, InvalidArgument,
                      LoadError, MoecommError, NotSupported, OutOfMemory, PeerError, StateError,
@@ -47,8 +47,9 @@ def plugin_info() -> Dict[str, Any]:
 
 
 def group_ranks(topology: Any, world_size: int, kind: Any, rank: int) -> List[int]:
-    """World ranks of the group of ``kind`` that ``rank`` belongs to, without a context
-    (topology_group_ranks, ABI 1.2; NotSupported on an older plugin)."""
+    """World ranks of the group of ``kind`` that ``rank`` belongs to, in group order, without a
+    context (topology_group_ranks, ABI 1.2; NotSupported on an older plugin).  A topology the
+    plugin refuses raises ConfigError naming the sizes."""
     fn = _loader.plugin().slot("topology_group_ranks")
     k = int(to_enum(GroupKind, kind, "group kind"))
     topo = Topology.of(topology).to_c(rank, world_size)
@@ -86,7 +87,8 @@ def _error_without_context(rc: int) -> MoecommError:
 
 __all__ = [
     "Context", "Group", "Topology", "GroupKind", "ScatterMode", "LayerKind", "Backend",
-    "GroupStats", "ContextInfo", "ConfigVar", "CapturePlan", "DEVICE_CPU", "DEVICE_AUTO",
+    "GroupStats", "ContextInfo", "ConfigVar", "CapturePlan", "MoeConfig", "MoeHandle",
+    "MoeDispatch", "DEVICE_CPU", "DEVICE_AUTO",
     "plugin", "plugin_info", "group_ranks", "config_vars", "launch", "LaunchError",
     "MoecommError", "LoadError", "InvalidArgument", "StructSizeError", "VersionError",
     "ConfigError", "NotSupported", "Unavailable", "Timeout", "PeerError", "BackendError",

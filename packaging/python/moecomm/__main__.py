@@ -50,14 +50,25 @@ def cmd_info(args: argparse.Namespace) -> int:
         why = _probe_backend(backend, device)
         print("  %-7s %s" % (backend, "available" if why is None else "unavailable: " + why))
     if p.api.has("config_var"):
-        from . import config_vars
-        print("configuration:")
-        for v in config_vars():
-            print("  %-28s %-8s default %-10s %s  %s" % (v.name, v.type, v.default or "-",
-                                                         v.range, v.help))
+        print_config_table()
     else:
         print("configuration: the config_var slot needs ABI 1.2 (README.md lists the variables)")
     return 0
+
+
+def print_config_table() -> None:
+    """The plugin's configuration variables (config_var): name, type, default, accepted values,
+    and the help line under them."""
+    from . import config_vars
+    rows = [(v.name, v.type, v.default or "-", v.range, v.help) for v in config_vars()]
+    head = ("variable", "type", "default", "values")
+    w = [max(len(r[i]) for r in rows + [head + ("",)]) for i in range(3)]
+    print("configuration (config_var; 'host': read by loaders, launchers and make):")
+    fmt = "  %%-%ds  %%-%ds  %%-%ds  %%s" % tuple(w)
+    print(fmt % head)
+    for r in rows:
+        print(fmt % r[:4])
+        print("  %s%s" % (" " * (w[0] + 2), r[4]))
 
 
 def _fallback_rank(rank: int, world: int, allgather: Any, topo: Dict[str, int]) -> List[List[int]]:
@@ -72,8 +83,8 @@ def _fallback_rank(rank: int, world: int, allgather: Any, topo: Dict[str, int]) 
 
 
 def group_table(topo: Dict[str, int], world: int) -> List[List[List[int]]]:
-    """table[rank][kind] = rank list: topology_group_ranks when the plugin has it, else world
-    CPU processes on shm reading group_stats (which also validates the topology)."""
+    """table[rank][kind] = rank list: topology_group_ranks (ABI 1.2); only a 1.1 plugin, which
+    lacks it, gets world CPU processes on shm reading group_stats instead."""
     if _loader.plugin().api.has("topology_group_ranks"):
         from . import group_ranks
         return [[group_ranks(topo, world, k, r) for k in GroupKind] for r in range(world)]

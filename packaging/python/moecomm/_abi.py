@@ -8,8 +8,8 @@ negotiated ABI version is absent (the MOECOMM_API_HAS rule).  A new ABI slot is 
 from __future__ import annotations
 
 import ctypes
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_int32, c_size_t, c_uint32,
-                    c_uint64, c_void_p)
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_float, c_int, c_int32, c_size_t,
+                    c_uint32, c_uint64, c_void_p)
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 ENTRY_SYMBOL = "moecomm_get_api_v1"
@@ -39,12 +39,17 @@ RESULT_NAMES = (
 ERR_INVALID_ARGUMENT = 1
 ERR_VERSION = 3
 ERR_NOT_SUPPORTED = 5
+ERR_STATE = 12
 
 # moecomm_dtype_t, moecomm_redop_t
 FLOAT32, FLOAT16, BFLOAT16, INT32 = 0, 1, 2, 3
 DTYPE_NAMES = ("float32", "float16", "bfloat16", "int32")
 DTYPE_SIZES = (4, 2, 2, 4)
 SUM, MAX, MIN = 0, 1, 2
+# ABI 1.2: float8 e4m3, a #define and not a moecomm_dtype_t value (dispatch payloads and the fused
+# norm's optional copy only; the collectives refuse it)
+FLOAT8_E4M3 = 4
+MOE_MAX_TOP_K = 32
 
 # moecomm_group_kind_t, in order
 GROUP_KINDS = ("WORLD", "TP", "PP", "ATTN_TP", "ATTN_CP", "MOE_EP", "MOE_TP", "MOE_DP", "MOE_CP")
@@ -54,6 +59,7 @@ SCATTER_MODES = ("SCATTERED", "TP_ATTN_FULL", "FULL", "MOE_FULL")
 LAYER_KINDS = ("ATTENTION", "DENSE_MLP", "SPARSE_MOE")
 
 CONTEXT_SEPARATE_COMMS = 0x1
+CONTEXT_DETERMINISTIC = 0x2  # ABI 1.2
 DEVICE_CPU = -1
 DEVICE_AUTO = -2
 PLAN_DENSE_DP = 0x1
@@ -94,7 +100,11 @@ class GroupStatsT(_Sized):
                 ("size", c_int32), ("rank", c_int32), ("ranks", POINTER(c_int32)),
                 ("backend", c_int32), ("backend_name", c_char_p), ("comm_id", c_int32),
                 ("created", c_int32), ("device_bytes", c_uint64), ("host_bytes", c_uint64),
-                ("ops", c_uint64)]
+                ("ops", c_uint64),
+                # ABI 1.2 (a 1.1 plugin writes only the fields above: these stay 0)
+                ("ops_local", c_uint64), ("ops_shm", c_uint64), ("ops_nccl", c_uint64),
+                ("ops_custom", c_uint64), ("moe_max_tokens", c_int32),
+                ("moe_expert_capacity", c_int32)]
 
 
 class PlanParamsT(_Sized):
@@ -109,9 +119,38 @@ class ScatterArgsT(_Sized):
 
 
 class ConfigVarT(_Sized):
-    """moecomm_config_var_t (ABI 1.2 sketch: one configuration variable)."""
+    """moecomm_config_var_t (ABI 1.2): one configuration variable, static strings."""
     _fields_ = [("struct_size", c_size_t), ("name", c_char_p), ("type", c_char_p),
                 ("default_value", c_char_p), ("range", c_char_p), ("help", c_char_p)]
+
+
+class MoeConfigT(_Sized):
+    """moecomm_moe_config_t (ABI 1.2): the MOE_EP group's dispatch shape."""
+    _fields_ = [("struct_size", c_size_t), ("num_experts", c_int32), ("top_k", c_int32),
+                ("dtype", c_int32), ("max_tokens", c_int32), ("hidden", c_size_t),
+                ("expert_capacity", c_int32), ("num_scales", c_int32),
+                ("combine_dtype", c_int32)]
+
+
+class MoeDispatchArgsT(_Sized):
+    """moecomm_moe_dispatch_args_t (ABI 1.2)."""
+    _fields_ = [("struct_size", c_size_t), ("num_tokens", c_int32), ("x", c_void_p),
+                ("x_scales", c_void_p), ("topk_ids", c_void_p), ("recv_x", c_void_p),
+                ("recv_scales", c_void_p), ("recv_counts", c_void_p), ("recv_src", c_void_p)]
+
+
+class MoeCombineArgsT(_Sized):
+    """moecomm_moe_combine_args_t (ABI 1.2)."""
+    _fields_ = [("struct_size", c_size_t), ("num_tokens", c_int32), ("handle", c_uint64),
+                ("expert_out", c_void_p), ("topk_weights", c_void_p), ("out", c_void_p)]
+
+
+class RmsnormArgsT(_Sized):
+    """moecomm_rmsnorm_args_t (ABI 1.2)."""
+    _fields_ = [("struct_size", c_size_t), ("dtype", c_int32), ("eps", c_float),
+                ("tokens", c_size_t), ("hidden", c_size_t), ("x", c_void_p),
+                ("residual", c_void_p), ("weight", c_void_p), ("out", c_void_p),
+                ("out_fp8", c_void_p), ("out_scale", c_void_p)]
 
 
 _P = c_void_p  # opaque handles, buffers and streams
@@ -137,10 +176,20 @@ _SLOTS: List[Tuple[str, int, Any, List[Any]]] = [
     ("layer_mode", ABI_1_1, _R, [_P, c_int, POINTER(c_int)]),
     ("mode_rows", ABI_1_1, _R, [_P, c_int, POINTER(c_int32), POINTER(c_size_t)]),
     ("scatter", ABI_1_1, _R, [_P, POINTER(ScatterArgsT), _P]),
-    # ABI 1.2 (prototypes from the sketch in the brief; the rest are appended as they land)
+    # ABI 1.2
     ("topology_group_ranks", ABI_1_2, _R,
-     [POINTER(TopologyT), c_int32, c_int32, POINTER(c_int32), c_size_t, POINTER(c_size_t)]),
+     [POINTER(TopologyT), c_int, c_int32, POINTER(c_int32), c_size_t, POINTER(c_size_t)]),
     ("config_var", ABI_1_2, _R, [c_size_t, POINTER(ConfigVarT)]),
+    ("send", ABI_1_2, _R, [_P, _P, c_size_t, c_int, c_int32, _P]),
+    ("recv", ABI_1_2, _R, [_P, _P, c_size_t, c_int, c_int32, _P]),
+    ("all_to_all", ABI_1_2, _R, [_P, _P, _P, c_size_t, c_int, _P]),
+    ("all_to_all_v", ABI_1_2, _R,
+     [_P, _P, POINTER(c_size_t), POINTER(c_size_t), _P, POINTER(c_size_t), POINTER(c_size_t),
+      c_int, _P]),
+    ("moe_configure", ABI_1_2, _R, [_P, POINTER(MoeConfigT)]),
+    ("moe_dispatch", ABI_1_2, _R, [_P, POINTER(MoeDispatchArgsT), POINTER(c_uint64), _P]),
+    ("moe_combine", ABI_1_2, _R, [_P, POINTER(MoeCombineArgsT), _P]),
+    ("all_reduce_rmsnorm", ABI_1_2, _R, [_P, POINTER(RmsnormArgsT), _P]),
 ]
 
 # struct_size, abi_version, plugin_name, plugin_version

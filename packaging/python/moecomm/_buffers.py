@@ -305,6 +305,64 @@ def empty_like(x: Any, shape: Tuple[int, ...]) -> Any:
                     % (type(x).__module__, type(x).__name__))
 
 
+# ---- float8 e4m3 buffers (ABI 1.2: dispatch payloads, the fused norm's fp8 copy) ----
+
+_FP8_NAMES = ("float8_e4m3fn", "uint8")  # uint8: raw e4m3 bytes
+
+
+def describe_fp8(x: Any) -> Tuple[int, int, Optional[int]]:
+    """(address, elements, device) of a buffer of float8 e4m3 values: a torch or numpy
+    (ml_dtypes) float8_e4m3fn or uint8 array, array.array('B'), a CAI or DLPack object of
+    1-byte unsigned integers."""
+    torch = sys.modules.get("torch")
+    numpy = sys.modules.get("numpy")
+    name = str(getattr(x, "dtype", "")).replace("torch.", "")
+    if (torch is not None and isinstance(x, torch.Tensor)) or \
+            (numpy is not None and isinstance(x, numpy.ndarray)):
+        if name not in _FP8_NAMES:
+            raise TypeError("moecomm: a float8 e4m3 buffer must be float8_e4m3fn or uint8 (raw "
+                            "bytes); got %s" % name)
+        if torch is not None and isinstance(x, torch.Tensor):
+            if not x.is_contiguous():
+                raise _layout_error("torch tensor")
+            return x.data_ptr(), x.numel(), x.get_device()
+        if not x.flags.c_contiguous:
+            raise _layout_error("numpy array")
+        return x.__array_interface__["data"][0], x.size, -1
+    if isinstance(x, array.array) and x.typecode == "B":
+        return x.buffer_info()[0], len(x), -1
+    for attr, dev in (("__cuda_array_interface__", None), ("__array_interface__", -1)):
+        cai = getattr(x, attr, None)
+        if cai is not None:
+            if cai["typestr"] not in ("|u1", "<u1", "=u1"):
+                raise TypeError("moecomm: a float8 e4m3 buffer must hold 1-byte values; got "
+                                "typestr %s" % cai["typestr"])
+            return cai["data"][0], _count(tuple(cai["shape"])), dev
+    raise TypeError("moecomm: %s is not a float8 e4m3 buffer moecomm takes (torch or numpy "
+                    "float8_e4m3fn or uint8, array.array('B'))" % type(x).__name__)
+
+
+def empty_as(x: Any, shape: Tuple[int, ...], kind: str) -> Any:
+    """A new buffer of x's framework and device with `shape` and element `kind`: "int32",
+    "float32" or "fp8" (float8_e4m3fn where the framework has it, else uint8)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        dt = {"int32": torch.int32, "float32": torch.float32,
+              "fp8": getattr(torch, "float8_e4m3fn", torch.uint8)}[kind]
+        return x.new_empty(shape, dtype=dt)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(x, numpy.ndarray):
+        ml = sys.modules.get("ml_dtypes")
+        dt = {"int32": numpy.int32, "float32": numpy.float32,
+              "fp8": ml.float8_e4m3fn if ml is not None else numpy.uint8}[kind]
+        return numpy.empty(shape, dtype=dt)
+    if isinstance(x, array.array):
+        code = {"int32": "i", "float32": "f", "fp8": "B"}[kind]
+        return array.array(code, bytes(array.array(code).itemsize * _count(shape)))
+    raise TypeError("moecomm: cannot allocate an output like %s.%s; pass it explicitly"
+                    % (type(x).__module__, type(x).__name__))
+
+
 # ---- CUDA pointers that do not say their device ----
 
 _cuda_driver: Any = None

@@ -104,7 +104,9 @@ class Topology:
 
 @dataclass(frozen=True)
 class GroupStats:
-    """moecomm_group_stats_t: a group's rank list, backend, communicator and memory."""
+    """moecomm_group_stats_t: a group's rank list, backend, communicator and memory; since ABI 1.2
+    also the calls each backend served (``ops_local``: a group of one, served by a local copy)
+    and the expert-parallel shape moe_configure fixed (0 before, and from a 1.1 plugin)."""
     kind: GroupKind
     kind_name: str
     size: int
@@ -117,6 +119,12 @@ class GroupStats:
     device_bytes: int
     host_bytes: int
     ops: int
+    ops_local: int = 0
+    ops_shm: int = 0
+    ops_nccl: int = 0
+    ops_custom: int = 0
+    moe_max_tokens: int = 0
+    moe_expert_capacity: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,37 @@ class ConfigVar:
     help: str
 
 
+@dataclass(frozen=True)
+class MoeConfig:
+    """The MOE_EP group's dispatch shape (moecomm_moe_config_t, ABI 1.2) as moe_configure took
+    it, with the defaults applied: ``max_tokens`` (T_max) and ``expert_capacity`` (C) as the
+    plugin resolved them, ``local_experts`` = num_experts / group size."""
+    num_experts: int
+    top_k: int
+    hidden: int
+    dtype: str
+    max_tokens: int
+    expert_capacity: int
+    num_scales: int
+    combine_dtype: str
+    local_experts: int
+
+
+class MoeHandle:
+    """What moe_dispatch returns for the matching moe_combine: the dispatch's handle (an int the
+    plugin checks), its token count, and the group it ran on."""
+
+    __slots__ = ("value", "num_tokens", "group")
+
+    def __init__(self, value: int, num_tokens: int, group: Any) -> None:
+        self.value = value
+        self.num_tokens = num_tokens
+        self.group = group
+
+    def __repr__(self) -> str:
+        return "MoeHandle(%d, num_tokens=%d)" % (self.value, self.num_tokens)
+
+
 class CapturePlan(List[int]):
     """The capture sizes every group can split (a list), and ``multiple``: what they had to be
     a multiple of."""
@@ -158,4 +197,4 @@ class CapturePlan(List[int]):
 
 
 __all__ = ["GroupKind", "ScatterMode", "LayerKind", "Backend", "Topology", "GroupStats",
-           "ContextInfo", "ConfigVar", "CapturePlan"]
+           "ContextInfo", "ConfigVar", "CapturePlan", "MoeConfig", "MoeHandle"]

@@ -94,10 +94,10 @@ class _Hub:
         try:
             kind, payload = self.conns[rank].recv()
         except (EOFError, OSError):
-            # The pipe closes as the process exits, a moment before it can be reaped.
-            self.procs[rank].join(timeout=5)
-            code = self.procs[rank].exitcode
-            self._finish(rank, "exited (exit code %s) without a result" % code)
+            # The pipe closes as the process exits, before it is reaped: wait for the exit code.
+            proc = self.procs[rank]
+            proc.join(timeout=5)
+            self._finish(rank, "exited (exit code %s) without a result" % proc.exitcode)
             return
         if kind == "done":
             self.results[rank] = payload

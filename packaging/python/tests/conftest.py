@@ -3,7 +3,7 @@
 Ranks are local processes started by ``moecomm.launch`` (the package's own launcher, whose
 host all-gather bootstraps each Context), so every test goes through the public package.  The
 run ends with ``TESTSUM passed failed skipped`` for tests/run.sh.  MOECOMM_PLUGIN (set by
-run-tests.sh) chooses the build under test; MOECOMM_TEST_BUILD is that build's directory.
+run-tests.sh) chooses the build under test; MC_TEST_BUILD is that build's directory.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def free_port() -> int:
 
 
 def build_dir() -> str:
-    build = os.environ.get("MOECOMM_TEST_BUILD", "")
+    build = os.environ.get("MC_TEST_BUILD", "")
     if not build:
         plugin = os.environ.get("MOECOMM_PLUGIN", "")
         build = os.path.dirname(plugin) if "/" in plugin else ""
@@ -66,5 +66,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def build() -> str:
     d = build_dir()
     if not d or not os.path.isdir(d):
-        pytest.skip("MOECOMM_TEST_BUILD does not name a build directory")
+        pytest.skip("MC_TEST_BUILD does not name a build directory")
     return d

@@ -153,3 +153,75 @@ def ints(seed: Sequence[int], shape: Tuple[int, ...]) -> np.ndarray:
     """Small non-zero integers (|v| <= 4) from a seed: sums over a few ranks are exact."""
     v = np.random.default_rng(list(seed)).integers(-4, 4, size=shape)
     return np.where(v >= 0, v + 1, v).astype(np.float64)
+
+
+# ---- all_reduce_rmsnorm (kernels/mc_rmsnorm.h's definition, written again in numpy) ----
+
+F32 = np.float32
+
+
+def fmaf(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """fmaf(a, b, c) rounded once to float32, for products exact in float64 (fp16 and bf16
+    values).  The float64 sum s and its error (TwoSum) decide: s rounds like the exact sum
+    unless s lies exactly halfway between two float32 values, where the error picks the side."""
+    p = a.astype(np.float64) * b.astype(np.float64)
+    c64 = c.astype(np.float64)
+    s = p + c64
+    bb = s - p
+    err = (p - (s - bb)) + (c64 - bb)
+    r = s.astype(F32)
+    other = np.nextafter(r, np.where(s > r.astype(np.float64), F32(np.inf), F32(-np.inf)))
+    mid = (r.astype(np.float64) + other.astype(np.float64)) / 2
+    tie = (s != r.astype(np.float64)) & (s == mid) & (err != 0)
+    toward = np.where(err > 0, np.maximum(r, other), np.minimum(r, other))
+    return np.where(tie, toward, r).astype(F32)
+
+
+def sum_of_squares(v: np.ndarray) -> "np.float32":
+    """The row's sum of v^2 in the fixed order: 256 lanes, lane l over vectors l, l + 256, ...
+    (8 elements each, fmaf), butterflies over each 32 lanes, the 8 group sums in order."""
+    lane = np.zeros(256, F32)
+    nvec = v.size // 8
+    for j0 in range(0, nvec, 256):
+        js = np.arange(j0, min(j0 + 256, nvec))
+        for k in range(8):
+            e = v[8 * js + k]
+            lane[js - j0] = fmaf(e, e, lane[js - j0])
+    groups = lane.reshape(8, 32)
+    for m in (16, 8, 4, 2, 1):
+        groups[:, :m] = groups[:, :m] + groups[:, m:2 * m]
+    total = groups[0, 0]
+    for g in range(1, 8):
+        total = F32(total + groups[g, 0])
+    return total
+
+
+def e4m3(y: np.ndarray) -> np.ndarray:
+    """Nearest-even float8 e4m3 bits, saturated to +-448 (ml_dtypes' conversion, clipped)."""
+    import ml_dtypes
+    return np.clip(y, F32(-448), F32(448)).astype(ml_dtypes.float8_e4m3fn).view(np.uint8)
+
+
+def rmsnorm(xs: Sequence[np.ndarray], residual: np.ndarray, weight: np.ndarray, eps: float,
+            dtype: "np.dtype") -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every rank's x [T, H] in rank order, the residual and weight, all of `dtype` (fp16 or
+    bf16): the new residual, y, and y's e4m3 bits with their per-row scales."""
+    s = xs[0].astype(F32)
+    for x in xs[1:]:
+        s = s + x.astype(F32)  # in rank order, fp32
+    a = s.astype(dtype)
+    v = (a.astype(F32) + residual.astype(F32)).astype(dtype)
+    vf = v.astype(F32)
+    w = weight.astype(F32)
+    rows, hidden = vf.shape
+    y = np.empty((rows, hidden), dtype)
+    q = np.zeros((rows, hidden), np.uint8)
+    scale = np.zeros(rows, F32)
+    for t in range(rows):
+        inv = F32(1) / np.sqrt(sum_of_squares(vf[t]) / F32(hidden) + F32(eps))
+        y[t] = ((vf[t] * inv) * w).astype(dtype)
+        yf = y[t].astype(F32)
+        scale[t] = np.max(np.abs(yf)) / F32(448)
+        if scale[t] != 0:
+            q[t] = e4m3(yf / scale[t])
+    return v, y, q, scale

@@ -14,7 +14,7 @@
 #include "setup.h"
 #include "status.h"
 
-static moecomm_result_t mc_custom_probe(int device, mc_err_t *err) {
+static moecomm_result_t mc_custom_probe(const mc_config_t *cfg, int device, mc_err_t *err) {
   int major = 0, minor = 0;
   if (device < 0)
     return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE, "the custom all-reduce needs a CUDA device");

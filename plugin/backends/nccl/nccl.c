@@ -22,23 +22,12 @@ static const ncclRedOp_t mc_nccl_redop[3] = {ncclSum, ncclMax, ncclMin};
 static const char *const mc_nccl_coll_name[MC_COLL_KIND_COUNT] = {
     "ncclAllReduce", "ncclAllGather", "ncclReduceScatter", "ncclBroadcast"};
 
-static moecomm_result_t mc_nccl_probe(int device, mc_err_t *err) {
-  int v = 0;
-  ncclResult_t r;
+static moecomm_result_t mc_nccl_probe(const mc_config_t *cfg, int device, mc_err_t *err) {
   if (device < 0 || mc_gpu_device_count() <= 0)
     return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE,
                       "no CUDA device is visible to this process (no GPU, no driver, or "
                       "CUDA_VISIBLE_DEVICES hides them all); NCCL needs one");
-  r = ncclGetVersion(&v);
-  if (r != ncclSuccess)
-    return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE, "ncclGetVersion failed: %s",
-                      ncclGetErrorString(r));
-  if (v < MC_NCCL_MIN_VERSION)
-    return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE,
-                      "the loaded NCCL is %d.%d.%d; moecomm needs 2.19 or newer (put a newer "
-                      "libnccl.so.2 first on LD_LIBRARY_PATH)",
-                      v / 10000, (v / 100) % 100, v % 100);
-  return MOECOMM_SUCCESS;
+  return mc_nccl_lib_load(cfg, err); /* found, loaded and new enough (nccl_lib.h) */
 }
 
 /* The reason a failed communicator gave, as this call's error. */

@@ -13,5 +13,9 @@ const mc_config_var_t mc_nccl_config_vars[] = {
      1, 64, NULL,
      "maxCTAs of NCCL's lean config (4: a MoE-only communicator stays within 128 MiB, at ~3x the "
      "time of a 1 MB all-reduce; 8: 148 MiB, ~1.7x)"},
+    {"MOECOMM_NCCL_PATH", MC_VAR_TEXT, offsetof(mc_config_t, nccl.path),
+     sizeof(((mc_config_t *)0)->nccl.path), "", "a path to libnccl.so.2", 0, 0, NULL,
+     "the NCCL library to load; unset: the libnccl.so.2 already loaded in the process (the "
+     "engine's), else the system's library search"},
 };
 const size_t mc_nccl_config_nvars = sizeof(mc_nccl_config_vars) / sizeof(mc_nccl_config_vars[0]);

@@ -7,7 +7,8 @@
 #include "../../config_var.h"
 
 typedef struct mc_nccl_config {
-  int lean_ctas; /* MOECOMM_NCCL_LEAN_CTAS: maxCTAs of the lean config */
+  int lean_ctas;  /* MOECOMM_NCCL_LEAN_CTAS: maxCTAs of the lean config */
+  char path[512]; /* MOECOMM_NCCL_PATH: the libnccl.so.2 to load, "" to search */
 } mc_nccl_config_t;
 
 extern const mc_config_var_t mc_nccl_config_vars[];

@@ -15,12 +15,10 @@
 #include <stdint.h>
 
 #include <cuda_runtime_api.h>
-#include <nccl.h>
 
 #include "../../backend.h"
+#include "nccl_lib.h"
 
-/* Oldest NCCL this backend runs with (init with a config). */
-#define MC_NCCL_MIN_VERSION NCCL_VERSION(2, 19, 0)
 /* How often the watchdog looks at the communicator and its peers. */
 #define MC_NCCL_WATCH_MS 50
 

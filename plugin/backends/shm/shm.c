@@ -52,7 +52,7 @@ static inline unsigned char *shm_slot(const mc_shm_t *shm, int r, int b)
 
 /* ---- ops table entries ---- */
 
-static moecomm_result_t shm_probe(int device, mc_err_t *err)
+static moecomm_result_t shm_probe(const mc_config_t *cfg, int device, mc_err_t *err)
 {
   if (device != MOECOMM_DEVICE_CPU)
     return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE,
