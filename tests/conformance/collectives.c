@@ -300,13 +300,8 @@ static int rank_main(int rank, int world, void *arg) {
   conf_rank_t r;
   matrix_t m;
   double t0 = now_s();
-  memset(&r, 0, sizeof(r));
   memset(&m, 0, sizeof(m));
-  r.api = mc_test_plugin();
-  r.be = be;
-  r.rank = rank;
-  r.world = world;
-  if (!conf_mem_open(&r)) return 1;
+  if (!conf_mem_open(&r, be, rank, world)) return 1;
   topo.ep = world % 2 == 0 ? 2 : 1;
   params = mc_test_ctx_params(&topo, be->gpu ? rank : MOECOMM_DEVICE_CPU);
   conf_env_set(be->env); /* read once, by context_create; kept until the context is gone */
@@ -362,12 +357,7 @@ static int swap_rank(int rank, int world, void *arg) {
   const conf_backend_t *be = arg;
   conf_rank_t r;
   int failed;
-  memset(&r, 0, sizeof(r));
-  r.api = mc_test_plugin();
-  r.be = be;
-  r.rank = rank;
-  r.world = world;
-  if (!conf_mem_open(&r)) return 1;
+  if (!conf_mem_open(&r, be, rank, world)) return 1;
   failed = be->gpu ? conf_swap(&r, k_gpu_settings,
                                (int)(sizeof(k_gpu_settings) / sizeof(k_gpu_settings[0])))
                    : conf_swap(&r, k_cpu_settings,

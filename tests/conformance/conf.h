@@ -70,8 +70,9 @@ const char *conf_coll_name(int coll);
 const char *conf_op_name(moecomm_redop_t op);
 
 /* ---- lib_mem.c ---- */
-/* Selects rank's device and makes its stream (GPU backends); 1 on success. */
-int conf_mem_open(conf_rank_t *r);
+/* This rank's view (the plugin loaded, no context yet); on a GPU backend it selects the rank's
+   device and makes its stream.  1 on success. */
+int conf_mem_open(conf_rank_t *r, const conf_backend_t *be, int rank, int world);
 void conf_mem_close(conf_rank_t *r);
 /* A buffer of bytes: *dev_p is what the collective gets, *host_p its host image (the same
    pointer on shm).  1 on success (one failed check otherwise). */

@@ -13,9 +13,13 @@
 
 #define CONF_SYNC_TIMEOUT_MS 120000 /* a collective that has not finished by then is hung */
 
-int conf_mem_open(conf_rank_t *r) {
-  r->stream = NULL;
-  if (!r->be->gpu) return 1;
+int conf_mem_open(conf_rank_t *r, const conf_backend_t *be, int rank, int world) {
+  memset(r, 0, sizeof(*r));
+  r->api = mc_test_plugin();
+  r->be = be;
+  r->rank = rank;
+  r->world = world;
+  if (!be->gpu) return 1;
 #if MC_WITH_CUDA
   {
     cudaStream_t s = NULL;
