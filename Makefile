@@ -72,10 +72,12 @@ INTERNAL_A  := $(BUILD)/libmoecomm-internal.a
 SHIM        := $(BUILD)/moecomm-shim
 
 # A backend's *_config.c (its declared variables) and the kernels' plain C (shapes, the reference
-# arithmetic the CPU path shares) are built everywhere; the rest of nccl and custom only with CUDA.
+# arithmetic the CPU path shares) are built everywhere; the rest of nccl and custom, and the device
+# side of expert parallelism they share (plugin/backends/ep_dev.c), only with CUDA.
 CORE_SRC    := $(wildcard plugin/*.c plugin/backends/shm/*.c plugin/backends/*/*_config.c \
                           kernels/*.c)
-CUDA_SRC    := $(filter-out %_config.c,$(wildcard plugin/backends/nccl/*.c plugin/backends/custom/*.c))
+CUDA_SRC    := $(filter-out %_config.c,$(wildcard plugin/backends/nccl/*.c plugin/backends/custom/*.c \
+                                          plugin/backends/*.c))
 KERNEL_SRC  := $(wildcard kernels/*.cu)
 ifeq ($(WITH_CUDA),1)
   PLUGIN_SRC := $(CORE_SRC) $(CUDA_SRC)
@@ -100,6 +102,7 @@ help:
 	@echo "make gpu-test   the GPU tests (needs CUDA devices)"
 	@echo "make bench      all-reduce benchmark, custom and NCCL (GPU); JSON in bench/results/"
 	@echo "make bench-cpu  shm all-reduce against Open MPI; make bench-mem: communicator memory (GPU)"
+	@echo "make bench-ep   expert-parallel dispatch/combine: NVLink, NCCL, torch all_to_all (GPU)"
 	@echo "make install PREFIX=... DESTDIR=... | make uninstall | make deb | make abi-check | make abi-baseline"
 	@echo "V=1 prints every command"
 
@@ -115,7 +118,8 @@ endif
 endif
 
 $(OBJ_DIR)/plugin/backends/nccl/%.o $(OBJ_DIR)/plugin/backends/custom/%.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
-$(OBJ_DIR)/plugin/gpu.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
+$(OBJ_DIR)/plugin/backends/ep_dev.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
+$(OBJ_DIR)/plugin/gpu.o $(OBJ_DIR)/plugin/norm.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
 
 $(OBJ_DIR)/%.o: %.c | deps
 	@mkdir -p $(dir $@)

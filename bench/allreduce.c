@@ -1,19 +1,33 @@
 /* allreduce.c - `make bench`: all-reduce latency, moecomm's custom kernels against NCCL.
  *
- * World: one rank per visible CUDA device, or the first N with MC_BENCH_GPU_RANKS=N; the TP group is
- * every rank.  Method (DESIGN.md "Measuring"): bf16 and fp32, 1 KB to 64 MB in steps of x4; per
- * size and variant a CUDA graph of 20 back-to-back all-reduces (same buffers, out of place) is
- * captured, replayed once to warm up, then REPLAYS times, each replay timed with a pair of CUDA
- * events; the time per op is the median replay time / 20, and the reported time is the largest
- * of the ranks' medians.  After the timed replays the output is compared with the exact result
- * (integer-valued inputs of every rank, summed in rank order) and the wrong elements of all
- * ranks are counted.  Variants, all in this one run:
+ * World: one rank per visible CUDA device, or the first N with MC_BENCH_GPU_RANKS=N; the TP group
+ * is every rank.  With one GPU it runs what one GPU can and says so: a world of one rank, where
+ * moecomm's all-reduce is a device copy (so is NCCL's); the custom kernels' rows say they need 2
+ * or more ranks and carry no time.  Method (DESIGN.md "Measuring"): bf16 and fp32, 1 KB to 64 MB
+ * in steps of x4; per size, variant and mode:
+ *   graph        a CUDA graph of 20 back-to-back all-reduces (same buffers, out of place) is
+ *                captured, replayed once to warm up, then REPLAYS times, each replay timed with a
+ *                pair of CUDA events; time per op = the median replay / 20;
+ *   interleaved  the same graph with a small compute kernel before each all-reduce, as in a layer
+ *                (the standalone add + RMSNorm of kernels/mc_norm.h on 8 x 4096 bf16 rows of its
+ *                own buffers); the compute kernel's own time, measured alone the same way, is
+ *                subtracted;
+ *   eager        20 back-to-back eager calls between CUDA events, REPLAYS times (auto, det and the
+ *                NCCL paths: where deterministic mode differs from the default, e.g. an eager
+ *                64 MB call, which the default hands to NCCL and deterministic mode runs in
+ *                pieces on the custom kernels);
+ * the reported time is the largest of the ranks' medians.  After the timed runs the output is
+ * compared with the exact result (integer-valued inputs of every rank, summed in rank order) and
+ * the wrong elements of all ranks are counted.  Variants, all in this one run:
  *   custom-auto      moecomm, MOECOMM_ALGO unset (the policy table)
  *   custom-nopdl     the same with MOECOMM_CUSTOM_PDL=0 (no programmatic dependent launch)
- *   custom-twoshot-128  two-shot with MOECOMM_CUSTOM_MAX_BLOCKS=128 (the grid cap, default 64)
  *   custom-ll        moecomm, MOECOMM_ALGO=ll        (sizes up to the LL payload, 256 KiB)
  *   custom-oneshot   moecomm, MOECOMM_ALGO=oneshot   (staging raised to 128 MiB: every size)
  *   custom-twoshot   moecomm, MOECOMM_ALGO=twoshot
+ *   custom-twoshot-128  two-shot with MOECOMM_CUSTOM_MAX_BLOCKS=128 (the grid cap, default 64)
+ *   custom-twoshot-push / custom-oneshot-push  MOECOMM_ALGO=twoshot_push / oneshot_push (the
+ *                    barrier-free push kernels, not in the policy table yet)
+ *   custom-det       moecomm, MOECOMM_DETERMINISTIC=1
  *   moecomm-nccl     moecomm, MOECOMM_BACKEND_TP=nccl (moecomm's NCCL path)
  *   nccl             ncclAllReduce on a communicator this program makes itself
  * Then the host cost of one eager all-reduce call (enqueue only, 1 KB, batches of 200 calls):
@@ -21,10 +35,9 @@
  * device memory (group_stats and cudaMemGetInfo around its creation).
  *
  * Prints nccl-tests style tables, a summary against the issue's bf16 targets (set for 2 ranks,
- * judged only at 2), and the policy the measurements suggest for this world size (fastest
- * algorithm per size); writes JSON (--json PATH) with device, driver, NCCL version, commit, date
- * and world size ("ranks").  About 7 s on 2x H200; every rank's reference costs O(ranks) host
- * time, still seconds on 8. */
+ * judged only at 2), deterministic mode against the default, and the policy the measurements
+ * suggest for this world size (fastest algorithm per size); writes JSON (--json PATH) with
+ * device, driver, NCCL version, commit, date and world size ("ranks"). */
 #include <stdio.h>
 
 #include "common/bench_gpu.h"
@@ -44,6 +57,7 @@ int main(void) {
 #include "../host_shim/lib/data.h"
 #include "../host_shim/lib/device.h"
 #include "../host_shim/lib/launch.h"
+#include "../kernels/mc_norm.h"
 #include "common/bench_plugin.h"
 
 #define NSIZES 9 /* 1 KB .. 64 MB, x4 */
@@ -54,14 +68,41 @@ int main(void) {
 #define HOST_BATCH 200
 #define HOST_BATCHES 10
 #define MAX_BYTES ((size_t)64 << 20)
+#define COMPUTE_ROWS 8
+#define COMPUTE_H 4096
 
 typedef enum {
-  V_AUTO, V_NOPDL, V_LL, V_ONESHOT, V_TWOSHOT, V_TWOSHOT128, V_MCNCCL, V_NCCL, NVARIANTS
+  V_AUTO,
+  V_NOPDL,
+  V_LL,
+  V_ONESHOT,
+  V_TWOSHOT,
+  V_TWOSHOT128,
+  V_TWOPUSH,
+  V_ONEPUSH,
+  V_DET,
+  V_MCNCCL,
+  V_NCCL,
+  NVARIANTS
 } variant_t;
 
-static const char *const k_vname[NVARIANTS] = {
-    "custom-auto",    "custom-nopdl", "custom-ll", "custom-oneshot",
-    "custom-twoshot", "custom-twoshot-128", "moecomm-nccl", "nccl"};
+typedef enum { M_GRAPH, M_INTERLEAVED, M_EAGER, NMODES } bmode_t;
+
+static const char *const k_vname[NVARIANTS] = {"custom-auto",
+                                               "custom-nopdl",
+                                               "custom-ll",
+                                               "custom-oneshot",
+                                               "custom-twoshot",
+                                               "custom-twoshot-128",
+                                               "custom-twoshot-push",
+                                               "custom-oneshot-push",
+                                               "custom-det",
+                                               "moecomm-nccl",
+                                               "nccl"};
+static const char *const k_vshort[NVARIANTS] = {"auto",    "no-pdl",    "ll",      "oneshot",
+                                                "twoshot", "2shot-128", "2s-push", "1s-push",
+                                                "det",     "moe-nccl",  "nccl"};
+static const char *const k_mname[NMODES] = {"graph", "interleaved", "eager"};
 static const moecomm_dtype_t k_dtypes[NDTYPES] = {MOECOMM_BFLOAT16, MOECOMM_FLOAT32};
 static const char *const k_dtname[NDTYPES] = {"bf16", "fp32"};
 /* the issue's bf16 targets for 2 ranks (2x H200), us per op; 0: none at that size */
@@ -77,7 +118,8 @@ typedef struct cell {
 
 /* Everything a rank measured (MAP_SHARED, g_world entries: the parent reports). */
 typedef struct rank_res {
-  cell_t cell[NVARIANTS][NDTYPES][NSIZES];
+  cell_t cell[NMODES][NVARIANTS][NDTYPES][NSIZES];
+  double compute_us; /* the interleaved compute kernel alone, per launch */
   double host_us[3]; /* per eager call: moecomm nccl path, custom path, direct nccl */
   unsigned long long custom_stats_bytes; /* group_stats device_bytes of the custom TP comm */
   double custom_meminfo_mib;             /* cudaMemGetInfo delta around its creation */
@@ -90,8 +132,12 @@ static int g_world; /* ranks, one GPU each; set before the fork */
 static rank_res_t *g_res;
 static const moecomm_api_t *g_api;
 
-static size_t size_bytes(int s) { return (size_t)1024 << (2 * s); }
-static size_t esize(int d) { return k_dtypes[d] == MOECOMM_FLOAT32 ? 4 : 2; }
+static size_t size_bytes(int s) {
+  return (size_t)1024 << (2 * s);
+}
+static size_t esize(int d) {
+  return k_dtypes[d] == MOECOMM_FLOAT32 ? 4 : 2;
+}
 
 /* Per-rank state of one run. */
 typedef struct bench {
@@ -105,27 +151,12 @@ typedef struct bench {
   moecomm_group_t *tp[V_NCCL];
   ncclComm_t nc;
   cudaEvent_t ev[2 * REPLAYS];
+  mc_kern_norm_t compute; /* the interleaved compute kernel's launch */
 } bench_t;
 
 static int host_barrier(bench_t *b) {
   char in = 1;
   return shim_host_allgather(shim_launch_hub(), &in, b->gathered, 1) == 0;
-}
-
-static moecomm_context_t *open_ctx(int rank, const char *const *env) {
-  moecomm_topology_t topo = shim_launch_topology(g_world, rank, g_world);
-  moecomm_context_params_t params = shim_launch_params(&topo, rank);
-  moecomm_context_t *ctx = NULL;
-  moecomm_result_t rc;
-  for (int i = 0; env[i] != NULL; i += 2) setenv(env[i], env[i + 1], 1);
-  rc = g_api->context_create(&params, &ctx);
-  for (int i = 0; env[i] != NULL; i += 2) unsetenv(env[i]);
-  if (rc != MOECOMM_SUCCESS) {
-    fprintf(stderr, "rank %d: context_create: %s: %s\n", rank, g_api->result_string(rc),
-            g_api->last_error(NULL));
-    return NULL;
-  }
-  return ctx;
 }
 
 /* One all-reduce of count elements of dtype d in variant v, on b's buffers. */
@@ -137,76 +168,118 @@ static int issue(bench_t *b, int v, int d, size_t count) {
          MOECOMM_SUCCESS;
 }
 
+static int issue_compute(bench_t *b) {
+  return mc_kern_add_rmsnorm(&b->compute, b->s) == 0;
+}
+
 static const char *last_err(bench_t *b, int v) {
   return v == V_NCCL ? "ncclAllReduce failed" : g_api->last_error(b->ctx[v]);
 }
 
-/* Whether forced variant v serves size s (else its row says n/a, not a fallback's time). */
-static int applies(int v, int s) { return v != V_LL || size_bytes(s) <= LL_MAX_BYTES; }
+/* Why variant v does not run at size s in mode m (its row then says so instead of a time), or
+   NULL when it does. */
+static const char *not_applicable(int m, int v, int s) {
+  const int path = v == V_AUTO || v == V_DET || v == V_MCNCCL || v == V_NCCL;
+  if (g_world == 1 && !path) return "n/a: a world of one rank has no custom kernel (needs 2 GPUs)";
+  if (m == M_EAGER && !path) return "n/a: eager rows for auto, det and the NCCL paths only";
+  if (v == V_LL && size_bytes(s) > LL_MAX_BYTES) return "n/a: above the LL payload";
+  return NULL;
+}
 
-static void measure(bench_t *b, int v, int d, int s, cell_t *c) {
+/* What one timed run enqueues: a graph launch, or GRAPH_OPS eager calls (exec NULL), or nothing
+   (exec NULL, v < 0: a rank that failed still takes part in the barrier). */
+typedef struct run_arg {
+  bench_t *b;
+  cudaGraphExec_t exec;
+  int v, d;
+  size_t count;
+} run_arg_t;
+
+static int run_once(void *arg) {
+  const run_arg_t *a = arg;
+  int good = 1;
+  if (a->exec != NULL) return cudaGraphLaunch(a->exec, a->b->s) == cudaSuccess;
+  for (int i = 0; a->v >= 0 && good && i < GRAPH_OPS; i++) good = issue(a->b, a->v, a->d, a->count);
+  return good;
+}
+
+/* Times REPLAYS runs after a barrier of every rank; the median per op in *us_p. */
+static int time_runs(bench_t *b, cudaGraphExec_t exec, int v, int d, size_t count, double *us_p) {
+  run_arg_t a = {b, exec, v, d, count};
+  host_barrier(b);
+  return mc_bench_time(b->s, b->ev, REPLAYS, GRAPH_OPS, run_once, &a, us_p);
+}
+
+/* The captured body: GRAPH_OPS all-reduces (v < 0: compute kernels only; interleaved: a compute
+   kernel before each). */
+typedef struct body_arg {
+  bench_t *b;
+  int v, d, interleaved;
+  size_t count;
+  char *err;
+  size_t cap;
+} body_arg_t;
+
+static int body(void *arg) {
+  const body_arg_t *a = arg;
+  for (int i = 0; i < GRAPH_OPS; i++) {
+    if ((a->interleaved || a->v < 0) && !issue_compute(a->b))
+      return mc_bench_fail(a->err, a->cap, "captured compute kernel failed");
+    if (a->v >= 0 && !issue(a->b, a->v, a->d, a->count))
+      return mc_bench_fail(a->err, a->cap, "captured call: %s", last_err(a->b, a->v));
+  }
+  return 1;
+}
+
+/* The graph of body inside v's capture scope (none for NCCL and the compute kernel alone). */
+static int capture(bench_t *b, int v, int d, size_t count, int interleaved, cudaGraphExec_t *exec_p,
+                   char *err, size_t cap) {
+  body_arg_t a = {b, v, d, interleaved, count, err, cap};
+  return mc_bench_capture(g_api, v >= 0 && v != V_NCCL ? b->ctx[v] : NULL, b->s, body, &a, exec_p,
+                          err, cap);
+}
+
+static void measure(bench_t *b, int m, int v, int d, int s, cell_t *c) {
   const size_t bytes = size_bytes(s), count = bytes / esize(d);
-  cudaGraph_t graph = NULL;
   cudaGraphExec_t exec = NULL;
-  double t[REPLAYS];
-  int good = 1, in_scope = 0, capturing = 0;
   char *const err = c->err;
   const size_t cap = sizeof(c->err);
+  int good = 1;
 
   memset(c, 0, sizeof(*c));
-  /* A failure anywhere still reaches the host barrier below, so every rank stays in step. */
-  if (v != V_NCCL) {
-    if (g_api->capture_begin(b->ctx[v], b->s) == MOECOMM_SUCCESS)
-      in_scope = 1;
-    else
-      good = mc_bench_fail(err, cap, "capture_begin: %s", g_api->last_error(b->ctx[v]));
-  }
-  if (good) {
-    if (cudaStreamBeginCapture(b->s, cudaStreamCaptureModeGlobal) == cudaSuccess)
-      capturing = 1;
-    else
-      good = mc_bench_fail(err, cap, "cudaStreamBeginCapture failed");
-  }
-  for (int i = 0; good && i < GRAPH_OPS; i++)
-    if (!issue(b, v, d, count)) good = mc_bench_fail(err, cap, "captured call: %s", last_err(b, v));
-  if (capturing && cudaStreamEndCapture(b->s, &graph) != cudaSuccess && good)
-    good = mc_bench_fail(err, cap, "cudaStreamEndCapture failed");
-  /* capture_end is collective: it runs whenever capture_begin succeeded */
-  if (in_scope && g_api->capture_end(b->ctx[v], b->s) != MOECOMM_SUCCESS && good)
-    good = mc_bench_fail(err, cap, "capture_end: %s", g_api->last_error(b->ctx[v]));
-  if (good && cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess)
-    good = mc_bench_fail(err, cap, "cudaGraphInstantiate failed");
-  if (good &&
-      (cudaMemsetAsync(b->dout, 0xff, bytes, b->s) != cudaSuccess ||
-       cudaGraphLaunch(exec, b->s) != cudaSuccess || cudaStreamSynchronize(b->s) != cudaSuccess))
-    good = mc_bench_fail(err, cap, "warm-up replay failed: %s",
-                         cudaGetErrorString(cudaGetLastError()));
-  host_barrier(b);
-  for (int r = 0; good && r < REPLAYS; r++)
-    good = cudaEventRecord(b->ev[2 * r], b->s) == cudaSuccess &&
-           cudaGraphLaunch(exec, b->s) == cudaSuccess &&
-           cudaEventRecord(b->ev[2 * r + 1], b->s) == cudaSuccess;
+  /* A failure anywhere still reaches the host barrier (time_runs), so every rank stays in step. */
+  if (m != M_EAGER) good = capture(b, v, d, count, m == M_INTERLEAVED, &exec, err, cap);
+  if (good && cudaMemsetAsync(b->dout, 0xff, bytes, b->s) != cudaSuccess) good = 0;
+  if (good && exec != NULL) good = cudaGraphLaunch(exec, b->s) == cudaSuccess;
+  if (good && exec == NULL) good = issue(b, v, d, count);
   if (good && cudaStreamSynchronize(b->s) != cudaSuccess) good = 0;
-  for (int r = 0; good && r < REPLAYS; r++) {
-    float ms = 0;
-    good = cudaEventElapsedTime(&ms, b->ev[2 * r], b->ev[2 * r + 1]) == cudaSuccess;
-    t[r] = 1000.0 * ms / GRAPH_OPS;
-  }
-  if (!good) mc_bench_fail(err, cap, "timed replays failed"); /* unless an earlier cause */
-  if (good) {
-    c->us = mc_bench_median(t, REPLAYS);
-    if (cudaMemcpy(b->got, b->dout, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) {
-      mc_bench_fail(err, cap, "reading the result back failed");
-    } else {
-      const size_t es = esize(d);
-      for (size_t i = 0; i < count; i++)
-        c->wrong += memcmp((char *)b->got + i * es, (char *)b->want[d] + i * es, es) != 0;
-      c->ran = 1;
-    }
+  if (!good) mc_bench_fail(err, cap, "warm-up failed: %s", cudaGetErrorString(cudaGetLastError()));
+  if (!time_runs(b, good ? exec : NULL, good ? v : -1, d, count, &c->us) || !good) {
+    mc_bench_fail(err, cap, "timed runs failed"); /* unless an earlier cause */
+  } else if (cudaMemcpy(b->got, b->dout, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) {
+    mc_bench_fail(err, cap, "reading the result back failed");
+  } else {
+    const size_t es = esize(d);
+    for (size_t i = 0; i < count; i++)
+      c->wrong += memcmp((char *)b->got + i * es, (char *)b->want[d] + i * es, es) != 0;
+    if (m == M_INTERLEAVED) c->us -= g_res[b->rank].compute_us;
+    c->ran = 1;
   }
   if (exec) cudaGraphExecDestroy(exec);
-  if (graph) cudaGraphDestroy(graph);
   (void)cudaGetLastError();
+}
+
+/* The compute kernel alone: a graph of GRAPH_OPS of them, per launch. */
+static int measure_compute(bench_t *b, rank_res_t *r) {
+  cudaGraphExec_t exec = NULL;
+  char err[160] = "";
+  int good = capture(b, -1, 0, 0, 1, &exec, err, sizeof(err)) &&
+             cudaGraphLaunch(exec, b->s) == cudaSuccess;
+  /* every rank reaches the barrier inside time_runs, failed or not */
+  good = time_runs(b, good ? exec : NULL, -1, 0, 0, &r->compute_us) && good;
+  if (exec) cudaGraphExecDestroy(exec);
+  if (!good) return mc_bench_fail(r->err, sizeof(r->err), "compute kernel: %s", err);
+  return 1;
 }
 
 /* Host time of one eager call (enqueue only), median over batches. */
@@ -247,7 +320,34 @@ static int reference(int d, void *want) {
   return ok;
 }
 
-static int setup(bench_t *b, rank_res_t *r) {
+/* The interleaved compute kernel's buffers: rows of ones, in place. */
+static int setup_compute(bench_t *b, char *err, size_t cap) {
+  const size_t el = (size_t)COMPUTE_ROWS * COMPUTE_H;
+  uint16_t *ones = malloc(el * 2);
+  char *a = NULL, *r = NULL, *w = NULL;
+  int ok = ones != NULL && cudaMalloc((void **)&a, el * 2) == cudaSuccess &&
+           cudaMalloc((void **)&r, el * 2) == cudaSuccess &&
+           cudaMalloc((void **)&w, COMPUTE_H * 2) == cudaSuccess;
+  for (size_t i = 0; ok && i < el; i++) ones[i] = 0x3f80; /* bf16 1.0 */
+  ok = ok && cudaMemcpy(a, ones, el * 2, cudaMemcpyHostToDevice) == cudaSuccess &&
+       cudaMemcpy(r, ones, el * 2, cudaMemcpyHostToDevice) == cudaSuccess &&
+       cudaMemcpy(w, ones, COMPUTE_H * 2, cudaMemcpyHostToDevice) == cudaSuccess;
+  free(ones);
+  if (!ok) return mc_bench_fail(err, cap, "compute kernel buffers failed");
+  memset(&b->compute, 0, sizeof(b->compute));
+  b->compute.dtype = MOECOMM_BFLOAT16;
+  b->compute.rows = COMPUTE_ROWS;
+  b->compute.hidden = COMPUTE_H;
+  b->compute.a = a;
+  b->compute.residual = r;
+  b->compute.weight = w;
+  b->compute.eps = 1e-6f;
+  b->compute.y = a;
+  return 1;
+}
+
+/* Every variant's context (and TP group), the custom path's memory, NCCL's communicator. */
+static int setup_contexts(bench_t *b, rank_res_t *r) {
   static const char *const env_auto[] = {NULL};
   static const char *const env_nopdl[] = {"MOECOMM_CUSTOM_PDL", "0", NULL};
   static const char *const env_ll[] = {"MOECOMM_ALGO", "ll", NULL};
@@ -256,32 +356,18 @@ static int setup(bench_t *b, rank_res_t *r) {
   static const char *const env_two[] = {"MOECOMM_ALGO", "twoshot", NULL};
   static const char *const env_two128[] = {"MOECOMM_ALGO", "twoshot", "MOECOMM_CUSTOM_MAX_BLOCKS",
                                            "128", NULL};
+  static const char *const env_tpush[] = {"MOECOMM_ALGO", "twoshot_push", NULL};
+  static const char *const env_opush[] = {"MOECOMM_ALGO", "oneshot_push", NULL};
+  static const char *const env_det[] = {"MOECOMM_DETERMINISTIC", "1", NULL};
   static const char *const env_nccl[] = {"MOECOMM_BACKEND_TP", "nccl", NULL};
-  const char *const *envs[V_NCCL] = {env_auto, env_nopdl, env_ll,    env_one,
-                                     env_two,  env_two128, env_nccl};
+  const char *const *envs[V_NCCL] = {env_auto,   env_nopdl, env_ll,    env_one, env_two,
+                                     env_two128, env_tpush, env_opush, env_det, env_nccl};
   size_t free0 = 0, free1 = 0, total = 0;
   moecomm_group_stats_t st;
   char *const err = r->err;
   const size_t cap = sizeof(r->err);
-
-  if ((b->gathered = malloc((size_t)g_world)) == NULL)
-    return mc_bench_fail(err, cap, "host malloc failed");
-  if (cudaStreamCreateWithFlags(&b->s, cudaStreamNonBlocking) != cudaSuccess ||
-      cudaMalloc((void **)&b->din, MAX_BYTES) != cudaSuccess ||
-      cudaMalloc((void **)&b->dout, MAX_BYTES) != cudaSuccess)
-    return mc_bench_fail(err, cap, "CUDA set-up failed");
-  for (int i = 0; i < 2 * REPLAYS; i++)
-    if (cudaEventCreate(&b->ev[i]) != cudaSuccess)
-      return mc_bench_fail(err, cap, "cudaEventCreate failed");
-  /* Integer inputs, so the sum is exact in every dtype and algorithm; every rank computes the
-     reference from all ranks' inputs, and uploads its own when a dtype starts (upload_inputs). */
-  if ((b->got = malloc(MAX_BYTES)) == NULL) return mc_bench_fail(err, cap, "host malloc failed");
-  for (int d = 0; d < NDTYPES; d++)
-    if ((b->want[d] = malloc(MAX_BYTES)) == NULL || !reference(d, b->want[d]))
-      return mc_bench_fail(err, cap, "host buffers for the %s reference failed", k_dtname[d]);
-
   for (int v = 0; v < V_NCCL; v++) {
-    if ((b->ctx[v] = open_ctx(b->rank, envs[v])) == NULL ||
+    if ((b->ctx[v] = mc_bench_open_ctx(g_api, g_world, b->rank, envs[v])) == NULL ||
         g_api->group_get(b->ctx[v], MOECOMM_GROUP_TP, &b->tp[v]) != MOECOMM_SUCCESS)
       return mc_bench_fail(err, cap, "moecomm context for %s failed", k_vname[v]);
     /* create the communicator eagerly (1 KB); auto: measure what it costs */
@@ -303,6 +389,27 @@ static int setup(bench_t *b, rank_res_t *r) {
   if (!issue(b, V_NCCL, 0, 512) || cudaStreamSynchronize(b->s) != cudaSuccess)
     return mc_bench_fail(err, cap, "first ncclAllReduce failed");
   return 1;
+}
+
+static int setup(bench_t *b, rank_res_t *r) {
+  char *const err = r->err;
+  const size_t cap = sizeof(r->err);
+  if ((b->gathered = malloc((size_t)g_world)) == NULL)
+    return mc_bench_fail(err, cap, "host malloc failed");
+  if (cudaStreamCreateWithFlags(&b->s, cudaStreamNonBlocking) != cudaSuccess ||
+      cudaMalloc((void **)&b->din, MAX_BYTES) != cudaSuccess ||
+      cudaMalloc((void **)&b->dout, MAX_BYTES) != cudaSuccess)
+    return mc_bench_fail(err, cap, "CUDA set-up failed");
+  for (int i = 0; i < 2 * REPLAYS; i++)
+    if (cudaEventCreate(&b->ev[i]) != cudaSuccess)
+      return mc_bench_fail(err, cap, "cudaEventCreate failed");
+  /* Integer inputs, so the sum is exact in every dtype and algorithm; every rank computes the
+     reference from all ranks' inputs, and uploads its own when a dtype starts (upload_inputs). */
+  if ((b->got = malloc(MAX_BYTES)) == NULL) return mc_bench_fail(err, cap, "host malloc failed");
+  for (int d = 0; d < NDTYPES; d++)
+    if ((b->want[d] = malloc(MAX_BYTES)) == NULL || !reference(d, b->want[d]))
+      return mc_bench_fail(err, cap, "host buffers for the %s reference failed", k_dtname[d]);
+  return setup_compute(b, err, cap) && setup_contexts(b, r) && measure_compute(b, r);
 }
 
 static int upload_inputs(bench_t *b, int d) {
@@ -334,13 +441,15 @@ static int rank_main(int rank, int world, void *arg) {
       _exit(1);
     }
     for (int s = 0; s < NSIZES; s++)
-      for (int v = 0; v < NVARIANTS; v++) {
-        if (!applies(v, s)) {
-          mc_bench_fail(r->cell[v][d][s].err, sizeof(r->cell[v][d][s].err), "n/a");
-          continue;
+      for (int m = 0; m < NMODES; m++)
+        for (int v = 0; v < NVARIANTS; v++) {
+          cell_t *c = &r->cell[m][v][d][s];
+          const char *why = not_applicable(m, v, s);
+          if (why != NULL)
+            mc_bench_fail(c->err, sizeof(c->err), "%s", why);
+          else
+            measure(&b, m, v, d, s, c);
         }
-        measure(&b, v, d, s, &r->cell[v][d][s]);
-      }
   }
   r->host_us[0] = host_cost(&b, V_MCNCCL);
   r->host_us[1] = host_cost(&b, V_AUTO);
@@ -354,10 +463,10 @@ static int rank_main(int rank, int world, void *arg) {
 /* ---- report (parent, no CUDA) -------------------------------------------------------------- */
 
 /* The slowest rank's median, or -1 when any rank did not measure it. */
-static double cell_us(int v, int d, int s) {
+static double cell_us(int m, int v, int d, int s) {
   double us = -1;
   for (int r = 0; r < g_world; r++) {
-    const cell_t *c = &g_res[r].cell[v][d][s];
+    const cell_t *c = &g_res[r].cell[m][v][d][s];
     if (!c->ran) return -1;
     if (c->us > us) us = c->us;
   }
@@ -365,30 +474,32 @@ static double cell_us(int v, int d, int s) {
 }
 
 /* Wrong elements, all ranks together. */
-static long cell_wrong(int v, int d, int s) {
+static long cell_wrong(int m, int v, int d, int s) {
   long wrong = 0;
-  for (int r = 0; r < g_world; r++) wrong += g_res[r].cell[v][d][s].wrong;
+  for (int r = 0; r < g_world; r++) wrong += g_res[r].cell[m][v][d][s].wrong;
   return wrong;
 }
 
 /* Why a cell has no time: the first rank's reason that has one. */
-static const char *cell_err(int v, int d, int s) {
+static const char *cell_err(int m, int v, int d, int s) {
   for (int r = 0; r < g_world; r++)
-    if (g_res[r].cell[v][d][s].err[0]) return g_res[r].cell[v][d][s].err;
+    if (g_res[r].cell[m][v][d][s].err[0]) return g_res[r].cell[m][v][d][s].err;
   return "";
 }
 
 /* busbw of an all-reduce: algbw * 2(n-1)/n */
-static double busbw(double algbw) { return algbw * 2.0 * (g_world - 1) / g_world; }
+static double busbw(double algbw) {
+  return algbw * 2.0 * (g_world - 1) / g_world;
+}
 
-/* The fastest of ll / oneshot / twoshot / nccl at a size: index into k_vname. */
+/* The fastest correct candidate of the graph mode at a size: index into k_vname. */
 static int fastest(int d, int s) {
-  static const int cand[4] = {V_LL, V_ONESHOT, V_TWOSHOT, V_NCCL};
+  static const int cand[6] = {V_LL, V_ONESHOT, V_TWOSHOT, V_TWOPUSH, V_ONEPUSH, V_NCCL};
   int best = -1;
   double bt = 0;
-  for (int k = 0; k < 4; k++) {
-    double us = cell_us(cand[k], d, s);
-    if (us >= 0 && cell_wrong(cand[k], d, s) == 0 && (best < 0 || us < bt)) {
+  for (int k = 0; k < 6; k++) {
+    double us = cell_us(M_GRAPH, cand[k], d, s);
+    if (us >= 0 && cell_wrong(M_GRAPH, cand[k], d, s) == 0 && (best < 0 || us < bt)) {
       best = cand[k];
       bt = us;
     }
@@ -404,79 +515,88 @@ static void print_rank_states(void) {
   printf("\n");
 }
 
-int main(int argc, char **argv) {
-  mc_bench_run_t run;
-  char nccl[32];
-  int failed = 0, all_done = 1, visible, rc;
-  double start = mc_bench_now_s();
-  FILE *jf = NULL;
-
-  rc = mc_bench_gpu_begin(argc, argv, "bench", 0, &run, &g_world);
-  if (rc >= 0) return rc;
-  visible = shim_gpu_devices();
-  mc_bench_nccl_version(nccl, sizeof(nccl));
-  if ((g_res = mc_bench_shared(sizeof(rank_res_t) * (size_t)g_world)) == NULL) return 1;
-  printf("bench: all-reduce on %d ranks (%s, %d CUDA devices visible)\n", g_world,
-         g_world < visible ? "MC_BENCH_GPU_RANKS" : "every device", visible);
-  rc = shim_launch(g_world, rank_main, NULL, 170);
-  for (int r = 0; r < g_world; r++) all_done &= g_res[r].done;
-  if (rc != 0 || !all_done) {
-    printf("bench: a rank failed: ");
-    print_rank_states();
-    failed = 1;
-  }
-
-  printf("\n# all-reduce, %d ranks on %s (driver %s, CUDA runtime %d, NCCL %s), commit %s\n",
-         g_world, g_res[0].gpu.name, run.driver, g_res[0].gpu.cuda_runtime, nccl, run.commit);
-  printf(
-      "# graph of %d back-to-back all-reduces, %d timed replays, median us per op (slowest "
-      "rank); busbw = algbw * 2(n-1)/n\n",
-      GRAPH_OPS, REPLAYS);
+/* The nccl-tests style table of one mode; returns 1 when an element was wrong. */
+static int print_mode(int m) {
+  int failed = 0;
+  printf("\n## %s%s\n", k_mname[m],
+         m == M_INTERLEAVED ? " (the compute kernel's own time subtracted)" : "");
   for (int d = 0; d < NDTYPES; d++) {
-    printf("\n#%11s %11s %6s %-15s %10s %11s %11s %8s\n", "size(B)", "count", "type", "variant",
+    printf("\n#%11s %11s %6s %-20s %10s %11s %11s %8s\n", "size(B)", "count", "type", "variant",
            "time(us)", "algbw(GB/s)", "busbw(GB/s)", "#wrong");
-    for (int s = 0; s < NSIZES; s++) {
+    for (int s = 0; s < NSIZES; s++)
       for (int v = 0; v < NVARIANTS; v++) {
-        double us = cell_us(v, d, s);
-        size_t bytes = size_bytes(s);
+        const double us = cell_us(m, v, d, s);
+        const size_t bytes = size_bytes(s);
         if (us < 0) {
-          printf(" %11zu %11zu %6s %-15s %10s %11s %11s %8s  %s\n", bytes, bytes / esize(d),
-                 k_dtname[d], k_vname[v], "-", "-", "-", "-", cell_err(v, d, s));
-          continue;
-        }
-        {
-          double algbw = (double)bytes / (us * 1e3); /* GB/s */
-          long wrong = cell_wrong(v, d, s);
+          printf(" %11zu %11zu %6s %-20s %10s %11s %11s %8s  %s\n", bytes, bytes / esize(d),
+                 k_dtname[d], k_vname[v], "-", "-", "-", "-", cell_err(m, v, d, s));
+        } else {
+          const double algbw = (double)bytes / (us * 1e3); /* GB/s */
+          const long wrong = cell_wrong(m, v, d, s);
           failed |= wrong != 0;
-          printf(" %11zu %11zu %6s %-15s %10.2f %11.2f %11.2f %8ld\n", bytes, bytes / esize(d),
+          printf(" %11zu %11zu %6s %-20s %10.2f %11.2f %11.2f %8ld\n", bytes, bytes / esize(d),
                  k_dtname[d], k_vname[v], us, algbw, busbw(algbw), wrong);
         }
       }
-    }
   }
+  return failed;
+}
 
-  printf("\n# bf16 summary, us per op: custom-auto against the targets (and the best custom)");
+/* bf16, graph mode: every variant against the targets (and the interleaved custom-auto). */
+static void print_summary(void) {
+  printf("\n# bf16 summary, us per op (graph): custom-auto against the targets");
   if (g_world != TARGET_RANKS)
     printf("; the targets are for %d ranks: shown, not judged at %d", TARGET_RANKS, g_world);
-  printf("\n#%11s %10s %10s %10s %10s %10s %10s %10s %10s %10s %8s\n", "size(B)", "auto", "no-pdl",
-         "ll", "oneshot", "twoshot", "2shot-128", "moe-nccl", "nccl", "target", "met");
+  printf("\n#%11s", "size(B)");
+  for (int v = 0; v < NVARIANTS; v++) printf(" %9s", k_vshort[v]);
+  printf(" %9s %9s %6s\n", "auto-int", "target", "met");
   for (int s = 0; s < NSIZES; s++) {
-    double a = cell_us(V_AUTO, 0, s);
+    const double a = cell_us(M_GRAPH, V_AUTO, 0, s), ai = cell_us(M_INTERLEAVED, V_AUTO, 0, s);
     printf(" %11zu", size_bytes(s));
     for (int v = 0; v < NVARIANTS; v++) {
-      double us = cell_us(v, 0, s);
+      const double us = cell_us(M_GRAPH, v, 0, s);
       if (us < 0)
-        printf(" %10s", "-");
+        printf(" %9s", "-");
       else
-        printf(" %10.2f", us);
+        printf(" %9.2f", us);
     }
-    if (k_target[s] > 0)
-      printf(" %10.1f %8s\n", k_target[s],
-             g_world != TARGET_RANKS ? "-" : a < 0 ? "?" : a <= k_target[s] ? "yes" : "NO");
+    if (ai < 0)
+      printf(" %9s", "-");
     else
-      printf(" %10s %8s\n", "-", "");
+      printf(" %9.2f", ai);
+    if (k_target[s] > 0)
+      printf(" %9.1f %6s\n", k_target[s],
+             g_world != TARGET_RANKS ? "-"
+             : a < 0                 ? "?"
+             : a <= k_target[s]      ? "yes"
+                                     : "NO");
+    else
+      printf(" %9s %6s\n", "-", "");
   }
+}
 
+/* Deterministic mode against the default, every size, graph and eager. */
+static void print_deterministic(void) {
+  printf("\n# deterministic mode (custom-det) against the default (custom-auto), us per op");
+  printf("\n#%11s %6s %10s %10s %8s %10s %10s %8s\n", "size(B)", "type", "graph", "graph-det",
+         "ratio", "eager", "eager-det", "ratio");
+  for (int d = 0; d < NDTYPES; d++)
+    for (int s = 0; s < NSIZES; s++) {
+      const double g = cell_us(M_GRAPH, V_AUTO, d, s), gd = cell_us(M_GRAPH, V_DET, d, s);
+      const double e = cell_us(M_EAGER, V_AUTO, d, s), ed = cell_us(M_EAGER, V_DET, d, s);
+      printf(" %11zu %6s", size_bytes(s), k_dtname[d]);
+      if (g > 0 && gd > 0)
+        printf(" %10.2f %10.2f %8.2f", g, gd, gd / g);
+      else
+        printf(" %10s %10s %8s", "-", "-", "-");
+      if (e > 0 && ed > 0)
+        printf(" %10.2f %10.2f %8.2f\n", e, ed, ed / e);
+      else
+        printf(" %10s %10s %8s\n", "-", "-", "-");
+    }
+}
+
+static void print_policy_and_host(void) {
   for (int d = 0; d < NDTYPES; d++) {
     printf("\n# suggested policy (%s, world size %d): fastest correct algorithm per size\n",
            k_dtname[d], g_world);
@@ -485,7 +605,6 @@ int main(int argc, char **argv) {
       printf("   %9zu B: %s\n", size_bytes(s), f < 0 ? "?" : k_vname[f]);
     }
   }
-
   printf("\n# host cost of one eager 1 KB all-reduce (enqueue only, median of %d batches of %d)\n",
          HOST_BATCHES, HOST_BATCH);
   {
@@ -504,63 +623,113 @@ int main(int argc, char **argv) {
       "\n# custom path device memory per rank (TP, defaults): group_stats %.1f MiB, "
       "cudaMemGetInfo delta %.1f MiB\n",
       (double)g_res[0].custom_stats_bytes / (1024.0 * 1024.0), g_res[0].custom_meminfo_mib);
+}
 
-  if (run.json != NULL)
-    jf = mc_bench_json_open(run.json, "allreduce", &run, &g_res[0].gpu, 1, nccl);
-  if (jf != NULL) {
-    int first = 1;
-    fprintf(jf,
-            ",\n  \"ranks\": %d,\n  \"visible_devices\": %d,\n  \"method\": {\"graph_ops\": %d, "
-            "\"replays\": %d, \"statistic\": \"median per op, slowest rank\"},\n",
-            g_world, visible, GRAPH_OPS, REPLAYS);
-    fprintf(jf, "  \"results\": [");
+static void json_results(FILE *jf) {
+  int first = 1;
+  fprintf(jf, "  \"results\": [");
+  for (int m = 0; m < NMODES; m++)
     for (int d = 0; d < NDTYPES; d++)
       for (int s = 0; s < NSIZES; s++)
         for (int v = 0; v < NVARIANTS; v++) {
-          double us = cell_us(v, d, s);
-          fprintf(jf, "%s\n    {\"dtype\": \"%s\", \"bytes\": %zu, \"count\": %zu, \"variant\": ",
-                  first ? "" : ",", k_dtname[d], size_bytes(s), size_bytes(s) / esize(d));
+          const double us = cell_us(m, v, d, s);
+          fprintf(jf,
+                  "%s\n    {\"mode\": \"%s\", \"dtype\": \"%s\", \"bytes\": %zu, \"count\": %zu, "
+                  "\"variant\": ",
+                  first ? "" : ",", k_mname[m], k_dtname[d], size_bytes(s),
+                  size_bytes(s) / esize(d));
           mc_bench_json_str(jf, k_vname[v]);
           if (us >= 0)
             fprintf(jf, ", \"us\": %.3f, \"algbw_gbs\": %.3f, \"busbw_gbs\": %.3f, \"wrong\": %ld}",
                     us, (double)size_bytes(s) / (us * 1e3),
-                    busbw((double)size_bytes(s) / (us * 1e3)), cell_wrong(v, d, s));
+                    busbw((double)size_bytes(s) / (us * 1e3)), cell_wrong(m, v, d, s));
           else {
             fprintf(jf, ", \"us\": null, \"note\": ");
-            mc_bench_json_str(jf, cell_err(v, d, s));
+            mc_bench_json_str(jf, cell_err(m, v, d, s));
             fprintf(jf, "}");
           }
           first = 0;
         }
-    fprintf(jf, "\n  ],\n  \"targets_ranks\": %d,\n  \"targets_bf16_us\": {", TARGET_RANKS);
-    first = 1;
-    for (int s = 0; s < NSIZES; s++)
-      if (k_target[s] > 0) {
-        fprintf(jf, "%s\"%zu\": %.1f", first ? "" : ", ", size_bytes(s), k_target[s]);
-        first = 0;
-      }
-    fprintf(jf, "},\n  \"suggested_policy\": {");
-    for (int d = 0; d < NDTYPES; d++) {
-      fprintf(jf, "%s\"%s\": {", d ? ", " : "", k_dtname[d]);
-      for (int s = 0; s < NSIZES; s++) {
-        int f = fastest(d, s);
-        fprintf(jf, "%s\"%zu\": \"%s\"", s ? ", " : "", size_bytes(s), f < 0 ? "?" : k_vname[f]);
-      }
-      fprintf(jf, "}");
+  fprintf(jf, "\n  ],\n");
+}
+
+static void write_json(const mc_bench_run_t *run, const char *nccl, int visible, double start) {
+  FILE *jf = mc_bench_json_open(run->json, "allreduce", run, &g_res[0].gpu, 1, nccl);
+  int first = 1;
+  if (jf == NULL) return;
+  fprintf(
+      jf,
+      ",\n  \"ranks\": %d,\n  \"visible_devices\": %d,\n  \"method\": {\"graph_ops\": %d, "
+      "\"replays\": %d, \"statistic\": \"median per op, slowest rank\", \"interleaved_compute\": "
+      "\"add + RMSNorm of %d x %d bf16 (kernels/mc_norm.h), its time subtracted\"},\n"
+      "  \"compute_us\": %.3f,\n",
+      g_world, visible, GRAPH_OPS, REPLAYS, COMPUTE_ROWS, COMPUTE_H, g_res[0].compute_us);
+  json_results(jf);
+  fprintf(jf, "  \"targets_ranks\": %d,\n  \"targets_bf16_us\": {", TARGET_RANKS);
+  for (int s = 0; s < NSIZES; s++)
+    if (k_target[s] > 0) {
+      fprintf(jf, "%s\"%zu\": %.1f", first ? "" : ", ", size_bytes(s), k_target[s]);
+      first = 0;
     }
-    fprintf(jf,
-            "},\n  \"host_us_per_eager_call\": {\"moecomm_nccl\": %.3f, \"moecomm_custom\": %.3f, "
-            "\"nccl\": %.3f},\n",
-            g_res[0].host_us[0], g_res[0].host_us[1], g_res[0].host_us[2]);
-    fprintf(jf,
-            "  \"custom_device_bytes_per_rank\": %llu,\n  \"custom_meminfo_mib_per_rank\": %.1f,\n"
-            "  \"seconds\": %.1f\n}\n",
-            g_res[0].custom_stats_bytes, g_res[0].custom_meminfo_mib, mc_bench_now_s() - start);
-    if (fclose(jf) != 0)
-      perror(run.json);
-    else
-      printf("\nwrote %s\n", run.json);
+  fprintf(jf, "},\n  \"suggested_policy\": {");
+  for (int d = 0; d < NDTYPES; d++) {
+    fprintf(jf, "%s\"%s\": {", d ? ", " : "", k_dtname[d]);
+    for (int s = 0; s < NSIZES; s++) {
+      int f = fastest(d, s);
+      fprintf(jf, "%s\"%zu\": \"%s\"", s ? ", " : "", size_bytes(s), f < 0 ? "?" : k_vname[f]);
+    }
+    fprintf(jf, "}");
   }
+  fprintf(jf,
+          "},\n  \"host_us_per_eager_call\": {\"moecomm_nccl\": %.3f, \"moecomm_custom\": %.3f, "
+          "\"nccl\": %.3f},\n",
+          g_res[0].host_us[0], g_res[0].host_us[1], g_res[0].host_us[2]);
+  fprintf(jf,
+          "  \"custom_device_bytes_per_rank\": %llu,\n  \"custom_meminfo_mib_per_rank\": %.1f,\n"
+          "  \"seconds\": %.1f\n}\n",
+          g_res[0].custom_stats_bytes, g_res[0].custom_meminfo_mib, mc_bench_now_s() - start);
+  if (fclose(jf) != 0)
+    perror(run->json);
+  else
+    printf("\nwrote %s\n", run->json);
+}
+
+int main(int argc, char **argv) {
+  mc_bench_run_t run;
+  char nccl[32];
+  int failed = 0, all_done = 1, visible, rc;
+  double start = mc_bench_now_s();
+
+  rc = mc_bench_gpu_begin(argc, argv, "bench", MC_BENCH_ANY_WORLD, &run, &g_world);
+  if (rc >= 0) return rc;
+  visible = shim_gpu_devices();
+  mc_bench_nccl_version(nccl, sizeof(nccl));
+  if ((g_res = mc_bench_shared(sizeof(rank_res_t) * (size_t)g_world)) == NULL) return 1;
+  printf("bench: all-reduce on %d ranks (%s, %d CUDA devices visible)\n", g_world,
+         g_world < visible ? "MC_BENCH_GPU_RANKS" : "every device", visible);
+  if (g_world == 1)
+    printf(
+        "bench: ONE GPU: a world of one rank, where every all-reduce is a device copy; the "
+        "custom kernels and the multi-rank rows need 2 or more GPUs and are not measured\n");
+  rc = shim_launch(g_world, rank_main, NULL, 400);
+  for (int r = 0; r < g_world; r++) all_done &= g_res[r].done;
+  if (rc != 0 || !all_done) {
+    printf("bench: a rank failed: ");
+    print_rank_states();
+    failed = 1;
+  }
+
+  printf("\n# all-reduce, %d ranks on %s (driver %s, CUDA runtime %d, NCCL %s), commit %s\n",
+         g_world, g_res[0].gpu.name, run.driver, g_res[0].gpu.cuda_runtime, nccl, run.commit);
+  printf(
+      "# graph of %d all-reduces, %d timed replays, median us per op (slowest rank); busbw = "
+      "algbw * 2(n-1)/n; interleaved: compute kernel alone %.2f us per launch (rank 0)\n",
+      GRAPH_OPS, REPLAYS, g_res[0].compute_us);
+  for (int m = 0; m < NMODES; m++) failed |= print_mode(m);
+  print_summary();
+  print_deterministic();
+  print_policy_and_host();
+  if (run.json != NULL) write_json(&run, nccl, visible, start);
   printf("bench: %.1f s%s\n", mc_bench_now_s() - start, failed ? ", FAILED (see above)" : "");
   return failed;
 }

@@ -10,7 +10,7 @@ BENCH_COMMON_OBJ := $(BENCH_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_OUT    ?= $(BUILD)/bench-results
 export BENCH_OUT
 
-.PHONY: bench-save
+.PHONY: bench-save bench-ep
 tests gpu-bins: $(BENCH_BIN)
 
 $(BUILD)/bench/%: bench/%.c $(BENCH_COMMON_OBJ) $(HOST_A) $(PLUGIN)
@@ -19,7 +19,8 @@ $(BUILD)/bench/%: bench/%.c $(BENCH_COMMON_OBJ) $(HOST_A) $(PLUGIN)
 	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(BENCH_COMMON_OBJ) $(HOST_A) \
 	  $(HOST_LIBS) $(NCCL_LIBS) -lpthread
 
-BENCH_GPU_RUNS = bench/run.sh gpu $(BUILD) && bench/run.sh scatter $(BUILD)
+BENCH_GPU_RUNS = bench/run.sh gpu $(BUILD) && bench/run.sh fused $(BUILD) && \
+                 bench/run.sh scatter $(BUILD)
 
 bench: gpu-bins
 	@$(BENCH_GPU_RUNS)
@@ -34,9 +35,16 @@ bench-cpu: all
 bench-mem: gpu-bins
 	@bench/run.sh mem $(BUILD)
 
+# Expert-parallel dispatch and combine: NVLink kernels, NCCL path, torch all_to_all_single.
+bench-ep: gpu-bins
+	@bench/run.sh ep $(BUILD)
+
 # kern_sim: the kernels themselves with simulated members on one GPU (CUDA and kernels/ only).
+# allreduce and fused also link the kernels: the standalone norm (kernels/mc_norm.h) is their
+# compute kernel and the unfused pipeline's second half; fused checks against rmsnorm_ref.c.
 ifeq ($(WITH_CUDA),1)
 KERN_SIM_OBJ := $(filter $(OBJ_DIR)/kernels/%,$(PLUGIN_OBJ))
-$(BUILD)/bench/kern_sim: $(KERN_SIM_OBJ)
-$(BUILD)/bench/kern_sim: private HOST_LIBS := $(KERN_SIM_OBJ) $(HOST_LIBS) -lstdc++
+KERN_BENCH_BIN := $(BUILD)/bench/kern_sim $(BUILD)/bench/allreduce $(BUILD)/bench/fused
+$(KERN_BENCH_BIN): $(KERN_SIM_OBJ)
+$(KERN_BENCH_BIN): private HOST_LIBS := $(KERN_SIM_OBJ) $(HOST_LIBS) -lstdc++
 endif

@@ -28,6 +28,9 @@ static void usage(FILE *f) {
           "                    runs SCATTERED or FULL, and of plan_capture_sizes' multiple)\n"
           "  --uneven          scatter-mode step: attention groups get different token counts\n"
           "                    (capture sizes from plan_capture_sizes), so padding is exercised\n"
+          "  --moe-a2a         the MoE layer by moe_dispatch, identity experts and moe_combine\n"
+          "                    on MOE_EP (ABI 1.2) after the attention all-reduce, instead of\n"
+          "                    the MoE all-reduces; tokens are per rank\n"
           "  --capture-sizes S plan, or a comma list such as 8,16,64: run the step at each size\n"
           "                    (tokens as --tokens means them, replacing it), each eager once and\n"
           "                    captured into its own CUDA graph (own capture scope), then replay\n"
@@ -193,6 +196,7 @@ static const struct {
     {"--env", offsetof(shim_opts_t, env)},
     {"--demo", offsetof(shim_opts_t, demo)},
     {"--uneven", offsetof(shim_opts_t, uneven)},
+    {"--moe-a2a", offsetof(shim_opts_t, moe_a2a)},
 };
 
 /* Options that take an integer in [lo, hi]. */
@@ -293,6 +297,10 @@ static shim_status_t check_opts(const shim_opts_t *o) {
   if (o->demo && o->print_groups) return bad("--demo and --print-groups do not mix");
   if (o->demo && (o->capture_plan || o->n_capture > 0))
     return bad("--demo and --capture-sizes do not mix");
+  if (o->moe_a2a && o->uneven)
+    return bad("--moe-a2a and --uneven do not mix (the all-to-all step's tokens are per rank)");
+  if (o->moe_a2a && o->abi_max < MOECOMM_ABI_VERSION_MAKE(1, 2))
+    return bad("--moe-a2a needs ABI 1.2 (moe_dispatch); --abi-max is lower");
   return SHIM_OK;
 }
 

@@ -34,11 +34,14 @@ static void step_config(const shim_rank_t *r, const shim_sizes_t *z, shim_step_c
   cfg->gather_moe = shim_eff(o->attn_cp) > shim_eff(o->moe_dp);
   cfg->modes = r->job->plugin->version >= MOECOMM_ABI_VERSION_MAKE(1, 1);
   cfg->uneven = o->uneven;
+  cfg->a2a = o->moe_a2a;
   cfg->tp = o->tp;
   cfg->ep = o->ep;
   cfg->moe_dp = o->moe_dp;
   cfg->attn_cp = o->attn_cp;
   cfg->attn_dp = o->attn_dp;
+  cfg->pp = shim_eff(o->pp);
+  cfg->p2p = r->job->plugin->version >= MOECOMM_ABI_VERSION_MAKE(1, 2);
   if (z->n > 0) {
     cfg->sizes = z->t;
     cfg->n_sizes = z->n;

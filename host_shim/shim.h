@@ -52,6 +52,7 @@ typedef struct shim_opts {
   int print_groups, demo;
   int env;                /* --env: print the plugin's configuration table and stop */
   int uneven;             /* ABI-1.1 step: attention groups get different token counts */
+  int moe_a2a;            /* the MoE by moe_dispatch / moe_combine on MOE_EP (ABI 1.2) */
   int capture_plan;       /* --capture-sizes plan: every size plan_capture_sizes gives */
   int32_t *capture_sizes; /* --capture-sizes list (n_capture distinct sizes), else NULL */
   int n_capture;

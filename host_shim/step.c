@@ -1,12 +1,15 @@
 /* step.c - what both variants of the MoE step share (step.h): buffers, new inputs and poison
  * before each run, eager runs, capture, replay and the timing rows.  The variants
- * (step_v10.c, step_v11.c) say which ops run and what their results must be. */
+ * (step_v10.c, step_v11.c) say which ops run and what their results must be; the pipeline
+ * hand-off (step_pp.c) follows them when there is one. */
 #include "step.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lib/report.h"
 
 #define SHIM_MAX_PRINTED 5 /* mismatch lines per rank */
 
@@ -42,6 +45,21 @@ int shim_step_group(shim_step_t *s, moecomm_group_kind_t kind, moecomm_group_t *
   return 0;
 }
 
+int shim_step_op_group(shim_step_t *s, shim_op_t *op, moecomm_group_kind_t kind,
+                       moecomm_group_stats_t *st) {
+  char ranks[128];
+  if (shim_step_group(s, kind, &op->group, st) != 0) return -1;
+  op->gsize = st->size;
+  op->grank = st->rank;
+  op->backend = st->backend_name ? st->backend_name : "?";
+  op->granks = malloc((size_t)st->size * sizeof(int32_t));
+  if (op->granks == NULL) return shim_step_fail(s, "out of host memory");
+  memcpy(op->granks, st->ranks, (size_t)st->size * sizeof(int32_t));
+  shim_format_ranks(op->granks, op->gsize, ranks, sizeof(ranks));
+  snprintf(op->label, sizeof(op->label), "%s %s", st->kind_name ? st->kind_name : "?", ranks);
+  return 0;
+}
+
 shim_op_t *shim_step_next_op(shim_step_t *s) {
   shim_op_t *op;
   if (s->n_ops == SHIM_STEP_MAX_OPS) {
@@ -66,15 +84,32 @@ static const char *coll_call_name(shim_coll_t c) {
     case SHIM_ALL_GATHER: return "all_gather";
     case SHIM_REDUCE_SCATTER: return "reduce_scatter";
     case SHIM_SCATTER: return "scatter";
+    case SHIM_SENDRECV: return "recv/send";
+    case SHIM_MOE_DISPATCH: return "moe_dispatch";
+    case SHIM_MOE_COMBINE: return "moe_combine";
   }
   return "?";
+}
+
+/* The step's ops: the variant's, then the hand-off (number n_ops) when there is one. */
+static int step_count(const shim_step_t *s) {
+  return s->n_ops + s->pp_on;
+}
+
+static shim_op_t *step_op(shim_step_t *s, int k) {
+  return k < s->n_ops ? &s->ops[k] : &s->pp;
+}
+
+/* Whose hooks serve op k. */
+static const shim_step_ops_t *step_hooks(const shim_step_t *s, int k) {
+  return k < s->n_ops ? s->ops_of : &shim_step_pp;
 }
 
 /* Token counts, rows and element counts of every op for `tokens`; the buffers are not looked
    at. */
 static int step_layout(shim_step_t *s, int tokens) {
   if (tokens < 1) return shim_step_fail(s, "token count %d: must be at least 1", tokens);
-  if (s->ops_of->layout(s, tokens) != 0) return -1;
+  if (s->ops_of->layout(s, tokens) != 0 || shim_step_pp.layout(s, tokens) != 0) return -1;
   s->cfg.tokens = tokens;
   return 0;
 }
@@ -84,15 +119,17 @@ int shim_step_set_tokens(shim_step_t *s, int tokens) {
   char why[sizeof(s->err)];
   if (step_layout(s, tokens) == 0) {
     int k;
-    for (k = 0; k < s->n_ops; k++)
-      if (s->ops[k].send_count > s->ops[k].send_cap || s->ops[k].recv_count > s->ops[k].recv_cap)
+    for (k = 0; k < step_count(s); k++)
+      if (step_op(s, k)->send_count > step_op(s, k)->send_cap ||
+          step_op(s, k)->recv_count > step_op(s, k)->recv_cap)
         break;
-    if (k == s->n_ops) return 0;
+    if (k == step_count(s)) return 0;
+    const shim_op_t *op = step_op(s, k);
     shim_step_fail(s,
                    "%d tokens: %s on %s needs %zu + %zu elements, its buffers hold %zu + %zu "
                    "(sized for the step's token counts only)",
-                   tokens, s->ops[k].name, s->ops[k].label, s->ops[k].send_count,
-                   s->ops[k].recv_count, s->ops[k].send_cap, s->ops[k].recv_cap);
+                   tokens, op->name, op->label, op->send_count, op->recv_count, op->send_cap,
+                   op->recv_cap);
   }
   /* Back to the previous layout, which fitted; keep the first reason. */
   snprintf(why, sizeof(why), "%s", s->err);
@@ -101,17 +138,23 @@ int shim_step_set_tokens(shim_step_t *s, int tokens) {
   return -1;
 }
 
-/* The variant that runs: ABI 1.1 first when the plugin speaks it, else (or when it cannot run
-   this topology) ABI 1.0. */
+/* The variant that runs: the all-to-all step when asked for; else ABI 1.1 first when the
+   plugin speaks it, else (or when it cannot run this topology) ABI 1.0; then the hand-off when
+   there are pipeline stages. */
 static int step_plan(shim_step_t *s) {
   static const shim_step_ops_t *const variants[] = {&shim_step_v11, &shim_step_v10};
   int rc = -1;
-  for (size_t i = s->cfg.modes ? 0 : 1; i < sizeof(variants) / sizeof(variants[0]); i++) {
-    s->ops_of = variants[i];
-    rc = s->ops_of->plan(s);
-    if (rc <= 0) break;
+  if (s->cfg.a2a) {
+    s->ops_of = &shim_step_a2a;
+    rc = s->ops_of->plan(s) == 0 ? 0 : -1;
+  } else {
+    for (size_t i = s->cfg.modes ? 0 : 1; i < sizeof(variants) / sizeof(variants[0]); i++) {
+      s->ops_of = variants[i];
+      rc = s->ops_of->plan(s);
+      if (rc <= 0) break;
+    }
   }
-  return rc == 0 ? 0 : -1;
+  return rc == 0 ? shim_step_pp.plan(s) : -1;
 }
 
 /* Every op's buffers, sized for the largest of the step's token counts; the step is left at
@@ -123,14 +166,14 @@ static int step_buffers(shim_step_t *s) {
   int tokens = cfg->tokens;
   for (size_t i = 0; i <= cfg->n_sizes; i++) {
     if (step_layout(s, i < cfg->n_sizes ? cfg->sizes[i] : tokens) != 0) return -1;
-    for (int k = 0; k < s->n_ops; k++) {
-      shim_op_t *op = &s->ops[k];
+    for (int k = 0; k < step_count(s); k++) {
+      shim_op_t *op = step_op(s, k);
       if (op->send_count > op->send_cap) op->send_cap = op->send_count;
       if (op->recv_count > op->recv_cap) op->recv_cap = op->recv_count;
     }
   }
-  for (int k = 0; k < s->n_ops; k++) {
-    shim_op_t *op = &s->ops[k];
+  for (int k = 0; k < step_count(s); k++) {
+    shim_op_t *op = step_op(s, k);
     /* At least one element: a mode may hold no rows on a rank (a group with no tokens). */
     size_t sb = (op->send_cap ? op->send_cap : 1) * dsz;
     size_t rb = (op->recv_cap ? op->recv_cap : 1) * dsz;
@@ -189,8 +232,8 @@ fail:
 void shim_step_fini(shim_step_t *s) {
   if (s->timer_ready) shim_timer_fini(s->dev, &s->timer);
   s->timer_ready = 0;
-  for (int k = 0; k < s->n_ops; k++) {
-    shim_op_t *op = &s->ops[k];
+  for (int k = 0; k < step_count(s); k++) {
+    shim_op_t *op = step_op(s, k);
     if (op->h_send != op->send) shim_host_free(s->dev, op->h_send);
     if (op->h_recv != op->recv) shim_host_free(s->dev, op->h_recv);
     shim_dev_free(s->dev, op->send);
@@ -201,6 +244,7 @@ void shim_step_fini(shim_step_t *s) {
     op->granks = NULL;
   }
   s->n_ops = 0;
+  s->pp_on = 0;
   shim_samples_free(&s->graph_us);
   free(s->sync);
   s->sync = NULL;
@@ -209,9 +253,9 @@ void shim_step_fini(shim_step_t *s) {
 
 /* New inputs into op k's send buffer and poison into its output (stream-ordered on a GPU). */
 static int op_prepare(shim_step_t *s, int k, int iter) {
-  shim_op_t *op = &s->ops[k];
+  shim_op_t *op = step_op(s, k);
   size_t dsz = shim_dtype_size(s->cfg.dtype);
-  s->ops_of->input(s, k, iter);
+  step_hooks(s, k)->input(s, k, iter);
   if (op->h_recv != op->recv) memset(op->h_recv, 0xff, op->recv_count * dsz);
   if (shim_dev_put(s->dev, op->send, op->h_send, op->send_count * dsz) != 0 ||
       shim_dev_poison(s->dev, op->recv, op->recv_count * dsz) != 0)
@@ -220,7 +264,7 @@ static int op_prepare(shim_step_t *s, int k, int iter) {
 }
 
 static int op_fetch(shim_step_t *s, int k) {
-  shim_op_t *op = &s->ops[k];
+  shim_op_t *op = step_op(s, k);
   if (shim_dev_get(s->dev, op->h_recv, op->recv, op->recv_count * shim_dtype_size(s->cfg.dtype)) !=
       0)
     return shim_step_fail(s, "result of %s on %s: %s", op->name, op->label, s->dev->err);
@@ -253,21 +297,21 @@ static int step_barrier(shim_step_t *s, int k, int iter) {
   if (s->cfg.barrier == NULL) return 0;
   if (s->cfg.barrier(s->cfg.barrier_arg, &mine, s->sync, sizeof(mine)) != 0)
     return shim_step_fail(s, "the barrier before %s (iteration %d) failed: a rank is gone",
-                          s->ops[k].name, iter);
+                          step_op(s, k)->name, iter);
   return 0;
 }
 
 /* One eager iteration; phase names it in messages ("eager", "captured"). */
 static int step_run(shim_step_t *s, int timed, const char *phase) {
   int iter = s->iter++;
-  for (int k = 0; k < s->n_ops; k++) {
-    shim_op_t *op = &s->ops[k];
+  for (int k = 0; k < step_count(s); k++) {
+    shim_op_t *op = step_op(s, k);
     moecomm_result_t r;
     double us = 0;
     if (op_prepare(s, k, iter) != 0) return -1;
     if (timed && step_barrier(s, k, iter) != 0) return -1;
     if (step_mark(s, 0) != 0) return -1;
-    r = s->ops_of->call(s, op);
+    r = step_hooks(s, k)->call(s, op);
     if (r != MOECOMM_SUCCESS) return call_fail(s, op, iter, phase, r);
     if (step_mark(s, 1) != 0) return -1;
     if (op_fetch(s, k) != 0) return -1;
@@ -278,7 +322,7 @@ static int step_run(shim_step_t *s, int timed, const char *phase) {
     if (timed && shim_samples_add(&op->eager_us, us) != 0)
       return shim_step_fail(s, "out of host memory for timings");
     s->checked++;
-    s->ops_of->verify(s, k, iter, phase);
+    step_hooks(s, k)->verify(s, k, iter, phase);
   }
   return 0;
 }
@@ -292,10 +336,10 @@ static int capture_ops(shim_step_t *s, shim_graph_t *g) {
   if (!shim_dev_is_gpu(s->dev)) return step_run(s, 0, "captured");
   if (shim_graph_begin(s->dev) != 0) return shim_step_fail(s, "stream capture: %s", s->dev->err);
   /* Only the calls are captured: inputs and poison are written before each replay. */
-  for (int k = 0; k < s->n_ops; k++) {
-    moecomm_result_t r = s->ops_of->call(s, &s->ops[k]);
+  for (int k = 0; k < step_count(s); k++) {
+    moecomm_result_t r = step_hooks(s, k)->call(s, step_op(s, k));
     if (r != MOECOMM_SUCCESS) {
-      call_fail(s, &s->ops[k], s->iter, "captured", r);
+      call_fail(s, step_op(s, k), s->iter, "captured", r);
       shim_graph_abort(s->dev);
       return -1;
     }
@@ -336,22 +380,22 @@ int shim_step_capture(shim_step_t *s, shim_graph_t *g, int *supported_p) {
 int shim_step_replay(shim_step_t *s, shim_graph_t *g, int timed, double *us_p) {
   int iter = s->iter++;
   double us = 0;
-  for (int k = 0; k < s->n_ops; k++)
+  for (int k = 0; k < step_count(s); k++)
     if (op_prepare(s, k, iter) != 0) return -1;
   if (step_mark(s, 0) != 0) return -1;
   if (shim_graph_launch(s->dev, g) != 0)
     return shim_step_fail(s, "graph replay %d: %s", iter, s->dev->err);
   if (step_mark(s, 1) != 0) return -1;
-  for (int k = 0; k < s->n_ops; k++)
+  for (int k = 0; k < step_count(s); k++)
     if (op_fetch(s, k) != 0) return -1;
   if (shim_dev_sync(s->dev) != 0)
     return shim_step_fail(s, "graph replay (iteration %d): %s", iter, s->dev->err);
   if (step_elapsed(s, &us) != 0) return -1;
-  if (timed && shim_samples_add(&s->graph_us, us / (double)s->n_ops) != 0)
+  if (timed && shim_samples_add(&s->graph_us, us / (double)step_count(s)) != 0)
     return shim_step_fail(s, "out of host memory for timings");
-  for (int k = 0; k < s->n_ops; k++) {
+  for (int k = 0; k < step_count(s); k++) {
     s->checked++;
-    s->ops_of->verify(s, k, iter, "graph");
+    step_hooks(s, k)->verify(s, k, iter, "graph");
   }
   if (us_p != NULL) *us_p = us;
   return 0;
@@ -359,12 +403,13 @@ int shim_step_replay(shim_step_t *s, shim_graph_t *g, int timed, double *us_p) {
 
 void shim_step_describe(const shim_step_t *s, FILE *f) {
   s->ops_of->describe(s, f);
+  shim_step_pp.describe(s, f);
 }
 
 int shim_step_report_rows(const shim_step_t *s, shim_report_row_t *rows) {
   size_t dsz = shim_dtype_size(s->cfg.dtype);
-  for (int k = 0; k < s->n_ops; k++) {
-    const shim_op_t *op = &s->ops[k];
+  for (int k = 0; k < step_count(s); k++) {
+    const shim_op_t *op = k < s->n_ops ? &s->ops[k] : &s->pp;
     rows[k].op = op->name;
     rows[k].group = op->label;
     rows[k].backend = op->backend;
@@ -372,5 +417,5 @@ int shim_step_report_rows(const shim_step_t *s, shim_report_row_t *rows) {
     rows[k].eager = &op->eager_us;
     rows[k].graph = &s->graph_us;
   }
-  return s->n_ops;
+  return step_count(s);
 }

@@ -1,6 +1,7 @@
 /* step.h - one MoE layer step as an engine runs it, verified exactly after every op.
  *
- * Two variants, by the ABI version negotiated, behind one table (shim_step_ops_t):
+ * Three variants, by the ABI version negotiated and the options, behind one table
+ * (shim_step_ops_t):
  *  - ABI 1.1 (step_v11.c, scatter modes, modes.h): per iteration the transitions around the
  *    layers, each one moecomm scatter(reduce): attention output (TP_ATTN_FULL partial sums) into
  *    the MoE's input mode, MoE output back to TP_ATTN_FULL, and the same pair for the dense MLP
@@ -12,7 +13,11 @@
  *      when attn_cp > moe_dp, the MoE all-gather of the tokens on MOE_CP;
  *      MoE all-reduce (sum) on MOE_TP, then on MOE_EP (over the gathered tokens when gathered);
  *      reduce-scatter (sum) on ATTN_TP of the attn_tp groups' tokens back to this rank's tokens.
- * What both share (step.c): each op has its own input and output buffers (fixed addresses, so a
+ * With pp > 1 (ABI 1.2) both end with the pipeline hand-off (step_pp.c): the stage's activations
+ * sent to the next stage and the previous stage's received, on the PP group.
+ *  - ABI 1.2 with --moe-a2a (step_a2a.c): the attention all-reduce on ATTN_TP, then the MoE by
+ *    moe_dispatch on MOE_EP, identity experts and moe_combine instead of the MoE all-reduces.
+ * What they share (step.c): each op has its own input and output buffers (fixed addresses, so a
  * captured graph can be replayed with new inputs), its inputs are regenerated from (seed,
  * iteration, rank, op) before every run, its output is poisoned first and compared bit for bit
  * with the exact result; eager runs, capture and replay.  A step may run at several token counts
@@ -38,7 +43,10 @@ typedef enum shim_coll {
   SHIM_ALL_REDUCE = 0,
   SHIM_ALL_GATHER,
   SHIM_REDUCE_SCATTER,
-  SHIM_SCATTER /* a scatter-mode transition (ABI 1.1) */
+  SHIM_SCATTER,      /* a scatter-mode transition (ABI 1.1) */
+  SHIM_SENDRECV,     /* the pipeline hand-off (ABI 1.2, step_pp.c) */
+  SHIM_MOE_DISPATCH, /* expert-parallel dispatch and combine (ABI 1.2, --moe-a2a) */
+  SHIM_MOE_COMBINE
 } shim_coll_t;
 
 typedef struct shim_op {
@@ -74,7 +82,10 @@ typedef struct shim_step_cfg {
   int gather_moe; /* attn_cp > moe_dp: the MoE all-gather on MOE_CP runs (ABI 1.0) */
   int modes;      /* 1: the ABI-1.1 step when the plugin allows it */
   int uneven;     /* ABI 1.1: attention groups get different token counts */
+  int a2a;        /* --moe-a2a: the MoE by dispatch and combine on MOE_EP (step_a2a.c) */
   int tp, ep, moe_dp, attn_cp, attn_dp; /* topology for the reference model (tp resolved) */
+  int pp;         /* pipeline stages: > 1 adds the hand-off on the PP group (step_pp.c)... */
+  int p2p;        /* ...when the plugin negotiated ABI 1.2 (send, recv) */
   /* A world barrier before each timed eager op (NULL: none), so that an op's time does not
      include waiting for peers still checking the previous one: a world all-gather of 4 bytes. */
   moecomm_host_allgather_fn_t barrier;
@@ -89,8 +100,11 @@ typedef struct shim_step {
   shim_dev_t *dev;
   shim_step_cfg_t cfg;
   const shim_step_ops_t *ops_of; /* the variant */
-  shim_op_t ops[SHIM_STEP_MAX_OPS];
+  shim_op_t ops[SHIM_STEP_MAX_OPS]; /* the variant's ops */
   int n_ops;
+  shim_op_t pp;      /* the pipeline hand-off, after them when pp_on (op number n_ops) */
+  int pp_on;
+  char pp_note[160]; /* why there is no hand-off although pp > 1 */
   shim_timer_t timer;
   int timer_ready;
   shim_samples_t graph_us; /* per op: whole-graph replay time / n_ops */
@@ -109,6 +123,17 @@ typedef struct shim_step {
     int32_t *tokens;      /* T[g] of every TP block (world / tp blocks of attn_dp * attn_cp) */
     void *want, *scratch; /* expected rows of the largest output; one row */
   } v11;
+  struct {                /* MoE all-to-all variant (step_a2a.c) */
+    int n, me;            /* MOE_EP's size and this rank's index in it */
+    int experts, top_k;   /* E = 4 n experts, K = 4 */
+    int64_t t_max, cap;   /* tokens per dispatch at most; rows per expert (n * t_max) */
+    size_t rx_bytes;      /* recv_x's bytes in the dispatch's output (counts, sources follow) */
+    uint64_t handle;      /* the latest dispatch's, for its combine */
+    int32_t *ids;         /* [t_max * K] one member's routing (scratch) */
+    unsigned char *x;     /* [t_max * H] one member's payload (scratch) */
+    unsigned char *want;  /* the dispatch's expected output */
+    int64_t *rows;        /* [E / n] rows counted per local expert */
+  } a2a;
   char note[768]; /* why the ABI-1.0 step runs although the plugin speaks 1.1 */
   char err[1536]; /* why the step stopped: the call, result name, last_error */
 } shim_step_t;
@@ -134,6 +159,10 @@ struct shim_step_ops {
 
 extern const shim_step_ops_t shim_step_v10; /* step_v10.c */
 extern const shim_step_ops_t shim_step_v11; /* step_v11.c */
+/* The pipeline hand-off (step_pp.c): not a variant but one more op, s->pp, after the variant's;
+   its hooks see only s->pp (plan adds it when cfg.pp > 1 and the plugin has send/recv). */
+extern const shim_step_ops_t shim_step_pp;
+extern const shim_step_ops_t shim_step_a2a; /* step_a2a.c */
 
 /* Plans the ops and allocates their buffers: the ABI-1.1 step when cfg->modes is set and the
    plugin's table has layer_mode, mode_rows and scatter and layer_mode accepts the topology (else
@@ -168,7 +197,8 @@ int shim_step_replay(shim_step_t *s, shim_graph_t *g, int timed, double *us_p);
    each op with its groups. */
 void shim_step_describe(const shim_step_t *s, FILE *f);
 
-/* Rows of the timing table for this rank's ops (rows: SHIM_STEP_MAX_OPS entries). */
+/* Rows of the timing table for this rank's ops, the hand-off included (rows: SHIM_STEP_MAX_OPS
+   entries: the plan leaves room for it). */
 int shim_step_report_rows(const shim_step_t *s, shim_report_row_t *rows);
 
 /* For the variants (step_v10.c, step_v11.c): */
@@ -179,6 +209,16 @@ int shim_step_api_fail(shim_step_t *s, const char *call, const char *where, moec
 /* This rank's group of `kind`: handle and stats, checked for consistency; 0 or -1. */
 int shim_step_group(shim_step_t *s, moecomm_group_kind_t kind, moecomm_group_t **group_p,
                     moecomm_group_stats_t *st);
+/* op's group of `kind` (shim_step_group): handle, size, rank, backend, member list and label
+   ("PP [0,2]"); st gets the stats.  0 or -1. */
+int shim_step_op_group(shim_step_t *s, shim_op_t *op, moecomm_group_kind_t kind,
+                       moecomm_group_stats_t *st);
+/* Adds one op on the group of `kind` (step_v10.c; that step's input, call and verify hooks
+   serve its collectives); `n` is the op's per-rank tensor (elements): all-reduce n -> n,
+   all-gather n -> size*n, reduce-scatter size*n -> n; other kinds: the caller sets the counts.
+   0 or -1. */
+int shim_step_add_coll(shim_step_t *s, const char *name, shim_coll_t coll,
+                       moecomm_group_kind_t kind, size_t n);
 /* The next free op, zeroed (NULL with s->err when the step is full); s->n_ops is not changed. */
 shim_op_t *shim_step_next_op(shim_step_t *s);
 /* Counts one wrong element; 1 when its line should be printed (the first few per rank). */

@@ -7,31 +7,20 @@
 #include "lib/report.h"
 #include "step.h"
 
-/* Adds one collective; `n` is the op's per-rank tensor (elements): all-reduce n -> n, all-gather
-   n -> size*n, reduce-scatter size*n -> n. */
-static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_group_kind_t kind,
-                  size_t n) {
+int shim_step_add_coll(shim_step_t *s, const char *name, shim_coll_t coll,
+                       moecomm_group_kind_t kind, size_t n) {
   shim_op_t *op = shim_step_next_op(s);
   moecomm_group_stats_t st;
-  char ranks[128];
 
   if (op == NULL) return -1;
   op->name = name;
   op->coll = coll;
-  if (shim_step_group(s, kind, &op->group, &st) != 0) return -1;
+  if (shim_step_op_group(s, op, kind, &st) != 0) return -1;
   if (coll != SHIM_ALL_GATHER && st.size > SHIM_DATA_MAX_ADDENDS)
     return shim_step_fail(s,
                           "%s has %d ranks: exact verification of sums needs at most %d ranks per "
                           "reduction group",
                           st.kind_name ? st.kind_name : "?", (int)st.size, SHIM_DATA_MAX_ADDENDS);
-  op->gsize = st.size;
-  op->grank = st.rank;
-  op->backend = st.backend_name ? st.backend_name : "?";
-  op->granks = malloc((size_t)st.size * sizeof(int32_t));
-  if (op->granks == NULL) return shim_step_fail(s, "out of host memory");
-  memcpy(op->granks, st.ranks, (size_t)st.size * sizeof(int32_t));
-  shim_format_ranks(op->granks, op->gsize, ranks, sizeof(ranks));
-  snprintf(op->label, sizeof(op->label), "%s %s", st.kind_name ? st.kind_name : "?", ranks);
   switch (coll) {
     case SHIM_ALL_REDUCE: op->send_count = op->recv_count = n; break;
     case SHIM_ALL_GATHER:
@@ -42,7 +31,7 @@ static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_gr
       op->send_count = (size_t)op->gsize * n;
       op->recv_count = n;
       break;
-    case SHIM_SCATTER: break; /* not a collective of this variant */
+    default: break; /* not a collective of this variant */
   }
   s->n_ops++;
   return 0;
@@ -52,14 +41,14 @@ static int add_op(shim_step_t *s, const char *name, shim_coll_t coll, moecomm_gr
 static int v10_plan(shim_step_t *s) {
   size_t th = (size_t)s->cfg.tokens * (size_t)s->cfg.hidden;
   size_t moe_n = th;
-  if (add_op(s, "attn all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_ATTN_TP, th) != 0) return -1;
+  if (shim_step_add_coll(s, "attn all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_ATTN_TP, th) != 0) return -1;
   if (s->cfg.gather_moe) {
-    if (add_op(s, "moe all-gather", SHIM_ALL_GATHER, MOECOMM_GROUP_MOE_CP, th) != 0) return -1;
+    if (shim_step_add_coll(s, "moe all-gather", SHIM_ALL_GATHER, MOECOMM_GROUP_MOE_CP, th) != 0) return -1;
     moe_n = s->ops[s->n_ops - 1].recv_count;
   }
-  if (add_op(s, "moe-tp all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_TP, moe_n) != 0) return -1;
-  if (add_op(s, "moe-ep all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_EP, moe_n) != 0) return -1;
-  if (add_op(s, "attn reduce-scatter", SHIM_REDUCE_SCATTER, MOECOMM_GROUP_ATTN_TP, th) != 0)
+  if (shim_step_add_coll(s, "moe-tp all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_TP, moe_n) != 0) return -1;
+  if (shim_step_add_coll(s, "moe-ep all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_EP, moe_n) != 0) return -1;
+  if (shim_step_add_coll(s, "attn reduce-scatter", SHIM_REDUCE_SCATTER, MOECOMM_GROUP_ATTN_TP, th) != 0)
     return -1;
   /* Every count above is tokens times a whole number of elements. */
   for (int k = 0; k < s->n_ops; k++) {
@@ -120,7 +109,7 @@ static moecomm_result_t v10_call(shim_step_t *s, shim_op_t *op) {
     case SHIM_REDUCE_SCATTER:
       return api->reduce_scatter(op->group, op->send, op->recv, op->recv_count, s->cfg.dtype,
                                  MOECOMM_SUM, s->dev->stream);
-    case SHIM_SCATTER: break;
+    default: break;
   }
   return MOECOMM_ERR_INTERNAL;
 }

@@ -66,12 +66,16 @@ extern "C" {
        reduces everything; no barrier */
 #define MC_KERN_ALGOS 5
 
-/* "ll", "oneshot", "twoshot"; "nccl" for 0 (no kernel: the call goes to NCCL). */
+/* "ll", "oneshot", "twoshot", "twoshot_push", "oneshot_push"; "nccl" for 0 (no kernel: the call
+   goes to NCCL).  Without the MC_KERN_FUSED bit of mc_rmsnorm.h. */
 static inline const char *mc_kern_algo_name(int algo) {
-  return algo == MC_KERN_LL        ? "ll"
-         : algo == MC_KERN_ONESHOT ? "oneshot"
-         : algo == MC_KERN_TWOSHOT ? "twoshot"
-                                   : "nccl";
+  algo &= 0xff;
+  return algo == MC_KERN_LL             ? "ll"
+         : algo == MC_KERN_ONESHOT      ? "oneshot"
+         : algo == MC_KERN_TWOSHOT      ? "twoshot"
+         : algo == MC_KERN_TWOSHOT_PUSH ? "twoshot_push"
+         : algo == MC_KERN_ONESHOT_PUSH ? "oneshot_push"
+                                        : "nccl";
 }
 
 /* Error codes in mc_kern_err_t.code (0: none). */

@@ -17,9 +17,11 @@
  * Order of ss: lane l (0..255) starts at 0 and accumulates c = fmaf(v, v, c) over the elements
  * of vectors l, l + 256, l + 512, ... in order (vector j is elements 8j .. 8j+7); lanes 32g ..
  * 32g+31 are summed by a butterfly (pairs (l, l^16), then l^8, l^4, l^2, l^1); the 8 group sums
- * are added in order 0..7.  It depends only on H: a row gets the same bits alone or in any batch,
- * through every algorithm, on every member; and the same bits as an unfused pipeline that runs
- * the all-reduce (mc_kernels.h's rule) and then this definition from a.
+ * are added in order 0..7.  (The unfused path, kernels/mc_norm.h, also takes other H: there the
+ * last vector of a row may be short and adds only its elements.)  It depends only on H: a row
+ * gets the same bits alone or in any batch, through every algorithm, on every member; and the
+ * same bits as an unfused pipeline that runs the all-reduce (mc_kernels.h's rule) and then this
+ * definition from a.
  * fp8 (y_fp8 != NULL): scale = amax |y| / 448 over the row (the rounded y); q = e4m3(y / scale),
  * nearest even, saturated to +-448, NaN -> 0x7f; a row whose amax is 0 gets scale 0 and q = 0.
  *

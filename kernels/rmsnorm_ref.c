@@ -117,14 +117,18 @@ void mc_kern_ref_all_reduce(const void *const *ins, int n, size_t count, int dty
 }
 
 /* The row's sum of squares in the order of mc_rmsnorm.h (256 lanes, butterflies of 32, groups
-   added in order). */
-static float mc_ref_sumsq(const float *v, size_t hidden) {
+   added in order); v is the row of the new residual (dtype values).  A short last vector (hidden
+   not a multiple of 8) adds only the elements it has. */
+static float mc_ref_sumsq(const void *v, size_t hidden, int dtype) {
   float lane[256], total;
-  const size_t nvec = hidden / 8;
+  const size_t nvec = (hidden + 7) / 8;
   for (size_t l = 0; l < 256; l++) {
     float c = 0.0f;
     for (size_t j = l; j < nvec; j += 256)
-      for (size_t k = 0; k < 8; k++) c = fmaf(v[8 * j + k], v[8 * j + k], c);
+      for (size_t h = 8 * j; h < 8 * j + 8 && h < hidden; h++) {
+        const float x = mc_ref_get(v, h, dtype);
+        c = fmaf(x, x, c);
+      }
     lane[l] = c;
   }
   for (size_t g = 0; g < 8; g++)
@@ -135,13 +139,13 @@ static float mc_ref_sumsq(const float *v, size_t hidden) {
   return total;
 }
 
-/* One row: v (already the new residual, widened) to y and the fp8 copy. */
-static void mc_ref_norm_row(int dtype, size_t hidden, const float *v, const void *weight, float eps,
+/* One row: v (the new residual row) to y and the fp8 copy. */
+static void mc_ref_norm_row(int dtype, size_t hidden, const void *v, const void *weight, float eps,
                             void *y_row, uint8_t *q_row, float *scale_p) {
-  const float inv = 1.0f / sqrtf(mc_ref_sumsq(v, hidden) / (float)hidden + eps);
+  const float inv = 1.0f / sqrtf(mc_ref_sumsq(v, hidden, dtype) / (float)hidden + eps);
   float amax = 0.0f, scale;
   for (size_t h = 0; h < hidden; h++) {
-    const float t = v[h] * inv;
+    const float t = mc_ref_get(v, h, dtype) * inv;
     const float yv = mc_ref_round(t * mc_ref_get(weight, h, dtype), dtype);
     mc_ref_put(y_row, h, dtype, yv);
     amax = fmaxf(amax, fabsf(yv));
@@ -156,18 +160,16 @@ static void mc_ref_norm_row(int dtype, size_t hidden, const float *v, const void
 int mc_kern_ref_add_rmsnorm(int dtype, size_t rows, size_t hidden, const void *a, void *residual,
                             const void *weight, float eps, void *y, uint8_t *y_fp8,
                             float *y_scale) {
-  float v[16384];
-  if ((dtype != MOECOMM_FLOAT16 && dtype != MOECOMM_BFLOAT16) || hidden == 0 || hidden % 8 != 0 ||
-      hidden > sizeof(v) / sizeof(v[0]) || a == NULL || residual == NULL || weight == NULL ||
-      y == NULL || (y_fp8 != NULL && y_scale == NULL))
+  if ((dtype != MOECOMM_FLOAT16 && dtype != MOECOMM_BFLOAT16) || hidden == 0 || a == NULL ||
+      residual == NULL || weight == NULL || y == NULL || (y_fp8 != NULL && y_scale == NULL))
     return -1;
   for (size_t t = 0; t < rows; t++) {
     const size_t base = t * hidden;
-    for (size_t h = 0; h < hidden; h++) {
-      v[h] = mc_ref_round(mc_ref_get(a, base + h, dtype) + mc_ref_get(residual, base + h, dtype),
-                          dtype);
-      mc_ref_put(residual, base + h, dtype, v[h]);
-    }
+    uint16_t *v = (uint16_t *)residual + base;
+    /* a row of a is read whole before y's row is written: y may be a */
+    for (size_t h = 0; h < hidden; h++)
+      mc_ref_put(v, h, dtype,
+                 mc_ref_get(a, base + h, dtype) + mc_ref_get(residual, base + h, dtype));
     mc_ref_norm_row(dtype, hidden, v, weight, eps, (uint16_t *)y + base,
                     y_fp8 != NULL ? y_fp8 + base : NULL, y_scale != NULL ? y_scale + t : NULL);
   }

@@ -28,7 +28,8 @@ void mc_kern_ref_all_reduce(const void *const *ins, int n, size_t count, int dty
 
 /* From the all-reduce result a [rows, hidden]: residual <- D(a + residual), y <- the RMSNorm of
    it times weight, and (y_fp8 != NULL) the e4m3 copy and per-row scale.  dtype FLOAT16 or
-   BFLOAT16.  Returns 0, or -1 (nothing written) for a bad dtype, size or NULL pointer. */
+   BFLOAT16; any hidden >= 1 (past the fused kernels' sizes as kernels/mc_norm.h says); y may be
+   a.  Returns 0, or -1 (nothing written) for a bad dtype, hidden 0 or a NULL pointer. */
 int mc_kern_ref_add_rmsnorm(int dtype, size_t rows, size_t hidden, const void *a, void *residual,
                             const void *weight, float eps, void *y, uint8_t *y_fp8, float *y_scale);
 

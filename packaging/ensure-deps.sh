@@ -7,7 +7,7 @@ declare -A want=(
   [build]="gcc make libc6-dev"
   [test]="libffi-dev abigail-tools pkgconf"
   [bench-cpu]="openmpi-bin libopenmpi-dev"
-  [deb]="dpkg-dev fakeroot"
+  [deb]="dpkg-dev binutils"
   [python]="python3 python3-venv"
 )
 # A package also counts as present when what it provides is there (images that are not Debian's,
@@ -47,11 +47,18 @@ python_venv() {
 [ ${#missing[@]} -eq 0 ] && { [[ " $* " != *" python "* ]] || python_venv; exit; }
 line="apt-get install -y --no-install-recommends ${missing[*]}"
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+  # make -j runs several profiles at once (deps, deps-test, deps-python): one apt at a time, and
+  # apt waits for dpkg's lock rather than failing when something else holds it.
+  lockdir=/run/lock
+  [ -d "$lockdir" ] && [ -w "$lockdir" ] || lockdir=/tmp
+  exec 9>"$lockdir/moecomm-ensure-deps.lock"
+  flock 9
   echo "moecomm: installing ${missing[*]} ($line)" >&2
   export DEBIAN_FRONTEND=noninteractive
-  if apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
-     { apt-get update >/dev/null 2>&1 &&
-       apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; }; then
+  apt=(apt-get -o DPkg::Lock::Timeout=300)
+  if "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+     { "${apt[@]}" update >/dev/null 2>&1 &&
+       "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; }; then
     [[ " $* " != *" python "* ]] || python_venv
     exit
   fi

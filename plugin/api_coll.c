@@ -145,11 +145,31 @@ moecomm_result_t mc_api_all_to_all(moecomm_group_t *group, const void *send, voi
   return mc_api_leave(g->ctx, r);
 }
 
-/* all_to_all_v's host arrays: present, and no block past what the others can address. */
+/* The bytes [*lo_p, *hi_p) that the non-empty blocks span; 0 when there are none, or when an end
+   does not fit (the launch path's size check refuses those calls). */
+static int mc_api_v_extent(int n, const size_t *counts, const size_t *displs, size_t esz,
+                           size_t *lo_p, size_t *hi_p) {
+  size_t lo = SIZE_MAX, hi = 0;
+  for (int p = 0; p < n; p++) {
+    size_t end, end_b;
+    if (counts[p] == 0) continue;
+    if (__builtin_add_overflow(displs[p], counts[p], &end) ||
+        __builtin_mul_overflow(end, esz, &end_b))
+      return 0;
+    if (displs[p] * esz < lo) lo = displs[p] * esz;
+    if (end_b > hi) hi = end_b;
+  }
+  *lo_p = lo;
+  *hi_p = hi;
+  return hi > 0;
+}
+
+/* all_to_all_v's host arrays: present, and the send and recv blocks apart (as all_to_all's
+   buffers): the bytes the send blocks span must not overlap those the recv blocks span. */
 static moecomm_result_t mc_api_check_v(mc_group_t *g, const void *send, const size_t *sc,
                                        const size_t *sd, const void *recv, const size_t *rc,
-                                       const size_t *rd) {
-  size_t total_s = 0, total_r = 0;
+                                       const size_t *rd, size_t esz) {
+  size_t total_s = 0, total_r = 0, s_lo, s_hi, r_lo, r_hi;
   if (sc == NULL || sd == NULL || rc == NULL || rd == NULL)
     return mc_err_set(&g->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "all_to_all_v: the counts and displacements (host arrays of %d entries) "
@@ -169,6 +189,14 @@ static moecomm_result_t mc_api_check_v(mc_group_t *g, const void *send, const si
                       "all_to_all_v: send_counts[%d]=%zu and recv_counts[%d]=%zu (this rank to "
                       "itself) must agree",
                       g->comm->rank, sc[g->comm->rank], g->comm->rank, rc[g->comm->rank]);
+  if (mc_api_v_extent(g->comm->size, sc, sd, esz, &s_lo, &s_hi) &&
+      mc_api_v_extent(g->comm->size, rc, rd, esz, &r_lo, &r_hi) &&
+      mc_api_overlap((const char *)send + s_lo, s_hi - s_lo, (const char *)recv + r_lo,
+                     r_hi - r_lo))
+    return mc_err_set(&g->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
+                      "all_to_all_v: the send blocks (bytes %zu..%zu of send) and the recv blocks "
+                      "(bytes %zu..%zu of recv) overlap",
+                      s_lo, s_hi, r_lo, r_hi);
   return MOECOMM_SUCCESS;
 }
 
@@ -192,7 +220,8 @@ moecomm_result_t mc_api_all_to_all_v(moecomm_group_t *group, const void *send,
     r = mc_err_set(&g->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                    "all_to_all_v: stream must be NULL on a CPU context (buffers are host memory)");
   else
-    r = mc_api_check_v(g, send, send_counts, send_displs, recv, recv_counts, recv_displs);
+    r = mc_api_check_v(g, send, send_counts, send_displs, recv, recv_counts, recv_displs,
+                       mc_dtype_size(dtype));
   if (r == MOECOMM_SUCCESS) r = mc_group_collective(g, &c);
   return mc_api_leave(g->ctx, r);
 }

@@ -108,7 +108,7 @@ static void mc_api_fill_stats(const mc_group_t *g, moecomm_group_stats_t *st) {
   st->ranks = comm->ranks;
   st->comm_id = comm->id;
   for (int b = MOECOMM_BACKEND_NONE + 1; b < MC_BACKEND_COUNT; b++) {
-    st->created |= comm->be[b].created;
+    st->created |= comm->be[b].created || comm->be[b].moe != NULL; /* EP state is a creation too */
     st->device_bytes += comm->be[b].device_bytes;
     st->host_bytes += comm->be[b].host_bytes;
   }

@@ -49,12 +49,28 @@ typedef struct mc_coll {
   int capturing;      /* 1 when stream is being captured into a graph */
   int algo;           /* the policy's algorithm for backends that have several (custom:
                          MC_KERN_*), 0 otherwise */
+  size_t chunk;       /* custom, deterministic mode: elements per launch, each through the
+                         staged form of algo (reduce_scatter: per launch inside a block); 0: the
+                         whole call in one launch */
   int deterministic;  /* each element's bits must not depend on size, batch or algorithm */
   int peer;           /* send, recv: index in the group */
   const size_t *send_counts, *send_displs; /* all_to_all_v: elements, per peer */
   const size_t *recv_counts, *recv_displs;
   const mc_rmsnorm_t *norm;                /* rmsnorm */
 } mc_coll_t;
+
+/* all_to_all / all_to_all_v: block p of the send side (send = 1) or of the recv side, as its
+   first element and its element count. */
+static inline void mc_coll_block(const mc_coll_t *c, int send, int p, size_t *displ_p,
+                                 size_t *count_p) {
+  if (c->kind == MC_COLL_ALL_TO_ALL) {
+    *displ_p = (size_t)p * c->count;
+    *count_p = c->count;
+    return;
+  }
+  *displ_p = (send ? c->send_displs : c->recv_displs)[p];
+  *count_p = (send ? c->send_counts : c->recv_counts)[p];
+}
 
 /* One expert-parallel dispatch or combine on the MOE_EP communicator (moe.c). */
 typedef struct mc_moe_call {
@@ -73,6 +89,8 @@ typedef struct mc_moe_call {
   const void *expert_out;    /* [El][C][H] */
   const float *topk_weights; /* [T][K] */
   void *out;                 /* [T][H] */
+  int *ran_p;                /* combine, out: set to 1 when the call did its work although it
+                                returns an error (it reports an earlier dispatch's data error) */
 } mc_moe_call_t;
 
 typedef moecomm_result_t (*mc_coll_fn_t)(mc_comm_t *comm, const mc_coll_t *coll);
@@ -91,6 +109,7 @@ typedef struct mc_backend_limits {
   size_t ll_max_bytes;     /* largest message of the flag-in-data (LL) algorithm; 0: none */
   size_t staged_max_bytes; /* largest eager message of the staged algorithms */
   int capture_slots;       /* captured ops needing registration it can still take; -1: no limit */
+  size_t scratch_bytes;    /* custom, deterministic mode: the reduce_scatter's scratch; 0: none */
 } mc_backend_limits_t;
 
 typedef struct mc_backend_ops {
@@ -121,7 +140,11 @@ typedef struct mc_backend_ops {
   /* Expert-parallel dispatch/combine (NULL: not served).  moe_init runs on the first dispatch
      routed here: collective over the comm, sizes everything from `layout` (the same on every
      member), sets comm->be[id].moe and adds what it holds to the byte counts; on failure leaves
-     nothing allocated.  moe_fini is local.  dispatch and combine alternate, dispatch first. */
+     nothing allocated.  moe_fini is local.  dispatch and combine alternate, dispatch first.
+     Data errors (an expert over its capacity, an expert id outside [-1, E)) never stop a call:
+     the rows are dropped or the slot masked (ep_layout.h), the members stay in step, and a later
+     combine on the member that saw the error reports it (MOECOMM_ERR_NOT_SUPPORTED naming the
+     expert, or MOECOMM_ERR_INVALID_ARGUMENT naming the id), having done its own work (*ran_p). */
   moecomm_result_t (*moe_init)(mc_comm_t *comm, const mc_ep_layout_t *layout);
   void (*moe_fini)(mc_comm_t *comm);
   moecomm_result_t (*moe_dispatch)(mc_comm_t *comm, const mc_moe_call_t *call);

@@ -59,8 +59,10 @@ static const mc_config_var_t mc_core_vars[] = {
      1048576, NULL,
      "tokens a rank dispatches per moe_dispatch at most, when moe_configure leaves max_tokens 0; "
      "the expert-parallel buffers are sized from it"},
-    {"MOECOMM_ALGO", MC_VAR_CHOICE, MC_FIELD(algo), 0, "auto", "auto|ll|oneshot|twoshot|nccl", 0,
-     0, NULL, "forces one custom all-reduce algorithm (nccl: custom groups use NCCL)"},
+    {"MOECOMM_ALGO", MC_VAR_CHOICE, MC_FIELD(algo), 0, "auto",
+     "auto|ll|oneshot|twoshot|nccl|twoshot_push|oneshot_push", 0, 0, NULL,
+     "forces one custom all-reduce algorithm (nccl: custom groups use NCCL); ll and the push ones "
+     "also force the fused all_reduce_rmsnorm kernel of that name"},
     {"MOECOMM_CUSTOM_MAX_BYTES", MC_VAR_BYTES, MC_FIELD(custom_max_bytes), 0, "64M",
      "4096 to 16G (K, M, G suffixes)", 4096, 1ll << 34, NULL,
      "largest all-reduce the custom path takes; larger ones go to NCCL"},

@@ -27,10 +27,12 @@ typedef enum mc_backend_choice {
 /* MOECOMM_ALGO: forces one custom all-reduce algorithm; AUTO follows the measured table. */
 typedef enum mc_algo {
   MC_ALGO_AUTO = 0,
-  MC_ALGO_LL,      /* low latency: flag carried in the data */
-  MC_ALGO_ONESHOT, /* each rank reads every peer's input */
-  MC_ALGO_TWOSHOT, /* reduce-scatter then all-gather */
-  MC_ALGO_NCCL     /* custom groups hand every all-reduce to NCCL */
+  MC_ALGO_LL,           /* low latency: flag carried in the data */
+  MC_ALGO_ONESHOT,      /* each rank reads every peer's input */
+  MC_ALGO_TWOSHOT,      /* reduce-scatter then all-gather */
+  MC_ALGO_NCCL,         /* custom groups hand every all-reduce to NCCL */
+  MC_ALGO_TWOSHOT_PUSH, /* the barrier-free push kernels (kernels/mc_push.h), not in the table */
+  MC_ALGO_ONESHOT_PUSH
 } mc_algo_t;
 
 /* MOECOMM_NCCL_CONFIG. */

@@ -221,6 +221,26 @@ int32_t mc_ep_expert_rank(const mc_ep_layout_t *layout, int32_t expert) {
   return expert / layout->local_experts;
 }
 
+/* ---- data errors ----------------------------------------------------------------------------- */
+
+moecomm_result_t mc_ep_report_overflow(mc_err_t *err, const mc_ep_layout_t *layout, uint64_t pair,
+                                       int32_t expert, int64_t dropped) {
+  return mc_err_set(err, MOECOMM_ERR_NOT_SUPPORTED,
+                    "dispatch %llu sent expert %d %lld rows more than its capacity of %lld: they "
+                    "were dropped (raise expert_capacity in moe_configure)",
+                    (unsigned long long)pair, (int)expert, (long long)dropped,
+                    (long long)layout->cfg.capacity);
+}
+
+moecomm_result_t mc_ep_report_bad_id(mc_err_t *err, const mc_ep_layout_t *layout, uint64_t pair,
+                                     int32_t id, int64_t token, int64_t slot) {
+  return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
+                    "dispatch %llu had expert id %d at token %lld, slot %lld, outside [-1, %d): "
+                    "the slot was treated as masked",
+                    (unsigned long long)pair, (int)id, (long long)token, (long long)slot,
+                    (int)layout->cfg.experts);
+}
+
 /* ---- 16-bit floats ------------------------------------------------------------------------- */
 
 static uint32_t f32_bits(float f) {
@@ -371,11 +391,29 @@ moecomm_result_t mc_ep_ref_dispatch(const mc_ep_layout_t *layout, const mc_ep_re
   return MOECOMM_SUCCESS;
 }
 
+void mc_ep_ref_combine_token(const mc_ep_layout_t *layout, const float *weights,
+                             const void *const *rows, void *out) {
+  const mc_ep_config_t *c = &layout->cfg;
+  for (int64_t j = 0; j < c->hidden; j++) {
+    float acc = 0.0f;
+    for (int64_t k = 0; k < c->top_k; k++) {
+      float p;
+      if (rows[k] == NULL) continue;
+      /* fp32 product, then fp32 sum: two roundings, as in the kernels (ISO C mode, -std=c11,
+         does not contract them into an fma) */
+      p = weights[k] * load_f(rows[k], (size_t)j, c->combine_dtype);
+      acc = acc + p;
+    }
+    store_f(out, (size_t)j, c->combine_dtype, acc);
+  }
+}
+
 moecomm_result_t mc_ep_ref_combine(const mc_ep_layout_t *layout, const mc_ep_ref_rank_t *ranks,
                                    int32_t rank, const void *const *y, void *out, mc_err_t *err) {
   const mc_ep_config_t *c = &layout->cfg;
-  const int64_t el = layout->local_experts, h = c->hidden, k_n = c->top_k;
+  const int64_t el = layout->local_experts, k_n = c->top_k, crb = layout->crow_bytes;
   const mc_ep_ref_rank_t *me;
+  const void *rows_k[MC_EP_MAX_TOPK];
   moecomm_result_t rc;
   int32_t *rows;
   if (rank < 0 || rank >= c->ranks || y == NULL || ranks == NULL)
@@ -401,21 +439,13 @@ moecomm_result_t mc_ep_ref_combine(const mc_ep_layout_t *layout, const mc_ep_ref
     return rc;
   }
   for (int64_t t = 0; t < me->tokens; t++) {
-    for (int64_t j = 0; j < h; j++) {
-      float acc = 0.0f;
-      for (int64_t k = 0; k < k_n; k++) {
-        const int64_t i = t * k_n + k, row = rows[i];
-        float p;
-        if (row < 0 || row >= c->capacity) continue;
-        /* fp32 product, then fp32 sum: two roundings, as in the kernels (ISO C mode, -std=c11,
-           does not contract them into an fma) */
-        p = me->weights[i] * load_f(y[me->ids[i] / el],
-                                    ((me->ids[i] % el) * c->capacity + row) * h + j,
-                                    c->combine_dtype);
-        acc = acc + p;
-      }
-      store_f(out, (size_t)(t * h + j), c->combine_dtype, acc);
+    for (int64_t k = 0; k < k_n; k++) {
+      const int64_t i = t * k_n + k, row = rows[i], e = me->ids[i];
+      rows_k[k] = row < 0 || row >= c->capacity
+                      ? NULL
+                      : (const char *)y[e / el] + ((e % el) * c->capacity + row) * crb;
     }
+    mc_ep_ref_combine_token(layout, me->weights + t * k_n, rows_k, (char *)out + t * crb);
   }
   free(rows);
   return MOECOMM_SUCCESS;

@@ -132,6 +132,21 @@ moecomm_result_t mc_ep_ref_dispatch(const mc_ep_layout_t *layout, const mc_ep_re
 moecomm_result_t mc_ep_ref_combine(const mc_ep_layout_t *layout, const mc_ep_ref_rank_t *ranks,
                                    int32_t rank, const void *const *y, void *out, mc_err_t *err);
 
+/* One token of the combine: out [H] (combine dtype) = sum over k = 0..K-1 of weights[k] *
+   rows[k] [H] (combine dtype; NULL: the slot is skipped), with the roundings above.  Every
+   backend that combines on the CPU uses it, so the bits are the reference's by construction. */
+void mc_ep_ref_combine_token(const mc_ep_layout_t *layout, const float *weights,
+                             const void *const *rows, void *out);
+
+/* Data errors of a dispatch (backend.h: a later combine reports them), the same words on every
+   backend.  An expert over its capacity: MOECOMM_ERR_NOT_SUPPORTED naming the expert and the rows
+   dropped; an expert id outside [-1, E): MOECOMM_ERR_INVALID_ARGUMENT naming the id, the token
+   and the slot.  `pair` is the dispatch's number on the communicator (1, 2, ...). */
+moecomm_result_t mc_ep_report_overflow(mc_err_t *err, const mc_ep_layout_t *layout, uint64_t pair,
+                                       int32_t expert, int64_t dropped);
+moecomm_result_t mc_ep_report_bad_id(mc_err_t *err, const mc_ep_layout_t *layout, uint64_t pair,
+                                     int32_t id, int64_t token, int64_t slot);
+
 /* fp32 <-> 16-bit floats, round to nearest even (the kernels' conversions). */
 uint16_t mc_ep_to_half(float f);
 uint16_t mc_ep_to_bf16(float f);

@@ -247,6 +247,7 @@ moecomm_result_t mc_moe_combine(mc_group_t *g, const moecomm_moe_combine_args_t 
   mc_moe_call_t call;
   moecomm_result_t r;
   mc_err_t *err = &g->ctx->err;
+  int ran = 0;
   memset(&call, 0, sizeof(call));
   if (args == NULL)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT, "moe_combine: args is NULL");
@@ -274,14 +275,19 @@ moecomm_result_t mc_moe_combine(mc_group_t *g, const moecomm_moe_combine_args_t 
   call.expert_out = a.expert_out;
   call.topk_weights = a.topk_weights;
   call.out = a.out;
+  call.ran_p = &ran;
   if (ops->moe_combine == NULL)
     return mc_err_set(err, MOECOMM_ERR_NOT_SUPPORTED, "moe_combine: the %s backend has none",
                       ops->name);
   r = ops->moe_combine(g->comm, &call);
-  if (r != MOECOMM_SUCCESS)
+  if (r != MOECOMM_SUCCESS && !ran)
     return mc_err_wrap(err, r, "moe_combine of %d tokens on %s (%s)", (int)a.num_tokens,
                        g->comm->label, ops->name);
+  /* done, possibly reporting an earlier dispatch's data error (backend.h) */
   mc_moe_count(g, &call);
   g->moe_pending = 0;
+  if (r != MOECOMM_SUCCESS)
+    return mc_err_wrap(err, r, "moe_combine of %d tokens on %s (%s; it ran, the pair is complete)",
+                       (int)a.num_tokens, g->comm->label, ops->name);
   return MOECOMM_SUCCESS;
 }

@@ -59,9 +59,10 @@ ifeq ($(WITH_CUDA),1)
 KERN_TEST_BIN := $(BUILD)/tests/gpu/custom_kernels $(filter $(BUILD)/tests/gpu/kern_%,$(GPU_TEST_BIN))
 $(KERN_TEST_BIN): $(KERN_OBJ)
 $(KERN_TEST_BIN): private HOST_LIBS := $(KERN_OBJ) $(HOST_LIBS) -lstdc++
-# ep_kernels links the EP kernels and the layout reference (plugin/ep_layout.c) from the archive.
-$(BUILD)/tests/gpu/ep_kernels: $(INTERNAL_A)
-$(BUILD)/tests/gpu/ep_kernels: private HOST_LIBS := $(INTERNAL_A) $(HOST_LIBS) -lstdc++
+# ep_kernels links the EP kernels and the layout reference (plugin/ep_layout.c) from the archive;
+# moe_gpu only the reference (it reaches the plugin through dlopen like the other GPU tests).
+$(BUILD)/tests/gpu/ep_kernels $(BUILD)/tests/gpu/moe_gpu: $(INTERNAL_A)
+$(BUILD)/tests/gpu/ep_kernels $(BUILD)/tests/gpu/moe_gpu: private HOST_LIBS := $(INTERNAL_A) $(HOST_LIBS) -lstdc++
 endif
 
 # kern_shape checks the kernels' host-side C (shape.c, rmsnorm_ref.c) on the CPU: it links those

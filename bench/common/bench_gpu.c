@@ -13,9 +13,9 @@
 
 /* The world size from MC_BENCH_GPU_RANKS (fixed 0) or the benchmark itself; see bench_gpu.h. */
 static int gpu_world(const char *bench, int fixed, int *world_p) {
-  const char *env = fixed == 0 ? getenv("MC_BENCH_GPU_RANKS") : NULL;
-  const int gpus = shim_gpu_devices();
-  int want = fixed;
+  const char *env = fixed <= 0 ? getenv("MC_BENCH_GPU_RANKS") : NULL;
+  const int gpus = shim_gpu_devices(), least = fixed == MC_BENCH_ANY_WORLD ? 1 : 2;
+  int want = fixed > 0 ? fixed : 0;
 
   if (env != NULL && env[0] != '\0') {
     char *end = NULL;
@@ -23,19 +23,21 @@ static int gpu_world(const char *bench, int fixed, int *world_p) {
     errno = 0;
     n = strtol(env, &end, 10);
     /* 64: shim_data_fill_random's inputs keep every sum exact up to 64 ranks */
-    if (errno != 0 || end == env || *end != '\0' || n < 2 || n > 64) {
+    if (errno != 0 || end == env || *end != '\0' || n < least || n > 64) {
       fprintf(stderr,
-              "%s: MC_BENCH_GPU_RANKS='%s' is not one rank count from 2 to 64; set it to the number "
-              "of GPUs to use, or unset it to use every visible CUDA device\n",
-              bench, env);
+              "%s: MC_BENCH_GPU_RANKS='%s' is not one rank count from %d to 64; set it to the "
+              "number of GPUs to use, or unset it to use every visible CUDA device\n",
+              bench, env, least);
       return 2;
     }
     want = (int)n;
   }
   if (want == 0) {
-    if (gpus < 2) {
-      printf("SKIP %s: needs 2 or more CUDA devices (it uses every visible one, or "
-             "MC_BENCH_GPU_RANKS=N of them), this machine has %d\n", bench, gpus);
+    if (gpus < least) {
+      printf(
+          "SKIP %s: needs %d or more CUDA devices (it uses every visible one, or "
+          "MC_BENCH_GPU_RANKS=N of them), this machine has %d\n",
+          bench, least, gpus);
       return 0;
     }
     *world_p = gpus;
@@ -170,6 +172,53 @@ void mc_bench_print_facts(const char *label, const mc_bench_run_t *run, const mc
                           const char *nccl) {
   printf("\n%s: %s, driver %s (CUDA driver API %d), NCCL %s, commit %s, %s\n", label, gpu->name,
          run->driver, gpu->cuda_driver, nccl, run->commit, run->date);
+}
+
+int mc_bench_time(cudaStream_t s, cudaEvent_t *ev, int replays, int ops, int (*run)(void *arg),
+                  void *arg, double *us_p) {
+  double *t = malloc(sizeof(double) * (size_t)replays);
+  int good = t != NULL;
+  for (int r = 0; good && r < replays; r++)
+    good = cudaEventRecord(ev[2 * r], s) == cudaSuccess && run(arg) &&
+           cudaEventRecord(ev[2 * r + 1], s) == cudaSuccess;
+  if (good && cudaStreamSynchronize(s) != cudaSuccess) good = 0;
+  for (int r = 0; good && r < replays; r++) {
+    float ms = 0;
+    good = cudaEventElapsedTime(&ms, ev[2 * r], ev[2 * r + 1]) == cudaSuccess;
+    t[r] = 1000.0 * ms / ops;
+  }
+  if (good) *us_p = mc_bench_median(t, replays);
+  free(t);
+  return good;
+}
+
+int mc_bench_capture(const moecomm_api_t *api, moecomm_context_t *ctx, cudaStream_t s,
+                     int (*body)(void *arg), void *arg, cudaGraphExec_t *exec_p, char *err,
+                     size_t cap) {
+  cudaGraph_t graph = NULL;
+  int good = 1, in_scope = 0, capturing = 0;
+  if (ctx != NULL) {
+    if (api->capture_begin(ctx, s) == MOECOMM_SUCCESS)
+      in_scope = 1;
+    else
+      good = mc_bench_fail(err, cap, "capture_begin: %s", api->last_error(ctx));
+  }
+  if (good) {
+    if (cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess)
+      capturing = 1;
+    else
+      good = mc_bench_fail(err, cap, "cudaStreamBeginCapture failed");
+  }
+  if (good) good = body(arg);
+  if (capturing && cudaStreamEndCapture(s, &graph) != cudaSuccess && good)
+    good = mc_bench_fail(err, cap, "cudaStreamEndCapture failed");
+  if (in_scope && api->capture_end(ctx, s) != MOECOMM_SUCCESS && good)
+    good = mc_bench_fail(err, cap, "capture_end: %s", api->last_error(ctx));
+  if (good && cudaGraphInstantiate(exec_p, graph, 0) != cudaSuccess)
+    good = mc_bench_fail(err, cap, "cudaGraphInstantiate failed");
+  if (graph) cudaGraphDestroy(graph);
+  (void)cudaGetLastError();
+  return good;
 }
 
 #endif /* MC_WITH_CUDA */

@@ -7,6 +7,7 @@
 #ifndef MC_BENCH_GPU_H_
 #define MC_BENCH_GPU_H_
 
+#include "../../abi/moecomm.h"
 #include "bench.h"
 
 #if MC_WITH_CUDA
@@ -37,10 +38,12 @@ typedef struct mc_bench_gpu {
 
 /* The start of a GPU benchmark's main: parses the options into *run_p, makes stdout line
    buffered and decides the world size.  fixed > 0: a benchmark written for that many ranks;
-   fixed 0: MC_BENCH_GPU_RANKS=N when set, else every visible CUDA device.  Returns -1 to go on (with
-   *world_p, at least 2 and at most the devices visible), or the status main should return: 0
-   after a visible "SKIP <bench>: ..." line (too few devices), 1 or 2 after an error line (more
-   ranks asked for than devices, a bad MC_BENCH_GPU_RANKS, a bad option). */
+   fixed 0: MC_BENCH_GPU_RANKS=N when set, else every visible CUDA device; MC_BENCH_ANY_WORLD: the
+   same, and one rank is enough (a benchmark that runs what one GPU can).  Returns -1 to go on
+   (with *world_p, at least 2 - or 1 - and at most the devices visible), or the status main should
+   return: 0 after a visible "SKIP <bench>: ..." line (too few devices), 1 or 2 after an error line
+   (more ranks asked for than devices, a bad MC_BENCH_GPU_RANKS, a bad option). */
+#define MC_BENCH_ANY_WORLD (-1)
 int mc_bench_gpu_begin(int argc, char **argv, const char *bench, int fixed, mc_bench_run_t *run_p,
                        int *world_p);
 
@@ -64,6 +67,21 @@ int mc_bench_nccl_comm(int rank, int world, ncclComm_t *comm_p, char *err, size_
    comma after the last.  NULL after a perror line when path cannot be written. */
 FILE *mc_bench_json_open(const char *path, const char *bench, const mc_bench_run_t *run,
                          const mc_bench_gpu_t *gpu, int with_runtime, const char *nccl);
+
+/* Runs run(arg) `replays` times on stream s, each run between a pair of the events ev[2 * replays]
+   (recorded on s), waits, and writes the median time of one run divided by ops, in us, to *us_p.
+   run enqueues work on s and returns 1, or 0 to stop.  Returns 1, or 0 when a run or a CUDA call
+   failed. */
+int mc_bench_time(cudaStream_t s, cudaEvent_t *ev, int replays, int ops, int (*run)(void *arg),
+                  void *arg, double *us_p);
+
+/* Captures body(arg) on s into a graph and instantiates it into *exec_p; with ctx, inside ctx's
+   capture scope (api->capture_begin before, capture_end after, which runs whenever begin
+   succeeded: it is collective).  body enqueues on s and returns 1, or 0 with its reason in err.
+   Returns 1, or 0 with the first reason in err (cap bytes). */
+int mc_bench_capture(const moecomm_api_t *api, moecomm_context_t *ctx, cudaStream_t s,
+                     int (*body)(void *arg), void *arg, cudaGraphExec_t *exec_p, char *err,
+                     size_t cap);
 
 /* "\n<label>: <device>, driver <d> (CUDA driver API <n>), NCCL <v>, commit <c>, <date>" */
 void mc_bench_print_facts(const char *label, const mc_bench_run_t *run, const mc_bench_gpu_t *gpu,

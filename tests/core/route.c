@@ -2,14 +2,25 @@
  *
  * 1. The custom algorithm table: every row's boundaries for 2, 3, 4, 8 and 9 members, what the
  *    communicator can take (LL payload, staging, capture slots), MOECOMM_ALGO forcing each
- *    algorithm and nccl, MOECOMM_CUSTOM_MAX_BYTES.
- * 2. Per-group choices and per-call routing on real multi-rank contexts made to look like GPU
+ *    algorithm and nccl, MOECOMM_CUSTOM_MAX_BYTES; the push kernels (MOECOMM_ALGO twoshot_push,
+ *    oneshot_push) at any size, eager or captured, while their plan fits the staging.
+ * 2. The fused all_reduce_rmsnorm table (rule 12): LL, one-shot push, two-shot push by T and what
+ *    fits (LL slot, staging), forced kernels, nccl, nothing fitting; what the fused kernels can
+ *    take at all (hidden, eps, alignment of every buffer).
+ * 3. Per-group choices and per-call routing on real multi-rank contexts made to look like GPU
  *    contexts to the policy, with fake nccl and custom backends in the registry (they record what
  *    reaches them; no device is touched): TP and ATTN_TP on custom, MoE groups on NCCL with the
  *    lean hint, a group spanning hosts (MOECOMM_HOST_ID) on NCCL, MOECOMM_BACKEND_<GROUP>,
  *    MOECOMM_NCCL_CONFIG, what custom cannot serve (int32, all_gather, too large) going to NCCL
  *    without creating the custom communicator, a custom communicator that declines, and what
- *    group_stats then reports. */
+ *    group_stats then reports.  all_reduce_rmsnorm: fused on custom where the kernels can take it,
+ *    unfused (NONE) otherwise, without creating the custom communicator for it.
+ * 4. Deterministic mode (rule D, 10): every one-host group of up to 8 ranks on custom; all-reduces
+ *    the table does not take (above MOECOMM_CUSTOM_MAX_BYTES, above the staging) and every
+ *    reduce_scatter in pieces; what custom does not serve (all_gather, int32) still on NCCL; float
+ *    reductions refused with MOECOMM_ERR_NOT_SUPPORTED naming why on a group spanning hosts, of 9
+ *    ranks, under MOECOMM_ALGO=nccl, and when the custom communicator declined. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +52,8 @@ static void expect_algo(const mc_config_t *cfg, int members, size_t bytes, int c
 }
 
 static void test_table(void) {
-  const mc_backend_limits_t lim = {KB(256), KB(32768), 100};
-  const mc_backend_limits_t small = {KB(4), KB(64), 0};
+  const mc_backend_limits_t lim = {KB(256), KB(32768), 100, 0};
+  const mc_backend_limits_t small = {KB(4), KB(64), 0, 0};
   mc_config_t cfg = cfg_with(NULL);
   /* 2 members: LL through 256 KiB, one-shot to 512 KiB, two-shot above */
   expect_algo(&cfg, 2, 1, 0, &lim, MC_KERN_LL, "2-row");
@@ -90,13 +101,107 @@ static void test_table(void) {
     expect_algo(&c_two, 2, 64, 0, &lim, MC_KERN_TWOSHOT, "ALGO=twoshot");
     expect_algo(&c_nccl, 2, 64, 0, &lim, 0, "ALGO=nccl");
   }
+  {
+    static const char *const e_tp[] = {"MOECOMM_ALGO=twoshot_push", NULL};
+    static const char *const e_op[] = {"MOECOMM_ALGO=oneshot_push", NULL};
+    const mc_backend_limits_t tiny = {KB(256), 256, 0, 0};
+    mc_config_t c_tp = cfg_with(e_tp), c_op = cfg_with(e_op);
+    expect_algo(&c_tp, 2, 64, 0, &lim, MC_KERN_TWOSHOT_PUSH, "ALGO=twoshot_push");
+    expect_algo(&c_tp, 8, KB(65536), 1, &small, MC_KERN_TWOSHOT_PUSH,
+                "ALGO=twoshot_push, 64 MiB captured through 64 KiB of staging");
+    expect_algo(&c_op, 4, KB(1024), 0, &small, MC_KERN_ONESHOT_PUSH, "ALGO=oneshot_push");
+    expect_algo(&c_tp, 8, KB(1024), 0, &tiny, 0, "ALGO=twoshot_push, 256 B of staging");
+    expect_algo(&c_op, 2, KB(64), 0, &tiny, MC_KERN_LL,
+                "ALGO=oneshot_push, 256 B of staging: the table");
+  }
   cfg_with((const char *const[]){"MOECOMM_ALGO", "MOECOMM_CUSTOM_MAX_BYTES", NULL});
+}
+
+static void expect_fused(const mc_config_t *cfg, int members, size_t tokens, size_t hidden,
+                         const mc_backend_limits_t *lim, int want, const char *what) {
+  const int got = mc_route_fused_algo(cfg, members, tokens, hidden, MOECOMM_BFLOAT16, lim);
+  MC_CHECK(got == want, "%s: fused, %d members, %zu x %zu: %s, want %s", what, members, tokens,
+           hidden, got ? mc_kern_algo_name(got) : "unfused",
+           want ? mc_kern_algo_name(want) : "unfused");
+}
+
+/* Rule 12 with the custom backend's real sizes: LL payload 256 KiB (a 512 KiB slot, T * H * 4
+   bytes of packets), staging halves of 32 MiB. */
+static void test_fused_table(void) {
+  const mc_backend_limits_t lim = {KB(256), KB(32768), 100, 0};
+  const mc_backend_limits_t no_ll = {KB(4), KB(32768), 100, 0};
+  const mc_backend_limits_t tiny = {KB(256), 1024, 100, 0};
+  mc_config_t cfg = cfg_with(NULL);
+  for (int m = 2; m <= 8; m *= 2) {
+    expect_fused(&cfg, m, 1, 7168, &lim, MC_KERN_LL, "table");
+    expect_fused(&cfg, m, 16, 7168, &lim, MC_KERN_LL, "table");
+    expect_fused(&cfg, m, 1, 16384, &lim, MC_KERN_LL, "table");
+    expect_fused(&cfg, m, 17, 4096, &lim, MC_KERN_ONESHOT_PUSH, "table");
+    expect_fused(&cfg, m, 64, 7168, &lim, MC_KERN_ONESHOT_PUSH, "table");
+    expect_fused(&cfg, m, 256, 4096, &lim, MC_KERN_ONESHOT_PUSH, "table");
+    expect_fused(&cfg, m, 257, 4096, &lim, MC_KERN_TWOSHOT_PUSH, "table");
+    expect_fused(&cfg, m, 4096, 7168, &lim, MC_KERN_TWOSHOT_PUSH, "table");
+  }
+  expect_fused(&cfg, 2, 1, 7168, &no_ll, MC_KERN_ONESHOT_PUSH, "LL payload 4 KiB");
+  expect_fused(&cfg, 2, 8, 7168, &tiny, MC_KERN_LL, "staging 1 KiB: LL still fits");
+  expect_fused(&cfg, 2, 64, 7168, &tiny, 0, "staging 1 KiB: no push plan fits");
+  {
+    static const char *const e_ll[] = {"MOECOMM_ALGO=ll", NULL};
+    static const char *const e_tp[] = {"MOECOMM_ALGO=twoshot_push", NULL};
+    static const char *const e_op[] = {"MOECOMM_ALGO=oneshot_push", NULL};
+    static const char *const e_two[] = {"MOECOMM_ALGO=twoshot", NULL};
+    static const char *const e_nccl[] = {"MOECOMM_ALGO=nccl", NULL};
+    mc_config_t c_ll = cfg_with(e_ll), c_tp = cfg_with(e_tp), c_op = cfg_with(e_op),
+                c_two = cfg_with(e_two), c_nccl = cfg_with(e_nccl);
+    expect_fused(&c_ll, 4, 64, 128, &lim, MC_KERN_LL, "ALGO=ll");
+    expect_fused(&c_ll, 4, 2000, 128, &lim, MC_KERN_TWOSHOT_PUSH, "ALGO=ll past the LL slot");
+    expect_fused(&c_tp, 2, 1, 4096, &lim, MC_KERN_TWOSHOT_PUSH, "ALGO=twoshot_push");
+    expect_fused(&c_op, 2, 4096, 7168, &lim, MC_KERN_ONESHOT_PUSH, "ALGO=oneshot_push");
+    expect_fused(&c_two, 2, 1, 4096, &lim, MC_KERN_LL, "ALGO=twoshot (no fused form): the table");
+    expect_fused(&c_nccl, 2, 1, 4096, &lim, 0, "ALGO=nccl");
+  }
+  cfg_with((const char *const[]){"MOECOMM_ALGO", NULL});
+}
+
+/* Which operands the fused kernels can take at all. */
+static void test_fused_possible(void) {
+  mc_rmsnorm_t n = {.eps = 1e-6f,
+                    .tokens = 4,
+                    .hidden = 4096,
+                    .x = (void *)0x10000,
+                    .residual = (void *)0x20000,
+                    .weight = (void *)0x30000,
+                    .out = (void *)0x40000,
+                    .out_fp8 = NULL,
+                    .out_scale = NULL};
+  mc_rmsnorm_t m;
+  MC_CHECK(mc_route_fused_possible(&n), "aligned 4 x 4096 refused");
+  m = n, m.hidden = 16384;
+  MC_CHECK(mc_route_fused_possible(&m), "hidden 16384 refused");
+  m = n, m.hidden = 4100;
+  MC_CHECK(!mc_route_fused_possible(&m), "hidden 4100 taken");
+  m = n, m.hidden = 16392;
+  MC_CHECK(!mc_route_fused_possible(&m), "hidden 16392 taken");
+  m = n, m.eps = INFINITY;
+  MC_CHECK(!mc_route_fused_possible(&m), "eps inf taken");
+  m = n, m.out_fp8 = (void *)0x50000, m.out_scale = (float *)0x60000;
+  MC_CHECK(mc_route_fused_possible(&m), "aligned fp8 copy refused");
+  m.out_fp8 = (void *)0x50008;
+  MC_CHECK(!mc_route_fused_possible(&m), "misaligned fp8 copy taken");
+  m = n, m.x = (void *)0x10008;
+  MC_CHECK(!mc_route_fused_possible(&m), "misaligned x taken");
+  m = n, m.residual = (void *)0x20002;
+  MC_CHECK(!mc_route_fused_possible(&m), "misaligned residual taken");
+  m = n, m.weight = (void *)0x30004;
+  MC_CHECK(!mc_route_fused_possible(&m), "misaligned weight taken");
+  m = n, m.out = (void *)0x40002;
+  MC_CHECK(!mc_route_fused_possible(&m), "misaligned out taken");
 }
 
 /* ---- fake backends ------------------------------------------------------------------------ */
 
 static mc_backend_ops_t fake_nccl, fake_custom;
-static int inits[MC_BACKEND_COUNT], decline_custom;
+static int inits[MC_BACKEND_COUNT], decline_custom, fake_slots = 10;
 
 static moecomm_result_t fake_probe(const mc_config_t *cfg, int device, mc_err_t *why) {
   (void)cfg;
@@ -115,10 +220,10 @@ static moecomm_result_t fake_init_custom(mc_comm_t *c) {
 }
 static void fake_fini(mc_comm_t *comm) { (void)comm; }
 static void fake_limits(const mc_comm_t *comm, mc_backend_limits_t *lim) {
-  (void)comm;
   lim->ll_max_bytes = KB(256);
   lim->staged_max_bytes = KB(32768);
-  lim->capture_slots = 10;
+  lim->capture_slots = fake_slots;
+  lim->scratch_bytes = comm->cfg->deterministic ? KB(4096) : 0; /* as the real one */
 }
 static moecomm_result_t fake_coll(mc_comm_t *comm, const mc_coll_t *c) {
   (void)comm;
@@ -138,7 +243,8 @@ static void install_fakes(void) {
   fake_custom = fake_nccl;
   fake_custom.name = "custom";
   fake_custom.id = MOECOMM_BACKEND_CUSTOM;
-  fake_custom.caps.colls = 1u << MC_COLL_ALL_REDUCE;
+  fake_custom.caps.colls = /* as the real one (plugin/backends/custom/custom.c) */
+      (1u << MC_COLL_ALL_REDUCE) | (1u << MC_COLL_RMSNORM) | (1u << MC_COLL_REDUCE_SCATTER);
   fake_custom.caps.dtypes = (1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) |
                             (1u << MOECOMM_BFLOAT16);
   fake_custom.caps.max_ranks = MC_KERN_MAX_RANKS;
@@ -191,6 +297,51 @@ static moecomm_backend_t route(mc_context_t *ctx, int kind, mc_coll_kind_t ck, s
   return be;
 }
 
+/* Any call but all_reduce_rmsnorm: the result code, backend and the routed call (algo, chunk). */
+static moecomm_result_t route_full(mc_context_t *ctx, int kind, mc_coll_kind_t ck, size_t count,
+                                   moecomm_dtype_t dt, int capturing, moecomm_backend_t *be_p,
+                                   mc_coll_t *c_p) {
+  static char buf[16];
+  mc_coll_t c = {.kind = ck,
+                 .send = buf,
+                 .recv = buf,
+                 .count = count,
+                 .dtype = dt,
+                 .op = MOECOMM_SUM,
+                 .capturing = capturing};
+  moecomm_result_t r;
+  *be_p = (moecomm_backend_t)-1;
+  r = mc_route_call(&ctx->groups[kind], &c, be_p);
+  *c_p = c;
+  return r;
+}
+
+/* all_reduce_rmsnorm of tokens x hidden bf16 (buffers at made-up addresses; x moved by misalign
+   bytes): the backend, and the fused kernel in *algo_p. */
+static moecomm_backend_t route_norm(mc_context_t *ctx, int kind, size_t tokens, size_t hidden,
+                                    uintptr_t misalign, int *algo_p) {
+  const mc_rmsnorm_t n = {.eps = 1e-6f,
+                          .tokens = tokens,
+                          .hidden = hidden,
+                          .x = (void *)(0x100000 + misalign),
+                          .residual = (void *)0x200000,
+                          .weight = (void *)0x300000,
+                          .out = (void *)0x400000};
+  mc_coll_t c = {.kind = MC_COLL_RMSNORM,
+                 .send = n.x,
+                 .recv = n.out,
+                 .count = tokens * hidden,
+                 .dtype = MOECOMM_BFLOAT16,
+                 .op = MOECOMM_SUM,
+                 .norm = &n};
+  moecomm_backend_t be = (moecomm_backend_t)-1;
+  moecomm_result_t r = mc_route_call(&ctx->groups[kind], &c, &be);
+  MC_CHECK(r == MOECOMM_SUCCESS, "route_call (rmsnorm %zu x %zu): %s", tokens, hidden,
+           ctx->err.msg);
+  *algo_p = c.algo;
+  return be;
+}
+
 static void expect_be(mc_context_t *ctx, int kind, moecomm_backend_t want) {
   MC_CHECK(ctx->groups[kind].backend == want, "group %s: backend %s, want %s",
            mc_topo_kind_name(kind), mc_backend_name(ctx->groups[kind].backend),
@@ -222,6 +373,14 @@ static int rank_default(int rank, int world, void *arg) {
                MOECOMM_BACKEND_NCCL, "TP all_gather not on nccl");
   MC_CHECK(route(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_REDUCE, (size_t)32 << 20, MOECOMM_FLOAT32,
                  NULL) == MOECOMM_BACKEND_NCCL, "TP 128 MiB all-reduce not on nccl");
+  MC_CHECK(route(ctx, MOECOMM_GROUP_TP, MC_COLL_REDUCE_SCATTER, 64, MOECOMM_BFLOAT16, NULL) ==
+               MOECOMM_BACKEND_NCCL,
+           "TP reduce_scatter not on nccl outside deterministic mode");
+  MC_CHECK(
+      route_norm(ctx, MOECOMM_GROUP_TP, 8, 4096, 8, &algo) == MOECOMM_BACKEND_NONE && algo == 0,
+      "TP rmsnorm with x 8-byte aligned: not unfused");
+  MC_CHECK(route_norm(ctx, MOECOMM_GROUP_TP, 8, 4100, 0, &algo) == MOECOMM_BACKEND_NONE,
+           "TP rmsnorm with hidden 4100: not unfused");
   MC_CHECK(inits[MOECOMM_BACKEND_CUSTOM] == 0, "custom created %d times for calls it cannot serve",
            inits[MOECOMM_BACKEND_CUSTOM]);
   mc_route_group_backend(&ctx->groups[MOECOMM_GROUP_TP], &name);
@@ -235,10 +394,127 @@ static int rank_default(int rank, int world, void *arg) {
            "communicator)", inits[MOECOMM_BACKEND_CUSTOM]);
   mc_route_group_backend(&ctx->groups[MOECOMM_GROUP_TP], &name);
   MC_CHECK(strcmp(name, "custom+nccl") == 0, "group_stats names '%s', want custom+nccl", name);
+  MC_CHECK(route_norm(ctx, MOECOMM_GROUP_TP, 8, 4096, 0, &algo) == MOECOMM_BACKEND_CUSTOM &&
+               algo == MC_KERN_LL,
+           "TP rmsnorm 8 x 4096: not fused LL");
+  MC_CHECK(route_norm(ctx, MOECOMM_GROUP_TP, 512, 4096, 0, &algo) == MOECOMM_BACKEND_CUSTOM &&
+               algo == MC_KERN_TWOSHOT_PUSH,
+           "TP rmsnorm 512 x 4096: not fused two-shot push");
+  MC_CHECK(route_norm(ctx, MOECOMM_GROUP_MOE_EP, 8, 4096, 0, &algo) == MOECOMM_BACKEND_NONE,
+           "MOE_EP (nccl) rmsnorm not unfused");
   MC_CHECK(route(ctx, MOECOMM_GROUP_MOE_EP, MC_COLL_ALL_REDUCE, 512, MOECOMM_BFLOAT16, NULL) ==
                MOECOMM_BACKEND_NCCL, "MOE_EP not on nccl");
   MC_CHECK(route(ctx, MOECOMM_GROUP_MOE_DP, MC_COLL_ALL_REDUCE, 512, MOECOMM_BFLOAT16, NULL) ==
                MOECOMM_BACKEND_NONE, "a group of one rank is not a local copy");
+  done_ctx(ctx);
+  return 0;
+}
+
+/* Deterministic mode on one host: every group of 2..8 ranks on custom, every size of a float
+   reduction on custom (in pieces where the table does not take it), the rest on NCCL. */
+static int rank_det(int rank, int world, void *arg) {
+  static const char *const env[] = {"MOECOMM_DETERMINISTIC=1", NULL};
+  const size_t piece_bf16 = KB(32768) / 2, scratch_bf16 = KB(4096) / 2;
+  mc_context_t *ctx;
+  moecomm_backend_t be;
+  mc_coll_t c;
+  moecomm_result_t r;
+  int algo = -1;
+  (void)arg;
+  install_fakes();
+  if ((ctx = gpu_like_ctx(rank, world, 2, env)) == NULL) return 1;
+  for (int k = 0; k < MC_GROUP_KIND_COUNT; k++)
+    expect_be(ctx, k,
+              ctx->groups[k].comm->size > 1 ? MOECOMM_BACKEND_CUSTOM : MOECOMM_BACKEND_NCCL);
+  r = route_full(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_REDUCE, (size_t)32 << 20, MOECOMM_FLOAT32, 0,
+                 &be, &c);
+  MC_CHECK(r == MOECOMM_SUCCESS && be == MOECOMM_BACKEND_CUSTOM && c.algo == MC_KERN_TWOSHOT &&
+               c.chunk == KB(32768) / 4,
+           "128 MiB fp32 (above MOECOMM_CUSTOM_MAX_BYTES): %s, algo %s, pieces of %zu: %s",
+           mc_backend_name(be), mc_kern_algo_name(c.algo), c.chunk, ctx->err.msg);
+  r = route_full(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_REDUCE, (size_t)24 << 20, MOECOMM_BFLOAT16, 0,
+                 &be, &c);
+  MC_CHECK(r == MOECOMM_SUCCESS && be == MOECOMM_BACKEND_CUSTOM && c.algo == MC_KERN_TWOSHOT &&
+               c.chunk == piece_bf16,
+           "48 MiB bf16 eager (above the staging): %s, algo %s, pieces of %zu", mc_backend_name(be),
+           mc_kern_algo_name(c.algo), c.chunk);
+  r = route_full(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_REDUCE, (size_t)24 << 20, MOECOMM_BFLOAT16, 1,
+                 &be, &c);
+  MC_CHECK(r == MOECOMM_SUCCESS && c.algo == MC_KERN_TWOSHOT && c.chunk == 0,
+           "48 MiB bf16 captured: algo %s, pieces of %zu (want registered two-shot, one launch)",
+           mc_kern_algo_name(c.algo), c.chunk);
+  fake_slots = 0;
+  r = route_full(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_REDUCE, (size_t)24 << 20, MOECOMM_BFLOAT16, 1,
+                 &be, &c);
+  MC_CHECK(r == MOECOMM_SUCCESS && c.algo == MC_KERN_TWOSHOT && c.chunk == piece_bf16,
+           "48 MiB bf16 captured, no registration slot: algo %s, pieces of %zu",
+           mc_kern_algo_name(c.algo), c.chunk);
+  fake_slots = 10;
+  r = route_full(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_REDUCE, 512, MOECOMM_BFLOAT16, 0, &be, &c);
+  MC_CHECK(r == MOECOMM_SUCCESS && c.algo == MC_KERN_LL && c.chunk == 0, "1 KiB: %s, pieces %zu",
+           mc_kern_algo_name(c.algo), c.chunk);
+  for (size_t n = KB(1024); n <= KB(3072); n += KB(2048)) {
+    r = route_full(ctx, MOECOMM_GROUP_TP, MC_COLL_REDUCE_SCATTER, n, MOECOMM_BFLOAT16, 0, &be, &c);
+    MC_CHECK(r == MOECOMM_SUCCESS && be == MOECOMM_BACKEND_CUSTOM && c.algo == MC_KERN_TWOSHOT &&
+                 c.chunk == (n < scratch_bf16 ? n : scratch_bf16),
+             "reduce_scatter of %zu bf16 per rank: %s, algo %s, pieces of %zu", n,
+             mc_backend_name(be), mc_kern_algo_name(c.algo), c.chunk);
+  }
+  r = route_full(ctx, MOECOMM_GROUP_TP, MC_COLL_REDUCE_SCATTER, 64, MOECOMM_INT32, 0, &be, &c);
+  MC_CHECK(r == MOECOMM_SUCCESS && be == MOECOMM_BACKEND_NCCL, "int32 reduce_scatter: %s: %s",
+           mc_backend_name(be), ctx->err.msg);
+  r = route_full(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_GATHER, 64, MOECOMM_BFLOAT16, 0, &be, &c);
+  MC_CHECK(r == MOECOMM_SUCCESS && be == MOECOMM_BACKEND_NCCL, "all_gather: %s: %s",
+           mc_backend_name(be), ctx->err.msg);
+  r = route_full(ctx, MOECOMM_GROUP_MOE_EP, MC_COLL_ALL_REDUCE, 512, MOECOMM_BFLOAT16, 0, &be, &c);
+  MC_CHECK(r == MOECOMM_SUCCESS && be == MOECOMM_BACKEND_CUSTOM, "MOE_EP all-reduce: %s: %s",
+           mc_backend_name(be), ctx->err.msg);
+  MC_CHECK(route_norm(ctx, MOECOMM_GROUP_MOE_EP, 64, 7168, 0, &algo) == MOECOMM_BACKEND_CUSTOM &&
+               algo == MC_KERN_ONESHOT_PUSH,
+           "MOE_EP rmsnorm 64 x 7168: not fused one-shot push");
+  MC_CHECK(route_norm(ctx, MOECOMM_GROUP_MOE_EP, 64, 7168, 2, &algo) == MOECOMM_BACKEND_NONE,
+           "MOE_EP rmsnorm, x misaligned: not unfused");
+  done_ctx(ctx);
+  return 0;
+}
+
+/* Deterministic mode where custom cannot serve a group: its float reductions are refused, naming
+   why; int32 and the other collectives still go to NCCL. */
+static int rank_det_refused(int rank, int world, void *arg) {
+  const char *how = arg, *want = NULL;
+  const char *env[] = {"MOECOMM_DETERMINISTIC=1", NULL, NULL};
+  mc_context_t *ctx;
+  moecomm_backend_t be;
+  mc_coll_t c;
+  moecomm_result_t r;
+  install_fakes();
+  if (strcmp(how, "hosts") == 0) {
+    setenv("MOECOMM_HOST_ID", rank < world / 2 ? "host-a" : "host-b", 1);
+    want = "spans hosts";
+  } else if (strcmp(how, "algo") == 0) {
+    env[1] = "MOECOMM_ALGO=nccl";
+    want = "MOECOMM_ALGO=nccl";
+  } else if (strcmp(how, "decline") == 0) {
+    decline_custom = 1;
+    want = "could not be set up";
+  } else {
+    want = "more than the custom kernels' 8 ranks";
+  }
+  if ((ctx = gpu_like_ctx(rank, world, 1, env)) == NULL) return 1;
+  for (int ck = MC_COLL_ALL_REDUCE; ck <= MC_COLL_REDUCE_SCATTER; ck++) {
+    if (ck == MC_COLL_ALL_GATHER) continue;
+    r = route_full(ctx, MOECOMM_GROUP_TP, (mc_coll_kind_t)ck, 4096, MOECOMM_BFLOAT16, 0, &be, &c);
+    MC_CHECK(r == MOECOMM_ERR_NOT_SUPPORTED && strstr(ctx->err.msg, want) != NULL &&
+                 strstr(ctx->err.msg, "deterministic") != NULL,
+             "%s: bf16 %s: %s (%s), want NOT_SUPPORTED naming '%s'", how,
+             mc_coll_name((mc_coll_kind_t)ck), mc_result_string(r), ctx->err.msg, want);
+  }
+  r = route_full(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_REDUCE, 4096, MOECOMM_INT32, 0, &be, &c);
+  MC_CHECK(r == MOECOMM_SUCCESS && be == MOECOMM_BACKEND_NCCL, "%s: int32 all-reduce: %s (%s)", how,
+           mc_result_string(r), ctx->err.msg);
+  r = route_full(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_GATHER, 4096, MOECOMM_BFLOAT16, 0, &be, &c);
+  MC_CHECK(r == MOECOMM_SUCCESS && be == MOECOMM_BACKEND_NCCL, "%s: all_gather: %s (%s)", how,
+           mc_result_string(r), ctx->err.msg);
   done_ctx(ctx);
   return 0;
 }
@@ -319,11 +595,18 @@ static int rank_shm_on_gpu(int rank, int world, void *arg) {
 int main(int argc, char **argv) {
   mc_test_init("route", argc, argv);
   test_table();
+  test_fused_table();
+  test_fused_possible();
   MC_CHECK(mc_test_ranks(4, rank_default, NULL, 60) == 0, "default routing");
   MC_CHECK(mc_test_ranks(2, rank_decline, NULL, 60) == 0, "declined custom");
   MC_CHECK(mc_test_ranks(4, rank_hosts, NULL, 60) == 0, "two hosts");
   MC_CHECK(mc_test_ranks(4, rank_env, "lean", 60) == 0, "NCCL_CONFIG=lean");
   MC_CHECK(mc_test_ranks(4, rank_env, "default", 60) == 0, "NCCL_CONFIG=default");
   MC_CHECK(mc_test_ranks(2, rank_shm_on_gpu, NULL, 60) == 0, "shm on a GPU context");
+  MC_CHECK(mc_test_ranks(4, rank_det, NULL, 60) == 0, "deterministic mode");
+  MC_CHECK(mc_test_ranks(4, rank_det_refused, "hosts", 60) == 0, "deterministic, two hosts");
+  MC_CHECK(mc_test_ranks(2, rank_det_refused, "algo", 60) == 0, "deterministic, ALGO=nccl");
+  MC_CHECK(mc_test_ranks(2, rank_det_refused, "decline", 60) == 0, "deterministic, declined");
+  MC_CHECK(mc_test_ranks(9, rank_det_refused, "nine", 60) == 0, "deterministic, 9 ranks");
   return mc_test_finish();
 }

@@ -1,8 +1,9 @@
 /* shim_run.c - runs build/moecomm-shim as a subprocess: default runs, the scatter-mode step (ABI
  * 1.1: mode chains, uneven token counts, fallback), the ABI-1.0 step (--abi-max 1.0),
- * --capture-sizes (one capture per planned size, sizes the planner drops), --print-groups
+ * --capture-sizes (one capture per planned size, sizes the planner drops), --pp (the hand-off
+ * between pipeline stages, ABI 1.2), --print-groups
  * against the DESIGN.md rank lists, usage errors, failures that must name the moecomm result,
- * progress lines, the timeout (scaled to the work; a run past it names each rank's phase) and
+ * the MoE all-to-all step (--moe-a2a), progress lines, the timeout (scaled to the work; a run past it names each rank's phase) and
  * the warning for a MOECOMM_PLUGIN_DIR that is not a directory.
  *
  * On a machine with GPUs a run that asks for more ranks than there are devices adds
@@ -431,6 +432,125 @@ static void test_gpu_graph(void) {
   }
 }
 
+/* --pp: the step ends with the hand-off between pipeline stages on PP (ABI 1.2), verified with
+   the rest; on 2 GPUs (tp 1 pp 2) also through graph replays.  An older ABI runs the step
+   without it and says why. */
+static void test_pp(void) {
+  static const struct {
+    const char *what;
+    const char *args[24];
+    const char *want[3];
+  } cases[] = {
+      {"tp2 pp2",
+       {"--ranks", "4", "--tp", "2", "--pp", "2", "--iters", "2", "--hidden", "256", "--device",
+        "cpu", NULL},
+       {"then pp hand-off on PP [0,2]: each stage receives the previous stage's [64 x 256] bf16",
+        "\npp hand-off            PP [0,2] ",
+        "result: verified bit-exact on all 4 ranks (9 ops each"}},
+      {"tp2 pp4 ep2 fp32",
+       {"--ranks", "8", "--tp", "2", "--pp", "4", "--ep", "2", "--dtype",
+        "fp32", "--iters", "1", "--hidden", "128", "--device", "cpu", NULL},
+       {"then pp hand-off on PP [0,2,4,6]", "\npp hand-off            PP [0,2,4,6] ",
+        "result: verified bit-exact on all 8 ranks"}},
+      {"tp2 pp2 --abi-max 1.1",
+       {"--ranks", "4", "--tp", "2", "--pp", "2", "--abi-max", "1.1", "--iters", "1", "--hidden",
+        "256", "--device", "cpu", NULL},
+       {"(pp 2, but send/recv need ABI 1.2 and an older one was negotiated: no hand-off",
+        "result: verified bit-exact on all 4 ranks (4 ops each", "step: ABI 1.1 scatter modes"}},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    int rc = run_shim(NULL, cases[i].args), ok;
+    ok = MC_CHECK(rc == 0, "--pp, %s: exit %d", cases[i].what, rc);
+    for (int w = 0; w < 3; w++)
+      ok &= MC_CHECK(strstr(g_out, cases[i].want[w]) != NULL, "--pp, %s: no '%s'", cases[i].what,
+                     cases[i].want[w]);
+    ok &= MC_CHECK(strstr(g_out, "MISMATCH") == NULL, "--pp, %s: mismatches", cases[i].what);
+    show_output_on_failure(ok, cases[i].what);
+  }
+  if (g_gpus < 2) {
+    mc_test_skip("shim --pp on GPUs", "%d CUDA device(s); needs 2", g_gpus);
+    return;
+  }
+  {
+    const char *args[] = {"--ranks", "2", "--tp", "1", "--pp", "2", "--iters", "3", NULL};
+    int rc = run_shim(NULL, args), ok;
+    ok = MC_CHECK(rc == 0, "GPU --pp 2: exit %d", rc);
+    ok &= MC_CHECK(strstr(g_out, "then pp hand-off on PP [0,1]") != NULL &&
+                       strstr(g_out, "then graph replays") != NULL &&
+                       strstr(g_out, "result: verified bit-exact on all 2 ranks") != NULL,
+                   "GPU --pp 2: the hand-off was not verified through graph replays");
+    show_output_on_failure(ok, "GPU --pp 2");
+  }
+}
+
+/* --moe-a2a: the attention all-reduce, then dispatch, identity experts and combine on MOE_EP,
+   verified bit-exactly: on shm ranks (MOE_EP every rank, and two groups of 2 with fp32 and
+   capture sizes); on GPUs (1 or 2 ranks) through capture and graph replays, on the NVLink
+   path and on the NCCL path. */
+static void test_moe_a2a(void) {
+  static const struct {
+    const char *what;
+    const char *args[24];
+    const char *step;
+    int ranks, ops;
+  } cases[] = {
+      {"tp4 ep4 bf16",
+       {"--ranks", "4", "--tp", "4", "--ep", "4", "--iters", "3", NULL},
+       "moe dispatch on MOE_EP [0-3] (16 experts, top-4, capacity 256 rows)", 4, 12},
+      {"tp4 ep2 fp32 capture sizes",
+       {"--ranks", "4", "--tp", "4", "--ep", "2", "--dtype", "fp32", "--iters", "2",
+        "--capture-sizes", "4,12,32", NULL},
+       "moe dispatch on MOE_EP [0,2] (8 experts, top-4, capacity 64 rows)", 4, 42},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    static const char *const common[] = {"--moe-a2a", "--hidden", "256", "--device", "cpu"};
+    const char *args[40];
+    char want[96];
+    int n = 0, rc, ok = 1;
+    for (int k = 0; cases[i].args[k] != NULL; k++) args[n++] = cases[i].args[k];
+    for (size_t k = 0; k < sizeof(common) / sizeof(common[0]); k++) args[n++] = common[k];
+    args[n] = NULL;
+    rc = run_shim(NULL, args);
+    snprintf(want, sizeof(want), "result: verified bit-exact on all %d ranks (%d ops each",
+             cases[i].ranks, cases[i].ops);
+    ok &= MC_CHECK(rc == 0 && strstr(g_out, "step: MoE all-to-all (ABI 1.2)") != NULL &&
+                       strstr(g_out, cases[i].step) != NULL && strstr(g_out, want) != NULL,
+                   "--moe-a2a %s: exit %d, or no '%s' / '%s'", cases[i].what, rc, cases[i].step,
+                   want);
+    ok &= MC_CHECK(strstr(g_out, "\nmoe dispatch ") != NULL &&
+                       strstr(g_out, "\nmoe combine ") != NULL && strstr(g_out, "MISMATCH") == NULL,
+                   "--moe-a2a %s: no timing rows for dispatch and combine, or mismatches",
+                   cases[i].what);
+    show_output_on_failure(ok, cases[i].what);
+  }
+  if (g_gpus < 1) {
+    mc_test_skip("shim --moe-a2a on GPUs", "no CUDA device");
+    return;
+  }
+  for (int path = 0; path < 2; path++) {
+    const char *ranks = g_gpus >= 2 ? "2" : "1";
+    const char *args[] = {"--ranks", ranks, "--tp", ranks, "--ep", ranks, "--moe-a2a",
+                          "--iters", "5", "--hidden", "512", NULL};
+    const char *nccl[] = {"MOECOMM_BACKEND_MOE_EP=nccl", NULL};
+    int rc = run_shim(path ? nccl : NULL, args), ok;
+    ok = MC_CHECK(rc == 0 && strstr(g_out, "then graph replays") != NULL &&
+                      strstr(g_out, "result: verified bit-exact on all") != NULL,
+                  "GPU --moe-a2a (%s path, %s ranks): exit %d, or not verified through graph "
+                  "replays",
+                  path ? "nccl" : "nvlink", ranks, rc);
+    {
+      /* the timing row of the dispatch names the backend that served it */
+      const char *row = strstr(g_out, "\nmoe dispatch ");
+      char line[256] = "";
+      if (row != NULL) sscanf(row + 1, "%255[^\n]", line);
+      ok &= MC_CHECK(strstr(line, path ? " nccl " : " custom ") != NULL,
+                     "GPU --moe-a2a: the %s path did not serve the dispatch: '%s'",
+                     path ? "nccl" : "nvlink", line);
+    }
+    show_output_on_failure(ok, "GPU --moe-a2a");
+  }
+}
+
 static void check_groups(const char *what, const char *kind, const char *want) {
   char got[1024];
   groups_of(g_out, kind, got, sizeof(got));
@@ -477,6 +597,7 @@ static void test_usage_errors(void) {
       {"--demo", "--capture-sizes", "plan", NULL},
       {"--timeout", "0", NULL},    {"--progress-after", "-1", NULL},
       {"--progress-after", "x", NULL},
+      {"--moe-a2a", "--uneven", NULL}, {"--moe-a2a", "--abi-max", "1.1", NULL},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     int rc = run_shim(NULL, cases[i]);
@@ -676,6 +797,8 @@ int main(int argc, char **argv) {
   test_modes_edges();
   test_capture_sizes();
   test_gpu_graph();
+  test_pp();
+  test_moe_a2a();
   test_failures();
   test_progress();
   test_timeout_scaling();

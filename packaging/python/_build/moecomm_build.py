@@ -54,12 +54,23 @@ def _tag(with_plugin: bool) -> str:
     return "py3-none-" + plat
 
 
+def _license() -> bytes:
+    """The Apache-2.0 text: the repository's LICENSE, or the sdist's copy of it."""
+    for path in (os.path.join(HERE, "LICENSE"),
+                 os.path.join(os.path.dirname(os.path.dirname(HERE)), "LICENSE")):
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                return f.read()
+    raise RuntimeError("no LICENSE next to %s or at the repository root" % HERE)
+
+
 def _metadata(version: str) -> str:
     with open(os.path.join(HERE, "README.md")) as f:
         readme = f.read()
     return ("Metadata-Version: 2.1\nName: %s\nVersion: %s\n"
             "Summary: Python package of the moecomm communicator plugin (ctypes over its C ABI)\n"
-            "Requires-Python: >=3.8\nLicense: see the moecomm repository\n"
+            "Requires-Python: >=3.8\nLicense: Apache-2.0\n"
+            "Classifier: License :: OSI Approved :: Apache Software License\n"
             "Provides-Extra: test\nRequires-Dist: numpy; extra == \"test\"\n"
             "Requires-Dist: pytest; extra == \"test\"\n"
             "Requires-Dist: ml_dtypes; extra == \"test\"\n"
@@ -91,6 +102,7 @@ def _write_wheel(directory: str, files: List[Tuple[str, bytes]], tag: str, purel
         info + "/WHEEL": ("Wheel-Version: 1.0\nGenerator: moecomm_build\nRoot-Is-Purelib: %s\n"
                           "Tag: %s\n" % ("true" if purelib else "false", tag)).encode(),
         info + "/entry_points.txt": b"[console_scripts]\nmoecomm = moecomm.__main__:main\n",
+        info + "/LICENSE": _license(),
     }
     everything = files + sorted(meta.items())
     record = [_record_line(p, d) for p, d in everything] + [info + "/RECORD,,"]
@@ -145,15 +157,13 @@ def build_sdist(sdist_directory: str, config_settings: Optional[dict] = None) ->
     name = base + ".tar.gz"
     os.makedirs(sdist_directory, exist_ok=True)
     with tarfile.open(os.path.join(sdist_directory, name), "w:gz") as tar:
-        for rel in ["pyproject.toml", "README.md", "_build/moecomm_build.py"] + \
-                   [p for p, _ in _files(None)]:
-            data = open(os.path.join(HERE, rel), "rb").read()
+        files = [(rel, open(os.path.join(HERE, rel), "rb").read())
+                 for rel in ["pyproject.toml", "README.md", "_build/moecomm_build.py"]]
+        files += _files(None) + [("LICENSE", _license()),
+                                 ("PKG-INFO", _metadata(version).encode())]
+        for rel, data in files:
             ti = tarfile.TarInfo(base + "/" + rel)
             ti.size = len(data)
             ti.mode = 0o644
             tar.addfile(ti, io.BytesIO(data))
-        pkg_info = _metadata(version).encode()
-        ti = tarfile.TarInfo(base + "/PKG-INFO")
-        ti.size = len(pkg_info)
-        tar.addfile(ti, io.BytesIO(pkg_info))
     return name

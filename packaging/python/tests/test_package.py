@@ -132,7 +132,9 @@ def test_wheel_bundles_the_plugin(tmp_path: "os.PathLike[str]", build: str) -> N
         names = set(z.namelist())
         info = "moecomm-%s.dist-info/" % moecomm.__version__
         assert {"moecomm/__init__.py", "moecomm/_lib/libmoecomm.so", "moecomm/py.typed",
-                info + "METADATA", info + "WHEEL", info + "RECORD"} <= names
+                info + "METADATA", info + "WHEEL", info + "RECORD", info + "LICENSE"} <= names
+        assert "\nLicense: Apache-2.0\n" in z.read(info + "METADATA").decode()
+        assert z.read(info + "LICENSE") == open(os.path.join(HERE, "../../LICENSE"), "rb").read()
         assert z.read("moecomm/_lib/libmoecomm.so") == open(plugin, "rb").read()
         assert "Root-Is-Purelib: false" in z.read(info + "WHEEL").decode()
         assert _record_ok(z, info + "RECORD")

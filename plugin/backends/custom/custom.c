@@ -1,7 +1,9 @@
 /* custom.c - the custom all-reduce backend: ops table, probe, limits and the all-reduce (hot
- * path).  It serves float all-reduces only (caps); the routing policy sends it nothing else and
- * picks the algorithm.  The launch path does no allocation, no system call and no store traffic:
- * one look at the host-mapped error word and one kernel launch. */
+ * path).  It serves float all-reduces, the fused all_reduce_rmsnorm (rmsnorm.c) and, for
+ * deterministic mode, reduce_scatter (reduce_scatter.c); the routing policy sends it nothing else
+ * and picks the algorithm.  The launch path does no allocation, no system call and no store
+ * traffic: one look at the host-mapped error word and one kernel launch (one per piece when
+ * deterministic mode cut the call). */
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +13,10 @@
 #include "custom.h"
 
 #include "capture.h"
+#include "launch.h"
+#include "moe.h"
+#include "reduce_scatter.h"
+#include "rmsnorm.h"
 #include "setup.h"
 #include "status.h"
 
@@ -33,41 +39,18 @@ static moecomm_result_t mc_custom_probe(const mc_config_t *cfg, int device, mc_e
   return MOECOMM_SUCCESS;
 }
 
+/* One launch, or (deterministic mode, c->chunk) pieces of c->chunk elements in order: each
+   element's bits do not depend on the piece it is in (mc_kernels.h). */
 static moecomm_result_t mc_custom_all_reduce(mc_comm_t *comm, const mc_coll_t *c) {
   mc_custom_comm_t *p = comm->be[MOECOMM_BACKEND_CUSTOM].priv;
-  const size_t bytes = c->count * mc_dtype_size(c->dtype);
-  mc_kern_ar_t a;
-  moecomm_result_t r;
-  int algo, e;
-
-  /* a kernel's error arrives in host-mapped memory: one read of it per call */
-  if (p->dead != MOECOMM_SUCCESS || ((const volatile mc_kern_err_t *)p->err_host)->code != 0)
-    return mc_custom_check_dead(p);
-  algo = c->algo; /* the routing policy's choice (plugin/route.c) */
-
-  a = p->proto;
-  a.algo = algo;
-  a.dtype = (int)c->dtype;
-  a.op = (int)c->op;
-  a.count = c->count;
-  a.in = c->send;
-  a.out = c->recv;
-  a.table = NULL;
-  /* Captured two-shot reads and writes the callers' buffers: capture_end registers them. */
-  if (algo == MC_KERN_TWOSHOT && c->capturing &&
-      (r = mc_custom_capture_record(p, c->send, c->recv, &a.table)) != MOECOMM_SUCCESS)
-    return r;
-  e = mc_kern_all_reduce(&a, c->stream);
-  if (e != 0) {
-    /* The members' call counters are out of step now: nothing on this comm can work again. */
-    p->dead = MOECOMM_ERR_BACKEND;
-    snprintf(p->dead_msg, sizeof(p->dead_msg),
-             "launching the custom all-reduce kernel (%s, %zu bytes) on %s failed: %s; the "
-             "communicator is unusable",
-             mc_kern_algo_name(algo), bytes, comm->label, cudaGetErrorString((cudaError_t)e));
-    return mc_err_set(comm->err, p->dead, "%s", p->dead_msg);
-  }
-  return MOECOMM_SUCCESS;
+  const size_t es = mc_dtype_size(c->dtype);
+  moecomm_result_t r = MOECOMM_SUCCESS;
+  if (mc_custom_failed(p)) return mc_custom_check_dead(p);
+  if (c->chunk == 0) return mc_custom_launch(p, c, c->send, c->recv, c->count, 0);
+  for (size_t off = 0; off < c->count && r == MOECOMM_SUCCESS; off += c->chunk)
+    r = mc_custom_launch(p, c, (const char *)c->send + off * es, (char *)c->recv + off * es,
+                         MC_MIN(c->chunk, c->count - off), 1);
+  return r;
 }
 
 /* What the routing policy needs to pick an algorithm (plugin/route.c). */
@@ -76,12 +59,15 @@ static void mc_custom_limits(const mc_comm_t *comm, mc_backend_limits_t *lim) {
   lim->ll_max_bytes = MC_KERN_LL_PAYLOAD(p->proto.ll_slot_bytes);
   lim->staged_max_bytes = p->proto.stage_half_bytes;
   lim->capture_slots = MC_CUSTOM_TABLE_CAP - p->table_used;
+  lim->scratch_bytes = p->scratch != NULL ? MC_CUSTOM_SCRATCH_BYTES : 0;
 }
 
 const mc_backend_ops_t mc_custom_ops = {
     .name = "custom",
     .id = MOECOMM_BACKEND_CUSTOM,
-    .caps = {.colls = 1u << MC_COLL_ALL_REDUCE,
+    /* reduce_scatter: deterministic mode only (route.c) */
+    .caps = {.colls = (1u << MC_COLL_ALL_REDUCE) | (1u << MC_COLL_RMSNORM) |
+                      (1u << MC_COLL_REDUCE_SCATTER),
              .dtypes = (1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) |
                        (1u << MOECOMM_BFLOAT16), /* the kernels reduce floats */
              .max_ranks = MC_KERN_MAX_RANKS,
@@ -91,7 +77,13 @@ const mc_backend_ops_t mc_custom_ops = {
     .comm_init = mc_custom_comm_init,
     .comm_fini = mc_custom_comm_fini,
     .limits = mc_custom_limits,
-    .coll = {[MC_COLL_ALL_REDUCE] = mc_custom_all_reduce},
+    .coll = {[MC_COLL_ALL_REDUCE] = mc_custom_all_reduce,
+             [MC_COLL_REDUCE_SCATTER] = mc_custom_reduce_scatter,
+             [MC_COLL_RMSNORM] = mc_custom_rmsnorm},
+    .moe_init = mc_custom_moe_init,
+    .moe_fini = mc_custom_moe_fini,
+    .moe_dispatch = mc_custom_moe_dispatch,
+    .moe_combine = mc_custom_moe_combine,
     .capture_begin = mc_custom_capture_begin,
     .capture_end = mc_custom_capture_end,
 };

@@ -1,7 +1,10 @@
 /* custom_priv.h - the state the custom all-reduce backend keeps per communicator, shared by its
  * files:
  *
- * custom.c   ops table, probe, limits, all_reduce (the hot path)
+ * custom.c   ops table, probe, limits, all_reduce (the hot path; in pieces in deterministic mode)
+ * launch.c   one all-reduce kernel launch
+ * rmsnorm.c  all_reduce_rmsnorm: the fused kernels
+ * reduce_scatter.c  reduce_scatter (deterministic mode only): one all-reduce per member's block
  * status.c   the sticky failure of a communicator (a kernel's timeout, a failed launch)
  * setup.c    comm_init / comm_fini: segment, checks, exchange, access check
  * peer.c     peer memory: exporting allocations, opening peers' (cached), the access check
@@ -28,6 +31,9 @@
 #define MC_CUSTOM_LL_BYTES (256u << 10)
 /* Captured two-shot ops a communicator can register over its life (128 B of table each). */
 #define MC_CUSTOM_TABLE_CAP 4096
+/* Deterministic mode: where reduce_scatter's all-reduces of the other members' blocks put the
+   results it drops (reduce_scatter.c). */
+#define MC_CUSTOM_SCRATCH_BYTES (4u << 20)
 
 /* One allocation of a peer, opened in this process. */
 typedef struct mc_custom_map {
@@ -65,6 +71,8 @@ typedef struct mc_custom_comm {
   int table_used;          /* entries handed out (the same count on every member) */
   mc_custom_op_t *pending; /* captured since capture_begin, not registered yet */
   int npending, pending_cap;
+
+  char *scratch; /* deterministic mode: MC_CUSTOM_SCRATCH_BYTES of device memory; else NULL */
 
   mc_custom_map_t *maps; /* peers' allocations opened here (segments and buffers) */
   int nmaps, maps_cap;

@@ -24,7 +24,8 @@ typedef struct mc_custom_hello {
   int32_t timeout_ms;
   uint64_t buffer_bytes;
   uint64_t max_bytes;
-  int32_t max_blocks; /* grid shapes must match: the barrier pairs block b with block b */
+  int32_t max_blocks;    /* grid shapes must match: the barrier pairs block b with block b */
+  int32_t deterministic; /* routing differs with it (route.c rule 10): members must agree */
   int32_t pid;
   char bus_id[32];
 } mc_custom_hello_t;
@@ -45,6 +46,8 @@ static void mc_custom_teardown(mc_custom_comm_t *p) {
   mc_custom_close_all(p);
   if (p->table != NULL && (e = cudaFree(p->table)) != cudaSuccess)
     MC_WARN("custom backend of %s: cudaFree(table): %s", p->comm->label, cudaGetErrorString(e));
+  if (p->scratch != NULL && (e = cudaFree(p->scratch)) != cudaSuccess)
+    MC_WARN("custom backend of %s: cudaFree(scratch): %s", p->comm->label, cudaGetErrorString(e));
   if (p->seg_local != NULL && (e = cudaFree(p->seg_local)) != cudaSuccess)
     MC_WARN("custom backend of %s: cudaFree(segment): %s", p->comm->label, cudaGetErrorString(e));
   if (p->err_host != NULL && (e = cudaFreeHost(p->err_host)) != cudaSuccess)
@@ -98,6 +101,8 @@ static moecomm_result_t mc_custom_setup_local(mc_custom_comm_t *p, const mc_cust
   MC_CUDA_TRY(why, cudaMalloc((void **)&p->table, sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP));
   MC_CUDA_TRY(
       why, cudaMemsetAsync(p->table, 0, sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP, p->stream));
+  if (cfg->deterministic)
+    MC_CUDA_TRY(why, cudaMalloc((void **)&p->scratch, MC_CUSTOM_SCRATCH_BYTES));
   memset(&st, 0, sizeof(st));
   st.epoch = 1; /* flags and packets start at 0, so no value of call 1 is already there */
   st.check = nonce;
@@ -123,16 +128,14 @@ static moecomm_result_t mc_custom_setup_local(mc_custom_comm_t *p, const mc_cust
   return MOECOMM_SUCCESS;
 }
 
-/* B and C end in an agreement: a failure anywhere makes every member decline (MC_DEFER) with an
-   INFO line naming the member and its reason; only a failed exchange is an error. */
-static moecomm_result_t mc_custom_agree(mc_comm_t *comm, const char *what, int ok,
-                                        const mc_err_t *why, const void *payload, void *all,
-                                        size_t bytes) {
+moecomm_result_t mc_custom_agree(mc_comm_t *comm, const char *feature, const char *what, int ok,
+                                 const mc_err_t *why, const void *payload, void *all,
+                                 size_t bytes) {
   int bad = -1;
   moecomm_result_t r = mc_comm_agree(comm, what, ok ? MOECOMM_SUCCESS : MOECOMM_ERR_UNAVAILABLE,
                                      why->msg, payload, all, bytes, &bad);
   if (bad < 0) return r;
-  MC_INFO("custom all-reduce off for %s: %s; using nccl", comm->label, comm->err->msg);
+  MC_INFO("%s off for %s: %s; using nccl", feature, comm->label, comm->err->msg);
   return MC_DEFER;
 }
 
@@ -169,6 +172,7 @@ static moecomm_result_t mc_custom_hello(mc_custom_comm_t *p, mc_custom_hello_t *
   hello.buffer_bytes = cfg->custom.buffer_bytes;
   hello.max_bytes = cfg->custom_max_bytes;
   hello.max_blocks = cfg->custom.max_blocks;
+  hello.deterministic = cfg->deterministic;
   hello.pid = p->pid;
   if (cudaDeviceGetPCIBusId(hello.bus_id, (int)sizeof(hello.bus_id), comm->device) != cudaSuccess)
     snprintf(hello.bus_id, sizeof(hello.bus_id), "pid%d-dev%d", p->pid, comm->device);
@@ -178,11 +182,14 @@ static moecomm_result_t mc_custom_hello(mc_custom_comm_t *p, mc_custom_hello_t *
     hellos[i].bus_id[sizeof(hellos[i].bus_id) - 1] = '\0';
     if (hellos[i].algo != hello.algo || hellos[i].buffer_bytes != hello.buffer_bytes ||
         hellos[i].max_bytes != hello.max_bytes || hellos[i].timeout_ms != hello.timeout_ms ||
-        hellos[i].max_blocks != hello.max_blocks) {
-      MC_WARN("custom all-reduce off for %s: rank %d has other MOECOMM_ALGO, "
-              "MOECOMM_CUSTOM_BUFFER_BYTES, MOECOMM_CUSTOM_MAX_BYTES, MOECOMM_CUSTOM_MAX_BLOCKS or "
-              "MOECOMM_TIMEOUT_MS values than rank %d; set them alike on every rank. Using nccl",
-              comm->label, (int)comm->ranks[i], (int)comm->ranks[comm->rank]);
+        hellos[i].max_blocks != hello.max_blocks ||
+        hellos[i].deterministic != hello.deterministic) {
+      MC_WARN(
+          "custom all-reduce off for %s: rank %d has other MOECOMM_ALGO, "
+          "MOECOMM_CUSTOM_BUFFER_BYTES, MOECOMM_CUSTOM_MAX_BYTES, MOECOMM_CUSTOM_MAX_BLOCKS, "
+          "MOECOMM_TIMEOUT_MS or MOECOMM_DETERMINISTIC values than rank %d; set them alike on "
+          "every rank. Using nccl",
+          comm->label, (int)comm->ranks[i], (int)comm->ranks[comm->rank]);
       return MC_DEFER;
     }
   }
@@ -215,22 +222,26 @@ moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
   mc_err_clear(&why);
   ok = mc_custom_setup_local(p, hellos, rec.nonce, &why) == MOECOMM_SUCCESS &&
        mc_custom_export(p->seg_local, &rec.seg, &why) == MOECOMM_SUCCESS;
-  r = mc_custom_agree(comm, "custom all-reduce segments", ok, &why, &rec, recs, sizeof(rec));
+  r = mc_custom_agree(comm, "custom all-reduce", "custom all-reduce segments", ok, &why, &rec, recs,
+                      sizeof(rec));
   if (r != MOECOMM_SUCCESS) goto out;
 
   /* C: every member maps every segment and checks it reads what its owner wrote. */
   mc_err_clear(&why);
   ok = mc_custom_map_all(p, recs, &why);
-  r = mc_custom_agree(comm, "custom all-reduce access check", ok, &why, NULL, NULL, 0);
+  r = mc_custom_agree(comm, "custom all-reduce", "custom all-reduce access check", ok, &why, NULL,
+                      NULL, 0);
   if (r != MOECOMM_SUCCESS) goto out;
 
   comm->be[MOECOMM_BACKEND_CUSTOM].priv = p;
-  comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes =
-      p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP;
-  comm->be[MOECOMM_BACKEND_CUSTOM].host_bytes = sizeof(mc_kern_err_t);
+  /* added: the expert-parallel buffers (moe.c) may be counted there already */
+  comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes +=
+      p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP +
+      (p->scratch != NULL ? MC_CUSTOM_SCRATCH_BYTES : 0);
+  comm->be[MOECOMM_BACKEND_CUSTOM].host_bytes += sizeof(mc_kern_err_t);
   MC_INFO("custom all-reduce ready for %s: %zu MiB of device memory per rank (staging 2 x %zu "
           "KiB, LL %zu KiB per rank)",
-          comm->label, (size_t)(comm->be[MOECOMM_BACKEND_CUSTOM].device_bytes >> 20),
+          comm->label, (p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP) >> 20,
           p->proto.stage_half_bytes >> 10, (size_t)MC_CUSTOM_LL_BYTES >> 10);
   p = NULL;
 

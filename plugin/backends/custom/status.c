@@ -8,13 +8,18 @@
 
 #include <stdio.h>
 
+#include "../../../kernels/mc_rmsnorm.h"
+
 moecomm_result_t mc_custom_check_dead(mc_custom_comm_t *p) {
   const volatile mc_kern_err_t *e = p->err_host;
   mc_comm_t *comm = p->comm;
   if (p->dead == MOECOMM_SUCCESS && e->code != 0) {
     const int peer = e->peer;
     const unsigned long long call = (unsigned long long)e->epoch;
-    const char *algo = mc_kern_algo_name((int)e->algo);
+    const int fused = (e->algo & MC_KERN_FUSED) != 0;
+    char algo[64];
+    snprintf(algo, sizeof(algo), "%s%s", fused ? "fused all-reduce + RMSNorm, " : "",
+             mc_kern_algo_name((int)e->algo));
     if (e->code == MC_KERN_ERR_TIMEOUT) {
       p->dead = MOECOMM_ERR_TIMEOUT;
       snprintf(p->dead_msg, sizeof(p->dead_msg),
@@ -36,3 +41,13 @@ moecomm_result_t mc_custom_check_dead(mc_custom_comm_t *p) {
   return mc_err_set(comm->err, p->dead, "%s", p->dead_msg);
 }
 
+moecomm_result_t mc_custom_launch_failed(mc_custom_comm_t *p, const char *what, int algo,
+                                         size_t bytes, int cuda_err) {
+  p->dead = MOECOMM_ERR_BACKEND;
+  snprintf(p->dead_msg, sizeof(p->dead_msg),
+           "launching the %s kernel (%s, %zu bytes) on %s failed: %s; the communicator is "
+           "unusable",
+           what, mc_kern_algo_name(algo), bytes, p->comm->label,
+           cudaGetErrorString((cudaError_t)cuda_err));
+  return mc_err_set(p->comm->err, p->dead, "%s", p->dead_msg);
+}

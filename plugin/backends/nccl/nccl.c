@@ -15,11 +15,13 @@
 #include "nccl.h"
 
 #include "nccl_comm.h"
+#include "nccl_p2p.h"
+#include "nccl_moe.h"
 #include "nccl_watch.h"
 
 static const ncclDataType_t mc_nccl_dtype[4] = {ncclFloat32, ncclFloat16, ncclBfloat16, ncclInt32};
 static const ncclRedOp_t mc_nccl_redop[3] = {ncclSum, ncclMax, ncclMin};
-static const char *const mc_nccl_coll_name[MC_COLL_KIND_COUNT] = {
+static const char *const mc_nccl_coll_name[MC_COLL_BROADCAST + 1] = {
     "ncclAllReduce", "ncclAllGather", "ncclReduceScatter", "ncclBroadcast"};
 
 static moecomm_result_t mc_nccl_probe(const mc_config_t *cfg, int device, mc_err_t *err) {
@@ -30,22 +32,7 @@ static moecomm_result_t mc_nccl_probe(const mc_config_t *cfg, int device, mc_err
   return mc_nccl_lib_load(cfg, err); /* found, loaded and new enough (nccl_lib.h) */
 }
 
-/* The reason a failed communicator gave, as this call's error. */
-static moecomm_result_t mc_nccl_report(mc_nccl_comm_t *p) {
-  return mc_err_set(p->comm->err, p->fail_code, "%s", p->fail_msg);
-}
-
-/* With p->mu held: marks p failed after NCCL answered `nr` to `what` (a dead member on this host
-   makes it MOECOMM_ERR_PEER); returns the communicator to abort once the lock is released. */
-static ncclComm_t mc_nccl_fail_nr(mc_nccl_comm_t *p, ncclResult_t nr, const char *what) {
-  char dead[320];
-  mc_nccl_dead_ranks(p->comm, dead, sizeof(dead));
-  return mc_nccl_fail_locked(p, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(nr),
-                             "%s on %s failed: %s (%s)%s", what, p->comm->label,
-                             ncclGetErrorString(nr), ncclGetLastError(p->nc), dead);
-}
-
-/* All four collectives: the core validated the arguments and guarantees comm->size >= 2. */
+/* The four collectives: the core validated the arguments and guarantees comm->size >= 2. */
 static moecomm_result_t mc_nccl_coll(mc_comm_t *comm, const mc_coll_t *c) {
   mc_nccl_comm_t *p = comm->be[MOECOMM_BACKEND_NCCL].priv;
   ncclDataType_t dt = mc_nccl_dtype[c->dtype];
@@ -55,43 +42,32 @@ static moecomm_result_t mc_nccl_coll(mc_comm_t *comm, const mc_coll_t *c) {
   const void *send = c->kind == MC_COLL_BROADCAST && c->root != comm->rank ? c->recv : c->send;
   ncclComm_t victim = NULL;
   ncclResult_t nr = ncclSuccess;
-  moecomm_result_t r = MOECOMM_SUCCESS;
 
+  if (c->kind > MC_COLL_BROADCAST)
+    return mc_err_set(comm->err, MOECOMM_ERR_INTERNAL, "unknown collective kind %d", (int)c->kind);
   pthread_mutex_lock(&p->mu);
-  if (p->failed) goto out;
-  if (ncclCommGetAsyncError(p->nc, &nr) != ncclSuccess) nr = ncclInternalError;
-  if (nr != ncclSuccess) {
-    victim = mc_nccl_fail_nr(p, nr, "an earlier NCCL operation");
-    goto out;
+  if (mc_nccl_usable_locked(p, &victim)) {
+    switch (c->kind) {
+      case MC_COLL_ALL_REDUCE: nr = ncclAllReduce(send, c->recv, c->count, dt, op, p->nc, s); break;
+      case MC_COLL_ALL_GATHER: nr = ncclAllGather(send, c->recv, c->count, dt, p->nc, s); break;
+      case MC_COLL_REDUCE_SCATTER:
+        nr = ncclReduceScatter(send, c->recv, c->count, dt, op, p->nc, s);
+        break;
+      default: nr = ncclBroadcast(send, c->recv, c->count, dt, c->root, p->nc, s); break;
+    }
+    /* Peers may have launched their part: the communicator cannot be trusted any more. */
+    if (nr != ncclSuccess) victim = mc_nccl_fail_nr(p, nr, mc_nccl_coll_name[c->kind]);
   }
-  switch (c->kind) {
-    case MC_COLL_ALL_REDUCE: nr = ncclAllReduce(send, c->recv, c->count, dt, op, p->nc, s); break;
-    case MC_COLL_ALL_GATHER: nr = ncclAllGather(send, c->recv, c->count, dt, p->nc, s); break;
-    case MC_COLL_REDUCE_SCATTER:
-      nr = ncclReduceScatter(send, c->recv, c->count, dt, op, p->nc, s);
-      break;
-    case MC_COLL_BROADCAST:
-      nr = ncclBroadcast(send, c->recv, c->count, dt, c->root, p->nc, s);
-      break;
-    default:
-      r = mc_err_set(comm->err, MOECOMM_ERR_INTERNAL, "unknown collective kind %d",
-                     (int)c->kind);
-      goto out;
-  }
-  /* Peers may have launched their part: the communicator cannot be trusted any more. */
-  if (nr != ncclSuccess) victim = mc_nccl_fail_nr(p, nr, mc_nccl_coll_name[c->kind]);
-
-out:
-  if (p->failed) r = mc_nccl_report(p);
-  pthread_mutex_unlock(&p->mu);
-  mc_nccl_abort(victim);
-  return r;
+  return mc_nccl_unlock(p, victim);
 }
 
 const mc_backend_ops_t mc_nccl_ops = {
     .name = "nccl",
     .id = MOECOMM_BACKEND_NCCL,
-    .caps = {.colls = (1u << MC_COLL_KIND_COUNT) - 1,
+    .caps = {.colls = (1u << MC_COLL_ALL_REDUCE) | (1u << MC_COLL_ALL_GATHER) |
+                      (1u << MC_COLL_REDUCE_SCATTER) | (1u << MC_COLL_BROADCAST) |
+                      (1u << MC_COLL_SEND) | (1u << MC_COLL_RECV) | (1u << MC_COLL_ALL_TO_ALL) |
+                      (1u << MC_COLL_ALL_TO_ALL_V),
              .dtypes = (1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) |
                        (1u << MOECOMM_BFLOAT16) | (1u << MOECOMM_INT32),
              .max_ranks = 0,
@@ -101,7 +77,18 @@ const mc_backend_ops_t mc_nccl_ops = {
     .comm_init = mc_nccl_comm_init,
     .comm_fini = mc_nccl_comm_fini,
     .limits = NULL,
-    .coll = {mc_nccl_coll, mc_nccl_coll, mc_nccl_coll, mc_nccl_coll},
+    .coll = {[MC_COLL_ALL_REDUCE] = mc_nccl_coll,
+             [MC_COLL_ALL_GATHER] = mc_nccl_coll,
+             [MC_COLL_REDUCE_SCATTER] = mc_nccl_coll,
+             [MC_COLL_BROADCAST] = mc_nccl_coll,
+             [MC_COLL_SEND] = mc_nccl_p2p,
+             [MC_COLL_RECV] = mc_nccl_p2p,
+             [MC_COLL_ALL_TO_ALL] = mc_nccl_p2p,
+             [MC_COLL_ALL_TO_ALL_V] = mc_nccl_p2p},
+    .moe_init = mc_nccl_moe_init,
+    .moe_fini = mc_nccl_moe_fini,
+    .moe_dispatch = mc_nccl_moe_dispatch,
+    .moe_combine = mc_nccl_moe_combine,
     .capture_begin = NULL, /* NCCL records its kernels into the graph itself */
     .capture_end = NULL,
 };

@@ -25,6 +25,7 @@
 #include "../../util.h"
 #include "nccl_comm.h"
 
+#include "nccl_p2p.h"
 #include "nccl_step.h"
 #include "nccl_watch.h"
 
@@ -110,14 +111,6 @@ static moecomm_result_t mc_nccl_agree(mc_nccl_comm_t *p, mc_nccl_hello_t *agreed
 
 /* ---- the init step (helper thread) -------------------------------------------------------- */
 
-#define MC_STEP_CUDA(s, call)                \
-  do {                                       \
-    if (((s)->ce = (call)) != cudaSuccess) { \
-      (s)->where = #call;                    \
-      return;                                \
-    }                                        \
-  } while (0)
-
 static void mc_nccl_init_body(mc_nccl_step_t *s) {
   ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
   size_t total = 0;
@@ -157,9 +150,8 @@ static void mc_nccl_init_cleanup(mc_nccl_step_t *s) {
   (void)cudaGetLastError();
 }
 
-/* Waits for the warm-up kernels on the private stream, with the deadline. */
-static moecomm_result_t mc_nccl_warmup_wait(mc_nccl_comm_t *p, cudaStream_t stream,
-                                            int64_t deadline_ms, ncclComm_t *victim_p) {
+moecomm_result_t mc_nccl_stream_wait(mc_nccl_comm_t *p, cudaStream_t stream, const char *what,
+                                     int64_t deadline_ms, ncclComm_t *victim_p) {
   mc_comm_t *comm = p->comm;
   char dead[320];
   for (long sleep_us = 20;; sleep_us = MC_MIN(sleep_us * 2, 1000)) {
@@ -167,25 +159,24 @@ static moecomm_result_t mc_nccl_warmup_wait(mc_nccl_comm_t *p, cudaStream_t stre
     cudaError_t ce = cudaStreamQuery(stream);
     if (ce == cudaSuccess) return MOECOMM_SUCCESS;
     if (ce != cudaErrorNotReady) {
-      *victim_p = mc_nccl_fail_locked(p, MOECOMM_ERR_BACKEND,
-                                      "NCCL warm-up all-reduce on %s failed on the device: %s",
-                                      comm->label, cudaGetErrorString(ce));
+      *victim_p = mc_nccl_fail_locked(p, MOECOMM_ERR_BACKEND, "%s on %s failed on the device: %s",
+                                      what, comm->label, cudaGetErrorString(ce));
       return p->fail_code;
     }
     if (ncclCommGetAsyncError(p->nc, &st) != ncclSuccess) st = ncclInternalError;
     mc_nccl_dead_ranks(comm, dead, sizeof(dead));
     if (dead[0] || st != ncclSuccess) {
       *victim_p = mc_nccl_fail_locked(p, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(st),
-                                      "NCCL warm-up all-reduce on %s did not complete: %s%s",
-                                      comm->label, ncclGetErrorString(st), dead);
+                                      "%s on %s did not complete: %s%s", what, comm->label,
+                                      ncclGetErrorString(st), dead);
       return p->fail_code;
     }
     if (mc_now_ms() >= deadline_ms) {
       *victim_p = mc_nccl_fail_locked(
           p, MOECOMM_ERR_TIMEOUT,
-          "NCCL warm-up all-reduce on %s did not complete within %d ms (MOECOMM_TIMEOUT_MS): a "
-          "member is not taking part",
-          comm->label, comm->cfg->timeout_ms);
+          "%s on %s did not complete within %d ms (MOECOMM_TIMEOUT_MS): a member is not taking "
+          "part",
+          what, comm->label, comm->cfg->timeout_ms);
       return p->fail_code;
     }
     mc_sleep_us(sleep_us);
@@ -274,7 +265,7 @@ moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {
   rss0 = step->rss0;
   p->nc = step->nc;
   if ((r = mc_nccl_init_result(p, step)) != MOECOMM_SUCCESS) goto fail;
-  r = mc_nccl_warmup_wait(p, stream, deadline, &victim);
+  r = mc_nccl_stream_wait(p, stream, "NCCL warm-up all-reduce", deadline, &victim);
   if (r != MOECOMM_SUCCESS) {
     if (p->failed) r = mc_err_set(err, p->fail_code, "%s", p->fail_msg);
     goto fail;
@@ -318,6 +309,7 @@ void mc_nccl_comm_fini(mc_comm_t *comm) {
   int healthy = 0;
   if (p == NULL) return;
   mc_nccl_watch_stop(p);
+  mc_nccl_p2p_fini(p);
   pthread_mutex_lock(&p->mu);
   nc = p->nc;
   p->nc = NULL;

@@ -5,6 +5,7 @@
  *                policy hints), init and warm-up with a timeout, memory measurement
  * nccl_step.c    setup steps that wait for peers, on a helper thread the caller can give up on
  * nccl_watch.c   failure handling: marking a comm failed, aborting it, the watchdog thread
+ * nccl_p2p.c     send, recv and the all-to-alls; connecting pairs on first use
  *
  * Locking: every NCCL call on `nc` is made with `mu` held, so that the watchdog can take the
  * communicator away (mark it failed, then abort it outside the lock) without racing a launch. */
@@ -31,6 +32,7 @@ typedef struct mc_nccl_comm {
   char fail_msg[640];
   int lean;        /* created with the lean config */
   int max_ctas;    /* config.maxCTAs used, 0 = NCCL's default */
+  unsigned char *p2p_connected; /* nccl_p2p.c: per member, connected for send/recv (under mu) */
 
   /* watchdog (nccl_watch.c) */
   pthread_t wd_thread;

@@ -28,12 +28,22 @@ struct mc_nccl_step {
   size_t scratch_bytes; /* in */
   size_t free0;         /* out: cudaMemGetInfo free before init */
   uint64_t rss0;        /* out: resident set before init */
-  ncclComm_t nc;     /* out */
+  ncclComm_t nc;     /* init: out; connect (nccl_p2p.c): in, the comm's communicator */
+  unsigned char *peers; /* connect: 1 for each member to connect with (nranks entries) */
   ncclResult_t nr;   /* out: the failing NCCL call's result, ncclSuccess when all went well */
   cudaError_t ce;    /* out: the failing CUDA call's result */
   const char *where; /* out: which call failed */
   char last[256];    /* out: ncclGetLastError at the failure */
 };
+
+/* In a body: runs a CUDA call; on failure records it in s->ce and s->where and returns. */
+#define MC_STEP_CUDA(s, call)                \
+  do {                                       \
+    if (((s)->ce = (call)) != cudaSuccess) { \
+      (s)->where = #call;                    \
+      return;                                \
+    }                                        \
+  } while (0)
 
 /* A step with refs = 1 (the caller's); NULL when out of memory. */
 mc_nccl_step_t *mc_nccl_step_new(mc_nccl_step_fn_t body, mc_nccl_step_fn_t cleanup, int device);

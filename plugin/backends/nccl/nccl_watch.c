@@ -54,6 +54,31 @@ ncclComm_t mc_nccl_fail_locked(mc_nccl_comm_t *p, moecomm_result_t code, const c
   return victim;
 }
 
+ncclComm_t mc_nccl_fail_nr(mc_nccl_comm_t *p, ncclResult_t nr, const char *what) {
+  char dead[320];
+  mc_nccl_dead_ranks(p->comm, dead, sizeof(dead));
+  return mc_nccl_fail_locked(p, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(nr),
+                             "%s on %s failed: %s (%s)%s", what, p->comm->label,
+                             ncclGetErrorString(nr), ncclGetLastError(p->nc), dead);
+}
+
+int mc_nccl_usable_locked(mc_nccl_comm_t *p, ncclComm_t *victim_p) {
+  ncclResult_t nr = ncclSuccess;
+  if (p->failed) return 0;
+  if (ncclCommGetAsyncError(p->nc, &nr) != ncclSuccess) nr = ncclInternalError;
+  if (nr == ncclSuccess) return 1;
+  *victim_p = mc_nccl_fail_nr(p, nr, "an earlier NCCL operation");
+  return 0;
+}
+
+moecomm_result_t mc_nccl_unlock(mc_nccl_comm_t *p, ncclComm_t victim) {
+  moecomm_result_t r = MOECOMM_SUCCESS;
+  if (p->failed) r = mc_err_set(p->comm->err, p->fail_code, "%s", p->fail_msg);
+  pthread_mutex_unlock(&p->mu);
+  mc_nccl_abort(victim);
+  return r;
+}
+
 void mc_nccl_abort(ncclComm_t nc) {
   ncclResult_t r;
   if (nc == NULL) return;

@@ -34,6 +34,7 @@
 #define MC_SHM_LINE 128u          /* ctl block: two cache lines, so adjacent-line prefetch of a
                                      neighbour's block never steals ours */
 #define MC_SHM_NOTE_BYTES 256u    /* per-rank error note read by peers after an abort */
+#define MC_SHM_ALIGN 64u          /* slices and pieces of a buffer start on cache lines */
 #define MC_SHM_PREFIX "moecomm-"  /* names: "/" MC_SHM_PREFIX "<pid namespace>-<pid>-..." */
 
 typedef struct mc_shm_hdr {
@@ -65,6 +66,8 @@ typedef struct mc_shm_segment {
   int unlinked;    /* the name is gone from /dev/shm (creator only tracks this) */
 } mc_shm_segment_t;
 
+struct mc_shm_pair; /* a pair channel of send/recv (p2p.c) */
+
 /* The backend's per-communicator state (comm->be[MOECOMM_BACKEND_SHM].priv). */
 typedef struct mc_shm {
   mc_comm_t *comm;
@@ -82,6 +85,7 @@ typedef struct mc_shm {
   int yields;             /* sched_yield calls before sleeping on a futex */
   moecomm_result_t broken; /* non-zero after a failure that left peers out of step */
   char cause[MC_ERR_MSG_MAX]; /* the message of that failure */
+  struct mc_shm_pair **pairs; /* by peer index: send/recv channels, made by the first use */
 } mc_shm_t;
 
 
@@ -100,6 +104,11 @@ static inline size_t mc_shm_slots_offset(int size)
 {
   size_t end = mc_shm_notes_offset(size) + (size_t)size * MC_SHM_NOTE_BYTES;
   return (end + MC_SHM_PAGE - 1) / MC_SHM_PAGE * MC_SHM_PAGE;
+}
+/* Buffer b (0 or 1) of rank r's slot. */
+static inline unsigned char *mc_shm_slot(const mc_shm_t *shm, int r, int b)
+{
+  return shm->slots + (size_t)(2 * r + b) * shm->slot_bytes;
 }
 /* Bytes of a segment for `size` ranks with `slot_bytes` per buffer. */
 static inline size_t mc_shm_segment_bytes(int size, size_t slot_bytes)

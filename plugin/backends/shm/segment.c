@@ -90,28 +90,36 @@ static moecomm_result_t shm_map(mc_comm_t *comm, int fd, const char *name, size_
   return MOECOMM_SUCCESS;
 }
 
-/* Group rank 0: sweep, create (replacing a leftover of the same name), reserve, map, header. */
-static moecomm_result_t shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm_segment_t *seg)
+void mc_shm_segment_name(const mc_comm_t *comm, int creator_pid, const char *suffix, char *name,
+                         size_t cap)
 {
-  mc_err_t *err = comm->err;
-  moecomm_result_t res;
-  size_t bytes = mc_shm_segment_bytes(comm->size, slot_bytes);
   char id[64], key[112];
   shm_name_part(id, sizeof id, comm->xchg->ns);
   shm_name_part(key, sizeof key, comm->key);
-  snprintf(seg->name, sizeof seg->name, "/%s%llu-%d-%s-%s", MC_SHM_PREFIX, mc_shm_pid_namespace(),
-           (int)getpid(), id, key);
+  snprintf(name, cap, "/%s%llu-%d-%s-%s%s", MC_SHM_PREFIX, mc_shm_pid_namespace(), creator_pid, id,
+           key, suffix);
+}
+
+moecomm_result_t mc_shm_segment_create(mc_comm_t *comm, const char *name, size_t bytes,
+                                       int replace, mc_shm_segment_t *seg_p)
+{
+  mc_err_t *err = comm->err;
+  moecomm_result_t res;
+  mc_shm_segment_t seg;
+  memset(&seg, 0, sizeof seg);
+  snprintf(seg.name, sizeof seg.name, "%s", name);
 
   mc_shm_segment_sweep();
-  int fd = shm_open(seg->name, O_RDWR | O_CREAT | O_EXCL, 0600);
+  int fd = shm_open(seg.name, O_RDWR | O_CREAT | O_EXCL, 0600);
+  if (fd < 0 && errno == EEXIST && !replace) return MC_DEFER;
   if (fd < 0 && errno == EEXIST) {
     /* Only a dead process with our pid (pid reuse) or a killed run can have left it. */
-    MC_INFO("shm: replacing leftover segment %s", seg->name);
-    shm_unlink(seg->name);
-    fd = shm_open(seg->name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    MC_INFO("shm: replacing leftover segment %s", seg.name);
+    shm_unlink(seg.name);
+    fd = shm_open(seg.name, O_RDWR | O_CREAT | O_EXCL, 0600);
   }
   if (fd < 0)
-    return mc_err_set(err, MOECOMM_ERR_BACKEND, "shm: shm_open(%s) for %s failed: %s", seg->name,
+    return mc_err_set(err, MOECOMM_ERR_BACKEND, "shm: shm_open(%s) for %s failed: %s", seg.name,
                       comm->label, strerror(errno));
   /* Reserve the pages now: a sparse file on a small /dev/shm would SIGBUS later instead. */
   int rc;
@@ -122,16 +130,32 @@ static moecomm_result_t shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm_se
     res = mc_err_set(err, rc == ENOSPC ? MOECOMM_ERR_NO_MEMORY : MOECOMM_ERR_BACKEND,
                      "shm: cannot reserve %zu bytes in /dev/shm for %s (%s): %s; /dev/shm may be "
                      "too small (a container needs e.g. --shm-size=1g)",
-                     bytes, comm->label, seg->name, strerror(rc));
+                     bytes, comm->label, seg.name, strerror(rc));
     goto fail_unlink;
   }
-  res = shm_map(comm, fd, seg->name, bytes, &seg->base);
+  res = shm_map(comm, fd, seg.name, bytes, &seg.base);
   if (res != MOECOMM_SUCCESS) goto fail_unlink;
   close(fd);
-  seg->bytes = bytes;
-  seg->unlinked = 0;
+  seg.bytes = bytes;
+  seg.unlinked = 0;
+  *seg_p = seg;
+  return MOECOMM_SUCCESS;
 
-  /* fallocate gave zero pages: every step, waiter count and flag starts at 0. */
+fail_unlink:
+  close(fd);
+  shm_unlink(seg.name);
+  return res;
+}
+
+/* Group rank 0: create under the comm's name; fallocate gave zero pages, so every step, waiter
+   count and flag starts at 0; then the header. */
+static moecomm_result_t shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm_segment_t *seg)
+{
+  char name[sizeof seg->name];
+  size_t bytes = mc_shm_segment_bytes(comm->size, slot_bytes);
+  mc_shm_segment_name(comm, (int)getpid(), "", name, sizeof name);
+  moecomm_result_t res = mc_shm_segment_create(comm, name, bytes, 1, seg);
+  if (res != MOECOMM_SUCCESS) return res;
   mc_shm_hdr_t *hdr = seg->base;
   hdr->magic = MC_SHM_MAGIC;
   hdr->layout = MC_SHM_LAYOUT;
@@ -140,44 +164,65 @@ static moecomm_result_t shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm_se
   hdr->slot_bytes = slot_bytes;
   hdr->total_bytes = bytes;
   return MOECOMM_SUCCESS;
+}
 
-fail_unlink:
+moecomm_result_t mc_shm_segment_open(mc_comm_t *comm, const char *name, size_t bytes,
+                                     mc_shm_segment_t *seg_p)
+{
+  mc_shm_segment_t seg;
+  struct stat st;
+  moecomm_result_t res;
+  memset(&seg, 0, sizeof seg);
+  snprintf(seg.name, sizeof seg.name, "%s", name);
+  seg.unlinked = 1; /* not ours to unlink */
+  int fd = shm_open(seg.name, O_RDWR, 0);
+  if (fd < 0 && errno == ENOENT) return MC_DEFER;
+  if (fd < 0)
+    return mc_err_set(comm->err, MOECOMM_ERR_BACKEND, "shm: shm_open(%s) for %s failed: %s",
+                      seg.name, comm->label, strerror(errno));
+  if (fstat(fd, &st) != 0) {
+    res = mc_err_set(comm->err, MOECOMM_ERR_BACKEND, "shm: fstat of %s for %s failed: %s",
+                     seg.name, comm->label, strerror(errno));
+    close(fd);
+    return res;
+  }
+  if ((uint64_t)st.st_size != bytes) {
+    /* Smaller: its creator has not reserved the pages yet. */
+    res = (uint64_t)st.st_size < bytes
+              ? MC_DEFER
+              : mc_err_set(comm->err, MOECOMM_ERR_INTERNAL,
+                           "shm: segment %s for %s has %lld bytes, its creator made %zu",
+                           seg.name, comm->label, (long long)st.st_size, bytes);
+    close(fd);
+    return res;
+  }
+  res = shm_map(comm, fd, seg.name, bytes, &seg.base);
   close(fd);
-  shm_unlink(seg->name);
-  seg->unlinked = 1;
-  return res;
+  if (res != MOECOMM_SUCCESS) return res;
+  seg.bytes = bytes;
+  *seg_p = seg;
+  return MOECOMM_SUCCESS;
 }
 
 /* Other members: open the name rank 0 sent, map it, check it is what rank 0 described. */
 static moecomm_result_t shm_open_map(mc_comm_t *comm, const mc_shm_where_t *root,
                                      mc_shm_segment_t *seg)
 {
-  mc_err_t *err = comm->err;
-  moecomm_result_t res;
-  memcpy(seg->name, root->name, sizeof seg->name);
-  seg->name[sizeof seg->name - 1] = '\0';
-  seg->unlinked = 1; /* not ours to unlink */
-  int fd = shm_open(seg->name, O_RDWR, 0);
-  if (fd < 0)
-    return mc_err_set(err, MOECOMM_ERR_BACKEND, "shm: shm_open(%s) for %s failed: %s", seg->name,
-                      comm->label, strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != root->bytes) {
-    res = mc_err_set(err, MOECOMM_ERR_INTERNAL,
-                     "shm: segment %s for %s has %lld bytes, rank 0 made %llu", seg->name,
-                     comm->label, (long long)st.st_size, (unsigned long long)root->bytes);
-    close(fd);
-    return res;
-  }
-  res = shm_map(comm, fd, seg->name, (size_t)root->bytes, &seg->base);
-  close(fd);
+  char name[sizeof root->name];
+  memcpy(name, root->name, sizeof name);
+  name[sizeof name - 1] = '\0';
+  moecomm_result_t res = mc_shm_segment_open(comm, name, (size_t)root->bytes, seg);
+  if (res == MC_DEFER)
+    return mc_err_set(comm->err, MOECOMM_ERR_INTERNAL,
+                      "shm: segment %s for %s is missing or smaller than the %llu bytes rank 0 "
+                      "made",
+                      name, comm->label, (unsigned long long)root->bytes);
   if (res != MOECOMM_SUCCESS) return res;
-  seg->bytes = (size_t)root->bytes;
   const mc_shm_hdr_t *hdr = seg->base;
   if (hdr->magic != MC_SHM_MAGIC || hdr->layout != MC_SHM_LAYOUT || hdr->size != comm->size ||
       hdr->total_bytes != root->bytes ||
       mc_shm_segment_bytes(comm->size, (size_t)hdr->slot_bytes) != seg->bytes) {
-    res = mc_err_set(err, MOECOMM_ERR_INTERNAL,
+    res = mc_err_set(comm->err, MOECOMM_ERR_INTERNAL,
                      "shm: segment %s for %s does not hold the expected header (size %d, layout "
                      "%u): two moecomm versions mixed in one run?",
                      seg->name, comm->label, (int)hdr->size, (unsigned)hdr->layout);
@@ -216,7 +261,7 @@ moecomm_result_t mc_shm_segment_attach(mc_comm_t *comm, size_t slot_bytes,
   /* 2: the others map it; everyone reports, then rank 0 removes the name whatever happened. */
   if (comm->rank != 0) res = shm_open_map(comm, &all[0], &seg);
   res = mc_comm_agree(comm, "shm segment mapped", res, comm->err->msg, NULL, NULL, 0, &bad);
-  if (comm->rank == 0 && !seg.unlinked) {
+  if (comm->rank == 0 && seg.base != NULL && !seg.unlinked) {
     shm_unlink(seg.name);
     seg.unlinked = 1;
   }

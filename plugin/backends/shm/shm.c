@@ -9,7 +9,8 @@
  * buffer and its output; barrier; each rank copies the other slices' results out.  So every
  * element is computed once, by one rank, in one order: every rank gets the same bits.
  * reduce_scatter is the first half (results go straight to the output); all_gather and broadcast
- * are copy in, barrier, copy out. */
+ * are copy in, barrier, copy out; so are all_to_all(_v) (a2a.c).  send/recv involve two members
+ * only and have channels of their own (p2p.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,10 @@
 #include "../../util.h"
 #include "shm.h"
 
+#include "a2a.h"
 #include "copy.h"
+#include "p2p.h"
+#include "moe.h"
 #include "reduce.h"
 #include "segment.h"
 #include "sync.h"
@@ -30,7 +34,6 @@
 #ifndef MC_SHM_SLOT_MIN
 #define MC_SHM_SLOT_MIN (64u << 10)
 #endif
-#define MC_SHM_ALIGN 64u             /* slices start on cache lines */
 
 
 /* Buffer size per rank: the segment stays near MC_SHM_SEG_TARGET whatever the group size, but
@@ -43,11 +46,6 @@ static size_t shm_slot_bytes(int size)
   if (slot < MC_SHM_SLOT_MIN) slot = MC_SHM_SLOT_MIN;
   if (slot < (size_t)size * 1024u) slot = (size_t)size * 1024u;
   return (slot + MC_SHM_PAGE - 1) / MC_SHM_PAGE * MC_SHM_PAGE;
-}
-
-static inline unsigned char *shm_slot(const mc_shm_t *shm, int r, int b)
-{
-  return shm->slots + (size_t)(2 * r + b) * shm->slot_bytes;
 }
 
 /* ---- ops table entries ---- */
@@ -101,6 +99,7 @@ static void shm_comm_fini(mc_comm_t *comm)
 {
   mc_shm_t *shm = comm->be[MOECOMM_BACKEND_SHM].priv;
   if (shm == NULL) return;
+  mc_shm_p2p_fini(shm);
   mc_shm_segment_detach(&shm->seg);
   free(shm->in);
   free(shm);
@@ -134,6 +133,7 @@ static int shm_desc_format(uint64_t d, char *buf, size_t cap)
   }
   if (kind == MC_COLL_BROADCAST)
     return snprintf(buf, cap, "%s of %llu %s from %u", kn, count, dn ? dn : "?", root);
+  if (kind == MC_COLL_ALL_TO_ALL_V) return snprintf(buf, cap, "%s of %s", kn, dn ? dn : "?");
   return snprintf(buf, cap, "%s of %llu %s", kn, count, dn ? dn : "?");
 }
 
@@ -162,12 +162,9 @@ static moecomm_result_t shm_check_desc(mc_shm_t *shm, uint64_t mine, const char 
   return MOECOMM_SUCCESS;
 }
 
-/* Common start of a collective: the comm must be healthy; publish what we are about to do. */
-static moecomm_result_t shm_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_t **shm_p,
-                                  uint64_t *desc_p)
+moecomm_result_t mc_shm_state(mc_comm_t *comm, const char *what, mc_shm_t **shm_p)
 {
   mc_shm_t *shm = comm->be[MOECOMM_BACKEND_SHM].priv;
-  const char *what = mc_coll_name(c->kind);
   if (shm == NULL)
     return mc_err_set(comm->err, MOECOMM_ERR_INTERNAL,
                       "shm %s on %s called before the communicator was set up", what,
@@ -176,6 +173,17 @@ static moecomm_result_t shm_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_t 
     return mc_err_set(comm->err, MOECOMM_ERR_STATE,
                       "shm %s on %s: the communicator is unusable after an earlier error: %s",
                       what, comm->label, shm->cause);
+  *shm_p = shm;
+  return MOECOMM_SUCCESS;
+}
+
+/* Common start of a collective: the comm must be healthy; publish what we are about to do. */
+moecomm_result_t mc_shm_coll_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_t **shm_p,
+                                   uint64_t *desc_p)
+{
+  mc_shm_t *shm;
+  moecomm_result_t res = mc_shm_state(comm, mc_coll_name(c->kind), &shm);
+  if (res != MOECOMM_SUCCESS) return res;
   uint64_t d = shm_desc(c);
   atomic_store_explicit(&shm->ctl[comm->rank].desc[shm->ops & 1u], d, memory_order_relaxed);
   *shm_p = shm;
@@ -184,7 +192,7 @@ static moecomm_result_t shm_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_t 
 }
 
 /* Barrier; the first one of an op also checks the descriptors. */
-static moecomm_result_t shm_sync(mc_shm_t *shm, const char *what, uint64_t desc, int *first)
+moecomm_result_t mc_shm_coll_sync(mc_shm_t *shm, const char *what, uint64_t desc, int *first)
 {
   moecomm_result_t res = mc_shm_barrier(shm, what);
   if (res != MOECOMM_SUCCESS || !*first) return res;
@@ -210,7 +218,7 @@ static moecomm_result_t shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
 {
   mc_shm_t *shm;
   uint64_t desc;
-  moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
+  moecomm_result_t res = mc_shm_coll_begin(comm, c, &shm, &desc);
   if (res != MOECOMM_SUCCESS) return res;
   const char *what = mc_coll_name(c->kind);
   const int n = comm->size, me = comm->rank;
@@ -224,7 +232,7 @@ static moecomm_result_t shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
   for (size_t off = 0; off < c->count; off += per_use) {
     const size_t m = MC_MIN(per_use, c->count - off);
     const int b = (int)(shm->uses++ & 1u);
-    unsigned char *mine = shm_slot(shm, me, b);
+    unsigned char *mine = mc_shm_slot(shm, me, b);
     const unsigned char *src = send + off * es;
     unsigned char *dst = recv + off * es;
     size_t lo, hi;
@@ -233,12 +241,12 @@ static moecomm_result_t shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
     /* Copy in what the others reduce; our own slice is read from send directly. */
     mc_shm_copy(mine, src, lo * es);
     mc_shm_copy(mine + hi * es, src + hi * es, (m - hi) * es);
-    res = shm_sync(shm, what, desc, &first);
+    res = mc_shm_coll_sync(shm, what, desc, &first);
     if (res != MOECOMM_SUCCESS) return res;
 
     if (hi > lo) {
       for (int r = 0; r < n; r++)
-        shm->in[r] = r == me ? src + lo * es : shm_slot(shm, r, b) + lo * es;
+        shm->in[r] = r == me ? src + lo * es : mc_shm_slot(shm, r, b) + lo * es;
       mc_shm_reduce(mine + lo * es, dst + lo * es, shm->in, n, hi - lo, c->dtype, c->op);
     }
     res = mc_shm_barrier(shm, what);
@@ -249,7 +257,7 @@ static moecomm_result_t shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
       size_t rlo, rhi;
       shm_slice(m, n, r, align, &rlo, &rhi);
       if (rhi > rlo)
-        mc_shm_copy(dst + rlo * es, shm_slot(shm, r, b) + rlo * es, (rhi - rlo) * es);
+        mc_shm_copy(dst + rlo * es, mc_shm_slot(shm, r, b) + rlo * es, (rhi - rlo) * es);
     }
   }
   return MOECOMM_SUCCESS;
@@ -259,7 +267,7 @@ static moecomm_result_t shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c)
 {
   mc_shm_t *shm;
   uint64_t desc;
-  moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
+  moecomm_result_t res = mc_shm_coll_begin(comm, c, &shm, &desc);
   if (res != MOECOMM_SUCCESS) return res;
   const char *what = mc_coll_name(c->kind);
   const int n = comm->size, me = comm->rank;
@@ -275,16 +283,16 @@ static moecomm_result_t shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c)
   for (size_t off = 0; off < rc; off += stride) {
     const size_t m = MC_MIN(stride, rc - off);
     const int b = (int)(shm->uses++ & 1u);
-    unsigned char *mine = shm_slot(shm, me, b);
+    unsigned char *mine = mc_shm_slot(shm, me, b);
     for (int r = 0; r < n; r++) {
       if (r == me) continue;
       mc_shm_copy(mine + (size_t)r * stride * es, send + ((size_t)r * rc + off) * es, m * es);
     }
-    res = shm_sync(shm, what, desc, &first);
+    res = mc_shm_coll_sync(shm, what, desc, &first);
     if (res != MOECOMM_SUCCESS) return res;
     for (int r = 0; r < n; r++)
       shm->in[r] = r == me ? send + ((size_t)me * rc + off) * es
-                           : shm_slot(shm, r, b) + (size_t)me * stride * es;
+                           : mc_shm_slot(shm, r, b) + (size_t)me * stride * es;
     mc_shm_reduce(recv + off * es, NULL, shm->in, n, m, c->dtype, c->op);
   }
   return MOECOMM_SUCCESS;
@@ -294,7 +302,7 @@ static moecomm_result_t shm_all_gather(mc_comm_t *comm, const mc_coll_t *c)
 {
   mc_shm_t *shm;
   uint64_t desc;
-  moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
+  moecomm_result_t res = mc_shm_coll_begin(comm, c, &shm, &desc);
   if (res != MOECOMM_SUCCESS) return res;
   const char *what = mc_coll_name(c->kind);
   const int n = comm->size, me = comm->rank;
@@ -307,11 +315,11 @@ static moecomm_result_t shm_all_gather(mc_comm_t *comm, const mc_coll_t *c)
   for (size_t off = 0; off < bytes; off += shm->slot_bytes) {
     const size_t m = MC_MIN(shm->slot_bytes, bytes - off);
     const int b = (int)(shm->uses++ & 1u);
-    mc_shm_copy(shm_slot(shm, me, b), send + off, m);
-    res = shm_sync(shm, what, desc, &first);
+    mc_shm_copy(mc_shm_slot(shm, me, b), send + off, m);
+    res = mc_shm_coll_sync(shm, what, desc, &first);
     if (res != MOECOMM_SUCCESS) return res;
     for (int r = 0; r < n; r++)
-      if (r != me) mc_shm_copy(recv + (size_t)r * bytes + off, shm_slot(shm, r, b), m);
+      if (r != me) mc_shm_copy(recv + (size_t)r * bytes + off, mc_shm_slot(shm, r, b), m);
   }
   return MOECOMM_SUCCESS;
 }
@@ -320,7 +328,7 @@ static moecomm_result_t shm_broadcast(mc_comm_t *comm, const mc_coll_t *c)
 {
   mc_shm_t *shm;
   uint64_t desc;
-  moecomm_result_t res = shm_begin(comm, c, &shm, &desc);
+  moecomm_result_t res = mc_shm_coll_begin(comm, c, &shm, &desc);
   if (res != MOECOMM_SUCCESS) return res;
   const char *what = mc_coll_name(c->kind);
   const int me = comm->rank, root = c->root;
@@ -333,10 +341,10 @@ static moecomm_result_t shm_broadcast(mc_comm_t *comm, const mc_coll_t *c)
   for (size_t off = 0; off < bytes; off += shm->slot_bytes) {
     const size_t m = MC_MIN(shm->slot_bytes, bytes - off);
     const int b = (int)(shm->uses++ & 1u);
-    if (me == root) mc_shm_copy(shm_slot(shm, root, b), send + off, m);
-    res = shm_sync(shm, what, desc, &first);
+    if (me == root) mc_shm_copy(mc_shm_slot(shm, root, b), send + off, m);
+    res = mc_shm_coll_sync(shm, what, desc, &first);
     if (res != MOECOMM_SUCCESS) return res;
-    if (me != root) mc_shm_copy(recv + off, shm_slot(shm, root, b), m);
+    if (me != root) mc_shm_copy(recv + off, mc_shm_slot(shm, root, b), m);
   }
   return MOECOMM_SUCCESS;
 }
@@ -344,7 +352,10 @@ static moecomm_result_t shm_broadcast(mc_comm_t *comm, const mc_coll_t *c)
 const mc_backend_ops_t mc_shm_ops = {
     .name = "shm",
     .id = MOECOMM_BACKEND_SHM,
-    .caps = {.colls = (1u << MC_COLL_KIND_COUNT) - 1,
+    .caps = {.colls = (1u << MC_COLL_ALL_REDUCE) | (1u << MC_COLL_ALL_GATHER) |
+                      (1u << MC_COLL_REDUCE_SCATTER) | (1u << MC_COLL_BROADCAST) |
+                      (1u << MC_COLL_SEND) | (1u << MC_COLL_RECV) | (1u << MC_COLL_ALL_TO_ALL) |
+                      (1u << MC_COLL_ALL_TO_ALL_V),
              .dtypes = (1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) |
                        (1u << MOECOMM_BFLOAT16) | (1u << MOECOMM_INT32),
              .max_ranks = 0,
@@ -357,7 +368,15 @@ const mc_backend_ops_t mc_shm_ops = {
     .coll = {[MC_COLL_ALL_REDUCE] = shm_all_reduce,
              [MC_COLL_ALL_GATHER] = shm_all_gather,
              [MC_COLL_REDUCE_SCATTER] = shm_reduce_scatter,
-             [MC_COLL_BROADCAST] = shm_broadcast},
+             [MC_COLL_BROADCAST] = shm_broadcast,
+             [MC_COLL_SEND] = mc_shm_send,
+             [MC_COLL_RECV] = mc_shm_recv,
+             [MC_COLL_ALL_TO_ALL] = mc_shm_all_to_all,
+             [MC_COLL_ALL_TO_ALL_V] = mc_shm_all_to_all},
+    .moe_init = mc_shm_moe_init,
+    .moe_fini = mc_shm_moe_fini,
+    .moe_dispatch = mc_shm_moe_dispatch,
+    .moe_combine = mc_shm_moe_combine,
     .capture_begin = NULL,
     .capture_end = NULL,
 };
