@@ -307,14 +307,14 @@ typedef struct moecomm_moe_combine_args {
 
 /* All-reduce fused with the residual add and RMSNorm (a TP group's layer epilogue):
    residual += sum over ranks of x; out = RMSNorm(residual) * weight, with fp32 math
-   (DESIGN.md "Fused all-reduce" gives every rounding). */
+   (kernels/mc_rmsnorm.h gives every rounding). */
 typedef struct moecomm_rmsnorm_args {
   size_t struct_size;   /* caller sets sizeof(moecomm_rmsnorm_args_t) */
   int32_t dtype;        /* of x, residual, weight and out: BFLOAT16 or FLOAT16 */
   float eps;            /* >= 0, added to the mean of squares */
   size_t tokens;        /* T rows (0: no-op) */
-  size_t hidden;        /* H elements per row: a multiple of 8 up to 16384 (the definition sums
-                           squares in 8-element vectors); other sizes: MOECOMM_ERR_NOT_SUPPORTED */
+  size_t hidden;        /* H elements per row, > 0 (a multiple of 8 up to 16384 can be fused;
+                           other sizes run as all-reduce + norm, the same definition) */
   const void *x;        /* [T, H] this rank's partial sums */
   void *residual;       /* [T, H], updated in place to residual + sum of x */
   const void *weight;   /* [H] */

@@ -200,6 +200,57 @@ __device__ __noinline__ void twoshot_slow(const ptrs_t<N> p, char *out, size_t c
     if (q != rank) store_vec_slow<T>(p.dst[q], i, count, res);
 }
 
+/* Two-shot, phase 1: this rank's part (vectors [my0, my0 + ps)) reduced from every member's
+   source and pushed to every member's destination. */
+template <typename T, int N>
+__device__ __forceinline__ void twoshot_reduce_part(const mc_kern_ar_t &a, const char *const *src,
+                                                    char *const *dst, char *out, bool fast,
+                                                    size_t ps, size_t first, size_t stride) {
+  constexpr int VE = 16 / sizeof(T);
+  constexpr int U = unroll_t<N>::value;
+  const size_t nv = (a.count + VE - 1) / VE;
+  const size_t nfull = a.count / VE;
+  const size_t my0 = (size_t)a.rank * ps;
+  for (size_t j0 = first; j0 < ps; j0 += stride * U) {
+    if (fast) {
+      uint4 v[U][N];
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const size_t j = j0 + u * stride, i = my0 + j;
+        if (j < ps && i < nfull) {
+#pragma unroll
+          for (int r = 0; r < N; r++)
+            v[u][r] = __ldcg(reinterpret_cast<const uint4 *>(src[r]) + i);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const size_t j = j0 + u * stride, i = my0 + j;
+        if (j < ps && i < nfull) {
+          const uint4 res = reduce_vecs<T, N>(v[u], a.op);
+          reinterpret_cast<uint4 *>(out)[i] = res;
+#pragma unroll
+          for (int q = 0; q < N; q++)
+            if (q != a.rank) reinterpret_cast<uint4 *>(dst[q])[i] = res;
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const size_t j = j0 + u * stride, i = my0 + j;
+      if (j < ps && i < nv && (!fast || i >= nfull)) {
+        ptrs_t<N> p;
+#pragma unroll
+        for (int r = 0; r < N; r++) {
+          p.src[r] = src[r];
+          p.dst[r] = dst[r];
+        }
+        twoshot_slow<T, N>(p, out, a.count, a.op, a.rank, i);
+      }
+    }
+  }
+}
+
 template <typename T, int N>
 __global__ void __launch_bounds__(kThreads) k_twoshot(const mc_kern_ar_t a) {
   __shared__ call_t c;
@@ -208,17 +259,14 @@ __global__ void __launch_bounds__(kThreads) k_twoshot(const mc_kern_ar_t a) {
     return;
   }
   constexpr int VE = 16 / sizeof(T);
-  constexpr int U = unroll_t<N>::value;
   const uint64_t epoch = c.epoch;
   const size_t nv = (a.count + VE - 1) / VE;
-  const size_t nfull = a.count / VE;  /* vectors without a tail */
   const size_t ps = (nv + N - 1) / N; /* vectors per part; part r belongs to rank r */
   const bool eager = a.table == nullptr;
   const char *in = (const char *)a.in;
   char *out = (char *)a.out;
   const size_t first = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
   const size_t stride = (size_t)gridDim.x * blockDim.x;
-  const size_t my0 = (size_t)a.rank * ps;
   uint4 *stage =
       reinterpret_cast<uint4 *>(a.seg[a.rank] + a.stage_off + (epoch & 1u) * a.stage_half_bytes);
 
@@ -255,46 +303,8 @@ __global__ void __launch_bounds__(kThreads) k_twoshot(const mc_kern_ar_t a) {
     }
   }
 
-  if (barrier<N>(a, c, 4 * epoch + 1, eager)) {
-    for (size_t j0 = first; j0 < ps; j0 += stride * U) {
-      if (fast) {
-        uint4 v[U][N];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-          const size_t j = j0 + u * stride, i = my0 + j;
-          if (j < ps && i < nfull) {
-#pragma unroll
-            for (int r = 0; r < N; r++)
-              v[u][r] = __ldcg(reinterpret_cast<const uint4 *>(src[r]) + i);
-          }
-        }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-          const size_t j = j0 + u * stride, i = my0 + j;
-          if (j < ps && i < nfull) {
-            const uint4 res = reduce_vecs<T, N>(v[u], a.op);
-            reinterpret_cast<uint4 *>(out)[i] = res;
-#pragma unroll
-            for (int q = 0; q < N; q++)
-              if (q != a.rank) reinterpret_cast<uint4 *>(dst[q])[i] = res;
-          }
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < U; u++) {
-        const size_t j = j0 + u * stride, i = my0 + j;
-        if (j < ps && i < nv && (!fast || i >= nfull)) {
-          ptrs_t<N> p;
-#pragma unroll
-          for (int r = 0; r < N; r++) {
-            p.src[r] = src[r];
-            p.dst[r] = dst[r];
-          }
-          twoshot_slow<T, N>(p, out, a.count, a.op, a.rank, i);
-        }
-      }
-    }
-  }
+  if (barrier<N>(a, c, 4 * epoch + 1, eager))
+    twoshot_reduce_part<T, N>(a, src, dst, out, fast, ps, first, stride);
 
   /* my pushes land before any peer leaves, and nobody reads or overwrites a buffer after its
      owner has left */

@@ -244,13 +244,6 @@ static moecomm_result_t mc_api_read_rmsnorm(mc_group_t *g, const moecomm_rmsnorm
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "all_reduce_rmsnorm: eps %g must be >= 0 and hidden %zu > 0 (tokens %zu)",
                       (double)a->eps, a->hidden, a->tokens);
-  /* the norm's fixed summation order (kernels/mc_rmsnorm.h) is defined on rows of 8-element
-     vectors: refuse other rows here, before any backend moves data */
-  if (a->hidden % 8 != 0 || a->hidden > MC_KERN_ROW_MAX_H)
-    return mc_err_set(err, MOECOMM_ERR_NOT_SUPPORTED,
-                      "all_reduce_rmsnorm: hidden %zu; rows of a multiple of 8 elements up to %d "
-                      "are supported",
-                      a->hidden, MC_KERN_ROW_MAX_H);
   if (a->tokens > 0 && (a->x == NULL || a->residual == NULL || a->weight == NULL ||
                         a->out == NULL || (a->out_fp8 != NULL && a->out_scale == NULL)))
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,

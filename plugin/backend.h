@@ -95,6 +95,16 @@ typedef struct mc_moe_call {
 
 typedef moecomm_result_t (*mc_coll_fn_t)(mc_comm_t *comm, const mc_coll_t *coll);
 
+/* caps masks of a general backend (shm, NCCL): every collective but the fused one, every dtype
+   the ABI reduces. */
+#define MC_COLLS_GENERAL                                                                         \
+  ((1u << MC_COLL_ALL_REDUCE) | (1u << MC_COLL_ALL_GATHER) | (1u << MC_COLL_REDUCE_SCATTER) |     \
+   (1u << MC_COLL_BROADCAST) | (1u << MC_COLL_SEND) | (1u << MC_COLL_RECV) |                     \
+   (1u << MC_COLL_ALL_TO_ALL) | (1u << MC_COLL_ALL_TO_ALL_V))
+#define MC_DTYPES_GENERAL                                                                        \
+  ((1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) | (1u << MOECOMM_BFLOAT16) |               \
+   (1u << MOECOMM_INT32))
+
 /* What a backend can serve at all (static; known before any communicator exists). */
 typedef struct mc_backend_caps {
   uint32_t colls;  /* bit (1u << mc_coll_kind_t) per collective it serves */

@@ -1082,7 +1082,6 @@ static void check_rmsnorm(void *ctx, void *g) {
   rms_refused(ctx, g, &b, "dtype", I(K("MOECOMM_FLOAT8_E4M3")), NULL, INVALID);
   rms_refused(ctx, g, &b, "eps", F(-1), NULL, INVALID);
   rms_refused(ctx, g, &b, "hidden", I(0), NULL, INVALID);
-  rms_refused(ctx, g, &b, "hidden", I(4), NULL, "MOECOMM_ERR_NOT_SUPPORTED"); /* not 8k */
   rms_refused(ctx, g, &b, "x", P(NULL), NULL, INVALID);
   rms_refused(ctx, g, &b, "weight", P(NULL), NULL, INVALID);
   rms_refused(ctx, g, &b, "out", P(b.res + 3), NULL, INVALID); /* overlaps the residual */

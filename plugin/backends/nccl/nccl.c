@@ -64,12 +64,8 @@ static moecomm_result_t mc_nccl_coll(mc_comm_t *comm, const mc_coll_t *c) {
 const mc_backend_ops_t mc_nccl_ops = {
     .name = "nccl",
     .id = MOECOMM_BACKEND_NCCL,
-    .caps = {.colls = (1u << MC_COLL_ALL_REDUCE) | (1u << MC_COLL_ALL_GATHER) |
-                      (1u << MC_COLL_REDUCE_SCATTER) | (1u << MC_COLL_BROADCAST) |
-                      (1u << MC_COLL_SEND) | (1u << MC_COLL_RECV) | (1u << MC_COLL_ALL_TO_ALL) |
-                      (1u << MC_COLL_ALL_TO_ALL_V),
-             .dtypes = (1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) |
-                       (1u << MOECOMM_BFLOAT16) | (1u << MOECOMM_INT32),
+    .caps = {.colls = MC_COLLS_GENERAL,
+             .dtypes = MC_DTYPES_GENERAL,
              .max_ranks = 0,
              .one_host = 0,
              .gpu = 1},

@@ -85,11 +85,10 @@ static moecomm_result_t a2a_check_counts(mc_shm_t *shm, int b, size_t es, size_t
 }
 
 moecomm_result_t mc_shm_all_to_all(mc_comm_t *comm, const mc_coll_t *c) {
-  mc_shm_t *shm;
-  uint64_t desc;
-  moecomm_result_t res = mc_shm_coll_begin(comm, c, &shm, &desc);
+  mc_shm_call_t call;
+  moecomm_result_t res = mc_shm_coll_begin(comm, c, &call);
   if (res != MOECOMM_SUCCESS) return res;
-  const char *what = mc_coll_name(c->kind);
+  mc_shm_t *shm = call.shm;
   const int n = comm->size, me = comm->rank, v = c->kind == MC_COLL_ALL_TO_ALL_V;
   const size_t es = mc_dtype_size(c->dtype);
   const size_t head =
@@ -97,13 +96,12 @@ moecomm_result_t mc_shm_all_to_all(mc_comm_t *comm, const mc_coll_t *c) {
   /* slot_bytes >= 1 KiB per member (shm.c), so the stride is never 0 */
   const size_t stride = (shm->slot_bytes - head) / (size_t)n / MC_SHM_ALIGN * MC_SHM_ALIGN;
   size_t uses = v ? 1 : (c->count * es + stride - 1) / stride; /* v: known after the first use */
-  int first = 1;
 
   for (size_t k = 0; k < uses; k++) {
     const int b = (int)(shm->uses++ & 1u);
     if (v && k == 0) a2a_put_counts(mc_shm_slot(shm, me, b), c, n);
     a2a_pieces(shm, c, b, k, head, stride, 1);
-    res = mc_shm_coll_sync(shm, what, desc, &first);
+    res = mc_shm_coll_sync(&call);
     if (res == MOECOMM_SUCCESS && v && k == 0) res = a2a_check_counts(shm, b, es, stride, &uses);
     if (res != MOECOMM_SUCCESS) return res;
     a2a_pieces(shm, c, b, k, head, stride, 0);

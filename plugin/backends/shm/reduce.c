@@ -35,14 +35,14 @@ enum { MC_SHM_F32 = 0, MC_SHM_F16 = 1, MC_SHM_BF16 = 2 };
 
 /* ---- scalar conversions ---- */
 
-static inline uint32_t shm_f2u(float f)
+static inline uint32_t mc_shm_f2u(float f)
 {
   uint32_t u;
   memcpy(&u, &f, sizeof u);
   return u;
 }
 
-static inline float shm_u2f(uint32_t u)
+static inline float mc_shm_u2f(uint32_t u)
 {
   float f;
   memcpy(&f, &u, sizeof f);
@@ -51,12 +51,12 @@ static inline float shm_u2f(uint32_t u)
 
 float mc_shm_bf16_to_float(uint16_t b)
 {
-  return shm_u2f((uint32_t)b << 16);
+  return mc_shm_u2f((uint32_t)b << 16);
 }
 
 uint16_t mc_shm_float_to_bf16(float f)
 {
-  uint32_t u = shm_f2u(f);
+  uint32_t u = mc_shm_f2u(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
   return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
@@ -71,23 +71,23 @@ float mc_shm_half_to_float(uint16_t h)
   if (e == (0x7c00u << 13)) {
     o += (128u - 16u) << 23;
   } else if (e == 0) {
-    o = shm_f2u(shm_u2f(o + (1u << 23)) - shm_u2f(113u << 23));
+    o = mc_shm_f2u(mc_shm_u2f(o + (1u << 23)) - mc_shm_u2f(113u << 23));
   }
-  return shm_u2f(o | (((uint32_t)h & 0x8000u) << 16));
+  return mc_shm_u2f(o | (((uint32_t)h & 0x8000u) << 16));
 }
 
 /* Float -> half, round to nearest even.  Subnormal results: adding 0.5f lets the FPU round the
    mantissa into place; normal results: add half an ulp minus one plus the kept bit's parity. */
 uint16_t mc_shm_float_to_half(float f)
 {
-  uint32_t u = shm_f2u(f);
+  uint32_t u = mc_shm_f2u(f);
   uint32_t sign = u & 0x80000000u;
   uint32_t o;
   u ^= sign;
   if (u >= (143u << 23)) { /* >= 65536 (rounds to Inf), Inf, NaN */
     o = u > 0x7f800000u ? 0x7e00u : 0x7c00u;
   } else if (u < (113u << 23)) { /* below the smallest normal half */
-    o = shm_f2u(shm_u2f(u) + shm_u2f(126u << 23)) - (126u << 23);
+    o = mc_shm_f2u(mc_shm_u2f(u) + mc_shm_u2f(126u << 23)) - (126u << 23);
   } else {
     o = (u - (112u << 23) + 0xfffu + ((u >> 13) & 1u)) >> 13;
   }
@@ -96,12 +96,12 @@ uint16_t mc_shm_float_to_half(float f)
 
 /* ---- the same conversions on vectors (masks are all-ones lanes) ---- */
 
-static inline mc_shm_vu_t shm_blend(mc_shm_vu_t mask, mc_shm_vu_t a, mc_shm_vu_t b)
+static inline mc_shm_vu_t mc_shm_blend(mc_shm_vu_t mask, mc_shm_vu_t a, mc_shm_vu_t b)
 {
   return (mask & a) | (~mask & b);
 }
 
-static inline mc_shm_vf_t shm_h2f_v(mc_shm_vu_t h)
+static inline mc_shm_vf_t mc_shm_h2f_v(mc_shm_vu_t h)
 {
   mc_shm_vu_t o = (h & 0x7fffu) << 13;
   mc_shm_vu_t e = o & (0x7c00u << 13);
@@ -111,11 +111,11 @@ static inline mc_shm_vf_t shm_h2f_v(mc_shm_vu_t h)
   o += infnan & ((128u - 16u) << 23);
   mc_shm_vf_t magic = (mc_shm_vf_t)((mc_shm_vu_t){0} + (113u << 23));
   mc_shm_vu_t subv = (mc_shm_vu_t)((mc_shm_vf_t)(o + (1u << 23)) - magic);
-  o = shm_blend(sub, subv, o);
+  o = mc_shm_blend(sub, subv, o);
   return (mc_shm_vf_t)(o | ((h & 0x8000u) << 16));
 }
 
-static inline mc_shm_vu_t shm_f2h_v(mc_shm_vf_t f)
+static inline mc_shm_vu_t mc_shm_f2h_v(mc_shm_vf_t f)
 {
   mc_shm_vu_t u = (mc_shm_vu_t)f;
   mc_shm_vu_t sign = u & 0x80000000u;
@@ -128,24 +128,24 @@ static inline mc_shm_vu_t shm_f2h_v(mc_shm_vf_t f)
   mc_shm_vf_t half = (mc_shm_vf_t)((mc_shm_vu_t){0} + (126u << 23));
   mc_shm_vu_t subv = (mc_shm_vu_t)((mc_shm_vf_t)u + half) - (126u << 23);
   mc_shm_vu_t norm = (u - (112u << 23) + 0xfffu + ((u >> 13) & 1u)) >> 13;
-  mc_shm_vu_t special = shm_blend(nan, (mc_shm_vu_t){0} + 0x7e00u, (mc_shm_vu_t){0} + 0x7c00u);
-  mc_shm_vu_t o = shm_blend(big, special, shm_blend(small, subv, norm));
+  mc_shm_vu_t special = mc_shm_blend(nan, (mc_shm_vu_t){0} + 0x7e00u, (mc_shm_vu_t){0} + 0x7c00u);
+  mc_shm_vu_t o = mc_shm_blend(big, special, mc_shm_blend(small, subv, norm));
   return o | (sign >> 16);
 }
 
 /* The bf16 ends up in the high half of each lane (the low half is left over): one arithmetic
    shift then gives it sign-extended, ready for a signed pack. */
-static inline mc_shm_vi_t shm_f2bf_hi_v(mc_shm_vf_t f)
+static inline mc_shm_vi_t mc_shm_f2bf_hi_v(mc_shm_vf_t f)
 {
   mc_shm_vu_t u = (mc_shm_vu_t)f;
   mc_shm_vu_t nan = (mc_shm_vu_t)(f != f);
   mc_shm_vu_t rounded = u + 0x7fffu + ((u >> 16) & 1u);
-  return (mc_shm_vi_t)shm_blend(nan, u | 0x00400000u, rounded);
+  return (mc_shm_vi_t)mc_shm_blend(nan, u | 0x00400000u, rounded);
 }
 
 /* ---- loads and stores of 8 elements as two fp32 vectors ---- */
 
-static inline __attribute__((always_inline)) void shm_ld8(int kind, const unsigned char *p,
+static inline __attribute__((always_inline)) void mc_shm_ld8(int kind, const unsigned char *p,
                                                           mc_shm_vf_t *lo, mc_shm_vf_t *hi)
 {
   if (kind == MC_SHM_F32) {
@@ -160,8 +160,8 @@ static inline __attribute__((always_inline)) void shm_ld8(int kind, const unsign
     *hi = (mc_shm_vf_t)_mm_unpackhi_epi16(z, x);
     return;
   }
-  *lo = shm_h2f_v((mc_shm_vu_t)_mm_unpacklo_epi16(x, z));
-  *hi = shm_h2f_v((mc_shm_vu_t)_mm_unpackhi_epi16(x, z));
+  *lo = mc_shm_h2f_v((mc_shm_vu_t)_mm_unpacklo_epi16(x, z));
+  *hi = mc_shm_h2f_v((mc_shm_vu_t)_mm_unpackhi_epi16(x, z));
 #else
   mc_shm_vh_t h0, h1;
   memcpy(&h0, p, sizeof h0);
@@ -173,12 +173,12 @@ static inline __attribute__((always_inline)) void shm_ld8(int kind, const unsign
     *hi = (mc_shm_vf_t)(u1 << 16);
     return;
   }
-  *lo = shm_h2f_v(u0);
-  *hi = shm_h2f_v(u1);
+  *lo = mc_shm_h2f_v(u0);
+  *hi = mc_shm_h2f_v(u1);
 #endif
 }
 
-static inline __attribute__((always_inline)) void shm_st8(int kind, unsigned char *p,
+static inline __attribute__((always_inline)) void mc_shm_st8(int kind, unsigned char *p,
                                                           mc_shm_vf_t lo, mc_shm_vf_t hi)
 {
   if (kind == MC_SHM_F32) {
@@ -189,11 +189,11 @@ static inline __attribute__((always_inline)) void shm_st8(int kind, unsigned cha
   /* The 16-bit results, sign-extended, so a signed-saturating pack keeps their bits exactly. */
   mc_shm_vi_t s0, s1;
   if (kind == MC_SHM_BF16) {
-    s0 = shm_f2bf_hi_v(lo) >> 16;
-    s1 = shm_f2bf_hi_v(hi) >> 16;
+    s0 = mc_shm_f2bf_hi_v(lo) >> 16;
+    s1 = mc_shm_f2bf_hi_v(hi) >> 16;
   } else {
-    s0 = (mc_shm_vi_t)(shm_f2h_v(lo) << 16) >> 16;
-    s1 = (mc_shm_vi_t)(shm_f2h_v(hi) << 16) >> 16;
+    s0 = (mc_shm_vi_t)(mc_shm_f2h_v(lo) << 16) >> 16;
+    s1 = (mc_shm_vi_t)(mc_shm_f2h_v(hi) << 16) >> 16;
   }
 #if defined(__SSE2__) && !defined(MC_SHM_GENERIC)
   _mm_storeu_si128((__m128i *)(void *)p, _mm_packs_epi32((__m128i)s0, (__m128i)s1));
@@ -205,7 +205,7 @@ static inline __attribute__((always_inline)) void shm_st8(int kind, unsigned cha
 #endif
 }
 
-static inline __attribute__((always_inline)) float shm_ld1(int kind, const unsigned char *p)
+static inline __attribute__((always_inline)) float mc_shm_ld1(int kind, const unsigned char *p)
 {
   if (kind == MC_SHM_F32) {
     float f;
@@ -217,7 +217,7 @@ static inline __attribute__((always_inline)) float shm_ld1(int kind, const unsig
   return kind == MC_SHM_BF16 ? mc_shm_bf16_to_float(h) : mc_shm_half_to_float(h);
 }
 
-static inline __attribute__((always_inline)) void shm_st1(int kind, unsigned char *p, float f)
+static inline __attribute__((always_inline)) void mc_shm_st1(int kind, unsigned char *p, float f)
 {
   if (kind == MC_SHM_F32) {
     memcpy(p, &f, sizeof f);
@@ -229,30 +229,30 @@ static inline __attribute__((always_inline)) void shm_st1(int kind, unsigned cha
 
 /* ---- the operators: max keeps the accumulator unless the new value is greater (min: less) ---- */
 
-static inline __attribute__((always_inline)) mc_shm_vf_t shm_opv(moecomm_redop_t op,
+static inline __attribute__((always_inline)) mc_shm_vf_t mc_shm_opv(moecomm_redop_t op,
                                                                   mc_shm_vf_t acc, mc_shm_vf_t x)
 {
   if (op == MOECOMM_SUM) return acc + x;
   mc_shm_vu_t take = (mc_shm_vu_t)(op == MOECOMM_MAX ? x > acc : x < acc);
-  return (mc_shm_vf_t)shm_blend(take, (mc_shm_vu_t)x, (mc_shm_vu_t)acc);
+  return (mc_shm_vf_t)mc_shm_blend(take, (mc_shm_vu_t)x, (mc_shm_vu_t)acc);
 }
 
-static inline __attribute__((always_inline)) float shm_op1(moecomm_redop_t op, float acc, float x)
+static inline __attribute__((always_inline)) float mc_shm_op1(moecomm_redop_t op, float acc, float x)
 {
   if (op == MOECOMM_SUM) return acc + x;
   if (op == MOECOMM_MAX) return x > acc ? x : acc;
   return x < acc ? x : acc;
 }
 
-static inline __attribute__((always_inline)) mc_shm_vi_t shm_opvi(moecomm_redop_t op,
+static inline __attribute__((always_inline)) mc_shm_vi_t mc_shm_opvi(moecomm_redop_t op,
                                                                    mc_shm_vi_t acc, mc_shm_vi_t x)
 {
   if (op == MOECOMM_SUM) return (mc_shm_vi_t)((mc_shm_vu_t)acc + (mc_shm_vu_t)x); /* wraps */
   mc_shm_vu_t take = (mc_shm_vu_t)(op == MOECOMM_MAX ? x > acc : x < acc);
-  return (mc_shm_vi_t)shm_blend(take, (mc_shm_vu_t)x, (mc_shm_vu_t)acc);
+  return (mc_shm_vi_t)mc_shm_blend(take, (mc_shm_vu_t)x, (mc_shm_vu_t)acc);
 }
 
-static inline __attribute__((always_inline)) int32_t shm_op1i(moecomm_redop_t op, int32_t acc,
+static inline __attribute__((always_inline)) int32_t mc_shm_op1i(moecomm_redop_t op, int32_t acc,
                                                                int32_t x)
 {
   if (op == MOECOMM_SUM) return (int32_t)((uint32_t)acc + (uint32_t)x);
@@ -264,7 +264,7 @@ static inline __attribute__((always_inline)) int32_t shm_op1i(moecomm_redop_t op
 
 #define MC_SHM_STEP (4 * MC_SHM_LANES)
 
-static inline __attribute__((always_inline)) void shm_red_float(
+static inline __attribute__((always_inline)) void mc_shm_red_float(
     int kind, moecomm_redop_t op, unsigned char *out, unsigned char *out2,
     const unsigned char *const *in, int n, size_t count)
 {
@@ -274,40 +274,40 @@ static inline __attribute__((always_inline)) void shm_red_float(
   for (; i + MC_SHM_STEP <= count; i += MC_SHM_STEP) {
     size_t b = i * es;
     mc_shm_vf_t a0, a1, a2, a3, x0, x1, x2, x3;
-    shm_ld8(kind, in[0] + b, &a0, &a1);
-    shm_ld8(kind, in[0] + b + hb, &a2, &a3);
+    mc_shm_ld8(kind, in[0] + b, &a0, &a1);
+    mc_shm_ld8(kind, in[0] + b + hb, &a2, &a3);
     for (int j = 1; j < n; j++) {
-      shm_ld8(kind, in[j] + b, &x0, &x1);
-      shm_ld8(kind, in[j] + b + hb, &x2, &x3);
-      a0 = shm_opv(op, a0, x0);
-      a1 = shm_opv(op, a1, x1);
-      a2 = shm_opv(op, a2, x2);
-      a3 = shm_opv(op, a3, x3);
+      mc_shm_ld8(kind, in[j] + b, &x0, &x1);
+      mc_shm_ld8(kind, in[j] + b + hb, &x2, &x3);
+      a0 = mc_shm_opv(op, a0, x0);
+      a1 = mc_shm_opv(op, a1, x1);
+      a2 = mc_shm_opv(op, a2, x2);
+      a3 = mc_shm_opv(op, a3, x3);
     }
-    shm_st8(kind, out + b, a0, a1);
-    shm_st8(kind, out + b + hb, a2, a3);
+    mc_shm_st8(kind, out + b, a0, a1);
+    mc_shm_st8(kind, out + b + hb, a2, a3);
     if (out2) {
-      shm_st8(kind, out2 + b, a0, a1);
-      shm_st8(kind, out2 + b + hb, a2, a3);
+      mc_shm_st8(kind, out2 + b, a0, a1);
+      mc_shm_st8(kind, out2 + b + hb, a2, a3);
     }
   }
   for (; i < count; i++) {
     size_t b = i * es;
-    float a = shm_ld1(kind, in[0] + b);
-    for (int j = 1; j < n; j++) a = shm_op1(op, a, shm_ld1(kind, in[j] + b));
-    shm_st1(kind, out + b, a);
-    if (out2) shm_st1(kind, out2 + b, a);
+    float a = mc_shm_ld1(kind, in[0] + b);
+    for (int j = 1; j < n; j++) a = mc_shm_op1(op, a, mc_shm_ld1(kind, in[j] + b));
+    mc_shm_st1(kind, out + b, a);
+    if (out2) mc_shm_st1(kind, out2 + b, a);
   }
 }
 
-static inline mc_shm_vi_t shm_ldvi(const unsigned char *p)
+static inline mc_shm_vi_t mc_shm_ldvi(const unsigned char *p)
 {
   mc_shm_vi_t v;
   memcpy(&v, p, sizeof v);
   return v;
 }
 
-static inline __attribute__((always_inline)) void shm_red_int(moecomm_redop_t op,
+static inline __attribute__((always_inline)) void mc_shm_red_int(moecomm_redop_t op,
                                                               unsigned char *out,
                                                               unsigned char *out2,
                                                               const unsigned char *const *in,
@@ -318,14 +318,14 @@ static inline __attribute__((always_inline)) void shm_red_int(moecomm_redop_t op
   for (; i + MC_SHM_STEP <= count; i += MC_SHM_STEP) {
     size_t b = i * 4;
     const unsigned char *p = in[0] + b;
-    mc_shm_vi_t a0 = shm_ldvi(p), a1 = shm_ldvi(p + vb);
-    mc_shm_vi_t a2 = shm_ldvi(p + 2 * vb), a3 = shm_ldvi(p + 3 * vb);
+    mc_shm_vi_t a0 = mc_shm_ldvi(p), a1 = mc_shm_ldvi(p + vb);
+    mc_shm_vi_t a2 = mc_shm_ldvi(p + 2 * vb), a3 = mc_shm_ldvi(p + 3 * vb);
     for (int j = 1; j < n; j++) {
       p = in[j] + b;
-      a0 = shm_opvi(op, a0, shm_ldvi(p));
-      a1 = shm_opvi(op, a1, shm_ldvi(p + vb));
-      a2 = shm_opvi(op, a2, shm_ldvi(p + 2 * vb));
-      a3 = shm_opvi(op, a3, shm_ldvi(p + 3 * vb));
+      a0 = mc_shm_opvi(op, a0, mc_shm_ldvi(p));
+      a1 = mc_shm_opvi(op, a1, mc_shm_ldvi(p + vb));
+      a2 = mc_shm_opvi(op, a2, mc_shm_ldvi(p + 2 * vb));
+      a3 = mc_shm_opvi(op, a3, mc_shm_ldvi(p + 3 * vb));
     }
     memcpy(out + b, &a0, vb);
     memcpy(out + b + vb, &a1, vb);
@@ -344,7 +344,7 @@ static inline __attribute__((always_inline)) void shm_red_int(moecomm_redop_t op
     memcpy(&a, in[0] + b, 4);
     for (int j = 1; j < n; j++) {
       memcpy(&x, in[j] + b, 4);
-      a = shm_op1i(op, a, x);
+      a = mc_shm_op1i(op, a, x);
     }
     memcpy(out + b, &a, 4);
     if (out2) memcpy(out2 + b, &a, 4);
@@ -359,34 +359,34 @@ typedef void (*mc_shm_red_fn_t)(unsigned char *out, unsigned char *out2,
   static void name(unsigned char *out, unsigned char *out2, const unsigned char *const *in, \
                    int n, size_t count)                                                     \
   {                                                                                         \
-    shm_red_float(kind, op, out, out2, in, n, count);                                       \
+    mc_shm_red_float(kind, op, out, out2, in, n, count);                                       \
   }
 #define MC_SHM_RED_INT(name, op)                                                            \
   static void name(unsigned char *out, unsigned char *out2, const unsigned char *const *in, \
                    int n, size_t count)                                                     \
   {                                                                                         \
-    shm_red_int(op, out, out2, in, n, count);                                               \
+    mc_shm_red_int(op, out, out2, in, n, count);                                               \
   }
 
-MC_SHM_RED_FLOAT(shm_f32_sum, MC_SHM_F32, MOECOMM_SUM)
-MC_SHM_RED_FLOAT(shm_f32_max, MC_SHM_F32, MOECOMM_MAX)
-MC_SHM_RED_FLOAT(shm_f32_min, MC_SHM_F32, MOECOMM_MIN)
-MC_SHM_RED_FLOAT(shm_f16_sum, MC_SHM_F16, MOECOMM_SUM)
-MC_SHM_RED_FLOAT(shm_f16_max, MC_SHM_F16, MOECOMM_MAX)
-MC_SHM_RED_FLOAT(shm_f16_min, MC_SHM_F16, MOECOMM_MIN)
-MC_SHM_RED_FLOAT(shm_bf16_sum, MC_SHM_BF16, MOECOMM_SUM)
-MC_SHM_RED_FLOAT(shm_bf16_max, MC_SHM_BF16, MOECOMM_MAX)
-MC_SHM_RED_FLOAT(shm_bf16_min, MC_SHM_BF16, MOECOMM_MIN)
-MC_SHM_RED_INT(shm_i32_sum, MOECOMM_SUM)
-MC_SHM_RED_INT(shm_i32_max, MOECOMM_MAX)
-MC_SHM_RED_INT(shm_i32_min, MOECOMM_MIN)
+MC_SHM_RED_FLOAT(mc_shm_f32_sum, MC_SHM_F32, MOECOMM_SUM)
+MC_SHM_RED_FLOAT(mc_shm_f32_max, MC_SHM_F32, MOECOMM_MAX)
+MC_SHM_RED_FLOAT(mc_shm_f32_min, MC_SHM_F32, MOECOMM_MIN)
+MC_SHM_RED_FLOAT(mc_shm_f16_sum, MC_SHM_F16, MOECOMM_SUM)
+MC_SHM_RED_FLOAT(mc_shm_f16_max, MC_SHM_F16, MOECOMM_MAX)
+MC_SHM_RED_FLOAT(mc_shm_f16_min, MC_SHM_F16, MOECOMM_MIN)
+MC_SHM_RED_FLOAT(mc_shm_bf16_sum, MC_SHM_BF16, MOECOMM_SUM)
+MC_SHM_RED_FLOAT(mc_shm_bf16_max, MC_SHM_BF16, MOECOMM_MAX)
+MC_SHM_RED_FLOAT(mc_shm_bf16_min, MC_SHM_BF16, MOECOMM_MIN)
+MC_SHM_RED_INT(mc_shm_i32_sum, MOECOMM_SUM)
+MC_SHM_RED_INT(mc_shm_i32_max, MOECOMM_MAX)
+MC_SHM_RED_INT(mc_shm_i32_min, MOECOMM_MIN)
 
 /* Indexed [dtype][op]; the order of moecomm_dtype_t and moecomm_redop_t. */
-static const mc_shm_red_fn_t shm_red_table[4][3] = {
-    {shm_f32_sum, shm_f32_max, shm_f32_min},
-    {shm_f16_sum, shm_f16_max, shm_f16_min},
-    {shm_bf16_sum, shm_bf16_max, shm_bf16_min},
-    {shm_i32_sum, shm_i32_max, shm_i32_min},
+static const mc_shm_red_fn_t mc_shm_red_table[4][3] = {
+    {mc_shm_f32_sum, mc_shm_f32_max, mc_shm_f32_min},
+    {mc_shm_f16_sum, mc_shm_f16_max, mc_shm_f16_min},
+    {mc_shm_bf16_sum, mc_shm_bf16_max, mc_shm_bf16_min},
+    {mc_shm_i32_sum, mc_shm_i32_max, mc_shm_i32_min},
 };
 
 #if defined(MC_SHM_X86_DISPATCH)
@@ -394,7 +394,7 @@ static const mc_shm_red_fn_t shm_red_table[4][3] = {
    to nearest even, about 5x the integer emulation above.  The results are the same except for
    NaN payloads (F16C keeps them, quieted; the emulation returns a canonical NaN).  The operators
    and the order are shared with the other kernels. */
-static inline __attribute__((always_inline, target("f16c"))) void shm_red_f16c(
+static inline __attribute__((always_inline, target("f16c"))) void mc_shm_red_f16c(
     moecomm_redop_t op, unsigned char *out, unsigned char *out2, const unsigned char *const *in,
     int n, size_t count)
 {
@@ -414,10 +414,10 @@ static inline __attribute__((always_inline, target("f16c"))) void shm_red_f16c(
     MC_SHM_LD_F16C(in[0] + b, a0, a1, a2, a3);
     for (int j = 1; j < n; j++) {
       MC_SHM_LD_F16C(in[j] + b, x0, x1, x2, x3);
-      a0 = shm_opv(op, a0, x0);
-      a1 = shm_opv(op, a1, x1);
-      a2 = shm_opv(op, a2, x2);
-      a3 = shm_opv(op, a3, x3);
+      a0 = mc_shm_opv(op, a0, x0);
+      a1 = mc_shm_opv(op, a1, x1);
+      a2 = mc_shm_opv(op, a2, x2);
+      a3 = mc_shm_opv(op, a3, x3);
     }
     __m128i lo = _mm_unpacklo_epi64(_mm_cvtps_ph((__m128)a0, _MM_FROUND_TO_NEAREST_INT),
                                     _mm_cvtps_ph((__m128)a1, _MM_FROUND_TO_NEAREST_INT));
@@ -437,7 +437,7 @@ static inline __attribute__((always_inline, target("f16c"))) void shm_red_f16c(
     float a = _cvtsh_ss(h);
     for (int j = 1; j < n; j++) {
       memcpy(&h, in[j] + i * 2, 2);
-      a = shm_op1(op, a, _cvtsh_ss(h));
+      a = mc_shm_op1(op, a, _cvtsh_ss(h));
     }
     h = _cvtss_sh(a, _MM_FROUND_TO_NEAREST_INT);
     memcpy(out + i * 2, &h, 2);
@@ -450,18 +450,18 @@ static inline __attribute__((always_inline, target("f16c"))) void shm_red_f16c(
                                                    const unsigned char *const *in, int n,   \
                                                    size_t count)                            \
   {                                                                                         \
-    shm_red_f16c(op, out, out2, in, n, count);                                              \
+    mc_shm_red_f16c(op, out, out2, in, n, count);                                              \
   }
-MC_SHM_RED_F16C(shm_f16c_sum, MOECOMM_SUM)
-MC_SHM_RED_F16C(shm_f16c_max, MOECOMM_MAX)
-MC_SHM_RED_F16C(shm_f16c_min, MOECOMM_MIN)
+MC_SHM_RED_F16C(mc_shm_f16c_sum, MOECOMM_SUM)
+MC_SHM_RED_F16C(mc_shm_f16c_max, MOECOMM_MAX)
+MC_SHM_RED_F16C(mc_shm_f16c_min, MOECOMM_MIN)
 
-static const mc_shm_red_fn_t shm_red_f16c_table[3] = {shm_f16c_sum, shm_f16c_max, shm_f16c_min};
+static const mc_shm_red_fn_t mc_shm_red_f16c_table[3] = {mc_shm_f16c_sum, mc_shm_f16c_max, mc_shm_f16c_min};
 
 /* bf16 on x86-64 CPUs with AVX2 (chosen at run time): the same arithmetic as the SSE2 path
    (fp32 accumulation, the same operators, the same integer rounding) on 8 lanes, about 2x.
    The in-lane unpack and pack of AVX2 scramble the element order the same way both ways. */
-static inline __attribute__((always_inline, target("avx2"))) __m256 shm_op_avx2(
+static inline __attribute__((always_inline, target("avx2"))) __m256 mc_shm_op_avx2(
     moecomm_redop_t op, __m256 acc, __m256 x)
 {
   if (op == MOECOMM_SUM) return _mm256_add_ps(acc, x);
@@ -472,7 +472,7 @@ static inline __attribute__((always_inline, target("avx2"))) __m256 shm_op_avx2(
 }
 
 /* fp32 -> bf16, sign-extended in each 32-bit lane (mc_shm_float_to_bf16 on 8 lanes). */
-static inline __attribute__((always_inline, target("avx2"))) __m256i shm_f2bf_avx2(__m256 f)
+static inline __attribute__((always_inline, target("avx2"))) __m256i mc_shm_f2bf_avx2(__m256 f)
 {
   __m256i u = _mm256_castps_si256(f);
   __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(f, f, _CMP_UNORD_Q));
@@ -482,7 +482,7 @@ static inline __attribute__((always_inline, target("avx2"))) __m256i shm_f2bf_av
   return _mm256_srai_epi32(_mm256_blendv_epi8(rounded, quiet, nan), 16);
 }
 
-static inline __attribute__((always_inline, target("avx2"))) void shm_red_bf16_avx2(
+static inline __attribute__((always_inline, target("avx2"))) void mc_shm_red_bf16_avx2(
     moecomm_redop_t op, unsigned char *out, unsigned char *out2, const unsigned char *const *in,
     int n, size_t count)
 {
@@ -503,13 +503,13 @@ static inline __attribute__((always_inline, target("avx2"))) void shm_red_bf16_a
     MC_SHM_LD_BF16X(in[0] + b, a0, a1, a2, a3);
     for (int j = 1; j < n; j++) {
       MC_SHM_LD_BF16X(in[j] + b, x0, x1, x2, x3);
-      a0 = shm_op_avx2(op, a0, x0);
-      a1 = shm_op_avx2(op, a1, x1);
-      a2 = shm_op_avx2(op, a2, x2);
-      a3 = shm_op_avx2(op, a3, x3);
+      a0 = mc_shm_op_avx2(op, a0, x0);
+      a1 = mc_shm_op_avx2(op, a1, x1);
+      a2 = mc_shm_op_avx2(op, a2, x2);
+      a3 = mc_shm_op_avx2(op, a3, x3);
     }
-    __m256i lo = _mm256_packs_epi32(shm_f2bf_avx2(a0), shm_f2bf_avx2(a1));
-    __m256i hi = _mm256_packs_epi32(shm_f2bf_avx2(a2), shm_f2bf_avx2(a3));
+    __m256i lo = _mm256_packs_epi32(mc_shm_f2bf_avx2(a0), mc_shm_f2bf_avx2(a1));
+    __m256i hi = _mm256_packs_epi32(mc_shm_f2bf_avx2(a2), mc_shm_f2bf_avx2(a3));
     _mm256_storeu_si256((__m256i *)(void *)(out + b), lo);
     _mm256_storeu_si256((__m256i *)(void *)(out + b + 32), hi);
     if (out2) {
@@ -520,10 +520,10 @@ static inline __attribute__((always_inline, target("avx2"))) void shm_red_bf16_a
 #undef MC_SHM_LD_BF16X
   for (; i < count; i++) {
     size_t b = i * 2;
-    float a = shm_ld1(MC_SHM_BF16, in[0] + b);
-    for (int j = 1; j < n; j++) a = shm_op1(op, a, shm_ld1(MC_SHM_BF16, in[j] + b));
-    shm_st1(MC_SHM_BF16, out + b, a);
-    if (out2) shm_st1(MC_SHM_BF16, out2 + b, a);
+    float a = mc_shm_ld1(MC_SHM_BF16, in[0] + b);
+    for (int j = 1; j < n; j++) a = mc_shm_op1(op, a, mc_shm_ld1(MC_SHM_BF16, in[j] + b));
+    mc_shm_st1(MC_SHM_BF16, out + b, a);
+    if (out2) mc_shm_st1(MC_SHM_BF16, out2 + b, a);
   }
 }
 
@@ -532,20 +532,20 @@ static inline __attribute__((always_inline, target("avx2"))) void shm_red_bf16_a
                                                    const unsigned char *const *in, int n,   \
                                                    size_t count)                            \
   {                                                                                         \
-    shm_red_bf16_avx2(op, out, out2, in, n, count);                                         \
+    mc_shm_red_bf16_avx2(op, out, out2, in, n, count);                                         \
   }
-MC_SHM_RED_BF16_AVX2(shm_bf16_avx2_sum, MOECOMM_SUM)
-MC_SHM_RED_BF16_AVX2(shm_bf16_avx2_max, MOECOMM_MAX)
-MC_SHM_RED_BF16_AVX2(shm_bf16_avx2_min, MOECOMM_MIN)
+MC_SHM_RED_BF16_AVX2(mc_shm_bf16_avx2_sum, MOECOMM_SUM)
+MC_SHM_RED_BF16_AVX2(mc_shm_bf16_avx2_max, MOECOMM_MAX)
+MC_SHM_RED_BF16_AVX2(mc_shm_bf16_avx2_min, MOECOMM_MIN)
 
-static const mc_shm_red_fn_t shm_red_bf16_avx2_table[3] = {shm_bf16_avx2_sum, shm_bf16_avx2_max,
-                                                           shm_bf16_avx2_min};
+static const mc_shm_red_fn_t mc_shm_red_bf16_avx2_table[3] = {mc_shm_bf16_avx2_sum, mc_shm_bf16_avx2_max,
+                                                           mc_shm_bf16_avx2_min};
 
 enum { MC_SHM_CPU_KNOWN = 1, MC_SHM_CPU_F16C = 2, MC_SHM_CPU_AVX2 = 4 };
 
 /* What the CPU offers, asked once; "avx" also means the OS saves the AVX state that every
    VEX-encoded instruction needs. */
-static int shm_cpu_features(void)
+static int mc_shm_cpu_features(void)
 {
   static _Atomic int features;
   int f = atomic_load_explicit(&features, memory_order_relaxed);
@@ -573,12 +573,12 @@ void mc_shm_reduce(void *out, void *out2, const void *const *in, int n, size_t c
 {
   /* The core validated dtype and op; an out-of-range value here is a bug, not user input. */
   if ((unsigned)dtype >= 4u || (unsigned)op >= 3u || n < 1 || count == 0) return;
-  mc_shm_red_fn_t fn = shm_red_table[dtype][op];
+  mc_shm_red_fn_t fn = mc_shm_red_table[dtype][op];
 #if defined(MC_SHM_X86_DISPATCH)
-  if (dtype == MOECOMM_FLOAT16 && (shm_cpu_features() & MC_SHM_CPU_F16C))
-    fn = shm_red_f16c_table[op];
-  if (dtype == MOECOMM_BFLOAT16 && (shm_cpu_features() & MC_SHM_CPU_AVX2))
-    fn = shm_red_bf16_avx2_table[op];
+  if (dtype == MOECOMM_FLOAT16 && (mc_shm_cpu_features() & MC_SHM_CPU_F16C))
+    fn = mc_shm_red_f16c_table[op];
+  if (dtype == MOECOMM_BFLOAT16 && (mc_shm_cpu_features() & MC_SHM_CPU_AVX2))
+    fn = mc_shm_red_bf16_avx2_table[op];
 #endif
   fn((unsigned char *)out, (unsigned char *)out2, (const unsigned char *const *)in, n, count);
 }

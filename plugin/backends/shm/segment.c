@@ -28,7 +28,7 @@ typedef struct mc_shm_where {
 } mc_shm_where_t;
 
 /* Copies s into out keeping only characters safe in a file name. */
-static void shm_name_part(char *out, size_t cap, const char *s)
+static void mc_shm_name_part(char *out, size_t cap, const char *s)
 {
   size_t i = 0;
   for (; s[i] != '\0' && i + 1 < cap; i++) {
@@ -78,7 +78,7 @@ void mc_shm_segment_sweep(void)
 }
 
 /* Maps fd read-write and shared; pages are touched now so the first collective is not slow. */
-static moecomm_result_t shm_map(mc_comm_t *comm, int fd, const char *name, size_t bytes,
+static moecomm_result_t mc_shm_map(mc_comm_t *comm, int fd, const char *name, size_t bytes,
                                 void **base_p)
 {
   void *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
@@ -94,8 +94,8 @@ void mc_shm_segment_name(const mc_comm_t *comm, int creator_pid, const char *suf
                          size_t cap)
 {
   char id[64], key[112];
-  shm_name_part(id, sizeof id, comm->xchg->ns);
-  shm_name_part(key, sizeof key, comm->key);
+  mc_shm_name_part(id, sizeof id, comm->xchg->ns);
+  mc_shm_name_part(key, sizeof key, comm->key);
   snprintf(name, cap, "/%s%llu-%d-%s-%s%s", MC_SHM_PREFIX, mc_shm_pid_namespace(), creator_pid, id,
            key, suffix);
 }
@@ -133,7 +133,7 @@ moecomm_result_t mc_shm_segment_create(mc_comm_t *comm, const char *name, size_t
                      bytes, comm->label, seg.name, strerror(rc));
     goto fail_unlink;
   }
-  res = shm_map(comm, fd, seg.name, bytes, &seg.base);
+  res = mc_shm_map(comm, fd, seg.name, bytes, &seg.base);
   if (res != MOECOMM_SUCCESS) goto fail_unlink;
   close(fd);
   seg.bytes = bytes;
@@ -149,7 +149,7 @@ fail_unlink:
 
 /* Group rank 0: create under the comm's name; fallocate gave zero pages, so every step, waiter
    count and flag starts at 0; then the header. */
-static moecomm_result_t shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm_segment_t *seg)
+static moecomm_result_t mc_shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm_segment_t *seg)
 {
   char name[sizeof seg->name];
   size_t bytes = mc_shm_segment_bytes(comm->size, slot_bytes);
@@ -196,7 +196,7 @@ moecomm_result_t mc_shm_segment_open(mc_comm_t *comm, const char *name, size_t b
     close(fd);
     return res;
   }
-  res = shm_map(comm, fd, seg.name, bytes, &seg.base);
+  res = mc_shm_map(comm, fd, seg.name, bytes, &seg.base);
   close(fd);
   if (res != MOECOMM_SUCCESS) return res;
   seg.bytes = bytes;
@@ -205,7 +205,7 @@ moecomm_result_t mc_shm_segment_open(mc_comm_t *comm, const char *name, size_t b
 }
 
 /* Other members: open the name rank 0 sent, map it, check it is what rank 0 described. */
-static moecomm_result_t shm_open_map(mc_comm_t *comm, const mc_shm_where_t *root,
+static moecomm_result_t mc_shm_open_map(mc_comm_t *comm, const mc_shm_where_t *root,
                                      mc_shm_segment_t *seg)
 {
   char name[sizeof root->name];
@@ -250,7 +250,7 @@ moecomm_result_t mc_shm_segment_attach(mc_comm_t *comm, size_t slot_bytes,
 
   /* 1: rank 0 creates and says where; its failure reaches everyone in the same agreement, so
      every member fails together instead of waiting for a name that never comes. */
-  if (comm->rank == 0 && (res = shm_create(comm, slot_bytes, &seg)) == MOECOMM_SUCCESS) {
+  if (comm->rank == 0 && (res = mc_shm_create(comm, slot_bytes, &seg)) == MOECOMM_SUCCESS) {
     mine.bytes = seg.bytes;
     memcpy(mine.name, seg.name, sizeof mine.name);
   }
@@ -259,7 +259,7 @@ moecomm_result_t mc_shm_segment_attach(mc_comm_t *comm, size_t slot_bytes,
   if (res != MOECOMM_SUCCESS) goto fail;
 
   /* 2: the others map it; everyone reports, then rank 0 removes the name whatever happened. */
-  if (comm->rank != 0) res = shm_open_map(comm, &all[0], &seg);
+  if (comm->rank != 0) res = mc_shm_open_map(comm, &all[0], &seg);
   res = mc_comm_agree(comm, "shm segment mapped", res, comm->err->msg, NULL, NULL, 0, &bad);
   if (comm->rank == 0 && seg.base != NULL && !seg.unlinked) {
     shm_unlink(seg.name);

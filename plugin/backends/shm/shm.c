@@ -39,7 +39,7 @@
 /* Buffer size per rank: the segment stays near MC_SHM_SEG_TARGET whatever the group size, but
    never below MC_SHM_SLOT_MIN nor below 1 KiB per rank (reduce_scatter splits a buffer n ways);
    whole pages. */
-static size_t shm_slot_bytes(int size)
+static size_t mc_shm_slot_bytes(int size)
 {
   size_t slot = MC_SHM_SEG_TARGET / (2u * (size_t)size);
   if (slot > MC_SHM_SLOT_MAX) slot = MC_SHM_SLOT_MAX;
@@ -50,7 +50,7 @@ static size_t shm_slot_bytes(int size)
 
 /* ---- ops table entries ---- */
 
-static moecomm_result_t shm_probe(const mc_config_t *cfg, int device, mc_err_t *err)
+static moecomm_result_t mc_shm_probe(const mc_config_t *cfg, int device, mc_err_t *err)
 {
   if (device != MOECOMM_DEVICE_CPU)
     return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE,
@@ -60,7 +60,7 @@ static moecomm_result_t shm_probe(const mc_config_t *cfg, int device, mc_err_t *
   return MOECOMM_SUCCESS;
 }
 
-static moecomm_result_t shm_comm_init(mc_comm_t *comm)
+static moecomm_result_t mc_shm_comm_init(mc_comm_t *comm)
 {
   if (!comm->same_host)
     return mc_err_set(comm->err, MOECOMM_ERR_UNAVAILABLE,
@@ -75,7 +75,7 @@ static moecomm_result_t shm_comm_init(mc_comm_t *comm)
     return mc_err_set(comm->err, MOECOMM_ERR_NO_MEMORY, "shm: out of memory setting up %s",
                       comm->label);
   }
-  moecomm_result_t res = mc_shm_segment_attach(comm, shm_slot_bytes(comm->size), &shm->seg);
+  moecomm_result_t res = mc_shm_segment_attach(comm, mc_shm_slot_bytes(comm->size), &shm->seg);
   if (res != MOECOMM_SUCCESS) {
     free(in);
     free(shm);
@@ -95,7 +95,7 @@ static moecomm_result_t shm_comm_init(mc_comm_t *comm)
   return MOECOMM_SUCCESS;
 }
 
-static void shm_comm_fini(mc_comm_t *comm)
+static void mc_shm_comm_fini(mc_comm_t *comm)
 {
   mc_shm_t *shm = comm->be[MOECOMM_BACKEND_SHM].priv;
   if (shm == NULL) return;
@@ -109,7 +109,7 @@ static void shm_comm_fini(mc_comm_t *comm)
 
 /* ---- the descriptor check: every member must be running the same collective ---- */
 
-static uint64_t shm_desc(const mc_coll_t *c)
+static uint64_t mc_shm_desc(const mc_coll_t *c)
 {
   int reduces = c->kind == MC_COLL_ALL_REDUCE || c->kind == MC_COLL_REDUCE_SCATTER;
   uint64_t d = (uint64_t)c->kind & 0xfu;
@@ -120,7 +120,7 @@ static uint64_t shm_desc(const mc_coll_t *c)
   return d;
 }
 
-static int shm_desc_format(uint64_t d, char *buf, size_t cap)
+static int mc_shm_desc_format(uint64_t d, char *buf, size_t cap)
 {
   unsigned kind = (unsigned)(d & 0xfu), dtype = (unsigned)((d >> 4) & 0xfu);
   unsigned op = (unsigned)((d >> 8) & 0xfu), root = (unsigned)((d >> 12) & 0xfffu);
@@ -140,7 +140,7 @@ static int shm_desc_format(uint64_t d, char *buf, size_t cap)
 /* After the first barrier of an op: compare every member's descriptor with ours.  A peer is at
    most one op ahead, so it writes the other desc slot and this one is stable until we arrive at
    our next barrier. */
-static moecomm_result_t shm_check_desc(mc_shm_t *shm, uint64_t mine, const char *what)
+static moecomm_result_t mc_shm_check_desc(mc_shm_t *shm, uint64_t mine, const char *what)
 {
   mc_comm_t *comm = shm->comm;
   const int slot = (int)(shm->ops & 1u);
@@ -148,8 +148,8 @@ static moecomm_result_t shm_check_desc(mc_shm_t *shm, uint64_t mine, const char 
     uint64_t d = atomic_load_explicit(&shm->ctl[r].desc[slot], memory_order_relaxed);
     if (d == mine) continue;
     char a[128], b[128];
-    shm_desc_format(mine, a, sizeof a);
-    shm_desc_format(d, b, sizeof b);
+    mc_shm_desc_format(mine, a, sizeof a);
+    mc_shm_desc_format(d, b, sizeof b);
     moecomm_result_t res = mc_err_set(
         comm->err, MOECOMM_ERR_INVALID_ARGUMENT,
         "shm %s on %s: ranks called different collectives (call %llu): rank %d %s, rank %d %s; "
@@ -178,32 +178,33 @@ moecomm_result_t mc_shm_state(mc_comm_t *comm, const char *what, mc_shm_t **shm_
 }
 
 /* Common start of a collective: the comm must be healthy; publish what we are about to do. */
-moecomm_result_t mc_shm_coll_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_t **shm_p,
-                                   uint64_t *desc_p)
+moecomm_result_t mc_shm_coll_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_call_t *call_p)
 {
   mc_shm_t *shm;
   moecomm_result_t res = mc_shm_state(comm, mc_coll_name(c->kind), &shm);
   if (res != MOECOMM_SUCCESS) return res;
-  uint64_t d = shm_desc(c);
+  uint64_t d = mc_shm_desc(c);
   atomic_store_explicit(&shm->ctl[comm->rank].desc[shm->ops & 1u], d, memory_order_relaxed);
-  *shm_p = shm;
-  *desc_p = d;
+  call_p->shm = shm;
+  call_p->desc = d;
+  call_p->what = mc_coll_name(c->kind);
+  call_p->first = 1;
   return MOECOMM_SUCCESS;
 }
 
 /* Barrier; the first one of an op also checks the descriptors. */
-moecomm_result_t mc_shm_coll_sync(mc_shm_t *shm, const char *what, uint64_t desc, int *first)
+moecomm_result_t mc_shm_coll_sync(mc_shm_call_t *call)
 {
-  moecomm_result_t res = mc_shm_barrier(shm, what);
-  if (res != MOECOMM_SUCCESS || !*first) return res;
-  *first = 0;
-  res = shm_check_desc(shm, desc, what);
-  shm->ops++;
+  moecomm_result_t res = mc_shm_barrier(call->shm, call->what);
+  if (res != MOECOMM_SUCCESS || !call->first) return res;
+  call->first = 0;
+  res = mc_shm_check_desc(call->shm, call->desc, call->what);
+  call->shm->ops++;
   return res;
 }
 
 /* Slice of a use of m elements that rank r reduces: [lo, hi), cache-line aligned starts. */
-static inline void shm_slice(size_t m, int n, int r, size_t align, size_t *lo_p, size_t *hi_p)
+static inline void mc_shm_slice(size_t m, int n, int r, size_t align, size_t *lo_p, size_t *hi_p)
 {
   size_t per = (m + (size_t)n - 1) / (size_t)n;
   per = (per + align - 1) / align * align;
@@ -214,20 +215,18 @@ static inline void shm_slice(size_t m, int n, int r, size_t align, size_t *lo_p,
 
 /* ---- collectives ---- */
 
-static moecomm_result_t shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
+static moecomm_result_t mc_shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
 {
-  mc_shm_t *shm;
-  uint64_t desc;
-  moecomm_result_t res = mc_shm_coll_begin(comm, c, &shm, &desc);
+  mc_shm_call_t call;
+  moecomm_result_t res = mc_shm_coll_begin(comm, c, &call);
   if (res != MOECOMM_SUCCESS) return res;
-  const char *what = mc_coll_name(c->kind);
+  mc_shm_t *shm = call.shm;
   const int n = comm->size, me = comm->rank;
   const size_t es = mc_dtype_size(c->dtype);
   const size_t align = MC_SHM_ALIGN / es;
   const size_t per_use = shm->slot_bytes / es;
   const unsigned char *send = c->send;
   unsigned char *recv = c->recv;
-  int first = 1;
 
   for (size_t off = 0; off < c->count; off += per_use) {
     const size_t m = MC_MIN(per_use, c->count - off);
@@ -236,12 +235,12 @@ static moecomm_result_t shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
     const unsigned char *src = send + off * es;
     unsigned char *dst = recv + off * es;
     size_t lo, hi;
-    shm_slice(m, n, me, align, &lo, &hi);
+    mc_shm_slice(m, n, me, align, &lo, &hi);
 
     /* Copy in what the others reduce; our own slice is read from send directly. */
     mc_shm_copy(mine, src, lo * es);
     mc_shm_copy(mine + hi * es, src + hi * es, (m - hi) * es);
-    res = mc_shm_coll_sync(shm, what, desc, &first);
+    res = mc_shm_coll_sync(&call);
     if (res != MOECOMM_SUCCESS) return res;
 
     if (hi > lo) {
@@ -249,13 +248,13 @@ static moecomm_result_t shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
         shm->in[r] = r == me ? src + lo * es : mc_shm_slot(shm, r, b) + lo * es;
       mc_shm_reduce(mine + lo * es, dst + lo * es, shm->in, n, hi - lo, c->dtype, c->op);
     }
-    res = mc_shm_barrier(shm, what);
+    res = mc_shm_barrier(shm, call.what);
     if (res != MOECOMM_SUCCESS) return res;
 
     for (int r = 0; r < n; r++) {
       if (r == me) continue;
       size_t rlo, rhi;
-      shm_slice(m, n, r, align, &rlo, &rhi);
+      mc_shm_slice(m, n, r, align, &rlo, &rhi);
       if (rhi > rlo)
         mc_shm_copy(dst + rlo * es, mc_shm_slot(shm, r, b) + rlo * es, (rhi - rlo) * es);
     }
@@ -263,13 +262,12 @@ static moecomm_result_t shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
   return MOECOMM_SUCCESS;
 }
 
-static moecomm_result_t shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c)
+static moecomm_result_t mc_shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c)
 {
-  mc_shm_t *shm;
-  uint64_t desc;
-  moecomm_result_t res = mc_shm_coll_begin(comm, c, &shm, &desc);
+  mc_shm_call_t call;
+  moecomm_result_t res = mc_shm_coll_begin(comm, c, &call);
   if (res != MOECOMM_SUCCESS) return res;
-  const char *what = mc_coll_name(c->kind);
+  mc_shm_t *shm = call.shm;
   const int n = comm->size, me = comm->rank;
   const size_t es = mc_dtype_size(c->dtype);
   const size_t align = MC_SHM_ALIGN / es;
@@ -278,7 +276,6 @@ static moecomm_result_t shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c)
   const size_t rc = c->count;
   const unsigned char *send = c->send;
   unsigned char *recv = c->recv;
-  int first = 1;
 
   for (size_t off = 0; off < rc; off += stride) {
     const size_t m = MC_MIN(stride, rc - off);
@@ -288,7 +285,7 @@ static moecomm_result_t shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c)
       if (r == me) continue;
       mc_shm_copy(mine + (size_t)r * stride * es, send + ((size_t)r * rc + off) * es, m * es);
     }
-    res = mc_shm_coll_sync(shm, what, desc, &first);
+    res = mc_shm_coll_sync(&call);
     if (res != MOECOMM_SUCCESS) return res;
     for (int r = 0; r < n; r++)
       shm->in[r] = r == me ? send + ((size_t)me * rc + off) * es
@@ -298,25 +295,23 @@ static moecomm_result_t shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c)
   return MOECOMM_SUCCESS;
 }
 
-static moecomm_result_t shm_all_gather(mc_comm_t *comm, const mc_coll_t *c)
+static moecomm_result_t mc_shm_all_gather(mc_comm_t *comm, const mc_coll_t *c)
 {
-  mc_shm_t *shm;
-  uint64_t desc;
-  moecomm_result_t res = mc_shm_coll_begin(comm, c, &shm, &desc);
+  mc_shm_call_t call;
+  moecomm_result_t res = mc_shm_coll_begin(comm, c, &call);
   if (res != MOECOMM_SUCCESS) return res;
-  const char *what = mc_coll_name(c->kind);
+  mc_shm_t *shm = call.shm;
   const int n = comm->size, me = comm->rank;
   const size_t bytes = c->count * mc_dtype_size(c->dtype);
   const unsigned char *send = c->send;
   unsigned char *recv = c->recv;
-  int first = 1;
 
   if (send != recv + (size_t)me * bytes) memmove(recv + (size_t)me * bytes, send, bytes);
   for (size_t off = 0; off < bytes; off += shm->slot_bytes) {
     const size_t m = MC_MIN(shm->slot_bytes, bytes - off);
     const int b = (int)(shm->uses++ & 1u);
     mc_shm_copy(mc_shm_slot(shm, me, b), send + off, m);
-    res = mc_shm_coll_sync(shm, what, desc, &first);
+    res = mc_shm_coll_sync(&call);
     if (res != MOECOMM_SUCCESS) return res;
     for (int r = 0; r < n; r++)
       if (r != me) mc_shm_copy(recv + (size_t)r * bytes + off, mc_shm_slot(shm, r, b), m);
@@ -324,25 +319,23 @@ static moecomm_result_t shm_all_gather(mc_comm_t *comm, const mc_coll_t *c)
   return MOECOMM_SUCCESS;
 }
 
-static moecomm_result_t shm_broadcast(mc_comm_t *comm, const mc_coll_t *c)
+static moecomm_result_t mc_shm_broadcast(mc_comm_t *comm, const mc_coll_t *c)
 {
-  mc_shm_t *shm;
-  uint64_t desc;
-  moecomm_result_t res = mc_shm_coll_begin(comm, c, &shm, &desc);
+  mc_shm_call_t call;
+  moecomm_result_t res = mc_shm_coll_begin(comm, c, &call);
   if (res != MOECOMM_SUCCESS) return res;
-  const char *what = mc_coll_name(c->kind);
+  mc_shm_t *shm = call.shm;
   const int me = comm->rank, root = c->root;
   const size_t bytes = c->count * mc_dtype_size(c->dtype);
   const unsigned char *send = c->send; /* read on the root only */
   unsigned char *recv = c->recv;
-  int first = 1;
 
   if (me == root && send != recv) memmove(recv, send, bytes);
   for (size_t off = 0; off < bytes; off += shm->slot_bytes) {
     const size_t m = MC_MIN(shm->slot_bytes, bytes - off);
     const int b = (int)(shm->uses++ & 1u);
     if (me == root) mc_shm_copy(mc_shm_slot(shm, root, b), send + off, m);
-    res = mc_shm_coll_sync(shm, what, desc, &first);
+    res = mc_shm_coll_sync(&call);
     if (res != MOECOMM_SUCCESS) return res;
     if (me != root) mc_shm_copy(recv + off, mc_shm_slot(shm, root, b), m);
   }
@@ -352,23 +345,19 @@ static moecomm_result_t shm_broadcast(mc_comm_t *comm, const mc_coll_t *c)
 const mc_backend_ops_t mc_shm_ops = {
     .name = "shm",
     .id = MOECOMM_BACKEND_SHM,
-    .caps = {.colls = (1u << MC_COLL_ALL_REDUCE) | (1u << MC_COLL_ALL_GATHER) |
-                      (1u << MC_COLL_REDUCE_SCATTER) | (1u << MC_COLL_BROADCAST) |
-                      (1u << MC_COLL_SEND) | (1u << MC_COLL_RECV) | (1u << MC_COLL_ALL_TO_ALL) |
-                      (1u << MC_COLL_ALL_TO_ALL_V),
-             .dtypes = (1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) |
-                       (1u << MOECOMM_BFLOAT16) | (1u << MOECOMM_INT32),
+    .caps = {.colls = MC_COLLS_GENERAL,
+             .dtypes = MC_DTYPES_GENERAL,
              .max_ranks = 0,
              .one_host = 1,
              .gpu = 0},
-    .probe = shm_probe,
-    .comm_init = shm_comm_init,
-    .comm_fini = shm_comm_fini,
+    .probe = mc_shm_probe,
+    .comm_init = mc_shm_comm_init,
+    .comm_fini = mc_shm_comm_fini,
     .limits = NULL,
-    .coll = {[MC_COLL_ALL_REDUCE] = shm_all_reduce,
-             [MC_COLL_ALL_GATHER] = shm_all_gather,
-             [MC_COLL_REDUCE_SCATTER] = shm_reduce_scatter,
-             [MC_COLL_BROADCAST] = shm_broadcast,
+    .coll = {[MC_COLL_ALL_REDUCE] = mc_shm_all_reduce,
+             [MC_COLL_ALL_GATHER] = mc_shm_all_gather,
+             [MC_COLL_REDUCE_SCATTER] = mc_shm_reduce_scatter,
+             [MC_COLL_BROADCAST] = mc_shm_broadcast,
              [MC_COLL_SEND] = mc_shm_send,
              [MC_COLL_RECV] = mc_shm_recv,
              [MC_COLL_ALL_TO_ALL] = mc_shm_all_to_all,

@@ -12,13 +12,20 @@ extern const mc_backend_ops_t mc_shm_ops;
    naming `what`).  *shm_p written on success. */
 moecomm_result_t mc_shm_state(mc_comm_t *comm, const char *what, mc_shm_t **shm_p);
 
-/* Start of a collective through the segment (every member takes part): the comm must be set up
-   and healthy; publishes the call's descriptor.  *shm_p and *desc_p written on success. */
-moecomm_result_t mc_shm_coll_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_t **shm_p,
-                                   uint64_t *desc_p);
+/* One collective through the segment, from begin to its last barrier. */
+typedef struct mc_shm_call {
+  mc_shm_t *shm;
+  uint64_t desc;    /* what this member published (kind, count, dtype, op, root) */
+  const char *what; /* the collective's name, for errors */
+  int first;        /* no barrier passed yet: the next one also compares descriptors */
+} mc_shm_call_t;
 
-/* The next barrier of a collective; while *first is set (its first barrier) it also checks that
-   every member published the same descriptor, and clears *first. */
-moecomm_result_t mc_shm_coll_sync(mc_shm_t *shm, const char *what, uint64_t desc, int *first);
+/* Start of a collective through the segment (every member takes part): the comm must be set up
+   and healthy; publishes the call's descriptor.  *call_p written on success. */
+moecomm_result_t mc_shm_coll_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_call_t *call_p);
+
+/* The call's next barrier; its first one also checks that every member published the same
+   descriptor. */
+moecomm_result_t mc_shm_coll_sync(mc_shm_call_t *call);
 
 #endif

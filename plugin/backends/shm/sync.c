@@ -39,7 +39,7 @@
 #endif
 #define MC_SHM_CHECK_MS 100   /* liveness and abort checks while sleeping */
 
-static inline void shm_relax(void)
+static inline void mc_shm_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -50,12 +50,12 @@ static inline void shm_relax(void)
 
 /* Steps wrap after 2^32 barriers; peers are never more than one barrier apart, so the sign of
    the difference orders them. */
-static inline int shm_reached(uint32_t step, uint32_t target)
+static inline int mc_shm_reached(uint32_t step, uint32_t target)
 {
   return (int32_t)(step - target) >= 0;
 }
 
-static long shm_futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
+static long mc_shm_futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
 {
   return syscall(SYS_futex, (uint32_t *)word, op, val, ts, NULL, 0);
 }
@@ -77,14 +77,14 @@ void mc_shm_wait_policy(const mc_comm_t *comm, int64_t *spin_ns_p, int *yields_p
   }
 }
 
-static int64_t shm_now_ns(void)
+static int64_t mc_shm_now_ns(void)
 {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static const char *shm_note_of(const mc_shm_t *shm, int r)
+static const char *mc_shm_note_of(const mc_shm_t *shm, int r)
 {
   return shm->notes + (size_t)r * MC_SHM_NOTE_BYTES;
 }
@@ -107,26 +107,26 @@ void mc_shm_break(mc_shm_t *shm, moecomm_result_t code)
   uint32_t none = 0;
   atomic_compare_exchange_strong_explicit(&shm->hdr->abort_any, &none, (uint32_t)comm->rank + 1u,
                                           memory_order_acq_rel, memory_order_acquire);
-  for (int r = 0; r < comm->size; r++) shm_futex(&shm->ctl[r].step, FUTEX_WAKE, INT_MAX, NULL);
+  for (int r = 0; r < comm->size; r++) mc_shm_futex(&shm->ctl[r].step, FUTEX_WAKE, INT_MAX, NULL);
 }
 
-static void shm_arrive(mc_shm_t *shm, uint32_t target)
+static void mc_shm_arrive(mc_shm_t *shm, uint32_t target)
 {
   mc_shm_ctl_t *me = &shm->ctl[shm->comm->rank];
   atomic_store_explicit(&me->step, target, memory_order_seq_cst);
   if (atomic_load_explicit(&me->waiters, memory_order_seq_cst) != 0)
-    shm_futex(&me->step, FUTEX_WAKE, INT_MAX, NULL);
+    mc_shm_futex(&me->step, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 /* World ranks of the peers that have not reached target, as "2,3". */
-static int shm_missing(const mc_shm_t *shm, uint32_t target, char *buf, size_t cap)
+static int mc_shm_missing(const mc_shm_t *shm, uint32_t target, char *buf, size_t cap)
 {
   const mc_comm_t *comm = shm->comm;
   int32_t miss[64];
   int n = 0, total = 0;
   for (int r = 0; r < comm->size; r++) {
     if (r == comm->rank) continue;
-    if (shm_reached(atomic_load_explicit(&shm->ctl[r].step, memory_order_acquire), target))
+    if (mc_shm_reached(atomic_load_explicit(&shm->ctl[r].step, memory_order_acquire), target))
       continue;
     if (n < (int)MC_ARRAY_LEN(miss)) miss[n++] = comm->ranks[r];
     total++;
@@ -137,7 +137,7 @@ static int shm_missing(const mc_shm_t *shm, uint32_t target, char *buf, size_t c
 
 /* A peer that gave up wakes every sleeper (mc_shm_break): checked before each sleep.  One cause,
    one code: every rank reports the code of the first rank that gave up, with its reason. */
-static moecomm_result_t shm_check_abort(mc_shm_t *shm, const char *what)
+static moecomm_result_t mc_shm_check_abort(mc_shm_t *shm, const char *what)
 {
   mc_comm_t *comm = shm->comm;
   uint32_t ab = atomic_load_explicit(&shm->hdr->abort_any, memory_order_acquire);
@@ -147,17 +147,17 @@ static moecomm_result_t shm_check_abort(mc_shm_t *shm, const char *what)
   if (code == 0 || code > MOECOMM_ERR_INTERNAL) code = MOECOMM_ERR_PEER;
   return mc_err_set(comm->err, (moecomm_result_t)code, "shm %s on %s: rank %d gave up: %.*s",
                     what, comm->label, (int)comm->ranks[r], (int)MC_SHM_NOTE_BYTES,
-                    shm_note_of(shm, r));
+                    mc_shm_note_of(shm, r));
 }
 
 /* Every MC_SHM_CHECK_MS while waiting: are the late peers' processes alive; is it too late. */
-static moecomm_result_t shm_check_peers(mc_shm_t *shm, uint32_t target, const char *what,
+static moecomm_result_t mc_shm_check_peers(mc_shm_t *shm, uint32_t target, const char *what,
                                         int64_t now, int64_t deadline)
 {
   mc_comm_t *comm = shm->comm;
   for (int r = 0; r < comm->size; r++) {
     if (r == comm->rank) continue;
-    if (shm_reached(atomic_load_explicit(&shm->ctl[r].step, memory_order_acquire), target))
+    if (mc_shm_reached(atomic_load_explicit(&shm->ctl[r].step, memory_order_acquire), target))
       continue;
     int w = comm->ranks[r];
     if (!mc_world_alive(comm->world, w))
@@ -166,7 +166,7 @@ static moecomm_result_t shm_check_peers(mc_shm_t *shm, uint32_t target, const ch
   }
   if (deadline > 0 && now >= deadline) {
     char who[256];
-    int missing = shm_missing(shm, target, who, sizeof who);
+    int missing = mc_shm_missing(shm, target, who, sizeof who);
     if (missing > 0)
       return mc_err_set(comm->err, MOECOMM_ERR_TIMEOUT,
                         "shm %s on %s: rank%s %s did not arrive within %d ms "
@@ -178,17 +178,17 @@ static moecomm_result_t shm_check_peers(mc_shm_t *shm, uint32_t target, const ch
 }
 
 /* Sleeps on peer r's step until it changes, a check is due, or the deadline. */
-static moecomm_result_t shm_sleep(mc_shm_t *shm, int r, uint32_t target, int64_t wake_at)
+static moecomm_result_t mc_shm_sleep(mc_shm_t *shm, int r, uint32_t target, int64_t wake_at)
 {
   mc_shm_ctl_t *peer = &shm->ctl[r];
   moecomm_result_t res = MOECOMM_SUCCESS;
   atomic_fetch_add_explicit(&peer->waiters, 1u, memory_order_seq_cst);
   uint32_t seen = atomic_load_explicit(&peer->step, memory_order_seq_cst);
-  if (!shm_reached(seen, target)) {
+  if (!mc_shm_reached(seen, target)) {
     int64_t ms = wake_at - mc_now_ms();
     if (ms < 1) ms = 1;
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    if (shm_futex(&peer->step, FUTEX_WAIT, seen, &ts) != 0 && errno != EAGAIN &&
+    if (mc_shm_futex(&peer->step, FUTEX_WAIT, seen, &ts) != 0 && errno != EAGAIN &&
         errno != ETIMEDOUT && errno != EINTR)
       res = mc_err_set(shm->comm->err, MOECOMM_ERR_BACKEND,
                        "shm: futex wait on %s failed: %s", shm->comm->label, strerror(errno));
@@ -197,7 +197,7 @@ static moecomm_result_t shm_sleep(mc_shm_t *shm, int r, uint32_t target, int64_t
   return res;
 }
 
-static moecomm_result_t shm_wait(mc_shm_t *shm, uint32_t target, const char *what)
+static moecomm_result_t mc_shm_wait(mc_shm_t *shm, uint32_t target, const char *what)
 {
   mc_comm_t *comm = shm->comm;
   const int n = comm->size, me = comm->rank;
@@ -207,13 +207,13 @@ static moecomm_result_t shm_wait(mc_shm_t *shm, uint32_t target, const char *wha
   for (int k = 1; k < n; k++) {
     int r = (me + k) % n;
     _Atomic uint32_t *step = &shm->ctl[r].step;
-    while (!shm_reached(atomic_load_explicit(step, memory_order_acquire), target)) {
+    while (!mc_shm_reached(atomic_load_explicit(step, memory_order_acquire), target)) {
       if (spinning) { /* poll; read the clock only every 64 polls */
         if ((polls++ & 63) != 0) {
-          shm_relax();
+          mc_shm_relax();
           continue;
         }
-        int64_t t = shm_now_ns();
+        int64_t t = mc_shm_now_ns();
         if (spin_until < 0) {
           spin_until = t + shm->spin_ns;
           yield_after = t + MC_SHM_PURE_SPIN_NS;
@@ -235,15 +235,15 @@ static moecomm_result_t shm_wait(mc_shm_t *shm, uint32_t target, const char *wha
         deadline = comm->cfg->timeout_ms > 0 ? now + comm->cfg->timeout_ms : 0;
         next_check = now + MC_SHM_CHECK_MS;
       }
-      moecomm_result_t res = shm_check_abort(shm, what);
+      moecomm_result_t res = mc_shm_check_abort(shm, what);
       if (res == MOECOMM_SUCCESS && (now >= next_check || (deadline > 0 && now >= deadline))) {
-        res = shm_check_peers(shm, target, what, now, deadline);
+        res = mc_shm_check_peers(shm, target, what, now, deadline);
         next_check = now + MC_SHM_CHECK_MS;
       }
       if (res != MOECOMM_SUCCESS) return res;
       int64_t wake_at = next_check;
       if (deadline > 0 && deadline < wake_at) wake_at = deadline;
-      res = shm_sleep(shm, r, target, wake_at);
+      res = mc_shm_sleep(shm, r, target, wake_at);
       if (res != MOECOMM_SUCCESS) return res;
     }
   }
@@ -253,8 +253,8 @@ static moecomm_result_t shm_wait(mc_shm_t *shm, uint32_t target, const char *wha
 moecomm_result_t mc_shm_barrier(mc_shm_t *shm, const char *what)
 {
   uint32_t target = ++shm->step;
-  shm_arrive(shm, target);
-  moecomm_result_t res = shm_wait(shm, target, what);
+  mc_shm_arrive(shm, target);
+  moecomm_result_t res = mc_shm_wait(shm, target, what);
   if (res != MOECOMM_SUCCESS) mc_shm_break(shm, res);
   return res;
 }
