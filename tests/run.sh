@@ -21,7 +21,7 @@ set -u
 
 # Timing-sensitive or process-heavy suites, run with nothing else beside them.
 SERIAL=(system/bootstrap system/rendezvous_attack system/shim_launch core/store_attack
-        contract/handles)
+        core/shm_p2p core/moe_shm contract/handles)
 
 gpu_only=0
 if [ "${1:-}" = "--gpu" ]; then

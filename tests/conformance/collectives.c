@@ -62,7 +62,7 @@ static double now_s(void) {
 
 /* ---- counts ---- */
 
-/* shm's buffer per rank (plugin/backends/shm/shm.c, shm_slot_bytes), mirrored so that the chunk
+/* shm's buffer per rank (plugin/backends/shm/shm.c, mc_shm_slot_bytes), mirrored so that the chunk
    counts land on its boundaries; should it change, the cases stay valid but land elsewhere. */
 static size_t shm_slot_bytes(int size) {
   size_t slot = (size_t)(8u << 20) / (2u * (size_t)size);
