@@ -191,15 +191,15 @@ endif
 # The CPU suite under AddressSanitizer and UndefinedBehaviorSanitizer: the plugin, the host library
 # and the tests instrumented, built into BUILD-asan without CUDA (the CUDA runtime and ASan do not
 # mix), run by tests/run.sh.  Not in it: the GPU suites, the Python suite (an uninstrumented
-# interpreter cannot load an instrumented plugin) and contract/abi_install (it packages the build:
-# an instrumented one depends on libasan and libubsan, and its pkg-config host is not
+# interpreter cannot load an instrumented plugin), contract/abi_install and contract/abi_deb (they
+# package the build: an instrumented one depends on libasan and libubsan, and their hosts are not
 # instrumented).  Leaks are reported at each test process's own exit (ranks leave with _exit, so
 # only the parent's allocations are checked).
 ASAN_BUILD := $(BUILD)-asan
 ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_RUN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:print_summary=1 \
                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-                MC_TEST_EXCLUDE='^contract/abi_install$$'
+                MC_TEST_EXCLUDE='^contract/abi_(install|deb)$$'
 
 .PHONY: cpu-test-bins
 cpu-test-bins: deps plugin shim $(TEST_BIN) $(ABI_FAKE_SO) $(FUZZ_REPLAY_BIN)
