@@ -36,8 +36,8 @@ else
   msg = @printf '  %-7s %s\n' '$(1)' '$(2)'
   MAKEFLAGS += --no-print-directory
 endif
-# Parallel by default (make -jN on the command line wins).
-ifeq ($(filter -j%,$(MAKEFLAGS)),)
+# Parallel by default (make -jN on the command line wins; a sub-make shares its parent's jobs).
+ifeq ($(filter -j%,$(MAKEFLAGS))$(filter-out 0,$(MAKELEVEL)),)
   MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 endif
 
@@ -48,6 +48,7 @@ ifneq ($(findstring clang,$(shell $(CC) --version 2>/dev/null | head -n 1)),clan
   WARN  += -Wno-format-truncation
 endif
 CFLAGS  ?= -O2 -g
+LDFLAGS ?=
 DEPFLAGS = -MMD -MP
 CFLAGS_ALL := -std=c11 $(CFLAGS) $(WARN) -fPIC -pthread -D_GNU_SOURCE -I. \
               -DMC_WITH_CUDA=$(WITH_CUDA) -DMC_VERSION='"$(VERSION)"'
@@ -66,7 +67,7 @@ endif
 
 PLUGIN_FILE := $(if $(filter moecomm,$(PLUGIN_NAME)),libmoecomm.so,libmoecomm-$(PLUGIN_NAME).so)
 PLUGIN      := $(BUILD)/$(PLUGIN_FILE)
-# The plugin's objects as an archive, for white-box unit tests (tests/unit/*): same code, no dlopen.
+# The plugin's objects as an archive, for the white-box tests (tests/core/, tests/system/).
 INTERNAL_A  := $(BUILD)/libmoecomm-internal.a
 SHIM        := $(BUILD)/moecomm-shim
 
@@ -88,8 +89,8 @@ OBJ_DIR     := $(BUILD)/obj-$(PLUGIN_NAME)
 PLUGIN_OBJ  := $(PLUGIN_SRC:%.c=$(OBJ_DIR)/%.o) $(KERNEL_SRC:%.cu=$(OBJ_DIR)/%.cu.o)
 HOST_LIBS   := -ldl -lm $(CUDA_LIBS)
 
-.PHONY: all plugin shim tests demo test gpu-test bench bench-cpu bench-mem install uninstall \
-        abi-check abi-baseline deb clean help deps deps-test
+.PHONY: all plugin shim tests demo test test-asan gpu-test bench bench-cpu bench-mem install \
+        uninstall abi-check abi-baseline deb clean help deps deps-test
 
 all: deps plugin shim tests
 
@@ -97,6 +98,7 @@ help:
 	@echo "make            build the plugin, the shim and the tests into $(BUILD)/"
 	@echo "make demo       MoE layer step through the shim (GPUs where present, else shm ranks)"
 	@echo "make test       every CPU test (GPU tests skip with a line); ends 'N passed, N failed, N skipped'"
+	@echo "make test-asan  the CPU tests built with ASan and UBSan into $(BUILD)-asan/ (CPU-only)"
 	@echo "make gpu-test   the GPU tests (needs CUDA devices)"
 	@echo "make bench      all-reduce benchmark, custom and NCCL (GPU); JSON in bench/results/"
 	@echo "make bench-cpu  shm all-reduce against Open MPI; make bench-mem: communicator memory (GPU)"
@@ -110,7 +112,9 @@ deps:
 plugin: $(PLUGIN)
 
 ifneq ($(WITH_CUDA),1)
+ifeq ($(origin WITH_CUDA),file)
 $(info moecomm: no CUDA toolkit with NCCL under CUDA_HOME=$(CUDA_HOME) NCCL_HOME=$(NCCL_HOME): building CPU-only (shm backend))
+endif
 endif
 
 $(OBJ_DIR)/plugin/backends/nccl/%.o $(OBJ_DIR)/plugin/backends/custom/%.o: PLUGIN_CFLAGS += $(CUDA_CFLAGS)
@@ -129,7 +133,7 @@ $(OBJ_DIR)/%.cu.o: %.cu
 
 $(PLUGIN): $(PLUGIN_OBJ) packaging/moecomm.map
 	$(call msg,LD,$@)
-	$(Q)$(CC) -shared -o $@ $(PLUGIN_OBJ) -Wl,--version-script=packaging/moecomm.map -Wl,-z,defs \
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $(PLUGIN_OBJ) -Wl,--version-script=packaging/moecomm.map -Wl,-z,defs \
 	  -Wl,-soname,$(PLUGIN_FILE) $(CUDA_LIBS) -lstdc++ -lpthread -lm
 
 $(INTERNAL_A): $(PLUGIN_OBJ)
@@ -149,7 +153,7 @@ include packaging/packaging.mk
 include packaging/python/python.mk
 
 # Objects linked into several binaries: make must not delete them as intermediates.
-.SECONDARY: $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(BENCH_COMMON_OBJ) $(ABI_LIB_OBJ)
+.SECONDARY: $(SHIM_LIB_OBJ) $(TEST_COMMON_OBJ) $(BENCH_COMMON_OBJ) $(CONTRACT_LIB_OBJ) $(CONF_LIB_OBJ)
 
 demo: deps plugin shim
 	$(SHIM) --demo

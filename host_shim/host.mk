@@ -18,4 +18,4 @@ $(HOST_A): $(SHIM_LIB_OBJ)
 
 $(SHIM): $(SHIM_OBJ) $(HOST_A)
 	$(call msg,LD,$@)
-	$(Q)$(CC) -o $@ $(SHIM_OBJ) $(HOST_A) $(HOST_LIBS) -lpthread -Wl,-rpath,'$$ORIGIN'
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(SHIM_OBJ) $(HOST_A) $(HOST_LIBS) -lpthread -Wl,-rpath,'$$ORIGIN'

@@ -195,7 +195,7 @@ static void shim_job_env_range(const moecomm_config_var_t *v, char *out, size_t 
 }
 
 /* --env: the plugin's configuration table (ABI 1.2's config_var), one README row per variable:
-   the same rows tests/unit/config_table.c checks README.md against. */
+   the same rows tests/core/config_table.c checks README.md against. */
 static shim_status_t shim_job_env(const shim_plugin_t *plugin) {
   const moecomm_api_t *api = plugin->api;
   if (!MOECOMM_API_HAS(api, config_var)) {

@@ -2,7 +2,7 @@
  * grid shapes, and where the push kernels put their chunks in the staging halves.
  *
  * The answers depend only on their arguments, never on the member's rank, so every member of a
- * call launches the same grid and agrees on every slot offset.  tests/unit/kern_shape.c checks
+ * call launches the same grid and agrees on every slot offset.  tests/core/kern_shape.c checks
  * them on the CPU for every member count, algorithm, count and dtype.
  *
  * Push kernels (MC_KERN_TWOSHOT_PUSH, MC_KERN_ONESHOT_PUSH, and the fused all-reduce + RMSNorm

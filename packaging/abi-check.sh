@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # abi-check.sh - the ABI baseline check (libabigail's abidw / abidiff), run by `make abi-check`,
-# `make abi-baseline` and tests/abi/check.c.
+# `make abi-baseline` and tests/contract/abi_check.c.
 #
 #   abi-check.sh check PLUGIN OUTDIR     dump PLUGIN's ABI to OUTDIR and compare it with every
 #                                        committed dump packaging/abi/libmoecomm-abi-*.abi; also

@@ -1,22 +1,51 @@
 # tests/tests.mk - the test binaries and `make test` / `make gpu-test` (included by the Makefile).
 # tests/README.md describes the suites and the harness.
 
-# nccl_lib tests the CUDA build's NCCL loader: CPU-only builds leave it out.
-TEST_SRC     := $(filter-out $(if $(filter 1,$(WITH_CUDA)),,tests/unit/nccl_lib.c),$(wildcard tests/unit/*.c))
-TEST_BIN     := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-# GPU tests need the CUDA runtime; a CPU-only build has none (tests/run.sh says so).
-GPU_TEST_SRC := $(if $(filter 1,$(WITH_CUDA)),$(wildcard tests/gpu/*.c))
-GPU_TEST_BIN := $(GPU_TEST_SRC:tests/gpu/%.c=$(BUILD)/tests/gpu/%)
+# Test binaries by purpose; each directory has its own link line, and BUILD/tests/<dir>/<name> is
+# the binary of tests/<dir>/<name>.c (names are unique across directories):
+#   contract/     the ABI and packaging contract, the plugin through dlopen only; lib_*.c are linked
+#                 into each binary, fake_*.c are fake plugins BUILD/abi/libfake_*.so
+#   core/         white-box core suites: they may include plugin/ headers (the internal archive)
+#   conformance/  one matrix against every backend present (the plugin through dlopen; the CUDA
+#                 runtime in CUDA builds, for device buffers); lib_*.c are linked into each binary
+#   system/       the host shim, bootstrap, rendezvous, the Python package: white-box like core/
+#   gpu/          GPU-only suites (CUDA builds only; each skips visibly without enough devices)
+#   fuzz/         seed-corpus replays BUILD/tests/fuzz/fuzz_<target> (below)
 TEST_COMMON_SRC := $(wildcard tests/common/*.c)
 TEST_COMMON_OBJ := $(TEST_COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+test_bins = $(patsubst tests/$(1)/%.c,$(BUILD)/tests/$(1)/%,\
+              $(filter-out tests/$(1)/lib_% tests/$(1)/fake_%,$(wildcard tests/$(1)/*.c)))
+# nccl_lib tests the CUDA build's NCCL loader: CPU-only builds leave it out.
+CORE_TEST_BIN   := $(filter-out $(if $(filter 1,$(WITH_CUDA)),,%/nccl_lib),$(call test_bins,core))
+SYSTEM_TEST_BIN := $(call test_bins,system)
+CONF_TEST_BIN   := $(call test_bins,conformance)
+CONF_LIB_OBJ    := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/conformance/lib_*.c))
+# GPU tests need the CUDA runtime; a CPU-only build has none (tests/run.sh says so).
+GPU_TEST_BIN    := $(if $(filter 1,$(WITH_CUDA)),$(call test_bins,gpu))
+TEST_BIN        := $(CORE_TEST_BIN) $(SYSTEM_TEST_BIN) $(CONF_TEST_BIN)
 
 tests: $(TEST_BIN) $(GPU_TEST_BIN)
 
-$(BUILD)/tests/%: tests/unit/%.c $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN) $(INTERNAL_A)
+# core/ and system/: white-box, the plugin's objects from the internal archive.
+WHITEBOX_LINK = $(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' \
+  -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) $(INTERNAL_A) $(NCCL_LIBS) $(HOST_LIBS) -lstdc++ -lpthread
+$(BUILD)/tests/core/%: tests/core/%.c $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
-	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) \
-	  $(INTERNAL_A) $(NCCL_LIBS) $(HOST_LIBS) -lstdc++ -lpthread
+	$(Q)$(WHITEBOX_LINK)
+
+$(BUILD)/tests/system/%: tests/system/%.c $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN) $(INTERNAL_A)
+	@mkdir -p $(dir $@)
+	$(call msg,CCLD,$@)
+	$(Q)$(WHITEBOX_LINK)
+
+# conformance/: black-box; cudart (in HOST_LIBS) for the GPU backends' buffers in CUDA builds.
+$(BUILD)/tests/conformance/%: tests/conformance/%.c $(CONF_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) \
+                              $(PLUGIN)
+	@mkdir -p $(dir $@)
+	$(call msg,CCLD,$@)
+	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(CONF_LIB_OBJ) $(TEST_COMMON_OBJ) \
+	  $(HOST_A) $(HOST_LIBS) -lpthread
 
 $(BUILD)/tests/gpu/%: tests/gpu/%.c $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN)
 	@mkdir -p $(dir $@)
@@ -39,14 +68,14 @@ endif
 # kern_shape checks the kernels' host-side C (shape.c, rmsnorm_ref.c) on the CPU: it links those
 # two files and not the plugin, so it builds and runs in CPU-only builds too.
 KERN_HOST_OBJ := $(BUILD)/obj/kernels/shape.o $(BUILD)/obj/kernels/rmsnorm_ref.o
-$(BUILD)/tests/kern_shape: tests/unit/kern_shape.c $(TEST_COMMON_OBJ) $(HOST_A) $(KERN_HOST_OBJ)
+$(BUILD)/tests/core/kern_shape: tests/core/kern_shape.c $(TEST_COMMON_OBJ) $(HOST_A) $(KERN_HOST_OBJ)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -o $@ $< $(TEST_COMMON_OBJ) $(HOST_A) $(KERN_HOST_OBJ) \
 	  $(NCCL_LIBS) $(HOST_LIBS) -lpthread
 
 # What the GPU runs need, without the CPU-only checkers (libffi, abigail) a GPU image may lack.
-gpu-bins: deps plugin shim $(GPU_TEST_BIN) $(filter %/shim_run,$(TEST_BIN))
+gpu-bins: deps plugin shim $(GPU_TEST_BIN) $(CONF_TEST_BIN) $(filter %/shim_run,$(TEST_BIN))
 
 gpu-test: gpu-bins
 	@tests/run.sh --gpu $(BUILD)
@@ -54,15 +83,16 @@ gpu-test: gpu-bins
 deps-test:
 	@packaging/ensure-deps.sh test
 
-# tests/abi/NAME.c is the test binary BUILD/tests/abi-NAME, except lib_*.c (linked into each;
-# lib_*_v1.c see only the frozen v1 header) and fake_*.c (fake plugins BUILD/abi/libfake_*.so).
-# BUILD/abi/libmoecomm-alt.so is a second plugin variant (the same objects, plugin_name "alt").
-ABI_LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/abi/lib_*.c))
-ABI_FAKE_SO  := $(patsubst tests/abi/%.c,$(BUILD)/abi/lib%.so,$(wildcard tests/abi/fake_*.c))
-ABI_TEST_BIN := $(patsubst tests/abi/%.c,$(BUILD)/tests/abi-%,\
-                  $(filter-out tests/abi/lib_% tests/abi/fake_%,$(wildcard tests/abi/*.c)))
-ABI_ALT      := $(BUILD)/abi/libmoecomm-alt.so
-tests: $(ABI_TEST_BIN) $(ABI_FAKE_SO)
+
+# contract/: BUILD/abi/libmoecomm-alt.so is a second plugin variant (the same objects, plugin_name
+# "alt"); the binaries may run make (MC_MAKE_VARS) and call libffi.
+CONTRACT_LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard tests/contract/lib_*.c))
+ABI_FAKE_SO      := $(patsubst tests/contract/%.c,$(BUILD)/abi/lib%.so,\
+                      $(wildcard tests/contract/fake_*.c))
+CONTRACT_TEST_BIN := $(call test_bins,contract)
+ABI_ALT          := $(BUILD)/abi/libmoecomm-alt.so
+TEST_BIN         += $(CONTRACT_TEST_BIN)
+tests: $(CONTRACT_TEST_BIN) $(ABI_FAKE_SO)
 ABI_MAKE_VARS := BUILD=$(abspath $(BUILD)) WITH_CUDA=$(WITH_CUDA) CUDA_HOME=$(CUDA_HOME) \
                  NCCL_HOME=$(NCCL_HOME) PLUGIN_NAME=$(PLUGIN_NAME) CC=$(CC)
 
@@ -73,37 +103,38 @@ $(BUILD)/abi/api-alt.o: plugin/api.c | deps
 
 $(ABI_ALT): $(BUILD)/abi/api-alt.o $(filter-out $(OBJ_DIR)/plugin/api.o,$(PLUGIN_OBJ)) packaging/moecomm.map
 	$(call msg,LD,$@)
-	$(Q)$(CC) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=packaging/moecomm.map -Wl,-z,defs \
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $(filter %.o,$^) -Wl,--version-script=packaging/moecomm.map \
+	  -Wl,-z,defs \
 	  -Wl,-soname,libmoecomm-alt.so $(CUDA_LIBS) -lstdc++ -lpthread -lm
 
 # fake_reexport: defines no entry point but links the plugin, whose entry dlsym then finds.
 $(BUILD)/abi/libfake_reexport.so: ABI_FAKE_LIBS = -Wl,--no-as-needed $(PLUGIN) -Wl,-rpath,'$$ORIGIN/..'
-$(BUILD)/abi/libfake_%.so: tests/abi/fake_%.c $(PLUGIN) | deps
+$(BUILD)/abi/libfake_%.so: tests/contract/fake_%.c $(PLUGIN) | deps
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -fvisibility=hidden -shared -o $@ $< $(ABI_FAKE_LIBS)
 
-$(BUILD)/tests/abi-%: tests/abi/%.c $(ABI_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) $(PLUGIN) \
-                      $(ABI_ALT) $(ABI_FAKE_SO) $(SHIM) | deps-test
+$(BUILD)/tests/contract/%: tests/contract/%.c $(CONTRACT_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) \
+                           $(PLUGIN) $(ABI_ALT) $(ABI_FAKE_SO) $(SHIM) | deps-test
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(CUDA_CFLAGS) $(DEPFLAGS) -DMC_SOURCE_DIR='"$(CURDIR)"' \
-	  -DMC_MAKE_VARS='"$(ABI_MAKE_VARS)"' -o $@ $< $(ABI_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) \
+	  -DMC_MAKE_VARS='"$(ABI_MAKE_VARS)"' -o $@ $< $(CONTRACT_LIB_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) \
 	  $(HOST_LIBS) -lffi -lpthread
 
 # Fuzzing.  tests/fuzz/<target>.c defines LLVMFuzzerTestOneInput.  `make test` replays each
-# target's seed corpus (tests/fuzz/corpus/<target>/) through BUILD/tests/fuzz_<target>, built with
+# target's seed corpus (tests/fuzz/corpus/<target>/) through BUILD/tests/fuzz/fuzz_<target>, built with
 # the normal compiler and tests/fuzz/replay.c.  `make fuzz FUZZ_SECONDS=N` builds every target with
 # clang's libFuzzer and sanitizers into BUILD/fuzz/bin/ and runs each for N seconds (default 60); new
 # inputs go to BUILD/fuzz/<target>/found/, crashes to BUILD/fuzz/<target>/crashes/ (never into the
-# source tree).  Replay a finding: BUILD/tests/fuzz_<target> BUILD/fuzz/<target>/crashes.
+# source tree).  Replay a finding: BUILD/tests/fuzz/fuzz_<target> BUILD/fuzz/<target>/crashes.
 FUZZ_TARGETS    := $(patsubst tests/fuzz/%.c,%,$(filter-out tests/fuzz/replay.c,$(wildcard tests/fuzz/*.c)))
-FUZZ_REPLAY_BIN := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz_%)
+FUZZ_REPLAY_BIN := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/fuzz_%)
 FUZZ_REPLAY_OBJ := $(BUILD)/obj/tests/fuzz/replay.o
 tests: $(FUZZ_REPLAY_BIN)
 
 $(FUZZ_REPLAY_OBJ): CFLAGS_ALL += -DMC_SOURCE_DIR='"$(CURDIR)"'
-$(BUILD)/tests/fuzz_%: tests/fuzz/%.c $(FUZZ_REPLAY_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) $(INTERNAL_A)
+$(BUILD)/tests/fuzz/fuzz_%: tests/fuzz/%.c $(FUZZ_REPLAY_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) $(INTERNAL_A)
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -o $@ $< $(FUZZ_REPLAY_OBJ) $(TEST_COMMON_OBJ) $(HOST_A) \
@@ -123,7 +154,7 @@ FUZZ_PLUGIN_SRC := plugin/sha256.c plugin/store_wire.c plugin/store_table.c plug
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/bin/%)
 
 .PHONY: fuzz
-$(FUZZ_DIR)/bin/%: tests/fuzz/%.c $(FUZZ_PLUGIN_SRC) tests/unit/store_peer.h
+$(FUZZ_DIR)/bin/%: tests/fuzz/%.c $(FUZZ_PLUGIN_SRC) tests/core/store_peer.h
 	@mkdir -p $(dir $@)
 	$(call msg,FUZZCC,$@)
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_PLUGIN_SRC)
@@ -144,15 +175,36 @@ fuzz: $(FUZZ_BIN)
 	       "(log: $(FUZZ_DIR)/$$t/log)"; \
 	done; exit $$status
 
-# Fake libnccl.so.2 variants for tests/unit/nccl_lib.c.
+# Fake libnccl.so.2 variants for tests/core/nccl_lib.c.
 FAKE_NCCL := $(foreach v,good old nosend,$(BUILD)/tests/nccl/$(v)/libnccl.so.2)
 $(BUILD)/tests/nccl/good/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=22809
 $(BUILD)/tests/nccl/old/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=21800
 $(BUILD)/tests/nccl/nosend/libnccl.so.2: FAKE_NCCL_DEFS := -DFAKE_VERSION=22809 -DFAKE_NO_SEND
-$(FAKE_NCCL): tests/unit/nccl/fake_nccl.c
+$(FAKE_NCCL): tests/core/fake_nccl.c
 	@mkdir -p $(dir $@)
 	$(call msg,CCLD,$@)
 	$(Q)$(CC) -shared -fPIC $(FAKE_NCCL_DEFS) -o $@ $<
 ifeq ($(WITH_CUDA),1)
-$(BUILD)/tests/nccl_lib: $(FAKE_NCCL)
+$(BUILD)/tests/core/nccl_lib: $(FAKE_NCCL)
 endif
+
+# The CPU suite under AddressSanitizer and UndefinedBehaviorSanitizer: the plugin, the host library
+# and the tests instrumented, built into BUILD-asan without CUDA (the CUDA runtime and ASan do not
+# mix), run by tests/run.sh.  Not in it: the GPU suites, the Python suite (an uninstrumented
+# interpreter cannot load an instrumented plugin), contract/abi_install and contract/abi_deb (they
+# package the build: an instrumented one depends on libasan and libubsan, and their hosts are not
+# instrumented).  Leaks are reported at each test process's own exit (ranks leave with _exit, so
+# only the parent's allocations are checked).
+ASAN_BUILD := $(BUILD)-asan
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_RUN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:print_summary=1 \
+                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+                MC_TEST_EXCLUDE='^contract/abi_(install|deb)$$'
+
+.PHONY: cpu-test-bins
+cpu-test-bins: deps plugin shim $(TEST_BIN) $(ABI_FAKE_SO) $(FUZZ_REPLAY_BIN)
+
+test-asan:
+	@$(MAKE) BUILD=$(ASAN_BUILD) WITH_CUDA=0 CFLAGS="-O1 -g $(ASAN_FLAGS)" LDFLAGS="$(ASAN_FLAGS)" \
+	  cpu-test-bins
+	@$(ASAN_RUN_ENV) tests/run.sh $(ASAN_BUILD)

@@ -17,10 +17,18 @@ static void drop_dir(char *path, const char *name) {
   if (slash != NULL && strcmp(base_name(path), name) == 0) *slash = '\0';
 }
 
+/* 1 when path is .../<name>/<last>. */
+static int parent_is(const char *path, const char *name) {
+  char up[PATH_MAX];
+  snprintf(up, sizeof(up), "%s", path);
+  drop_dir(up, base_name(up));
+  return strcmp(up, path) != 0 && strcmp(base_name(up), name) == 0;
+}
+
 int shim_buildtree_dir(char *out, size_t size) {
   char dir[PATH_MAX];
   if (shim_loader_exe_dir(dir, sizeof(dir)) != 0) return -1;
-  drop_dir(dir, "gpu");
+  if (parent_is(dir, "tests")) drop_dir(dir, base_name(dir)); /* BUILD/tests/<purpose>/x */
   if (strcmp(base_name(dir), "tests") == 0)
     drop_dir(dir, "tests");
   else

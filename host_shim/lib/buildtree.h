@@ -9,7 +9,7 @@
 #include "loader.h"
 
 /* The build directory this binary belongs to, from /proc/self/exe: BUILD for BUILD/x,
-   BUILD/tests/x, BUILD/tests/gpu/x, BUILD/tests/abi-x and BUILD/bench/x.  0 on success. */
+   BUILD/tests/x, BUILD/tests/<dir>/x (core, gpu, ...) and BUILD/bench/x.  0 on success. */
 int shim_buildtree_dir(char *out, size_t size);
 
 /* Loads the plugin the way an engine does (loader.h), negotiating ABI 1.0 up to this header's

@@ -478,6 +478,7 @@ int shim_launch_ex(int world, shim_rank_fn_t fn, void *arg, const shim_launch_cf
             SHIM_HUB_MAX_WORLD);
     return world < 1 ? 1 : world;
   }
+  for (int r = 0; r < world && cfg->wait_status != NULL; r++) cfg->wait_status[r] = -1;
   pids = calloc((size_t)world, sizeof(*pids));
   status = calloc((size_t)world, sizeof(*status));
   done = calloc((size_t)world, sizeof(*done));
@@ -505,6 +506,7 @@ int shim_launch_ex(int world, shim_rank_fn_t fn, void *arg, const shim_launch_cf
 
   started = fork_ranks(hub, pids, world, fn, arg, &old_mask, &old_chld, &failed);
   timed_out = wait_ranks(hub, pids, status, done, killed, started, world, cfg, &chld);
+  for (int r = 0; r < started && cfg->wait_status != NULL; r++) cfg->wait_status[r] = status[r];
   for (int r = 0; r < started; r++) {
     if (WIFEXITED(status[r]) && WEXITSTATUS(status[r]) == 0) continue;
     failed++;

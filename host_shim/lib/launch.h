@@ -22,6 +22,8 @@ int shim_launch(int world, shim_rank_fn_t fn, void *arg, int timeout_s);
 typedef struct shim_launch_cfg {
   int timeout_s;          /* kill every rank after this long; 0: no limit */
   const char *on_timeout; /* last line of the timeout message (how to raise it); NULL: none */
+  int *wait_status;       /* NULL, or `world` entries: each rank's waitpid status (-1: the rank
+                             never started); written before shim_launch_ex returns */
 } shim_launch_cfg_t;
 
 /* shim_launch with a configuration.  When the timeout killed the ranks the message names the

@@ -1,6 +1,6 @@
 /* scatter_ref.h - a reference model of the scatter modes (ABI 1.1), shared by the host shim's
  * MoE step (host_shim/step_v11.c) and the tests that check moecomm's scatter transitions
- * (tests/unit/scatter_modes.c, tests/gpu/scatter_gpu.c).
+ * (tests/core/scatter_modes.c, tests/gpu/scatter_gpu.c).
  *
  * Written from the contract in abi/moecomm.h (moecomm_scatter_args_t: the row layout of each mode)
  * and DESIGN.md's group formulas, not from plugin/scatter.c.  Every row any rank holds is a pure

@@ -1,11 +1,11 @@
 # packaging/python/python.mk - the Python package (included by the top Makefile).
 #   make wheel        BUILD/wheel/moecomm-<version>-<tag>.whl, bundling BUILD's plugin
-#   BUILD/tests/python     the package's pytest suite on shm (make test sums its TESTSUM line)
-#   BUILD/tests/gpu/python the same suite's GPU part: CUDA tensors, torch.cuda.graph (make gpu-test)
+#   BUILD/tests/system/python  the package's pytest suite on shm (make test sums its TESTSUM line)
+#   BUILD/tests/gpu/python     its GPU part: CUDA tensors, torch.cuda.graph (make gpu-test)
 # The suite runs in BUILD/pyvenv (numpy, pytest, ml_dtypes), made by `ensure-deps.sh python`.
 PY_DIR      := packaging/python
 PY_VENV     := $(BUILD)/pyvenv
-PY_TEST     := $(BUILD)/tests/python
+PY_TEST     := $(BUILD)/tests/system/python
 PY_GPU_TEST := $(if $(filter 1,$(WITH_CUDA)),$(BUILD)/tests/gpu/python)
 
 .PHONY: wheel deps-python

@@ -1,5 +1,5 @@
 /* ep_cases.h - routing cases, data and the exact identity-expert expectation for the
- * expert-parallel tests (tests/unit/ep_layout.c on CPU, tests/gpu/ep_kernels.c on a GPU).
+ * expert-parallel tests (tests/core/ep_layout.c on CPU, tests/gpu/ep_kernels.c on a GPU).
  *
  * Integer data (kind 0): payload values are non-zero integers |v| <= 4 and weights are +-1/2, 1,
  * 2, so with top-k <= 8 every partial sum is a multiple of 1/2 of magnitude <= 64 (7 significant

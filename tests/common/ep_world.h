@@ -1,6 +1,6 @@
 /* ep_world.h - every member's inputs of one expert-parallel call pair, regenerated alike on every
  * rank from a seed, with the CPU reference's outputs (plugin/ep_layout.c) and the checks of what
- * a rank got through the ABI (tests/unit/moe_shm.c on CPU ranks, tests/gpu/moe_gpu.c on GPUs).
+ * a rank got through the ABI (tests/core/moe_shm.c on CPU ranks, tests/gpu/moe_gpu.c on GPUs).
  *
  * Member 0 dispatches T_max tokens, member 1 none, the others a random count.  References sit in
  * buffers poisoned like the ones the test hands to the plugin, with EP_GUARD poisoned bytes after

@@ -32,6 +32,7 @@ typedef struct mc_test_counts {
   long passed, failed, skipped;
   int finished; /* the rank function returned (status below is valid) */
   int status;   /* its return value */
+  int doomed;   /* mc_test_rank_expect_death: how the process ends is not judged */
 } mc_test_counts_t;
 
 static mc_test_counts_t g_own;
@@ -236,28 +237,52 @@ void mc_test_rank_expect_death(void) {
   fflush(stdout);
   fflush(stderr);
   g_counts->status = 0;
+  g_counts->doomed = 1;
   __atomic_store_n(&g_counts->finished, 1, __ATOMIC_RELEASE);
+}
+
+/* A rank's process that ended badly although its function returned 0 with no failed check
+   (a crash or exit code from an atexit handler, a destructor, a sanitizer's report): one failed
+   check that says how it ended. */
+static void check_rank_exit(int r, int world, int wait_status) {
+  if (wait_status == -1)
+    mc_test_check(0, __FILE__, __LINE__, "rank exit", "rank %d of %d was never started", r,
+                  world);
+  else if (WIFSIGNALED(wait_status))
+    mc_test_check(0, __FILE__, __LINE__, "rank exit",
+                  "rank %d of %d passed its checks, then was killed by signal %d (%s)", r, world,
+                  WTERMSIG(wait_status), strsignal(WTERMSIG(wait_status)));
+  else if (!WIFEXITED(wait_status) || WEXITSTATUS(wait_status) != 0)
+    mc_test_check(0, __FILE__, __LINE__, "rank exit",
+                  "rank %d of %d passed its checks, then its process exited with status %d", r,
+                  world, WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
 }
 
 int mc_test_ranks(int world, mc_test_rank_fn_t fn, void *arg, int timeout_s) {
   size_t bytes = (size_t)(world > 0 ? world : 1) * sizeof(mc_test_counts_t);
   ranks_job_t job;
+  shim_launch_cfg_t cfg;
   int failed_ranks = 0;
   if (world < 1 || fn == NULL) {
     mc_test_check(0, __FILE__, __LINE__, "mc_test_ranks", "bad world %d or NULL fn", world);
     return world < 1 ? 1 : world;
   }
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.timeout_s = timeout_s;
+  cfg.wait_status = calloc((size_t)world, sizeof(int));
   job.fn = fn;
   job.arg = arg;
   job.slots = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (job.slots == MAP_FAILED) {
-    mc_test_check(0, __FILE__, __LINE__, "mmap", "%s", strerror(errno));
+  if (job.slots == MAP_FAILED || cfg.wait_status == NULL) {
+    mc_test_check(0, __FILE__, __LINE__, "mmap", "counts of %d ranks: %s", world, strerror(errno));
+    if (job.slots != MAP_FAILED) munmap(job.slots, bytes);
+    free(cfg.wait_status);
     return world;
   }
   memset(job.slots, 0, bytes);
   fflush(stdout); /* or the children print the parent's buffered lines again */
   fflush(stderr);
-  shim_launch(world, rank_main, &job, timeout_s);
+  shim_launch_ex(world, rank_main, &job, &cfg, NULL);
   for (int r = 0; r < world; r++) {
     mc_test_counts_t *s = &job.slots[r];
     int finished = __atomic_load_n(&s->finished, __ATOMIC_ACQUIRE);
@@ -274,9 +299,13 @@ int mc_test_ranks(int world, mc_test_rank_fn_t fn, void *arg, int timeout_s) {
       if (s->failed == 0)
         mc_test_check(0, __FILE__, __LINE__, "rank status",
                       "rank %d of %d returned %d without a failed check", r, world, s->status);
+    } else if (!s->doomed && cfg.wait_status[r] != 0) {
+      failed_ranks++;
+      check_rank_exit(r, world, cfg.wait_status[r]);
     }
   }
   munmap(job.slots, bytes);
+  free(cfg.wait_status);
   return failed_ranks;
 }
 

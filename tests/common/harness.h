@@ -38,7 +38,7 @@ void mc_test_skip(const char *what, const char *fmt, ...) __attribute__((format(
 const moecomm_api_t *mc_test_plugin(void);
 
 /* The build directory this binary belongs to (from /proc/self/exe): BUILD for BUILD/tests/x,
-   BUILD/tests/gpu/x, BUILD/tests/abi-x and BUILD/bench/x.  0 on success. */
+   BUILD/tests/<dir>/x (core, gpu, ...) and BUILD/bench/x.  0 on success. */
 int mc_test_build_dir(char *out, size_t size);
 
 /* Runs `sh -c cmd` with stderr merged into stdout; up to n-1 bytes of the output go to out

@@ -1,5 +1,5 @@
 /* p2p_cases.h - data, buffer layouts and the cases of the send/recv and all-to-all tests
- * (tests/unit/shm_p2p.c on CPU contexts, tests/gpu/p2p_gpu.c on GPUs).  A case reaches its buffers
+ * (tests/core/shm_p2p.c on CPU contexts, tests/gpu/p2p_gpu.c on GPUs).  A case reaches its buffers
  * through a p2p_env_t: host memory on CPU, device memory and a stream on a GPU.
  *
  * The calls only move data, so data are random bytes: the block that group member `src` sends to

@@ -1,6 +1,6 @@
 /* replay.c - runs a fuzz target over its seed corpus, built with the normal compiler: the
- * BUILD/tests/fuzz_<target> binaries of `make test` (the target's name comes from the binary's,
- * its corpus is MC_SOURCE_DIR/tests/fuzz/corpus/<target>/).
+ * BUILD/tests/fuzz/fuzz_<target> binaries of `make test` (the target's name comes from the
+ * binary's, its corpus is MC_SOURCE_DIR/tests/fuzz/corpus/<target>/).
  *
  * Each corpus file runs in its own process (stderr to /dev/null: targets log every line), so a
  * crash, an abort or a hang (10 s) is one failed check naming the file.  An argument replaces

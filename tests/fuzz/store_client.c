@@ -1,5 +1,5 @@
 /* store_client.c (fuzz target) - the store client's reply parsing (plugin/store_client.c): a
- * scripted server on the other end of a socketpair (tests/unit/store_peer.h) sends the input.
+ * scripted server on the other end of a socketpair (tests/core/store_peer.h) sends the input.
  *
  * First byte odd: the peer completes a real handshake (so the input reaches the replies to
  * set, get and check), even: the input is all the client gets, greeting included.  The client
@@ -14,7 +14,7 @@
 #include "../../plugin/log.h"
 #include "../../plugin/store_client.h"
 #include "../../plugin/util.h"
-#include "../unit/store_peer.h"
+#include "../core/store_peer.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

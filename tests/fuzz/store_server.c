@@ -18,7 +18,7 @@
 
 #include "../../plugin/log.h"
 #include "../../plugin/store_core.h"
-#include "../unit/store_peer.h"
+#include "../core/store_peer.h"
 
 #define NCONN 4
 

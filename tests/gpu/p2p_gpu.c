@@ -3,7 +3,7 @@
  * GPUs for (one visible skip line with fewer than 2).
  *
  * Eager, per world: the cases of tests/common/p2p_cases.h on device buffers, as
- * tests/unit/shm_p2p.c runs them on the CPU: all_to_all of every dtype x per-peer counts 0, 1, 7,
+ * tests/core/shm_p2p.c runs them on the CPU: all_to_all of every dtype x per-peer counts 0, 1, 7,
  * 4095, 262147; all_to_all_v of every shape (zero, uneven with gaps and shuffled blocks, large) x
  * dtype; every ordered pair (counts 0, 1, 7, 4095; 300007 between a few), rings both ways, a chain,
  * six messages in a row (FIFO, two pairs at once with 4+ ranks), a pipeline over the PP group

@@ -1,5 +1,5 @@
 /* nccl_lib.c - loading NCCL at run time (plugin/backends/nccl/nccl_lib.c), on the CPU, with fake
- * libraries built beside this test (tests/unit/nccl/fake_nccl.c): a good one (2.28.9) loads and
+ * libraries built beside this test (tests/core/fake_nccl.c): a good one (2.28.9) loads and
  * its version is read; one too old (2.18.0), one lacking ncclSend and a path that does not exist
  * are each refused with a message naming what was tried and why; the first outcome sticks for the
  * process.  And the plugin itself names no NCCL library and no run path (readelf). */

@@ -1,4 +1,4 @@
-/* lib_pkg.c - helpers shared by abi-install and abi-deb (pkg.h). */
+/* lib_pkg.c - helpers shared by abi_install and abi_deb (pkg.h). */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "pkg.h"
 

@@ -257,7 +257,7 @@ static void check_installed_layout(void) {
 
 int main(int argc, char **argv) {
   char dir[PATH_MAX * 2], empty[PATH_MAX * 2], src[PATH_MAX * 2];
-  mc_test_init("abi-discovery", argc, argv);
+  mc_test_init("abi_discovery", argc, argv);
   set_env(NULL, NULL, NULL);
   if (!MC_CHECK(mc_test_build_dir(g_build, sizeof(g_build)) == 0 &&
                     abi_mkdtemp("discovery", g_tmp, sizeof(g_tmp)) == 0,

@@ -1,4 +1,4 @@
-/* pkg.h - helpers shared by abi-install and abi-deb: make in the source tree, file lists of a tree
+/* pkg.h - helpers shared by abi_install and abi_deb: make in the source tree, file lists of a tree
  * and of the install layout, the names a build gives its plugin and package. */
 #ifndef MC_TESTS_ABI_PKG_H_
 #define MC_TESTS_ABI_PKG_H_
@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* The tests/abi binaries are compiled with the source tree and the make variables of the build. */
+/* The tests/contract binaries are compiled with the source tree and the build's make variables. */
 #ifndef MC_SOURCE_DIR
 #define MC_SOURCE_DIR "."
 #endif

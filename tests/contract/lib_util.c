@@ -1,4 +1,4 @@
-/* lib_util.c - helpers of the tests/abi binaries (util.h). */
+/* lib_util.c - helpers of the tests/contract binaries (util.h). */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "util.h"
 

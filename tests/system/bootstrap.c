@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -301,15 +302,28 @@ static void test_killed_peer(void) {
   MC_CHECK(mc_test_ranks(3, killed_peer, NULL, 60) == 0, "a peer killed during collectives");
 }
 
-/* ---- a whole run killed, then a new one ---- */
+/* ---- a whole run killed, then a new one ----
+   /dev/shm is shared with every other moecomm user of this machine (other test binaries, other
+   builds' runs): only the segments these two runs' ranks created are ours to count. */
+
+#define KILLED_RUN_WORLD 4
+/* 2 * KILLED_RUN_WORLD pids, MAP_SHARED: the doomed run's ranks, then the fresh run's. */
+static pid_t *g_run_pids;
 
 static int doomed_run(int rank, int world, void *arg) {
   moecomm_context_t *ctx = NULL;
+  moecomm_group_t *g = NULL;
   double t0 = now_ms();
+  size_t n = 1u << 16;
+  float *x = calloc(n, sizeof(float)), *y = calloc(n, sizeof(float));
   (void)arg;
+  g_run_pids[rank] = getpid();
   mc_test_rank_expect_death(); /* the launcher kills every rank after its timeout */
-  if (create_ctx(rank, world, world, 0, &ctx) != MOECOMM_SUCCESS) return 0;
-  while (now_ms() - t0 < 20000.0) check_all_reduce(ctx, MOECOMM_GROUP_WORLD, 1, 1u << 16);
+  if (x == NULL || y == NULL || create_ctx(rank, world, world, 0, &ctx) != MOECOMM_SUCCESS)
+    return 0;
+  /* Unchecked: how many calls fit before the kill depends on timing, the check count must not. */
+  if (api->group_get(ctx, MOECOMM_GROUP_WORLD, &g) != MOECOMM_SUCCESS) return 0;
+  while (now_ms() - t0 < 20000.0) api->all_reduce(g, x, y, n, MOECOMM_FLOAT32, MOECOMM_SUM, NULL);
   return 0;
 }
 
@@ -317,6 +331,7 @@ static int fresh_run(int rank, int world, void *arg) {
   moecomm_context_t *ctx = NULL;
   moecomm_result_t r;
   (void)arg;
+  g_run_pids[KILLED_RUN_WORLD + rank] = getpid();
   r = create_ctx(rank, world, world, 0, &ctx);
   if (!MC_CHECK(r == MOECOMM_SUCCESS, "context_create after a killed run: %d %s", (int)r,
                 api->last_error(NULL)))
@@ -326,28 +341,39 @@ static int fresh_run(int rank, int world, void *arg) {
   return 0;
 }
 
-static int count_shm_entries(int print) {
+/* Entries "moecomm-<pid namespace>-<creator pid>-..." in /dev/shm created by the two runs. */
+static int count_our_shm_entries(void) {
   DIR *d = opendir("/dev/shm");
   struct dirent *e;
   int n = 0;
   if (d == NULL) return 0;
-  while ((e = readdir(d)) != NULL)
-    if (strncmp(e->d_name, "moecomm", 7) == 0) {
-      if (print) printf("left in /dev/shm: %s\n", e->d_name);
-      n++;
-    }
+  while ((e = readdir(d)) != NULL) {
+    unsigned long long ns;
+    long pid;
+    if (strncmp(e->d_name, "moecomm-", 8) != 0 ||
+        sscanf(e->d_name + 8, "%llu-%ld-", &ns, &pid) != 2)
+      continue;
+    for (int i = 0; i < 2 * KILLED_RUN_WORLD; i++)
+      if (g_run_pids[i] == (pid_t)pid) {
+        printf("left in /dev/shm: %s (created by pid %ld, a rank of this test)\n", e->d_name, pid);
+        n++;
+      }
+  }
   closedir(d);
   return n;
 }
 
 static void test_killed_run(void) {
-  int before = count_shm_entries(0);
+  g_run_pids = mmap(NULL, 2 * KILLED_RUN_WORLD * sizeof(pid_t), PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (!MC_CHECK(g_run_pids != MAP_FAILED, "mmap of the ranks' pids")) return;
+  memset(g_run_pids, 0, 2 * KILLED_RUN_WORLD * sizeof(pid_t));
   setenv("MOECOMM_TIMEOUT_MS", "20000", 1);
   printf("(launcher lines about 4 ranks killed after 2 s are expected)\n");
-  mc_test_ranks(4, doomed_run, NULL, 2);
-  MC_CHECK(mc_test_ranks(4, fresh_run, NULL, 60) == 0, "a run after a killed one");
-  MC_CHECK(count_shm_entries(1) == 0, "/dev/shm holds moecomm entries after the runs (%d before)",
-           before);
+  mc_test_ranks(KILLED_RUN_WORLD, doomed_run, NULL, 2);
+  MC_CHECK(mc_test_ranks(KILLED_RUN_WORLD, fresh_run, NULL, 60) == 0, "a run after a killed one");
+  MC_CHECK(count_our_shm_entries() == 0, "/dev/shm holds segments of the killed or the new run");
+  munmap(g_run_pids, 2 * KILLED_RUN_WORLD * sizeof(pid_t));
 }
 
 /* ---- rank 0 leaves right after a world exchange ----

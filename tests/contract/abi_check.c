@@ -178,7 +178,7 @@ static void run_variants(const char *baseline) {
     }
     if (!MC_CHECK(text != NULL,
                   "%s: abi/moecomm.h no longer has the text this variant edits "
-                  "(update tests/abi/check.c)",
+                  "(update tests/contract/abi_check.c)",
                   v->what))
       continue;
     snprintf(dir, sizeof(dir), "%s/v%zu", g_tmp, i);
@@ -212,7 +212,7 @@ static void run_variants(const char *baseline) {
 int main(int argc, char **argv) {
   char path[PATH_MAX], baseline[PATH_MAX + 64];
   mf_t *hdr;
-  mc_test_init("abi-check", argc, argv);
+  mc_test_init("abi_check", argc, argv);
   if (!MC_CHECK(mc_test_build_dir(g_build, sizeof(g_build)) == 0 &&
                     abi_mkdtemp("abicheck", g_tmp, sizeof(g_tmp)) == 0,
                 "no build directory or scratch directory"))

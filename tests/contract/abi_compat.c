@@ -289,7 +289,7 @@ static void check_loader(void) {
 }
 
 int main(int argc, char **argv) {
-  mc_test_init("abi-compat", argc, argv);
+  mc_test_init("abi_compat", argc, argv);
   if (!MC_CHECK(mc_test_build_dir(g_build, sizeof(g_build)) == 0, "no build directory")) {
     return mc_test_finish();
   }

@@ -238,7 +238,7 @@ static void test_no_proof(int port) {
     uint8_t rep[MC_STORE_REP_BYTES], frame[MC_STORE_REQ_BYTES + 64];
     size_t klen = key != NULL ? strlen(key) : 0;
     mc_store_req_encode(&q, frame);
-    memcpy(frame + MC_STORE_REQ_BYTES, key, klen);
+    if (klen > 0) memcpy(frame + MC_STORE_REQ_BYTES, key, klen);
     memcpy(frame + MC_STORE_REQ_BYTES + klen, "evil", 4);
     /* One segment: the server may close as soon as it has read the header. */
     int sent =

@@ -7,7 +7,7 @@
  *  - uninstall removes exactly those files and the moecomm directories once empty, leaves files
  *    it did not install, and can run twice.
  *
- * The Debian package is abi-deb's (deb.c). */
+ * The Debian package is abi_deb's (abi_deb.c). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,7 +161,7 @@ static void check_install(void) {
 }
 
 int main(int argc, char **argv) {
-  mc_test_init("abi-install", argc, argv);
+  mc_test_init("abi_install", argc, argv);
   if (!MC_CHECK(mc_test_build_dir(g_build, sizeof(g_build)) == 0 &&
                     abi_mkdtemp("install", g_tmp, sizeof(g_tmp)) == 0,
                 "no build directory or scratch directory"))

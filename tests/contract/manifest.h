@@ -1,5 +1,5 @@
 /* manifest.h - reads the ABI manifest (abi/moecomm_v1.manifest) and the ABI headers into one form,
- * so that tests can compare them and call the plugin from the manifest alone (tests/abi/).
+ * so that tests can compare them and call the plugin from the manifest alone (tests/contract/).
  *
  * The header reader understands the subset of C the ABI headers are written in (typedef'd enums,
  * structs, opaque structs and function pointers, integer #defines) and fails on anything else,

@@ -1,13 +1,15 @@
 /* shim_launch.c - the launcher and host all-gather of host_shim/lib/launch.c: repeated
  * all-gathers, failed and killed ranks, the launcher's timeout and its message naming each
  * running rank's phase, a dead sibling and a size mismatch ending the others' waits early,
- * MOECOMM_TIMEOUT_MS, and strict MOECOMM_RANK / MOECOMM_WORLD_SIZE parsing. */
+ * MOECOMM_TIMEOUT_MS, strict MOECOMM_RANK / MOECOMM_WORLD_SIZE parsing, and a rank that returns 0
+ * and then exits non-zero (each rank's wait status, and one failed check in mc_test_ranks). */
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -233,9 +235,62 @@ static void test_env_rank(void) {
   unsetenv("MOECOMM_WORLD_SIZE");
 }
 
+/* ---- a rank that passes, then its process exits non-zero ----
+   The launcher's child flushes every stdio stream after the rank function returns; a stream whose
+   write ends the process makes that happen after the function returned 0, deterministically. */
+
+static ssize_t exit_on_write(void *cookie, const char *buf, size_t n) {
+  (void)cookie;
+  (void)buf;
+  (void)n;
+  _exit(7);
+}
+
+static int rank_exit_after(int rank, int world, void *arg) {
+  static const cookie_io_functions_t io = {NULL, exit_on_write, NULL, NULL};
+  FILE *f;
+  (void)world;
+  (void)arg;
+  MC_CHECK(1, "rank %d ran", rank);
+  if (rank != 1) return 0;
+  f = fopencookie(NULL, "w", io);
+  if (f == NULL) return 1;
+  fputc('x', f); /* buffered: written by the flush after this function returns */
+  return 0;
+}
+
+static void test_exit_after_return(const char *self) {
+  int status[3] = {-2, -2, -2}, failed;
+  shim_launch_cfg_t cfg;
+  char cmd[4200], out[8192];
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.timeout_s = 60;
+  cfg.wait_status = status;
+  printf("(a launcher line about rank 1 exiting with status 7 is expected)\n");
+  failed = shim_launch_ex(3, rank_exit_after, NULL, &cfg, NULL);
+  MC_CHECK(failed == 1 && status[0] == 0 && status[2] == 0 && WIFEXITED(status[1]) &&
+               WEXITSTATUS(status[1]) == 7,
+           "rank 1 exits 7 after returning 0: failed %d, wait statuses 0x%x 0x%x 0x%x", failed,
+           status[0], status[1], status[2]);
+  /* The harness counts it as a failed check (the probe below runs mc_test_ranks). */
+  snprintf(cmd, sizeof(cmd), "'%s' --probe-exit-after", self);
+  failed = mc_test_shell(cmd, out, sizeof(out));
+  MC_CHECK(failed == 1 && strstr(out, "\nTESTSUM 3 1 0\n") != NULL &&
+               strstr(out, "rank 1 of 3 passed its checks, then its process exited with "
+                           "status 7") != NULL,
+           "mc_test_ranks must count rank 1's exit status 7 as one failed check: exit %d, "
+           "output:\n%s",
+           failed, out);
+}
+
 int main(int argc, char **argv) {
   int64_t t0;
   int failed;
+  if (argc > 1 && strcmp(argv[1], "--probe-exit-after") == 0) {
+    mc_test_init("shim_launch probe", argc, argv);
+    mc_test_ranks(3, rank_exit_after, NULL, 60);
+    return mc_test_finish();
+  }
   mc_test_init("shim_launch", argc, argv);
   unsetenv("MOECOMM_TIMEOUT_MS");
 
@@ -272,6 +327,7 @@ int main(int argc, char **argv) {
   MC_CHECK(shim_launch(0, rank_fail, NULL, 1) != 0, "world 0 is refused");
 
   test_timeout_phases();
+  test_exit_after_return(argv[0]);
 
   test_env_rank();
   return mc_test_finish();

@@ -324,7 +324,7 @@ static void check_controls(const mf_t *man, const mf_t *hdr) {
 
 int main(int argc, char **argv) {
   mf_t *man, *cur, *v1;
-  mc_test_init("abi-manifest", argc, argv);
+  mc_test_init("abi_manifest", argc, argv);
   man = load(1, "abi/moecomm_v1.manifest");
   cur = load(0, "abi/moecomm.h");
   v1 = load(0, "abi/moecomm_v1.h");

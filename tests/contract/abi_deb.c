@@ -334,7 +334,7 @@ static int build_packages(void) {
 
 int main(int argc, char **argv) {
   char out[1024];
-  mc_test_init("abi-deb", argc, argv);
+  mc_test_init("abi_deb", argc, argv);
   if (mc_test_shell("for t in dpkg-deb dpkg-shlibdeps dpkg-parsechangelog dpkg-architecture "
                     "objcopy strip readelf; do command -v $t >/dev/null || printf '%s ' $t; done",
                     out, sizeof(out)) != 0 ||
