@@ -940,7 +940,7 @@ static void test_moe_args(moecomm_context_t *ctx, moecomm_group_t *tp, moecomm_g
 }
 
 static void test_rmsnorm_args(moecomm_context_t *ctx, moecomm_group_t *g) {
-  const moecomm_result_t INV = MOECOMM_ERR_INVALID_ARGUMENT, NS = MOECOMM_ERR_NOT_SUPPORTED;
+  const moecomm_result_t INV = MOECOMM_ERR_INVALID_ARGUMENT;
   args12_t a;
   REFUSED12("rmsnorm args NULL", A12_RMS, g, a.n_p = NULL, INV, "args");
   REFUSED12("rmsnorm struct_size short", A12_RMS, g,
@@ -954,8 +954,6 @@ static void test_rmsnorm_args(moecomm_context_t *ctx, moecomm_group_t *g) {
   REFUSED12("rmsnorm hidden 0", A12_RMS, g, a.n.hidden = 0, INV, "hidden 0");
   REFUSED12("rmsnorm tokens * hidden overflowing", A12_RMS, g, a.n.tokens = SIZE_MAX / 4, INV,
             "hidden");
-  REFUSED12("rmsnorm hidden 12", A12_RMS, g, (a.n.hidden = 12, a.n.tokens = 1), NS, "hidden 12");
-  REFUSED12("rmsnorm hidden 16392", A12_RMS, g, (a.n.hidden = 16392, a.n.tokens = 0), NS, "16384");
   REFUSED12("rmsnorm x NULL", A12_RMS, g, a.n.x = NULL, INV, "NULL");
   REFUSED12("rmsnorm residual NULL", A12_RMS, g, a.n.residual = NULL, INV, "NULL");
   REFUSED12("rmsnorm weight NULL", A12_RMS, g, a.n.weight = NULL, INV, "NULL");

@@ -179,9 +179,11 @@ def fmaf(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 def sum_of_squares(v: np.ndarray) -> "np.float32":
     """The row's sum of v^2 in the fixed order: 256 lanes, lane l over vectors l, l + 256, ...
-    (8 elements each, fmaf), butterflies over each 32 lanes, the 8 group sums in order."""
+    (8 elements each, fmaf), butterflies over each 32 lanes, the 8 group sums in order.  A short
+    last vector adds only its elements (zeros in its place add exactly nothing)."""
     lane = np.zeros(256, F32)
-    nvec = v.size // 8
+    nvec = (v.size + 7) // 8
+    v = np.concatenate([v, np.zeros(nvec * 8 - v.size, F32)])
     for j0 in range(0, nvec, 256):
         js = np.arange(j0, min(j0 + 256, nvec))
         for k in range(8):

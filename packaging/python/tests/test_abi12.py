@@ -114,10 +114,12 @@ def test_rmsnorm_group_of_one_and_errors() -> None:
         with pytest.raises(moecomm.InvalidArgument) as e:
             tp.all_reduce_rmsnorm(xs[0], res, weight, -1.0, out=out)
         assert "eps" in e.value.message
-        w12 = np.ones(12, BF16)
-        with pytest.raises(moecomm.NotSupported) as e:  # rows of 8k elements only
-            tp.all_reduce_rmsnorm(np.ones((2, 12), BF16), np.ones((2, 12), BF16), w12, 0.0)
-        assert "hidden 12" in e.value.message
+        # rows the fused kernels do not take (12 elements) run unfused: the same definition
+        x12, r12, w12 = _rms_inputs(1, 2, 12, BF16, 4)
+        want12_res, want12_y, _, _ = rmsnorm(x12, r12, w12, 1e-6, BF16)
+        y12 = tp.all_reduce_rmsnorm(x12[0], r12, w12, 1e-6)
+        assert np.array_equal(_bits(y12), _bits(want12_y)) and np.array_equal(_bits(r12),
+                                                                              _bits(want12_res))
         with pytest.raises(TypeError):
             tp.all_reduce_rmsnorm(xs[0], res, weight.astype(np.float16), 0.0, out=out)
         with pytest.raises(ValueError, match="not rows of"):
