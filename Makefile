@@ -90,7 +90,7 @@ PLUGIN_OBJ  := $(PLUGIN_SRC:%.c=$(OBJ_DIR)/%.o) $(KERNEL_SRC:%.cu=$(OBJ_DIR)/%.c
 HOST_LIBS   := -ldl -lm $(CUDA_LIBS)
 
 .PHONY: all plugin shim tests demo test test-asan gpu-test bench bench-cpu bench-mem install \
-        uninstall abi-check abi-baseline deb clean help deps deps-test
+        uninstall abi-check abi-baseline deb clean help deps deps-test format
 
 all: deps plugin shim tests
 
@@ -100,10 +100,12 @@ help:
 	@echo "make test       every CPU test (GPU tests skip with a line); ends 'N passed, N failed, N skipped'"
 	@echo "make test-asan  the CPU tests built with ASan and UBSan into $(BUILD)-asan/ (CPU-only)"
 	@echo "make gpu-test   the GPU tests (needs CUDA devices)"
-	@echo "make bench      all-reduce benchmark, custom and NCCL (GPU); JSON in bench/results/"
+	@echo "make bench      all-reduce, fused all-reduce+RMSNorm and scatter benchmarks (GPU); JSON in $(BUILD)/bench-results/"
+	@echo "make bench-save make bench, keeping its JSON in bench/results/ (the repository)"
 	@echo "make bench-cpu  shm all-reduce against Open MPI; make bench-mem: communicator memory (GPU)"
 	@echo "make bench-ep   expert-parallel dispatch/combine: NVLink, NCCL, torch all_to_all (GPU)"
-	@echo "make install PREFIX=... DESTDIR=... | make uninstall | make deb | make abi-check | make abi-baseline"
+	@echo "make install PREFIX=... DESTDIR=... | make uninstall | make deb | make wheel"
+	@echo "make abi-check | make abi-baseline | make fuzz FUZZ_SECONDS=N | make format"
 	@echo "V=1 prints every command"
 
 deps:
@@ -160,6 +162,10 @@ demo: deps plugin shim
 
 test: all
 	@tests/run.sh $(BUILD)
+
+# Rewrites the C and CUDA sources to .clang-format (make test checks it: BUILD/tests/contract/format).
+format:
+	@packaging/format.sh fix .
 
 clean:
 	rm -rf $(BUILD)

@@ -5,7 +5,7 @@
 set -eu
 declare -A want=(
   [build]="gcc make libc6-dev"
-  [test]="libffi-dev abigail-tools pkgconf"
+  [test]="libffi-dev abigail-tools pkgconf clang-format"
   [bench-cpu]="openmpi-bin libopenmpi-dev"
   [deb]="dpkg-dev binutils"
   [python]="python3 python3-venv"
