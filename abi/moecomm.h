@@ -2,8 +2,8 @@
  * moecomm.h - the public C ABI of the moecomm communicator plugin (current version).
  *
  * An engine includes this one header, dlopens libmoecomm.so, looks up the entry symbol named by
- * MOECOMM_ENTRY_SYMBOL_V1 and calls it with the range of ABI versions it speaks.  Everything else is
- * reached through the returned const table of function pointers.
+ * MOECOMM_ENTRY_SYMBOL_V1 and calls it with the range of ABI versions it speaks.  Everything else
+ * is reached through the returned const table of function pointers.
  *
  * Rules (see abi/CHANGELOG.md):
  *  - plain C99, no CUDA or NCCL types: streams are `void *` (a cudaStream_t), buffers are `void *`;
@@ -48,7 +48,8 @@ extern "C" {
 #define MOECOMM_ENTRY_V1 moecomm_get_api_v1
 #define MOECOMM_ENTRY_SYMBOL_V1 "moecomm_get_api_v1"
 
-/* Size of a struct up to and including `last_field`: what a caller built against this header sets. */
+/* Size of a struct up to and including `last_field`: what a caller built against this header
+   sets. */
 #define MOECOMM_STRUCT_SIZE(type, last_field) \
   (offsetof(type, last_field) + sizeof(((type *)0)->last_field))
 
@@ -61,15 +62,15 @@ typedef enum moecomm_result {
   MOECOMM_ERR_VERSION = 3,          /* no ABI version in common with the host */
   MOECOMM_ERR_CONFIG = 4,           /* topology or MOECOMM_* environment is inconsistent */
   MOECOMM_ERR_NOT_SUPPORTED = 5,    /* feature, dtype or op not supported (yet) here */
-  MOECOMM_ERR_UNAVAILABLE = 6,      /* requested backend or device is not available on this machine */
-  MOECOMM_ERR_TIMEOUT = 7,          /* peers did not arrive or answer within MOECOMM_TIMEOUT_MS */
-  MOECOMM_ERR_PEER = 8,             /* a peer failed, disconnected or reported an error */
-  MOECOMM_ERR_BACKEND = 9,          /* a CUDA, NCCL or operating-system call failed */
-  MOECOMM_ERR_NO_MEMORY = 10,       /* host or device allocation failed */
-  MOECOMM_ERR_CAPTURE = 11,         /* graph-capture misuse, or ranks captured different work */
-  MOECOMM_ERR_STATE = 12,           /* the context (or communicator) is unusable after an earlier
-                                       fatal error, or another thread is using it right now */
-  MOECOMM_ERR_INTERNAL = 13         /* a bug in moecomm: please report the message */
+  MOECOMM_ERR_UNAVAILABLE = 6, /* requested backend or device is not available on this machine */
+  MOECOMM_ERR_TIMEOUT = 7,     /* peers did not arrive or answer within MOECOMM_TIMEOUT_MS */
+  MOECOMM_ERR_PEER = 8,        /* a peer failed, disconnected or reported an error */
+  MOECOMM_ERR_BACKEND = 9,     /* a CUDA, NCCL or operating-system call failed */
+  MOECOMM_ERR_NO_MEMORY = 10,  /* host or device allocation failed */
+  MOECOMM_ERR_CAPTURE = 11,    /* graph-capture misuse, or ranks captured different work */
+  MOECOMM_ERR_STATE = 12,      /* the context (or communicator) is unusable after an earlier
+                                  fatal error, or another thread is using it right now */
+  MOECOMM_ERR_INTERNAL = 13    /* a bug in moecomm: please report the message */
 } moecomm_result_t;
 /* One cause, one code: when a collective fails because of one cause (a rank that died, one that
    is late, ranks that issued different calls), every rank that sees it returns the same code, that
@@ -79,19 +80,15 @@ typedef enum moecomm_result {
 
 typedef enum moecomm_dtype {
   MOECOMM_FLOAT32 = 0,
-  MOECOMM_FLOAT16 = 1, /* IEEE half; reductions accumulate in fp32 */
+  MOECOMM_FLOAT16 = 1,  /* IEEE half; reductions accumulate in fp32 */
   MOECOMM_BFLOAT16 = 2, /* reductions accumulate in fp32 */
-  MOECOMM_INT32 = 3    /* sum wraps modulo 2^32 */
+  MOECOMM_INT32 = 3     /* sum wraps modulo 2^32 */
 } moecomm_dtype_t;
 /* ABI 1.2: float8 e4m3, a dispatch payload only (moecomm_moe_config_t.dtype, with per-row fp32
    scales); not a moecomm_dtype_t value, so that hosts' switches over the enum stay complete. */
 #define MOECOMM_FLOAT8_E4M3 4
 
-typedef enum moecomm_redop {
-  MOECOMM_SUM = 0,
-  MOECOMM_MAX = 1,
-  MOECOMM_MIN = 2
-} moecomm_redop_t;
+typedef enum moecomm_redop { MOECOMM_SUM = 0, MOECOMM_MAX = 1, MOECOMM_MIN = 2 } moecomm_redop_t;
 
 /* Parallel groups; rank lists are given in DESIGN.md ("Groups"). */
 typedef enum moecomm_group_kind {
@@ -143,21 +140,21 @@ typedef enum moecomm_layer_kind {
 /* ---- opaque handles ---------------------------------------------------------------------- */
 
 typedef struct moecomm_context moecomm_context_t; /* one per rank per model instance */
-typedef struct moecomm_group moecomm_group_t;     /* owned by its context; never freed by the host */
+typedef struct moecomm_group moecomm_group_t; /* owned by its context; never freed by the host */
 
 /* ---- structs ----------------------------------------------------------------------------- */
 
 /* Sizes of the parallel layout.  Optional sizes given as 0 take their default. */
 typedef struct moecomm_topology {
-  size_t struct_size;   /* caller sets sizeof(moecomm_topology_t) */
-  int32_t world_size;   /* ranks in the world, >= 1 */
-  int32_t rank;         /* this process's rank, 0 <= rank < world_size */
-  int32_t tp;           /* tensor-parallel size; tp * pp divides world_size */
-  int32_t pp;           /* pipeline-parallel size; 0 means 1 */
-  int32_t ep;           /* MoE expert-parallel size; 0 means 1; ep * moe_dp divides tp */
-  int32_t moe_dp;       /* MoE data-parallel size; 0 means 1 */
-  int32_t attn_cp;      /* attention context-parallel size; 0 means 1; attn_cp * attn_dp divides tp */
-  int32_t attn_dp;      /* attention data-parallel size; 0 means 1 */
+  size_t struct_size; /* caller sets sizeof(moecomm_topology_t) */
+  int32_t world_size; /* ranks in the world, >= 1 */
+  int32_t rank;       /* this process's rank, 0 <= rank < world_size */
+  int32_t tp;         /* tensor-parallel size; tp * pp divides world_size */
+  int32_t pp;         /* pipeline-parallel size; 0 means 1 */
+  int32_t ep;         /* MoE expert-parallel size; 0 means 1; ep * moe_dp divides tp */
+  int32_t moe_dp;     /* MoE data-parallel size; 0 means 1 */
+  int32_t attn_cp;    /* attention context-parallel size; 0 means 1; attn_cp * attn_dp divides tp */
+  int32_t attn_dp;    /* attention data-parallel size; 0 means 1 */
   int32_t moe_dense_tp; /* TP size of dense MLP layers: 1 or tp; 0 means tp */
 } moecomm_topology_t;
 
@@ -170,45 +167,45 @@ typedef struct moecomm_topology {
 typedef int (*moecomm_host_allgather_fn_t)(void *user, const void *send, void *recv, size_t bytes);
 
 typedef struct moecomm_context_params {
-  size_t struct_size;                    /* caller sets sizeof(moecomm_context_params_t) */
-  const moecomm_topology_t *topology;    /* required; copied, need not outlive the call */
+  size_t struct_size;                         /* caller sets sizeof(moecomm_context_params_t) */
+  const moecomm_topology_t *topology;         /* required; copied, need not outlive the call */
   moecomm_host_allgather_fn_t host_allgather; /* world all-gather; NULL: use MOECOMM_STORE */
-  void *host_user;                       /* passed unchanged to host_allgather */
-  int32_t device;                        /* CUDA ordinal, MOECOMM_DEVICE_CPU or MOECOMM_DEVICE_AUTO */
+  void *host_user;                            /* passed unchanged to host_allgather */
+  int32_t device; /* CUDA ordinal, MOECOMM_DEVICE_CPU or MOECOMM_DEVICE_AUTO */
   /* ABI 1.1; 64 bits wide so it starts past the 1.0 layout's tail padding (offset 40) */
-  uint64_t flags;                        /* MOECOMM_CONTEXT_*; absent (1.0 caller): 0 */
+  uint64_t flags; /* MOECOMM_CONTEXT_*; absent (1.0 caller): 0 */
 } moecomm_context_params_t;
 
 /* What a context ended up with (filled by context_info). */
 typedef struct moecomm_context_info {
-  size_t struct_size;  /* caller sets sizeof(moecomm_context_info_t); plugin writes min(...) bytes */
-  int32_t device;      /* CUDA ordinal in use, or MOECOMM_DEVICE_CPU: buffers are host memory */
-  int32_t local_rank;  /* index of this rank among the ranks on its host */
-  int32_t local_size;  /* ranks on this host */
-  int32_t num_hosts;   /* distinct hosts in the world */
+  size_t struct_size; /* caller sets sizeof(moecomm_context_info_t); plugin writes min(...) bytes */
+  int32_t device;     /* CUDA ordinal in use, or MOECOMM_DEVICE_CPU: buffers are host memory */
+  int32_t local_rank; /* index of this rank among the ranks on its host */
+  int32_t local_size; /* ranks on this host */
+  int32_t num_hosts;  /* distinct hosts in the world */
   uint32_t abi_version; /* ABI version negotiated for this process */
 } moecomm_context_info_t;
 
 typedef struct moecomm_group_stats {
-  size_t struct_size;     /* caller sets sizeof(moecomm_group_stats_t); plugin writes min(...) bytes */
-  int32_t kind;           /* moecomm_group_kind_t of the group asked about */
-  const char *kind_name;  /* "TP", "MOE_EP", ...: static storage */
-  int32_t size;           /* ranks in the group */
-  int32_t rank;           /* this rank's index in the group */
-  const int32_t *ranks;   /* `size` world ranks in group order; valid until context_destroy */
-  int32_t backend;        /* moecomm_backend_t serving all-reduce on this group */
+  size_t struct_size; /* caller sets sizeof(moecomm_group_stats_t); plugin writes min(...) bytes */
+  int32_t kind;       /* moecomm_group_kind_t of the group asked about */
+  const char *kind_name;    /* "TP", "MOE_EP", ...: static storage */
+  int32_t size;             /* ranks in the group */
+  int32_t rank;             /* this rank's index in the group */
+  const int32_t *ranks;     /* `size` world ranks in group order; valid until context_destroy */
+  int32_t backend;          /* moecomm_backend_t serving all-reduce on this group */
   const char *backend_name; /* "shm", "nccl", "custom": static storage */
-  int32_t comm_id;        /* communicator object; groups with equal comm_id share it */
-  int32_t created;        /* 1 once the communicator's resources exist (first collective) */
-  uint64_t device_bytes;  /* device memory held by the communicator (shared by equal comm_id) */
-  uint64_t host_bytes;    /* host and shared memory held by the communicator */
-  uint64_t ops;           /* collectives issued on this group so far */
+  int32_t comm_id;          /* communicator object; groups with equal comm_id share it */
+  int32_t created;          /* 1 once the communicator's resources exist (first collective) */
+  uint64_t device_bytes;    /* device memory held by the communicator (shared by equal comm_id) */
+  uint64_t host_bytes;      /* host and shared memory held by the communicator */
+  uint64_t ops;             /* collectives issued on this group so far */
   /* ABI 1.2 */
-  uint64_t ops_local;         /* calls served as local copies (a group of one rank) */
-  uint64_t ops_shm;           /* calls served by the shm backend */
-  uint64_t ops_nccl;          /* calls served by NCCL */
-  uint64_t ops_custom;        /* calls served by moecomm's CUDA kernels */
-  int32_t moe_max_tokens;     /* moe_configure's T_max (tokens per rank per dispatch); 0: none */
+  uint64_t ops_local;          /* calls served as local copies (a group of one rank) */
+  uint64_t ops_shm;            /* calls served by the shm backend */
+  uint64_t ops_nccl;           /* calls served by NCCL */
+  uint64_t ops_custom;         /* calls served by moecomm's CUDA kernels */
+  int32_t moe_max_tokens;      /* moe_configure's T_max (tokens per rank per dispatch); 0: none */
   int32_t moe_expert_capacity; /* rows each local expert receives per dispatch at most; 0: none */
 } moecomm_group_stats_t;
 
@@ -281,16 +278,16 @@ typedef struct moecomm_moe_config {
 
 /* One dispatch.  Device buffers; the layout is what a grouped expert GEMM wants. */
 typedef struct moecomm_moe_dispatch_args {
-  size_t struct_size;       /* caller sets sizeof(moecomm_moe_dispatch_args_t) */
-  int32_t num_tokens;       /* T on this rank, 0..T_max (ranks may differ) */
-  const void *x;            /* [T, H] of the config's dtype */
-  const float *x_scales;    /* FLOAT8_E4M3: [T, num_scales]; otherwise NULL */
-  const int32_t *topk_ids;  /* [T, K] expert ids; -1 masks a slot */
-  void *recv_x;             /* [E_local, C, H]: local expert e's rows from row 0 on */
-  float *recv_scales;       /* FLOAT8_E4M3: [E_local, C, num_scales]; otherwise NULL */
-  int32_t *recv_counts;     /* [E_local]: rows each local expert received (at most C) */
-  int32_t *recv_src;        /* [E_local, C, 3]: (source index in the group, token, k) per row;
-                               rows ordered by source, then token, then k */
+  size_t struct_size;      /* caller sets sizeof(moecomm_moe_dispatch_args_t) */
+  int32_t num_tokens;      /* T on this rank, 0..T_max (ranks may differ) */
+  const void *x;           /* [T, H] of the config's dtype */
+  const float *x_scales;   /* FLOAT8_E4M3: [T, num_scales]; otherwise NULL */
+  const int32_t *topk_ids; /* [T, K] expert ids; -1 masks a slot */
+  void *recv_x;            /* [E_local, C, H]: local expert e's rows from row 0 on */
+  float *recv_scales;      /* FLOAT8_E4M3: [E_local, C, num_scales]; otherwise NULL */
+  int32_t *recv_counts;    /* [E_local]: rows each local expert received (at most C) */
+  int32_t *recv_src;       /* [E_local, C, 3]: (source index in the group, token, k) per row;
+                              rows ordered by source, then token, then k */
 } moecomm_moe_dispatch_args_t;
 
 /* The matching combine: out[t] = sum over k of topk_weights[t,k] * expert_out[row of (t,k)], in
@@ -309,18 +306,18 @@ typedef struct moecomm_moe_combine_args {
    residual += sum over ranks of x; out = RMSNorm(residual) * weight, with fp32 math
    (kernels/mc_rmsnorm.h gives every rounding). */
 typedef struct moecomm_rmsnorm_args {
-  size_t struct_size;   /* caller sets sizeof(moecomm_rmsnorm_args_t) */
-  int32_t dtype;        /* of x, residual, weight and out: BFLOAT16 or FLOAT16 */
-  float eps;            /* >= 0, added to the mean of squares */
-  size_t tokens;        /* T rows (0: no-op) */
-  size_t hidden;        /* H elements per row, > 0 (a multiple of 8 up to 16384 can be fused;
-                           other sizes run as all-reduce + norm, the same definition) */
-  const void *x;        /* [T, H] this rank's partial sums */
-  void *residual;       /* [T, H], updated in place to residual + sum of x */
-  const void *weight;   /* [H] */
-  void *out;            /* [T, H]; must not overlap x or residual */
-  void *out_fp8;        /* optional [T, H] float8 e4m3 copy of out; NULL: none */
-  float *out_scale;     /* [T] per-row scale of out_fp8 (amax / 448); with out_fp8 only */
+  size_t struct_size; /* caller sets sizeof(moecomm_rmsnorm_args_t) */
+  int32_t dtype;      /* of x, residual, weight and out: BFLOAT16 or FLOAT16 */
+  float eps;          /* >= 0, added to the mean of squares */
+  size_t tokens;      /* T rows (0: no-op) */
+  size_t hidden;      /* H elements per row, > 0 (a multiple of 8 up to 16384 can be fused;
+                         other sizes run as all-reduce + norm, the same definition) */
+  const void *x;      /* [T, H] this rank's partial sums */
+  void *residual;     /* [T, H], updated in place to residual + sum of x */
+  const void *weight; /* [H] */
+  void *out;          /* [T, H]; must not overlap x or residual */
+  void *out_fp8;      /* optional [T, H] float8 e4m3 copy of out; NULL: none */
+  float *out_scale;   /* [T] per-row scale of out_fp8 (amax / 448); with out_fp8 only */
 } moecomm_rmsnorm_args_t;
 
 /* ---- the function table ------------------------------------------------------------------ */
@@ -368,9 +365,8 @@ typedef struct moecomm_api {
      collective on a group creates its communicator (collective over the group's ranks). */
 
   /* recv[i] = op over ranks of send[i], i < count. */
-  moecomm_result_t (*all_reduce)(moecomm_group_t *group, const void *send, void *recv,
-                                 size_t count, moecomm_dtype_t dtype, moecomm_redop_t op,
-                                 void *stream);
+  moecomm_result_t (*all_reduce)(moecomm_group_t *group, const void *send, void *recv, size_t count,
+                                 moecomm_dtype_t dtype, moecomm_redop_t op, void *stream);
   /* recv holds size * send_count elements, rank r's send at r * send_count; in place when
      send == recv + rank * send_count. */
   moecomm_result_t (*all_gather)(moecomm_group_t *group, const void *send, void *recv,
@@ -378,11 +374,11 @@ typedef struct moecomm_api {
   /* send holds size * recv_count elements; recv = op over ranks of this rank's block; in place
      when recv == send + rank * recv_count. */
   moecomm_result_t (*reduce_scatter)(moecomm_group_t *group, const void *send, void *recv,
-                                     size_t recv_count, moecomm_dtype_t dtype,
-                                     moecomm_redop_t op, void *stream);
+                                     size_t recv_count, moecomm_dtype_t dtype, moecomm_redop_t op,
+                                     void *stream);
   /* recv = root's send on every rank; root is an index in the group; send read on root only. */
-  moecomm_result_t (*broadcast)(moecomm_group_t *group, const void *send, void *recv,
-                                size_t count, moecomm_dtype_t dtype, int32_t root, void *stream);
+  moecomm_result_t (*broadcast)(moecomm_group_t *group, const void *send, void *recv, size_t count,
+                                moecomm_dtype_t dtype, int32_t root, void *stream);
 
   /* Opens the context's capture scope, which covers every group.  Call before the host begins
      stream capture; collectives issued until capture_end are recorded.  Local. */
@@ -433,8 +429,8 @@ typedef struct moecomm_api {
      (DESIGN.md "Groups"), in group order, to ranks (capacity entries); its length to *size_p.
      ranks NULL with capacity 0 asks for the length only. */
   moecomm_result_t (*topology_group_ranks)(const moecomm_topology_t *topology,
-                                           moecomm_group_kind_t kind, int32_t rank,
-                                           int32_t *ranks, size_t capacity, size_t *size_p);
+                                           moecomm_group_kind_t kind, int32_t rank, int32_t *ranks,
+                                           size_t capacity, size_t *size_p);
 
   /* Local, no context needed: the index-th configuration variable (0, 1, ...); past the last,
      MOECOMM_ERR_INVALID_ARGUMENT. */
@@ -450,16 +446,15 @@ typedef struct moecomm_api {
 
   /* Block p of recv (count elements at p * count) is what peer p sent in its block for this
      rank; send and recv hold size * count elements and must not overlap. */
-  moecomm_result_t (*all_to_all)(moecomm_group_t *group, const void *send, void *recv,
-                                 size_t count, moecomm_dtype_t dtype, void *stream);
+  moecomm_result_t (*all_to_all)(moecomm_group_t *group, const void *send, void *recv, size_t count,
+                                 moecomm_dtype_t dtype, void *stream);
   /* The same with per-peer counts and displacements in elements (host arrays of the group's
      size, read during the call): send_counts[p] elements from send + send_displs[p] go to peer p,
      recv_counts[p] from peer p land at recv + recv_displs[p]; they must agree pairwise. */
   moecomm_result_t (*all_to_all_v)(moecomm_group_t *group, const void *send,
-                                   const size_t *send_counts, const size_t *send_displs,
-                                   void *recv, const size_t *recv_counts,
-                                   const size_t *recv_displs, moecomm_dtype_t dtype,
-                                   void *stream);
+                                   const size_t *send_counts, const size_t *send_displs, void *recv,
+                                   const size_t *recv_counts, const size_t *recv_displs,
+                                   moecomm_dtype_t dtype, void *stream);
 
   /* Local: fixes the MOE_EP group's dispatch shape (the same on every rank; checked when the
      first dispatch creates the buffers, sized once from it).  Again with the same config: no-op;
@@ -479,13 +474,13 @@ typedef struct moecomm_api {
 
   /* all_reduce of x over the group fused with the residual add and RMSNorm (see the struct);
      called by every rank of the group like all_reduce. */
-  moecomm_result_t (*all_reduce_rmsnorm)(moecomm_group_t *group,
-                                         const moecomm_rmsnorm_args_t *args, void *stream);
+  moecomm_result_t (*all_reduce_rmsnorm)(moecomm_group_t *group, const moecomm_rmsnorm_args_t *args,
+                                         void *stream);
 } moecomm_api_t;
 
 /* True when the table provides `slot` (inside its struct_size and not NULL). */
-#define MOECOMM_API_HAS(api, slot)                                                            \
-  ((api) != NULL &&                                                                           \
+#define MOECOMM_API_HAS(api, slot)                                                             \
+  ((api) != NULL &&                                                                            \
    (api)->struct_size >= offsetof(moecomm_api_t, slot) + sizeof(((moecomm_api_t *)0)->slot) && \
    (api)->slot != NULL)
 

@@ -32,8 +32,7 @@ static const moecomm_api_t *g_api;
 
 /* One size, one dtype; returns 0 on success. */
 static int bench_one(moecomm_context_t *ctx, moecomm_group_t *g, const bench_opts_t *o,
-                     moecomm_dtype_t dt, size_t bytes, int rank, int world)
-{
+                     moecomm_dtype_t dt, size_t bytes, int rank, int world) {
   const size_t es = dt == MOECOMM_FLOAT32 ? 4 : 2;
   const size_t count = bytes / es;
   const int calls = mc_bench_batch_calls(bytes);
@@ -87,8 +86,7 @@ done:
   return rc;
 }
 
-static int rank_main(int rank, int world, void *arg)
-{
+static int rank_main(int rank, int world, void *arg) {
   const bench_opts_t *o = arg;
   moecomm_topology_t topo;
   memset(&topo, 0, sizeof topo);
@@ -124,15 +122,13 @@ static int rank_main(int rank, int world, void *arg)
   return failed;
 }
 
-static void usage(void)
-{
+static void usage(void) {
   fprintf(stderr,
           "usage: cpu_allreduce [--ranks N] [--min BYTES] [--max BYTES] [--batches N]\n"
           "                     [--dtypes fp32,bf16]   (sizes accept K and M suffixes)\n");
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
   bench_opts_t o = {2, 4096, (size_t)64 << 20, 9, {MOECOMM_FLOAT32, MOECOMM_BFLOAT16}, 2};
   for (int i = 1; i < argc; i++) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -559,8 +559,10 @@ int main(int argc, char **argv) {
   if (moe_only >= 0) {
     int pass = moe_only <= 128.0;
     targets_failed += !pass;
-    printf("  %s  MoE-only NCCL communicator (plugin default), after 1 MB all-reduces: %.1f MiB "
-           "<= 128\n", pass ? "PASS" : "FAIL", moe_only);
+    printf(
+        "  %s  MoE-only NCCL communicator (plugin default), after 1 MB all-reduces: %.1f MiB "
+        "<= 128\n",
+        pass ? "PASS" : "FAIL", moe_only);
   }
   printf("\n%d variants in %.0f s\n", ran, mc_bench_now_s() - start);
 
@@ -600,8 +602,8 @@ int main(int argc, char **argv) {
               W(r, create_mib), W(r, step_mib), W(r, all_mib), W(r, stats_mib), r[0].comms,
               r[0].lists, W(r, first_mib), W(r, warm_mib), r[0].engine_comms, W(r, comm_mib),
               W(r, comm_stats_mib), W(r, comm_used_mib), W(r, eager_us[0]), W(r, eager_us[1]),
-              W(r, graph_us[0]), W(r, graph_us[1]), W(r, host_moecomm_us), W(r, host_nccl_us), W(r, parent_mib),
-              W(r, child_mib), r[0].seconds, v + 1 < NVARIANTS ? "," : "");
+              W(r, graph_us[0]), W(r, graph_us[1]), W(r, host_moecomm_us), W(r, host_nccl_us),
+              W(r, parent_mib), W(r, child_mib), r[0].seconds, v + 1 < NVARIANTS ? "," : "");
     }
     fprintf(jf, "  ]\n}\n");
     fclose(jf);

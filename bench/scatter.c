@@ -40,8 +40,8 @@ int main(void) {
 #define GRAPH_OPS 20
 #define WARMUP 3
 #define REPLAYS 15
-#define AG_HIDDEN 256          /* bf16 elements per row: 512 B */
-#define NSIZES 9               /* 1 KB .. 64 MB x4 (MOE_FULL output per rank) */
+#define AG_HIDDEN 256 /* bf16 elements per row: 512 B */
+#define NSIZES 9      /* 1 KB .. 64 MB x4 (MOE_FULL output per rank) */
 #define STEP_HIDDEN 4096
 #define NSTEPS 4
 #define MAX_IN_BYTES ((size_t)32 << 20)
@@ -111,16 +111,15 @@ static int capture_scatter(bench_t *b, const moecomm_scatter_args_t *a, int n,
   cudaError_t e;
   int good = 1;
   mr = g_api->capture_begin(b->ctx, b->s);
-  if (mr != MOECOMM_SUCCESS)
-    return FAIL(b->r, "capture_begin: %s", g_api->last_error(b->ctx));
+  if (mr != MOECOMM_SUCCESS) return FAIL(b->r, "capture_begin: %s", g_api->last_error(b->ctx));
   e = cudaStreamBeginCapture(b->s, cudaStreamCaptureModeGlobal);
   if (e != cudaSuccess) good = FAIL(b->r, "cudaStreamBeginCapture: %s", cudaGetErrorString(e));
   for (int i = 0; good && i < GRAPH_OPS; i++)
     for (int k = 0; good && k < n; k++) {
       mr = g_api->scatter(b->ctx, &a[k], b->s);
       if (mr != MOECOMM_SUCCESS)
-        good = FAIL(b->r, "scatter %d -> %d: %s: %s", a[k].from, a[k].to,
-                    g_api->result_string(mr), g_api->last_error(b->ctx));
+        good = FAIL(b->r, "scatter %d -> %d: %s: %s", a[k].from, a[k].to, g_api->result_string(mr),
+                    g_api->last_error(b->ctx));
     }
   if (e == cudaSuccess) {
     cudaError_t ee = cudaStreamEndCapture(b->s, &graph);
@@ -316,11 +315,15 @@ static int rank_main(int rank, int world, void *arg) {
 
 /* ---- report ------------------------------------------------------------------------------- */
 
-static double worse(double a, double b) { return a > b ? a : b; }
+static double worse(double a, double b) {
+  return a > b ? a : b;
+}
 
 static void human_bytes(size_t n, char *out, size_t cap) {
-  if (n >= ((size_t)1 << 20)) snprintf(out, cap, "%zuM", n >> 20);
-  else snprintf(out, cap, "%zuK", n >> 10);
+  if (n >= ((size_t)1 << 20))
+    snprintf(out, cap, "%zuM", n >> 20);
+  else
+    snprintf(out, cap, "%zuK", n >> 10);
 }
 
 int main(int argc, char **argv) {
@@ -345,11 +348,14 @@ int main(int argc, char **argv) {
   mc_bench_print_facts("bench-scatter", &run, &res[0].gpu, nccl);
   printf("topology tp2 ep2 attn_cp2 moe_dp1 on 2 GPUs; backends: MOE_CP %s, MOE_EP %s, TP %s\n",
          res[0].be_cp, res[0].be_ep, res[0].be_tp);
-  printf("method: CUDA graph of %d ops, %d warm-up + %d timed replays, CUDA events, median per "
-         "op, worse rank\n\n", GRAPH_OPS, WARMUP, REPLAYS);
+  printf(
+      "method: CUDA graph of %d ops, %d warm-up + %d timed replays, CUDA events, median per "
+      "op, worse rank\n\n",
+      GRAPH_OPS, WARMUP, REPLAYS);
 
-  printf("(b) MoE-CP all-gather = scatter(TP_ATTN_FULL -> MOE_FULL), against ncclAllGather on "
-         "the benchmark's own communicator\n");
+  printf(
+      "(b) MoE-CP all-gather = scatter(TP_ATTN_FULL -> MOE_FULL), against ncclAllGather on "
+      "the benchmark's own communicator\n");
   printf("    size = MOE_FULL output per rank; busbw = algbw * (n-1)/n\n");
   printf("%8s %10s %5s | %10s %8s %8s %6s | %10s %8s %8s %6s | %7s\n", "size", "count", "type",
          "moecomm us", "algbw", "busbw", "#wrong", "nccl us", "algbw", "busbw", "#wrong",
@@ -370,14 +376,16 @@ int main(int argc, char **argv) {
   }
 
   printf("\n(a) MoE step, the same tokens, bf16 hidden %d\n", STEP_HIDDEN);
-  printf("    MOE_FULL step = scatter(TP_ATTN_FULL -> MOE_FULL, reduce) + scatter(MOE_FULL -> "
-         "TP_ATTN_FULL, reduce)\n");
-  printf("                    (MOE_CP all-gather padded to the largest count, MoE all-reduce of "
-         "the gathered rows, slice)\n");
+  printf(
+      "    MOE_FULL step = scatter(TP_ATTN_FULL -> MOE_FULL, reduce) + scatter(MOE_FULL -> "
+      "TP_ATTN_FULL, reduce)\n");
+  printf(
+      "                    (MOE_CP all-gather padded to the largest count, MoE all-reduce of "
+      "the gathered rows, slice)\n");
   printf("    FULL step     = scatter(SCATTERED -> FULL) + scatter(FULL -> SCATTERED, reduce)\n");
   printf("                    (TP all-gather, TP reduce-scatter, slice)\n");
-  printf("%12s %12s | %14s %6s | %14s %6s | %9s\n", "tokens/rank", "bytes/rank",
-         "MOE_FULL us", "#wrong", "FULL us", "#wrong", "MOE/FULL");
+  printf("%12s %12s | %14s %6s | %14s %6s | %9s\n", "tokens/rank", "bytes/rank", "MOE_FULL us",
+         "#wrong", "FULL us", "#wrong", "MOE/FULL");
   for (int i = 0; i < NSTEPS; i++) {
     size_t bytes = (size_t)k_step_tokens[i] * STEP_HIDDEN * 2;
     double tm = worse(res[0].st_moe_us[i], res[1].st_moe_us[i]);
@@ -386,8 +394,8 @@ int main(int argc, char **argv) {
     long wf = res[0].st_full_wrong[i] + res[1].st_full_wrong[i];
     char hb[16];
     human_bytes(bytes, hb, sizeof(hb));
-    printf("%12d %12s | %14.2f %6ld | %14.2f %6ld | %9.2f\n", k_step_tokens[i], hb, tm, wm, tf,
-           wf, tm / tf);
+    printf("%12d %12s | %14.2f %6ld | %14.2f %6ld | %9.2f\n", k_step_tokens[i], hb, tm, wm, tf, wf,
+           tm / tf);
     wrong += wm + wf;
   }
 
@@ -402,30 +410,36 @@ int main(int argc, char **argv) {
     mc_bench_json_str(jf, res[0].be_ep);
     fprintf(jf, ", \"TP\": ");
     mc_bench_json_str(jf, res[0].be_tp);
-    fprintf(jf, "},\n  \"method\": \"CUDA graph of %d ops, %d warm-up + %d timed replays, CUDA "
-            "events, median per op, worse of 2 ranks\",\n", GRAPH_OPS, WARMUP, REPLAYS);
+    fprintf(jf,
+            "},\n  \"method\": \"CUDA graph of %d ops, %d warm-up + %d timed replays, CUDA "
+            "events, median per op, worse of 2 ranks\",\n",
+            GRAPH_OPS, WARMUP, REPLAYS);
     fprintf(jf, "  \"allgather\": [\n");
     for (int i = 0; i < NSIZES; i++) {
       size_t bytes = (size_t)1024 << (2 * i);
-      fprintf(jf, "    {\"bytes\": %zu, \"count\": %zu, \"type\": \"bf16\", \"moecomm_us\": %.3f, "
-              "\"nccl_us\": %.3f, \"moecomm_wrong\": %ld, \"nccl_wrong\": %ld}%s\n", bytes,
-              bytes / 2, worse(res[0].ag_mc_us[i], res[1].ag_mc_us[i]),
+      fprintf(jf,
+              "    {\"bytes\": %zu, \"count\": %zu, \"type\": \"bf16\", \"moecomm_us\": %.3f, "
+              "\"nccl_us\": %.3f, \"moecomm_wrong\": %ld, \"nccl_wrong\": %ld}%s\n",
+              bytes, bytes / 2, worse(res[0].ag_mc_us[i], res[1].ag_mc_us[i]),
               worse(res[0].ag_nccl_us[i], res[1].ag_nccl_us[i]),
               res[0].ag_mc_wrong[i] + res[1].ag_mc_wrong[i],
               res[0].ag_nccl_wrong[i] + res[1].ag_nccl_wrong[i], i + 1 < NSIZES ? "," : "");
     }
     fprintf(jf, "  ],\n  \"moe_step\": [\n");
     for (int i = 0; i < NSTEPS; i++)
-      fprintf(jf, "    {\"tokens_per_rank\": %d, \"hidden\": %d, \"type\": \"bf16\", "
+      fprintf(jf,
+              "    {\"tokens_per_rank\": %d, \"hidden\": %d, \"type\": \"bf16\", "
               "\"moe_full_us\": %.3f, \"full_us\": %.3f, \"moe_full_wrong\": %ld, "
-              "\"full_wrong\": %ld}%s\n", k_step_tokens[i], STEP_HIDDEN,
-              worse(res[0].st_moe_us[i], res[1].st_moe_us[i]),
+              "\"full_wrong\": %ld}%s\n",
+              k_step_tokens[i], STEP_HIDDEN, worse(res[0].st_moe_us[i], res[1].st_moe_us[i]),
               worse(res[0].st_full_us[i], res[1].st_full_us[i]),
               res[0].st_moe_wrong[i] + res[1].st_moe_wrong[i],
               res[0].st_full_wrong[i] + res[1].st_full_wrong[i], i + 1 < NSTEPS ? "," : "");
     fprintf(jf, "  ],\n  \"wrong\": %ld\n}\n", wrong);
-    if (fclose(jf) != 0) bad = 1;
-    else printf("\nwrote %s\n", run.json);
+    if (fclose(jf) != 0)
+      bad = 1;
+    else
+      printf("\nwrote %s\n", run.json);
   }
   if (wrong != 0) printf("bench-scatter: %ld wrong elements\n", wrong);
   return wrong != 0 || bad;

@@ -47,14 +47,13 @@ static int check_kind(int32_t *all, int world, int kind, char *err, size_t errle
       }
       if (m == r) has_self = 1;
       if (!same_list(a, rec(all, world, m, kind))) {
-        snprintf(err, errlen, "%s: ranks %d and %d disagree on their group", kind_names[kind],
-                 r, m);
+        snprintf(err, errlen, "%s: ranks %d and %d disagree on their group", kind_names[kind], r,
+                 m);
         return -1;
       }
     }
     if (!has_self) {
-      snprintf(err, errlen, "%s: rank %d's group does not contain rank %d", kind_names[kind], r,
-               r);
+      snprintf(err, errlen, "%s: rank %d's group does not contain rank %d", kind_names[kind], r, r);
       return -1;
     }
   }

@@ -199,8 +199,9 @@ static void shim_job_env_range(const moecomm_config_var_t *v, char *out, size_t 
 static shim_status_t shim_job_env(const shim_plugin_t *plugin) {
   const moecomm_api_t *api = plugin->api;
   if (!MOECOMM_API_HAS(api, config_var)) {
-    fprintf(stderr, "shim: this plugin (ABI %u.%u) cannot list its configuration (config_var is "
-                    "ABI 1.2)\n",
+    fprintf(stderr,
+            "shim: this plugin (ABI %u.%u) cannot list its configuration (config_var is "
+            "ABI 1.2)\n",
             MOECOMM_ABI_VERSION_GET_MAJOR(plugin->version),
             MOECOMM_ABI_VERSION_GET_MINOR(plugin->version));
     return SHIM_FAIL;
@@ -234,7 +235,9 @@ shim_status_t shim_run(const shim_opts_t *o) {
       MOECOMM_ABI_VERSION_GET_MAJOR(SHIM_MIN_ABI), MOECOMM_ABI_VERSION_GET_MINOR(SHIM_MIN_ABI),
       MOECOMM_ABI_VERSION_GET_MAJOR(o->abi_max), MOECOMM_ABI_VERSION_GET_MINOR(o->abi_max));
   fflush(stdout);
-  st = o->env ? shim_job_env(&plugin) : o->demo ? shim_demo_run(o, &plugin) : shim_job_run(o, &plugin);
+  st = o->env    ? shim_job_env(&plugin)
+       : o->demo ? shim_demo_run(o, &plugin)
+                 : shim_job_run(o, &plugin);
   /* A rank of an external launcher that abandoned work in flight: the plugin stays loaded. */
   if (st != SHIM_ABANDON) shim_plugin_unload(&plugin);
   return st;

@@ -7,7 +7,9 @@
 
 /* A layer's output is partial sums unless the layer ran data-parallel on its own tokens
    (SCATTERED), where it is complete. */
-static int partial_out(int mode) { return mode != MOECOMM_SCATTERED; }
+static int partial_out(int mode) {
+  return mode != MOECOMM_SCATTERED;
+}
 
 static void add_transition(shim_modes_t *m, const char *name, int from, int to) {
   shim_transition_t *t = &m->tr[m->n_tr++];
@@ -41,8 +43,7 @@ int shim_modes_plan(const moecomm_api_t *api, const moecomm_context_t *ctx, shim
       return -1;
     }
   }
-  for (int i = 0; i < 3; i++)
-    t.split |= *dst[i] == MOECOMM_SCATTERED || *dst[i] == MOECOMM_FULL;
+  for (int i = 0; i < 3; i++) t.split |= *dst[i] == MOECOMM_SCATTERED || *dst[i] == MOECOMM_FULL;
   add_transition(&t, "attn->moe", t.attn, t.moe);
   add_transition(&t, "moe->attn", t.moe, t.attn);
   if (t.dense != t.moe) {
@@ -72,8 +73,7 @@ static int gcd(int a, int b) {
 }
 
 int shim_modes_tokens(const moecomm_api_t *api, const moecomm_context_t *ctx, const sref_t *ref,
-                      int tokens, int uneven, int split, int32_t *out, char *why,
-                      size_t why_len) {
+                      int tokens, int uneven, int split, int32_t *out, char *why, size_t why_len) {
   int32_t *sizes = NULL, mult = 1;
   size_t n = 0;
   int req, blocks = ref->world / ref->tp, ng = ref->ngroups;

@@ -84,8 +84,8 @@ typedef struct shim_step_cfg {
   int uneven;     /* ABI 1.1: attention groups get different token counts */
   int a2a;        /* --moe-a2a: the MoE by dispatch and combine on MOE_EP (step_a2a.c) */
   int tp, ep, moe_dp, attn_cp, attn_dp; /* topology for the reference model (tp resolved) */
-  int pp;         /* pipeline stages: > 1 adds the hand-off on the PP group (step_pp.c)... */
-  int p2p;        /* ...when the plugin negotiated ABI 1.2 (send, recv) */
+  int pp;  /* pipeline stages: > 1 adds the hand-off on the PP group (step_pp.c)... */
+  int p2p; /* ...when the plugin negotiated ABI 1.2 (send, recv) */
   /* A world barrier before each timed eager op (NULL: none), so that an op's time does not
      include waiting for peers still checking the previous one: a world all-gather of 4 bytes. */
   moecomm_host_allgather_fn_t barrier;
@@ -99,10 +99,10 @@ typedef struct shim_step {
   moecomm_context_t *ctx;
   shim_dev_t *dev;
   shim_step_cfg_t cfg;
-  const shim_step_ops_t *ops_of; /* the variant */
+  const shim_step_ops_t *ops_of;    /* the variant */
   shim_op_t ops[SHIM_STEP_MAX_OPS]; /* the variant's ops */
   int n_ops;
-  shim_op_t pp;      /* the pipeline hand-off, after them when pp_on (op number n_ops) */
+  shim_op_t pp; /* the pipeline hand-off, after them when pp_on (op number n_ops) */
   int pp_on;
   char pp_note[160]; /* why there is no hand-off although pp > 1 */
   shim_timer_t timer;
@@ -123,16 +123,16 @@ typedef struct shim_step {
     int32_t *tokens;      /* T[g] of every TP block (world / tp blocks of attn_dp * attn_cp) */
     void *want, *scratch; /* expected rows of the largest output; one row */
   } v11;
-  struct {                /* MoE all-to-all variant (step_a2a.c) */
-    int n, me;            /* MOE_EP's size and this rank's index in it */
-    int experts, top_k;   /* E = 4 n experts, K = 4 */
-    int64_t t_max, cap;   /* tokens per dispatch at most; rows per expert (n * t_max) */
-    size_t rx_bytes;      /* recv_x's bytes in the dispatch's output (counts, sources follow) */
-    uint64_t handle;      /* the latest dispatch's, for its combine */
-    int32_t *ids;         /* [t_max * K] one member's routing (scratch) */
-    unsigned char *x;     /* [t_max * H] one member's payload (scratch) */
-    unsigned char *want;  /* the dispatch's expected output */
-    int64_t *rows;        /* [E / n] rows counted per local expert */
+  struct {               /* MoE all-to-all variant (step_a2a.c) */
+    int n, me;           /* MOE_EP's size and this rank's index in it */
+    int experts, top_k;  /* E = 4 n experts, K = 4 */
+    int64_t t_max, cap;  /* tokens per dispatch at most; rows per expert (n * t_max) */
+    size_t rx_bytes;     /* recv_x's bytes in the dispatch's output (counts, sources follow) */
+    uint64_t handle;     /* the latest dispatch's, for its combine */
+    int32_t *ids;        /* [t_max * K] one member's routing (scratch) */
+    unsigned char *x;    /* [t_max * H] one member's payload (scratch) */
+    unsigned char *want; /* the dispatch's expected output */
+    int64_t *rows;       /* [E / n] rows counted per local expert */
   } a2a;
   char note[768]; /* why the ABI-1.0 step runs although the plugin speaks 1.1 */
   char err[1536]; /* why the step stopped: the call, result name, last_error */

@@ -41,14 +41,19 @@ int shim_step_add_coll(shim_step_t *s, const char *name, shim_coll_t coll,
 static int v10_plan(shim_step_t *s) {
   size_t th = (size_t)s->cfg.tokens * (size_t)s->cfg.hidden;
   size_t moe_n = th;
-  if (shim_step_add_coll(s, "attn all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_ATTN_TP, th) != 0) return -1;
+  if (shim_step_add_coll(s, "attn all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_ATTN_TP, th) != 0)
+    return -1;
   if (s->cfg.gather_moe) {
-    if (shim_step_add_coll(s, "moe all-gather", SHIM_ALL_GATHER, MOECOMM_GROUP_MOE_CP, th) != 0) return -1;
+    if (shim_step_add_coll(s, "moe all-gather", SHIM_ALL_GATHER, MOECOMM_GROUP_MOE_CP, th) != 0)
+      return -1;
     moe_n = s->ops[s->n_ops - 1].recv_count;
   }
-  if (shim_step_add_coll(s, "moe-tp all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_TP, moe_n) != 0) return -1;
-  if (shim_step_add_coll(s, "moe-ep all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_EP, moe_n) != 0) return -1;
-  if (shim_step_add_coll(s, "attn reduce-scatter", SHIM_REDUCE_SCATTER, MOECOMM_GROUP_ATTN_TP, th) != 0)
+  if (shim_step_add_coll(s, "moe-tp all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_TP, moe_n) != 0)
+    return -1;
+  if (shim_step_add_coll(s, "moe-ep all-reduce", SHIM_ALL_REDUCE, MOECOMM_GROUP_MOE_EP, moe_n) != 0)
+    return -1;
+  if (shim_step_add_coll(s, "attn reduce-scatter", SHIM_REDUCE_SCATTER, MOECOMM_GROUP_ATTN_TP,
+                         th) != 0)
     return -1;
   /* Every count above is tokens times a whole number of elements. */
   for (int k = 0; k < s->n_ops; k++) {

@@ -173,8 +173,8 @@ static void v11_verify(shim_step_t *s, int k, int iter, const char *phase) {
     size_t tok;
     char what[96];
     /* A whole row equal bit for bit is right (only +0 / -0 may differ and still be right). */
-    if (i % hidden == 0 && memcmp((char *)op->h_recv + i * dsz, (char *)s->v11.want + i * dsz,
-                                  hidden * dsz) == 0) {
+    if (i % hidden == 0 &&
+        memcmp((char *)op->h_recv + i * dsz, (char *)s->v11.want + i * dsz, hidden * dsz) == 0) {
       i += hidden - 1;
       continue;
     }

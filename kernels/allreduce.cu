@@ -219,8 +219,7 @@ __device__ __forceinline__ void twoshot_reduce_part(const mc_kern_ar_t &a, const
         const size_t j = j0 + u * stride, i = my0 + j;
         if (j < ps && i < nfull) {
 #pragma unroll
-          for (int r = 0; r < N; r++)
-            v[u][r] = __ldcg(reinterpret_cast<const uint4 *>(src[r]) + i);
+          for (int r = 0; r < N; r++) v[u][r] = __ldcg(reinterpret_cast<const uint4 *>(src[r]) + i);
         }
       }
 #pragma unroll

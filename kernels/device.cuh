@@ -62,7 +62,9 @@ __device__ __forceinline__ uint4 ld_ll(const uint4 *p) {
   return v;
 }
 
-__device__ __forceinline__ bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+__device__ __forceinline__ bool aligned16(const void *p) {
+  return ((uintptr_t)p & 15u) == 0;
+}
 
 /* Element-wise access for tails and misaligned pointers: a pointer that is not even aligned to its
    element size is read and written in the widest unit its address allows. */
@@ -300,8 +302,7 @@ __device__ __forceinline__ void call_end(const A &a, const call_t &c) {
 
 /* Returns false after a timeout (recorded) or when the block already gave up. */
 template <typename A>
-__device__ __forceinline__ bool timed_out(const A &a, call_t &c, uint32_t &spins,
-                                          int peer) {
+__device__ __forceinline__ bool timed_out(const A &a, call_t &c, uint32_t &spins, int peer) {
   if (++spins < kSpinCheck) return false;
   spins = 0;
   if (*(volatile int *)&c.abort) return true;
@@ -314,7 +315,6 @@ __device__ __forceinline__ bool timed_out(const A &a, call_t &c, uint32_t &spins
   *(volatile int *)&c.abort = 1;
   return true;
 }
-
 
 /* Launches fn (one argument: *arg) with or without programmatic dependent launch. */
 inline cudaError_t launch_kernel(const void *fn, int blocks, int threads, size_t smem, void *arg,

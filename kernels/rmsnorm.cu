@@ -89,7 +89,6 @@ __device__ bool take_row(const karn_t &a, call_t &c, const team_t &tm, const cha
   return ok;
 }
 
-
 template <typename T, int N, int P>
 __global__ void __launch_bounds__(2 * MC_KERN_ROW_TEAM) k_arn_oneshot(const karn_t a) {
   extern __shared__ uint4 smem[];

@@ -37,8 +37,7 @@ static moecomm_result_t mc_api_coll(moecomm_group_t *h, const char *name, mc_col
   mc_group_t *g = NULL;
   moecomm_result_t r = mc_api_enter_group(h, name, &g);
   if (r != MOECOMM_SUCCESS) return r;
-  r = mc_api_check_coll(g, name, c->send, c->recv, c->count, c->dtype, check_op, c->op,
-                        c->stream);
+  r = mc_api_check_coll(g, name, c->send, c->recv, c->count, c->dtype, check_op, c->op, c->stream);
   if (r == MOECOMM_SUCCESS) r = mc_group_collective(g, c);
   return mc_api_leave(g->ctx, r);
 }
@@ -46,31 +45,51 @@ static moecomm_result_t mc_api_coll(moecomm_group_t *h, const char *name, mc_col
 moecomm_result_t mc_api_all_reduce(moecomm_group_t *group, const void *send, void *recv,
                                    size_t count, moecomm_dtype_t dtype, moecomm_redop_t op,
                                    void *stream) {
-  mc_coll_t c = {.kind = MC_COLL_ALL_REDUCE, .send = send, .recv = recv, .count = count,
-                 .dtype = dtype, .op = op, .stream = stream};
+  mc_coll_t c = {.kind = MC_COLL_ALL_REDUCE,
+                 .send = send,
+                 .recv = recv,
+                 .count = count,
+                 .dtype = dtype,
+                 .op = op,
+                 .stream = stream};
   return mc_api_coll(group, "all_reduce", &c, 1);
 }
 
 moecomm_result_t mc_api_all_gather(moecomm_group_t *group, const void *send, void *recv,
                                    size_t send_count, moecomm_dtype_t dtype, void *stream) {
-  mc_coll_t c = {.kind = MC_COLL_ALL_GATHER, .send = send, .recv = recv, .count = send_count,
-                 .dtype = dtype, .op = MOECOMM_SUM, .stream = stream};
+  mc_coll_t c = {.kind = MC_COLL_ALL_GATHER,
+                 .send = send,
+                 .recv = recv,
+                 .count = send_count,
+                 .dtype = dtype,
+                 .op = MOECOMM_SUM,
+                 .stream = stream};
   return mc_api_coll(group, "all_gather", &c, 0);
 }
 
 moecomm_result_t mc_api_reduce_scatter(moecomm_group_t *group, const void *send, void *recv,
-                                       size_t recv_count, moecomm_dtype_t dtype,
-                                       moecomm_redop_t op, void *stream) {
-  mc_coll_t c = {.kind = MC_COLL_REDUCE_SCATTER, .send = send, .recv = recv, .count = recv_count,
-                 .dtype = dtype, .op = op, .stream = stream};
+                                       size_t recv_count, moecomm_dtype_t dtype, moecomm_redop_t op,
+                                       void *stream) {
+  mc_coll_t c = {.kind = MC_COLL_REDUCE_SCATTER,
+                 .send = send,
+                 .recv = recv,
+                 .count = recv_count,
+                 .dtype = dtype,
+                 .op = op,
+                 .stream = stream};
   return mc_api_coll(group, "reduce_scatter", &c, 1);
 }
 
 moecomm_result_t mc_api_broadcast(moecomm_group_t *group, const void *send, void *recv,
-                                  size_t count, moecomm_dtype_t dtype, int32_t root,
-                                  void *stream) {
-  mc_coll_t c = {.kind = MC_COLL_BROADCAST, .send = send, .recv = recv, .count = count,
-                 .dtype = dtype, .op = MOECOMM_SUM, .root = root, .stream = stream};
+                                  size_t count, moecomm_dtype_t dtype, int32_t root, void *stream) {
+  mc_coll_t c = {.kind = MC_COLL_BROADCAST,
+                 .send = send,
+                 .recv = recv,
+                 .count = count,
+                 .dtype = dtype,
+                 .op = MOECOMM_SUM,
+                 .root = root,
+                 .stream = stream};
   mc_group_t *g = NULL;
   moecomm_result_t r = mc_api_enter_group(group, "broadcast", &g);
   if (r != MOECOMM_SUCCESS) return r;
@@ -97,11 +116,10 @@ static moecomm_result_t mc_api_p2p(moecomm_group_t *h, const char *name, mc_coll
     r = mc_err_set(&g->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                    "%s: peer %d is not another member of group %s (its %d ranks are 0..%d, this "
                    "rank is %d)",
-                   name, (int)c->peer, mc_topo_kind_name(g->kind), g->comm->size,
-                   g->comm->size - 1, g->comm->rank);
+                   name, (int)c->peer, mc_topo_kind_name(g->kind), g->comm->size, g->comm->size - 1,
+                   g->comm->rank);
   if (r == MOECOMM_SUCCESS)
-    r = mc_api_check_coll(g, name, c->send, c->recv, c->count, c->dtype, 0, MOECOMM_SUM,
-                          c->stream);
+    r = mc_api_check_coll(g, name, c->send, c->recv, c->count, c->dtype, 0, MOECOMM_SUM, c->stream);
   if (r == MOECOMM_SUCCESS) r = mc_group_collective(g, c);
   return mc_api_leave(g->ctx, r);
 }
@@ -109,15 +127,25 @@ static moecomm_result_t mc_api_p2p(moecomm_group_t *h, const char *name, mc_coll
 moecomm_result_t mc_api_send(moecomm_group_t *group, const void *buf, size_t count,
                              moecomm_dtype_t dtype, int32_t peer, void *stream) {
   /* recv is send here: the checks want a non-NULL pair and the backends read only send */
-  mc_coll_t c = {.kind = MC_COLL_SEND, .send = buf, .recv = (void *)buf, .count = count,
-                 .dtype = dtype, .peer = peer, .stream = stream};
+  mc_coll_t c = {.kind = MC_COLL_SEND,
+                 .send = buf,
+                 .recv = (void *)buf,
+                 .count = count,
+                 .dtype = dtype,
+                 .peer = peer,
+                 .stream = stream};
   return mc_api_p2p(group, "send", &c);
 }
 
-moecomm_result_t mc_api_recv(moecomm_group_t *group, void *buf, size_t count,
-                             moecomm_dtype_t dtype, int32_t peer, void *stream) {
-  mc_coll_t c = {.kind = MC_COLL_RECV, .send = buf, .recv = buf, .count = count, .dtype = dtype,
-                 .peer = peer, .stream = stream};
+moecomm_result_t mc_api_recv(moecomm_group_t *group, void *buf, size_t count, moecomm_dtype_t dtype,
+                             int32_t peer, void *stream) {
+  mc_coll_t c = {.kind = MC_COLL_RECV,
+                 .send = buf,
+                 .recv = buf,
+                 .count = count,
+                 .dtype = dtype,
+                 .peer = peer,
+                 .stream = stream};
   return mc_api_p2p(group, "recv", &c);
 }
 
@@ -129,8 +157,13 @@ static int mc_api_overlap(const void *a, size_t a_bytes, const void *b, size_t b
 
 moecomm_result_t mc_api_all_to_all(moecomm_group_t *group, const void *send, void *recv,
                                    size_t count, moecomm_dtype_t dtype, void *stream) {
-  mc_coll_t c = {.kind = MC_COLL_ALL_TO_ALL, .send = send, .recv = recv, .count = count,
-                 .dtype = dtype, .op = MOECOMM_SUM, .stream = stream};
+  mc_coll_t c = {.kind = MC_COLL_ALL_TO_ALL,
+                 .send = send,
+                 .recv = recv,
+                 .count = count,
+                 .dtype = dtype,
+                 .op = MOECOMM_SUM,
+                 .stream = stream};
   mc_group_t *g = NULL;
   moecomm_result_t r = mc_api_enter_group(group, "all_to_all", &g);
   if (r != MOECOMM_SUCCESS) return r;
@@ -139,8 +172,7 @@ moecomm_result_t mc_api_all_to_all(moecomm_group_t *group, const void *send, voi
   if (r == MOECOMM_SUCCESS && count <= PTRDIFF_MAX / 8 / (size_t)g->comm->size &&
       mc_api_overlap(send, count * (size_t)g->comm->size * mc_dtype_size(dtype), recv,
                      count * (size_t)g->comm->size * mc_dtype_size(dtype)))
-    r = mc_err_set(&g->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
-                   "all_to_all: send and recv overlap");
+    r = mc_err_set(&g->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT, "all_to_all: send and recv overlap");
   if (r == MOECOMM_SUCCESS) r = mc_group_collective(g, &c);
   return mc_api_leave(g->ctx, r);
 }
@@ -205,10 +237,17 @@ moecomm_result_t mc_api_all_to_all_v(moecomm_group_t *group, const void *send,
                                      void *recv, const size_t *recv_counts,
                                      const size_t *recv_displs, moecomm_dtype_t dtype,
                                      void *stream) {
-  mc_coll_t c = {.kind = MC_COLL_ALL_TO_ALL_V, .send = send, .recv = recv, .count = 1,
-                 .dtype = dtype, .op = MOECOMM_SUM, .stream = stream,
-                 .send_counts = send_counts, .send_displs = send_displs,
-                 .recv_counts = recv_counts, .recv_displs = recv_displs};
+  mc_coll_t c = {.kind = MC_COLL_ALL_TO_ALL_V,
+                 .send = send,
+                 .recv = recv,
+                 .count = 1,
+                 .dtype = dtype,
+                 .op = MOECOMM_SUM,
+                 .stream = stream,
+                 .send_counts = send_counts,
+                 .send_displs = send_displs,
+                 .recv_counts = recv_counts,
+                 .recv_displs = recv_displs};
   mc_group_t *g = NULL;
   moecomm_result_t r = mc_api_enter_group(group, "all_to_all_v", &g);
   if (r != MOECOMM_SUCCESS) return r;
@@ -231,16 +270,16 @@ static moecomm_result_t mc_api_read_rmsnorm(mc_group_t *g, const moecomm_rmsnorm
                                             moecomm_rmsnorm_args_t *a, mc_rmsnorm_t *n) {
   mc_err_t *err = &g->ctx->err;
   size_t elems;
-  moecomm_result_t r = mc_api_read_in(a, sizeof(*a), args,
-                                      MOECOMM_STRUCT_SIZE(moecomm_rmsnorm_args_t, out_scale),
-                                      "all_reduce_rmsnorm: args", err);
+  moecomm_result_t r =
+      mc_api_read_in(a, sizeof(*a), args, MOECOMM_STRUCT_SIZE(moecomm_rmsnorm_args_t, out_scale),
+                     "all_reduce_rmsnorm: args", err);
   if (r != MOECOMM_SUCCESS) return r;
   if (a->dtype != MOECOMM_BFLOAT16 && a->dtype != MOECOMM_FLOAT16)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "all_reduce_rmsnorm: dtype %d must be MOECOMM_BFLOAT16 or MOECOMM_FLOAT16",
                       (int)a->dtype);
-  if (!(a->eps >= 0.0f) || a->hidden == 0 ||
-      __builtin_mul_overflow(a->tokens, a->hidden, &elems) || elems > PTRDIFF_MAX / 2)
+  if (!(a->eps >= 0.0f) || a->hidden == 0 || __builtin_mul_overflow(a->tokens, a->hidden, &elems) ||
+      elems > PTRDIFF_MAX / 2)
     return mc_err_set(err, MOECOMM_ERR_INVALID_ARGUMENT,
                       "all_reduce_rmsnorm: eps %g must be >= 0 and hidden %zu > 0 (tokens %zu)",
                       (double)a->eps, a->hidden, a->tokens);
@@ -277,9 +316,14 @@ moecomm_result_t mc_api_all_reduce_rmsnorm(moecomm_group_t *group,
     r = mc_err_set(&g->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                    "all_reduce_rmsnorm: stream must be NULL on a CPU context");
   if (r == MOECOMM_SUCCESS) {
-    mc_coll_t c = {.kind = MC_COLL_RMSNORM, .send = n.x, .recv = n.out,
-                   .count = n.tokens * n.hidden, .dtype = (moecomm_dtype_t)a.dtype,
-                   .op = MOECOMM_SUM, .stream = stream, .norm = &n};
+    mc_coll_t c = {.kind = MC_COLL_RMSNORM,
+                   .send = n.x,
+                   .recv = n.out,
+                   .count = n.tokens * n.hidden,
+                   .dtype = (moecomm_dtype_t)a.dtype,
+                   .op = MOECOMM_SUM,
+                   .stream = stream,
+                   .norm = &n};
     r = mc_group_collective(g, &c);
   }
   return mc_api_leave(g->ctx, r);

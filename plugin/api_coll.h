@@ -10,16 +10,16 @@ moecomm_result_t mc_api_all_reduce(moecomm_group_t *group, const void *send, voi
 moecomm_result_t mc_api_all_gather(moecomm_group_t *group, const void *send, void *recv,
                                    size_t send_count, moecomm_dtype_t dtype, void *stream);
 moecomm_result_t mc_api_reduce_scatter(moecomm_group_t *group, const void *send, void *recv,
-                                       size_t recv_count, moecomm_dtype_t dtype,
-                                       moecomm_redop_t op, void *stream);
+                                       size_t recv_count, moecomm_dtype_t dtype, moecomm_redop_t op,
+                                       void *stream);
 moecomm_result_t mc_api_broadcast(moecomm_group_t *group, const void *send, void *recv,
                                   size_t count, moecomm_dtype_t dtype, int32_t root, void *stream);
 
 /* ABI 1.2 */
 moecomm_result_t mc_api_send(moecomm_group_t *group, const void *buf, size_t count,
                              moecomm_dtype_t dtype, int32_t peer, void *stream);
-moecomm_result_t mc_api_recv(moecomm_group_t *group, void *buf, size_t count,
-                             moecomm_dtype_t dtype, int32_t peer, void *stream);
+moecomm_result_t mc_api_recv(moecomm_group_t *group, void *buf, size_t count, moecomm_dtype_t dtype,
+                             int32_t peer, void *stream);
 moecomm_result_t mc_api_all_to_all(moecomm_group_t *group, const void *send, void *recv,
                                    size_t count, moecomm_dtype_t dtype, void *stream);
 moecomm_result_t mc_api_all_to_all_v(moecomm_group_t *group, const void *send,

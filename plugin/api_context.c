@@ -15,9 +15,13 @@
 
 static _Atomic uint32_t mc_api_negotiated = MOECOMM_ABI_VERSION;
 
-void mc_api_set_negotiated(uint32_t version) { atomic_store(&mc_api_negotiated, version); }
+void mc_api_set_negotiated(uint32_t version) {
+  atomic_store(&mc_api_negotiated, version);
+}
 
-const char *mc_api_result_string(moecomm_result_t result) { return mc_result_string(result); }
+const char *mc_api_result_string(moecomm_result_t result) {
+  return mc_result_string(result);
+}
 
 const char *mc_api_last_error(const moecomm_context_t *h) {
   mc_context_t *ctx;
@@ -63,8 +67,8 @@ moecomm_result_t mc_api_context_info(const moecomm_context_t *h, moecomm_context
   moecomm_result_t r = mc_api_enter(h, "context_info", &ctx);
   if (r != MOECOMM_SUCCESS) return r;
   if (info_p == NULL)
-    return mc_api_leave(ctx, mc_err_set(&ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
-                                        "context_info: info_p is NULL"));
+    return mc_api_leave(
+        ctx, mc_err_set(&ctx->err, MOECOMM_ERR_INVALID_ARGUMENT, "context_info: info_p is NULL"));
   memset(&info, 0, sizeof(info));
   info.struct_size = sizeof(info);
   info.device = ctx->device;

@@ -70,6 +70,6 @@ moecomm_result_t mc_api_config_var(size_t index, moecomm_config_var_t *var_p) {
   out.default_value = v->def;
   out.range = v->range;
   out.help = v->help;
-  return mc_api_write_out(var_p, &out, sizeof(out),
-                          MOECOMM_STRUCT_SIZE(moecomm_config_var_t, help), "config_var", err);
+  return mc_api_write_out(var_p, &out, sizeof(out), MOECOMM_STRUCT_SIZE(moecomm_config_var_t, help),
+                          "config_var", err);
 }

@@ -15,7 +15,7 @@ typedef enum mc_coll_kind {
   MC_COLL_ALL_GATHER,
   MC_COLL_REDUCE_SCATTER,
   MC_COLL_BROADCAST,
-  MC_COLL_SEND,         /* ABI 1.2: point to point */
+  MC_COLL_SEND, /* ABI 1.2: point to point */
   MC_COLL_RECV,
   MC_COLL_ALL_TO_ALL,   /* equal blocks */
   MC_COLL_ALL_TO_ALL_V, /* per-peer counts and displacements */
@@ -40,8 +40,8 @@ typedef struct mc_coll {
   mc_coll_kind_t kind;
   const void *send;
   void *recv;
-  size_t count;       /* > 0. all_reduce/broadcast: elements; all_gather: send count;
-                         reduce_scatter: recv count */
+  size_t count; /* > 0. all_reduce/broadcast: elements; all_gather: send count;
+                   reduce_scatter: recv count */
   moecomm_dtype_t dtype;
   moecomm_redop_t op; /* all_reduce, reduce_scatter */
   int root;           /* broadcast: index in the group */
@@ -56,7 +56,7 @@ typedef struct mc_coll {
   int peer;           /* send, recv: index in the group */
   const size_t *send_counts, *send_displs; /* all_to_all_v: elements, per peer */
   const size_t *recv_counts, *recv_displs;
-  const mc_rmsnorm_t *norm;                /* rmsnorm */
+  const mc_rmsnorm_t *norm; /* rmsnorm */
 } mc_coll_t;
 
 /* all_to_all / all_to_all_v: block p of the send side (send = 1) or of the recv side, as its
@@ -74,17 +74,17 @@ static inline void mc_coll_block(const mc_coll_t *c, int send, int p, size_t *di
 
 /* One expert-parallel dispatch or combine on the MOE_EP communicator (moe.c). */
 typedef struct mc_moe_call {
-  int32_t tokens;            /* T on this rank, 0..t_max */
-  void *stream;              /* cudaStream_t, NULL on CPU */
+  int32_t tokens; /* T on this rank, 0..t_max */
+  void *stream;   /* cudaStream_t, NULL on CPU */
   int capturing;
   /* dispatch */
-  const int32_t *topk_ids;   /* [T][K] */
-  const void *x;             /* [T][H] */
-  const float *x_scales;     /* [T][S] */
-  void *recv_x;              /* [El][C][H] */
-  float *recv_scales;        /* [El][C][S] */
-  int32_t *recv_counts;      /* [El] */
-  int32_t *recv_src;         /* [El][C][3] */
+  const int32_t *topk_ids; /* [T][K] */
+  const void *x;           /* [T][H] */
+  const float *x_scales;   /* [T][S] */
+  void *recv_x;            /* [El][C][H] */
+  float *recv_scales;      /* [El][C][S] */
+  int32_t *recv_counts;    /* [El] */
+  int32_t *recv_src;       /* [El][C][3] */
   /* combine */
   const void *expert_out;    /* [El][C][H] */
   const float *topk_weights; /* [T][K] */
@@ -97,12 +97,12 @@ typedef moecomm_result_t (*mc_coll_fn_t)(mc_comm_t *comm, const mc_coll_t *coll)
 
 /* caps masks of a general backend (shm, NCCL): every collective but the fused one, every dtype
    the ABI reduces. */
-#define MC_COLLS_GENERAL                                                                         \
-  ((1u << MC_COLL_ALL_REDUCE) | (1u << MC_COLL_ALL_GATHER) | (1u << MC_COLL_REDUCE_SCATTER) |     \
-   (1u << MC_COLL_BROADCAST) | (1u << MC_COLL_SEND) | (1u << MC_COLL_RECV) |                     \
+#define MC_COLLS_GENERAL                                                                      \
+  ((1u << MC_COLL_ALL_REDUCE) | (1u << MC_COLL_ALL_GATHER) | (1u << MC_COLL_REDUCE_SCATTER) | \
+   (1u << MC_COLL_BROADCAST) | (1u << MC_COLL_SEND) | (1u << MC_COLL_RECV) |                  \
    (1u << MC_COLL_ALL_TO_ALL) | (1u << MC_COLL_ALL_TO_ALL_V))
-#define MC_DTYPES_GENERAL                                                                        \
-  ((1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) | (1u << MOECOMM_BFLOAT16) |               \
+#define MC_DTYPES_GENERAL                                                         \
+  ((1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) | (1u << MOECOMM_BFLOAT16) | \
    (1u << MOECOMM_INT32))
 
 /* What a backend can serve at all (static; known before any communicator exists). */

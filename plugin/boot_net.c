@@ -81,8 +81,8 @@ static moecomm_result_t mc_boot_ifname(const char *list, char *out, size_t size,
                     list, names[0] ? names : "none");
 }
 
-moecomm_result_t mc_boot_bind_address(const mc_config_t *cfg, int one_host, char *out,
-                                      size_t size, mc_err_t *err) {
+moecomm_result_t mc_boot_bind_address(const mc_config_t *cfg, int one_host, char *out, size_t size,
+                                      mc_err_t *err) {
   if (cfg->socket_ifname[0] != '\0') return mc_boot_ifname(cfg->socket_ifname, out, size, err);
   if (one_host)
     snprintf(out, size, "127.0.0.1");

@@ -17,8 +17,8 @@ void mc_boot_host_id(const mc_config_t *cfg, char *out, size_t size);
 /* The address rank 0's store binds when ranks find it through the host's all-gather:
    MOECOMM_SOCKET_IFNAME's interface when set (an error naming the interfaces when none matches),
    127.0.0.1 when every rank is on this host, else this host's address (never all interfaces). */
-moecomm_result_t mc_boot_bind_address(const mc_config_t *cfg, int one_host, char *out,
-                                      size_t size, mc_err_t *err);
+moecomm_result_t mc_boot_bind_address(const mc_config_t *cfg, int one_host, char *out, size_t size,
+                                      mc_err_t *err);
 
 /* Splits MOECOMM_STORE (tcp://HOST:PORT, validated by config.c). */
 void mc_boot_parse_store(const char *url, char *host, size_t host_size, int *port);

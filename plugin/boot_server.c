@@ -44,10 +44,10 @@ moecomm_result_t mc_boot_server_acquire(const char *bind_host, int port, int sha
     r = mc_err_set(err, MOECOMM_ERR_NO_MEMORY, "out of host memory for the rendezvous store");
     goto out;
   }
-  r = mc_store_server_start(&(mc_store_server_opts_t){bind_host, port, secret, secret_len,
-                                                      timeout_ms, 0, MC_BOOT_MAX_VALUE,
-                                                      MC_BOOT_MAX_TOTAL},
-                            &s->srv, &s->port, err);
+  r = mc_store_server_start(
+      &(mc_store_server_opts_t){bind_host, port, secret, secret_len, timeout_ms, 0,
+                                MC_BOOT_MAX_VALUE, MC_BOOT_MAX_TOTAL},
+      &s->srv, &s->port, err);
   if (r != MOECOMM_SUCCESS) {
     free(s);
     s = NULL;

@@ -38,8 +38,8 @@ typedef struct mc_boot_rec {
   int32_t pad;
   uint64_t host_hash;
   char host_id[128];
-  char ctx_id[48];                        /* rank 0 only */
-  uint8_t secret[MC_BOOT_SECRET_BYTES];   /* rank 0 only, host all-gather only */
+  char ctx_id[48];                      /* rank 0 only */
+  uint8_t secret[MC_BOOT_SECRET_BYTES]; /* rank 0 only, host all-gather only */
 } mc_boot_rec_t;
 
 /* Rank 0's second message on the host all-gather: where its store listens. */
@@ -146,8 +146,10 @@ static moecomm_result_t mc_boot_arrive(mc_boot_t *b, mc_err_t *err) {
 static moecomm_result_t mc_boot_new_context(mc_boot_rec_t *rec, int with_secret, mc_err_t *err) {
   uint32_t nonce = 0;
   moecomm_result_t r = mc_boot_random(&nonce, sizeof(nonce), err);
-  if (r == MOECOMM_SUCCESS && with_secret) r = mc_boot_random(rec->secret, sizeof(rec->secret), err);
-  if (r == MOECOMM_SUCCESS) snprintf(rec->ctx_id, sizeof(rec->ctx_id), "%d-%08x", (int)getpid(), nonce);
+  if (r == MOECOMM_SUCCESS && with_secret)
+    r = mc_boot_random(rec->secret, sizeof(rec->secret), err);
+  if (r == MOECOMM_SUCCESS)
+    snprintf(rec->ctx_id, sizeof(rec->ctx_id), "%d-%08x", (int)getpid(), nonce);
   return r;
 }
 
@@ -171,8 +173,8 @@ static moecomm_result_t mc_boot_via_host(mc_boot_t *b, const mc_topo_t *topo,
   if (r == MOECOMM_SUCCESS && topo->rank == 0 &&
       (r = mc_boot_bind_address(cfg, b->world.num_hosts == 1, where.host, sizeof(where.host),
                                 err)) == MOECOMM_SUCCESS)
-    r = mc_boot_server_acquire(where.host, 0, 0, rec->secret, sizeof(rec->secret),
-                               cfg->timeout_ms, (mc_boot_server_t **)&b->server, &where.port, err);
+    r = mc_boot_server_acquire(where.host, 0, 0, rec->secret, sizeof(rec->secret), cfg->timeout_ms,
+                               (mc_boot_server_t **)&b->server, &where.port, err);
   if (ag(user, &where, wheres, sizeof(where)) != 0 && r == MOECOMM_SUCCESS)
     r = mc_err_set(err, MOECOMM_ERR_PEER,
                    "bootstrap: the host's all-gather callback failed (returned non-zero)");

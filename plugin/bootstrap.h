@@ -15,9 +15,9 @@
 #include "world.h"
 
 typedef struct mc_boot {
-  mc_world_t world;  /* hosts and processes of every rank */
-  mc_xchg_t xchg;    /* store connection, context id, timeout; xchg.world points to world */
-  void *server;      /* rank 0: the store server it runs (shared by contexts on MOECOMM_STORE) */
+  mc_world_t world;   /* hosts and processes of every rank */
+  mc_xchg_t xchg;     /* store connection, context id, timeout; xchg.world points to world */
+  void *server;       /* rank 0: the store server it runs (shared by contexts on MOECOMM_STORE) */
   uint64_t world_seq; /* world exchanges done (mc_boot_world_set) */
 } mc_boot_t;
 

@@ -78,10 +78,10 @@ static moecomm_result_t mc_collective_check_size(const mc_group_t *g, const mc_c
   const size_t esz = mc_dtype_size(c->dtype);
   const int per_rank = c->kind == MC_COLL_ALL_GATHER || c->kind == MC_COLL_REDUCE_SCATTER ||
                        c->kind == MC_COLL_ALL_TO_ALL;
-  const int ok = esz != 0 && (c->kind == MC_COLL_ALL_TO_ALL_V
-                                  ? mc_collective_fits_v(c, g->comm->size, esz)
-                                  : mc_collective_fits(c->count, esz,
-                                                       per_rank ? (size_t)g->comm->size : 1));
+  const int ok =
+      esz != 0 && (c->kind == MC_COLL_ALL_TO_ALL_V
+                       ? mc_collective_fits_v(c, g->comm->size, esz)
+                       : mc_collective_fits(c->count, esz, per_rank ? (size_t)g->comm->size : 1));
   if (ok) return MOECOMM_SUCCESS;
   return mc_err_set(&g->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
                     "%s: count %zu of %s%s exceeds the address space", mc_coll_name(c->kind),

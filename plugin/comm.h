@@ -39,13 +39,13 @@ typedef struct mc_comm_hints {
 
 typedef struct mc_comm {
   /* identity: the same on every member */
-  int id;           /* index in the context's list (local numbering) */
-  int size;         /* ranks in the communicator */
-  int rank;         /* this rank's index in ranks */
-  int32_t *ranks;   /* world ranks, member order */
-  char key[96];     /* "c0.4" (+ ".TP" when not shared): names its store keys and segments */
-  char label[128];  /* for messages: "TP/MOE_EP (ranks 0,4)" (every group kind that uses it) */
-  int same_host;    /* every member is on this rank's host */
+  int id;          /* index in the context's list (local numbering) */
+  int size;        /* ranks in the communicator */
+  int rank;        /* this rank's index in ranks */
+  int32_t *ranks;  /* world ranks, member order */
+  char key[96];    /* "c0.4" (+ ".TP" when not shared): names its store keys and segments */
+  char label[128]; /* for messages: "TP/MOE_EP (ranks 0,4)" (every group kind that uses it) */
+  int same_host;   /* every member is on this rank's host */
 
   /* the context it belongs to (not owned) */
   const mc_config_t *cfg;
@@ -55,7 +55,7 @@ typedef struct mc_comm {
   const mc_xchg_t *xchg;   /* the exchange endpoint */
   const int *capturing;    /* the context's capture scope is open */
 
-  uint64_t seq;              /* exchanges done on this comm; advances identically on members */
+  uint64_t seq; /* exchanges done on this comm; advances identically on members */
   mc_comm_hints_t hints;
   mc_comm_backend_t be[MC_BACKEND_COUNT]; /* indexed by moecomm_backend_t */
 } mc_comm_t;

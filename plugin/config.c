@@ -47,8 +47,8 @@ static const mc_config_var_t mc_core_vars[] = {
      "interface names or prefixes, comma-separated", 0, 0, mc_config_host_id_ok,
      "where rank 0's rendezvous store listens when ranks find it through the host's all-gather "
      "(default: loopback when every rank is on one host, else the hostname's address)"},
-    {"MOECOMM_HOST_ID", MC_VAR_TEXT, MC_TEXT(host_id), "", "a string of 1 to 127 characters", 0,
-     0, mc_config_host_id_ok,
+    {"MOECOMM_HOST_ID", MC_VAR_TEXT, MC_TEXT(host_id), "", "a string of 1 to 127 characters", 0, 0,
+     mc_config_host_id_ok,
      "overrides the host identity (hostname + boot id), e.g. to simulate several hosts"},
     {"MOECOMM_SHARE_COMMS", MC_VAR_BOOL, MC_FIELD(share_comms), 0, "1", "0 or 1", 0, 1, NULL,
      "0: groups with equal rank lists get separate communicators"},
@@ -66,8 +66,8 @@ static const mc_config_var_t mc_core_vars[] = {
     {"MOECOMM_CUSTOM_MAX_BYTES", MC_VAR_BYTES, MC_FIELD(custom_max_bytes), 0, "64M",
      "4096 to 16G (K, M, G suffixes)", 4096, 1ll << 34, NULL,
      "largest all-reduce the custom path takes; larger ones go to NCCL"},
-    {"MOECOMM_NCCL_CONFIG", MC_VAR_CHOICE, MC_FIELD(nccl_config), 0, "auto", "auto|default|lean",
-     0, 0, NULL,
+    {"MOECOMM_NCCL_CONFIG", MC_VAR_CHOICE, MC_FIELD(nccl_config), 0, "auto", "auto|default|lean", 0,
+     0, NULL,
      "NCCL communicator config: auto caps channels (maxCTAs) on communicators only MoE groups "
      "use"},
 };
@@ -120,7 +120,9 @@ static int mc_config_store_ok(const char *value) {
 }
 
 /* Non-empty text (host id, token, interface list). */
-static int mc_config_host_id_ok(const char *value) { return value[0] != '\0'; }
+static int mc_config_host_id_ok(const char *value) {
+  return value[0] != '\0';
+}
 
 /* Index of value in a "a|b|c" list (case-insensitive), or -1. */
 static int mc_config_pick(const char *value, const char *list) {
@@ -176,8 +178,8 @@ static moecomm_result_t mc_config_parse(const mc_config_var_t *var, const char *
       return MOECOMM_SUCCESS;
     case MC_VAR_INT:
     case MC_VAR_BYTES:
-      if (mc_config_u64(value, var->type == MC_VAR_BYTES, &v) != 0 || v < (unsigned long long)var->min ||
-          v > (unsigned long long)var->max)
+      if (mc_config_u64(value, var->type == MC_VAR_BYTES, &v) != 0 ||
+          v < (unsigned long long)var->min || v > (unsigned long long)var->max)
         break;
       if (var->type == MC_VAR_INT)
         *(int *)field = (int)v;

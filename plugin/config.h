@@ -43,17 +43,17 @@ typedef enum mc_nccl_config_choice {
 } mc_nccl_config_choice_t;
 
 typedef struct mc_config {
-  int backend;                           /* MOECOMM_BACKEND: mc_backend_choice_t */
+  int backend;                            /* MOECOMM_BACKEND: mc_backend_choice_t */
   int group_backend[MC_GROUP_KIND_COUNT]; /* MOECOMM_BACKEND_<GROUP>: mc_backend_choice_t */
-  int log_level;                         /* MOECOMM_DEBUG: mc_log_level_t */
-  int timeout_ms;                        /* MOECOMM_TIMEOUT_MS */
-  char store[256];                       /* MOECOMM_STORE, "" when unset */
-  char host_id[128];                     /* MOECOMM_HOST_ID, "" when unset */
-  char store_token[256];                 /* MOECOMM_STORE_TOKEN, "" when unset (never logged) */
-  char socket_ifname[256];               /* MOECOMM_SOCKET_IFNAME, "" when unset */
-  int share_comms;                       /* MOECOMM_SHARE_COMMS */
-  int deterministic;                     /* MOECOMM_DETERMINISTIC (or the context flag) */
-  int ep_max_tokens;                     /* MOECOMM_EP_MAX_TOKENS: moe_configure's default T_max */
+  int log_level;                          /* MOECOMM_DEBUG: mc_log_level_t */
+  int timeout_ms;                         /* MOECOMM_TIMEOUT_MS */
+  char store[256];                        /* MOECOMM_STORE, "" when unset */
+  char host_id[128];                      /* MOECOMM_HOST_ID, "" when unset */
+  char store_token[256];                  /* MOECOMM_STORE_TOKEN, "" when unset (never logged) */
+  char socket_ifname[256];                /* MOECOMM_SOCKET_IFNAME, "" when unset */
+  int share_comms;                        /* MOECOMM_SHARE_COMMS */
+  int deterministic;                      /* MOECOMM_DETERMINISTIC (or the context flag) */
+  int ep_max_tokens;                      /* MOECOMM_EP_MAX_TOKENS: moe_configure's default T_max */
   /* routing (route.c) */
   int algo;                /* MOECOMM_ALGO: mc_algo_t */
   size_t custom_max_bytes; /* MOECOMM_CUSTOM_MAX_BYTES: largest all-reduce the custom path takes */

@@ -17,15 +17,15 @@ typedef enum mc_var_type {
 } mc_var_type_t;
 
 typedef struct mc_config_var {
-  const char *name;  /* "MOECOMM_TIMEOUT_MS"; "..._<GROUP>" stands for one variable per group */
+  const char *name; /* "MOECOMM_TIMEOUT_MS"; "..._<GROUP>" stands for one variable per group */
   mc_var_type_t type;
-  size_t offset;     /* of the field in mc_config_t */
-  size_t size;       /* MC_VAR_TEXT: the field's size */
-  const char *def;   /* the default, written as a user would set it ("" when there is none) */
-  const char *range; /* CHOICE: the values; others: the accepted values in words */
+  size_t offset;      /* of the field in mc_config_t */
+  size_t size;        /* MC_VAR_TEXT: the field's size */
+  const char *def;    /* the default, written as a user would set it ("" when there is none) */
+  const char *range;  /* CHOICE: the values; others: the accepted values in words */
   long long min, max; /* INT and BYTES */
   int (*check)(const char *value); /* TEXT: 1 when the value is acceptable (NULL: any) */
-  const char *help;  /* one line */
+  const char *help;                /* one line */
 } mc_config_var_t;
 
 #endif

@@ -45,8 +45,7 @@ static moecomm_result_t mc_context_comm_for(mc_context_t *ctx, int k, const int3
                                             mc_comm_t **comm_p) {
   char key[96], list[64], label[128];
   mc_comm_t *comm;
-  mc_context_comm_key(ranks, n, ctx->cfg.share_comms ? "" : mc_topo_kind_name(k), key,
-                      sizeof(key));
+  mc_context_comm_key(ranks, n, ctx->cfg.share_comms ? "" : mc_topo_kind_name(k), key, sizeof(key));
   for (int c = 0; c < ctx->num_comms; c++)
     if (strcmp(ctx->comms[c]->key, key) == 0) {
       mc_context_label_add(ctx->comms[c], k);
@@ -229,11 +228,11 @@ moecomm_result_t mc_context_create(const moecomm_context_params_t *params, mc_co
   }
   if ((r = mc_context_build_groups(ctx)) != MOECOMM_SUCCESS) goto fail;
   if ((r = mc_route_groups(ctx)) != MOECOMM_SUCCESS) goto fail;
-  MC_INFO("context %s ready: rank %d/%d on %s %d, tp=%d attn_tp=%d moe_tp=%d ep=%d, %d "
-          "communicator objects (none created yet)",
-          ctx->boot.xchg.ns, ctx->topo.rank, ctx->topo.world, ctx->device >= 0 ? "GPU" : "CPU",
-          ctx->device, ctx->topo.tp, ctx->topo.attn_tp, ctx->topo.moe_tp, ctx->topo.ep,
-          ctx->num_comms);
+  MC_INFO(
+      "context %s ready: rank %d/%d on %s %d, tp=%d attn_tp=%d moe_tp=%d ep=%d, %d "
+      "communicator objects (none created yet)",
+      ctx->boot.xchg.ns, ctx->topo.rank, ctx->topo.world, ctx->device >= 0 ? "GPU" : "CPU",
+      ctx->device, ctx->topo.tp, ctx->topo.attn_tp, ctx->topo.moe_tp, ctx->topo.ep, ctx->num_comms);
   *ctx_p = ctx;
   return MOECOMM_SUCCESS;
 
@@ -243,7 +242,9 @@ fail:
   return r;
 }
 
-void mc_context_destroy(mc_context_t *ctx) { mc_context_free(ctx, 1); }
+void mc_context_destroy(mc_context_t *ctx) {
+  mc_context_free(ctx, 1);
+}
 
 void mc_context_world_set(mc_context_t *ctx, int32_t *ranks, mc_xchg_set_t *set_p) {
   mc_boot_world_set(&ctx->boot, ranks, set_p);

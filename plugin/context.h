@@ -21,19 +21,19 @@ typedef struct moecomm_group mc_group_t;
 
 struct moecomm_group {
   mc_context_t *ctx;
-  int kind;                     /* moecomm_group_kind_t */
-  mc_comm_t *comm;              /* shared with groups of equal rank list */
-  moecomm_backend_t backend;    /* the policy's choice at context creation (route.c) */
-  uint64_t ops;                 /* calls issued */
-  uint64_t captured_ops;        /* calls issued inside the current capture scope */
+  int kind;                          /* moecomm_group_kind_t */
+  mc_comm_t *comm;                   /* shared with groups of equal rank list */
+  moecomm_backend_t backend;         /* the policy's choice at context creation (route.c) */
+  uint64_t ops;                      /* calls issued */
+  uint64_t captured_ops;             /* calls issued inside the current capture scope */
   uint64_t served[MC_BACKEND_COUNT]; /* calls served, per backend (NONE: size-1 local copies) */
   /* expert parallelism (moe.c; the MOE_EP group) */
-  int moe_configured;           /* moe_configure called */
-  mc_ep_layout_t moe_layout;    /* its shape; buffers sized from it at the first dispatch */
+  int moe_configured;            /* moe_configure called */
+  mc_ep_layout_t moe_layout;     /* its shape; buffers sized from it at the first dispatch */
   moecomm_backend_t moe_backend; /* who serves dispatch/combine once created (NONE before) */
-  uint64_t moe_dispatches;      /* dispatch handles handed out */
-  int moe_pending;              /* a dispatch awaits its combine */
-  int32_t moe_pending_tokens;   /* its token count */
+  uint64_t moe_dispatches;       /* dispatch handles handed out */
+  int moe_pending;               /* a dispatch awaits its combine */
+  int32_t moe_pending_tokens;    /* its token count */
 };
 
 struct moecomm_context {
@@ -43,9 +43,9 @@ struct moecomm_context {
   mc_err_t err;        /* last failure on this context (last_error) */
   mc_config_t cfg;
   mc_topo_t topo;
-  int device;          /* CUDA ordinal or MOECOMM_DEVICE_CPU */
+  int device;           /* CUDA ordinal or MOECOMM_DEVICE_CPU */
   uint32_t abi_version; /* negotiated for the process */
-  mc_boot_t boot;      /* world layout, store connection, exchange endpoint */
+  mc_boot_t boot;       /* world layout, store connection, exchange endpoint */
 
   mc_group_t groups[MC_GROUP_KIND_COUNT];
   mc_comm_t *comms[MC_GROUP_KIND_COUNT];

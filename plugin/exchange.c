@@ -17,7 +17,8 @@ static moecomm_result_t mc_xchg_timeout(const mc_xchg_set_t *s, const char *pref
     int exists = 0;
     if (j == s->me) continue;
     snprintf(key, sizeof(key), "%s/%d", prefix, (int)s->ranks[j]);
-    if (j == from || (mc_store_check(s->x->store, key, &exists, NULL) == MOECOMM_SUCCESS && !exists))
+    if (j == from ||
+        (mc_store_check(s->x->store, key, &exists, NULL) == MOECOMM_SUCCESS && !exists))
       missing[nmiss++] = s->ranks[j];
     if (dead < 0 && !mc_world_alive(s->x->world, s->ranks[j])) dead = s->ranks[j];
   }
@@ -53,8 +54,8 @@ moecomm_result_t mc_xchg_allgather(const mc_xchg_set_t *s, const char *what_in, 
     if (i == s->me) continue;
     snprintf(key, sizeof(key), "%s/%d", prefix, (int)s->ranks[i]);
     /* the writer is named so that a member that died is reported at once (by the store) */
-    r = mc_store_get(s->x->store, key, s->ranks[i], (char *)recv + (size_t)i * bytes, bytes,
-                     &len, deadline, err);
+    r = mc_store_get(s->x->store, key, s->ranks[i], (char *)recv + (size_t)i * bytes, bytes, &len,
+                     deadline, err);
     if (r == MOECOMM_ERR_TIMEOUT) return mc_xchg_timeout(s, prefix, i, what, err);
     if (r != MOECOMM_SUCCESS) return mc_err_wrap(err, r, "%s", what);
     if (len != bytes)

@@ -21,10 +21,10 @@
 
 /* Where exchanges go: one per context. */
 typedef struct mc_xchg {
-  mc_store_t *store;        /* this rank's connection to rank 0's store */
-  char ns[48];              /* first part of every key: the context id ("" during bootstrap) */
-  int timeout_ms;           /* how long any exchange may wait for a member */
-  const mc_world_t *world;  /* names a dead peer in a timeout; NULL before bootstrap knows it */
+  mc_store_t *store;       /* this rank's connection to rank 0's store */
+  char ns[48];             /* first part of every key: the context id ("" during bootstrap) */
+  int timeout_ms;          /* how long any exchange may wait for a member */
+  const mc_world_t *world; /* names a dead peer in a timeout; NULL before bootstrap knows it */
 } mc_xchg_t;
 
 /* The members of one exchange scope (the world, or one communicator). */

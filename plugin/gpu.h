@@ -42,22 +42,22 @@ void mc_gpu_scope_leave(const mc_gpu_scope_t *scope);
 
 /* For files that include <cuda_runtime_api.h>: on failure set err and jump to `label` with
    `res` holding MOECOMM_ERR_BACKEND. */
-#define MC_CUDA_GOTO(err, res, label, call)                                                   \
-  do {                                                                                        \
-    cudaError_t mc_e_ = (call);                                                               \
-    if (mc_e_ != cudaSuccess) {                                                               \
-      (res) = mc_err_set((err), MOECOMM_ERR_BACKEND, "%s failed: %s (%s:%d)", #call,          \
-                         cudaGetErrorString(mc_e_), __FILE__, __LINE__);                      \
-      goto label;                                                                             \
-    }                                                                                         \
+#define MC_CUDA_GOTO(err, res, label, call)                                          \
+  do {                                                                               \
+    cudaError_t mc_e_ = (call);                                                      \
+    if (mc_e_ != cudaSuccess) {                                                      \
+      (res) = mc_err_set((err), MOECOMM_ERR_BACKEND, "%s failed: %s (%s:%d)", #call, \
+                         cudaGetErrorString(mc_e_), __FILE__, __LINE__);             \
+      goto label;                                                                    \
+    }                                                                                \
   } while (0)
 
-#define MC_CUDA_TRY(err, call)                                                                \
-  do {                                                                                        \
-    cudaError_t mc_e_ = (call);                                                               \
-    if (mc_e_ != cudaSuccess)                                                                 \
-      return mc_err_set((err), MOECOMM_ERR_BACKEND, "%s failed: %s (%s:%d)", #call,           \
-                        cudaGetErrorString(mc_e_), __FILE__, __LINE__);                       \
+#define MC_CUDA_TRY(err, call)                                                      \
+  do {                                                                              \
+    cudaError_t mc_e_ = (call);                                                     \
+    if (mc_e_ != cudaSuccess)                                                       \
+      return mc_err_set((err), MOECOMM_ERR_BACKEND, "%s failed: %s (%s:%d)", #call, \
+                        cudaGetErrorString(mc_e_), __FILE__, __LINE__);             \
   } while (0)
 
 #endif

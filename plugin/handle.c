@@ -88,6 +88,6 @@ mc_group_t *mc_handle_group(const moecomm_group_t *h) {
 }
 
 moecomm_group_t *mc_handle_of_group(const mc_context_t *ctx, int kind) {
-  return (moecomm_group_t *)(uintptr_t)mc_handle_encode(MC_HANDLE_TAG_GROUP, kind,
-                                                         ctx->handle_gen, ctx->handle_slot);
+  return (moecomm_group_t *)(uintptr_t)mc_handle_encode(MC_HANDLE_TAG_GROUP, kind, ctx->handle_gen,
+                                                        ctx->handle_slot);
 }

@@ -34,8 +34,7 @@ moecomm_result_t mc_lazy_ensure(mc_comm_t *comm, moecomm_backend_t id, int captu
   }
   if (r != MOECOMM_SUCCESS) {
     be->failed = r;
-    return mc_err_wrap(comm->err, r, "creating the %s communicator for %s", ops->name,
-                       comm->label);
+    return mc_err_wrap(comm->err, r, "creating the %s communicator for %s", ops->name, comm->label);
   }
   be->created = 1;
   /* A communicator born inside the capture scope joins it. */

@@ -13,7 +13,9 @@ void mc_log_set_level(mc_log_level_t level) {
   atomic_store_explicit(&mc_log_level_now, (int)level, memory_order_relaxed);
 }
 
-void mc_log_set_rank(int rank) { atomic_store_explicit(&mc_log_rank, rank, memory_order_relaxed); }
+void mc_log_set_rank(int rank) {
+  atomic_store_explicit(&mc_log_rank, rank, memory_order_relaxed);
+}
 
 void mc_log_write(mc_log_level_t level, const char *file, int line, const char *fmt, ...) {
   static const char *const names[] = {"NONE", "WARN", "INFO", "TRACE"};

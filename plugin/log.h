@@ -1,4 +1,5 @@
-/* log.h - the one logger of the plugin.  Level from MOECOMM_DEBUG=WARN|INFO|TRACE (default WARN). */
+/* log.h - the one logger of the plugin.  Level from MOECOMM_DEBUG=WARN|INFO|TRACE (default
+   WARN). */
 #ifndef MC_LOG_H_
 #define MC_LOG_H_
 
@@ -21,10 +22,10 @@ void mc_log_set_rank(int rank);
 void mc_log_write(mc_log_level_t level, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define MC_LOG_(lvl, ...)                                               \
-  do {                                                                  \
-    if (atomic_load_explicit(&mc_log_level_now, memory_order_relaxed) >= (lvl))              \
-      mc_log_write((lvl), __FILE__, __LINE__, __VA_ARGS__);                                 \
+#define MC_LOG_(lvl, ...)                                                       \
+  do {                                                                          \
+    if (atomic_load_explicit(&mc_log_level_now, memory_order_relaxed) >= (lvl)) \
+      mc_log_write((lvl), __FILE__, __LINE__, __VA_ARGS__);                     \
   } while (0)
 #define MC_WARN(...) MC_LOG_(MC_LOG_WARN, __VA_ARGS__)
 #define MC_INFO(...) MC_LOG_(MC_LOG_INFO, __VA_ARGS__)

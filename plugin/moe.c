@@ -22,8 +22,8 @@ static moecomm_result_t mc_moe_bad(mc_group_t *g, const char *fmt_what, long lon
 }
 
 /* The ABI config as ep_layout's, with the defaults applied and the values checked. */
-static moecomm_result_t mc_moe_config_of(mc_group_t *g, const moecomm_moe_config_t *in,
-                                         int path, mc_ep_config_t *out) {
+static moecomm_result_t mc_moe_config_of(mc_group_t *g, const moecomm_moe_config_t *in, int path,
+                                         mc_ep_config_t *out) {
   const int fp8 = in->dtype == MOECOMM_FLOAT8_E4M3;
   if (in->num_experts <= 0 || in->num_experts % g->comm->size != 0)
     return mc_err_set(&g->ctx->err, MOECOMM_ERR_INVALID_ARGUMENT,
@@ -36,8 +36,7 @@ static moecomm_result_t mc_moe_config_of(mc_group_t *g, const moecomm_moe_config
       in->dtype != MOECOMM_FLOAT32 && !fp8)
     return mc_moe_bad(g, "dtype must be BFLOAT16, FLOAT16, FLOAT32 or FLOAT8_E4M3", in->dtype);
   if (fp8 ? in->num_scales <= 0 : in->num_scales != 0)
-    return mc_moe_bad(g, "num_scales must be > 0 with FLOAT8_E4M3 and 0 otherwise",
-                      in->num_scales);
+    return mc_moe_bad(g, "num_scales must be > 0 with FLOAT8_E4M3 and 0 otherwise", in->num_scales);
   if (fp8 && in->combine_dtype != MOECOMM_BFLOAT16 && in->combine_dtype != MOECOMM_FLOAT16 &&
       in->combine_dtype != MOECOMM_FLOAT32)
     return mc_moe_bad(g, "combine_dtype must be BFLOAT16, FLOAT16 or FLOAT32 with FLOAT8_E4M3",
@@ -87,9 +86,9 @@ moecomm_result_t mc_moe_configure(mc_group_t *g, const moecomm_moe_config_t *con
   memset(&in, 0, sizeof(in));
   memcpy(&in, config, MC_MIN(config->struct_size, sizeof(in)));
   if ((r = mc_route_moe_backend(g, &be)) != MOECOMM_SUCCESS) return r;
-  if ((r = mc_moe_config_of(g, &in, be == MOECOMM_BACKEND_CUSTOM ? MC_EP_PATH_NVLINK
-                                                                  : MC_EP_PATH_NCCL,
-                            &cfg)) != MOECOMM_SUCCESS)
+  if ((r = mc_moe_config_of(
+           g, &in, be == MOECOMM_BACKEND_CUSTOM ? MC_EP_PATH_NVLINK : MC_EP_PATH_NCCL, &cfg)) !=
+      MOECOMM_SUCCESS)
     return r;
   if ((r = mc_ep_layout_init(&cfg, &layout, &g->ctx->err)) != MOECOMM_SUCCESS) return r;
   if (g->moe_backend != MOECOMM_BACKEND_NONE) {
@@ -111,8 +110,8 @@ static moecomm_result_t mc_moe_create(mc_group_t *g, moecomm_backend_t be, int c
   moecomm_result_t r;
   int bad = -1;
   if (all == NULL) return mc_err_set(comm->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
-  r = mc_comm_agree(comm, "moe_dispatch configuration", MOECOMM_SUCCESS, NULL,
-                    &g->moe_layout.cfg, all, sizeof(*all), &bad);
+  r = mc_comm_agree(comm, "moe_dispatch configuration", MOECOMM_SUCCESS, NULL, &g->moe_layout.cfg,
+                    all, sizeof(*all), &bad);
   for (int i = 0; r == MOECOMM_SUCCESS && i < comm->size; i++)
     if (!mc_moe_same(&all[i], &g->moe_layout.cfg))
       r = mc_err_set(comm->err, MOECOMM_ERR_CONFIG,
@@ -121,12 +120,11 @@ static moecomm_result_t mc_moe_create(mc_group_t *g, moecomm_backend_t be, int c
                      "(experts %d, top_k %d, max_tokens %lld, hidden %lld, capacity %lld, dtype "
                      "%d); moe_configure must be the same on every rank",
                      comm->label, (int)comm->ranks[i], (int)all[i].experts, (int)all[i].top_k,
-                     (long long)all[i].t_max, (long long)all[i].hidden,
-                     (long long)all[i].capacity, (int)all[i].dtype,
-                     (int)comm->ranks[comm->rank], (int)g->moe_layout.cfg.experts,
-                     (int)g->moe_layout.cfg.top_k, (long long)g->moe_layout.cfg.t_max,
-                     (long long)g->moe_layout.cfg.hidden, (long long)g->moe_layout.cfg.capacity,
-                     (int)g->moe_layout.cfg.dtype);
+                     (long long)all[i].t_max, (long long)all[i].hidden, (long long)all[i].capacity,
+                     (int)all[i].dtype, (int)comm->ranks[comm->rank],
+                     (int)g->moe_layout.cfg.experts, (int)g->moe_layout.cfg.top_k,
+                     (long long)g->moe_layout.cfg.t_max, (long long)g->moe_layout.cfg.hidden,
+                     (long long)g->moe_layout.cfg.capacity, (int)g->moe_layout.cfg.dtype);
   free(all);
   if (r == MOECOMM_SUCCESS) r = mc_lazy_ensure_moe(comm, be, &g->moe_layout, capturing);
   if (r == MC_DEFER && be == MOECOMM_BACKEND_CUSTOM) {

@@ -7,7 +7,7 @@
 #include "backend.h"
 
 /* With n->out holding the all-reduce of x: residual <- D(out + residual), out <- RMSNorm(residual)
-   * weight (and the fp8 copy).  device: the context's (MOECOMM_DEVICE_CPU: host buffers). */
+ * weight (and the fp8 copy).  device: the context's (MOECOMM_DEVICE_CPU: host buffers). */
 moecomm_result_t mc_norm_apply(int device, moecomm_dtype_t dtype, const mc_rmsnorm_t *n,
                                void *stream, mc_err_t *err);
 

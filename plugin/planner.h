@@ -4,9 +4,8 @@
 
 #include "context.h"
 
-moecomm_result_t mc_plan_capture_sizes(const mc_context_t *ctx,
-                                       const moecomm_plan_params_t *params, int32_t *sizes,
-                                       size_t capacity, size_t *num_p, int32_t *multiple_p,
-                                       mc_err_t *err);
+moecomm_result_t mc_plan_capture_sizes(const mc_context_t *ctx, const moecomm_plan_params_t *params,
+                                       int32_t *sizes, size_t capacity, size_t *num_p,
+                                       int32_t *multiple_p, mc_err_t *err);
 
 #endif

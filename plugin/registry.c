@@ -11,10 +11,9 @@
 
 #if MC_WITH_CUDA
 static const mc_backend_ops_t *const mc_builtin[MC_BACKEND_COUNT] = {NULL, &mc_shm_ops,
-                                                                    &mc_nccl_ops, &mc_custom_ops};
+                                                                     &mc_nccl_ops, &mc_custom_ops};
 #else
-static const mc_backend_ops_t *const mc_builtin[MC_BACKEND_COUNT] = {NULL, &mc_shm_ops, NULL,
-                                                                    NULL};
+static const mc_backend_ops_t *const mc_builtin[MC_BACKEND_COUNT] = {NULL, &mc_shm_ops, NULL, NULL};
 #endif
 static const mc_backend_ops_t *mc_override[MC_BACKEND_COUNT];
 

@@ -99,9 +99,10 @@ static moecomm_result_t mc_route_possible(mc_context_t *ctx, int kind, int expli
   moecomm_backend_t be = *be_p;
   const mc_comm_t *comm = ctx->groups[kind].comm;
   if (be == MOECOMM_BACKEND_CUSTOM && comm->size > 1 && !comm->same_host) {
-    MC_INFO("group %s spans several hosts: the custom all-reduce needs peer-mapped memory on one "
-            "host, so this group uses nccl",
-            mc_topo_kind_name(kind));
+    MC_INFO(
+        "group %s spans several hosts: the custom all-reduce needs peer-mapped memory on one "
+        "host, so this group uses nccl",
+        mc_topo_kind_name(kind));
     be = MOECOMM_BACKEND_NCCL;
   }
   if (be == MOECOMM_BACKEND_CUSTOM && !mc_route_usable(pr, &ctx->cfg, be, ctx->device)) {
@@ -123,7 +124,8 @@ static void mc_route_deterministic_group(mc_context_t *ctx, int kind, mc_route_p
   const mc_comm_t *comm = ctx->groups[kind].comm;
   if (!ctx->cfg.deterministic || ctx->device < 0 || *be_p != MOECOMM_BACKEND_NCCL ||
       comm->size < 2 || comm->size > MC_KERN_MAX_RANKS || !comm->same_host ||
-      ctx->cfg.algo == MC_ALGO_NCCL || !mc_route_usable(pr, &ctx->cfg, MOECOMM_BACKEND_CUSTOM, ctx->device))
+      ctx->cfg.algo == MC_ALGO_NCCL ||
+      !mc_route_usable(pr, &ctx->cfg, MOECOMM_BACKEND_CUSTOM, ctx->device))
     return;
   MC_INFO("group %s uses custom for its reductions: deterministic mode", mc_topo_kind_name(kind));
   *be_p = MOECOMM_BACKEND_CUSTOM;
@@ -154,9 +156,9 @@ moecomm_result_t mc_route_groups(mc_context_t *ctx) {
   }
   for (int c = 0; c < ctx->num_comms; c++) {
     mc_comm_t *comm = ctx->comms[c];
-    comm->hints.nccl_lean = ctx->cfg.nccl_config == MC_NCCL_CONFIG_LEAN ||
-                            (ctx->cfg.nccl_config == MC_NCCL_CONFIG_AUTO &&
-                             mc_route_moe_only(ctx, comm));
+    comm->hints.nccl_lean =
+        ctx->cfg.nccl_config == MC_NCCL_CONFIG_LEAN ||
+        (ctx->cfg.nccl_config == MC_NCCL_CONFIG_AUTO && mc_route_moe_only(ctx, comm));
   }
   return MOECOMM_SUCCESS;
 }
@@ -180,7 +182,9 @@ static const mc_route_row_t mc_route_table[] = {
     {8, 64u << 10, 128u << 10, SIZE_MAX},
 };
 
-const char *mc_route_algo_name(int algo) { return mc_kern_algo_name(algo); }
+const char *mc_route_algo_name(int algo) {
+  return mc_kern_algo_name(algo);
+}
 
 /* Whether a push all-reduce (MOECOMM_ALGO twoshot_push / oneshot_push) of bytes fits the
    staging (its plan counts 16-byte vectors only, so bf16 elements stand for any dtype). */
@@ -410,7 +414,8 @@ moecomm_result_t mc_route_moe_backend(const mc_group_t *g, moecomm_backend_t *be
     return MOECOMM_SUCCESS;
   }
   *be_p = MOECOMM_BACKEND_NCCL;
-  if (choice == MC_CHOICE_NCCL || custom == NULL || custom->moe_dispatch == NULL) return MOECOMM_SUCCESS;
+  if (choice == MC_CHOICE_NCCL || custom == NULL || custom->moe_dispatch == NULL)
+    return MOECOMM_SUCCESS;
   if (g->comm->same_host && g->comm->size <= MC_EP_MAX_NVL_RANKS &&
       mc_backend_usable(MOECOMM_BACKEND_CUSTOM, &ctx->cfg, ctx->device, &why))
     *be_p = MOECOMM_BACKEND_CUSTOM;
@@ -419,7 +424,7 @@ moecomm_result_t mc_route_moe_backend(const mc_group_t *g, moecomm_backend_t *be
 
 moecomm_backend_t mc_route_group_backend(const mc_group_t *g, const char **name_p) {
   /* Indexed by a bit per backend that served calls: shm 1, nccl 2, custom 4. */
-  static const char *const names[8] = {NULL,     "shm",         "nccl",        "shm+nccl",
+  static const char *const names[8] = {NULL,     "shm",        "nccl",        "shm+nccl",
                                        "custom", "shm+custom", "custom+nccl", "shm+custom+nccl"};
   moecomm_backend_t be = g->backend;
   unsigned mask = 0;

@@ -225,7 +225,14 @@ static moecomm_result_t mc_zero_rows(const mc_xfer_t *x, void *dst, size_t rows)
 
 static moecomm_result_t mc_coll_rows(const mc_xfer_t *x, int kind, int group, const void *send,
                                      void *recv, size_t rows) {
-  mc_coll_t c = {.kind = (mc_coll_kind_t)kind, .send = send, .recv = recv, .count = rows * x->hidden, .dtype = x->dtype, .op = MOECOMM_SUM, .root = 0, .stream = x->stream};
+  mc_coll_t c = {.kind = (mc_coll_kind_t)kind,
+                 .send = send,
+                 .recv = recv,
+                 .count = rows * x->hidden,
+                 .dtype = x->dtype,
+                 .op = MOECOMM_SUM,
+                 .root = 0,
+                 .stream = x->stream};
   return mc_group_collective(&x->ctx->groups[group], &c);
 }
 

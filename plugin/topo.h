@@ -1,4 +1,5 @@
-/* topo.h - the parallel layout: validated sizes and every group's rank list (DESIGN.md "Groups"). */
+/* topo.h - the parallel layout: validated sizes and every group's rank list (DESIGN.md
+   "Groups"). */
 #ifndef MC_TOPO_H_
 #define MC_TOPO_H_
 

@@ -97,7 +97,9 @@ int mc_bench_batch_calls(size_t bytes) {
 }
 
 /* Element i of rank r's input. */
-static int cpu_input(int r, size_t i) { return (int)((i * 7u + (size_t)r * 3u) % 9u) - 4; }
+static int cpu_input(int r, size_t i) {
+  return (int)((i * 7u + (size_t)r * 3u) % 9u) - 4;
+}
 
 void mc_bench_cpu_fill(void *buf, size_t count, int fp32, int rank) {
   for (size_t i = 0; i < count; i++) {

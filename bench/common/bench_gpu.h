@@ -23,17 +23,17 @@ typedef struct mc_bench_gpu {
 
 /* `return 0` from the calling function, with the failed call and CUDA's or NCCL's reason in the
    char array err, unless err already holds an earlier error. */
-#define MC_BENCH_CU(err, call)                                                              \
-  do {                                                                                      \
-    cudaError_t e_ = (call);                                                                \
-    if (e_ != cudaSuccess)                                                                  \
-      return mc_bench_fail((err), sizeof(err), "%s: %s", #call, cudaGetErrorString(e_));    \
+#define MC_BENCH_CU(err, call)                                                           \
+  do {                                                                                   \
+    cudaError_t e_ = (call);                                                             \
+    if (e_ != cudaSuccess)                                                               \
+      return mc_bench_fail((err), sizeof(err), "%s: %s", #call, cudaGetErrorString(e_)); \
   } while (0)
-#define MC_BENCH_NC(err, call)                                                              \
-  do {                                                                                      \
-    ncclResult_t n_ = (call);                                                               \
-    if (n_ != ncclSuccess)                                                                  \
-      return mc_bench_fail((err), sizeof(err), "%s: %s", #call, ncclGetErrorString(n_));   \
+#define MC_BENCH_NC(err, call)                                                           \
+  do {                                                                                   \
+    ncclResult_t n_ = (call);                                                            \
+    if (n_ != ncclSuccess)                                                               \
+      return mc_bench_fail((err), sizeof(err), "%s: %s", #call, ncclGetErrorString(n_)); \
   } while (0)
 
 /* The start of a GPU benchmark's main: parses the options into *run_p, makes stdout line

@@ -20,25 +20,26 @@
 
 #include "../common/bench.h"
 
-static void bf16_sum(void *in, void *inout, int *len, MPI_Datatype *dt)
-{
+static void bf16_sum(void *in, void *inout, int *len, MPI_Datatype *dt) {
   const uint16_t *a = in;
   uint16_t *b = inout;
   (void)dt;
   for (int i = 0; i < *len; i++) b[i] = mc_bench_f2bf(mc_bench_bf2f(a[i]) + mc_bench_bf2f(b[i]));
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
   size_t min_bytes = 4096, max_bytes = (size_t)64 << 20;
   int batches = 9, want_fp32 = 1, want_bf16 = 1, rank, world;
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--min") == 0) min_bytes = mc_bench_parse_size(argv[i + 1]);
-    else if (strcmp(argv[i], "--max") == 0) max_bytes = mc_bench_parse_size(argv[i + 1]);
-    else if (strcmp(argv[i], "--batches") == 0) batches = atoi(argv[i + 1]);
+    if (strcmp(argv[i], "--min") == 0)
+      min_bytes = mc_bench_parse_size(argv[i + 1]);
+    else if (strcmp(argv[i], "--max") == 0)
+      max_bytes = mc_bench_parse_size(argv[i + 1]);
+    else if (strcmp(argv[i], "--batches") == 0)
+      batches = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--dtypes") == 0) {
       want_fp32 = strstr(argv[i + 1], "fp32") != NULL;
       want_bf16 = strstr(argv[i + 1], "bf16") != NULL;

@@ -26,10 +26,14 @@ const char *shim_dtype_name(moecomm_dtype_t dtype) {
 
 int shim_dtype_parse(const char *s, moecomm_dtype_t *dtype_p) {
   if (s == NULL) return -1;
-  if (strcmp(s, "bf16") == 0) *dtype_p = MOECOMM_BFLOAT16;
-  else if (strcmp(s, "fp16") == 0) *dtype_p = MOECOMM_FLOAT16;
-  else if (strcmp(s, "fp32") == 0) *dtype_p = MOECOMM_FLOAT32;
-  else return -1;
+  if (strcmp(s, "bf16") == 0)
+    *dtype_p = MOECOMM_BFLOAT16;
+  else if (strcmp(s, "fp16") == 0)
+    *dtype_p = MOECOMM_FLOAT16;
+  else if (strcmp(s, "fp32") == 0)
+    *dtype_p = MOECOMM_FLOAT32;
+  else
+    return -1;
   return 0;
 }
 
@@ -69,8 +73,8 @@ uint32_t shim_data_encode(int v, moecomm_dtype_t dtype) {
       uint32_t a = (uint32_t)(v < 0 ? -v : v);
       int e = 0;
       if (a == 0) return 0;
-      while ((a >> (e + 1)) != 0) e++;                        /* a in [2^e, 2^(e+1)) */
-      if (e > 10) a >>= (e - 10); /* exact only while |v| <= 2048, as documented */
+      while ((a >> (e + 1)) != 0) e++; /* a in [2^e, 2^(e+1)) */
+      if (e > 10) a >>= (e - 10);      /* exact only while |v| <= 2048, as documented */
       return sign | ((uint32_t)(e + 15) << 10) | ((e > 10 ? a : a << (10 - e)) & 0x3ffu);
     }
     case MOECOMM_INT32: return (uint32_t)v;
@@ -109,14 +113,20 @@ double shim_data_decode(uint32_t bits, moecomm_dtype_t dtype) {
   float f;
   switch (dtype) {
     case MOECOMM_FLOAT32: memcpy(&f, &bits, sizeof(f)); return f;
-    case MOECOMM_BFLOAT16: bits <<= 16; memcpy(&f, &bits, sizeof(f)); return f;
+    case MOECOMM_BFLOAT16:
+      bits <<= 16;
+      memcpy(&f, &bits, sizeof(f));
+      return f;
     case MOECOMM_FLOAT16: {
       int e = (int)((bits >> 10) & 0x1fu);
       double m = (double)(bits & 0x3ffu);
       double v;
-      if (e == 0x1f) v = m != 0 ? NAN : INFINITY;
-      else if (e == 0) v = ldexp(m, -24);
-      else v = ldexp(m + 1024.0, e - 25);
+      if (e == 0x1f)
+        v = m != 0 ? NAN : INFINITY;
+      else if (e == 0)
+        v = ldexp(m, -24);
+      else
+        v = ldexp(m + 1024.0, e - 25);
       return (bits & 0x8000u) ? -v : v;
     }
     case MOECOMM_INT32: return (double)(int32_t)bits;
@@ -144,7 +154,9 @@ uint16_t shim_data_to_bf16(float f) {
   return (uint16_t)(u >> 16);
 }
 
-float shim_data_from_bf16(uint16_t b) { return bits_f32((uint32_t)b << 16); }
+float shim_data_from_bf16(uint16_t b) {
+  return bits_f32((uint32_t)b << 16);
+}
 
 /* A subnormal half (or zero) from the fp32 bits a (sign cleared): the value in units of 2^-24,
    rounded to nearest even. */
@@ -190,7 +202,7 @@ void shim_data_fill_random(void *buf, size_t n, moecomm_dtype_t dtype, uint64_t 
   int m = dtype == MOECOMM_BFLOAT16 ? 4 : 8;
   for (size_t i = 0; i < n; i++) {
     int v = (int)(shim_data_rand(&st) % (uint64_t)(2 * m)) - m; /* [-m, m-1] */
-    if (v >= 0) v++;                                             /* [-m, -1] u [1, m] */
+    if (v >= 0) v++;                                            /* [-m, -1] u [1, m] */
     switch (dtype) {
       case MOECOMM_FLOAT32: ((float *)buf)[i] = (float)v; break;
       case MOECOMM_FLOAT16: ((uint16_t *)buf)[i] = shim_data_to_half((float)v); break;

@@ -71,8 +71,10 @@ static inline uint32_t shim_data_bits(const void *buf, size_t i, moecomm_dtype_t
 }
 /* Stores dtype bits (from shim_data_encode) as element i of buf. */
 static inline void shim_data_put_bits(void *buf, size_t i, moecomm_dtype_t dtype, uint32_t bits) {
-  if (dtype == MOECOMM_FLOAT16 || dtype == MOECOMM_BFLOAT16) ((uint16_t *)buf)[i] = (uint16_t)bits;
-  else ((uint32_t *)buf)[i] = bits;
+  if (dtype == MOECOMM_FLOAT16 || dtype == MOECOMM_BFLOAT16)
+    ((uint16_t *)buf)[i] = (uint16_t)bits;
+  else
+    ((uint32_t *)buf)[i] = bits;
 }
 /* Value of dtype bits, for messages. */
 double shim_data_decode(uint32_t bits, moecomm_dtype_t dtype);

@@ -86,9 +86,13 @@ static int count_in_child(int usable_only) {
 #endif
 }
 
-int shim_gpu_count(void) { return count_in_child(1); }
+int shim_gpu_count(void) {
+  return count_in_child(1);
+}
 
-int shim_gpu_devices(void) { return count_in_child(0); }
+int shim_gpu_devices(void) {
+  return count_in_child(0);
+}
 
 int shim_dev_open(shim_dev_t *dev, int device) {
   memset(dev, 0, sizeof(*dev));
@@ -141,8 +145,10 @@ static void mem_free(shim_dev_t *dev, void *p, int pinned) {
   if (p == NULL) return;
 #if MC_WITH_CUDA
   if (shim_dev_is_gpu(dev)) {
-    if (pinned) cudaFreeHost(p);
-    else cudaFree(p);
+    if (pinned)
+      cudaFreeHost(p);
+    else
+      cudaFree(p);
     return;
   }
 #endif
@@ -153,25 +159,29 @@ int shim_dev_alloc(shim_dev_t *dev, size_t bytes, void **p_p) {
   return mem_alloc(dev, bytes, 0, p_p);
 }
 
-void shim_dev_free(shim_dev_t *dev, void *p) { mem_free(dev, p, 0); }
+void shim_dev_free(shim_dev_t *dev, void *p) {
+  mem_free(dev, p, 0);
+}
 
 int shim_host_alloc(shim_dev_t *dev, size_t bytes, void **p_p) {
   return mem_alloc(dev, bytes, 1, p_p);
 }
 
-void shim_host_free(shim_dev_t *dev, void *p) { mem_free(dev, p, 1); }
+void shim_host_free(shim_dev_t *dev, void *p) {
+  mem_free(dev, p, 1);
+}
 
 /* A stream-ordered copy between host staging and a buffer (to_dev: into the buffer). */
 static int dev_copy(shim_dev_t *dev, void *dst, const void *src, size_t bytes, int to_dev) {
   if (bytes == 0) return 0;
 #if MC_WITH_CUDA
   if (shim_dev_is_gpu(dev)) {
-    cudaError_t e = cudaMemcpyAsync(dst, src, bytes,
-                                    to_dev ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost,
-                                    (cudaStream_t)dev->stream);
+    cudaError_t e =
+        cudaMemcpyAsync(dst, src, bytes, to_dev ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost,
+                        (cudaStream_t)dev->stream);
     if (e != cudaSuccess)
-      return cuda_fail(dev, to_dev ? "cudaMemcpyAsync (host to device)"
-                                   : "cudaMemcpyAsync (device to host)", e);
+      return cuda_fail(
+          dev, to_dev ? "cudaMemcpyAsync (host to device)" : "cudaMemcpyAsync (device to host)", e);
     return 0;
   }
 #endif
@@ -263,8 +273,7 @@ int shim_graph_begin(shim_dev_t *dev) {
   if (shim_dev_is_gpu(dev)) {
     /* Global mode: an unsafe CUDA call anywhere in the process during capture is an error, so a
        plugin that allocates inside capture is caught here rather than at replay. */
-    SHIM_CUDA(dev, cudaStreamBeginCapture((cudaStream_t)dev->stream,
-                                          cudaStreamCaptureModeGlobal));
+    SHIM_CUDA(dev, cudaStreamBeginCapture((cudaStream_t)dev->stream, cudaStreamCaptureModeGlobal));
     return 0;
   }
 #endif

@@ -27,7 +27,9 @@ int shim_gpu_devices(void);
 /* Opens device (an ordinal or MOECOMM_DEVICE_CPU): sets it current and creates the stream. */
 int shim_dev_open(shim_dev_t *dev, int device);
 void shim_dev_close(shim_dev_t *dev);
-static inline int shim_dev_is_gpu(const shim_dev_t *dev) { return dev->stream != NULL; }
+static inline int shim_dev_is_gpu(const shim_dev_t *dev) {
+  return dev->stream != NULL;
+}
 
 /* Buffers the collectives use (device memory on a GPU) and host staging (pinned on a GPU). */
 int shim_dev_alloc(shim_dev_t *dev, size_t bytes, void **p_p);

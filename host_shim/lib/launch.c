@@ -28,9 +28,9 @@
 
 #define SHIM_HUB_MAX_BYTES ((size_t)1 << 20) /* per rank per all-gather (launch.h) */
 #define SHIM_HUB_MAX_WORLD 1024
-#define SHIM_POLL_MS 100                     /* how often a waiter looks for dead siblings */
+#define SHIM_POLL_MS 100 /* how often a waiter looks for dead siblings */
 #define SHIM_DEFAULT_TIMEOUT_MS 60000
-#define SHIM_PHASE_BYTES 96                  /* a rank's phase text, NUL included */
+#define SHIM_PHASE_BYTES 96 /* a rank's phase text, NUL included */
 
 /* A rank's phase: written only by that rank, read by the launcher.  seq is odd while the text is
    being written (a sequence lock: the reader copies, then retries if seq moved). */
@@ -51,14 +51,14 @@ struct shim_hub {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int world;
-  uint64_t gen;       /* all-gathers completed */
-  int arrived;        /* ranks inside the current one */
-  size_t bytes;       /* its size, set by the first arrival */
-  int broken;         /* a rank failed, died or timed out: every later call fails too */
-  char why[320];      /* the first reason it broke */
-  shim_port_t *ports; /* world entries (inside this mapping) */
-  pid_t *pids;        /* written by the parent after each fork; 0 until then */
-  int *exited;        /* set by the parent when it reaps a rank */
+  uint64_t gen;              /* all-gathers completed */
+  int arrived;               /* ranks inside the current one */
+  size_t bytes;              /* its size, set by the first arrival */
+  int broken;                /* a rank failed, died or timed out: every later call fails too */
+  char why[320];             /* the first reason it broke */
+  shim_port_t *ports;        /* world entries (inside this mapping) */
+  pid_t *pids;               /* written by the parent after each fork; 0 until then */
+  int *exited;               /* set by the parent when it reaps a rank */
   shim_phase_slot_t *phases; /* world entries */
   unsigned char *data[2];
   size_t map_bytes;
@@ -66,7 +66,9 @@ struct shim_hub {
 
 static shim_port_t *g_port; /* in a child: this rank's port */
 
-static size_t align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+static size_t align_up(size_t n, size_t a) {
+  return (n + a - 1) / a * a;
+}
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -147,8 +149,9 @@ int shim_host_allgather(void *user, const void *send, void *recv, size_t bytes) 
   char why[320];
 
   if (port == NULL || port->hub == NULL || (bytes > 0 && (send == NULL || recv == NULL))) {
-    fprintf(stderr, "shim: host all-gather called outside a rank of shim_launch or with NULL "
-                    "buffers\n");
+    fprintf(stderr,
+            "shim: host all-gather called outside a rank of shim_launch or with NULL "
+            "buffers\n");
     return 1;
   }
   hub = port->hub;
@@ -221,7 +224,9 @@ out:
   return 0;
 }
 
-void *shim_launch_hub(void) { return g_port; }
+void *shim_launch_hub(void) {
+  return g_port;
+}
 
 static shim_hub_t *hub_create(int world) {
   size_t off_ports = align_up(sizeof(shim_hub_t), 64);
@@ -238,8 +243,8 @@ static shim_hub_t *hub_create(int world) {
   int rc;
 
   /* NORESERVE: only the pages an all-gather touches are ever backed. */
-  base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE,
-              -1, 0);
+  base =
+      mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (base == MAP_FAILED) {
     fprintf(stderr, "shim_launch: mmap of %zu bytes for %d ranks failed: %s\n", total, world,
             strerror(errno));
@@ -316,8 +321,7 @@ static void report_status(int rank, int world, int status) {
 
 /* Child side: never returns. */
 static void run_child(shim_hub_t *hub, int rank, int world, shim_rank_fn_t fn, void *arg,
-                      pid_t parent, const sigset_t *old_mask,
-                      const struct sigaction *old_chld) {
+                      pid_t parent, const sigset_t *old_mask, const struct sigaction *old_chld) {
   int st;
   sigaction(SIGCHLD, old_chld, NULL);
   sigprocmask(SIG_SETMASK, old_mask, NULL);
@@ -364,7 +368,7 @@ static void phase_read(shim_hub_t *hub, int r, char *out) {
    order, e.g. "  ranks 1-3: capturing size 64 (5/24)"), then the configured hint. */
 static void report_timeout(shim_hub_t *hub, const int *done, int started, int world,
                            const shim_launch_cfg_t *cfg) {
-  char (*text)[SHIM_PHASE_BYTES] = calloc((size_t)started, sizeof(*text));
+  char(*text)[SHIM_PHASE_BYTES] = calloc((size_t)started, sizeof(*text));
   int32_t *same = calloc((size_t)started, sizeof(*same));
   int running = 0;
   for (int r = 0; r < started; r++) running += !done[r];
@@ -419,8 +423,7 @@ static int fork_ranks(shim_hub_t *hub, pid_t *pids, int world, shim_rank_fn_t fn
 /* Reaps every started rank into status[] (done[r] = 1); once cfg->timeout_s has passed, kills
    those still running (killed[r] = 1).  Returns 1 when the timeout struck. */
 static int wait_ranks(shim_hub_t *hub, const pid_t *pids, int *status, int *done, int *killed,
-                      int started, int world, const shim_launch_cfg_t *cfg,
-                      const sigset_t *chld) {
+                      int started, int world, const shim_launch_cfg_t *cfg, const sigset_t *chld) {
   int remaining = started, timed_out = 0;
   int64_t deadline = cfg->timeout_s > 0 ? now_ms() + (int64_t)cfg->timeout_s * 1000 : INT64_MAX;
   while (remaining > 0) {

@@ -41,11 +41,11 @@ static void err_reset(char *err, size_t errlen) {
 /* The plugin's table is not available before negotiation succeeds: name the entry's codes here. */
 static const char *entry_result_name(moecomm_result_t r) {
   static const char *const names[] = {
-      "MOECOMM_SUCCESS",           "MOECOMM_ERR_INVALID_ARGUMENT", "MOECOMM_ERR_STRUCT_SIZE",
-      "MOECOMM_ERR_VERSION",       "MOECOMM_ERR_CONFIG",           "MOECOMM_ERR_NOT_SUPPORTED",
-      "MOECOMM_ERR_UNAVAILABLE",   "MOECOMM_ERR_TIMEOUT",          "MOECOMM_ERR_PEER",
-      "MOECOMM_ERR_BACKEND",       "MOECOMM_ERR_NO_MEMORY",        "MOECOMM_ERR_CAPTURE",
-      "MOECOMM_ERR_STATE",         "MOECOMM_ERR_INTERNAL"};
+      "MOECOMM_SUCCESS",         "MOECOMM_ERR_INVALID_ARGUMENT", "MOECOMM_ERR_STRUCT_SIZE",
+      "MOECOMM_ERR_VERSION",     "MOECOMM_ERR_CONFIG",           "MOECOMM_ERR_NOT_SUPPORTED",
+      "MOECOMM_ERR_UNAVAILABLE", "MOECOMM_ERR_TIMEOUT",          "MOECOMM_ERR_PEER",
+      "MOECOMM_ERR_BACKEND",     "MOECOMM_ERR_NO_MEMORY",        "MOECOMM_ERR_CAPTURE",
+      "MOECOMM_ERR_STATE",       "MOECOMM_ERR_INTERNAL"};
   if ((unsigned)r < sizeof(names) / sizeof(names[0])) return names[r];
   return "unknown moecomm result";
 }
@@ -69,8 +69,10 @@ static const char *plugin_dir_get(plugin_dir_t *pd) {
   pd->checked = 1;
   v = getenv("MOECOMM_PLUGIN_DIR");
   if (v == NULL || v[0] == '\0') return NULL;
-  if (stat(v, &st) != 0) why = strerror(errno);
-  else if (!S_ISDIR(st.st_mode)) why = "not a directory";
+  if (stat(v, &st) != 0)
+    why = strerror(errno);
+  else if (!S_ISDIR(st.st_mode))
+    why = "not a directory";
   if (why != NULL) {
     fprintf(stderr, "moecomm loader: WARN MOECOMM_PLUGIN_DIR=%s: %s; ignoring it\n", v, why);
     return NULL;
@@ -124,13 +126,11 @@ static int check_table(const char *resolved, const moecomm_api_t *api, uint32_t 
     return -1;
   }
   if (version < min_version || version > max_version) {
-    err_append(err, errlen,
-               "%s: negotiated ABI %u.%u, outside the requested range [%u.%u, %u.%u]", resolved,
-               MOECOMM_ABI_VERSION_GET_MAJOR(version), MOECOMM_ABI_VERSION_GET_MINOR(version),
-               MOECOMM_ABI_VERSION_GET_MAJOR(min_version),
-               MOECOMM_ABI_VERSION_GET_MINOR(min_version),
-               MOECOMM_ABI_VERSION_GET_MAJOR(max_version),
-               MOECOMM_ABI_VERSION_GET_MINOR(max_version));
+    err_append(
+        err, errlen, "%s: negotiated ABI %u.%u, outside the requested range [%u.%u, %u.%u]",
+        resolved, MOECOMM_ABI_VERSION_GET_MAJOR(version), MOECOMM_ABI_VERSION_GET_MINOR(version),
+        MOECOMM_ABI_VERSION_GET_MAJOR(min_version), MOECOMM_ABI_VERSION_GET_MINOR(min_version),
+        MOECOMM_ABI_VERSION_GET_MAJOR(max_version), MOECOMM_ABI_VERSION_GET_MINOR(max_version));
     return -1;
   }
   if (api->struct_size < SHIM_API_V1_0_SIZE ||
@@ -196,8 +196,7 @@ shim_load_result_t shim_plugin_load_path(const char *path, uint32_t min_version,
   sym = dlsym(handle, MOECOMM_ENTRY_SYMBOL_V1);
   if (sym == NULL) {
     dlerr = dlerror();
-    err_append(err, errlen,
-               "%s is not a moecomm plugin: it does not define %s (%s)", resolved,
+    err_append(err, errlen, "%s is not a moecomm plugin: it does not define %s (%s)", resolved,
                MOECOMM_ENTRY_SYMBOL_V1, dlerr ? dlerr : "symbol is NULL");
     goto fail;
   }
@@ -205,9 +204,8 @@ shim_load_result_t shim_plugin_load_path(const char *path, uint32_t min_version,
      library that merely links a plugin is not mistaken for one. */
   memset(&info, 0, sizeof(info));
   if (dladdr(sym, &info) == 0 || !same_file(info.dli_fname, resolved)) {
-    err_append(err, errlen,
-               "%s is not a moecomm plugin: its %s comes from another object (%s)", resolved,
-               MOECOMM_ENTRY_SYMBOL_V1,
+    err_append(err, errlen, "%s is not a moecomm plugin: its %s comes from another object (%s)",
+               resolved, MOECOMM_ENTRY_SYMBOL_V1,
                info.dli_fname ? info.dli_fname : "dladdr could not name it");
     goto fail;
   }
@@ -217,12 +215,11 @@ shim_load_result_t shim_plugin_load_path(const char *path, uint32_t min_version,
   r = entry(min_version, max_version, &version, &api, why, sizeof(why));
   why[sizeof(why) - 1] = '\0';
   if (r != MOECOMM_SUCCESS) {
-    err_append(err, errlen, "%s refused ABI versions [%u.%u, %u.%u]: %s (%s)", resolved,
-               MOECOMM_ABI_VERSION_GET_MAJOR(min_version),
-               MOECOMM_ABI_VERSION_GET_MINOR(min_version),
-               MOECOMM_ABI_VERSION_GET_MAJOR(max_version),
-               MOECOMM_ABI_VERSION_GET_MINOR(max_version),
-               why[0] ? why : "no reason given", entry_result_name(r));
+    err_append(
+        err, errlen, "%s refused ABI versions [%u.%u, %u.%u]: %s (%s)", resolved,
+        MOECOMM_ABI_VERSION_GET_MAJOR(min_version), MOECOMM_ABI_VERSION_GET_MINOR(min_version),
+        MOECOMM_ABI_VERSION_GET_MAJOR(max_version), MOECOMM_ABI_VERSION_GET_MINOR(max_version),
+        why[0] ? why : "no reason given", entry_result_name(r));
     goto fail;
   }
   if (check_table(resolved, api, version, min_version, max_version, err, errlen) != 0) goto fail;
@@ -248,9 +245,9 @@ static int find_in(char dirs[][PATH_MAX], int ndirs, const char *file, char *pat
 
 /* One explicit entry of MOECOMM_PLUGIN (a path or a name).  A name is looked for in
    MOECOMM_PLUGIN_DIR, next to the executable, then in ../lib/moecomm/ from the executable. */
-static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
-                                     uint32_t max_version, plugin_dir_t *pd,
-                                     shim_plugin_t *plugin, char *err, size_t errlen) {
+static shim_load_result_t load_entry(const char *entry, uint32_t min_version, uint32_t max_version,
+                                     plugin_dir_t *pd, shim_plugin_t *plugin, char *err,
+                                     size_t errlen) {
   char file[512];
   char dirs[3][PATH_MAX];
   const char *labels[3];
@@ -282,8 +279,10 @@ static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
        find_in(dirs, ndirs, "libmoecomm.so", path, sizeof(path)) == 0))
     return shim_plugin_load_path(path, min_version, max_version, plugin, err, errlen);
   err_append(err, errlen, "plugin '%s': no %s in ", entry, file);
-  if (ndirs == 0) err_append(err, errlen, "any directory (no usable MOECOMM_PLUGIN_DIR and "
-                                          "/proc/self/exe unreadable)");
+  if (ndirs == 0)
+    err_append(err, errlen,
+               "any directory (no usable MOECOMM_PLUGIN_DIR and "
+               "/proc/self/exe unreadable)");
   for (int i = 0; i < ndirs; i++)
     err_append(err, errlen, "%s%s (%s)", i ? " or " : "", dirs[i], labels[i]);
   return SHIM_LOAD_FAILED;
@@ -291,9 +290,8 @@ static shim_load_result_t load_entry(const char *entry, uint32_t min_version,
 
 /* The default: libmoecomm.so next to the executable, then in MOECOMM_PLUGIN_DIR, then in
    ../lib/moecomm/ from the executable (the installed layout).  Quiet. */
-static shim_load_result_t load_default(uint32_t min_version, uint32_t max_version,
-                                       plugin_dir_t *pd, shim_plugin_t *plugin, char *err,
-                                       size_t errlen) {
+static shim_load_result_t load_default(uint32_t min_version, uint32_t max_version, plugin_dir_t *pd,
+                                       shim_plugin_t *plugin, char *err, size_t errlen) {
   char dir[PATH_MAX];
   char inst[PATH_MAX];
   char path[PATH_MAX];
@@ -363,8 +361,7 @@ shim_load_result_t shim_plugin_load(uint32_t min_version, uint32_t max_version,
     while (end > tok && (end[-1] == ' ' || end[-1] == '\t')) *--end = '\0';
     if (*tok == '\0') continue;
     tried++;
-    if (load_entry(tok, min_version, max_version, &pd, plugin, one, sizeof(one)) ==
-        SHIM_LOAD_OK) {
+    if (load_entry(tok, min_version, max_version, &pd, plugin, one, sizeof(one)) == SHIM_LOAD_OK) {
       err_reset(err, errlen);
       return SHIM_LOAD_OK;
     }

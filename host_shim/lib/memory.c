@@ -46,8 +46,8 @@ void shim_mem_print(FILE *f, const moecomm_api_t *api, moecomm_context_t *ctx,
     if (all[r].comms > top.comms) top.comms = all[r].comms;
   }
   fprintf(f, "memory (group_stats; a shared communicator is counted once):\n");
-  fprintf(f, "  %-8s %-6s %-8s %5s %8s %12s %10s\n", "group", "size", "backend", "comm",
-          "created", "device MiB", "host MiB");
+  fprintf(f, "  %-8s %-6s %-8s %5s %8s %12s %10s\n", "group", "size", "backend", "comm", "created",
+          "device MiB", "host MiB");
   for (int k = 0; k < SHIM_GROUP_KINDS; k++) {
     moecomm_group_stats_t st;
     if (shim_group_stats(api, ctx, k, &st) != MOECOMM_SUCCESS) continue;

@@ -49,11 +49,11 @@ void shim_format_ranks(const int32_t *ranks, int n, char *buf, size_t size) {
   size_t used = 0;
   if (size == 0) return;
   buf[0] = '\0';
-#define SHIM_PUT(...)                                                                 \
-  do {                                                                                \
-    int w_ = snprintf(buf + used, size - used, __VA_ARGS__);                          \
-    if (w_ < 0 || (size_t)w_ >= size - used) goto cut;                                \
-    used += (size_t)w_;                                                               \
+#define SHIM_PUT(...)                                        \
+  do {                                                       \
+    int w_ = snprintf(buf + used, size - used, __VA_ARGS__); \
+    if (w_ < 0 || (size_t)w_ >= size - used) goto cut;       \
+    used += (size_t)w_;                                      \
   } while (0)
   SHIM_PUT("[");
   for (int i = 0; i < n;) {
@@ -87,8 +87,10 @@ void shim_append(char *buf, size_t size, const char *fmt, ...) {
 }
 
 static void fmt_us(char *buf, size_t size, double us) {
-  if (us < 0) snprintf(buf, size, "-");
-  else snprintf(buf, size, "%.1f", us);
+  if (us < 0)
+    snprintf(buf, size, "-");
+  else
+    snprintf(buf, size, "%.1f", us);
 }
 
 /* Width of a text column: its header or its longest cell, at least `min`. */

@@ -27,12 +27,12 @@ void shim_append(char *buf, size_t size, const char *fmt, ...)
 
 /* One row of the timing table: one op of the step. */
 typedef struct shim_report_row {
-  const char *op;               /* "attn all-reduce" */
-  const char *group;            /* "ATTN_TP [0-3]" */
-  const char *backend;          /* "nccl" */
-  size_t bytes;                 /* the op's largest buffer on this rank */
-  const shim_samples_t *eager;  /* per-op µs, eager (NULL or empty: not run) */
-  const shim_samples_t *graph;  /* per-op µs from graph replays (NULL or empty: not run) */
+  const char *op;              /* "attn all-reduce" */
+  const char *group;           /* "ATTN_TP [0-3]" */
+  const char *backend;         /* "nccl" */
+  size_t bytes;                /* the op's largest buffer on this rank */
+  const shim_samples_t *eager; /* per-op µs, eager (NULL or empty: not run) */
+  const shim_samples_t *graph; /* per-op µs from graph replays (NULL or empty: not run) */
 } shim_report_row_t;
 
 /* Prints the table; `clock` says how the times were taken. */

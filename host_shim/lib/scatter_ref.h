@@ -36,14 +36,14 @@ typedef struct sref {
 
 /* This rank's place and row geometry for the current token counts. */
 typedef struct sref_geom {
-  int base;      /* first world rank of the TP block */
-  int blk;       /* TP block index */
-  int g, a;      /* attention group in the block, index in its ATTN_TP group */
-  size_t t_g;    /* T[g] */
-  size_t n_g;    /* SCATTERED rows */
-  size_t s;      /* FULL block rows: max T / attn_tp over the block */
-  size_t p;      /* MOE_FULL block rows: max T over the MOE_CP members' groups */
-  int cp_rank;   /* index in MOE_CP */
+  int base;    /* first world rank of the TP block */
+  int blk;     /* TP block index */
+  int g, a;    /* attention group in the block, index in its ATTN_TP group */
+  size_t t_g;  /* T[g] */
+  size_t n_g;  /* SCATTERED rows */
+  size_t s;    /* FULL block rows: max T / attn_tp over the block */
+  size_t p;    /* MOE_FULL block rows: max T over the MOE_CP members' groups */
+  int cp_rank; /* index in MOE_CP */
   int cp_size;
   int32_t cp[SREF_MAX_RANKS]; /* MOE_CP members, group order */
 } sref_geom_t;
@@ -65,9 +65,13 @@ static inline sref_t sref_make(int world, int tp, int ep, int moe_dp, int attn_c
   return s;
 }
 
-static inline size_t sref_esize(moecomm_dtype_t dt) { return shim_dtype_size(dt); }
+static inline size_t sref_esize(moecomm_dtype_t dt) {
+  return shim_dtype_size(dt);
+}
 
-static inline size_t sref_row_bytes(const sref_t *s) { return s->hidden * sref_esize(s->dtype); }
+static inline size_t sref_row_bytes(const sref_t *s) {
+  return s->hidden * sref_esize(s->dtype);
+}
 
 /* Rank list of `kind` for `rank` (DESIGN.md "Groups"); returns its size.  Kinds: TP, ATTN_TP,
    ATTN_CP, MOE_EP, MOE_TP, MOE_DP and MOE_CP (= MOE_DP). */
@@ -76,28 +80,46 @@ static inline int sref_group(const sref_t *s, int kind, int rank, int32_t *out) 
   int start, stop, step;
   if (kind == MOECOMM_GROUP_MOE_CP || kind == MOECOMM_GROUP_MOE_DP) {
     kind = MOECOMM_GROUP_MOE_DP;
-    if (s->attn_cp > s->moe_dp) kind = MOECOMM_GROUP_ATTN_CP;
-    else if (s->moe_dp == s->tp) kind = MOECOMM_GROUP_TP;
+    if (s->attn_cp > s->moe_dp)
+      kind = MOECOMM_GROUP_ATTN_CP;
+    else if (s->moe_dp == s->tp)
+      kind = MOECOMM_GROUP_TP;
   }
   switch (kind) {
-    case MOECOMM_GROUP_TP: start = b; stop = b + s->tp; step = 1; break;
+    case MOECOMM_GROUP_TP:
+      start = b;
+      stop = b + s->tp;
+      step = 1;
+      break;
     case MOECOMM_GROUP_ATTN_TP:
-      start = b + q / s->attn_tp * s->attn_tp; stop = start + s->attn_tp; step = 1; break;
+      start = b + q / s->attn_tp * s->attn_tp;
+      stop = start + s->attn_tp;
+      step = 1;
+      break;
     case MOECOMM_GROUP_ATTN_CP: {
       int span = s->attn_tp * s->attn_cp, d = q / span, i = q % s->attn_tp;
-      start = b + d * span + i; stop = b + (d + 1) * span + i; step = s->attn_tp;
+      start = b + d * span + i;
+      stop = b + (d + 1) * span + i;
+      step = s->attn_tp;
       break;
     }
     case MOECOMM_GROUP_MOE_EP: {
       int span = s->ep * s->moe_tp, d = q / span, t = q % s->moe_tp;
-      start = b + d * span + t; stop = b + (d + 1) * span + t; step = s->moe_tp;
+      start = b + d * span + t;
+      stop = b + (d + 1) * span + t;
+      step = s->moe_tp;
       break;
     }
     case MOECOMM_GROUP_MOE_TP:
-      start = b + q / s->moe_tp * s->moe_tp; stop = start + s->moe_tp; step = 1; break;
+      start = b + q / s->moe_tp * s->moe_tp;
+      stop = start + s->moe_tp;
+      step = 1;
+      break;
     case MOECOMM_GROUP_MOE_DP: {
       int k = q % (s->moe_tp * s->ep);
-      start = b + k; stop = b + s->tp + k; step = s->moe_tp * s->ep;
+      start = b + k;
+      stop = b + s->tp + k;
+      step = s->moe_tp * s->ep;
       break;
     }
     default: return 0;
@@ -181,7 +203,9 @@ static inline int sref_row_token(const sref_t *s, int rank, int mode, size_t row
 /* ---- values ---- */
 
 /* splitmix64: the same sequence on every rank for the same state. */
-static inline uint64_t sref_rand(uint64_t *state) { return shim_data_rand(state); }
+static inline uint64_t sref_rand(uint64_t *state) {
+  return shim_data_rand(state);
+}
 
 static inline uint64_t sref_mix(const sref_t *s, uint64_t tag, uint64_t a, uint64_t b) {
   uint64_t st = s->seed ^ (tag << 56) ^ (a << 32) ^ b;
@@ -251,8 +275,10 @@ static inline void sref_input(const sref_t *s, int rank, int from, int to, int r
     int group;
     size_t tok;
     if (!sref_row_token(s, rank, from, r, &group, &tok)) {
-      if (from == to) memset(row, 0, rb);
-      else sref_garbage_row(s, rank, r, row);
+      if (from == to)
+        memset(row, 0, rb);
+      else
+        sref_garbage_row(s, rank, r, row);
     } else if (reduce) {
       sref_partial_row(s, rank, r, row);
     } else {

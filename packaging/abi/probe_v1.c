@@ -1,7 +1,8 @@
 /* probe_v1.c - the entry point of ABI major 1 and nothing else, compiled against one ABI header
  * (-DMC_ABI_HEADER="path").  abidw on it records exactly the types that header promises: this is
  * how the dump of a frozen header (libmoecomm-abi-1.0.abi from abi/moecomm_v1.h) is made and
- * re-checked, and how tests/contract/abi_check.c tries deliberately broken copies of abi/moecomm.h. */
+ * re-checked, and how tests/contract/abi_check.c tries deliberately broken copies of abi/moecomm.h.
+ */
 #include MC_ABI_HEADER
 
 __attribute__((visibility("default"))) moecomm_result_t moecomm_get_api_v1(

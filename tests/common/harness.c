@@ -125,7 +125,9 @@ static void fatal_exit(void) {
 
 /* ---- plugin ---------------------------------------------------------------------------- */
 
-int mc_test_build_dir(char *out, size_t size) { return shim_buildtree_dir(out, size); }
+int mc_test_build_dir(char *out, size_t size) {
+  return shim_buildtree_dir(out, size);
+}
 
 const moecomm_api_t *mc_test_plugin(void) {
   static shim_plugin_t plugin;
@@ -140,9 +142,9 @@ const moecomm_api_t *mc_test_plugin(void) {
                   err[0] ? err : "(no reason given)");
     fatal_exit();
   }
-  if (g_verbose) printf("plugin %s (ABI %u.%u)\n", plugin.path,
-                        MOECOMM_ABI_VERSION_GET_MAJOR(plugin.version),
-                        MOECOMM_ABI_VERSION_GET_MINOR(plugin.version));
+  if (g_verbose)
+    printf("plugin %s (ABI %u.%u)\n", plugin.path, MOECOMM_ABI_VERSION_GET_MAJOR(plugin.version),
+           MOECOMM_ABI_VERSION_GET_MINOR(plugin.version));
   loaded = 1;
   return plugin.api;
 }
@@ -207,7 +209,9 @@ out:
   return rc;
 }
 
-void mc_test_env_apply(const char *const *env) { shim_env_apply(env); }
+void mc_test_env_apply(const char *const *env) {
+  shim_env_apply(env);
+}
 
 /* ---- ranks ----------------------------------------------------------------------------- */
 
@@ -246,8 +250,7 @@ void mc_test_rank_expect_death(void) {
    check that says how it ended. */
 static void check_rank_exit(int r, int world, int wait_status) {
   if (wait_status == -1)
-    mc_test_check(0, __FILE__, __LINE__, "rank exit", "rank %d of %d was never started", r,
-                  world);
+    mc_test_check(0, __FILE__, __LINE__, "rank exit", "rank %d of %d was never started", r, world);
   else if (WIFSIGNALED(wait_status))
     mc_test_check(0, __FILE__, __LINE__, "rank exit",
                   "rank %d of %d passed its checks, then was killed by signal %d (%s)", r, world,
@@ -291,9 +294,10 @@ int mc_test_ranks(int world, mc_test_rank_fn_t fn, void *arg, int timeout_s) {
     g_counts->skipped += s->skipped;
     if (!finished) {
       failed_ranks++;
-      mc_test_check(0, __FILE__, __LINE__, "rank finished",
-                    "rank %d of %d crashed, exited early or ran past %d s (see the launcher's line)",
-                    r, world, timeout_s);
+      mc_test_check(
+          0, __FILE__, __LINE__, "rank finished",
+          "rank %d of %d crashed, exited early or ran past %d s (see the launcher's line)", r,
+          world, timeout_s);
     } else if (s->status != 0 || s->failed != 0) {
       failed_ranks++;
       if (s->failed == 0)
@@ -373,11 +377,21 @@ int mc_test_cuda_check(int err, const char *file, int line, const char *expr) {
 
 /* ---- data: the host library's (host_shim/lib/data.h) ------------------------------------ */
 
-uint64_t mc_test_rand(uint64_t *state) { return shim_data_rand(state); }
-uint16_t mc_test_to_bf16(float f) { return shim_data_to_bf16(f); }
-float mc_test_from_bf16(uint16_t b) { return shim_data_from_bf16(b); }
-uint16_t mc_test_to_half(float f) { return shim_data_to_half(f); }
-float mc_test_from_half(uint16_t h) { return shim_data_from_half(h); }
+uint64_t mc_test_rand(uint64_t *state) {
+  return shim_data_rand(state);
+}
+uint16_t mc_test_to_bf16(float f) {
+  return shim_data_to_bf16(f);
+}
+float mc_test_from_bf16(uint16_t b) {
+  return shim_data_from_bf16(b);
+}
+uint16_t mc_test_to_half(float f) {
+  return shim_data_to_half(f);
+}
+float mc_test_from_half(uint16_t h) {
+  return shim_data_from_half(h);
+}
 
 void mc_test_fill(void *buf, size_t n, moecomm_dtype_t dtype, uint64_t seed) {
   shim_data_fill_random(buf, n, dtype, seed);

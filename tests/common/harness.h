@@ -1,8 +1,8 @@
 /* harness.h - the test harness every test binary uses.
  *
  * A binary counts checks, not functions: each MC_CHECK is one passed or failed check.  It ends by
- * calling mc_test_finish(), which prints "TESTSUM <passed> <failed> <skipped>" for tests/run.sh and a
- * human line "<name>: N passed, N failed, N skipped", and returns the exit status.
+ * calling mc_test_finish(), which prints "TESTSUM <passed> <failed> <skipped>" for tests/run.sh and
+ * a human line "<name>: N passed, N failed, N skipped", and returns the exit status.
  *
  * Multi-process tests run ranks with mc_test_ranks(): each child counts its own checks and the
  * parent folds them into its totals (a child that dies or times out is one failed check). */
@@ -71,7 +71,8 @@ moecomm_scatter_args_t mc_test_scatter_args(int from, int to, int reduce, moecom
                                             size_t hidden, const int32_t *tokens, void *send,
                                             void *recv);
 
-/* A TCP port on 127.0.0.1 that nothing listened on a moment ago (for MOECOMM_STORE); -1 on error. */
+/* A TCP port on 127.0.0.1 that nothing listened on a moment ago (for MOECOMM_STORE); -1 on
+   error. */
 int mc_test_free_port(void);
 
 /* Number of CUDA devices (0 on a machine without a GPU or without CUDA support built in). */

@@ -47,8 +47,8 @@ static void test_table(void) {
            "table struct_size %zu is smaller than the 1.0 table", api->struct_size);
   MC_CHECK(MOECOMM_ABI_VERSION_GET_MAJOR(api->abi_version) == 1, "abi_version 0x%x",
            (unsigned)api->abi_version);
-  MC_CHECK(api->plugin_name != NULL && strcmp(api->plugin_name, "moecomm") == 0,
-           "plugin_name %s", api->plugin_name ? api->plugin_name : "NULL");
+  MC_CHECK(api->plugin_name != NULL && strcmp(api->plugin_name, "moecomm") == 0, "plugin_name %s",
+           api->plugin_name ? api->plugin_name : "NULL");
   MC_CHECK(api->plugin_version != NULL && api->plugin_version[0] != '\0', "plugin_version");
 #define HAS(slot) MC_CHECK(MOECOMM_API_HAS(api, slot), "slot " #slot " is missing")
   HAS(result_string);
@@ -120,8 +120,7 @@ static void test_entry(void) {
   memset(why, 0, sizeof(why));
   r = entry(MOECOMM_ABI_VERSION_MAKE(0, 1), MOECOMM_ABI_VERSION_MAKE(0, 9), &ver, &tab, why,
             sizeof(why));
-  MC_CHECK(r == MOECOMM_ERR_VERSION && why[0] != '\0', "range 0.1..0.9: got %d '%s'", (int)r,
-           why);
+  MC_CHECK(r == MOECOMM_ERR_VERSION && why[0] != '\0', "range 0.1..0.9: got %d '%s'", (int)r, why);
   MC_CHECK(ver == 0x5a5a5a5a && tab == POISON_PTR, "outputs written on a refusal");
 
   /* An empty range. */
@@ -346,9 +345,8 @@ static void test_groups(moecomm_context_t *ctx) {
     st.struct_size = sizeof(st);
     r = api->group_stats(g, &st);
     MC_CHECK_RC(api, ctx, r, MOECOMM_SUCCESS);
-    MC_CHECK(st.kind == k && st.size == 1 && st.rank == 0 && st.ranks != NULL &&
-                 st.ranks[0] == 0 && st.kind_name != NULL && st.backend_name != NULL &&
-                 st.created == 0 && st.ops == 0,
+    MC_CHECK(st.kind == k && st.size == 1 && st.rank == 0 && st.ranks != NULL && st.ranks[0] == 0 &&
+                 st.kind_name != NULL && st.backend_name != NULL && st.created == 0 && st.ops == 0,
              "stats of kind %d: kind %d size %d rank %d created %d ops %llu", k, st.kind, st.size,
              st.rank, st.created, (unsigned long long)st.ops);
   }
@@ -358,8 +356,8 @@ static void test_groups(moecomm_context_t *ctx) {
   memset(&st, 0x44, sizeof(st));
   st.struct_size = sizeof(st);
   r = api->group_stats(NULL, &st);
-  MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT && st.kind == 0x44444444,
-           "group_stats(NULL): got %d", (int)r);
+  MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT && st.kind == 0x44444444, "group_stats(NULL): got %d",
+           (int)r);
   r = api->group_stats(g, NULL);
   MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT, "group_stats(stats NULL): got %d", (int)r);
   st.struct_size = offsetof(moecomm_group_stats_t, ops);
@@ -383,7 +381,9 @@ static void poison(bufs_t *b) {
   for (int i = 0; i < N * 2; i++) b->recv[i] = b->poison[i] = (int32_t)(0x7bad0000 + i);
 }
 
-static int untouched(const bufs_t *b) { return memcmp(b->recv, b->poison, sizeof(b->recv)) == 0; }
+static int untouched(const bufs_t *b) {
+  return memcmp(b->recv, b->poison, sizeof(b->recv)) == 0;
+}
 
 /* Calls collective `which` (0 AR, 1 AG, 2 RS, 3 BC) with the given arguments. */
 static moecomm_result_t call(int which, moecomm_group_t *g, const void *s, void *r, size_t n,
@@ -407,13 +407,13 @@ static void test_collectives(moecomm_context_t *ctx) {
   for (int w = 0; w < 4; w++) {
     const char *nm = names[w];
     int has_op = w == 0 || w == 2;
-#define EXPECT(what, expr, want)                                                                 \
-  do {                                                                                           \
-    poison(&b);                                                                                  \
-    r = (expr);                                                                                  \
-    MC_CHECK(r == (want), "%s %s: got %d (%s), want %d: %s", nm, what, (int)r,                   \
-             api->result_string(r), (int)(want), api->last_error(ctx));                          \
-    MC_CHECK(untouched(&b), "%s %s: recv written although the call failed", nm, what);          \
+#define EXPECT(what, expr, want)                                                       \
+  do {                                                                                 \
+    poison(&b);                                                                        \
+    r = (expr);                                                                        \
+    MC_CHECK(r == (want), "%s %s: got %d (%s), want %d: %s", nm, what, (int)r,         \
+             api->result_string(r), (int)(want), api->last_error(ctx));                \
+    MC_CHECK(untouched(&b), "%s %s: recv written although the call failed", nm, what); \
   } while (0)
     EXPECT("group NULL", call(w, NULL, b.send, b.recv, N, MOECOMM_INT32, MOECOMM_SUM, 0, NULL),
            MOECOMM_ERR_INVALID_ARGUMENT);
@@ -474,8 +474,7 @@ static void test_collectives(moecomm_context_t *ctx) {
     memset(&st, 0, sizeof(st));
     st.struct_size = sizeof(st);
     r = api->group_stats(g, &st);
-    MC_CHECK(r == MOECOMM_SUCCESS && st.created == 0 && st.host_bytes == 0 &&
-                 st.device_bytes == 0,
+    MC_CHECK(r == MOECOMM_SUCCESS && st.created == 0 && st.host_bytes == 0 && st.device_bytes == 0,
              "a group of one created resources: created %d host %llu device %llu", st.created,
              (unsigned long long)st.host_bytes, (unsigned long long)st.device_bytes);
   }
@@ -496,8 +495,7 @@ static void test_capture_and_plan(moecomm_context_t *ctx) {
   r = api->capture_end(NULL, NULL);
   MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT, "capture_end(NULL): got %d", (int)r);
   r = api->capture_begin(ctx, POISON_PTR);
-  MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT, "capture_begin with a stream on CPU: got %d",
-           (int)r);
+  MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT, "capture_begin with a stream on CPU: got %d", (int)r);
   r = api->capture_begin(ctx, NULL);
   MC_CHECK_RC(api, ctx, r, MOECOMM_SUCCESS);
   r = api->capture_end(ctx, POISON_PTR);
@@ -510,12 +508,12 @@ static void test_capture_and_plan(moecomm_context_t *ctx) {
   pp.candidates = cand;
   pp.num_candidates = 3;
   for (int i = 0; i < 8; i++) sizes[i] = -5;
-#define PLAN_FAILS(what, c, p, s, cap, n, m, want)                                           \
-  do {                                                                                      \
-    r = api->plan_capture_sizes((c), (p), (s), (cap), (n), (m));                            \
-    MC_CHECK(r == (want), "plan %s: got %d (%s), want %d", what, (int)r,                    \
-             api->result_string(r), (int)(want));                                           \
-    MC_CHECK(num == 77 && mult == 77 && sizes[0] == -5, "plan %s: outputs written", what);  \
+#define PLAN_FAILS(what, c, p, s, cap, n, m, want)                                              \
+  do {                                                                                          \
+    r = api->plan_capture_sizes((c), (p), (s), (cap), (n), (m));                                \
+    MC_CHECK(r == (want), "plan %s: got %d (%s), want %d", what, (int)r, api->result_string(r), \
+             (int)(want));                                                                      \
+    MC_CHECK(num == 77 && mult == 77 && sizes[0] == -5, "plan %s: outputs written", what);      \
   } while (0)
   PLAN_FAILS("ctx NULL", NULL, &pp, sizes, 8, &num, &mult, MOECOMM_ERR_INVALID_ARGUMENT);
   PLAN_FAILS("params NULL", ctx, NULL, sizes, 8, &num, &mult, MOECOMM_ERR_INVALID_ARGUMENT);
@@ -537,10 +535,9 @@ static void test_capture_and_plan(moecomm_context_t *ctx) {
   /* world 1, tp 1: every candidate splits. */
   r = api->plan_capture_sizes(ctx, &pp, sizes, 8, &num, &mult);
   MC_CHECK_RC(api, ctx, r, MOECOMM_SUCCESS);
-  MC_CHECK(num == 3 && mult == 1 && sizes[0] == 1 && sizes[1] == 2 && sizes[2] == 3 &&
-               sizes[3] == -5,
-           "plan on tp1: num %zu multiple %d sizes %d %d %d", num, mult, sizes[0], sizes[1],
-           sizes[2]);
+  MC_CHECK(
+      num == 3 && mult == 1 && sizes[0] == 1 && sizes[1] == 2 && sizes[2] == 3 && sizes[3] == -5,
+      "plan on tp1: num %zu multiple %d sizes %d %d %d", num, mult, sizes[0], sizes[1], sizes[2]);
 }
 
 /* ---- scatter modes (ABI 1.1) ---- */
@@ -557,11 +554,11 @@ static void test_scatter_modes(moecomm_context_t *ctx) {
     mc_test_skip("scatter modes", "the plugin's table has no ABI 1.1 slots");
     return;
   }
-#define MODE_FAILS(what, expr)                                                              \
-  do {                                                                                      \
-    r = (expr);                                                                             \
-    MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT, "%s: got %d (%s)", what, (int)r,            \
-             api->result_string(r));                                                        \
+#define MODE_FAILS(what, expr)                                                               \
+  do {                                                                                       \
+    r = (expr);                                                                              \
+    MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT, "%s: got %d (%s)", what, (int)r,             \
+             api->result_string(r));                                                         \
     MC_CHECK(mode == (moecomm_scatter_mode_t)77 && rows == 777, "%s: output written", what); \
   } while (0)
   MODE_FAILS("layer_mode(NULL ctx)", api->layer_mode(NULL, MOECOMM_LAYER_ATTENTION, &mode));
@@ -569,10 +566,8 @@ static void test_scatter_modes(moecomm_context_t *ctx) {
   MODE_FAILS("layer_mode(layer -1)", api->layer_mode(ctx, (moecomm_layer_kind_t)-1, &mode));
   MODE_FAILS("layer_mode(mode_p NULL)", api->layer_mode(ctx, MOECOMM_LAYER_ATTENTION, NULL));
   MODE_FAILS("mode_rows(NULL ctx)", api->mode_rows(NULL, MOECOMM_SCATTERED, tokens, &rows));
-  MODE_FAILS("mode_rows(mode 4)",
-             api->mode_rows(ctx, (moecomm_scatter_mode_t)4, tokens, &rows));
-  MODE_FAILS("mode_rows(mode -1)",
-             api->mode_rows(ctx, (moecomm_scatter_mode_t)-1, tokens, &rows));
+  MODE_FAILS("mode_rows(mode 4)", api->mode_rows(ctx, (moecomm_scatter_mode_t)4, tokens, &rows));
+  MODE_FAILS("mode_rows(mode -1)", api->mode_rows(ctx, (moecomm_scatter_mode_t)-1, tokens, &rows));
   MODE_FAILS("mode_rows(tokens NULL)", api->mode_rows(ctx, MOECOMM_SCATTERED, NULL, &rows));
   MODE_FAILS("mode_rows(tokens -4)", api->mode_rows(ctx, MOECOMM_SCATTERED, bad_tokens, &rows));
   MODE_FAILS("mode_rows(rows_p NULL)", api->mode_rows(ctx, MOECOMM_SCATTERED, tokens, NULL));
@@ -580,29 +575,30 @@ static void test_scatter_modes(moecomm_context_t *ctx) {
   for (int l = MOECOMM_LAYER_ATTENTION; l <= MOECOMM_LAYER_SPARSE_MOE; l++) {
     mode = (moecomm_scatter_mode_t)77;
     r = api->layer_mode(ctx, (moecomm_layer_kind_t)l, &mode);
-    MC_CHECK(r == MOECOMM_SUCCESS && (int)mode >= MOECOMM_SCATTERED && (int)mode <= MOECOMM_MOE_FULL,
-             "layer_mode(%d): %d mode %d", l, (int)r, (int)mode);
+    MC_CHECK(
+        r == MOECOMM_SUCCESS && (int)mode >= MOECOMM_SCATTERED && (int)mode <= MOECOMM_MOE_FULL,
+        "layer_mode(%d): %d mode %d", l, (int)r, (int)mode);
   }
   for (int m = MOECOMM_SCATTERED; m <= MOECOMM_MOE_FULL; m++) {
     rows = 777;
     r = api->mode_rows(ctx, (moecomm_scatter_mode_t)m, tokens, &rows);
-    MC_CHECK(r == MOECOMM_SUCCESS && rows == 5, "mode_rows(%d) on a world of one: %d rows %zu",
-             m, (int)r, rows);
+    MC_CHECK(r == MOECOMM_SUCCESS && rows == 5, "mode_rows(%d) on a world of one: %d rows %zu", m,
+             (int)r, rows);
   }
 
   for (int i = 0; i < 16; i++) send[i] = (float)(i % 7 + 1);
   for (int i = 0; i < 20; i++) poison_buf[i] = -1234.5f;
-#define ARGS_OK()                  \
-  do {                             \
-    memset(&a, 0, sizeof(a));      \
-    a.struct_size = sizeof(a);     \
-    a.from = MOECOMM_SCATTERED;    \
-    a.to = MOECOMM_TP_ATTN_FULL;   \
-    a.dtype = MOECOMM_FLOAT32;     \
-    a.hidden = 3;                  \
-    a.tokens = tokens;             \
-    a.send = send;                 \
-    a.recv = recv;                 \
+#define ARGS_OK()                           \
+  do {                                      \
+    memset(&a, 0, sizeof(a));               \
+    a.struct_size = sizeof(a);              \
+    a.from = MOECOMM_SCATTERED;             \
+    a.to = MOECOMM_TP_ATTN_FULL;            \
+    a.dtype = MOECOMM_FLOAT32;              \
+    a.hidden = 3;                           \
+    a.tokens = tokens;                      \
+    a.send = send;                          \
+    a.recv = recv;                          \
     memcpy(recv, poison_buf, sizeof(recv)); \
   } while (0)
 #define SCATTER_FAILS(what, change, stream, want)                                            \

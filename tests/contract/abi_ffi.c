@@ -415,7 +415,8 @@ static void check_zero_args(void) {
     if (!mb->is_fn) continue;
     for (size_t k = 0; k < sizeof(zero_cases) / sizeof(zero_cases[0]); k++)
       if (strcmp(zero_cases[k].slot, mb->name) == 0) found = (int)k;
-    if (!MC_CHECK(found >= 0, "slot %s has no invalid-argument case in tests/contract/abi_ffi.c", mb->name))
+    if (!MC_CHECK(found >= 0, "slot %s has no invalid-argument case in tests/contract/abi_ffi.c",
+                  mb->name))
       continue;
     memset(args, 0, sizeof(args));
     r = call_slot(mb->name, args, mb->fn.nargs);

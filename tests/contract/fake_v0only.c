@@ -3,4 +3,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-__attribute__((visibility("default"))) const void *moecomm_get_api_v0(void) { return NULL; }
+__attribute__((visibility("default"))) const void *moecomm_get_api_v0(void) {
+  return NULL;
+}

@@ -59,8 +59,8 @@ static void test_stale(void) {
                 MOECOMM_ERR_INVALID_ARGUMENT);
     MC_CHECK_RC(api, NULL, api->context_info((moecomm_context_t *)gb, &info),
                 MOECOMM_ERR_INVALID_ARGUMENT);
-    MC_CHECK_RC(api, NULL, api->all_reduce((moecomm_group_t *)b, x, y, 4, MOECOMM_INT32,
-                                           MOECOMM_SUM, NULL),
+    MC_CHECK_RC(api, NULL,
+                api->all_reduce((moecomm_group_t *)b, x, y, 4, MOECOMM_INT32, MOECOMM_SUM, NULL),
                 MOECOMM_ERR_INVALID_ARGUMENT);
     free(heap);
   }

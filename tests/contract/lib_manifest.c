@@ -54,7 +54,9 @@ static char *trim(char *s) {
   return s;
 }
 
-static int is_ident_char(int c) { return isalnum(c) || c == '_'; }
+static int is_ident_char(int c) {
+  return isalnum(c) || c == '_';
+}
 
 static int copy(char *dst, size_t n, const char *src) {
   return (size_t)snprintf(dst, n, "%s", src) >= n ? -1 : 0;

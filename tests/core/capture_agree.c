@@ -38,8 +38,12 @@ static moecomm_result_t fake_capture_end(mc_comm_t *comm) {
 
 static int all_reduce_ok(mc_context_t *ctx, int world, int salt) {
   int32_t x[16], y[16];
-  mc_coll_t c = {.kind = MC_COLL_ALL_REDUCE, .send = x, .recv = y, .count = 16,
-                 .dtype = MOECOMM_INT32, .op = MOECOMM_SUM};
+  mc_coll_t c = {.kind = MC_COLL_ALL_REDUCE,
+                 .send = x,
+                 .recv = y,
+                 .count = 16,
+                 .dtype = MOECOMM_INT32,
+                 .op = MOECOMM_SUM};
   moecomm_result_t r;
   int bad = 0;
   for (int i = 0; i < 16; i++) x[i] = (ctx->topo.rank + 1) * (i + salt);
@@ -69,14 +73,17 @@ static int rank_main(int rank, int world, void *arg) {
   all_reduce_ok(ctx, world, 1); /* the communicator is born inside the scope */
   t0 = mc_now_ms();
   r = mc_capture_end(ctx);
-  MC_CHECK(mc_now_ms() - t0 < TIMEOUT_MS / 4, "capture_end took %lld ms (timeout %d ms): a rank "
-           "waited for the failing one", (long long)(mc_now_ms() - t0), TIMEOUT_MS);
-  MC_CHECK(r == MOECOMM_ERR_CAPTURE, "capture_end returned %s, want MOECOMM_ERR_CAPTURE on every "
-           "rank: %s", mc_result_string(r), ctx->err.msg);
+  MC_CHECK(mc_now_ms() - t0 < TIMEOUT_MS / 4,
+           "capture_end took %lld ms (timeout %d ms): a rank "
+           "waited for the failing one",
+           (long long)(mc_now_ms() - t0), TIMEOUT_MS);
+  MC_CHECK(r == MOECOMM_ERR_CAPTURE,
+           "capture_end returned %s, want MOECOMM_ERR_CAPTURE on every "
+           "rank: %s",
+           mc_result_string(r), ctx->err.msg);
   snprintf(want, sizeof(want), "on rank %d", FAILING_RANK);
   MC_CHECK(strstr(ctx->err.msg, want) && strstr(ctx->err.msg, "injected registration failure"),
-           "capture_end's message names neither the failing rank nor its reason: %s",
-           ctx->err.msg);
+           "capture_end's message names neither the failing rank nor its reason: %s", ctx->err.msg);
   MC_CHECK(!ctx->capturing, "the capture scope is still open after a failed capture_end");
 
   /* The context is still consistent on every rank. */

@@ -41,8 +41,8 @@ static int reduce_on(moecomm_context_t *ctx, moecomm_group_kind_t kind, int salt
     y[i] = 0x7f7f7f7f;
   }
   r = api->all_reduce(g, x, y, 33, MOECOMM_INT32, MOECOMM_SUM, NULL);
-  if (!MC_CHECK(r == MOECOMM_SUCCESS, "all_reduce on %s inside the scope: %d (%s) %s",
-                st.kind_name, (int)r, api->result_string(r), api->last_error(ctx)))
+  if (!MC_CHECK(r == MOECOMM_SUCCESS, "all_reduce on %s inside the scope: %d (%s) %s", st.kind_name,
+                (int)r, api->result_string(r), api->last_error(ctx)))
     return 0;
   for (int i = 0; i < 33; i++) {
     int32_t want = 0;

@@ -32,8 +32,7 @@ static void clean_env(void) {
       if (strncmp(*e, "MOECOMM_", 8) != 0 || len >= sizeof(name)) continue;
       memcpy(name, *e, len);
       name[len] = '\0';
-      if (strcmp(name, "MOECOMM_PLUGIN") == 0 || strcmp(name, "MOECOMM_PLUGIN_DIR") == 0)
-        continue;
+      if (strcmp(name, "MOECOMM_PLUGIN") == 0 || strcmp(name, "MOECOMM_PLUGIN_DIR") == 0) continue;
       found = 1;
       break;
     }
@@ -74,8 +73,8 @@ static void test_bad_values(void) {
     setenv(b->name, b->value, 1);
     r = create(MOECOMM_DEVICE_CPU, 0, &ctx);
     msg = api->last_error(NULL);
-    MC_CHECK(r == MOECOMM_ERR_CONFIG, "%s='%s': got %d (%s), want MOECOMM_ERR_CONFIG: %s",
-             b->name, b->value, (int)r, api->result_string(r), msg);
+    MC_CHECK(r == MOECOMM_ERR_CONFIG, "%s='%s': got %d (%s), want MOECOMM_ERR_CONFIG: %s", b->name,
+             b->value, (int)r, api->result_string(r), msg);
     MC_CHECK(ctx == poison, "%s='%s': ctx_p written on failure", b->name, b->value);
     for (int m = 0; m < 3 && b->must[m] != NULL; m++)
       MC_CHECK(strstr(msg, b->must[m]) != NULL, "%s='%s': message '%s' does not mention '%s'",
@@ -91,14 +90,14 @@ typedef struct good_var {
 
 static void test_good_values(void) {
   static const good_var_t good[] = {
-      {"MOECOMM_BACKEND", "shm"},           {"MOECOMM_BACKEND", "auto"},
-      {"MOECOMM_BACKEND_TP", "shm"},        {"MOECOMM_BACKEND_MOE_EP", "auto"},
-      {"MOECOMM_BACKEND_WORLD", "shm"},     {"MOECOMM_DEBUG", "WARN"},
-      {"MOECOMM_DEBUG", "NONE"},            {"MOECOMM_TIMEOUT_MS", "1500"},
-      {"MOECOMM_TIMEOUT_MS", "86400000"},   {"MOECOMM_ALGO", "auto"},
-      {"MOECOMM_ALGO", "oneshot"},          {"MOECOMM_SHARE_COMMS", "0"},
-      {"MOECOMM_SHARE_COMMS", "1"},         {"MOECOMM_HOST_ID", "hostA"},
-      {"MOECOMM_SOMETHING_NEW", "1"},       /* unknown names are warned about, not refused */
+      {"MOECOMM_BACKEND", "shm"},         {"MOECOMM_BACKEND", "auto"},
+      {"MOECOMM_BACKEND_TP", "shm"},      {"MOECOMM_BACKEND_MOE_EP", "auto"},
+      {"MOECOMM_BACKEND_WORLD", "shm"},   {"MOECOMM_DEBUG", "WARN"},
+      {"MOECOMM_DEBUG", "NONE"},          {"MOECOMM_TIMEOUT_MS", "1500"},
+      {"MOECOMM_TIMEOUT_MS", "86400000"}, {"MOECOMM_ALGO", "auto"},
+      {"MOECOMM_ALGO", "oneshot"},        {"MOECOMM_SHARE_COMMS", "0"},
+      {"MOECOMM_SHARE_COMMS", "1"},       {"MOECOMM_HOST_ID", "hostA"},
+      {"MOECOMM_SOMETHING_NEW", "1"}, /* unknown names are warned about, not refused */
   };
   for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
     moecomm_context_t *ctx = NULL;
@@ -113,11 +112,10 @@ static void test_good_values(void) {
       moecomm_group_t *g = NULL;
       int32_t x[3] = {4, -2, 7}, y[3] = {0, 0, 0};
       r = api->group_get(ctx, MOECOMM_GROUP_TP, &g);
-      if (r == MOECOMM_SUCCESS)
-        r = api->all_reduce(g, x, y, 3, MOECOMM_INT32, MOECOMM_SUM, NULL);
+      if (r == MOECOMM_SUCCESS) r = api->all_reduce(g, x, y, 3, MOECOMM_INT32, MOECOMM_SUM, NULL);
       MC_CHECK(r == MOECOMM_SUCCESS && y[0] == 4 && y[1] == -2 && y[2] == 7,
-               "%s='%s': all_reduce on a world of one: %d %s", good[i].name, good[i].value,
-               (int)r, api->last_error(ctx));
+               "%s='%s': all_reduce on a world of one: %d %s", good[i].name, good[i].value, (int)r,
+               api->last_error(ctx));
       api->context_destroy(ctx);
     }
   }
@@ -150,8 +148,8 @@ static void expect_unavailable(const char *name, const char *value, int device, 
   r = create(device, 0, &ctx);
   msg = api->last_error(NULL);
   snprintf(var, sizeof(var), "%s=%s", name, value);
-  MC_CHECK(r == MOECOMM_ERR_UNAVAILABLE, "%s with %s: got %d (%s), want UNAVAILABLE: %s", var,
-           why, (int)r, api->result_string(r), msg);
+  MC_CHECK(r == MOECOMM_ERR_UNAVAILABLE, "%s with %s: got %d (%s), want UNAVAILABLE: %s", var, why,
+           (int)r, api->result_string(r), msg);
   MC_CHECK(strstr(msg, var) != NULL && (strstr(msg, "CUDA") || strstr(msg, "CPU")),
            "%s with %s: message '%s' names the variable and the missing device", var, why, msg);
   if (r == MOECOMM_SUCCESS) api->context_destroy(ctx);
@@ -177,8 +175,7 @@ static void test_devices(void) {
     clean_env();
     setenv("MOECOMM_BACKEND", "auto", 1);
     r = create(MOECOMM_DEVICE_AUTO, 0, &ctx);
-    if (!MC_CHECK(r == MOECOMM_SUCCESS, "auto / device auto: %d %s", (int)r,
-                  api->last_error(NULL)))
+    if (!MC_CHECK(r == MOECOMM_SUCCESS, "auto / device auto: %d %s", (int)r, api->last_error(NULL)))
       return;
     memset(&info, 0, sizeof(info));
     info.struct_size = sizeof(info);

@@ -114,7 +114,8 @@ static void test_readme(void) {
     for (int i = 0; i < nwant && !found; i++) found = strcmp(want[i], rows[j]) == 0;
     bad += !MC_CHECK(found, "README.md has a row the plugin does not declare\n%s", rows[j]);
   }
-  if (bad) printf("moecomm-shim --env prints the table the plugin declares: paste it into README.\n");
+  if (bad)
+    printf("moecomm-shim --env prints the table the plugin declares: paste it into README.\n");
   free(text);
 }
 

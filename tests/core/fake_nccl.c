@@ -9,8 +9,10 @@ res_t ncclGetVersion(int *v) {
   *v = FAKE_VERSION;
   return 0;
 }
-#define FAKE(name) \
-  res_t name(void) { return 0; }
+#define FAKE(name)   \
+  res_t name(void) { \
+    return 0;        \
+  }
 FAKE(ncclGetUniqueId)
 FAKE(ncclCommInitRankConfig)
 FAKE(ncclCommDestroy)
@@ -26,5 +28,9 @@ FAKE(ncclGroupEnd)
 #ifndef FAKE_NO_SEND
 FAKE(ncclSend)
 #endif
-const char *ncclGetErrorString(res_t r) { return r ? "fake error" : "no error"; }
-const char *ncclGetLastError(void *comm) { return "fake"; }
+const char *ncclGetErrorString(res_t r) {
+  return r ? "fake error" : "no error";
+}
+const char *ncclGetLastError(void *comm) {
+  return "fake";
+}

@@ -17,8 +17,8 @@
 static const moecomm_api_t *api;
 
 typedef struct lazy_arg {
-  int share;          /* MOECOMM_SHARE_COMMS in effect */
-  const char *tp_be;  /* MOECOMM_BACKEND_TP set to this, or NULL */
+  int share;         /* MOECOMM_SHARE_COMMS in effect */
+  const char *tp_be; /* MOECOMM_BACKEND_TP set to this, or NULL */
 } lazy_arg_t;
 
 static int stats_all(moecomm_context_t *ctx, moecomm_group_t **g, moecomm_group_stats_t *st) {
@@ -38,8 +38,7 @@ static int same_list(const moecomm_group_stats_t *a, const moecomm_group_stats_t
 }
 
 /* Sum all-reduce of (world rank + 1) * (i + 1) on g, checked. */
-static int reduce_on(moecomm_context_t *ctx, moecomm_group_t *g,
-                     const moecomm_group_stats_t *st) {
+static int reduce_on(moecomm_context_t *ctx, moecomm_group_t *g, const moecomm_group_stats_t *st) {
   int32_t x[64], y[64];
   int bad = 0;
   moecomm_result_t r;
@@ -105,8 +104,8 @@ static int lazy_rank(int rank, int world, void *arg) {
     int32_t want[64];
     int n = mc_topo_group_ranks(&t, (moecomm_group_kind_t)k, rank, want);
     MC_CHECK(st[k].kind == k && st[k].size == n && st[k].ranks != NULL &&
-                 memcmp(st[k].ranks, want, sizeof(int32_t) * (size_t)n) == 0 &&
-                 st[k].rank >= 0 && st[k].rank < n && st[k].ranks[st[k].rank] == rank,
+                 memcmp(st[k].ranks, want, sizeof(int32_t) * (size_t)n) == 0 && st[k].rank >= 0 &&
+                 st[k].rank < n && st[k].ranks[st[k].rank] == rank,
              "%s: stats list (size %d, rank %d) differs from the topology's (size %d)",
              st[k].kind_name ? st[k].kind_name : "?", st[k].size, st[k].rank, n);
     MC_CHECK(st[k].kind_name != NULL && strcmp(st[k].kind_name, mc_topo_kind_name(k)) == 0,

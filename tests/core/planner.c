@@ -30,8 +30,8 @@ static const int32_t k_mult2[] = {2,   4,   8,   12,  16,  24,  32,  40,  48,  5
                                   88,  96,  104, 112, 120, 128, 136, 144, 152, 160, 168, 176, 184,
                                   192, 200, 208, 216, 224, 232, 240, 248, 256, 272, 288, 304, 320,
                                   336, 352, 368, 384, 400, 416, 432, 448, 464, 480, 496, 512};
-static const int32_t k_mult24[] = {24, 48, 72, 96, 120, 144, 168, 192, 216, 240, 288, 336, 384,
-                                   432, 480};
+static const int32_t k_mult24[] = {24,  48,  72,  96,  120, 144, 168, 192,
+                                   216, 240, 288, 336, 384, 432, 480};
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Sets g_ctx's topology (world = tp, rank 0); 1 on success. */
@@ -47,9 +47,10 @@ static int topo(int tp, int ep, int moe_dp, int attn_cp, int attn_dp, int moe_de
   memset(&g_ctx, 0, sizeof(g_ctx));
   err.msg[0] = '\0';
   r = mc_topo_init(&t, &g_ctx.topo, &err);
-  return MC_CHECK(r == MOECOMM_SUCCESS, "mc_topo_init tp%d ep%d moe_dp%d attn_cp%d attn_dp%d "
-                  "moe_dense_tp%d: %d %s", tp, ep, moe_dp, attn_cp, attn_dp, moe_dense_tp, (int)r,
-                  err.msg);
+  return MC_CHECK(r == MOECOMM_SUCCESS,
+                  "mc_topo_init tp%d ep%d moe_dp%d attn_cp%d attn_dp%d "
+                  "moe_dense_tp%d: %d %s",
+                  tp, ep, moe_dp, attn_cp, attn_dp, moe_dense_tp, (int)r, err.msg);
 }
 
 typedef struct plan_out {
@@ -72,8 +73,8 @@ static void plan(uint32_t flags, const int32_t *cand, size_t ncand, size_t capac
   o->num = POISON_NUM;
   o->mult = POISON_MULT;
   o->err.msg[0] = '\0';
-  o->r = mc_plan_capture_sizes(&g_ctx, &p, no_sizes ? NULL : o->sizes, capacity, &o->num,
-                               &o->mult, &o->err);
+  o->r = mc_plan_capture_sizes(&g_ctx, &p, no_sizes ? NULL : o->sizes, capacity, &o->num, &o->mult,
+                               &o->err);
 }
 
 /* The call succeeded with exactly `want` (n entries) and multiple `mult`. */
@@ -139,15 +140,15 @@ static void test_attn_cp_without_flags(void) {
   plan_out_t o;
   if (topo(8, 4, 2, 2, 1, 0)) {
     plan(0, NULL, 0, CAP, 0, &o);
-    expect_list("tp8 ep4 moe_dp2 attn_cp2, no flags (attn_tp 4 < tp: scatter needs T % 4 == 0)",
-                &o, k_mult4, LEN(k_mult4), 4);
+    expect_list("tp8 ep4 moe_dp2 attn_cp2, no flags (attn_tp 4 < tp: scatter needs T % 4 == 0)", &o,
+                k_mult4, LEN(k_mult4), 4);
   }
   if (topo(4, 4, 1, 2, 1, 0)) {
     static const int32_t cand[] = {1, 2, 3, 4, 6};
     static const int32_t want[] = {2, 4, 6};
     plan(0, cand, LEN(cand), CAP, 0, &o);
-    expect_list("tp4 ep4 moe_dp1 attn_cp2, no flags (attn_tp 2 < tp: scatter needs T % 2 == 0)",
-                &o, want, LEN(want), 2);
+    expect_list("tp4 ep4 moe_dp1 attn_cp2, no flags (attn_tp 2 < tp: scatter needs T % 2 == 0)", &o,
+                want, LEN(want), 2);
   }
   if (topo(4, 4, 1, 2, 1, 0)) {
     static const int32_t odd[] = {1, 3, 5};
@@ -313,8 +314,8 @@ static void test_bad_args(void) {
     MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT && mult == POISON_MULT, "num_p NULL: result %d",
              (int)r);
     r = mc_plan_capture_sizes(&g_ctx, &p, sizes, CAP, &num, NULL, &err);
-    MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT && num == POISON_NUM,
-             "multiple_p NULL: result %d", (int)r);
+    MC_CHECK(r == MOECOMM_ERR_INVALID_ARGUMENT && num == POISON_NUM, "multiple_p NULL: result %d",
+             (int)r);
   }
 }
 
@@ -341,11 +342,15 @@ static int abi_rank(int rank, int world, void *arg) {
   for (int i = 0; i < CAP + 1; i++) sizes[i] = POISON_SIZE;
   if (MC_CHECK_RC(api, ctx, api->plan_capture_sizes(ctx, &p, sizes, CAP, &num, &mult),
                   MOECOMM_SUCCESS)) {
-    MC_CHECK(mult == 2 && num == LEN(k_mult2), "ABI tp2 moe_dense_tp1: multiple %d (want 2), "
-             "%zu sizes (want %zu)", (int)mult, num, LEN(k_mult2));
+    MC_CHECK(mult == 2 && num == LEN(k_mult2),
+             "ABI tp2 moe_dense_tp1: multiple %d (want 2), "
+             "%zu sizes (want %zu)",
+             (int)mult, num, LEN(k_mult2));
     for (size_t i = 0; i < LEN(k_mult2) && num == LEN(k_mult2); i++) bad += sizes[i] != k_mult2[i];
-    MC_CHECK(bad == 0 && sizes[LEN(k_mult2)] == POISON_SIZE, "ABI tp2 moe_dense_tp1: %zu sizes "
-             "differ from the hand list, or it wrote past them", bad);
+    MC_CHECK(bad == 0 && sizes[LEN(k_mult2)] == POISON_SIZE,
+             "ABI tp2 moe_dense_tp1: %zu sizes "
+             "differ from the hand list, or it wrote past them",
+             bad);
   }
   p.candidates = cand;
   p.num_candidates = LEN(cand);

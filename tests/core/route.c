@@ -214,11 +214,15 @@ static moecomm_result_t fake_init(mc_comm_t *comm, moecomm_backend_t id) {
   comm->be[id].priv = comm;
   return MOECOMM_SUCCESS;
 }
-static moecomm_result_t fake_init_nccl(mc_comm_t *c) { return fake_init(c, MOECOMM_BACKEND_NCCL); }
+static moecomm_result_t fake_init_nccl(mc_comm_t *c) {
+  return fake_init(c, MOECOMM_BACKEND_NCCL);
+}
 static moecomm_result_t fake_init_custom(mc_comm_t *c) {
   return fake_init(c, MOECOMM_BACKEND_CUSTOM);
 }
-static void fake_fini(mc_comm_t *comm) { (void)comm; }
+static void fake_fini(mc_comm_t *comm) {
+  (void)comm;
+}
 static void fake_limits(const mc_comm_t *comm, mc_backend_limits_t *lim) {
   lim->ll_max_bytes = KB(256);
   lim->staged_max_bytes = KB(32768);
@@ -245,8 +249,8 @@ static void install_fakes(void) {
   fake_custom.id = MOECOMM_BACKEND_CUSTOM;
   fake_custom.caps.colls = /* as the real one (plugin/backends/custom/custom.c) */
       (1u << MC_COLL_ALL_REDUCE) | (1u << MC_COLL_RMSNORM) | (1u << MC_COLL_REDUCE_SCATTER);
-  fake_custom.caps.dtypes = (1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) |
-                            (1u << MOECOMM_BFLOAT16);
+  fake_custom.caps.dtypes =
+      (1u << MOECOMM_FLOAT32) | (1u << MOECOMM_FLOAT16) | (1u << MOECOMM_BFLOAT16);
   fake_custom.caps.max_ranks = MC_KERN_MAX_RANKS;
   fake_custom.comm_init = fake_init_custom;
   fake_custom.limits = fake_limits;
@@ -287,8 +291,8 @@ static void done_ctx(mc_context_t *ctx) {
 static moecomm_backend_t route(mc_context_t *ctx, int kind, mc_coll_kind_t ck, size_t count,
                                moecomm_dtype_t dt, int *algo_p) {
   static char buf[16];
-  mc_coll_t c = {.kind = ck, .send = buf, .recv = buf, .count = count, .dtype = dt,
-                 .op = MOECOMM_SUM};
+  mc_coll_t c = {
+      .kind = ck, .send = buf, .recv = buf, .count = count, .dtype = dt, .op = MOECOMM_SUM};
   moecomm_backend_t be = (moecomm_backend_t)-1;
   moecomm_result_t r = mc_route_call(&ctx->groups[kind], &c, &be);
   MC_CHECK(r == MOECOMM_SUCCESS, "route_call: %s", ctx->err.msg);
@@ -368,11 +372,15 @@ static int rank_default(int rank, int world, void *arg) {
 
   /* what custom cannot serve goes to NCCL without creating the custom communicator */
   MC_CHECK(route(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_REDUCE, 64, MOECOMM_INT32, &algo) ==
-               MOECOMM_BACKEND_NCCL && algo == 0, "TP int32 all-reduce not on nccl");
+                   MOECOMM_BACKEND_NCCL &&
+               algo == 0,
+           "TP int32 all-reduce not on nccl");
   MC_CHECK(route(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_GATHER, 64, MOECOMM_BFLOAT16, NULL) ==
-               MOECOMM_BACKEND_NCCL, "TP all_gather not on nccl");
+               MOECOMM_BACKEND_NCCL,
+           "TP all_gather not on nccl");
   MC_CHECK(route(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_REDUCE, (size_t)32 << 20, MOECOMM_FLOAT32,
-                 NULL) == MOECOMM_BACKEND_NCCL, "TP 128 MiB all-reduce not on nccl");
+                 NULL) == MOECOMM_BACKEND_NCCL,
+           "TP 128 MiB all-reduce not on nccl");
   MC_CHECK(route(ctx, MOECOMM_GROUP_TP, MC_COLL_REDUCE_SCATTER, 64, MOECOMM_BFLOAT16, NULL) ==
                MOECOMM_BACKEND_NCCL,
            "TP reduce_scatter not on nccl outside deterministic mode");
@@ -384,14 +392,20 @@ static int rank_default(int rank, int world, void *arg) {
   MC_CHECK(inits[MOECOMM_BACKEND_CUSTOM] == 0, "custom created %d times for calls it cannot serve",
            inits[MOECOMM_BACKEND_CUSTOM]);
   mc_route_group_backend(&ctx->groups[MOECOMM_GROUP_TP], &name);
-  MC_CHECK(strcmp(name, "nccl") == 0, "group_stats names '%s' for a TP group whose calls all went "
-           "to nccl", name);
+  MC_CHECK(strcmp(name, "nccl") == 0,
+           "group_stats names '%s' for a TP group whose calls all went "
+           "to nccl",
+           name);
   /* a small bf16 all-reduce: custom, LL, the communicator created once */
   MC_CHECK(route(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_REDUCE, 512, MOECOMM_BFLOAT16, &algo) ==
-               MOECOMM_BACKEND_CUSTOM && algo == MC_KERN_LL, "TP 1 KiB bf16: not custom LL");
+                   MOECOMM_BACKEND_CUSTOM &&
+               algo == MC_KERN_LL,
+           "TP 1 KiB bf16: not custom LL");
   route(ctx, MOECOMM_GROUP_ATTN_TP, MC_COLL_ALL_REDUCE, 512, MOECOMM_FLOAT16, &algo);
-  MC_CHECK(inits[MOECOMM_BACKEND_CUSTOM] == 1, "custom created %d times (TP and ATTN_TP share one "
-           "communicator)", inits[MOECOMM_BACKEND_CUSTOM]);
+  MC_CHECK(inits[MOECOMM_BACKEND_CUSTOM] == 1,
+           "custom created %d times (TP and ATTN_TP share one "
+           "communicator)",
+           inits[MOECOMM_BACKEND_CUSTOM]);
   mc_route_group_backend(&ctx->groups[MOECOMM_GROUP_TP], &name);
   MC_CHECK(strcmp(name, "custom+nccl") == 0, "group_stats names '%s', want custom+nccl", name);
   MC_CHECK(route_norm(ctx, MOECOMM_GROUP_TP, 8, 4096, 0, &algo) == MOECOMM_BACKEND_CUSTOM &&
@@ -403,9 +417,11 @@ static int rank_default(int rank, int world, void *arg) {
   MC_CHECK(route_norm(ctx, MOECOMM_GROUP_MOE_EP, 8, 4096, 0, &algo) == MOECOMM_BACKEND_NONE,
            "MOE_EP (nccl) rmsnorm not unfused");
   MC_CHECK(route(ctx, MOECOMM_GROUP_MOE_EP, MC_COLL_ALL_REDUCE, 512, MOECOMM_BFLOAT16, NULL) ==
-               MOECOMM_BACKEND_NCCL, "MOE_EP not on nccl");
+               MOECOMM_BACKEND_NCCL,
+           "MOE_EP not on nccl");
   MC_CHECK(route(ctx, MOECOMM_GROUP_MOE_DP, MC_COLL_ALL_REDUCE, 512, MOECOMM_BFLOAT16, NULL) ==
-               MOECOMM_BACKEND_NONE, "a group of one rank is not a local copy");
+               MOECOMM_BACKEND_NONE,
+           "a group of one rank is not a local copy");
   done_ctx(ctx);
   return 0;
 }
@@ -529,11 +545,13 @@ static int rank_decline(int rank, int world, void *arg) {
   if ((ctx = gpu_like_ctx(rank, world, 1, NULL)) == NULL) return 1;
   for (int i = 0; i < 3; i++)
     MC_CHECK(route(ctx, MOECOMM_GROUP_TP, MC_COLL_ALL_REDUCE, 512, MOECOMM_BFLOAT16, NULL) ==
-                 MOECOMM_BACKEND_NCCL, "declined custom: call %d not on nccl", i);
+                 MOECOMM_BACKEND_NCCL,
+             "declined custom: call %d not on nccl", i);
   MC_CHECK(inits[MOECOMM_BACKEND_CUSTOM] == 1, "a declined custom comm was asked %d times",
            inits[MOECOMM_BACKEND_CUSTOM]);
   MC_CHECK(mc_route_group_backend(&ctx->groups[MOECOMM_GROUP_TP], &name) == MOECOMM_BACKEND_NCCL &&
-               strcmp(name, "nccl") == 0, "declined custom: group_stats says %s", name);
+               strcmp(name, "nccl") == 0,
+           "declined custom: group_stats says %s", name);
   done_ctx(ctx);
   return 0;
 }

@@ -20,10 +20,10 @@
 #include "../common/harness.h"
 #include "../../host_shim/lib/scatter_ref.h"
 
-#define SLACK 3       /* poisoned rows past the end of every output */
+#define SLACK 3 /* poisoned rows past the end of every output */
 #define MAX_SETS 2
-#define MAX_TOK 16    /* blocks * groups */
-#define NT (-1)       /* layer_mode answers MOECOMM_ERR_NOT_SUPPORTED */
+#define MAX_TOK 16 /* blocks * groups */
+#define NT (-1)    /* layer_mode answers MOECOMM_ERR_NOT_SUPPORTED */
 
 enum {
   S_ = MOECOMM_SCATTERED,
@@ -45,40 +45,149 @@ typedef struct tcase {
   const char *name;
   int world, tp, pp, ep, moe_dp, attn_cp, attn_dp, moe_dense_tp;
   int nsets;
-  int32_t tokens[MAX_SETS][MAX_TOK]; /* per set: (world / tp) blocks of attn_dp * attn_cp */
-  int modes[3];                      /* layer_mode of ATTENTION, DENSE_MLP, SPARSE_MOE */
+  int32_t tokens[MAX_SETS][MAX_TOK];        /* per set: (world / tp) blocks of attn_dp * attn_cp */
+  int modes[3];                             /* layer_mode of ATTENTION, DENSE_MLP, SPARSE_MOE */
   size_t rows[MAX_SETS][SREF_MAX_RANKS][4]; /* mode_rows by hand, set x rank x mode; world <= 4 */
-  int hand_rows;                     /* rows[] is filled */
-  int32_t big[MAX_TOK];              /* a set of messages larger than one shm buffer (1 MiB) */
-  size_t big_hidden;                 /* its fp32 row length; 0: no such set */
+  int hand_rows;                            /* rows[] is filled */
+  int32_t big[MAX_TOK]; /* a set of messages larger than one shm buffer (1 MiB) */
+  size_t big_hidden;    /* its fp32 row length; 0: no such set */
 } tcase_t;
 
 static const tcase_t k_cases[] = {
-    {"tp4 ep4 moe_dp1 attn_cp2", 4, 4, 1, 4, 1, 2, 1, 0, 2, {{6, 2}, {0, 4}}, {T_, F_, M_},
+    {"tp4 ep4 moe_dp1 attn_cp2",
+     4,
+     4,
+     1,
+     4,
+     1,
+     2,
+     1,
+     0,
+     2,
+     {{6, 2}, {0, 4}},
+     {T_, F_, M_},
      /* T={6,2}: S 3,3,1,1; T 6,6,2,2; FULL 4 x 3; MOE_FULL 2 x 6.
         T={0,4}: S 0,0,2,2; T 0,0,4,4; FULL 4 x 2; MOE_FULL 2 x 4. */
      {{{3, 6, 12, 12}, {3, 6, 12, 12}, {1, 2, 12, 12}, {1, 2, 12, 12}},
       {{0, 0, 8, 8}, {0, 0, 8, 8}, {2, 4, 8, 8}, {2, 4, 8, 8}}},
-     1, {64, 32}, 4099 /* odd: shm chunks end mid-row */},
-    {"tp2 ep2 attn_cp2 moe_dp1", 2, 2, 1, 2, 1, 2, 1, 0, 2, {{5, 3}, {3, 0}}, {T_, F_, M_},
+     1,
+     {64, 32},
+     4099 /* odd: shm chunks end mid-row */},
+    {"tp2 ep2 attn_cp2 moe_dp1",
+     2,
+     2,
+     1,
+     2,
+     1,
+     2,
+     1,
+     0,
+     2,
+     {{5, 3}, {3, 0}},
+     {T_, F_, M_},
      {{{5, 5, 10, 10}, {3, 3, 10, 10}}, {{3, 3, 6, 6}, {0, 0, 6, 6}}},
-     1, {0}, 0},
-    {"tp4 ep2 (plain TP)", 4, 4, 1, 2, 1, 1, 1, 0, 2, {{8}, {0}}, {T_, T_, T_},
+     1,
+     {0},
+     0},
+    {"tp4 ep2 (plain TP)",
+     4,
+     4,
+     1,
+     2,
+     1,
+     1,
+     1,
+     0,
+     2,
+     {{8}, {0}},
+     {T_, T_, T_},
      /* MOE_CP is one rank: MOE_FULL = TP_ATTN_FULL rows. */
      {{{2, 8, 8, 8}, {2, 8, 8, 8}, {2, 8, 8, 8}, {2, 8, 8, 8}},
       {{0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}, {0, 0, 0, 0}}},
-     1, {0}, 0},
-    {"tp8 ep4 moe_dp2 attn_cp2", 8, 8, 1, 4, 2, 2, 1, 0, 2, {{8, 4}, {0, 12}}, {T_, F_, T_},
-     {{{0}}}, 0, {0}, 0},
-    {"tp4 ep4 attn_cp2, world 8 (two TP blocks)", 8, 4, 1, 4, 1, 2, 1, 0, 2,
-     {{6, 2, 2, 4}, {0, 4, 4, 0}}, {T_, F_, M_}, {{{0}}}, 0, {0}, 0},
-    {"tp2 pp2 ep2 attn_cp2, world 4 (two TP blocks)", 4, 2, 2, 2, 1, 2, 1, 0, 2,
-     {{4, 1, 0, 3}, {2, 2, 5, 0}}, {T_, F_, M_}, {{{0}}}, 0, {0}, 0},
+     1,
+     {0},
+     0},
+    {"tp8 ep4 moe_dp2 attn_cp2",
+     8,
+     8,
+     1,
+     4,
+     2,
+     2,
+     1,
+     0,
+     2,
+     {{8, 4}, {0, 12}},
+     {T_, F_, T_},
+     {{{0}}},
+     0,
+     {0},
+     0},
+    {"tp4 ep4 attn_cp2, world 8 (two TP blocks)",
+     8,
+     4,
+     1,
+     4,
+     1,
+     2,
+     1,
+     0,
+     2,
+     {{6, 2, 2, 4}, {0, 4, 4, 0}},
+     {T_, F_, M_},
+     {{{0}}},
+     0,
+     {0},
+     0},
+    {"tp2 pp2 ep2 attn_cp2, world 4 (two TP blocks)",
+     4,
+     2,
+     2,
+     2,
+     1,
+     2,
+     1,
+     0,
+     2,
+     {{4, 1, 0, 3}, {2, 2, 5, 0}},
+     {T_, F_, M_},
+     {{{0}}},
+     0,
+     {0},
+     0},
     /* MoE all-reduce over a MOE_TP group of 2 and 4 ranks (the MoE replica is MOE_TP x MOE_EP) */
-    {"tp4 ep2 attn_cp2 moe_dp1 (moe_tp 2)", 4, 4, 1, 2, 1, 2, 1, 0, 2, {{4, 2}, {0, 6}},
-     {T_, F_, M_}, {{{0}}}, 0, {0}, 0},
-    {"tp8 ep2 attn_cp4 (attn_tp 2, moe_tp 4)", 8, 8, 1, 2, 1, 4, 1, 0, 2,
-     {{2, 4, 0, 6}, {8, 2, 2, 2}}, {T_, F_, M_}, {{{0}}}, 0, {0}, 0},
+    {"tp4 ep2 attn_cp2 moe_dp1 (moe_tp 2)",
+     4,
+     4,
+     1,
+     2,
+     1,
+     2,
+     1,
+     0,
+     2,
+     {{4, 2}, {0, 6}},
+     {T_, F_, M_},
+     {{{0}}},
+     0,
+     {0},
+     0},
+    {"tp8 ep2 attn_cp4 (attn_tp 2, moe_tp 4)",
+     8,
+     8,
+     1,
+     2,
+     1,
+     4,
+     1,
+     0,
+     2,
+     {{2, 4, 0, 6}, {8, 2, 2, 2}},
+     {T_, F_, M_},
+     {{{0}}},
+     0,
+     {0},
+     0},
 };
 #define NCASES ((int)(sizeof(k_cases) / sizeof(k_cases[0])))
 
@@ -102,14 +211,18 @@ static void set_data(rank_ctx_t *x, int set, moecomm_dtype_t dt, size_t hidden, 
   x->ref.seed = seed;
 }
 
-static const int32_t *my_tokens(const rank_ctx_t *x) { return sref_tokens_of(&x->ref, x->rank); }
+static const int32_t *my_tokens(const rank_ctx_t *x) {
+  return sref_tokens_of(&x->ref, x->rank);
+}
 
 static moecomm_scatter_args_t make_args(const rank_ctx_t *x, int from, int to, int reduce) {
   return mc_test_scatter_args(from, to, reduce, x->ref.dtype, x->ref.hidden, my_tokens(x), x->send,
                               x->recv);
 }
 
-static void poison(rank_ctx_t *x) { memset(x->recv, 0xff, x->cap_rows * sref_row_bytes(&x->ref)); }
+static void poison(rank_ctx_t *x) {
+  memset(x->recv, 0xff, x->cap_rows * sref_row_bytes(&x->ref));
+}
 
 static int recv_untouched(const rank_ctx_t *x) {
   size_t n = x->cap_rows * sref_row_bytes(&x->ref);
@@ -130,9 +243,10 @@ static int run_transition(rank_ctx_t *x, int from, int to, int reduce, const cha
   if (!MC_CHECK(rin + SLACK <= x->cap_rows && rout + SLACK <= x->cap_rows, "buffers too small"))
     return 0;
   r = api->mode_rows(x->ctx, (moecomm_scatter_mode_t)to, a.tokens, &api_rows);
-  ok &= MC_CHECK(r == MOECOMM_SUCCESS && api_rows == rout, "%s rank %d: mode_rows(%s) = %zu "
-                 "(result %d), the contract's layout has %zu", tag, x->rank, sref_mode_name(to),
-                 api_rows, (int)r, rout);
+  ok &= MC_CHECK(r == MOECOMM_SUCCESS && api_rows == rout,
+                 "%s rank %d: mode_rows(%s) = %zu "
+                 "(result %d), the contract's layout has %zu",
+                 tag, x->rank, sref_mode_name(to), api_rows, (int)r, rout);
   sref_input(s, x->rank, from, to, reduce, x->send);
   memcpy(x->send0, x->send, rin * rb);
   poison(x);
@@ -144,9 +258,11 @@ static int run_transition(rank_ctx_t *x, int from, int to, int reduce, const cha
   }
   sref_expect(s, x->rank, from, to, reduce, x->want, x->scratch);
   bad = sref_compare(s, x->recv, x->want, rout, &first);
-  ok &= MC_CHECK(bad == 0, "%s rank %d: %s -> %s%s: %zu of %zu elements wrong, first in row %zu "
-                 "(got %g, want %g)", tag, x->rank, sref_mode_name(from), sref_mode_name(to),
-                 reduce ? " reduce" : "", bad, rout * s->hidden, first,
+  ok &= MC_CHECK(bad == 0,
+                 "%s rank %d: %s -> %s%s: %zu of %zu elements wrong, first in row %zu "
+                 "(got %g, want %g)",
+                 tag, x->rank, sref_mode_name(from), sref_mode_name(to), reduce ? " reduce" : "",
+                 bad, rout * s->hidden, first,
                  bad ? mc_test_get(x->recv, first * s->hidden, s->dtype) : 0.0,
                  bad ? mc_test_get(x->want, first * s->hidden, s->dtype) : 0.0);
   {
@@ -154,13 +270,14 @@ static int run_transition(rank_ctx_t *x, int from, int to, int reduce, const cha
     for (size_t i = rout * rb; i < (rout + SLACK) * rb; i++)
       past += (unsigned char)x->recv[i] != 0xff;
     ok &= MC_CHECK(past == 0, "%s rank %d: %s -> %s%s wrote %zu bytes past its %zu rows", tag,
-                   x->rank, sref_mode_name(from), sref_mode_name(to), reduce ? " reduce" : "",
-                   past, rout);
+                   x->rank, sref_mode_name(from), sref_mode_name(to), reduce ? " reduce" : "", past,
+                   rout);
   }
   if (!reduce)
-    ok &= MC_CHECK(memcmp(x->send0, x->send, rin * rb) == 0, "%s rank %d: %s -> %s changed send "
-                   "(only reduce transitions may)", tag, x->rank, sref_mode_name(from),
-                   sref_mode_name(to));
+    ok &= MC_CHECK(memcmp(x->send0, x->send, rin * rb) == 0,
+                   "%s rank %d: %s -> %s changed send "
+                   "(only reduce transitions may)",
+                   tag, x->rank, sref_mode_name(from), sref_mode_name(to));
   return ok;
 }
 
@@ -198,8 +315,8 @@ static void bad_call(rank_ctx_t *x, const moecomm_scatter_args_t *a, moecomm_con
   moecomm_result_t r;
   poison(x);
   r = api->scatter(ctx, a, stream);
-  MC_CHECK(r == want && recv_untouched(x), "rank %d: %s: result %d (want %d), recv %s: %s",
-           x->rank, what, (int)r, (int)want, recv_untouched(x) ? "untouched" : "written",
+  MC_CHECK(r == want && recv_untouched(x), "rank %d: %s: result %d (want %d), recv %s: %s", x->rank,
+           what, (int)r, (int)want, recv_untouched(x) ? "untouched" : "written",
            api->last_error(ctx));
   MC_CHECK(api->last_error(ctx)[0] != '\0', "rank %d: %s: no message", x->rank, what);
 }
@@ -216,27 +333,38 @@ static void bad_args(rank_ctx_t *x) {
   neg[1] = -2;
   sref_input(&x->ref, x->rank, T_, S_, 1, x->send);
 
-  b = a; b.tokens = NULL;
+  b = a;
+  b.tokens = NULL;
   bad_call(x, &b, x->ctx, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "tokens NULL");
-  b = a; b.tokens = odd;
+  b = a;
+  b.tokens = odd;
   bad_call(x, &b, x->ctx, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "tokens[0] not a multiple of 2");
-  b = a; b.tokens = neg;
+  b = a;
+  b.tokens = neg;
   bad_call(x, &b, x->ctx, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "tokens[1] = -2");
-  b = a; b.recv = b.send;
+  b = a;
+  b.recv = b.send;
   bad_call(x, &b, x->ctx, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "send == recv");
-  b = a; b.recv = b.send + sref_row_bytes(&x->ref);
+  b = a;
+  b.recv = b.send + sref_row_bytes(&x->ref);
   bad_call(x, &b, x->ctx, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "recv overlapping send");
-  b = a; b.hidden = 0;
+  b = a;
+  b.hidden = 0;
   bad_call(x, &b, x->ctx, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "hidden 0");
-  b = a; b.dtype = 9;
+  b = a;
+  b.dtype = 9;
   bad_call(x, &b, x->ctx, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "dtype 9");
-  b = a; b.from = 4;
+  b = a;
+  b.from = 4;
   bad_call(x, &b, x->ctx, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "from 4");
-  b = a; b.to = -1;
+  b = a;
+  b.to = -1;
   bad_call(x, &b, x->ctx, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "to -1");
-  b = a; b.send = NULL;
+  b = a;
+  b.send = NULL;
   bad_call(x, &b, x->ctx, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "send NULL with rows to send");
-  b = a; b.struct_size = sizeof(size_t);
+  b = a;
+  b.struct_size = sizeof(size_t);
   bad_call(x, &b, x->ctx, NULL, MOECOMM_ERR_STRUCT_SIZE, "struct_size 8");
   bad_call(x, NULL, x->ctx, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "args NULL");
   bad_call(x, &a, NULL, NULL, MOECOMM_ERR_INVALID_ARGUMENT, "ctx NULL");
@@ -321,9 +449,11 @@ static void check_layer_modes(rank_ctx_t *x) {
     moecomm_scatter_mode_t m = (moecomm_scatter_mode_t)99;
     moecomm_result_t r = api->layer_mode(x->ctx, (moecomm_layer_kind_t)l, &m);
     int want = x->c->modes[l];
-    MC_CHECK(r == MOECOMM_SUCCESS && (int)m == want, "%s rank %d: layer_mode(%d) = %s (result %d), "
-             "want %s", x->c->name, x->rank, l, r == MOECOMM_SUCCESS ? sref_mode_name(m) : "-",
-             (int)r, sref_mode_name(want));
+    MC_CHECK(r == MOECOMM_SUCCESS && (int)m == want,
+             "%s rank %d: layer_mode(%d) = %s (result %d), "
+             "want %s",
+             x->c->name, x->rank, l, r == MOECOMM_SUCCESS ? sref_mode_name(m) : "-", (int)r,
+             sref_mode_name(want));
   }
 }
 
@@ -437,18 +567,18 @@ typedef struct mode_case {
    comments): a MoE replica smaller than TP whose tokens differ from its peers' cannot be fed by
    FULL or MOE_FULL without summing unrelated tokens. */
 static const mode_case_t k_modes[] = {
-    {4, 4, 1, 2, 1, 0, {T_, F_, M_}},  /* the tp4 ep4 moe_dp1 attn_cp2 */
-    {4, 4, 1, 2, 1, 1, {T_, S_, M_}},  /* ... with moe_dense_tp 1 */
-    {2, 2, 1, 2, 1, 0, {T_, F_, M_}},  /* attn_tp 1 */
-    {8, 4, 2, 2, 1, 0, {T_, F_, T_}},  /* attn_cp == moe_dp: replica = one ATTN_TP group */
-    {4, 2, 1, 1, 1, 0, {T_, T_, T_}},  /* plain TP: FULL is TP_ATTN_FULL */
+    {4, 4, 1, 2, 1, 0, {T_, F_, M_}}, /* the tp4 ep4 moe_dp1 attn_cp2 */
+    {4, 4, 1, 2, 1, 1, {T_, S_, M_}}, /* ... with moe_dense_tp 1 */
+    {2, 2, 1, 2, 1, 0, {T_, F_, M_}}, /* attn_tp 1 */
+    {8, 4, 2, 2, 1, 0, {T_, F_, T_}}, /* attn_cp == moe_dp: replica = one ATTN_TP group */
+    {4, 2, 1, 1, 1, 0, {T_, T_, T_}}, /* plain TP: FULL is TP_ATTN_FULL */
     {4, 2, 1, 1, 1, 1, {T_, S_, T_}},
-    {8, 2, 1, 1, 1, 0, {T_, T_, T_}},  /* ep2 moe_tp4: replica = TP = ATTN_TP */
-    {4, 2, 2, 2, 1, 0, {T_, F_, T_}},  /* replica 2 ranks = ATTN_TP 2 */
-    {4, 4, 1, 1, 2, 0, {T_, F_, F_}},  /* DP attention, MoE over the whole TP block */
-    {8, 2, 1, 4, 1, 0, {T_, F_, M_}},  /* attn_tp 2, moe_tp 4 */
-    {4, 1, 2, 1, 1, 0, {T_, T_, NT}},  /* header: FULL; replicas [0,1] [2,3] would both sum */
-    {4, 4, 1, 2, 2, 0, {T_, F_, NT}},  /* header: MOE_FULL; needs attn_dp 1 */
+    {8, 2, 1, 1, 1, 0, {T_, T_, T_}}, /* ep2 moe_tp4: replica = TP = ATTN_TP */
+    {4, 2, 2, 2, 1, 0, {T_, F_, T_}}, /* replica 2 ranks = ATTN_TP 2 */
+    {4, 4, 1, 1, 2, 0, {T_, F_, F_}}, /* DP attention, MoE over the whole TP block */
+    {8, 2, 1, 4, 1, 0, {T_, F_, M_}}, /* attn_tp 2, moe_tp 4 */
+    {4, 1, 2, 1, 1, 0, {T_, T_, NT}}, /* header: FULL; replicas [0,1] [2,3] would both sum */
+    {4, 4, 1, 2, 2, 0, {T_, F_, NT}}, /* header: MOE_FULL; needs attn_dp 1 */
 };
 
 static void test_mode_table(void) {
@@ -475,14 +605,15 @@ static void test_mode_table(void) {
       if (m->modes[l] == NT)
         MC_CHECK(r == MOECOMM_ERR_NOT_SUPPORTED && (int)got == 99 && err.msg[0] != '\0',
                  "tp%d ep%d moe_dp%d attn_cp%d attn_dp%d: layer %d: result %d (want "
-                 "NOT_SUPPORTED with a message, nothing written)", m->tp, m->ep, m->moe_dp,
-                 m->attn_cp, m->attn_dp, l, (int)r);
+                 "NOT_SUPPORTED with a message, nothing written)",
+                 m->tp, m->ep, m->moe_dp, m->attn_cp, m->attn_dp, l, (int)r);
       else
         MC_CHECK(r == MOECOMM_SUCCESS && (int)got == m->modes[l],
                  "tp%d ep%d moe_dp%d attn_cp%d attn_dp%d moe_dense_tp%d: layer %d = %s (result "
-                 "%d: %s), want %s", m->tp, m->ep, m->moe_dp, m->attn_cp, m->attn_dp,
-                 m->moe_dense_tp, l, r == MOECOMM_SUCCESS ? sref_mode_name(got) : "-", (int)r,
-                 err.msg, sref_mode_name(m->modes[l]));
+                 "%d: %s), want %s",
+                 m->tp, m->ep, m->moe_dp, m->attn_cp, m->attn_dp, m->moe_dense_tp, l,
+                 r == MOECOMM_SUCCESS ? sref_mode_name(got) : "-", (int)r, err.msg,
+                 sref_mode_name(m->modes[l]));
     }
   }
 }
@@ -521,8 +652,10 @@ static int dp_attention_rank(int rank, int world, void *arg) {
   /* the communicators are still usable */
   if (MC_CHECK_RC(api, ctx, api->group_get(ctx, MOECOMM_GROUP_MOE_EP, &ep), MOECOMM_SUCCESS)) {
     r = api->all_reduce(ep, x, y, 5, MOECOMM_FLOAT32, MOECOMM_SUM, NULL);
-    MC_CHECK(r == MOECOMM_SUCCESS && y[0] == 4 && y[4] == 20, "MOE_EP all-reduce after the refusal: "
-             "%d (%s), y[0]=%g", (int)r, api->last_error(ctx), (double)y[0]);
+    MC_CHECK(r == MOECOMM_SUCCESS && y[0] == 4 && y[4] == 20,
+             "MOE_EP all-reduce after the refusal: "
+             "%d (%s), y[0]=%g",
+             (int)r, api->last_error(ctx), (double)y[0]);
   }
   /* equal counts: the same reduction is consistent and runs */
   a = mc_test_scatter_args(MOECOMM_MOE_FULL, MOECOMM_TP_ATTN_FULL, 1, MOECOMM_FLOAT32, 3, even,

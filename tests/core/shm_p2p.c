@@ -13,8 +13,8 @@
  * larger than the 256 KiB ring, between a few pairs); rings both ways (even ranks send first, odd
  * ones receive first, so nothing can deadlock); a chain that forwards one message from the first
  * rank to the last; six messages of mixed sizes and dtypes issued in a row, then checked (FIFO),
- * by two pairs at once; a pipeline on the PP group: activations forward and gradients backward through
- * the stages for several micro-batches, each stage transforming them exactly.
+ * by two pairs at once; a pipeline on the PP group: activations forward and gradients backward
+ * through the stages for several micro-batches, each stage transforming them exactly.
  *
  * Bad input, in the same runs: send and recv that overlap -> MOECOMM_ERR_INVALID_ARGUMENT on every
  * rank, nothing written; all_to_all_v counts that disagree -> the same error on every rank, recv

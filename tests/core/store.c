@@ -26,8 +26,8 @@ static mc_store_t *connect_to(int port) {
   return st_connect(port, "test", -1);
 }
 
-/* ---- a get running in its own thread ----------------------------------------------------------
- */
+/* ---- a get running in its own thread
+   ---------------------------------------------------------- */
 
 typedef struct getter {
   mc_store_t *s;
@@ -59,8 +59,8 @@ static void getter_start(getter_t *g, mc_store_t *s, const char *key, int64_t de
   MC_CHECK(e == 0, "pthread_create: %s", strerror(e));
 }
 
-/* ---- cases -------------------------------------------------------------------------------------
- */
+/* ---- cases
+   ------------------------------------------------------------------------------------- */
 
 static void test_set_get(int port) {
   mc_store_t *a = connect_to(port), *b = connect_to(port);

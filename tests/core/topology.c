@@ -26,41 +26,150 @@ typedef struct hand_case {
 
 /* Order of groups[]: WORLD, TP, PP, ATTN_TP, ATTN_CP, MOE_EP, MOE_TP, MOE_DP, MOE_CP. */
 static const hand_case_t cases[] = {
-    {"tp8 ep2 (DESIGN.md example 1)", 8, 8, 0, 2, 0, 0, 0, 0, 8, 4,
+    {"tp8 ep2 (DESIGN.md example 1)",
+     8,
+     8,
+     0,
+     2,
+     0,
+     0,
+     0,
+     0,
+     8,
+     4,
      {"[0-7]", "[0-7]", S8, "[0-7]", S8, "[0,4] [1,5] [2,6] [3,7]", "[0-3] [4-7]", S8, S8}},
-    {"tp8 ep4 moe_dp2 attn_cp2 (DESIGN.md example 2)", 8, 8, 0, 4, 2, 2, 0, 0, 4, 1,
+    {"tp8 ep4 moe_dp2 attn_cp2 (DESIGN.md example 2)",
+     8,
+     8,
+     0,
+     4,
+     2,
+     2,
+     0,
+     0,
+     4,
+     1,
      {"[0-7]", "[0-7]", S8, "[0-3] [4-7]", "[0,4] [1,5] [2,6] [3,7]", "[0-3] [4-7]", S8,
       "[0,4] [1,5] [2,6] [3,7]", "[0,4] [1,5] [2,6] [3,7]"}},
-    {"tp8 moe_dense_tp1", 8, 8, 0, 0, 0, 0, 0, 1, 8, 8,
+    {"tp8 moe_dense_tp1",
+     8,
+     8,
+     0,
+     0,
+     0,
+     0,
+     0,
+     1,
+     8,
+     8,
      {"[0-7]", "[0-7]", S8, "[0-7]", S8, S8, "[0-7]", S8, S8}},
-    {"tp4 ep4 moe_dp1 attn_cp2", 4, 4, 0, 4, 1, 2, 0, 0, 2, 1,
+    {"tp4 ep4 moe_dp1 attn_cp2",
+     4,
+     4,
+     0,
+     4,
+     1,
+     2,
+     0,
+     0,
+     2,
+     1,
      {"[0-3]", "[0-3]", S4, "[0,1] [2,3]", "[0,2] [1,3]", "[0-3]", S4, "[0,2] [1,3]",
       "[0,2] [1,3]"}},
-    {"tp8 ep4", 8, 8, 0, 4, 0, 0, 0, 0, 8, 2,
-     {"[0-7]", "[0-7]", S8, "[0-7]", S8, "[0,2,4,6] [1,3,5,7]", "[0,1] [2,3] [4,5] [6,7]", S8,
+    {"tp8 ep4",
+     8,
+     8,
+     0,
+     4,
+     0,
+     0,
+     0,
+     0,
+     8,
+     2,
+     {"[0-7]", "[0-7]", S8, "[0-7]", S8, "[0,2,4,6] [1,3,5,7]", "[0,1] [2,3] [4,5] [6,7]", S8, S8}},
+    {"tp4 pp2 (world 8)",
+     8,
+     4,
+     2,
+     0,
+     0,
+     0,
+     0,
+     0,
+     4,
+     4,
+     {"[0-7]", "[0-3] [4-7]", "[0,4] [1,5] [2,6] [3,7]", "[0-3] [4-7]", S8, S8, "[0-3] [4-7]", S8,
       S8}},
-    {"tp4 pp2 (world 8)", 8, 4, 2, 0, 0, 0, 0, 0, 4, 4,
-     {"[0-7]", "[0-3] [4-7]", "[0,4] [1,5] [2,6] [3,7]", "[0-3] [4-7]", S8, S8, "[0-3] [4-7]",
-      S8, S8}},
-    {"tp4 ep2 (world 8, two TP blocks)", 8, 4, 0, 2, 0, 0, 0, 0, 4, 2,
+    {"tp4 ep2 (world 8, two TP blocks)",
+     8,
+     4,
+     0,
+     2,
+     0,
+     0,
+     0,
+     0,
+     4,
+     2,
      {"[0-7]", "[0-3] [4-7]", S8, "[0-3] [4-7]", S8, "[0,2] [1,3] [4,6] [5,7]",
       "[0,1] [2,3] [4,5] [6,7]", S8, S8}},
-    {"tp8 attn_dp2 attn_cp2", 8, 8, 0, 0, 0, 2, 2, 0, 2, 8,
+    {"tp8 attn_dp2 attn_cp2",
+     8,
+     8,
+     0,
+     0,
+     0,
+     2,
+     2,
+     0,
+     2,
+     8,
      {"[0-7]", "[0-7]", S8, "[0,1] [2,3] [4,5] [6,7]", "[0,2] [1,3] [4,6] [5,7]", S8, "[0-7]",
       "[0,2] [1,3] [4,6] [5,7]", "[0,2] [1,3] [4,6] [5,7]"}},
-    {"tp8 ep2 moe_dp2", 8, 8, 0, 2, 2, 0, 0, 0, 8, 2,
+    {"tp8 ep2 moe_dp2",
+     8,
+     8,
+     0,
+     2,
+     2,
+     0,
+     0,
+     0,
+     8,
+     2,
      {"[0-7]", "[0-7]", S8, "[0-7]", S8, "[0,2] [1,3] [4,6] [5,7]", "[0,1] [2,3] [4,5] [6,7]",
       "[0,4] [1,5] [2,6] [3,7]", "[0,4] [1,5] [2,6] [3,7]"}},
-    {"tp2 pp2 ep2 (world 8)", 8, 2, 2, 2, 0, 0, 0, 0, 2, 1,
-     {"[0-7]", "[0,1] [2,3] [4,5] [6,7]", "[0,4] [1,5] [2,6] [3,7]", "[0,1] [2,3] [4,5] [6,7]",
-      S8, "[0,1] [2,3] [4,5] [6,7]", S8, S8, S8}},
-    {"tp1 (world 1)", 1, 1, 0, 0, 0, 0, 0, 0, 1, 1,
+    {"tp2 pp2 ep2 (world 8)",
+     8,
+     2,
+     2,
+     2,
+     0,
+     0,
+     0,
+     0,
+     2,
+     1,
+     {"[0-7]", "[0,1] [2,3] [4,5] [6,7]", "[0,4] [1,5] [2,6] [3,7]", "[0,1] [2,3] [4,5] [6,7]", S8,
+      "[0,1] [2,3] [4,5] [6,7]", S8, S8, S8}},
+    {"tp1 (world 1)",
+     1,
+     1,
+     0,
+     0,
+     0,
+     0,
+     0,
+     0,
+     1,
+     1,
      {"[0]", "[0]", "[0]", "[0]", "[0]", "[0]", "[0]", "[0]", "[0]"}},
 };
 
 typedef struct group_set {
-  int n;                /* groups */
-  int size[MAXW];       /* ranks per group */
+  int n;          /* groups */
+  int size[MAXW]; /* ranks per group */
   int32_t r[MAXW][MAXW];
 } group_set_t;
 
@@ -146,8 +255,8 @@ static void test_hand_case(const hand_case_t *c) {
     mc_topo_t t;
     mc_err_t err = {""};
     moecomm_result_t r = mc_topo_init(&in, &t, &err);
-    if (!MC_CHECK(r == MOECOMM_SUCCESS, "%s rank %d: mc_topo_init -> %d: %s", c->name, rank,
-                  (int)r, err.msg))
+    if (!MC_CHECK(r == MOECOMM_SUCCESS, "%s rank %d: mc_topo_init -> %d: %s", c->name, rank, (int)r,
+                  err.msg))
       continue;
     if (rank == 0)
       MC_CHECK(t.attn_tp == c->attn_tp && t.moe_tp == c->moe_tp && t.world == c->world &&
@@ -166,16 +275,16 @@ static void test_hand_case(const hand_case_t *c) {
       fmt_list(got, n > 0 && n <= MAXW ? n : 0, gs, sizeof(gs));
       fmt_list(want[k].r[pos], want[k].size[pos], ws, sizeof(ws));
       MC_CHECK(n == want[k].size[pos] && memcmp(got, want[k].r[pos], (size_t)n * 4) == 0,
-               "%s rank %d %s: got [%s] (size %d), want [%s]", c->name, rank,
-               mc_topo_kind_name(k), gs, n, ws);
+               "%s rank %d %s: got [%s] (size %d), want [%s]", c->name, rank, mc_topo_kind_name(k),
+               gs, n, ws);
     }
   }
 }
 
 /* ---- properties over many topologies ---- */
 
-static int valid_by_design(int world, int tp, int pp, int ep, int moe_dp, int attn_cp,
-                           int attn_dp, int dense) {
+static int valid_by_design(int world, int tp, int pp, int ep, int moe_dp, int attn_cp, int attn_dp,
+                           int dense) {
   if (tp < 1 || tp > world || world % (tp * pp) != 0) return 0;
   if (tp % (attn_cp * attn_dp) != 0 || tp % (ep * moe_dp) != 0) return 0;
   if (dense != 0 && dense != 1 && dense != tp) return 0;
@@ -243,8 +352,7 @@ static int check_properties(const mc_topo_t *base, char *why, size_t cap) {
           return 0;
         }
         if (k == MOECOMM_GROUP_PP && m % (w / base->pp) != rank % (w / base->pp)) {
-          snprintf(why, cap, "rank %d PP: member %d is not rank + a multiple of world/pp", rank,
-                   m);
+          snprintf(why, cap, "rank %d PP: member %d is not rank + a multiple of world/pp", rank, m);
           return 0;
         }
       }
@@ -298,7 +406,8 @@ static void test_properties(void) {
                     invalid++;
                     if (r != MOECOMM_ERR_CONFIG || err.msg[0] == '\0') {
                       if (bad_invalid++ < 5)
-                        MC_CHECK(0, "world=%d tp=%d pp=%d ep=%d moe_dp=%d attn_cp=%d attn_dp=%d "
+                        MC_CHECK(0,
+                                 "world=%d tp=%d pp=%d ep=%d moe_dp=%d attn_cp=%d attn_dp=%d "
                                  "moe_dense_tp=%d is invalid but mc_topo_init -> %d '%s'",
                                  w, tp, pp, ep, dp, cp, adp, dense, (int)r, err.msg);
                     }
@@ -307,15 +416,16 @@ static void test_properties(void) {
                   valid++;
                   if (r != MOECOMM_SUCCESS) {
                     if (bad_valid++ < 5)
-                      MC_CHECK(0, "world=%d tp=%d pp=%d ep=%d moe_dp=%d attn_cp=%d attn_dp=%d "
+                      MC_CHECK(0,
+                               "world=%d tp=%d pp=%d ep=%d moe_dp=%d attn_cp=%d attn_dp=%d "
                                "moe_dense_tp=%d is valid but mc_topo_init -> %d: %s",
                                w, tp, pp, ep, dp, cp, adp, dense, (int)r, err.msg);
                     continue;
                   }
                   if (dense_i != 0) continue; /* moe_dense_tp does not change any list */
                   if (!check_properties(&t, why, sizeof(why)) && bad_valid++ < 5)
-                    MC_CHECK(0, "world=%d tp=%d pp=%d ep=%d moe_dp=%d attn_cp=%d attn_dp=%d: %s",
-                             w, tp, pp, ep, dp, cp, adp, why);
+                    MC_CHECK(0, "world=%d tp=%d pp=%d ep=%d moe_dp=%d attn_cp=%d attn_dp=%d: %s", w,
+                             tp, pp, ep, dp, cp, adp, why);
                 }
   }
   MC_CHECK(bad_valid == 0, "%ld of %ld valid topologies broke a property", bad_valid, valid);
@@ -350,7 +460,16 @@ static const bad_case_t bad_cases[] = {
     {"ep does not divide tp", 8, 0, 8, 0, 3, 0, 0, 0, 0, {"tp=8", "ep=3"}},
     {"ep*moe_dp does not divide tp", 8, 0, 8, 0, 4, 4, 0, 0, 0, {"tp=8", "ep=4", "moe_dp=4"}},
     {"attn_cp does not divide tp", 8, 0, 8, 0, 0, 0, 3, 0, 0, {"tp=8", "attn_cp=3"}},
-    {"attn_cp*attn_dp does not divide tp", 4, 0, 4, 0, 0, 0, 2, 4, 0,
+    {"attn_cp*attn_dp does not divide tp",
+     4,
+     0,
+     4,
+     0,
+     0,
+     0,
+     2,
+     4,
+     0,
      {"tp=4", "attn_cp=2", "attn_dp=4"}},
     {"moe_dense_tp neither 1 nor tp", 8, 0, 8, 0, 0, 0, 0, 0, 2, {"moe_dense_tp=2", "tp=8"}},
     {"1 < moe_dp < attn_cp", 8, 0, 8, 0, 1, 2, 4, 0, 0, {"moe_dp=2", "attn_cp=4"}},
@@ -359,8 +478,8 @@ static const bad_case_t bad_cases[] = {
 static void test_bad_topologies(void) {
   for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
     const bad_case_t *c = &bad_cases[i];
-    moecomm_topology_t in = make_topo(c->world, c->rank, c->tp, c->pp, c->ep, c->moe_dp,
-                                      c->attn_cp, c->attn_dp, c->moe_dense_tp);
+    moecomm_topology_t in = make_topo(c->world, c->rank, c->tp, c->pp, c->ep, c->moe_dp, c->attn_cp,
+                                      c->attn_dp, c->moe_dense_tp);
     mc_topo_t t, poison;
     mc_err_t err = {""};
     moecomm_result_t r;
@@ -371,8 +490,8 @@ static void test_bad_topologies(void) {
              err.msg);
     MC_CHECK(memcmp(&t, &poison, sizeof(t)) == 0, "%s: output written on failure", c->what);
     for (int m = 0; m < 3 && c->must[m]; m++)
-      MC_CHECK(strstr(err.msg, c->must[m]) != NULL, "%s: message '%s' does not name '%s'",
-               c->what, err.msg, c->must[m]);
+      MC_CHECK(strstr(err.msg, c->must[m]) != NULL, "%s: message '%s' does not name '%s'", c->what,
+               err.msg, c->must[m]);
   }
 
   /* NULL and a struct from before the 1.0 layout */
@@ -411,8 +530,8 @@ static void test_names(void) {
       "WORLD", "TP", "PP", "ATTN_TP", "ATTN_CP", "MOE_EP", "MOE_TP", "MOE_DP", "MOE_CP"};
   for (int k = 0; k < MC_GROUP_KIND_COUNT; k++) {
     const char *n = mc_topo_kind_name(k);
-    MC_CHECK(n != NULL && strcmp(n, names[k]) == 0, "kind %d named %s, want %s", k,
-             n ? n : "NULL", names[k]);
+    MC_CHECK(n != NULL && strcmp(n, names[k]) == 0, "kind %d named %s, want %s", k, n ? n : "NULL",
+             names[k]);
     MC_CHECK(mc_topo_kind_from_name(names[k]) == k, "kind_from_name(%s)", names[k]);
   }
   MC_CHECK(mc_topo_kind_name(-1) == NULL && mc_topo_kind_name(MC_GROUP_KIND_COUNT) == NULL,
@@ -425,8 +544,10 @@ static void test_names(void) {
 static void test_overflowing_products(void) {
   static const struct {
     int world, tp, pp, ep, moe_dp, attn_cp, attn_dp;
-  } bad[] = {{65536, 65536, 1, 1, 1, 65536, 65536}, {65536, 65536, 65536, 1, 1, 1, 1},
-             {65536, 65536, 1, 65536, 65536, 1, 1}, {65536, 2, 1, 1, 1, 65536, 65536},
+  } bad[] = {{65536, 65536, 1, 1, 1, 65536, 65536},
+             {65536, 65536, 65536, 1, 1, 1, 1},
+             {65536, 65536, 1, 65536, 65536, 1, 1},
+             {65536, 2, 1, 1, 1, 65536, 65536},
              {4, 4, 1, 65536, 65536, 1, 1}};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     moecomm_topology_t in = make_topo(bad[i].world, 0, bad[i].tp, bad[i].pp, bad[i].ep,

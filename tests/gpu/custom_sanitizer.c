@@ -23,7 +23,9 @@
 
 #define NRANKS 2
 
-static int executable(const char *path) { return path && path[0] && access(path, X_OK) == 0; }
+static int executable(const char *path) {
+  return path && path[0] && access(path, X_OK) == 0;
+}
 
 static int find_sanitizer(char *out, size_t size) {
   const char *env = getenv("COMPUTE_SANITIZER"), *path = getenv("PATH"),
@@ -111,12 +113,13 @@ static void run_tool(const char *san, const char *shim, const char *tool, const 
     res = slurp(path);
     clean = log != NULL && all_zero(log, key, &seen) && seen >= 1;
     /* rank 0 prints the verdict for both ranks; each rank exits 0 only if it verified */
-    ok &= MC_CHECK(rc[r] == 0 && clean &&
-                 (r != 0 || (res && strstr(res, "result: verified bit-exact on all 2 ranks") &&
-                             strstr(res, "graph replays"))),
-             "%s, MOECOMM_ALGO=%s, rank %d: exit %d, %d summaries%s; log:\n%s\noutput:\n%s",
-             tool, algo, r, rc[r], seen, clean ? "" : " (not clean or missing)",
-             log ? log : "(none)", res ? res : "(none)");
+    ok &=
+        MC_CHECK(rc[r] == 0 && clean &&
+                     (r != 0 || (res && strstr(res, "result: verified bit-exact on all 2 ranks") &&
+                                 strstr(res, "graph replays"))),
+                 "%s, MOECOMM_ALGO=%s, rank %d: exit %d, %d summaries%s; log:\n%s\noutput:\n%s",
+                 tool, algo, r, rc[r], seen, clean ? "" : " (not clean or missing)",
+                 log ? log : "(none)", res ? res : "(none)");
     free(log);
     free(res);
     unlink(path);

@@ -51,8 +51,7 @@ int main(int argc, char **argv) {
   run_shim(shim, "--ranks 2 --tp 2 --ep 2 --iters 20", NULL, 1, "step: ABI 1.1 scatter modes");
   run_shim(shim, "--abi-max 1.0 --ranks 2 --tp 2 --ep 2 --iters 20", "twoshot", 0,
            "step: ABI 1.0 collectives");
-  run_shim(shim,
-           "--abi-max 1.0 --ranks 2 --tp 2 --dtype fp16 --tokens 33 --hidden 1001 --iters 10",
+  run_shim(shim, "--abi-max 1.0 --ranks 2 --tp 2 --dtype fp16 --tokens 33 --hidden 1001 --iters 10",
            "oneshot", 1, "step: ABI 1.0 collectives");
   return mc_test_finish();
 }

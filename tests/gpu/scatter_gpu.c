@@ -53,17 +53,32 @@ typedef struct gpass {
 } gpass_t;
 
 static const gpass_t k_passes[] = {
-    {"tp2 ep2 attn_cp2 moe_dp1", 2, 2, NULL, 1,
+    {"tp2 ep2 attn_cp2 moe_dp1",
+     2,
+     2,
+     NULL,
+     1,
      {{{5, 3}, MOECOMM_FLOAT32, 5},
       {{3, 0}, MOECOMM_FLOAT32, 5},
       {{64, 40}, MOECOMM_BFLOAT16, 2048}},
-     2, cudaStreamCaptureModeGlobal},
-    {"tp2 ep2", 2, 1, NULL, 1,
+     2,
+     cudaStreamCaptureModeGlobal},
+    {"tp2 ep2",
+     2,
+     1,
+     NULL,
+     1,
      {{{6}, MOECOMM_FLOAT32, 5}, {{0}, MOECOMM_FLOAT32, 5}, {{128}, MOECOMM_BFLOAT16, 2048}},
-     2, cudaStreamCaptureModeGlobal},
-    {"tp2 ep2 attn_cp2 moe_dp1, nccl, communicators born in capture", 2, 2, "nccl", 0,
+     2,
+     cudaStreamCaptureModeGlobal},
+    {"tp2 ep2 attn_cp2 moe_dp1, nccl, communicators born in capture",
+     2,
+     2,
+     "nccl",
+     0,
      {{{0}, MOECOMM_FLOAT32, 1}, {{0}, MOECOMM_FLOAT32, 1}, {{7, 12}, MOECOMM_FLOAT32, 5}},
-     2, cudaStreamCaptureModeThreadLocal},
+     2,
+     cudaStreamCaptureModeThreadLocal},
 };
 #define NPASSES ((int)(sizeof(k_passes) / sizeof(k_passes[0])))
 
@@ -113,9 +128,11 @@ static int verify(gx_t *x, const tr_t *t, const char *tag) {
     return 0;
   sref_expect(s, x->rank, t->from, t->to, t->reduce, x->h_want, x->scratch);
   bad = sref_compare(s, x->h_out, x->h_want, rout, &first);
-  ok &= MC_CHECK(bad == 0, "%s rank %d: %s -> %s%s: %zu of %zu elements wrong, first in row %zu "
-                 "(got %g, want %g)", tag, x->rank, sref_mode_name(t->from),
-                 sref_mode_name(t->to), t->reduce ? " reduce" : "", bad, rout * s->hidden, first,
+  ok &= MC_CHECK(bad == 0,
+                 "%s rank %d: %s -> %s%s: %zu of %zu elements wrong, first in row %zu "
+                 "(got %g, want %g)",
+                 tag, x->rank, sref_mode_name(t->from), sref_mode_name(t->to),
+                 t->reduce ? " reduce" : "", bad, rout * s->hidden, first,
                  bad ? mc_test_get(x->h_out, first * s->hidden, s->dtype) : 0.0,
                  bad ? mc_test_get(x->h_want, first * s->hidden, s->dtype) : 0.0);
   for (size_t i = rout * rb; i < (rout + SLACK) * rb; i++)
@@ -164,8 +181,10 @@ static int eager_set(gx_t *x, const data_set_t *d, int set, const char *name) {
         moecomm_result_t r;
         if (supported(from, to, reduce)) continue;
         r = issue(x, &t);
-        ok &= MC_CHECK(r == MOECOMM_ERR_NOT_SUPPORTED, "%s rank %d: %s -> %s%s: result %d, want "
-                       "NOT_SUPPORTED", tag, x->rank, sref_mode_name(from), sref_mode_name(to),
+        ok &= MC_CHECK(r == MOECOMM_ERR_NOT_SUPPORTED,
+                       "%s rank %d: %s -> %s%s: result %d, want "
+                       "NOT_SUPPORTED",
+                       tag, x->rank, sref_mode_name(from), sref_mode_name(to),
                        reduce ? " reduce" : "", (int)r);
       }
   return ok;
@@ -195,8 +214,7 @@ static int captured(gx_t *x, const gpass_t *p) {
   }
   if (good) good = MC_CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
   /* capture_end runs even after a local failure: it is collective over the world. */
-  if (!MC_CHECK_RC(api, x->ctx, api->capture_end(x->ctx, x->s), MOECOMM_SUCCESS) || !good)
-    goto out;
+  if (!MC_CHECK_RC(api, x->ctx, api->capture_end(x->ctx, x->s), MOECOMM_SUCCESS) || !good) goto out;
   for (int rep = 0; rep < REPLAYS; rep++) {
     int all = 1;
     snprintf(tag, sizeof(tag), "%s, replay %d", p->name, rep);
@@ -228,8 +246,10 @@ static int run_pass(int rank, const gpass_t *p) {
   topo.ep = p->ep;
   topo.attn_cp = p->attn_cp;
   topo.moe_dp = 1;
-  if (p->backend) setenv("MOECOMM_BACKEND", p->backend, 1);
-  else unsetenv("MOECOMM_BACKEND");
+  if (p->backend)
+    setenv("MOECOMM_BACKEND", p->backend, 1);
+  else
+    unsetenv("MOECOMM_BACKEND");
   params = mc_test_ctx_params(&topo, rank);
   if (!MC_CHECK_RC(api, NULL, api->context_create(&params, &x.ctx), MOECOMM_SUCCESS)) return 0;
   x.ref = sref_make(NRANKS, NRANKS, p->ep, 1, p->attn_cp, 1);

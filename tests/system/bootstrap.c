@@ -67,8 +67,7 @@ static moecomm_result_t create_ctx(int rank, int world, int tp, int via_store,
 }
 
 /* All-reduce (sum, int32) of rank-dependent data on `kind`, checked exactly. */
-static int check_all_reduce(moecomm_context_t *ctx, moecomm_group_kind_t kind, int salt,
-                            size_t n) {
+static int check_all_reduce(moecomm_context_t *ctx, moecomm_group_kind_t kind, int salt, size_t n) {
   moecomm_group_t *g = NULL;
   moecomm_group_stats_t st;
   int32_t *x = malloc(n * 4), *y = malloc(n * 4);
@@ -121,11 +120,10 @@ static int store_rank(int rank, int world, void *arg) {
   memset(&info, 0, sizeof(info));
   info.struct_size = sizeof(info);
   r = api->context_info(ctx, &info);
-  MC_CHECK(r == MOECOMM_SUCCESS && info.device == MOECOMM_DEVICE_CPU &&
-               info.local_size == world && info.num_hosts == 1 && info.local_rank >= 0 &&
-               info.local_rank < world,
-           "context_info: %d device %d local %d/%d hosts %d", (int)r, info.device,
-           info.local_rank, info.local_size, info.num_hosts);
+  MC_CHECK(r == MOECOMM_SUCCESS && info.device == MOECOMM_DEVICE_CPU && info.local_size == world &&
+               info.num_hosts == 1 && info.local_rank >= 0 && info.local_rank < world,
+           "context_info: %d device %d local %d/%d hosts %d", (int)r, info.device, info.local_rank,
+           info.local_size, info.num_hosts);
   check_all_reduce(ctx, MOECOMM_GROUP_WORLD, 5, 1000);
   /* local ranks are a permutation of 0..world-1 */
   mine = info.local_rank;
@@ -150,7 +148,7 @@ static void test_store_bootstrap(void) {
 /* ---- a rank that never starts ---- */
 
 typedef struct missing_arg {
-  int missing;     /* this rank never calls context_create */
+  int missing; /* this rank never calls context_create */
   int timeout_ms;
 } missing_arg_t;
 
@@ -166,18 +164,18 @@ static int missing_rank(int rank, int world, void *arg) {
   r = create_ctx(rank, world, world, 1, &ctx);
   dt = now_ms() - t0;
   msg = api->last_error(NULL);
-  MC_CHECK(r == MOECOMM_ERR_TIMEOUT, "rank %d without rank %d: got %d (%s), want TIMEOUT: %s",
-           rank, m->missing, (int)r, api->result_string(r), msg);
+  MC_CHECK(r == MOECOMM_ERR_TIMEOUT, "rank %d without rank %d: got %d (%s), want TIMEOUT: %s", rank,
+           m->missing, (int)r, api->result_string(r), msg);
   MC_CHECK(ctx == poison, "ctx_p written on failure");
   /* the deadline, plus the store's grace and scheduling on a loaded 2-core machine */
-  MC_CHECK(dt <= m->timeout_ms + 2500.0, "rank %d waited %.0f ms with MOECOMM_TIMEOUT_MS=%d",
-           rank, dt, m->timeout_ms);
+  MC_CHECK(dt <= m->timeout_ms + 2500.0, "rank %d waited %.0f ms with MOECOMM_TIMEOUT_MS=%d", rank,
+           dt, m->timeout_ms);
   if (m->missing == 0)
     MC_CHECK(names_rank(msg, 0) || strstr(msg, "127.0.0.1") != NULL,
              "the message names rank 0 or the store's address: %s", msg);
   else
-    MC_CHECK(names_rank(msg, m->missing), "the message names the missing rank %d: %s",
-             m->missing, msg);
+    MC_CHECK(names_rank(msg, m->missing), "the message names the missing rank %d: %s", m->missing,
+             msg);
   if (rank == (m->missing == 0 ? 1 : 0))
     printf("missing rank %d: failed after %.0f ms: %s\n", m->missing, dt, msg);
   if (r == MOECOMM_SUCCESS) api->context_destroy(ctx);
@@ -275,11 +273,11 @@ static int killed_peer(int rank, int world, void *arg) {
   MC_CHECK(r == MOECOMM_ERR_PEER || r == MOECOMM_ERR_TIMEOUT,
            "rank %d after its peer was killed: got %d (%s): %s", rank, (int)r,
            api->result_string(r), api->last_error(ctx));
-  MC_CHECK(dt < KILL_TIMEOUT_MS / 2, "rank %d: the failing call took %.0f ms (timeout %d ms)",
-           rank, dt, KILL_TIMEOUT_MS);
+  MC_CHECK(dt < KILL_TIMEOUT_MS / 2, "rank %d: the failing call took %.0f ms (timeout %d ms)", rank,
+           dt, KILL_TIMEOUT_MS);
   if (rank == 0)
-    printf("killed peer: rank 0 failed after %d calls, the failing call took %.0f ms: %s\n", i,
-           dt, api->last_error(ctx));
+    printf("killed peer: rank 0 failed after %d calls, the failing call took %.0f ms: %s\n", i, dt,
+           api->last_error(ctx));
   /* the communicator is broken now: later calls fail fast too */
   t0 = now_ms();
   r = api->all_reduce(g, x, y, n, MOECOMM_FLOAT32, MOECOMM_SUM, NULL);
@@ -391,8 +389,10 @@ static int leave_early(int rank, int world, void *arg) {
       return 1;
     r = api->capture_begin(ctx, NULL);
     if (r == MOECOMM_SUCCESS) r = api->capture_end(ctx, NULL);
-    MC_CHECK(r == MOECOMM_SUCCESS, "round %d: empty capture scope, then rank 0 destroys at once: "
-             "%d (%s) %s", i, (int)r, api->result_string(r), api->last_error(ctx));
+    MC_CHECK(r == MOECOMM_SUCCESS,
+             "round %d: empty capture scope, then rank 0 destroys at once: "
+             "%d (%s) %s",
+             i, (int)r, api->result_string(r), api->last_error(ctx));
     api->context_destroy(ctx); /* and go on: leaving would fail the others' next round */
   }
   return 0;

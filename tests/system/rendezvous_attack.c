@@ -9,7 +9,8 @@
  *   - 300 idle connections held open while the ranks bootstrap a second context: it still comes
  *     up within a few seconds.
  * Host all-gather contexts: rank 0's store listens on 127.0.0.1 only (read from /proc/net/tcp for
- * the rank's own sockets), and a world of one listens nowhere.  A token is required off loopback. */
+ * the rank's own sockets), and a world of one listens nowhere.  A token is required off loopback.
+ */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <stdio.h>
@@ -118,7 +119,8 @@ static void test_store_attacks(void) {
   unsetenv("MOECOMM_STORE");
 }
 
-/* The addresses (hex, as /proc/net/tcp writes them) of the listening TCP sockets of this process. */
+/* The addresses (hex, as /proc/net/tcp writes them) of the listening TCP sockets of this
+   process. */
 static int listening_addrs(char addrs[][16], int max) {
   char path[64], link[128], line[512];
   long inodes[256];

@@ -42,8 +42,8 @@ static void test_encode(void) {
     MC_CHECK(shim_data_same(shim_dtype_size(dt) == 2 ? 0x8000u : 0x80000000u,
                             shim_data_encode(0, dt), dt),
              "%s: -0 and +0 differ", shim_dtype_name(dt));
-    MC_CHECK(!shim_data_same(shim_data_encode(3, dt), shim_data_encode(-3, dt), dt),
-             "%s: 3 == -3", shim_dtype_name(dt));
+    MC_CHECK(!shim_data_same(shim_data_encode(3, dt), shim_data_encode(-3, dt), dt), "%s: 3 == -3",
+             shim_dtype_name(dt));
   }
   {
     moecomm_dtype_t dt;

@@ -44,8 +44,8 @@ static int rank_repeat(int rank, int world, void *arg) {
     }
     for (int r = 0; r < world && !bad; r++)
       for (size_t i = 0; i < words; i++) {
-        uint64_t want = ((uint64_t)it << 40) ^ ((uint64_t)r << 24) ^ (uint64_t)i ^
-                        0xa5a5000000000000ull;
+        uint64_t want =
+            ((uint64_t)it << 40) ^ ((uint64_t)r << 24) ^ (uint64_t)i ^ 0xa5a5000000000000ull;
         if (recv[(size_t)r * words + i] != want) {
           MC_CHECK(0, "all-gather %d: rank %d's word %zu is 0x%llx, want 0x%llx", it, r, i,
                    (unsigned long long)recv[(size_t)r * words + i], (unsigned long long)want);
@@ -94,8 +94,8 @@ static int rank_dead_sibling(int rank, int world, void *arg) {
   if (rank == 1) return 0;
   t0 = now_ms();
   rc = shim_host_allgather(shim_launch_hub(), &b, r, 1);
-  if (rc == 0) return 10;                  /* completed without rank 1: wrong */
-  if (now_ms() - t0 > 5000) return 11;     /* not early */
+  if (rc == 0) return 10;              /* completed without rank 1: wrong */
+  if (now_ms() - t0 > 5000) return 11; /* not early */
   return 0;
 }
 
@@ -201,8 +201,7 @@ static void test_timeout_phases(void) {
   cfg.timeout_s = 60;
   failed = launch_capture(3, rank_fail, &cfg, &timed_out, out, sizeof(out));
   MC_CHECK(failed == 1 && timed_out == 0 && strstr(out, "still running") == NULL,
-           "3 ranks, rank 2 fails: failed %d (want 1), timed_out %d: '%s'", failed, timed_out,
-           out);
+           "3 ranks, rank 2 fails: failed %d (want 1), timed_out %d: '%s'", failed, timed_out, out);
   MC_CHECK(shim_launch_ex(2, rank_fail, NULL, NULL, &timed_out) != 0, "NULL cfg is refused");
 }
 
@@ -211,21 +210,26 @@ static void test_env_rank(void) {
     const char *rank, *world;
     int want, r, w;
   } cases[] = {
-      {NULL, NULL, 1, 0, 0}, {"1", "4", 0, 1, 4},  {"0", "1", 0, 0, 1},  {"4", "4", -1, 0, 0},
-      {"x", "2", -1, 0, 0},  {"1", NULL, -1, 0, 0}, {NULL, "2", -1, 0, 0}, {" 1", "2", -1, 0, 0},
-      {"1a", "2", -1, 0, 0}, {"-1", "2", -1, 0, 0}, {"1", "0", -1, 0, 0},  {"", "2", -1, 0, 0},
+      {NULL, NULL, 1, 0, 0},          {"1", "4", 0, 1, 4},   {"0", "1", 0, 0, 1},
+      {"4", "4", -1, 0, 0},           {"x", "2", -1, 0, 0},  {"1", NULL, -1, 0, 0},
+      {NULL, "2", -1, 0, 0},          {" 1", "2", -1, 0, 0}, {"1a", "2", -1, 0, 0},
+      {"-1", "2", -1, 0, 0},          {"1", "0", -1, 0, 0},  {"", "2", -1, 0, 0},
       {"1", "99999999999", -1, 0, 0},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     int r = -7, w = -7, got;
-    if (cases[i].rank) setenv("MOECOMM_RANK", cases[i].rank, 1);
-    else unsetenv("MOECOMM_RANK");
-    if (cases[i].world) setenv("MOECOMM_WORLD_SIZE", cases[i].world, 1);
-    else unsetenv("MOECOMM_WORLD_SIZE");
+    if (cases[i].rank)
+      setenv("MOECOMM_RANK", cases[i].rank, 1);
+    else
+      unsetenv("MOECOMM_RANK");
+    if (cases[i].world)
+      setenv("MOECOMM_WORLD_SIZE", cases[i].world, 1);
+    else
+      unsetenv("MOECOMM_WORLD_SIZE");
     got = shim_env_rank(&r, &w);
     MC_CHECK(got == cases[i].want, "MOECOMM_RANK=%s MOECOMM_WORLD_SIZE=%s: got %d, want %d",
-             cases[i].rank ? cases[i].rank : "(unset)",
-             cases[i].world ? cases[i].world : "(unset)", got, cases[i].want);
+             cases[i].rank ? cases[i].rank : "(unset)", cases[i].world ? cases[i].world : "(unset)",
+             got, cases[i].want);
     if (cases[i].want == 0)
       MC_CHECK(r == cases[i].r && w == cases[i].w, "case %zu: rank %d world %d", i, r, w);
     else
@@ -276,8 +280,9 @@ static void test_exit_after_return(const char *self) {
   snprintf(cmd, sizeof(cmd), "'%s' --probe-exit-after", self);
   failed = mc_test_shell(cmd, out, sizeof(out));
   MC_CHECK(failed == 1 && strstr(out, "\nTESTSUM 3 1 0\n") != NULL &&
-               strstr(out, "rank 1 of 3 passed its checks, then its process exited with "
-                           "status 7") != NULL,
+               strstr(out,
+                      "rank 1 of 3 passed its checks, then its process exited with "
+                      "status 7") != NULL,
            "mc_test_ranks must count rank 1's exit status 7 as one failed check: exit %d, "
            "output:\n%s",
            failed, out);

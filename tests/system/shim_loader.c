@@ -1,4 +1,5 @@
-/* shim_loader.c - plugin discovery and negotiation of the reference loader (host_shim/lib/loader.c).
+/* shim_loader.c - plugin discovery and negotiation of the reference loader
+ * (host_shim/lib/loader.c).
  *
  * Cases run in this process by setting MOECOMM_PLUGIN / MOECOMM_PLUGIN_DIR, except those that
  * depend on where the executable lives or on what reaches stderr (the default's INFO line, the
@@ -20,9 +21,9 @@
 
 #define V10 MOECOMM_ABI_VERSION_MAKE(1, 0)
 
-static char g_build[PATH_MAX];   /* BUILD directory */
-static char g_plugin[PATH_MAX];  /* BUILD/libmoecomm.so, resolved */
-static char g_tmp[PATH_MAX];     /* scratch directory */
+static char g_build[PATH_MAX];  /* BUILD directory */
+static char g_plugin[PATH_MAX]; /* BUILD/libmoecomm.so, resolved */
+static char g_tmp[PATH_MAX];    /* scratch directory */
 
 /* Child mode: load with the inherited environment and print the outcome on stdout. */
 static int child_main(void) {
@@ -119,10 +120,10 @@ static void expect_load(const char *what, shim_load_result_t want, const char *w
   if (r == SHIM_LOAD_OK) {
     MC_CHECK(p.handle != NULL && p.api != NULL, "%s: no handle or table", what);
     /* The plugin is built from this tree: it speaks the header's version. */
-    MC_CHECK(p.version == MOECOMM_ABI_VERSION, "%s: negotiated 0x%x, want 0x%x", what,
-             p.version, (unsigned)MOECOMM_ABI_VERSION);
-    MC_CHECK(p.api != NULL && p.api->struct_size >= MOECOMM_STRUCT_SIZE(moecomm_api_t,
-                                                                         plan_capture_sizes),
+    MC_CHECK(p.version == MOECOMM_ABI_VERSION, "%s: negotiated 0x%x, want 0x%x", what, p.version,
+             (unsigned)MOECOMM_ABI_VERSION);
+    MC_CHECK(p.api != NULL &&
+                 p.api->struct_size >= MOECOMM_STRUCT_SIZE(moecomm_api_t, plan_capture_sizes),
              "%s: short table", what);
     MC_CHECK(p.api != NULL && p.api->plugin_name != NULL && p.api->plugin_version != NULL,
              "%s: table without name or version", what);
@@ -248,8 +249,7 @@ static void test_versions(void) {
                             MOECOMM_ABI_VERSION_MAKE(2, 1), &p, err, sizeof(err));
   MC_CHECK(r == SHIM_LOAD_FAILED && strstr(err, "major 1") != NULL, "major 2: %d '%s'", (int)r,
            err);
-  r = shim_plugin_load_path(g_plugin, MOECOMM_ABI_VERSION_MAKE(1, 1), V10, &p, err,
-                            sizeof(err));
+  r = shim_plugin_load_path(g_plugin, MOECOMM_ABI_VERSION_MAKE(1, 1), V10, &p, err, sizeof(err));
   MC_CHECK(r == SHIM_LOAD_FAILED, "min > max: result %d", (int)r);
 
   /* A range reaching past what the plugin speaks negotiates down to its newest. */
@@ -405,8 +405,8 @@ int main(int argc, char **argv) {
       return mc_test_finish();
     resolve(p, g_plugin);
   }
-  snprintf(g_tmp, sizeof(g_tmp), "%s/moecomm-loader.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR")
-                                                                              : "/tmp");
+  snprintf(g_tmp, sizeof(g_tmp), "%s/moecomm-loader.XXXXXX",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!MC_CHECK(mkdtemp(g_tmp) != NULL, "mkdtemp: %s", strerror(errno))) return mc_test_finish();
   {
     char r[PATH_MAX];

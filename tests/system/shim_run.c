@@ -3,8 +3,8 @@
  * --capture-sizes (one capture per planned size, sizes the planner drops), --pp (the hand-off
  * between pipeline stages, ABI 1.2), --print-groups
  * against the DESIGN.md rank lists, usage errors, failures that must name the moecomm result,
- * the MoE all-to-all step (--moe-a2a), progress lines, the timeout (scaled to the work; a run past it names each rank's phase) and
- * the warning for a MOECOMM_PLUGIN_DIR that is not a directory.
+ * the MoE all-to-all step (--moe-a2a), progress lines, the timeout (scaled to the work; a run past
+ * it names each rank's phase) and the warning for a MOECOMM_PLUGIN_DIR that is not a directory.
  *
  * On a machine with GPUs a run that asks for more ranks than there are devices adds
  * --device cpu: this is a CPU test. */
@@ -151,14 +151,14 @@ static void test_default_runs(void) {
     ok &= MC_CHECK(rc == 0, "--ranks %d: exit %d", worlds[i], rc);
     ok &= MC_CHECK(strstr(g_out, "plugin: ") != NULL && strstr(g_out, "name moecomm") != NULL &&
                        strstr(g_out, "version ") != NULL && strstr(g_out, abi) != NULL,
-                   "--ranks %d: plugin path, name, version and '%s' not printed", worlds[i],
-                   abi);
+                   "--ranks %d: plugin path, name, version and '%s' not printed", worlds[i], abi);
     snprintf(want, sizeof(want), "result: verified bit-exact on all %d ranks", worlds[i]);
     ok &= MC_CHECK(strstr(g_out, want) != NULL, "--ranks %d: no '%s'", worlds[i], want);
     /* ABI 1.1, tp = world, ep 1: the MoE replica is the attention-TP group. */
     ok &= MC_CHECK(strstr(g_out, "step: ABI 1.1 scatter modes") != NULL &&
-                       strstr(g_out, "modes: attention TP_ATTN_FULL -> MoE TP_ATTN_FULL -> "
-                                     "attention TP_ATTN_FULL") != NULL,
+                       strstr(g_out,
+                              "modes: attention TP_ATTN_FULL -> MoE TP_ATTN_FULL -> "
+                              "attention TP_ATTN_FULL") != NULL,
                    "--ranks %d: the scatter-mode step and its modes are not printed", worlds[i]);
     ok &= MC_CHECK(strstr(g_out, "\nmoe->attn ") != NULL && strstr(g_out, "eager med") != NULL,
                    "--ranks %d: no timing table with a row per transition", worlds[i]);
@@ -181,9 +181,10 @@ static void test_default_runs(void) {
 static void test_abi10_gather(void) {
   static const char *const dtypes[] = {"fp16", "fp32"};
   for (size_t i = 0; i < 2; i++) {
-    const char *args[] = {"--abi-max", "1.0", "--ranks", "4", "--tp", "4", "--ep", "4",
-                          "--moe-dp", "1", "--attn-cp", "2", "--dtype", dtypes[i], "--iters", "2",
-                          "--tokens", "16", "--hidden", "256", "--device", "cpu", NULL};
+    const char *args[] = {"--abi-max", "1.0",     "--ranks",  "4",   "--tp",      "4",
+                          "--ep",      "4",       "--moe-dp", "1",   "--attn-cp", "2",
+                          "--dtype",   dtypes[i], "--iters",  "2",   "--tokens",  "16",
+                          "--hidden",  "256",     "--device", "cpu", NULL};
     int rc = run_shim(NULL, args), ok = 1;
     ok &= MC_CHECK(rc == 0, "abi 1.0 attn-cp 2 %s: exit %d", dtypes[i], rc);
     ok &= MC_CHECK(strstr(g_out, "ABI 1.0 negotiated (host speaks 1.0-1.0)") != NULL &&
@@ -211,24 +212,35 @@ static void test_modes(void) {
         NULL},
        "attention TP_ATTN_FULL -> MoE MOE_FULL -> attention TP_ATTN_FULL -> dense MLP FULL -> "
        "attention TP_ATTN_FULL",
-       "(attn_tp 2): [64,48]\n", "\nattn->moe              TP_ATTN_FULL->MOE_FULL ", 4, 16},
+       "(attn_tp 2): [64,48]\n",
+       "\nattn->moe              TP_ATTN_FULL->MOE_FULL ",
+       4,
+       16},
       {"tp8 ep4 moe_dp2 attn_cp2",
        {"--ranks", "8", "--tp", "8", "--ep", "4", "--moe-dp", "2", "--attn-cp", "2", "--dtype",
         "fp16", NULL},
        "attention TP_ATTN_FULL -> MoE TP_ATTN_FULL -> attention TP_ATTN_FULL -> dense MLP FULL -> "
        "attention TP_ATTN_FULL",
-       "(attn_tp 4): [64,64]\n", "\ndense->attn            FULL->TP_ATTN_FULL ", 8, 16},
+       "(attn_tp 4): [64,64]\n",
+       "\ndense->attn            FULL->TP_ATTN_FULL ",
+       8,
+       16},
       {"tp4 moe_dense_tp1",
        {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--dtype", "fp32", "--uneven", NULL},
        "attention TP_ATTN_FULL -> MoE TP_ATTN_FULL -> attention TP_ATTN_FULL -> dense MLP "
        "SCATTERED -> attention TP_ATTN_FULL",
-       "(attn_tp 4): [64]\n", "\nattn->dense            TP_ATTN_FULL->SCATTERED ", 4, 16},
+       "(attn_tp 4): [64]\n",
+       "\nattn->dense            TP_ATTN_FULL->SCATTERED ",
+       4,
+       16},
       {"world 8 tp4 ep4 moe_dp1 attn_cp2 --uneven (two TP blocks)",
        {"--ranks", "8", "--tp", "4", "--ep", "4", "--moe-dp", "1", "--attn-cp", "2", "--uneven",
         NULL},
        "attention TP_ATTN_FULL -> MoE MOE_FULL -> attention TP_ATTN_FULL -> dense MLP FULL -> "
        "attention TP_ATTN_FULL",
-       "(attn_tp 2): [64,48], [48,32] (per TP block)", "\nmoe->attn              MOE_FULL->", 8,
+       "(attn_tp 2): [64,48], [48,32] (per TP block)",
+       "\nmoe->attn              MOE_FULL->",
+       8,
        16},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -247,8 +259,8 @@ static void test_modes(void) {
     ok &= MC_CHECK(strstr(g_out, chain) != NULL, "%s: no '%s'", cases[i].what, cases[i].chain);
     ok &= MC_CHECK(strstr(g_out, cases[i].tokens) != NULL, "%s: token counts are not '%s'",
                    cases[i].what, cases[i].tokens);
-    ok &= MC_CHECK(strstr(g_out, cases[i].table) != NULL, "%s: no timing row '%s'",
-                   cases[i].what, cases[i].table + 1);
+    ok &= MC_CHECK(strstr(g_out, cases[i].table) != NULL, "%s: no timing row '%s'", cases[i].what,
+                   cases[i].table + 1);
     snprintf(want, sizeof(want), "result: verified bit-exact on all %d ranks (%d ops each",
              cases[i].ranks, cases[i].ops);
     ok &= MC_CHECK(strstr(g_out, want) != NULL, "%s: no '%s'", cases[i].what, want);
@@ -260,15 +272,16 @@ static void test_modes(void) {
 /* Where the plugin cannot run a topology's modes the ABI-1.0 step runs and says why; a token
    count the scatter contract refuses fails naming the multiple. */
 static void test_modes_edges(void) {
-  const char *fallback[] = {"--ranks", "4", "--tp", "4", "--ep", "2", "--moe-dp", "2",
+  const char *fallback[] = {"--ranks", "4", "--tp",     "4",  "--ep",     "2",   "--moe-dp", "2",
                             "--iters", "2", "--hidden", "64", "--device", "cpu", NULL};
   /* SCATTERED (moe_dense_tp 1) splits each group's tokens over attn_tp: 30 is refused. */
-  const char *odd[] = {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--tokens", "30",
-                       "--iters", "1", "--device", "cpu", NULL};
+  const char *odd[] = {"--ranks",  "4",        "--tp", "4",       "--moe-dense-tp",
+                       "1",        "--tokens", "30",   "--iters", "1",
+                       "--device", "cpu",      NULL};
   /* Only TP_ATTN_FULL (attn_tp == tp, dense MLP tensor-parallel): nothing is split, and the
      planner's multiple is 1, so 30 runs. */
-  const char *odd_ok[] = {"--ranks", "4", "--tp", "4", "--tokens", "30", "--iters", "1",
-                          "--hidden", "64", "--device", "cpu", NULL};
+  const char *odd_ok[] = {"--ranks", "4",        "--tp", "4",        "--tokens", "30", "--iters",
+                          "1",       "--hidden", "64",   "--device", "cpu",      NULL};
   int rc = run_shim(NULL, fallback), ok;
   ok = MC_CHECK(rc == 0, "tp4 ep2 moe_dp2: exit %d", rc);
   ok &= MC_CHECK(strstr(g_out, "step: ABI 1.0 collectives") != NULL &&
@@ -322,15 +335,20 @@ static int printed_sizes(int *sizes, int cap, int *all_ok) {
    272..512 step 16) that are multiples of 4, in order; each is run, captured (the scope, on CPU)
    and re-run, verified.  A list the planner drops a size of exits 2 naming the multiple. */
 static void test_capture_sizes(void) {
-  const char *plan[] = {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--capture-sizes",
-                        "plan", "--hidden", "24", "--iters", "2", "--device", "cpu", NULL};
-  const char *list[] = {"--ranks", "4", "--tp", "4", "--ep", "4", "--moe-dp", "1", "--attn-cp",
-                        "2", "--uneven", "--capture-sizes", "16,64,8", "--dtype", "fp16",
-                        "--hidden", "32", "--iters", "3", "--device", "cpu", NULL};
-  const char *drop[] = {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--capture-sizes",
-                        "8,6,16,10", "--hidden", "32", "--iters", "1", "--device", "cpu", NULL};
-  const char *none[] = {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--capture-sizes",
-                        "6", "--hidden", "32", "--iters", "1", "--device", "cpu", NULL};
+  const char *plan[] = {"--ranks",         "4",    "--tp",     "4",  "--moe-dense-tp", "1",
+                        "--capture-sizes", "plan", "--hidden", "24", "--iters",        "2",
+                        "--device",        "cpu",  NULL};
+  const char *list[] = {
+      "--ranks",  "4",        "--tp",      "4",        "--ep",     "4",
+      "--moe-dp", "1",        "--attn-cp", "2",        "--uneven", "--capture-sizes",
+      "16,64,8",  "--dtype",  "fp16",      "--hidden", "32",       "--iters",
+      "3",        "--device", "cpu",       NULL};
+  const char *drop[] = {"--ranks",         "4",         "--tp",     "4",  "--moe-dense-tp", "1",
+                        "--capture-sizes", "8,6,16,10", "--hidden", "32", "--iters",        "1",
+                        "--device",        "cpu",       NULL};
+  const char *none[] = {"--ranks",         "4",   "--tp",     "4",  "--moe-dense-tp", "1",
+                        "--capture-sizes", "6",   "--hidden", "32", "--iters",        "1",
+                        "--device",        "cpu", NULL};
   int want[64], got[64], nw = 0, ng, rc, ok, all_ok, same;
   char line[160];
   {
@@ -347,18 +365,23 @@ static void test_capture_sizes(void) {
   ng = printed_sizes(got, 64, &all_ok);
   same = ng == nw;
   for (int i = 0; same && i < nw; i++) same = got[i] == want[i];
-  ok &= MC_CHECK(same, "capture-sizes plan: %d sizes printed, want the %d multiples of 4 of the "
-                       "default candidates (first printed %d, want %d)",
+  ok &= MC_CHECK(same,
+                 "capture-sizes plan: %d sizes printed, want the %d multiples of 4 of the "
+                 "default candidates (first printed %d, want %d)",
                  ng, nw, ng > 0 ? got[0] : -1, want[0]);
   ok &= MC_CHECK(all_ok, "capture-sizes plan: a size line does not say verified");
-  snprintf(line, sizeof(line), "capture sizes: %d from plan_capture_sizes (tokens per attention "
-                               "group; multiple 4): 4,8,12,", nw);
+  snprintf(line, sizeof(line),
+           "capture sizes: %d from plan_capture_sizes (tokens per attention "
+           "group; multiple 4): 4,8,12,",
+           nw);
   ok &= MC_CHECK(strstr(g_out, line) != NULL, "capture-sizes plan: no '%s'", line);
   ok &= MC_CHECK(strstr(g_out, "  size 4: capture scope only") != NULL,
                  "capture-sizes plan: the CPU run does not say capture is the scope only");
   /* 4 transitions x (50 eager + 50 inside the scopes + 2 timed eager + 2 rounds of 50) */
-  snprintf(line, sizeof(line), "result: verified bit-exact on all 4 ranks (%d ops each: %d "
-                               "capture sizes", 4 * (2 * nw + 2 + 2 * nw), nw);
+  snprintf(line, sizeof(line),
+           "result: verified bit-exact on all 4 ranks (%d ops each: %d "
+           "capture sizes",
+           4 * (2 * nw + 2 + 2 * nw), nw);
   ok &= MC_CHECK(strstr(g_out, line) != NULL, "capture-sizes plan: no '%s'", line);
   ok &= MC_CHECK(strstr(g_out, "at the largest capture size") != NULL &&
                      strstr(g_out, "\nattn->dense ") != NULL && strstr(g_out, "\nmemory") != NULL,
@@ -376,8 +399,9 @@ static void test_capture_sizes(void) {
   ok &= MC_CHECK(strstr(g_out, "(attn_tp 2): [64,48]\n") != NULL,
                  "capture-sizes 16,64,8: the step is not described at the largest size");
   /* 4 transitions x (3 eager + 3 inside the scopes + 3 timed eager + 3 rounds of 3) */
-  ok &= MC_CHECK(strstr(g_out, "result: verified bit-exact on all 4 ranks (72 ops each: 3 capture "
-                               "sizes") != NULL,
+  ok &= MC_CHECK(strstr(g_out,
+                        "result: verified bit-exact on all 4 ranks (72 ops each: 3 capture "
+                        "sizes") != NULL,
                  "capture-sizes 16,64,8: not verified");
   show_output_on_failure(ok, "capture-sizes list");
 
@@ -398,8 +422,9 @@ static void test_capture_sizes(void) {
 /* On 2 or more GPUs: the scatter-mode step with MOE_FULL and uneven counts, eager then through
    capture and graph replays. */
 static void test_gpu_graph(void) {
-  const char *args[] = {"--ranks", "2", "--tp", "2", "--ep", "2", "--moe-dp", "1",
-                        "--attn-cp", "2", "--uneven", "--dtype", "fp32", "--iters", "3", NULL};
+  const char *args[] = {"--ranks",  "2",       "--tp",      "2", "--ep",     "2",
+                        "--moe-dp", "1",       "--attn-cp", "2", "--uneven", "--dtype",
+                        "fp32",     "--iters", "3",         NULL};
   int rc, ok = 1;
   if (g_gpus < 2) {
     mc_test_skip("shim GPU graph run", "%d CUDA device(s); needs 2", g_gpus);
@@ -407,8 +432,9 @@ static void test_gpu_graph(void) {
   }
   rc = run_shim(NULL, args);
   ok &= MC_CHECK(rc == 0, "GPU attn-cp 2: exit %d", rc);
-  ok &= MC_CHECK(strstr(g_out, "modes: attention TP_ATTN_FULL -> MoE MOE_FULL -> attention "
-                               "TP_ATTN_FULL -> dense MLP FULL -> attention TP_ATTN_FULL") != NULL,
+  ok &= MC_CHECK(strstr(g_out,
+                        "modes: attention TP_ATTN_FULL -> MoE MOE_FULL -> attention "
+                        "TP_ATTN_FULL -> dense MLP FULL -> attention TP_ATTN_FULL") != NULL,
                  "GPU attn-cp 2: the mode chain is not printed");
   ok &= MC_CHECK(strstr(g_out, "then graph replays") != NULL &&
                      strstr(g_out, "result: verified bit-exact on all 2 ranks") != NULL,
@@ -417,8 +443,19 @@ static void test_gpu_graph(void) {
 
   {
     /* One graph per size, each in its own capture scope, replayed round-robin. */
-    const char *sz[] = {"--ranks", "2", "--tp", "2", "--moe-dense-tp", "1", "--capture-sizes",
-                        "8,2,64", "--hidden", "512", "--iters", "3", NULL};
+    const char *sz[] = {"--ranks",
+                        "2",
+                        "--tp",
+                        "2",
+                        "--moe-dense-tp",
+                        "1",
+                        "--capture-sizes",
+                        "8,2,64",
+                        "--hidden",
+                        "512",
+                        "--iters",
+                        "3",
+                        NULL};
     int got[8], n, all_ok;
     rc = run_shim(NULL, sz);
     ok = MC_CHECK(rc == 0, "GPU capture-sizes 8,2,64: exit %d", rc);
@@ -448,8 +485,8 @@ static void test_pp(void) {
         "\npp hand-off            PP [0,2] ",
         "result: verified bit-exact on all 4 ranks (9 ops each"}},
       {"tp2 pp4 ep2 fp32",
-       {"--ranks", "8", "--tp", "2", "--pp", "4", "--ep", "2", "--dtype",
-        "fp32", "--iters", "1", "--hidden", "128", "--device", "cpu", NULL},
+       {"--ranks", "8", "--tp", "2", "--pp", "4", "--ep", "2", "--dtype", "fp32", "--iters", "1",
+        "--hidden", "128", "--device", "cpu", NULL},
        {"then pp hand-off on PP [0,2,4,6]", "\npp hand-off            PP [0,2,4,6] ",
         "result: verified bit-exact on all 8 ranks"}},
       {"tp2 pp2 --abi-max 1.1",
@@ -496,11 +533,15 @@ static void test_moe_a2a(void) {
   } cases[] = {
       {"tp4 ep4 bf16",
        {"--ranks", "4", "--tp", "4", "--ep", "4", "--iters", "3", NULL},
-       "moe dispatch on MOE_EP [0-3] (16 experts, top-4, capacity 256 rows)", 4, 12},
+       "moe dispatch on MOE_EP [0-3] (16 experts, top-4, capacity 256 rows)",
+       4,
+       12},
       {"tp4 ep2 fp32 capture sizes",
        {"--ranks", "4", "--tp", "4", "--ep", "2", "--dtype", "fp32", "--iters", "2",
         "--capture-sizes", "4,12,32", NULL},
-       "moe dispatch on MOE_EP [0,2] (8 experts, top-4, capacity 64 rows)", 4, 42},
+       "moe dispatch on MOE_EP [0,2] (8 experts, top-4, capacity 64 rows)",
+       4,
+       42},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     static const char *const common[] = {"--moe-a2a", "--hidden", "256", "--device", "cpu"};
@@ -529,8 +570,8 @@ static void test_moe_a2a(void) {
   }
   for (int path = 0; path < 2; path++) {
     const char *ranks = g_gpus >= 2 ? "2" : "1";
-    const char *args[] = {"--ranks", ranks, "--tp", ranks, "--ep", ranks, "--moe-a2a",
-                          "--iters", "5", "--hidden", "512", NULL};
+    const char *args[] = {"--ranks",   ranks,     "--tp", ranks,      "--ep", ranks,
+                          "--moe-a2a", "--iters", "5",    "--hidden", "512",  NULL};
     const char *nccl[] = {"MOECOMM_BACKEND_MOE_EP=nccl", NULL};
     int rc = run_shim(path ? nccl : NULL, args), ok;
     ok = MC_CHECK(rc == 0 && strstr(g_out, "then graph replays") != NULL &&
@@ -558,10 +599,11 @@ static void check_groups(const char *what, const char *kind, const char *want) {
 }
 
 static void test_print_groups(void) {
-  const char *a1[] = {"--ranks", "8", "--tp", "8", "--ep", "2", "--print-groups",
-                      "--device", "cpu", NULL};
-  const char *a2[] = {"--ranks", "8", "--tp", "8", "--attn-cp", "2", "--moe-dp", "2", "--ep",
-                      "4", "--print-groups", "--device", "cpu", NULL};
+  const char *a1[] = {"--ranks",        "8",        "--tp", "8", "--ep", "2",
+                      "--print-groups", "--device", "cpu",  NULL};
+  const char *a2[] = {"--ranks",  "8", "--tp", "8", "--attn-cp",      "2",
+                      "--moe-dp", "2", "--ep", "4", "--print-groups", "--device",
+                      "cpu",      NULL};
   int rc = run_shim(NULL, a1), ok;
   ok = MC_CHECK(rc == 0, "print-groups tp8 ep2: exit %d", rc);
   /* DESIGN.md: tp=8, ep=2 -> moe_tp=4, MOE_EP [0,4][1,5][2,6][3,7], MOE_TP [0-3][4-7],
@@ -587,22 +629,34 @@ static void test_print_groups(void) {
 
 static void test_usage_errors(void) {
   static const char *const cases[][4] = {
-      {"--bogus", NULL},           {"--tp", "abc", NULL},      {"--dtype", "int8", NULL},
-      {"--ranks", "0", NULL},      {"--iters", NULL},          {"--device", "gpu7", NULL},
-      {"--print-groups=1", NULL},  {"--tokens", "-3", NULL},     {"--abi-max", "2.0", NULL},
-      {"--abi-max", "1.9", NULL},  {"--abi-max", "1", NULL},      {"--uneven=1", NULL},
-      {"--capture-sizes", NULL},   {"--capture-sizes", "8,,16", NULL},
-      {"--capture-sizes", "8,8", NULL},   {"--capture-sizes", "0,8", NULL},
-      {"--capture-sizes", "plan,8", NULL}, {"--capture-sizes", "16,", NULL},
+      {"--bogus", NULL},
+      {"--tp", "abc", NULL},
+      {"--dtype", "int8", NULL},
+      {"--ranks", "0", NULL},
+      {"--iters", NULL},
+      {"--device", "gpu7", NULL},
+      {"--print-groups=1", NULL},
+      {"--tokens", "-3", NULL},
+      {"--abi-max", "2.0", NULL},
+      {"--abi-max", "1.9", NULL},
+      {"--abi-max", "1", NULL},
+      {"--uneven=1", NULL},
+      {"--capture-sizes", NULL},
+      {"--capture-sizes", "8,,16", NULL},
+      {"--capture-sizes", "8,8", NULL},
+      {"--capture-sizes", "0,8", NULL},
+      {"--capture-sizes", "plan,8", NULL},
+      {"--capture-sizes", "16,", NULL},
       {"--demo", "--capture-sizes", "plan", NULL},
-      {"--timeout", "0", NULL},    {"--progress-after", "-1", NULL},
+      {"--timeout", "0", NULL},
+      {"--progress-after", "-1", NULL},
       {"--progress-after", "x", NULL},
-      {"--moe-a2a", "--uneven", NULL}, {"--moe-a2a", "--abi-max", "1.1", NULL},
+      {"--moe-a2a", "--uneven", NULL},
+      {"--moe-a2a", "--abi-max", "1.1", NULL},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     int rc = run_shim(NULL, cases[i]);
-    MC_CHECK(rc == 2, "'%s %s': exit %d, want 2", cases[i][0], cases[i][1] ? cases[i][1] : "",
-             rc);
+    MC_CHECK(rc == 2, "'%s %s': exit %d, want 2", cases[i][0], cases[i][1] ? cases[i][1] : "", rc);
     MC_CHECK(strstr(g_out, "usage: moecomm-shim") != NULL, "'%s': no usage text", cases[i][0]);
   }
   {
@@ -661,22 +715,25 @@ static int progress_lines(int *ordered) {
 
 /* --progress-after 0: a line as each phase and capture size completes, with the time. */
 static void test_progress(void) {
-  const char *sizes[] = {"--ranks", "2", "--capture-sizes", "8,16,4", "--iters", "2", "--hidden",
-                         "64", "--progress-after", "0", "--device", "cpu", NULL};
-  const char *plain[] = {"--ranks", "2", "--iters", "2", "--hidden", "64", "--progress-after",
-                         "0", "--device", "cpu", NULL};
+  const char *sizes[] = {"--ranks",  "2",  "--capture-sizes",  "8,16,4", "--iters",  "2",
+                         "--hidden", "64", "--progress-after", "0",      "--device", "cpu",
+                         NULL};
+  const char *plain[] = {"--ranks",          "2", "--iters",  "2",   "--hidden", "64",
+                         "--progress-after", "0", "--device", "cpu", NULL};
   int rc = run_shim(NULL, sizes), ok, ordered, n;
   ok = MC_CHECK(rc == 0, "capture sizes with progress: exit %d", rc);
   n = progress_lines(&ordered);
-  ok &= MC_CHECK(n >= 6 && ordered, "capture sizes with progress: %d lines%s, want 6 or more in "
-                 "time order", n, ordered ? "" : " out of order");
-  ok &= MC_CHECK(strstr(g_out, "] rank 0: context created (2 ranks)\n") != NULL &&
-                     strstr(g_out, "] rank 0: ran size 8 in its capture scope (1/3)\n") != NULL &&
-                     strstr(g_out, "] rank 0: ran size 4 in its capture scope (3/3)\n") != NULL &&
-                     strstr(g_out, "] rank 0: 2 timed eager iterations at size 16 done\n") != NULL &&
-                     strstr(g_out, "] rank 0: 2 rounds of eager re-runs over every size done\n") !=
-                         NULL,
-                 "capture sizes with progress: a phase line is missing");
+  ok &= MC_CHECK(n >= 6 && ordered,
+                 "capture sizes with progress: %d lines%s, want 6 or more in "
+                 "time order",
+                 n, ordered ? "" : " out of order");
+  ok &= MC_CHECK(
+      strstr(g_out, "] rank 0: context created (2 ranks)\n") != NULL &&
+          strstr(g_out, "] rank 0: ran size 8 in its capture scope (1/3)\n") != NULL &&
+          strstr(g_out, "] rank 0: ran size 4 in its capture scope (3/3)\n") != NULL &&
+          strstr(g_out, "] rank 0: 2 timed eager iterations at size 16 done\n") != NULL &&
+          strstr(g_out, "] rank 0: 2 rounds of eager re-runs over every size done\n") != NULL,
+      "capture sizes with progress: a phase line is missing");
   ok &= MC_CHECK(strstr(g_out, "rank 1: ") == NULL || strstr(g_out, "] rank 1: ") == NULL,
                  "capture sizes with progress: a rank other than 0 printed progress");
   show_output_on_failure(ok, "capture sizes with progress lines");
@@ -684,12 +741,13 @@ static void test_progress(void) {
   rc = run_shim(NULL, plain);
   ok = MC_CHECK(rc == 0, "plain run with progress: exit %d", rc);
   n = progress_lines(&ordered);
-  ok &= MC_CHECK(n >= 3 && ordered &&
-                     strstr(g_out, "] rank 0: warm-up iteration done (communicators created)\n") !=
-                         NULL &&
-                     strstr(g_out, "] rank 0: 2 timed eager iterations done\n") != NULL,
-                 "plain run with progress: %d lines, or the warm-up or timed iterations line is "
-                 "missing", n);
+  ok &= MC_CHECK(
+      n >= 3 && ordered &&
+          strstr(g_out, "] rank 0: warm-up iteration done (communicators created)\n") != NULL &&
+          strstr(g_out, "] rank 0: 2 timed eager iterations done\n") != NULL,
+      "plain run with progress: %d lines, or the warm-up or timed iterations line is "
+      "missing",
+      n);
   show_output_on_failure(ok, "plain run with progress lines");
 }
 
@@ -728,21 +786,33 @@ static void test_timeout_scaling(void) {
   }
   MC_CHECK(t[0] >= 60 && t[1] > t[0] && t[2] > t[0] && t[3] > t[0] && t[4] > t[0],
            "timeouts: default %d s, capture-sizes plan %d, 2000 iterations %d, 4096 tokens %d, "
-           "32 ranks %d: each should exceed the default", t[0], t[1], t[2], t[3], t[4]);
-  MC_CHECK(t[5] == 7 && strstr(g_out, "timeout 7 s (--timeout)") != NULL,
-           "--timeout 7: printed %d", t[5]);
+           "32 ranks %d: each should exceed the default",
+           t[0], t[1], t[2], t[3], t[4]);
+  MC_CHECK(t[5] == 7 && strstr(g_out, "timeout 7 s (--timeout)") != NULL, "--timeout 7: printed %d",
+           t[5]);
 }
 
 /* A run past a tiny --timeout fails, names each rank's phase, and says how to raise it. */
 static void test_timeout_message(void) {
-  const char *args[] = {"--ranks", "4", "--tp", "4", "--moe-dense-tp", "1", "--capture-sizes",
-                        "plan", "--timeout", "1", "--device", "cpu", NULL};
+  const char *args[] = {"--ranks",
+                        "4",
+                        "--tp",
+                        "4",
+                        "--moe-dense-tp",
+                        "1",
+                        "--capture-sizes",
+                        "plan",
+                        "--timeout",
+                        "1",
+                        "--device",
+                        "cpu",
+                        NULL};
   const char *line, *bad = NULL;
   int rc = run_shim(NULL, args), ok, phases = 0;
   ok = MC_CHECK(rc == 1, "--timeout 1: exit %d, want 1", rc);
-  ok &= MC_CHECK(strstr(g_out, "ranks still running after 1 s; killed every rank. They were:") !=
-                     NULL,
-                 "--timeout 1: no timeout line");
+  ok &= MC_CHECK(
+      strstr(g_out, "ranks still running after 1 s; killed every rank. They were:") != NULL,
+      "--timeout 1: no timeout line");
   /* The lines after the header, up to the hint: "  rank N: <phase>" or "  ranks A-B: <phase>". */
   for (line = strstr(g_out, "They were:\n"); line != NULL; line = strchr(line + 1, '\n')) {
     size_t len = strcspn(line + 1, "\n");

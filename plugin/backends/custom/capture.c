@@ -10,7 +10,8 @@
  * capture_end is collective: every member makes the same exchanges whatever happened locally (a
  * member that failed before them says so in the first, and all stop there).  A member that fails
  * to map the others' buffers returns its error; the core's capture_end then agrees over the world,
- * so every rank fails with it and none keeps a graph its peers could not back (plugin/capture.c). */
+ * so every rank fails with it and none keeps a graph its peers could not back (plugin/capture.c).
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,8 +58,7 @@ moecomm_result_t mc_custom_capture_record(mc_custom_comm_t *p, const void *in, v
   if (p->npending == p->pending_cap) {
     int cap = p->pending_cap ? 2 * p->pending_cap : 64;
     mc_custom_op_t *ops = realloc(p->pending, sizeof(*ops) * (size_t)cap);
-    if (ops == NULL)
-      return mc_err_set(p->comm->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
+    if (ops == NULL) return mc_err_set(p->comm->err, MOECOMM_ERR_NO_MEMORY, "out of host memory");
     p->pending = ops;
     p->pending_cap = cap;
   }

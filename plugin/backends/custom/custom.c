@@ -24,10 +24,8 @@ static moecomm_result_t mc_custom_probe(const mc_config_t *cfg, int device, mc_e
   int major = 0, minor = 0;
   if (device < 0)
     return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE, "the custom all-reduce needs a CUDA device");
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) !=
-          cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) !=
-          cudaSuccess) {
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
     (void)cudaGetLastError();
     return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE, "cannot query CUDA device %d", device);
   }

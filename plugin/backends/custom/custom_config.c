@@ -15,4 +15,5 @@ const mc_config_var_t mc_custom_config_vars[] = {
     {"MOECOMM_CUSTOM_MAX_BLOCKS", MC_VAR_INT, MC_FIELD(max_blocks), 0, "64", "1 to 128", 1, 128,
      NULL, "grid cap of the one-shot and two-shot kernels; the same on every rank"},
 };
-const size_t mc_custom_config_nvars = sizeof(mc_custom_config_vars) / sizeof(mc_custom_config_vars[0]);
+const size_t mc_custom_config_nvars =
+    sizeof(mc_custom_config_vars) / sizeof(mc_custom_config_vars[0]);

@@ -239,10 +239,11 @@ moecomm_result_t mc_custom_comm_init(mc_comm_t *comm) {
       p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP +
       (p->scratch != NULL ? MC_CUSTOM_SCRATCH_BYTES : 0);
   comm->be[MOECOMM_BACKEND_CUSTOM].host_bytes += sizeof(mc_kern_err_t);
-  MC_INFO("custom all-reduce ready for %s: %zu MiB of device memory per rank (staging 2 x %zu "
-          "KiB, LL %zu KiB per rank)",
-          comm->label, (p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP) >> 20,
-          p->proto.stage_half_bytes >> 10, (size_t)MC_CUSTOM_LL_BYTES >> 10);
+  MC_INFO(
+      "custom all-reduce ready for %s: %zu MiB of device memory per rank (staging 2 x %zu "
+      "KiB, LL %zu KiB per rank)",
+      comm->label, (p->seg_bytes + sizeof(mc_kern_ptrs_t) * MC_CUSTOM_TABLE_CAP) >> 20,
+      p->proto.stage_half_bytes >> 10, (size_t)MC_CUSTOM_LL_BYTES >> 10);
   p = NULL;
 
 out:

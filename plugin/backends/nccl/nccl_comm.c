@@ -102,9 +102,10 @@ static moecomm_result_t mc_nccl_agree(mc_nccl_comm_t *p, mc_nccl_hello_t *agreed
     agreed_p->ctas = MC_MIN(agreed_p->ctas, h->ctas);
   }
   if (r == MOECOMM_SUCCESS && (agreed_p->lean != me.lean || agreed_p->ctas != me.ctas))
-    MC_WARN("%s: the ranks set MOECOMM_NCCL_CONFIG / _LEAN_CTAS differently; using lean=%d "
-            "ctas=%d on all of them",
-            comm->label, agreed_p->lean, agreed_p->ctas);
+    MC_WARN(
+        "%s: the ranks set MOECOMM_NCCL_CONFIG / _LEAN_CTAS differently; using lean=%d "
+        "ctas=%d on all of them",
+        comm->label, agreed_p->lean, agreed_p->ctas);
   free(all);
   return r;
 }
@@ -196,8 +197,7 @@ static moecomm_result_t mc_nccl_init_result(mc_nccl_comm_t *p, const mc_nccl_ste
   return mc_err_set(comm->err, dead[0] ? MOECOMM_ERR_PEER : mc_nccl_code(step->nr),
                     "%s for %s (rank %d of %d, device %d%s) failed: %s (%s)%s", step->where,
                     comm->label, comm->rank, comm->size, comm->device,
-                    p->lean ? ", lean config" : "", ncclGetErrorString(step->nr), step->last,
-                    dead);
+                    p->lean ? ", lean config" : "", ncclGetErrorString(step->nr), step->last, dead);
 }
 
 /* The communicator is ready: hand it to the comm with what it cost. */
@@ -206,10 +206,11 @@ static void mc_nccl_publish(mc_nccl_comm_t *p, uint64_t device_bytes, uint64_t h
   comm->be[MOECOMM_BACKEND_NCCL].priv = p;
   comm->be[MOECOMM_BACKEND_NCCL].device_bytes = device_bytes;
   comm->be[MOECOMM_BACKEND_NCCL].host_bytes = host_bytes;
-  MC_INFO("NCCL communicator for %s: %d ranks, %s config (maxCTAs %d), %.1f MiB device, %.1f MiB "
-          "host",
-          comm->label, comm->size, p->lean ? "lean" : "default", p->max_ctas,
-          (double)device_bytes / 1048576.0, (double)host_bytes / 1048576.0);
+  MC_INFO(
+      "NCCL communicator for %s: %d ranks, %s config (maxCTAs %d), %.1f MiB device, %.1f MiB "
+      "host",
+      comm->label, comm->size, p->lean ? "lean" : "default", p->max_ctas,
+      (double)device_bytes / 1048576.0, (double)host_bytes / 1048576.0);
 }
 
 moecomm_result_t mc_nccl_comm_init(mc_comm_t *comm) {

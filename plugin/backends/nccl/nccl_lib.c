@@ -11,7 +11,7 @@
 mc_nccl_lib_t mc_nccl_lib;
 
 static pthread_mutex_t mc_nccl_lib_lock = PTHREAD_MUTEX_INITIALIZER;
-static int mc_nccl_lib_state;          /* 0 not tried, 1 loaded, -1 failed */
+static int mc_nccl_lib_state; /* 0 not tried, 1 loaded, -1 failed */
 static moecomm_result_t mc_nccl_lib_code;
 static char mc_nccl_lib_why[MC_ERR_MSG_MAX];
 
@@ -95,8 +95,7 @@ moecomm_result_t mc_nccl_lib_load(const mc_config_t *cfg, mc_err_t *why) {
       ok = mc_nccl_lib_try("libnccl.so.2", RTLD_NOW | RTLD_NOLOAD,
                            "libnccl.so.2 already loaded in this process", tried, sizeof(tried)) ||
            mc_nccl_lib_try("libnccl.so.2", RTLD_NOW | RTLD_LOCAL,
-                           "libnccl.so.2 from the system's library search", tried,
-                           sizeof(tried));
+                           "libnccl.so.2 from the system's library search", tried, sizeof(tried));
     }
     mc_nccl_lib_state = ok ? 1 : -1;
     if (ok) {

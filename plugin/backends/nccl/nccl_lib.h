@@ -44,8 +44,8 @@ typedef struct mc_nccl_lib {
                        cudaStream_t stream);
   ncclResult_t (*GroupStart)(void);
   ncclResult_t (*GroupEnd)(void);
-  int version;     /* ncclGetVersion of the loaded library */
-  char path[512];  /* where it was found */
+  int version;    /* ncclGetVersion of the loaded library */
+  char path[512]; /* where it was found */
 } mc_nccl_lib_t;
 
 /* The loaded library; valid after mc_nccl_lib_load succeeded. */

@@ -30,8 +30,8 @@ typedef struct mc_nccl_comm {
   int failed;         /* under mu: the comm is unusable; fail_msg says why */
   moecomm_result_t fail_code;
   char fail_msg[640];
-  int lean;        /* created with the lean config */
-  int max_ctas;    /* config.maxCTAs used, 0 = NCCL's default */
+  int lean;                     /* created with the lean config */
+  int max_ctas;                 /* config.maxCTAs used, 0 = NCCL's default */
   unsigned char *p2p_connected; /* nccl_p2p.c: per member, connected for send/recv (under mu) */
 
   /* watchdog (nccl_watch.c) */

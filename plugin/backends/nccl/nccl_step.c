@@ -1,13 +1,13 @@
 /* nccl_step.c - setup steps that wait for peers, run on a helper thread the caller can give up on.
  *
- * Communicator init with its first collective waits for every member.  moecomm's communicators are blocking (a non-blocking
- * NCCL communicator starts a thread inside NCCL for every collective, far too slow for the hot
- * path), and a blocking init cannot be interrupted safely: aborting a communicator from another
- * thread while its init runs frees it under NCCL.  So each such step runs on a detached helper
- * thread; the caller waits up to MOECOMM_TIMEOUT_MS, watching that the members are alive.  If it
- * gives up, the step and everything it holds (communicator, stream, buffers) become the helper's,
- * which releases them when NCCL returns: possibly never, if NCCL waits for a peer that died before
- * connecting.  A parked thread is the price of never hanging the caller. */
+ * Communicator init with its first collective waits for every member.  moecomm's communicators are
+ * blocking (a non-blocking NCCL communicator starts a thread inside NCCL for every collective, far
+ * too slow for the hot path), and a blocking init cannot be interrupted safely: aborting a
+ * communicator from another thread while its init runs frees it under NCCL.  So each such step runs
+ * on a detached helper thread; the caller waits up to MOECOMM_TIMEOUT_MS, watching that the members
+ * are alive.  If it gives up, the step and everything it holds (communicator, stream, buffers)
+ * become the helper's, which releases them when NCCL returns: possibly never, if NCCL waits for a
+ * peer that died before connecting.  A parked thread is the price of never hanging the caller. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,9 +101,8 @@ moecomm_result_t mc_nccl_step_run(mc_nccl_comm_t *p, mc_nccl_step_t *s, const ch
   }
   if (rc != 0) {
     __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
-    return mc_err_set(comm->err, MOECOMM_ERR_BACKEND,
-                      "cannot start a thread for NCCL %s on %s: %s", what, comm->label,
-                      strerror(rc));
+    return mc_err_set(comm->err, MOECOMM_ERR_BACKEND, "cannot start a thread for NCCL %s on %s: %s",
+                      what, comm->label, strerror(rc));
   }
   pthread_mutex_lock(&s->mu);
   while (s->state == MC_STEP_RUNNING) {

@@ -4,7 +4,6 @@
 
 #include "nccl_priv.h"
 
-
 typedef struct mc_nccl_step mc_nccl_step_t;
 typedef void (*mc_nccl_step_fn_t)(mc_nccl_step_t *s);
 
@@ -28,12 +27,12 @@ struct mc_nccl_step {
   size_t scratch_bytes; /* in */
   size_t free0;         /* out: cudaMemGetInfo free before init */
   uint64_t rss0;        /* out: resident set before init */
-  ncclComm_t nc;     /* init: out; connect (nccl_p2p.c): in, the comm's communicator */
+  ncclComm_t nc;        /* init: out; connect (nccl_p2p.c): in, the comm's communicator */
   unsigned char *peers; /* connect: 1 for each member to connect with (nranks entries) */
-  ncclResult_t nr;   /* out: the failing NCCL call's result, ncclSuccess when all went well */
-  cudaError_t ce;    /* out: the failing CUDA call's result */
-  const char *where; /* out: which call failed */
-  char last[256];    /* out: ncclGetLastError at the failure */
+  ncclResult_t nr;      /* out: the failing NCCL call's result, ncclSuccess when all went well */
+  cudaError_t ce;       /* out: the failing CUDA call's result */
+  const char *where;    /* out: which call failed */
+  char last[256];       /* out: ncclGetLastError at the failure */
 };
 
 /* In a body: runs a CUDA call; on failure records it in s->ce and s->where and returns. */

@@ -32,8 +32,7 @@ void mc_nccl_dead_ranks(const mc_comm_t *comm, char *buf, size_t size) {
   char list[256];
   buf[0] = '\0';
   for (int i = 0; i < comm->size && n < 64; i++)
-    if (i != comm->rank && !mc_world_alive(comm->world, comm->ranks[i]))
-      dead[n++] = comm->ranks[i];
+    if (i != comm->rank && !mc_world_alive(comm->world, comm->ranks[i])) dead[n++] = comm->ranks[i];
   if (n == 0) return;
   mc_format_ranks(dead, n, list, sizeof(list));
   snprintf(buf, size, "; rank%s %s of this host %s exited", n > 1 ? "s" : "", list,

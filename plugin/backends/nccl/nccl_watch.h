@@ -1,9 +1,9 @@
-/* nccl_watch.h - failure handling: marking a comm failed, aborting it, the watchdog (nccl_watch.c). */
+/* nccl_watch.h - failure handling: marking a comm failed, aborting it, the watchdog
+   (nccl_watch.c). */
 #ifndef MC_NCCL_WATCH_H_
 #define MC_NCCL_WATCH_H_
 
 #include "nccl_priv.h"
-
 
 /* Maps an NCCL result to a moecomm code (ncclRemoteError -> PEER, ...). */
 moecomm_result_t mc_nccl_code(ncclResult_t r);

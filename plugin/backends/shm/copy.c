@@ -11,8 +11,7 @@
 
 typedef float mc_shm_v16_t __attribute__((vector_size(16)));
 
-static void mc_shm_copy_loop(unsigned char *dst, const unsigned char *src, size_t n)
-{
+static void mc_shm_copy_loop(unsigned char *dst, const unsigned char *src, size_t n) {
   size_t i = 0;
   for (; i + 64 <= n; i += 64) {
     mc_shm_v16_t a, b, c, d;
@@ -29,8 +28,7 @@ static void mc_shm_copy_loop(unsigned char *dst, const unsigned char *src, size_
   if (i < n) memcpy(dst + i, src + i, n - i);
 }
 
-void mc_shm_copy(void *dst, const void *src, size_t n)
-{
+void mc_shm_copy(void *dst, const void *src, size_t n) {
   size_t skew = ((uintptr_t)dst - (uintptr_t)src) & 4095u;
   if (n >= 2048 && skew != 0 && skew < 64)
     mc_shm_copy_loop(dst, src, n);

@@ -5,7 +5,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-
 /* memcpy for non-overlapping buffers, avoiding glibc's slow case for some pointer skews. */
 void mc_shm_copy(void *dst, const void *src, size_t n);
 

@@ -35,27 +35,23 @@ enum { MC_SHM_F32 = 0, MC_SHM_F16 = 1, MC_SHM_BF16 = 2 };
 
 /* ---- scalar conversions ---- */
 
-static inline uint32_t mc_shm_f2u(float f)
-{
+static inline uint32_t mc_shm_f2u(float f) {
   uint32_t u;
   memcpy(&u, &f, sizeof u);
   return u;
 }
 
-static inline float mc_shm_u2f(uint32_t u)
-{
+static inline float mc_shm_u2f(uint32_t u) {
   float f;
   memcpy(&f, &u, sizeof f);
   return f;
 }
 
-float mc_shm_bf16_to_float(uint16_t b)
-{
+float mc_shm_bf16_to_float(uint16_t b) {
   return mc_shm_u2f((uint32_t)b << 16);
 }
 
-uint16_t mc_shm_float_to_bf16(float f)
-{
+uint16_t mc_shm_float_to_bf16(float f) {
   uint32_t u = mc_shm_f2u(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
   return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
@@ -63,8 +59,7 @@ uint16_t mc_shm_float_to_bf16(float f)
 
 /* Half -> float: rebias the exponent; Inf/NaN get the larger bias; subnormals are normalised by
    one float subtraction (exact). */
-float mc_shm_half_to_float(uint16_t h)
-{
+float mc_shm_half_to_float(uint16_t h) {
   uint32_t o = ((uint32_t)h & 0x7fffu) << 13;
   uint32_t e = o & (0x7c00u << 13);
   o += (127u - 15u) << 23;
@@ -78,8 +73,7 @@ float mc_shm_half_to_float(uint16_t h)
 
 /* Float -> half, round to nearest even.  Subnormal results: adding 0.5f lets the FPU round the
    mantissa into place; normal results: add half an ulp minus one plus the kept bit's parity. */
-uint16_t mc_shm_float_to_half(float f)
-{
+uint16_t mc_shm_float_to_half(float f) {
   uint32_t u = mc_shm_f2u(f);
   uint32_t sign = u & 0x80000000u;
   uint32_t o;
@@ -96,13 +90,11 @@ uint16_t mc_shm_float_to_half(float f)
 
 /* ---- the same conversions on vectors (masks are all-ones lanes) ---- */
 
-static inline mc_shm_vu_t mc_shm_blend(mc_shm_vu_t mask, mc_shm_vu_t a, mc_shm_vu_t b)
-{
+static inline mc_shm_vu_t mc_shm_blend(mc_shm_vu_t mask, mc_shm_vu_t a, mc_shm_vu_t b) {
   return (mask & a) | (~mask & b);
 }
 
-static inline mc_shm_vf_t mc_shm_h2f_v(mc_shm_vu_t h)
-{
+static inline mc_shm_vf_t mc_shm_h2f_v(mc_shm_vu_t h) {
   mc_shm_vu_t o = (h & 0x7fffu) << 13;
   mc_shm_vu_t e = o & (0x7c00u << 13);
   mc_shm_vu_t infnan = (mc_shm_vu_t)(e == (0x7c00u << 13));
@@ -115,8 +107,7 @@ static inline mc_shm_vf_t mc_shm_h2f_v(mc_shm_vu_t h)
   return (mc_shm_vf_t)(o | ((h & 0x8000u) << 16));
 }
 
-static inline mc_shm_vu_t mc_shm_f2h_v(mc_shm_vf_t f)
-{
+static inline mc_shm_vu_t mc_shm_f2h_v(mc_shm_vf_t f) {
   mc_shm_vu_t u = (mc_shm_vu_t)f;
   mc_shm_vu_t sign = u & 0x80000000u;
   u ^= sign;
@@ -135,8 +126,7 @@ static inline mc_shm_vu_t mc_shm_f2h_v(mc_shm_vf_t f)
 
 /* The bf16 ends up in the high half of each lane (the low half is left over): one arithmetic
    shift then gives it sign-extended, ready for a signed pack. */
-static inline mc_shm_vi_t mc_shm_f2bf_hi_v(mc_shm_vf_t f)
-{
+static inline mc_shm_vi_t mc_shm_f2bf_hi_v(mc_shm_vf_t f) {
   mc_shm_vu_t u = (mc_shm_vu_t)f;
   mc_shm_vu_t nan = (mc_shm_vu_t)(f != f);
   mc_shm_vu_t rounded = u + 0x7fffu + ((u >> 16) & 1u);
@@ -146,8 +136,7 @@ static inline mc_shm_vi_t mc_shm_f2bf_hi_v(mc_shm_vf_t f)
 /* ---- loads and stores of 8 elements as two fp32 vectors ---- */
 
 static inline __attribute__((always_inline)) void mc_shm_ld8(int kind, const unsigned char *p,
-                                                          mc_shm_vf_t *lo, mc_shm_vf_t *hi)
-{
+                                                             mc_shm_vf_t *lo, mc_shm_vf_t *hi) {
   if (kind == MC_SHM_F32) {
     memcpy(lo, p, sizeof *lo);
     memcpy(hi, p + sizeof *lo, sizeof *hi);
@@ -179,8 +168,7 @@ static inline __attribute__((always_inline)) void mc_shm_ld8(int kind, const uns
 }
 
 static inline __attribute__((always_inline)) void mc_shm_st8(int kind, unsigned char *p,
-                                                          mc_shm_vf_t lo, mc_shm_vf_t hi)
-{
+                                                             mc_shm_vf_t lo, mc_shm_vf_t hi) {
   if (kind == MC_SHM_F32) {
     memcpy(p, &lo, sizeof lo);
     memcpy(p + sizeof lo, &hi, sizeof hi);
@@ -205,8 +193,7 @@ static inline __attribute__((always_inline)) void mc_shm_st8(int kind, unsigned 
 #endif
 }
 
-static inline __attribute__((always_inline)) float mc_shm_ld1(int kind, const unsigned char *p)
-{
+static inline __attribute__((always_inline)) float mc_shm_ld1(int kind, const unsigned char *p) {
   if (kind == MC_SHM_F32) {
     float f;
     memcpy(&f, p, sizeof f);
@@ -217,8 +204,7 @@ static inline __attribute__((always_inline)) float mc_shm_ld1(int kind, const un
   return kind == MC_SHM_BF16 ? mc_shm_bf16_to_float(h) : mc_shm_half_to_float(h);
 }
 
-static inline __attribute__((always_inline)) void mc_shm_st1(int kind, unsigned char *p, float f)
-{
+static inline __attribute__((always_inline)) void mc_shm_st1(int kind, unsigned char *p, float f) {
   if (kind == MC_SHM_F32) {
     memcpy(p, &f, sizeof f);
     return;
@@ -230,31 +216,30 @@ static inline __attribute__((always_inline)) void mc_shm_st1(int kind, unsigned 
 /* ---- the operators: max keeps the accumulator unless the new value is greater (min: less) ---- */
 
 static inline __attribute__((always_inline)) mc_shm_vf_t mc_shm_opv(moecomm_redop_t op,
-                                                                  mc_shm_vf_t acc, mc_shm_vf_t x)
-{
+                                                                    mc_shm_vf_t acc,
+                                                                    mc_shm_vf_t x) {
   if (op == MOECOMM_SUM) return acc + x;
   mc_shm_vu_t take = (mc_shm_vu_t)(op == MOECOMM_MAX ? x > acc : x < acc);
   return (mc_shm_vf_t)mc_shm_blend(take, (mc_shm_vu_t)x, (mc_shm_vu_t)acc);
 }
 
-static inline __attribute__((always_inline)) float mc_shm_op1(moecomm_redop_t op, float acc, float x)
-{
+static inline __attribute__((always_inline)) float mc_shm_op1(moecomm_redop_t op, float acc,
+                                                              float x) {
   if (op == MOECOMM_SUM) return acc + x;
   if (op == MOECOMM_MAX) return x > acc ? x : acc;
   return x < acc ? x : acc;
 }
 
 static inline __attribute__((always_inline)) mc_shm_vi_t mc_shm_opvi(moecomm_redop_t op,
-                                                                   mc_shm_vi_t acc, mc_shm_vi_t x)
-{
+                                                                     mc_shm_vi_t acc,
+                                                                     mc_shm_vi_t x) {
   if (op == MOECOMM_SUM) return (mc_shm_vi_t)((mc_shm_vu_t)acc + (mc_shm_vu_t)x); /* wraps */
   mc_shm_vu_t take = (mc_shm_vu_t)(op == MOECOMM_MAX ? x > acc : x < acc);
   return (mc_shm_vi_t)mc_shm_blend(take, (mc_shm_vu_t)x, (mc_shm_vu_t)acc);
 }
 
 static inline __attribute__((always_inline)) int32_t mc_shm_op1i(moecomm_redop_t op, int32_t acc,
-                                                               int32_t x)
-{
+                                                                 int32_t x) {
   if (op == MOECOMM_SUM) return (int32_t)((uint32_t)acc + (uint32_t)x);
   if (op == MOECOMM_MAX) return x > acc ? x : acc;
   return x < acc ? x : acc;
@@ -264,10 +249,11 @@ static inline __attribute__((always_inline)) int32_t mc_shm_op1i(moecomm_redop_t
 
 #define MC_SHM_STEP (4 * MC_SHM_LANES)
 
-static inline __attribute__((always_inline)) void mc_shm_red_float(
-    int kind, moecomm_redop_t op, unsigned char *out, unsigned char *out2,
-    const unsigned char *const *in, int n, size_t count)
-{
+static inline __attribute__((always_inline)) void mc_shm_red_float(int kind, moecomm_redop_t op,
+                                                                   unsigned char *out,
+                                                                   unsigned char *out2,
+                                                                   const unsigned char *const *in,
+                                                                   int n, size_t count) {
   const size_t es = kind == MC_SHM_F32 ? 4 : 2;
   const size_t hb = 8 * es; /* bytes of 8 elements */
   size_t i = 0;
@@ -300,19 +286,17 @@ static inline __attribute__((always_inline)) void mc_shm_red_float(
   }
 }
 
-static inline mc_shm_vi_t mc_shm_ldvi(const unsigned char *p)
-{
+static inline mc_shm_vi_t mc_shm_ldvi(const unsigned char *p) {
   mc_shm_vi_t v;
   memcpy(&v, p, sizeof v);
   return v;
 }
 
 static inline __attribute__((always_inline)) void mc_shm_red_int(moecomm_redop_t op,
-                                                              unsigned char *out,
-                                                              unsigned char *out2,
-                                                              const unsigned char *const *in,
-                                                              int n, size_t count)
-{
+                                                                 unsigned char *out,
+                                                                 unsigned char *out2,
+                                                                 const unsigned char *const *in,
+                                                                 int n, size_t count) {
   const size_t vb = sizeof(mc_shm_vi_t);
   size_t i = 0;
   for (; i + MC_SHM_STEP <= count; i += MC_SHM_STEP) {
@@ -355,17 +339,15 @@ typedef void (*mc_shm_red_fn_t)(unsigned char *out, unsigned char *out2,
                                 const unsigned char *const *in, int n, size_t count);
 
 /* One specialised function per (dtype, op): the type and operator are constants in its loop. */
-#define MC_SHM_RED_FLOAT(name, kind, op)                                                    \
-  static void name(unsigned char *out, unsigned char *out2, const unsigned char *const *in, \
-                   int n, size_t count)                                                     \
-  {                                                                                         \
-    mc_shm_red_float(kind, op, out, out2, in, n, count);                                       \
+#define MC_SHM_RED_FLOAT(name, kind, op)                                                           \
+  static void name(unsigned char *out, unsigned char *out2, const unsigned char *const *in, int n, \
+                   size_t count) {                                                                 \
+    mc_shm_red_float(kind, op, out, out2, in, n, count);                                           \
   }
-#define MC_SHM_RED_INT(name, op)                                                            \
-  static void name(unsigned char *out, unsigned char *out2, const unsigned char *const *in, \
-                   int n, size_t count)                                                     \
-  {                                                                                         \
-    mc_shm_red_int(op, out, out2, in, n, count);                                               \
+#define MC_SHM_RED_INT(name, op)                                                                   \
+  static void name(unsigned char *out, unsigned char *out2, const unsigned char *const *in, int n, \
+                   size_t count) {                                                                 \
+    mc_shm_red_int(op, out, out2, in, n, count);                                                   \
   }
 
 MC_SHM_RED_FLOAT(mc_shm_f32_sum, MC_SHM_F32, MOECOMM_SUM)
@@ -396,8 +378,7 @@ static const mc_shm_red_fn_t mc_shm_red_table[4][3] = {
    and the order are shared with the other kernels. */
 static inline __attribute__((always_inline, target("f16c"))) void mc_shm_red_f16c(
     moecomm_redop_t op, unsigned char *out, unsigned char *out2, const unsigned char *const *in,
-    int n, size_t count)
-{
+    int n, size_t count) {
 #define MC_SHM_LD_F16C(p, v0, v1, v2, v3)                                    \
   do {                                                                       \
     __m128i x_ = _mm_loadu_si128((const __m128i *)(const void *)(p));        \
@@ -448,32 +429,30 @@ static inline __attribute__((always_inline, target("f16c"))) void mc_shm_red_f16
 #define MC_SHM_RED_F16C(name, op)                                                           \
   __attribute__((target("f16c"))) static void name(unsigned char *out, unsigned char *out2, \
                                                    const unsigned char *const *in, int n,   \
-                                                   size_t count)                            \
-  {                                                                                         \
-    mc_shm_red_f16c(op, out, out2, in, n, count);                                              \
+                                                   size_t count) {                          \
+    mc_shm_red_f16c(op, out, out2, in, n, count);                                           \
   }
 MC_SHM_RED_F16C(mc_shm_f16c_sum, MOECOMM_SUM)
 MC_SHM_RED_F16C(mc_shm_f16c_max, MOECOMM_MAX)
 MC_SHM_RED_F16C(mc_shm_f16c_min, MOECOMM_MIN)
 
-static const mc_shm_red_fn_t mc_shm_red_f16c_table[3] = {mc_shm_f16c_sum, mc_shm_f16c_max, mc_shm_f16c_min};
+static const mc_shm_red_fn_t mc_shm_red_f16c_table[3] = {mc_shm_f16c_sum, mc_shm_f16c_max,
+                                                         mc_shm_f16c_min};
 
 /* bf16 on x86-64 CPUs with AVX2 (chosen at run time): the same arithmetic as the SSE2 path
    (fp32 accumulation, the same operators, the same integer rounding) on 8 lanes, about 2x.
    The in-lane unpack and pack of AVX2 scramble the element order the same way both ways. */
 static inline __attribute__((always_inline, target("avx2"))) __m256 mc_shm_op_avx2(
-    moecomm_redop_t op, __m256 acc, __m256 x)
-{
+    moecomm_redop_t op, __m256 acc, __m256 x) {
   if (op == MOECOMM_SUM) return _mm256_add_ps(acc, x);
   /* the predicate must be a constant (clang checks before inlining) */
-  __m256 take = op == MOECOMM_MAX ? _mm256_cmp_ps(x, acc, _CMP_GT_OQ)
-                                  : _mm256_cmp_ps(x, acc, _CMP_LT_OQ);
+  __m256 take =
+      op == MOECOMM_MAX ? _mm256_cmp_ps(x, acc, _CMP_GT_OQ) : _mm256_cmp_ps(x, acc, _CMP_LT_OQ);
   return _mm256_blendv_ps(acc, x, take);
 }
 
 /* fp32 -> bf16, sign-extended in each 32-bit lane (mc_shm_float_to_bf16 on 8 lanes). */
-static inline __attribute__((always_inline, target("avx2"))) __m256i mc_shm_f2bf_avx2(__m256 f)
-{
+static inline __attribute__((always_inline, target("avx2"))) __m256i mc_shm_f2bf_avx2(__m256 f) {
   __m256i u = _mm256_castps_si256(f);
   __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(f, f, _CMP_UNORD_Q));
   __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
@@ -484,17 +463,16 @@ static inline __attribute__((always_inline, target("avx2"))) __m256i mc_shm_f2bf
 
 static inline __attribute__((always_inline, target("avx2"))) void mc_shm_red_bf16_avx2(
     moecomm_redop_t op, unsigned char *out, unsigned char *out2, const unsigned char *const *in,
-    int n, size_t count)
-{
+    int n, size_t count) {
   const __m256i z = _mm256_setzero_si256();
-#define MC_SHM_LD_BF16X(p, v0, v1, v2, v3)                                         \
-  do {                                                                             \
-    __m256i x_ = _mm256_loadu_si256((const __m256i *)(const void *)(p));           \
-    __m256i y_ = _mm256_loadu_si256((const __m256i *)(const void *)((p) + 32));    \
-    v0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, x_));                        \
-    v1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, x_));                        \
-    v2 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, y_));                        \
-    v3 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, y_));                        \
+#define MC_SHM_LD_BF16X(p, v0, v1, v2, v3)                                      \
+  do {                                                                          \
+    __m256i x_ = _mm256_loadu_si256((const __m256i *)(const void *)(p));        \
+    __m256i y_ = _mm256_loadu_si256((const __m256i *)(const void *)((p) + 32)); \
+    v0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, x_));                     \
+    v1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, x_));                     \
+    v2 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, y_));                     \
+    v3 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, y_));                     \
   } while (0)
   size_t i = 0;
   for (; i + 32 <= count; i += 32) {
@@ -530,23 +508,21 @@ static inline __attribute__((always_inline, target("avx2"))) void mc_shm_red_bf1
 #define MC_SHM_RED_BF16_AVX2(name, op)                                                      \
   __attribute__((target("avx2"))) static void name(unsigned char *out, unsigned char *out2, \
                                                    const unsigned char *const *in, int n,   \
-                                                   size_t count)                            \
-  {                                                                                         \
-    mc_shm_red_bf16_avx2(op, out, out2, in, n, count);                                         \
+                                                   size_t count) {                          \
+    mc_shm_red_bf16_avx2(op, out, out2, in, n, count);                                      \
   }
 MC_SHM_RED_BF16_AVX2(mc_shm_bf16_avx2_sum, MOECOMM_SUM)
 MC_SHM_RED_BF16_AVX2(mc_shm_bf16_avx2_max, MOECOMM_MAX)
 MC_SHM_RED_BF16_AVX2(mc_shm_bf16_avx2_min, MOECOMM_MIN)
 
-static const mc_shm_red_fn_t mc_shm_red_bf16_avx2_table[3] = {mc_shm_bf16_avx2_sum, mc_shm_bf16_avx2_max,
-                                                           mc_shm_bf16_avx2_min};
+static const mc_shm_red_fn_t mc_shm_red_bf16_avx2_table[3] = {
+    mc_shm_bf16_avx2_sum, mc_shm_bf16_avx2_max, mc_shm_bf16_avx2_min};
 
 enum { MC_SHM_CPU_KNOWN = 1, MC_SHM_CPU_F16C = 2, MC_SHM_CPU_AVX2 = 4 };
 
 /* What the CPU offers, asked once; "avx" also means the OS saves the AVX state that every
    VEX-encoded instruction needs. */
-static int mc_shm_cpu_features(void)
-{
+static int mc_shm_cpu_features(void) {
   static _Atomic int features;
   int f = atomic_load_explicit(&features, memory_order_relaxed);
   if (f == 0) {
@@ -569,8 +545,7 @@ static int mc_shm_cpu_features(void)
 #endif
 
 void mc_shm_reduce(void *out, void *out2, const void *const *in, int n, size_t count,
-                   moecomm_dtype_t dtype, moecomm_redop_t op)
-{
+                   moecomm_dtype_t dtype, moecomm_redop_t op) {
   /* The core validated dtype and op; an out-of-range value here is a bug, not user input. */
   if ((unsigned)dtype >= 4u || (unsigned)op >= 3u || n < 1 || count == 0) return;
   mc_shm_red_fn_t fn = mc_shm_red_table[dtype][op];

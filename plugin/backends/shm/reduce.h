@@ -7,7 +7,6 @@
 
 #include "../../../abi/moecomm.h"
 
-
 /* out[i] = in[0][i] op in[1][i] op ... op in[n-1][i], folded in that order, for i < count; the
    same result is also stored to out2 unless it is NULL.  fp16/bf16 accumulate in fp32 and round
    once to nearest even; int32 sum wraps.  Any alignment; out/out2 may be the same memory as an

@@ -28,8 +28,7 @@ typedef struct mc_shm_where {
 } mc_shm_where_t;
 
 /* Copies s into out keeping only characters safe in a file name. */
-static void mc_shm_name_part(char *out, size_t cap, const char *s)
-{
+static void mc_shm_name_part(char *out, size_t cap, const char *s) {
   size_t i = 0;
   for (; s[i] != '\0' && i + 1 < cap; i++) {
     char ch = s[i];
@@ -40,8 +39,7 @@ static void mc_shm_name_part(char *out, size_t cap, const char *s)
   out[i] = '\0';
 }
 
-unsigned long long mc_shm_pid_namespace(void)
-{
+unsigned long long mc_shm_pid_namespace(void) {
   char link[64];
   unsigned long long ns = 0;
   ssize_t n = readlink("/proc/self/ns/pid", link, sizeof link - 1);
@@ -51,8 +49,7 @@ unsigned long long mc_shm_pid_namespace(void)
   return ns;
 }
 
-void mc_shm_segment_sweep(void)
-{
+void mc_shm_segment_sweep(void) {
   const unsigned long long my_ns = mc_shm_pid_namespace();
   const size_t plen = strlen(MC_SHM_PREFIX);
   struct dirent *ent;
@@ -68,7 +65,7 @@ void mc_shm_segment_sweep(void)
     if (strncmp(ent->d_name, MC_SHM_PREFIX, plen) != 0) continue;
     if (sscanf(ent->d_name + plen, "%llu-%ld-%n", &ns, &pid, &used) != 2 || used == 0) continue;
     if (ns != my_ns || pid <= 0 || pid > 0x7fffffffL) continue; /* not ours to judge */
-    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not provably dead */
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   /* alive, or not provably dead */
     snprintf(name, sizeof name, "/%s", ent->d_name);
     if (shm_unlink(name) == 0)
       MC_INFO("shm: removed stale segment /dev/shm%s (its creator, pid %ld, no longer exists)",
@@ -79,8 +76,7 @@ void mc_shm_segment_sweep(void)
 
 /* Maps fd read-write and shared; pages are touched now so the first collective is not slow. */
 static moecomm_result_t mc_shm_map(mc_comm_t *comm, int fd, const char *name, size_t bytes,
-                                void **base_p)
-{
+                                   void **base_p) {
   void *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   if (base == MAP_FAILED)
     return mc_err_set(comm->err, MOECOMM_ERR_NO_MEMORY,
@@ -91,8 +87,7 @@ static moecomm_result_t mc_shm_map(mc_comm_t *comm, int fd, const char *name, si
 }
 
 void mc_shm_segment_name(const mc_comm_t *comm, int creator_pid, const char *suffix, char *name,
-                         size_t cap)
-{
+                         size_t cap) {
   char id[64], key[112];
   mc_shm_name_part(id, sizeof id, comm->xchg->ns);
   mc_shm_name_part(key, sizeof key, comm->key);
@@ -100,9 +95,8 @@ void mc_shm_segment_name(const mc_comm_t *comm, int creator_pid, const char *suf
            key, suffix);
 }
 
-moecomm_result_t mc_shm_segment_create(mc_comm_t *comm, const char *name, size_t bytes,
-                                       int replace, mc_shm_segment_t *seg_p)
-{
+moecomm_result_t mc_shm_segment_create(mc_comm_t *comm, const char *name, size_t bytes, int replace,
+                                       mc_shm_segment_t *seg_p) {
   mc_err_t *err = comm->err;
   moecomm_result_t res;
   mc_shm_segment_t seg;
@@ -149,8 +143,7 @@ fail_unlink:
 
 /* Group rank 0: create under the comm's name; fallocate gave zero pages, so every step, waiter
    count and flag starts at 0; then the header. */
-static moecomm_result_t mc_shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm_segment_t *seg)
-{
+static moecomm_result_t mc_shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm_segment_t *seg) {
   char name[sizeof seg->name];
   size_t bytes = mc_shm_segment_bytes(comm->size, slot_bytes);
   mc_shm_segment_name(comm, (int)getpid(), "", name, sizeof name);
@@ -167,8 +160,7 @@ static moecomm_result_t mc_shm_create(mc_comm_t *comm, size_t slot_bytes, mc_shm
 }
 
 moecomm_result_t mc_shm_segment_open(mc_comm_t *comm, const char *name, size_t bytes,
-                                     mc_shm_segment_t *seg_p)
-{
+                                     mc_shm_segment_t *seg_p) {
   mc_shm_segment_t seg;
   struct stat st;
   moecomm_result_t res;
@@ -181,8 +173,8 @@ moecomm_result_t mc_shm_segment_open(mc_comm_t *comm, const char *name, size_t b
     return mc_err_set(comm->err, MOECOMM_ERR_BACKEND, "shm: shm_open(%s) for %s failed: %s",
                       seg.name, comm->label, strerror(errno));
   if (fstat(fd, &st) != 0) {
-    res = mc_err_set(comm->err, MOECOMM_ERR_BACKEND, "shm: fstat of %s for %s failed: %s",
-                     seg.name, comm->label, strerror(errno));
+    res = mc_err_set(comm->err, MOECOMM_ERR_BACKEND, "shm: fstat of %s for %s failed: %s", seg.name,
+                     comm->label, strerror(errno));
     close(fd);
     return res;
   }
@@ -191,8 +183,8 @@ moecomm_result_t mc_shm_segment_open(mc_comm_t *comm, const char *name, size_t b
     res = (uint64_t)st.st_size < bytes
               ? MC_DEFER
               : mc_err_set(comm->err, MOECOMM_ERR_INTERNAL,
-                           "shm: segment %s for %s has %lld bytes, its creator made %zu",
-                           seg.name, comm->label, (long long)st.st_size, bytes);
+                           "shm: segment %s for %s has %lld bytes, its creator made %zu", seg.name,
+                           comm->label, (long long)st.st_size, bytes);
     close(fd);
     return res;
   }
@@ -206,8 +198,7 @@ moecomm_result_t mc_shm_segment_open(mc_comm_t *comm, const char *name, size_t b
 
 /* Other members: open the name rank 0 sent, map it, check it is what rank 0 described. */
 static moecomm_result_t mc_shm_open_map(mc_comm_t *comm, const mc_shm_where_t *root,
-                                     mc_shm_segment_t *seg)
-{
+                                        mc_shm_segment_t *seg) {
   char name[sizeof root->name];
   memcpy(name, root->name, sizeof name);
   name[sizeof name - 1] = '\0';
@@ -235,8 +226,7 @@ static moecomm_result_t mc_shm_open_map(mc_comm_t *comm, const mc_shm_where_t *r
 
 /* The first member of `all` whose status is not 0, -1 if none. */
 moecomm_result_t mc_shm_segment_attach(mc_comm_t *comm, size_t slot_bytes,
-                                       mc_shm_segment_t *seg_p)
-{
+                                       mc_shm_segment_t *seg_p) {
   moecomm_result_t res = MOECOMM_SUCCESS;
   mc_shm_segment_t seg;
   mc_shm_where_t mine, *all;
@@ -267,8 +257,8 @@ moecomm_result_t mc_shm_segment_attach(mc_comm_t *comm, size_t slot_bytes,
   }
   if (res != MOECOMM_SUCCESS) goto fail;
   free(all);
-  MC_INFO("shm: %s mapped %zu bytes (%s, slots of %llu bytes)", comm->label, seg.bytes,
-          seg.name, (unsigned long long)((mc_shm_hdr_t *)seg.base)->slot_bytes);
+  MC_INFO("shm: %s mapped %zu bytes (%s, slots of %llu bytes)", comm->label, seg.bytes, seg.name,
+          (unsigned long long)((mc_shm_hdr_t *)seg.base)->slot_bytes);
   *seg_p = seg;
   return MOECOMM_SUCCESS;
 
@@ -278,8 +268,7 @@ fail:
   return res;
 }
 
-void mc_shm_segment_detach(mc_shm_segment_t *seg)
-{
+void mc_shm_segment_detach(mc_shm_segment_t *seg) {
   if (seg->base != NULL) {
     if (munmap(seg->base, seg->bytes) != 0)
       MC_WARN("shm: munmap of %s failed: %s", seg->name, strerror(errno));

@@ -9,8 +9,7 @@
    member has mapped it (second exchange) rank 0 unlinks the name.  Rank 0 picks slot_bytes and
    writes the header; the others check it.  *seg_p written on success; on failure nothing is
    mapped or left in /dev/shm. */
-moecomm_result_t mc_shm_segment_attach(mc_comm_t *comm, size_t slot_bytes,
-                                       mc_shm_segment_t *seg_p);
+moecomm_result_t mc_shm_segment_attach(mc_comm_t *comm, size_t slot_bytes, mc_shm_segment_t *seg_p);
 void mc_shm_segment_detach(mc_shm_segment_t *seg);
 
 /* "/moecomm-<pid namespace>-<creator_pid>-<context id>-<comm key><suffix>" into name: the name
@@ -23,8 +22,8 @@ void mc_shm_segment_name(const mc_comm_t *comm, int creator_pid, const char *suf
    there: replace 1 replaces it (a leftover of a dead run), replace 0 returns MC_DEFER with no
    message (someone else made it).  *seg_p written on success; on failure nothing is mapped or
    left. */
-moecomm_result_t mc_shm_segment_create(mc_comm_t *comm, const char *name, size_t bytes,
-                                       int replace, mc_shm_segment_t *seg_p);
+moecomm_result_t mc_shm_segment_create(mc_comm_t *comm, const char *name, size_t bytes, int replace,
+                                       mc_shm_segment_t *seg_p);
 
 /* Opens and maps the existing segment `name` of `bytes` bytes (seg_p->unlinked set: not ours to
    unlink).  MC_DEFER, with no message: it does not exist yet, or its creator has not reserved

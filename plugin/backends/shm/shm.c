@@ -35,12 +35,10 @@
 #define MC_SHM_SLOT_MIN (64u << 10)
 #endif
 
-
 /* Buffer size per rank: the segment stays near MC_SHM_SEG_TARGET whatever the group size, but
    never below MC_SHM_SLOT_MIN nor below 1 KiB per rank (reduce_scatter splits a buffer n ways);
    whole pages. */
-static size_t mc_shm_slot_bytes(int size)
-{
+static size_t mc_shm_slot_bytes(int size) {
   size_t slot = MC_SHM_SEG_TARGET / (2u * (size_t)size);
   if (slot > MC_SHM_SLOT_MAX) slot = MC_SHM_SLOT_MAX;
   if (slot < MC_SHM_SLOT_MIN) slot = MC_SHM_SLOT_MIN;
@@ -50,8 +48,7 @@ static size_t mc_shm_slot_bytes(int size)
 
 /* ---- ops table entries ---- */
 
-static moecomm_result_t mc_shm_probe(const mc_config_t *cfg, int device, mc_err_t *err)
-{
+static moecomm_result_t mc_shm_probe(const mc_config_t *cfg, int device, mc_err_t *err) {
   if (device != MOECOMM_DEVICE_CPU)
     return mc_err_set(err, MOECOMM_ERR_UNAVAILABLE,
                       "shm backend serves CPU contexts (host buffers) only; this context uses "
@@ -60,8 +57,7 @@ static moecomm_result_t mc_shm_probe(const mc_config_t *cfg, int device, mc_err_
   return MOECOMM_SUCCESS;
 }
 
-static moecomm_result_t mc_shm_comm_init(mc_comm_t *comm)
-{
+static moecomm_result_t mc_shm_comm_init(mc_comm_t *comm) {
   if (!comm->same_host)
     return mc_err_set(comm->err, MOECOMM_ERR_UNAVAILABLE,
                       "shm backend: the ranks of %s are not all on one host; use "
@@ -95,8 +91,7 @@ static moecomm_result_t mc_shm_comm_init(mc_comm_t *comm)
   return MOECOMM_SUCCESS;
 }
 
-static void mc_shm_comm_fini(mc_comm_t *comm)
-{
+static void mc_shm_comm_fini(mc_comm_t *comm) {
   mc_shm_t *shm = comm->be[MOECOMM_BACKEND_SHM].priv;
   if (shm == NULL) return;
   mc_shm_p2p_fini(shm);
@@ -109,8 +104,7 @@ static void mc_shm_comm_fini(mc_comm_t *comm)
 
 /* ---- the descriptor check: every member must be running the same collective ---- */
 
-static uint64_t mc_shm_desc(const mc_coll_t *c)
-{
+static uint64_t mc_shm_desc(const mc_coll_t *c) {
   int reduces = c->kind == MC_COLL_ALL_REDUCE || c->kind == MC_COLL_REDUCE_SCATTER;
   uint64_t d = (uint64_t)c->kind & 0xfu;
   d |= ((uint64_t)c->dtype & 0xfu) << 4;
@@ -120,8 +114,7 @@ static uint64_t mc_shm_desc(const mc_coll_t *c)
   return d;
 }
 
-static int mc_shm_desc_format(uint64_t d, char *buf, size_t cap)
-{
+static int mc_shm_desc_format(uint64_t d, char *buf, size_t cap) {
   unsigned kind = (unsigned)(d & 0xfu), dtype = (unsigned)((d >> 4) & 0xfu);
   unsigned op = (unsigned)((d >> 8) & 0xfu), root = (unsigned)((d >> 12) & 0xfffu);
   unsigned long long count = (unsigned long long)(d >> 24);
@@ -140,8 +133,7 @@ static int mc_shm_desc_format(uint64_t d, char *buf, size_t cap)
 /* After the first barrier of an op: compare every member's descriptor with ours.  A peer is at
    most one op ahead, so it writes the other desc slot and this one is stable until we arrive at
    our next barrier. */
-static moecomm_result_t mc_shm_check_desc(mc_shm_t *shm, uint64_t mine, const char *what)
-{
+static moecomm_result_t mc_shm_check_desc(mc_shm_t *shm, uint64_t mine, const char *what) {
   mc_comm_t *comm = shm->comm;
   const int slot = (int)(shm->ops & 1u);
   for (int r = 0; r < comm->size; r++) {
@@ -162,24 +154,21 @@ static moecomm_result_t mc_shm_check_desc(mc_shm_t *shm, uint64_t mine, const ch
   return MOECOMM_SUCCESS;
 }
 
-moecomm_result_t mc_shm_state(mc_comm_t *comm, const char *what, mc_shm_t **shm_p)
-{
+moecomm_result_t mc_shm_state(mc_comm_t *comm, const char *what, mc_shm_t **shm_p) {
   mc_shm_t *shm = comm->be[MOECOMM_BACKEND_SHM].priv;
   if (shm == NULL)
     return mc_err_set(comm->err, MOECOMM_ERR_INTERNAL,
-                      "shm %s on %s called before the communicator was set up", what,
-                      comm->label);
+                      "shm %s on %s called before the communicator was set up", what, comm->label);
   if (shm->broken != MOECOMM_SUCCESS)
     return mc_err_set(comm->err, MOECOMM_ERR_STATE,
-                      "shm %s on %s: the communicator is unusable after an earlier error: %s",
-                      what, comm->label, shm->cause);
+                      "shm %s on %s: the communicator is unusable after an earlier error: %s", what,
+                      comm->label, shm->cause);
   *shm_p = shm;
   return MOECOMM_SUCCESS;
 }
 
 /* Common start of a collective: the comm must be healthy; publish what we are about to do. */
-moecomm_result_t mc_shm_coll_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_call_t *call_p)
-{
+moecomm_result_t mc_shm_coll_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_call_t *call_p) {
   mc_shm_t *shm;
   moecomm_result_t res = mc_shm_state(comm, mc_coll_name(c->kind), &shm);
   if (res != MOECOMM_SUCCESS) return res;
@@ -193,8 +182,7 @@ moecomm_result_t mc_shm_coll_begin(mc_comm_t *comm, const mc_coll_t *c, mc_shm_c
 }
 
 /* Barrier; the first one of an op also checks the descriptors. */
-moecomm_result_t mc_shm_coll_sync(mc_shm_call_t *call)
-{
+moecomm_result_t mc_shm_coll_sync(mc_shm_call_t *call) {
   moecomm_result_t res = mc_shm_barrier(call->shm, call->what);
   if (res != MOECOMM_SUCCESS || !call->first) return res;
   call->first = 0;
@@ -204,8 +192,7 @@ moecomm_result_t mc_shm_coll_sync(mc_shm_call_t *call)
 }
 
 /* Slice of a use of m elements that rank r reduces: [lo, hi), cache-line aligned starts. */
-static inline void mc_shm_slice(size_t m, int n, int r, size_t align, size_t *lo_p, size_t *hi_p)
-{
+static inline void mc_shm_slice(size_t m, int n, int r, size_t align, size_t *lo_p, size_t *hi_p) {
   size_t per = (m + (size_t)n - 1) / (size_t)n;
   per = (per + align - 1) / align * align;
   size_t lo = MC_MIN((size_t)r * per, m);
@@ -215,8 +202,7 @@ static inline void mc_shm_slice(size_t m, int n, int r, size_t align, size_t *lo
 
 /* ---- collectives ---- */
 
-static moecomm_result_t mc_shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
-{
+static moecomm_result_t mc_shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c) {
   mc_shm_call_t call;
   moecomm_result_t res = mc_shm_coll_begin(comm, c, &call);
   if (res != MOECOMM_SUCCESS) return res;
@@ -262,8 +248,7 @@ static moecomm_result_t mc_shm_all_reduce(mc_comm_t *comm, const mc_coll_t *c)
   return MOECOMM_SUCCESS;
 }
 
-static moecomm_result_t mc_shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c)
-{
+static moecomm_result_t mc_shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *c) {
   mc_shm_call_t call;
   moecomm_result_t res = mc_shm_coll_begin(comm, c, &call);
   if (res != MOECOMM_SUCCESS) return res;
@@ -295,8 +280,7 @@ static moecomm_result_t mc_shm_reduce_scatter(mc_comm_t *comm, const mc_coll_t *
   return MOECOMM_SUCCESS;
 }
 
-static moecomm_result_t mc_shm_all_gather(mc_comm_t *comm, const mc_coll_t *c)
-{
+static moecomm_result_t mc_shm_all_gather(mc_comm_t *comm, const mc_coll_t *c) {
   mc_shm_call_t call;
   moecomm_result_t res = mc_shm_coll_begin(comm, c, &call);
   if (res != MOECOMM_SUCCESS) return res;
@@ -319,8 +303,7 @@ static moecomm_result_t mc_shm_all_gather(mc_comm_t *comm, const mc_coll_t *c)
   return MOECOMM_SUCCESS;
 }
 
-static moecomm_result_t mc_shm_broadcast(mc_comm_t *comm, const mc_coll_t *c)
-{
+static moecomm_result_t mc_shm_broadcast(mc_comm_t *comm, const mc_coll_t *c) {
   mc_shm_call_t call;
   moecomm_result_t res = mc_shm_coll_begin(comm, c, &call);
   if (res != MOECOMM_SUCCESS) return res;

@@ -37,10 +37,9 @@
 #ifndef MC_SHM_YIELDS
 #define MC_SHM_YIELDS 16 /* sched_yield calls before sleeping, when ranks outnumber CPUs */
 #endif
-#define MC_SHM_CHECK_MS 100   /* liveness and abort checks while sleeping */
+#define MC_SHM_CHECK_MS 100 /* liveness and abort checks while sleeping */
 
-static inline void mc_shm_relax(void)
-{
+static inline void mc_shm_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #elif defined(__aarch64__)
@@ -50,18 +49,15 @@ static inline void mc_shm_relax(void)
 
 /* Steps wrap after 2^32 barriers; peers are never more than one barrier apart, so the sign of
    the difference orders them. */
-static inline int mc_shm_reached(uint32_t step, uint32_t target)
-{
+static inline int mc_shm_reached(uint32_t step, uint32_t target) {
   return (int32_t)(step - target) >= 0;
 }
 
-static long mc_shm_futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
-{
+static long mc_shm_futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts) {
   return syscall(SYS_futex, (uint32_t *)word, op, val, ts, NULL, 0);
 }
 
-void mc_shm_wait_policy(const mc_comm_t *comm, int64_t *spin_ns_p, int *yields_p)
-{
+void mc_shm_wait_policy(const mc_comm_t *comm, int64_t *spin_ns_p, int *yields_p) {
   cpu_set_t set;
   int cpus = 0;
   if (sched_getaffinity(0, sizeof set, &set) == 0) cpus = CPU_COUNT(&set);
@@ -77,20 +73,17 @@ void mc_shm_wait_policy(const mc_comm_t *comm, int64_t *spin_ns_p, int *yields_p
   }
 }
 
-static int64_t mc_shm_now_ns(void)
-{
+static int64_t mc_shm_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static const char *mc_shm_note_of(const mc_shm_t *shm, int r)
-{
+static const char *mc_shm_note_of(const mc_shm_t *shm, int r) {
   return shm->notes + (size_t)r * MC_SHM_NOTE_BYTES;
 }
 
-void mc_shm_break(mc_shm_t *shm, moecomm_result_t code)
-{
+void mc_shm_break(mc_shm_t *shm, moecomm_result_t code) {
   mc_comm_t *comm = shm->comm;
   if (shm->broken == MOECOMM_SUCCESS) {
     shm->broken = code;
@@ -110,8 +103,7 @@ void mc_shm_break(mc_shm_t *shm, moecomm_result_t code)
   for (int r = 0; r < comm->size; r++) mc_shm_futex(&shm->ctl[r].step, FUTEX_WAKE, INT_MAX, NULL);
 }
 
-static void mc_shm_arrive(mc_shm_t *shm, uint32_t target)
-{
+static void mc_shm_arrive(mc_shm_t *shm, uint32_t target) {
   mc_shm_ctl_t *me = &shm->ctl[shm->comm->rank];
   atomic_store_explicit(&me->step, target, memory_order_seq_cst);
   if (atomic_load_explicit(&me->waiters, memory_order_seq_cst) != 0)
@@ -119,8 +111,7 @@ static void mc_shm_arrive(mc_shm_t *shm, uint32_t target)
 }
 
 /* World ranks of the peers that have not reached target, as "2,3". */
-static int mc_shm_missing(const mc_shm_t *shm, uint32_t target, char *buf, size_t cap)
-{
+static int mc_shm_missing(const mc_shm_t *shm, uint32_t target, char *buf, size_t cap) {
   const mc_comm_t *comm = shm->comm;
   int32_t miss[64];
   int n = 0, total = 0;
@@ -137,23 +128,21 @@ static int mc_shm_missing(const mc_shm_t *shm, uint32_t target, char *buf, size_
 
 /* A peer that gave up wakes every sleeper (mc_shm_break): checked before each sleep.  One cause,
    one code: every rank reports the code of the first rank that gave up, with its reason. */
-static moecomm_result_t mc_shm_check_abort(mc_shm_t *shm, const char *what)
-{
+static moecomm_result_t mc_shm_check_abort(mc_shm_t *shm, const char *what) {
   mc_comm_t *comm = shm->comm;
   uint32_t ab = atomic_load_explicit(&shm->hdr->abort_any, memory_order_acquire);
   if (ab == 0 || (int)ab - 1 == comm->rank || (int)ab - 1 >= comm->size) return MOECOMM_SUCCESS;
   int r = (int)ab - 1;
   uint32_t code = atomic_load_explicit(&shm->ctl[r].aborted, memory_order_acquire);
   if (code == 0 || code > MOECOMM_ERR_INTERNAL) code = MOECOMM_ERR_PEER;
-  return mc_err_set(comm->err, (moecomm_result_t)code, "shm %s on %s: rank %d gave up: %.*s",
-                    what, comm->label, (int)comm->ranks[r], (int)MC_SHM_NOTE_BYTES,
+  return mc_err_set(comm->err, (moecomm_result_t)code, "shm %s on %s: rank %d gave up: %.*s", what,
+                    comm->label, (int)comm->ranks[r], (int)MC_SHM_NOTE_BYTES,
                     mc_shm_note_of(shm, r));
 }
 
 /* Every MC_SHM_CHECK_MS while waiting: are the late peers' processes alive; is it too late. */
 static moecomm_result_t mc_shm_check_peers(mc_shm_t *shm, uint32_t target, const char *what,
-                                        int64_t now, int64_t deadline)
-{
+                                           int64_t now, int64_t deadline) {
   mc_comm_t *comm = shm->comm;
   for (int r = 0; r < comm->size; r++) {
     if (r == comm->rank) continue;
@@ -161,8 +150,8 @@ static moecomm_result_t mc_shm_check_peers(mc_shm_t *shm, uint32_t target, const
       continue;
     int w = comm->ranks[r];
     if (!mc_world_alive(comm->world, w))
-      return mc_err_set(comm->err, MOECOMM_ERR_PEER, "shm %s on %s: rank %d (pid %d) exited",
-                        what, comm->label, w, comm->world->pids != NULL ? (int)comm->world->pids[w] : -1);
+      return mc_err_set(comm->err, MOECOMM_ERR_PEER, "shm %s on %s: rank %d (pid %d) exited", what,
+                        comm->label, w, comm->world->pids != NULL ? (int)comm->world->pids[w] : -1);
   }
   if (deadline > 0 && now >= deadline) {
     char who[256];
@@ -178,8 +167,7 @@ static moecomm_result_t mc_shm_check_peers(mc_shm_t *shm, uint32_t target, const
 }
 
 /* Sleeps on peer r's step until it changes, a check is due, or the deadline. */
-static moecomm_result_t mc_shm_sleep(mc_shm_t *shm, int r, uint32_t target, int64_t wake_at)
-{
+static moecomm_result_t mc_shm_sleep(mc_shm_t *shm, int r, uint32_t target, int64_t wake_at) {
   mc_shm_ctl_t *peer = &shm->ctl[r];
   moecomm_result_t res = MOECOMM_SUCCESS;
   atomic_fetch_add_explicit(&peer->waiters, 1u, memory_order_seq_cst);
@@ -190,15 +178,14 @@ static moecomm_result_t mc_shm_sleep(mc_shm_t *shm, int r, uint32_t target, int6
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     if (mc_shm_futex(&peer->step, FUTEX_WAIT, seen, &ts) != 0 && errno != EAGAIN &&
         errno != ETIMEDOUT && errno != EINTR)
-      res = mc_err_set(shm->comm->err, MOECOMM_ERR_BACKEND,
-                       "shm: futex wait on %s failed: %s", shm->comm->label, strerror(errno));
+      res = mc_err_set(shm->comm->err, MOECOMM_ERR_BACKEND, "shm: futex wait on %s failed: %s",
+                       shm->comm->label, strerror(errno));
   }
   atomic_fetch_sub_explicit(&peer->waiters, 1u, memory_order_seq_cst);
   return res;
 }
 
-static moecomm_result_t mc_shm_wait(mc_shm_t *shm, uint32_t target, const char *what)
-{
+static moecomm_result_t mc_shm_wait(mc_shm_t *shm, uint32_t target, const char *what) {
   mc_comm_t *comm = shm->comm;
   const int n = comm->size, me = comm->rank;
   int64_t spin_until = -1, yield_after = 0; /* set at the first miss */
@@ -250,8 +237,7 @@ static moecomm_result_t mc_shm_wait(mc_shm_t *shm, uint32_t target, const char *
   return MOECOMM_SUCCESS;
 }
 
-moecomm_result_t mc_shm_barrier(mc_shm_t *shm, const char *what)
-{
+moecomm_result_t mc_shm_barrier(mc_shm_t *shm, const char *what) {
   uint32_t target = ++shm->step;
   mc_shm_arrive(shm, target);
   moecomm_result_t res = mc_shm_wait(shm, target, what);

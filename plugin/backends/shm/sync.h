@@ -4,7 +4,6 @@
 
 #include "layout.h"
 
-
 /* How to wait, from the ranks on this host and the CPUs this process may use. */
 void mc_shm_wait_policy(const mc_comm_t *comm, int64_t *spin_ns_p, int *yields_p);
 
