@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* check.c - `make abi-check` inside `make test`, and proof that it can fail.
  *
  * Runs packaging/abi-check.sh on this build's plugin (each baseline and frozen header it checks is
@@ -122,8 +123,10 @@ typedef struct variant {
 static const variant_t variants[] = {
     {"unchanged copy of abi/moecomm.h", 1, NULL, NULL, NULL, NULL},
     {"a slot appended to the table and an enumerator to an enum", 1,
-     "const moecomm_rmsnorm_args_t *args, void *stream);\n} moecomm_api_t;",
-     "const moecomm_rmsnorm_args_t *args, void *stream);\n"
+     "const moecomm_rmsnorm_args_t *args,\n"
+     "                                         void *stream);\n} moecomm_api_t;",
+     "const moecomm_rmsnorm_args_t *args,\n"
+     "                                         void *stream);\n"
      "  moecomm_result_t (*appended)(moecomm_context_t *ctx, int32_t x);\n} moecomm_api_t;",
      "  MOECOMM_ERR_INTERNAL = 13 ", "  MOECOMM_ERR_INTERNAL = 13, MOECOMM_ERR_APPENDED = 14 "},
     {"capture_begin and capture_end swapped", 0,
@@ -132,10 +135,10 @@ static const variant_t variants[] = {
      "  moecomm_result_t (*capture_end)(moecomm_context_t *ctx, void *stream);",
      "  moecomm_result_t (*capture_begin)(moecomm_context_t *ctx, void *stream);"},
     {"all_reduce count retyped size_t -> uint32_t", 0,
-     "  moecomm_result_t (*all_reduce)(moecomm_group_t *group, const void *send, void *recv,\n"
-     "                                 size_t count,",
-     "  moecomm_result_t (*all_reduce)(moecomm_group_t *group, const void *send, void *recv,\n"
-     "                                 uint32_t count,",
+     "  moecomm_result_t (*all_reduce)(moecomm_group_t *group, const void *send, void *recv, "
+     "size_t count,",
+     "  moecomm_result_t (*all_reduce)(moecomm_group_t *group, const void *send, void *recv, "
+     "uint32_t count,",
      NULL, NULL},
     {"a field added in the tail padding of moecomm_context_info_t", 0,
      "  uint32_t abi_version; /* ABI version negotiated for this process */\n} "
