@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # moecomm - the one entry point.  `make help` lists the targets.
 #
 # This file builds the plugin and the shim and names the top-level targets; the tests, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * moecomm.h - the public C ABI of the moecomm communicator plugin (current version).
  *

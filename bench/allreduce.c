@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* allreduce.c - `make bench`: all-reduce latency, moecomm's custom kernels against NCCL.
  *
  * World: one rank per visible CUDA device, or the first N with MC_BENCH_GPU_RANKS=N; the TP group

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # bench/bench.mk - the benchmarks (included by the Makefile).  Method and results: bench/NOTES-*.md.
 #
 # Benchmarks link the host library (host_shim/lib) and bench/common, not the test harness.

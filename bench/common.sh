@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # bench/common.sh - sourced by bench/run-*.sh: what every benchmark run records (commit, driver,
 # date) and where its output goes: the directory BENCH_OUT names (default BUILD/bench-results/,

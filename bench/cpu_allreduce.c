@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cpu_allreduce.c - moecomm's side of `make bench-cpu`: shm all-reduce on CPU ranks of this host.
  *
  * Loads the plugin the way an engine does (mc_bench_plugin: MOECOMM_PLUGIN, default

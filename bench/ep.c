@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ep.c - expert-parallel dispatch and combine latency per call (bench/run-ep.sh, make bench-ep),
  * on every visible GPU (MC_BENCH_GPU_RANKS=N: the first N; with one GPU a world of one, whose
  * numbers are kernel and HBM numbers, not NVLink numbers).

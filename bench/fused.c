@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fused.c - `make bench` (bench/run-fused.sh): all_reduce_rmsnorm, the fused kernels against the
  * unfused pipelines, in one run.
  *

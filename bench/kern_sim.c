@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kern_sim.c - per-op time of the all-reduce kernels and the fused all-reduce + RMSNorm with
  * SIMULATED members: both members of a 2-member communicator live on ONE GPU (own segment, own
  * stream), so they share its SMs and its HBM.  This measures the kernels' overheads (launch,

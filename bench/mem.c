@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mem.c - `make bench-mem`: GPU memory of communicators, moecomm against what engines do.
  *
  * Every variant runs in a fresh pair of rank processes (one GPU each) so that numbers never mix;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/run-cpu.sh BUILD: shm all-reduce (moecomm) against Open MPI's MPI_Allreduce, same host,
 # same rank counts, same sizes and timing method, in one run.  Prints a table and saves JSON as
 # cpu-allreduce-<date>.json in BENCH_OUT (default BUILD/bench-results/; bench/common.sh).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/run-ep.sh BUILD: `make bench-ep` - expert-parallel dispatch and combine latency per call
 # on every visible GPU (MC_BENCH_GPU_RANKS=N: the first N; one GPU: a world of one, which says its
 # numbers are not NVLink numbers): moecomm's NVLink kernels and NCCL path (bench/ep.c; method in

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/run-fused.sh BUILD: all_reduce_rmsnorm on every visible GPU (MC_BENCH_GPU_RANKS=N: the
 # first N; one GPU: the world-of-one path, said so), the fused kernels against moecomm's
 # all-reduce + the norm kernel and NCCL + the norm kernel, in one run (bench/fused.c).  Prints the

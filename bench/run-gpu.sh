@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/run-gpu.sh BUILD: `make bench` - all-reduce latency on every visible GPU
 # (MC_BENCH_GPU_RANKS=N: the first N), moecomm's custom kernels (each algorithm forced, and auto)
 # against moecomm's NCCL path and direct NCCL, in one run (bench/allreduce.c; method in its header

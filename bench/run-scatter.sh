@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/run-scatter.sh BUILD: scatter modes on 2 GPUs (bench/scatter.c): the MoE step with MOE_FULL
 # against FULL for the same tokens, and the MoE-CP all-gather against ncclAllGather.  Prints the
 # tables; writes scatter-<date>.json into BENCH_OUT (default BUILD/bench-results/;

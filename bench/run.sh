@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench/run.sh KIND BUILD: runs one family of benchmarks (cpu, gpu, fused, mem, scatter, ep) and
 # saves JSON into BENCH_OUT, default BUILD/bench-results/ (device, driver and commit recorded by
 # each script).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* scatter.c - scatter-mode benchmark on 2 GPUs (bench/run-scatter.sh); a 2-rank benchmark (on
  * more GPUs it uses the first 2).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* demo.c - the runs of `make demo` (demo.h). */
 #include "demo.h"
 

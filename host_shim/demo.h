@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* demo.h - the runs of `make demo` (moecomm-shim --demo): on 2 or more GPUs one rank per GPU;
  * else shm ranks on the CPU. */
 #ifndef SHIM_DEMO_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* groups.c - group stats and --print-groups (groups.h). */
 #include "groups.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* groups.h - the plugin's groups as the shim reads them, and --print-groups: every rank's group
  * rank lists, gathered to rank 0 and printed. */
 #ifndef SHIM_GROUPS_H_

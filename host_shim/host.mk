@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # host_shim/host.mk - the host library and the shim application (included by the top Makefile).
 #
 # host_shim/lib/*.c is the host library BUILD/libmoecomm-host.a (loader, launcher, device, data,

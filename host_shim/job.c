@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* job.c - the plugin, the ranks, the timeout and the run's verdict (job.h). */
 #include "job.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* job.h - a run of the shim: the plugin, the ranks (forked here, or this process as one rank of
  * an external launcher), the launcher's timeout scaled to the work, and the verdict of the run
  * as a whole. */

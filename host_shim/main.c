@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* main.c - moecomm-shim: options, the run, the exit status (shim.h says how errors travel). */
 #include <stdio.h>
 #include <unistd.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* modes.c - layer modes, token counts and the groups of each transition (modes.h). */
 #include "modes.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* modes.h - the ABI-1.1 side of the MoE step: the scatter mode of each layer kind, the token
  * counts of the attention groups, and the groups each transition communicates on.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* options.c - moecomm-shim's command line (options.h). */
 #include "options.h"
 

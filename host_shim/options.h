@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* options.h - moecomm-shim's command line: defaults, parsing and the usage text. */
 #ifndef SHIM_OPTIONS_H_
 #define SHIM_OPTIONS_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* progress.c - progress lines (progress.h). */
 #include "progress.h"
 

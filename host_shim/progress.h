@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* progress.h - what the shim says while it runs: on runs longer than a few seconds, a line on
  * stdout as each phase completes ("[12.3 s] rank 0: captured size 64 (5/24)").  Each rank also
  * records the phase it starts with shim_launch_phase (lib/launch.h), which the launcher names

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rank.c - one rank: context, device, exchange, --print-groups or the step, teardown (rank.h). */
 #include "rank.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rank.h - one rank of the shim: its context (with the host's all-gather, or MOECOMM_STORE for an
  * external launcher), its device, a world all-gather for the results, and what it runs:
  * --print-groups or the MoE step (schedule.h), then the results (results.h). */

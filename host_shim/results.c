@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* results.c - every rank's result, and rank 0's verdict and tables (results.h). */
 #include "results.h"
 

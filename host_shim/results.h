@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* results.h - the end of a rank's run: every rank's result gathered (the gather is also the
  * barrier after which no peer touches this rank's buffers), and on rank 0 the verdict, the
  * per-size lines, the timing table and the memory table. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* schedule.c - the order of a rank's MoE step: warm-up, timed eager iterations, capture and
  * replay (schedule.h), with a phase for the launcher and a progress line for each part. */
 #include "schedule.h"

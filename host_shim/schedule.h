@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* schedule.h - what a rank runs of the MoE step, in which order: the step set up (at the largest
  * capture size with --capture-sizes), a verified warm-up that creates the communicators, timed
  * eager iterations, then the CUDA graph captured and replayed; with --capture-sizes, each size

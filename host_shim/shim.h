@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shim.h - moecomm-shim, the reference host application, on the host library (host_shim/lib/).
  *
  * It does what an engine does, in this order: load and negotiate once (before any CUDA call,

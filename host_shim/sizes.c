@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sizes.c - --capture-sizes: the planner's sizes and what became of each (sizes.h). */
 #include "sizes.h"
 

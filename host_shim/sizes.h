@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sizes.h - --capture-sizes on one rank: the sizes plan_capture_sizes keeps, one graph and one
  * set of timings and mismatch counts per size, and the per-size lines of the report. */
 #ifndef SHIM_SIZES_H_

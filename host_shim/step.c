@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* step.c - what both variants of the MoE step share (step.h): buffers, new inputs and poison
  * before each run, eager runs, capture, replay and the timing rows.  The variants
  * (step_v10.c, step_v11.c) say which ops run and what their results must be; the pipeline

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* step.h - one MoE layer step as an engine runs it, verified exactly after every op.
  *
  * Three variants, by the ABI version negotiated and the options, behind one table

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* step_a2a.c - the MoE all-to-all variant of the step (step.h, --moe-a2a, ABI 1.2): the
  * attention all-reduce on ATTN_TP (the ABI-1.0 step's op, step_v10.c), then the MoE layer as an
  * expert-parallel engine runs it: moe_dispatch on MOE_EP, the experts, moe_combine.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* step_pp.c - the pipeline hand-off of the step (step.h): with pp > 1 the step ends with one more
  * op, on the PP group, as a pipeline-parallel engine ends a stage's layers: this stage's
  * activations (tokens x hidden) go to the next stage with send, and the previous stage's arrive

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* step_v10.c - the ABI-1.0 variant of the MoE step (step.h): collectives on the MoE groups,
  * each result the exact sum (or concatenation) of every member's regenerated input. */
 #include <stdio.h>

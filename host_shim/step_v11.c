@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* step_v11.c - the ABI-1.1 variant of the MoE step (step.h): the scatter-mode transitions
  * around the layers, each result checked row by row against the reference model
  * (lib/scatter_ref.h), padding included. */

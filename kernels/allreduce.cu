@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* allreduce.cu - custom all-reduce kernels (LL, one-shot, two-shot) and their C launcher.
  *
  * Shared rules (see mc_kernels.h for the segment layout):

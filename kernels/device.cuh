@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* device.cuh - device code shared by the kernels (the kernel files): memory access primitives,
  * 16-byte vector loads and stores with an element-wise path for tails and misaligned pointers, the
  * fp32 rank-order reduction, and the per-call state (epoch, deadline, first error, abort).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ep.cu - expert-parallel dispatch and combine: the NVLink kernels, the NCCL path's pack and
  * unpack kernels, and their C launchers.  The protocol, the call numbering and the proof that
  * buffers are never overwritten early are in mc_ep.h; the layout is in plugin/ep_layout.h.

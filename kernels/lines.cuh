@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lines.cuh - how the push kernels (push.cu, rmsnorm.cu) move chunks between members: where a
  * chunk lives, and the two protocols that say it has arrived (mc_shape.h has the layout).
  *

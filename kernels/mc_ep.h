@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mc_ep.h - expert-parallel dispatch and combine kernels behind plain C launchers (kernels/ep.cu).
  *
  * Buffer layout, row order and the combine's arithmetic: plugin/ep_layout.h.  Every member owns

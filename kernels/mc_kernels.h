@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mc_kernels.h - custom all-reduce kernels behind plain C launchers (kernels/allreduce.cu for LL,
  * one-shot and two-shot; kernels/push.cu for the barrier-free push kernels).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mc_norm.h - the residual add + RMSNorm alone (kernels/norm.cu): the second half of
  * all_reduce_rmsnorm when the all-reduce ran on its own (NCCL groups, groups of one rank, calls
  * the fused kernels cannot take).

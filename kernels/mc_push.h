@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mc_push.h - launcher of the barrier-free push all-reduce kernels (kernels/push.cu), called by
  * mc_kern_all_reduce for MC_KERN_TWOSHOT_PUSH and MC_KERN_ONESHOT_PUSH. */
 #ifndef MC_PUSH_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mc_rmsnorm.h - fused all-reduce + residual add + RMSNorm in one kernel (kernels/rmsnorm.cu).
  *
  * Every member m holds partial sums x_m [T, H] and a copy of the residual r [T, H] (the same on

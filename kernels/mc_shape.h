@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mc_shape.h - every host-side decision of the kernel launchers, in plain C (kernels/shape.c):
  * grid shapes, and where the push kernels put their chunks in the staging halves.
  *

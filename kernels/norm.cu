@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* norm.cu - the residual add + RMSNorm alone (mc_norm.h).
  *
  * A team of MC_KERN_ROW_TEAM threads owns a row at a time (rows t, t + teams, ...), thread k the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* norm_row.cuh - the RMSNorm of one row by a team of MC_KERN_ROW_TEAM threads, in the fixed order
  * of mc_rmsnorm.h: shared by the fused kernels (rmsnorm.cu) and the standalone add + RMSNorm
  * (norm.cu), so the two give the same bits by construction.

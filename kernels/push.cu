@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* push.cu - barrier-free all-reduce kernels: data moves only as stores into the receiver's slots
  * in staging (lines.cuh, chunk protocol), never as loads from a peer, and no member waits for a
  * barrier.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rmsnorm.cu - fused all-reduce + residual add + RMSNorm (mc_rmsnorm.h), on the push machinery
  * of lines.cuh.
  *

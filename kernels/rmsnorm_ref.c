@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rmsnorm_ref.c - the kernels' arithmetic in plain C (rmsnorm_ref.h).
  *
  * Every fp32 operation is written as its own C operation on float (FLT_EVAL_METHOD 0 on the

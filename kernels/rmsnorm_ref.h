@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rmsnorm_ref.h - the kernels' arithmetic in plain C (kernels/rmsnorm_ref.c): the deterministic
  * all-reduce rule of mc_kernels.h and the fused residual + RMSNorm definition of mc_rmsnorm.h,
  * bit for bit, for tests and for backends that run the same op unfused (shm, NCCL + a norm). */

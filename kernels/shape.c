@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shape.c - grid shapes and slot plans of the kernels (mc_shape.h); plain C, no CUDA. */
 #include "kernels/mc_shape.h"
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # abi-check.sh - the ABI baseline check (libabigail's abidw / abidiff), run by `make abi-check`,
 # `make abi-baseline` and tests/contract/abi_check.c.
 #

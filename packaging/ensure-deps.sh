@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # ensure-deps.sh PROFILE...: makes sure the Debian packages a make target needs are installed.
 # As root it installs what is missing; otherwise it stops and prints the exact apt-get line.
 # Profile python also makes the venv MOECOMM_PYVENV with the Python suite's pip packages (below).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # packaging/format.sh check|fix SRC: the C and CUDA sources of the tree at SRC against .clang-format.
 #   check: one check per file (clang-format --dry-run --Werror), the diff of the first few that
 #          differ, and a "TESTSUM passed failed skipped" line (tests/run.sh sums it).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # mkdeb.sh ROOT OUTDIR BASE VERSION WITH_CUDA NCCL_MIN MAINTAINER: turns ROOT (a `make install
 # DESTDIR=ROOT PREFIX=/usr` tree) into two Debian packages in OUTDIR, what dh_strip,
 # dh_installdocs, dh_shlibdeps and dh_gencontrol would make of it:

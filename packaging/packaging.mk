@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # packaging/packaging.mk - install, Debian package, ABI baseline (included by the Makefile).
 # Layout (Debian policy 10.2: a plugin goes to a private directory): PREFIX/lib/moecomm/<plugin>,
 # PREFIX/include/moecomm/ (moecomm.h and the frozen headers), PKGCONFIGDIR/moecomm.pc,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* agree.c - outcomes exchanged, first failure named (agree.h). */
 #include "agree.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* agree.h - the one agreement primitive: members exchange their outcomes and all learn the first
  * failure.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api.c - the ABI boundary: the exported entry point, version negotiation and the function table.
  * The slots live in api_context.c and api_coll.c; every one enters through api_guard.h. */
 #include <stdatomic.h>

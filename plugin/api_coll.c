@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api_coll.c - the collective slots: argument checks every collective shares, then the launch
  * path (collective.c).  Sizes are checked there, for internal callers too. */
 #include "api_coll.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api_coll.h - the ABI's collective slots (api_coll.c). */
 #ifndef MC_API_COLL_H_
 #define MC_API_COLL_H_

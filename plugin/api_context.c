@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api_context.c - the ABI slots on contexts and groups (api_context.h).  Each enters its context
  * (api_guard.h), checks its arguments, and writes outputs only on success. */
 #include "api_context.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api_context.h - the ABI slots on contexts and groups: lifecycle, info, stats, capture scope,
  * planner and scatter modes (api_context.c). */
 #ifndef MC_API_CONTEXT_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api_guard.c - entering and leaving the plugin through an ABI slot (api_guard.h). */
 #include "api_guard.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api_guard.h - how every ABI slot enters the plugin: the handle is looked up (handle.h), the
  * context is taken for this thread (a second thread gets MOECOMM_ERR_STATE instead of racing the
  * first), and structs cross in the caller's size. */

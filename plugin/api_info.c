@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api_info.c - context-free slots (api_info.h): messages go to the thread's slot. */
 #include "api_info.h"
 

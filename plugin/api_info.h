@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api_info.h - the ABI slots that need no context: group layouts and the configuration table
  * (api_info.c, ABI 1.2). */
 #ifndef MC_API_INFO_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api_moe.c - the expert-parallel slots: enter the group, then moe.c. */
 #include "api_moe.h"
 

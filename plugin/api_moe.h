@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* api_moe.h - the ABI's expert-parallel slots (api_moe.c, ABI 1.2). */
 #ifndef MC_API_MOE_H_
 #define MC_API_MOE_H_

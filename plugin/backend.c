@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* backend.c - names shared by every backend (backend.h). */
 #include "backend.h"
 

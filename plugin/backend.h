@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* backend.h - the internal interface every backend implements (plugin/backends/<name>/).
  *
  * A backend serves collectives on a communicator (comm.h: one distinct rank list).  It says what

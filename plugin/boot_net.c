@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* boot_net.c - addresses and secrets of the rendezvous (boot_net.h). */
 #include "boot_net.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* boot_net.h - where the rendezvous store listens and how ranks reach it: host identity, the
  * address to bind, MOECOMM_STORE's parts, and the per-context secret (boot_net.c). */
 #ifndef MC_BOOT_NET_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* boot_server.c - the process's rendezvous store servers (boot_server.h). */
 #include "boot_server.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* boot_server.h - rank 0's rendezvous store servers: one per context, or one per (port, secret)
  * shared by the contexts of a process that use the same MOECOMM_STORE (boot_server.c). */
 #ifndef MC_BOOT_SERVER_H_

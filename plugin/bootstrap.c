@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bootstrap.c - rendezvous at context creation (bootstrap.h).
  *
  * With the host's all-gather (every rank at once, no address known beforehand):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bootstrap.h - how the ranks of a context find each other (context creation).
  *
  * Rank 0 serves a rendezvous store; every rank connects as a client.  The store's address reaches

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* capture.c - one capture scope per context, covering every group by construction.
  *
  * Inside the scope every collective on a capturing stream is counted per group (on a CPU context,

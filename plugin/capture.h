@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* capture.h - the context's one capture scope, which covers every group (capture.c). */
 #ifndef MC_CAPTURE_H_
 #define MC_CAPTURE_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* collective.c - the launch path of every collective (collective.h): the capture state, the
  * routing decision, and the call into the backend that serves it.  Nothing here decides where a
  * call goes: that is route.c. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* collective.h - the launch path of one collective on a group. */
 #ifndef MC_COLLECTIVE_H_
 #define MC_COLLECTIVE_H_

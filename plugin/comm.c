@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* comm.c - the communicator object and its exchanges (comm.h). */
 #include "comm.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* comm.h - the communicator object: one distinct rank list of a context, shared by every group
  * with that list (groups are in context.h).
  *

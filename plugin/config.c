@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.c - reads every MOECOMM_* variable, once per context, from the declared tables
  * (config.h). */
 #include "config.h"

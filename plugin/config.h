@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.h - every MOECOMM_* variable, read in one place.
  *
  * Each variable is declared once, in a table row (config_var.h) of the module that owns it: the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config_var.h - how a MOECOMM_* variable is declared: one row per variable, in the table of the
  * module that owns it (config.c for the core, backends/<name>/<name>_config.c for a backend).
  * The same row parses the value, gives its default, and documents it (moecomm-shim --env, the

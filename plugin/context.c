@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* context.c - building a context: environment, topology, device, bootstrap, groups, and the
  * communicator objects shared by groups with the same rank list.  Nothing here creates backend
  * resources: that is the first call's job (lazy.c); which backend a group uses is the routing

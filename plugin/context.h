@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* context.h - the objects behind the ABI handles: the context and its groups.
  *
  * A context owns one group per kind and one communicator (comm.h) per distinct rank list (per

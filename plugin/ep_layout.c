@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ep_layout.c - expert-parallel layout arithmetic and the CPU reference of dispatch and combine. */
 #include "ep_layout.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ep_layout.h - expert-parallel dispatch and combine: shapes, buffer layout, row order, and a CPU
  * reference of both (pure C; shared by the NVLink kernels, the NCCL path, the CPU backend and the
  * tests).

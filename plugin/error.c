@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* error.c - result strings and failure messages. */
 #include "error.h"
 

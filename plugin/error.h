@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* error.h - result codes and the message that goes with a failure.
  *
  * Every internal function that can fail returns a moecomm_result_t and, on failure, leaves a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* exchange.c - all-gathers through the rendezvous store (exchange.h). */
 #include "exchange.h"
 

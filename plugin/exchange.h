@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* exchange.h - all-gathers among a set of ranks through the rendezvous store.
  *
  * Every exchange after bootstrap (NCCL ids, IPC handles, capture checks, agreements) is an

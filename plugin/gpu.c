@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpu.c - the CUDA runtime calls of the core (device choice, capture state, copies).
  * Built without CUDA, every query answers "no device". */
 #include "gpu.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gpu.h - the few CUDA runtime calls the core needs, without CUDA types in core headers.
  * Backends that use CUDA directly include <cuda_runtime_api.h> and use MC_CUDA_TRY. */
 #ifndef MC_GPU_H_

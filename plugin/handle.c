@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* handle.c - ABI handles as (tag, kind, generation, slot), checked against one table (handle.h).
  *
  * Encoding (64 bits): tag in bits 60..63 (0xC context, 0xA group), group kind in 56..59, slot

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* handle.h - the handles the host holds are not pointers: a context handle names a slot of one
  * table and the slot's generation, a group handle adds the group kind.  Destroying a context
  * advances its slot's generation, so a stale handle is refused without touching freed memory and

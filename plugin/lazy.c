@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lazy.c - creating a communicator's backend state on first use (lazy.h). */
 #include "lazy.h"
 

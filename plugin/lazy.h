@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lazy.h - a communicator's backend state is created by the first call that needs it. */
 #ifndef MC_LAZY_H_
 #define MC_LAZY_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.c - the one logger: "moecomm[rank R pid P] LEVEL file:line message" on stderr. */
 #include "log.h"
 

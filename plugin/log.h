@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* log.h - the one logger of the plugin.  Level from MOECOMM_DEBUG=WARN|INFO|TRACE (default
    WARN). */
 #ifndef MC_LOG_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* moe.c - expert-parallel dispatch and combine (moe.h).  The shape and the row order are
  * ep_layout.h's; which backend serves the group is the routing policy's (route.c); the backends
  * (shm, nccl, custom's NVLink kernels) move the data. */

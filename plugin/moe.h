@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* moe.h - expert-parallel dispatch and combine on the MOE_EP group (ABI 1.2): the group's fixed
  * shape, the launch path of each call, and the lazy creation of the buffers (moe.c). */
 #ifndef MC_MOE_H_

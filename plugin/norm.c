@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* norm.c - the unfused residual add + RMSNorm (norm.h): the C reference on the CPU, the
  * standalone kernel (kernels/mc_norm.h) on a GPU.  Both take any hidden size and alignment the
  * ABI accepts. */

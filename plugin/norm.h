@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* norm.h - the residual add and RMSNorm of all_reduce_rmsnorm when it is not fused: the same
  * definition, bit for bit, as the fused kernel (kernels/mc_rmsnorm.h): on the CPU through
  * kernels/rmsnorm_ref.c, on a GPU through a kernel on the call's stream (norm.c). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* planner.c - graph-capture sizes every group can split.
  *
  * The rule is the engines' (sglang's CUDA-graph runner): when gathered buffers are required

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* planner.h - which graph-capture token counts every group can split (planner.c). */
 #ifndef MC_PLANNER_H_
 #define MC_PLANNER_H_

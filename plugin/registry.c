@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* registry.c - which backends this build has (registry.h). */
 #include "registry.h"
 

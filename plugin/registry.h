@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* registry.h - the backends compiled into this build, by moecomm_backend_t. */
 #ifndef MC_REGISTRY_H_
 #define MC_REGISTRY_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* route.c - the routing policy (route.h), in the order it is applied.
  *
  * At context creation, per group:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* route.h - the routing policy: every rule that decides which backend, and which custom
  * algorithm, serves a call lives in route.c and reads top to bottom.  Backends only say what they
  * can do (backend.h: caps and limits). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* scatter.c - scatter modes (ABI 1.1): which mode each layer's input must be in, and the
  * transitions between modes.  Every transition is a few group collectives plus local copies and
  * zero padding, so it runs on every backend and is counted and captured like any collective. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* scatter.h - scatter modes and the transitions between them (scatter.c, ABI 1.1). */
 #ifndef MC_SCATTER_H_
 #define MC_SCATTER_H_

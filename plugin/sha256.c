@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sha256.c - SHA-256 after FIPS 180-4 section 6.2, HMAC after RFC 2104 (sha256.h). */
 #include "sha256.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_client.c - the rendezvous store's blocking client (store_client.h).
  *
  * The client holds a mutex for a whole exchange (request and reply), so threads may share one

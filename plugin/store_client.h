@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_client.h - a blocking client of the rendezvous store (store_server.h); every rank has one.
  *
  * A connection is shared by the threads of a process (one exchange at a time).  A failure in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_core.c - the store server's logic without sockets (store_core.h). */
 #include "store_core.h"
 

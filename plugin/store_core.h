@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_core.h - what the store server does with the bytes of its connections, without sockets.
  *
  * store_server.c owns the sockets and the thread; it asks a connection where its next bytes go

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_server.c - the rendezvous store's server: one poll() thread on rank 0 (store_server.h).
  *
  * This file owns the sockets: listening, accepting, reading into the buffers a connection names

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_server.h - the rendezvous store's server: a thread on rank 0 that holds the keys.
  *
  * Values are opaque bytes.  A get waits until the key exists or its deadline passes.  A key set

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_table.c - the store server's keys and their byte budget (store_table.h). */
 #include "store_table.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_table.h - the store server's keys: values with read counts, and the byte budget all of
  * them draw on.
  *

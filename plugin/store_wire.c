@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_wire.c - encode and decode of the rendezvous store's frames (store_wire.h). */
 #include "store_wire.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_wire.h - the rendezvous store's wire format: frames, limits, encode and decode.
  *
  * Little-endian throughout.  A connection starts with the server's greeting (a reply with status

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topo.c - validates the parallel layout and derives every group's rank list.
  *
  * The formulas are DESIGN.md's ("Groups"): attention ranks are laid out (attn_dp, attn_cp,

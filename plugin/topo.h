@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topo.h - the parallel layout: validated sizes and every group's rank list (DESIGN.md
    "Groups"). */
 #ifndef MC_TOPO_H_

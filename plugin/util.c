@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* util.c - small helpers shared by the core and the backends. */
 #include "util.h"
 

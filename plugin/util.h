@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* util.h - small helpers shared by the core and the backends. */
 #ifndef MC_UTIL_H_
 #define MC_UTIL_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* world.c - liveness and placement of the world's ranks (world.h). */
 #include "world.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* world.h - the picture of the world a context runs in: which host each rank is on, its process,
  * and whether a rank of this host is still alive.  Filled by bootstrap (bootstrap.h), read by
  * exchanges and backends to name a peer that died instead of waiting for it. */

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # tests/run.sh [--gpu] BUILD: runs the test binaries of a build in parallel and sums their
 # "TESTSUM passed failed skipped" lines.
 #   default: every binary in BUILD/tests/<dir>/ (contract core conformance system fuzz gpu; GPU

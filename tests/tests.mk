@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # tests/tests.mk - the test binaries and `make test` / `make gpu-test` (included by the Makefile).
 # tests/README.md describes the suites and the harness.
 

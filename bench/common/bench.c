@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench.c - the helpers every benchmark shares (bench.h).  Also built by mpicc (bench/run-cpu.sh):
  * keep it free of moecomm, CUDA and NCCL. */
 #ifndef _GNU_SOURCE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench.h - what every benchmark shares: timing, medians, errors, JSON strings, the options
  * bench/common.sh passes, and the CPU all-reduce benchmarks' inputs.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_gpu.c - the GPU benchmarks' shared plumbing (bench_gpu.h). */
 #include "bench_gpu.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_gpu.h - the plumbing every GPU benchmark shares (bench/allreduce.c, scatter.c, mem.c).
  *
  * A GPU benchmark's parent never touches CUDA: it parses the options bench/common.sh passes,

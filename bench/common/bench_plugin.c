@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_plugin.c - the benchmarks' plugin (bench_plugin.h). */
 #include "bench_plugin.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_plugin.h - the benchmarks' plugin, loaded the way an engine does (host_shim/lib). */
 #ifndef MC_BENCH_PLUGIN_H_
 #define MC_BENCH_PLUGIN_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* mpi_allreduce.c - Open MPI's side of `make bench-cpu` (compiled with mpicc by bench/run-cpu.sh).
  *
  * The same sizes, inputs, timing method and output as bench/cpu_allreduce.c, for MPI_Allreduce:

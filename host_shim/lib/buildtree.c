@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* buildtree.c - a build's own directory and plugin (buildtree.h). */
 #include "buildtree.h"
 

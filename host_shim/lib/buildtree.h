@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* buildtree.h - binaries of this source tree that run from their build directory (the tests
  * under BUILD/tests/, the benchmarks under BUILD/bench/): where that directory is, and its plugin.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* data.c - deterministic inputs, exact expected values and 16-bit float conversions (data.h). */
 #include "data.h"
 

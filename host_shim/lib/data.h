@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* data.h - test data for the host, the tests and the benchmarks: deterministic inputs that every
  * rank can regenerate for any peer, exact expected values in fp32, fp16 and bf16, and the
  * conversions between float and the 16-bit types.

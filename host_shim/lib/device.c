@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* device.c - the host's CUDA runtime calls (device.h).  Everything CUDA sits behind
  * MC_WITH_CUDA so the host library builds and runs without a toolkit. */
 #include "device.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* device.h - every CUDA runtime call of the host library, behind CUDA-free types.
  *
  * A shim_dev_t is either a GPU (device ordinal, a non-blocking stream; buffers are device memory,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* launch.c - forks the rank processes and gives them a process-shared host all-gather (launch.h).
  *
  * The hub is one MAP_SHARED|MAP_ANONYMOUS mapping made before fork, so every child sees it at the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* launch.h - runs N rank processes on this host and gives them a host all-gather for bootstrap.
  *
  * shim_launch forks before anything touches CUDA, runs fn(rank) in each child, and waits.  The

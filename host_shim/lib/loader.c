@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* loader.c - the reference plugin loader (loader.h): discovery, dlopen, entry check, negotiation.
  *
  * Written to be copied into an engine: it depends only on abi/moecomm.h and libc/libdl. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* loader.h - the reference plugin loader: how an engine finds, loads and negotiates with moecomm.
  *
  * Discovery (MOECOMM_PLUGIN): unset -> the default, libmoecomm.so next to the running executable,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* memory.c - the plugin's memory as an engine sees it: group_stats of every group. */
 #include "memory.h"
 

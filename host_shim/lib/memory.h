@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* memory.h - what the plugin holds per group and per rank, from group_stats, and the memory
  * report (memory.c). */
 #ifndef SHIM_MEMORY_H_

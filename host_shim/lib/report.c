@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* report.c - timing samples and the timing table (report.h). */
 #include "report.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* report.h - timing samples, the timing table and text formatting. */
 #ifndef SHIM_REPORT_H_
 #define SHIM_REPORT_H_

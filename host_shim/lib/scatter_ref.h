@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* scatter_ref.h - a reference model of the scatter modes (ABI 1.1), shared by the host shim's
  * MoE step (host_shim/step_v11.c) and the tests that check moecomm's scatter transitions
  * (tests/core/scatter_modes.c, tests/gpu/scatter_gpu.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* probe_v1.c - the entry point of ABI major 1 and nothing else, compiled against one ABI header
  * (-DMC_ABI_HEADER="path").  abidw on it records exactly the types that header promises: this is
  * how the dump of a frozen header (libmoecomm-abi-1.0.abi from abi/moecomm_v1.h) is made and

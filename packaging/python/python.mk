@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # packaging/python/python.mk - the Python package (included by the top Makefile).
 #   make wheel        BUILD/wheel/moecomm-<version>-<tag>.whl, bundling BUILD's plugin
 #   BUILD/tests/system/python  the package's pytest suite on shm (make test sums its TESTSUM line)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ep_dev.c - the device side of expert parallelism shared by the GPU paths (ep_dev.h). */
 #include "ep_dev.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ep_dev.h - the device side of expert parallelism that both GPU paths share (ep_dev.c): the NCCL
  * path (backends/nccl/nccl_moe.c) and the NVLink kernels (backends/custom/moe.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ep_cases.h - routing cases, data and the exact identity-expert expectation for the
  * expert-parallel tests (tests/core/ep_layout.c on CPU, tests/gpu/ep_kernels.c on a GPU).
  *

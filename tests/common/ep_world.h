@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ep_world.h - every member's inputs of one expert-parallel call pair, regenerated alike on every
  * rank from a seed, with the CPU reference's outputs (plugin/ep_layout.c) and the checks of what
  * a rank got through the ABI (tests/core/moe_shm.c on CPU ranks, tests/gpu/moe_gpu.c on GPUs).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* harness.c - counts checks, runs ranks, runs commands (harness.h); loading the plugin, launching
  * ranks and making exact test data come from the host library (host_shim/lib/). */
 #include "harness.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* harness.h - the test harness every test binary uses.
  *
  * A binary counts checks, not functions: each MC_CHECK is one passed or failed check.  It ends by

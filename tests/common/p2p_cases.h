@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* p2p_cases.h - data, buffer layouts and the cases of the send/recv and all-to-all tests
  * (tests/core/shm_p2p.c on CPU contexts, tests/gpu/p2p_gpu.c on GPUs).  A case reaches its buffers
  * through a p2p_env_t: host memory on CPU, device memory and a stream on a GPU.

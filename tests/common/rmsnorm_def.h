@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rmsnorm_def.h - the definition of all_reduce_rmsnorm (kernels/mc_rmsnorm.h) once more, for the
  * tests: written from the header's words with the harness's own conversions, not from
  * kernels/rmsnorm_ref.c, so a test comparing the plugin (whose CPU path is rmsnorm_ref.c) with it

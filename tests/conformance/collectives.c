@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* collectives.c - the backend-conformance suite: one collective matrix, run against every backend
  * present (shm on CPU ranks; nccl and custom on GPUs when the machine has them).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* conf.h - the pieces of the backend-conformance suite (tests/conformance/): one collective
  * matrix, run the same way against every backend.
  *

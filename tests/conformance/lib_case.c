@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lib_case.c - one collective of the conformance matrix (conf.h).
  *
  * Buffers: GUARD bytes, the case's offset, the payload, GUARD bytes.  Everything but the inputs

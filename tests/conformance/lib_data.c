@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lib_data.c - inputs and exact expected outputs of the conformance matrix (conf.h).
  *
  * A case's input on a rank is the host library's test data (host_shim/lib/data.h) keyed by (case

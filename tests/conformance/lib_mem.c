@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lib_mem.c - the matrix's buffers: host memory for shm, device memory with a host image for the
  * GPU backends (conf.h).  A case prepares the host image (poison, guards, inputs), puts it, runs
  * the collective on the device pointers, gets the image back and checks it on the host. */

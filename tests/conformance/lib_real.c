@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lib_real.c - sum all-reduces of non-integer values (conf.h).
  *
  * Element j of a rank's input is +-(1 + k / 2^mbits) * 2^e with e in [-emax, emax], rounded to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lib_swap.c - backend settings swapped between contexts of one process (conf.h).
  *
  * The configuration is read once per context, so one rank can hold contexts with different

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* abi_args.c - every slot of the ABI table with NULL and invalid arguments, through the loaded
  * plugin (the way an engine calls it).  Each case checks the exact result code and that the
  * output arguments were not written (they are poisoned first and compared after). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* compat.c - old and new hosts against the current plugin, and plugins the loader must refuse.
  *
  *  - a host compiled against the frozen abi/moecomm_v1.h (lib_old_host_v1.c), passing 1.0-sized

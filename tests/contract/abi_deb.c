@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* deb.c - `make deb`, run from the source tree against this build (the Makefile compiles in
  * MC_SOURCE_DIR and the make variables of the build), checked as plain Debian would meet it:
  *

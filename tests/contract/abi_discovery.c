@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* discovery.c - how the reference loader (host_shim/loader.c) finds a plugin.
  *
  *  - two plugins built under different names (libmoecomm.so "moecomm" and libmoecomm-alt.so

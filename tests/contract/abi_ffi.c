@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ffi.c - calls the plugin the way a ctypes engine does: from abi/moecomm_v1.manifest alone.
  *
  * No ABI type or constant of abi/moecomm.h is used here (the harness includes the header for its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* install.c - `make install` and `make uninstall`, run from the source tree against this build
  * (the Makefile compiles in MC_SOURCE_DIR and the make variables of the build):
  *

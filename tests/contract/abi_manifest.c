@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* manifest.c - abi/moecomm_v1.manifest against the headers and the plugin.
  *
  * The manifest must describe abi/moecomm.h exactly (every entry, callback type, handle, integer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fake_bad_version.c - answers every request with ABI 1.7, whatever the host asked for: the
  * loader must refuse a negotiated version outside the host's range. */
 #include "../../abi/moecomm.h"

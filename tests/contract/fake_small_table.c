@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fake_small_table.c - negotiates fine but returns a table smaller than the ABI 1.0 table: the
  * loader must refuse it ("not an ABI 1.x table") rather than call past its end. */
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fake_v2only.c - a plugin of a later ABI major that dropped major 1: it exports only
  * moecomm_get_api_v2.  A major-1 loader must refuse it ("does not define moecomm_get_api_v1"). */
 #include <stddef.h>

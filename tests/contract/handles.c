@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* handles.c - what the host holds are handles, not pointers (plugin/handle.c), and a context is
  * used by one thread at a time (plugin/api_guard.c), through the ABI:
  * - a destroyed context's handle and its groups' handles are refused with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lib_manifest.c - reads abi/moecomm_v1.manifest and the ABI headers (manifest.h). */
 #include "manifest.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lib_old_host_v1.c - an "old host": compiled against the frozen abi/moecomm_v1.h only, it talks
  * to the current plugin exactly as a host released with ABI 1.0 would (old_host_v1.h). */
 #include "old_host_v1.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lib_pkg.c - helpers shared by abi_install and abi_deb (pkg.h). */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "pkg.h"

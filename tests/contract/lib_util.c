@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lib_util.c - helpers of the tests/contract binaries (util.h). */
 #define _XOPEN_SOURCE 700 /* nftw */
 #include "util.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* manifest.h - reads the ABI manifest (abi/moecomm_v1.manifest) and the ABI headers into one form,
  * so that tests can compare them and call the plugin from the manifest alone (tests/contract/).
  *

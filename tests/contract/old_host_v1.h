@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* old_host_v1.h - a host built against the frozen ABI 1.0 header (lib_old_host_v1.c).  This header
  * includes no moecomm header, so a test built against the current one can call it. */
 #ifndef MC_TESTS_ABI_OLD_HOST_V1_H_

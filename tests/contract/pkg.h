@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* pkg.h - helpers shared by abi_install and abi_deb: make in the source tree, file lists of a tree
  * and of the install layout, the names a build gives its plugin and package. */
 #ifndef MC_TESTS_ABI_PKG_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* util.h - small helpers of the tests/contract binaries: scratch directories and files (the build
  * directory, shell commands and file copies: mc_test_build_dir, mc_test_shell and
  * mc_test_copy_file in tests/common/harness.h). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* capture_agree.c - capture_end when a backend's registration hook fails on one rank.
  *
  * White-box, CPU: three ranks, the shm backend wrapped (registry override) so that its

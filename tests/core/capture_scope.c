@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* capture_scope.c - the context's capture scope on CPU contexts, where it is bookkeeping only
  * (collectives still run eagerly): begin twice and end without begin are MOECOMM_ERR_CAPTURE;
  * ranks that issued different numbers of collectives on a group inside the scope make capture_end

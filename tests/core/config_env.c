@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config_env.c - MOECOMM_* environment variables: bad values are refused at context_create with a
  * message naming the variable and what it accepts; good values are accepted; backend requests the
  * machine cannot serve are MOECOMM_ERR_UNAVAILABLE; auto on a machine without a GPU is a CPU

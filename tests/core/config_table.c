@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config_table.c - the declared configuration (plugin/config.h) is well formed, and README.md's
  * environment table says exactly what it declares.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ep_layout.c - expert-parallel layout and CPU reference (plugin/ep_layout.c), on CPU.
  *
  * Sizes: three layouts (NVLink and NCCL, bf16; NCCL fp8 with scales and a small capacity) whose

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fake_nccl.c - a stand-in libnccl.so.2 for tests/core/nccl_lib.c: every entry point the plugin
  * binds, doing nothing.  FAKE_VERSION sets what ncclGetVersion says; FAKE_NO_SEND leaves out
  * ncclSend (a library that lacks a symbol). */

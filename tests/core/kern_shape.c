@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kern_shape.c - the kernels' host-side C on the CPU: grid shapes and slot plans
  * (kernels/shape.c) and the reference arithmetic (kernels/rmsnorm_ref.c).  Links only those two
  * files, so it runs in CPU-only builds too.

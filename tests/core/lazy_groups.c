@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* lazy_groups.c - communicators are created by the first collective on them, never before, and
  * shared by every group with the same rank list (unless MOECOMM_SHARE_COMMS=0).
  *

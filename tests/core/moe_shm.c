@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* moe_shm.c - expert-parallel dispatch and combine through the ABI on CPU ranks (shm backend).
  *
  * Worlds of 1, 2, 3 and 4 ranks with every payload dtype (fp32, fp16, bf16, fp8 with two scales

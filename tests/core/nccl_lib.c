@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_lib.c - loading NCCL at run time (plugin/backends/nccl/nccl_lib.c), on the CPU, with fake
  * libraries built beside this test (tests/core/fake_nccl.c): a good one (2.28.9) loads and
  * its version is read; one too old (2.18.0), one lacking ncclSend and a path that does not exist

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* planner.c - the capture-size planner (plan_capture_sizes, plugin/planner.c).
  *
  * White-box for topologies too large to run (tp8, tp24): a context whose topology is filled by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* route.c - the routing policy (plugin/route.c) on CPU, white-box.
  *
  * 1. The custom algorithm table: every row's boundaries for 2, 3, 4, 8 and 9 members, what the

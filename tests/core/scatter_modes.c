@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* scatter_modes.c - scatter modes on CPU ranks (shm): layer_mode, mode_rows and every transition
  * scatter performs, checked exactly against the reference model in host_shim/lib/scatter_ref.h.
  *

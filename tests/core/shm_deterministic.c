@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shm_deterministic.c - deterministic mode through the ABI on CPU contexts (shm): a row's result
  * does not depend on the batch it is reduced in or where it sits in it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shm_p2p.c - send/recv, all_to_all and all_to_all_v of the shm backend, through the ABI, on CPU
  * contexts of 2, 3, 4 and 8 forked ranks.
  *

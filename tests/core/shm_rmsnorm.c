@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shm_rmsnorm.c - all_reduce_rmsnorm through the ABI on CPU contexts (shm: the all-reduce, then
  * the norm of kernels/rmsnorm_ref.c), against the definition written once more in
  * tests/common/rmsnorm_def.h, bit for bit.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shm_sweep.c - the stale-segment sweep of the shm backend removes only segments whose creator is
  * provably dead in this pid namespace (white-box: plugin/backends/shm/segment.c).
  *

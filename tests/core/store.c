@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store.c - white-box test of the TCP rendezvous store (plugin/store_{wire,server,client}.c).
  *
  * Values are random bytes compared exactly; receive buffers are poisoned before every get so a get

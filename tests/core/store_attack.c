@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_attack.c - hostile clients against a live rendezvous store (plugin/store_*.c).
  *
  * Every attacker is a raw socket on 127.0.0.1 speaking the wire format by hand

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_peer.h - the store's wire spoken by hand, for tests and fuzz targets: request frames
  * (st_req, st_req_frame, st_hello_frame), and a scripted server on one end of a socketpair for
  * tests of the client's reply parsing (st_peer_*).

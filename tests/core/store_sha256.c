@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_sha256.c - plugin/sha256.c against published vectors: FIPS 180-4 (SHA-256 examples and
  * the million-'a' message), RFC 4231 (HMAC-SHA256 test cases 1-7), digests of messages around the
  * padding boundaries (computed with Python's hashlib), every split of an incremental update, and

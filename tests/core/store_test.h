@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_test.h - helpers shared by the store's test binaries (store and store_attack).
  *
  * Header-only: each test source is its own binary.  Every server here binds 127.0.0.1

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_wire.c - the rendezvous store's wire format (plugin/store_wire.c) and the parsing on
  * both ends of a connection, without a network.
  *

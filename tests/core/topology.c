@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topology.c - white-box test of plugin/topo.c: validation and every group kind's rank lists.
  *
  * The expected lists below are written out by hand from DESIGN.md ("Groups"), not computed by a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.c (fuzz target) - mc_config_load on an arbitrary environment: the input's lines are the
  * environment (NAME=VALUE, MOECOMM_ names most of the time).  Besides not crashing: a load either
  * succeeds with every value inside its declared range or fails with MOECOMM_ERR_CONFIG and a

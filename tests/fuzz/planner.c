@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* planner.c (fuzz target) - mc_plan_capture_sizes on arbitrary topologies, flags, candidates and
  * capacities.  Besides not crashing: on success every size is a candidate, a multiple of the
  * multiple reported, in the candidates' order, and no more than the capacity were written; on

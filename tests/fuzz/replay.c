@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* replay.c - runs a fuzz target over its seed corpus, built with the normal compiler: the
  * BUILD/tests/fuzz/fuzz_<target> binaries of `make test` (the target's name comes from the
  * binary's, its corpus is MC_SOURCE_DIR/tests/fuzz/corpus/<target>/).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_client.c (fuzz target) - the store client's reply parsing (plugin/store_client.c): a
  * scripted server on the other end of a socketpair (tests/core/store_peer.h) sends the input.
  *

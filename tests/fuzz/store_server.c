@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_server.c (fuzz target) - the store server's connection state machine
  * (plugin/store_core.c) fed arbitrary byte streams on up to four connections, without sockets.
  *

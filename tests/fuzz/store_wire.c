@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* store_wire.c (fuzz target) - the rendezvous store's decoders (plugin/store_wire.c) on arbitrary
  * bytes.  Besides not crashing, every frame a decoder accepts must encode back to the same bytes
  * and respect the limits the decoder promises; a violation aborts (a finding). */

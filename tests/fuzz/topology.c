@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* topology.c (fuzz target) - mc_topo_init on arbitrary bytes as a moecomm_topology_t, then every
  * group's rank list of every rank.  Besides not crashing (attn_cp = attn_dp = 65536 used to divide
  * by zero): an accepted topology must give groups that hold their rank, stay within the world and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_graph.c - custom all-reduces captured in CUDA graphs and replayed (2 ranks, 2 GPUs).
  *
  * A. auto algorithms on TP: LL-, one-shot- and two-shot-sized all-reduces (in place, and with

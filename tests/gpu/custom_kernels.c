@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_kernels.c - the custom all-reduce kernels driven directly, 2 to 8 members on one GPU.
  *
  * The 2-GPU machine cannot run more than 2 ranks with peer memory, so this white-box test checks

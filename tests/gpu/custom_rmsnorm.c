@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_rmsnorm.c - all_reduce_rmsnorm and deterministic mode through the ABI on GPUs, bit for
  * bit against the definition (tests/common/rmsnorm_def.h; the all-reduce rule: rank order in
  * fp32, one rounding).

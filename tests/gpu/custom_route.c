@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_route.c - which path serves an all-reduce (2 ranks on 2 GPUs).
  *
  * With MOECOMM_DEBUG=TRACE the custom backend logs one line per all-reduce naming the algorithm

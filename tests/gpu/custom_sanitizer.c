@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_sanitizer.c - compute-sanitizer memcheck and racecheck over the custom all-reduce.
  *
  * compute-sanitizer follows processes that are exec'd, not plain forks, so the two ranks run as

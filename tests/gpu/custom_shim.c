@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_shim.c - the host shim's MoE layer step on 2 GPUs with the custom all-reduce: warm-up,
  * graph capture and replays, every result verified bit-exact by the shim itself.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_timeout.c - a peer that stops answering (2 ranks, 2 GPUs, MOECOMM_TIMEOUT_MS=1500).
  *
  * For each algorithm (ll: waits on packets, oneshot: one barrier, twoshot: two barriers) in its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_util.h - helpers shared by the custom all-reduce GPU tests (tests/gpu/custom_*.c).
  *
  * Inputs are random and never zero: small integers (exact sums in every dtype, any rank count) or

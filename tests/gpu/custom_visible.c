@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_visible.c - where the custom all-reduce applies (2 ranks, 2 GPUs).
  *
  * 1. Each rank sees only its own GPU (CUDA_VISIBLE_DEVICES=<rank>, device chosen by

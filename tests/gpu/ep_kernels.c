@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ep_kernels.c - expert-parallel dispatch and combine kernels (kernels/ep.cu) driven directly,
  * with 2, 4 and 8 simulated members on one GPU.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kern_determinism.c - a row's result does not depend on the batch it is reduced in, where the
  * row sits in that batch, or the algorithm (mc_kernels.h's rule; mc_rmsnorm.h for the fused op).
  *

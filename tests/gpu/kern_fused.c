@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kern_fused.c - the fused all-reduce + residual add + RMSNorm (mc_kern_ar_rmsnorm) with 2..8
  * simulated members on one GPU (kern_world.h), against the C reference of its definition
  * (kernels/rmsnorm_ref.c), bit for bit.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kern_graph.c - every kernel captured into a CUDA graph and replayed 1000 times with new inputs
  * between replays, 2..8 simulated members on one GPU (kern_world.h).
  *

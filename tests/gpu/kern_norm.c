@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kern_norm.c - the standalone residual add + RMSNorm (mc_kern_add_rmsnorm, kernels/norm.cu) on
  * one GPU, bit for bit against the definition (tests/common/rmsnorm_def.h, written from
  * kernels/mc_rmsnorm.h's words) and against kernels/rmsnorm_ref.c, which the CPU path runs.

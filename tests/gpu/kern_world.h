@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* kern_world.h - simulated members for the kernel tests (custom_kernels.c, kern_*.c): every
  * member of a communicator on the one GPU, each with its own segment, error record and stream;
  * a call launches every member's kernel together (grids capped at SMs / members so all of them

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* moe_gpu.c - expert-parallel dispatch and combine through the ABI on GPUs, on both paths: the
  * NVLink kernels (the default within a host) and the NCCL path (MOECOMM_BACKEND_MOE_EP=nccl).
  * Each rank is a process driving its own GPU; MOE_EP is every rank (tp = ep = world).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_contexts.c - two moecomm contexts in one process (2 ranks on 2 GPUs, MOECOMM_BACKEND=nccl).
  *
  * Context A (tp=2) and context B (tp=2, ep=2) each get their own NCCL communicator; collectives

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_faults.c - a rank killed with SIGKILL while the NCCL communicator is being created, and
  * while a collective runs: the surviving rank gets an error naming the dead rank within
  * MOECOMM_TIMEOUT_MS, never a hang, and can still destroy its context (2 ranks on 2 GPUs).

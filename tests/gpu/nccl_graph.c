@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_graph.c - NCCL collectives on several groups captured in one CUDA graph and replayed
  * (2 ranks on 2 GPUs, MOECOMM_BACKEND=nccl).
  *

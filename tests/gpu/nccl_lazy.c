@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_lazy.c - NCCL communicators are created by the first collective, shared by groups with the
  * same rank list, and their memory is reported in group_stats (2 ranks on 2 GPUs).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_multihost.c - two "hosts" simulated on one 2-GPU machine: each rank has its own host id
  * (MOECOMM_HOST_ID=hostA / hostB), bootstraps through MOECOMM_STORE=tcp://127.0.0.1:PORT (no host
  * all-gather), and NCCL talks over sockets (P2P and shared memory off, set in each rank before

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_probe.c - what happens where NCCL cannot run: a process that sees no CUDA device.
  *
  * Runs on every machine: each case is a forked rank with CUDA_VISIBLE_DEVICES="" (set before

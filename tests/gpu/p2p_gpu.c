@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* p2p_gpu.c - send/recv, all_to_all and all_to_all_v through the NCCL backend
  * (MOECOMM_BACKEND=nccl), rank r on GPU r: worlds of 2, 3, 4 and 8 ranks, those this machine has
  * GPUs for (one visible skip line with fewer than 2).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* scatter_gpu.c - scatter-mode transitions on 2 GPUs, eager and inside a captured CUDA graph.
  *
  * Passes (each a fresh context on both ranks, rank r on GPU r):

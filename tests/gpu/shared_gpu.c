@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shared_gpu.c - two ranks that drive one GPU are told so at context creation (one GPU is
  * enough to run this).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bootstrap.c - how ranks find each other and what happens when some do not.
  *
  *  - MOECOMM_STORE=tcp://127.0.0.1:PORT with host_allgather NULL, ranks started staggered with

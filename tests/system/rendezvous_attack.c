@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rendezvous_attack.c - a hostile local client against a live rank 0 (issue: an unauthenticated,
  * unbounded rendezvous listening on every interface).
  *

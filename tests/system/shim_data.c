@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shim_data.c - the shim's verification data (host_shim/lib/data.c) and report helpers: exact dtype
  * encodings against the harness's converters, fill/value/accumulate agreeing element by element,
  * inputs that differ per (seed, iteration, rank, op), rank-list formatting and quantiles. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shim_launch.c - the launcher and host all-gather of host_shim/lib/launch.c: repeated
  * all-gathers, failed and killed ranks, the launcher's timeout and its message naming each
  * running rank's phase, a dead sibling and a size mismatch ending the others' waits early,

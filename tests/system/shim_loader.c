@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shim_loader.c - plugin discovery and negotiation of the reference loader
  * (host_shim/lib/loader.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shim_run.c - runs build/moecomm-shim as a subprocess: default runs, the scatter-mode step (ABI
  * 1.1: mode chains, uneven token counts, fallback), the ABI-1.0 step (--abi-max 1.0),
  * --capture-sizes (one capture per planned size, sizes the planner drops), --pp (the hand-off

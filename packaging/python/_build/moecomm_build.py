@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """PEP 517 build backend of the moecomm wheel: no dependencies, works offline.
 
 The wheel holds the pure-Python package and, when one is found, a copy of the plugin as

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """torch.distributed.all_to_all_single carrying the rows of bench/ep.c's dispatch and combine.
 
     python packaging/python/benchmarks/ep_a2a.py --json BUILD/bench-results/ep-<date>.json

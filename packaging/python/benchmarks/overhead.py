@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Python overhead of moecomm's per-call path, against the same call through raw ctypes.
 
     python packaging/python/benchmarks/overhead.py --cpu             # shm, world 1 (any machine)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A MoE transformer block run sharded through moecomm, checked against the same block unsharded.
 
     python packaging/python/examples/moe_layer.py --ranks 4 --tp 4 --ep 2      # GPUs, else CPU

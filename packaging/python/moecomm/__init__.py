@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """moecomm: the Python face of the moecomm communicator plugin (pure Python over ctypes).
 
     import moecomm

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """python -m moecomm info | groups | selftest  (``python -m moecomm -h`` for options)."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The C ABI of abi/moecomm.h as ctypes: constants, struct layouts and the table of slots.
 
 Every struct that crosses the boundary starts with ``struct_size``.  The function table is read

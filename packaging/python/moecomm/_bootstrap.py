@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The host all-gather a context is bootstrapped with (moecomm_host_allgather_fn_t).
 
 ``make_allgather(bootstrap, rank, world_size)`` turns what the user passed into a Python

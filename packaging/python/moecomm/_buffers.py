@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What a buffer is, in the plugin's terms: (address, element count, moecomm dtype, device).
 
 Accepted: torch tensors (CPU and CUDA), numpy arrays, objects with ``__cuda_array_interface__``

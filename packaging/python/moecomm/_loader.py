@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Finds, loads and negotiates with the plugin, by the rules of host_shim/loader.c.
 
 ``MOECOMM_PLUGIN``: a path (contains '/'), a name (``libmoecomm-<name>.so``; ``moecomm`` also

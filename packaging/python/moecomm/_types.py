@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Plain data the API takes and returns: the topology, enums, stats and info records."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Context and Group: the plugin's context and groups, shaped like engines' group coordinators.
 
 A Context is one rank's view of one model instance: ``Context(topology, rank, world_size,

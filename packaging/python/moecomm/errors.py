@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Exceptions: one MoecommError subclass per moecomm_result_t code (abi/moecomm.h).
 
 Each carries the plugin's ``last_error`` sentence (``message``) and the code (``code``, with

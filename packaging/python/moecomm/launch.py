@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Starts ranks as local processes with a host all-gather between them (like host_shim/launch.c).
 
     def rank_main(rank, world_size, allgather):

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """``python -m moecomm selftest``: every collective on every group of local ranks, checked exactly.
 
 Each rank fills its inputs with small non-zero integers derived from (rank, element, round), so

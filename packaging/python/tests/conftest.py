@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Shared pieces of the moecomm Python suite.
 
 Ranks are local processes started by ``moecomm.launch`` (the package's own launcher, whose

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Independent references for the suite: DESIGN.md's group formulas, the capture-size rule,
 layer modes and the row layouts of scatter modes (abi/moecomm.h), written from the documents,
 not from the plugin's code."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What ABI 1.2 added, through the package: all_reduce_rmsnorm on 2 and 4 shm ranks against a
 numpy reference of kernels/mc_rmsnorm.h's definition (bit for bit), group rank lists without a
 context, the configuration table, the per-backend counts of group stats, and the argument

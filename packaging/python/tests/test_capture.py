@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The capture scope through ``ctx.capture()`` on CPU contexts (collectives run eagerly there):
 equal work on every rank ends cleanly; an exception in the body still ends the scope, the body's
 exception wins, a rank whose capture then differs makes capture_end fail with CaptureError on

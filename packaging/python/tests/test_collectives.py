@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every collective on every group of 2 and 4 shm ranks, every dtype, in and out of place, checked
 exactly against inputs each rank regenerates for its peers; buffers of every accepted kind."""
 

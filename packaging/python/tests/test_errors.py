@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Every MoecommError class from a real failure where the public API can cause one (the rest
 through the code table), and the checks the package makes in Python before calling the plugin:
 the exception, its message, and outputs left as they were."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The GPU part of the suite: CUDA tensors through every collective, the default and explicit
 streams, device checks, and CUDA graph capture through ``ctx.capture()`` around
 ``torch.cuda.graph``, replayed with new inputs.  Needs torch and CUDA devices; skipped visibly

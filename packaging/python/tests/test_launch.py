@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """moecomm.launch: results in rank order, and a rank that raises or dies breaks the host
 all-gather for the others (PeerError at once, not a hang) and is named in LaunchError."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The planner, layer modes, mode rows and every scatter transition (with and without reduce)
 on 2 and 4 shm ranks, against the references in reference.py."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The package as a user meets it: import hygiene, version, plugin discovery (host_shim/loader.c's
 rules and messages), the wheel and its bundled plugin, and ``python -m moecomm``."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """torch on CPU ranks (shm): CPU tensors of every dtype, shapes of allocated outputs, torch's
 errors, and the two torch bootstraps (a gloo process group, a TCPStore).  Skipped visibly where
 torch is not installed (CI); tests/test_gpu.py has the CUDA part."""

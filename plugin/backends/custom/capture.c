@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* capture.c - the custom backend inside the context's capture scope.
  *
  * LL and one-shot kernels touch only the members' segments (registered at comm_init), so they are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* capture.h - the custom backend inside the context's capture scope (capture.c). */
 #ifndef MC_CUSTOM_CAPTURE_H_
 #define MC_CUSTOM_CAPTURE_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom.c - the custom all-reduce backend: ops table, probe, limits and the all-reduce (hot
  * path).  It serves float all-reduces, the fused all_reduce_rmsnorm (rmsnorm.c) and, for
  * deterministic mode, reduce_scatter (reduce_scatter.c); the routing policy sends it nothing else

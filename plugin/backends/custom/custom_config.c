@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_config.c - the custom backend's variables (custom_config.h).  Compiled into every build,
  * so that a CPU-only build still knows (and documents) them. */
 #include "custom_config.h"

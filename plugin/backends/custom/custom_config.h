@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_config.h - the custom backend's settings (custom_config.c declares their variables). */
 #ifndef MC_CUSTOM_CONFIG_H_
 #define MC_CUSTOM_CONFIG_H_

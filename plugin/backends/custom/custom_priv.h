@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* custom_priv.h - the state the custom all-reduce backend keeps per communicator, shared by its
  * files:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* launch.c - one custom all-reduce kernel launch (launch.h). */
 #include "launch.h"
 

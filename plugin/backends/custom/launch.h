@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* launch.h - one custom all-reduce kernel launch (launch.c), for the calls built on it: the
  * all-reduce (custom.c) and reduce_scatter (reduce_scatter.c). */
 #ifndef MC_CUSTOM_LAUNCH_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* moe.c - expert-parallel dispatch and combine over NVLink (moe.h).
  *
  * One kernel per call (kernels/mc_ep.h, "NVLink path"): each member writes its rows straight into

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* moe.h - expert-parallel dispatch and combine over NVLink (moe.c): the backend.h slots moe_init,
  * moe_fini, moe_dispatch and moe_combine of the custom backend. */
 #ifndef MC_CUSTOM_MOE_H_

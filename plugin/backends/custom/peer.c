@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* peer.c - peer memory: sharing allocations between the processes of one host with CUDA IPC.
  *
  * A buffer is shared as (IPC handle of its allocation, base address in the owner).  The importer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* peer.h - peer memory of a custom communicator (peer.c). */
 #ifndef MC_CUSTOM_PEER_H_
 #define MC_CUSTOM_PEER_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reduce_scatter.c - reduce_scatter on the custom backend, for deterministic mode only: the
  * routing policy sends it nothing else, since NCCL's reduce-scatter moves half the bytes but its
  * result depends on the size (plugin/route.c, rule 10).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reduce_scatter.h - reduce_scatter on the custom backend, deterministic mode only
  * (reduce_scatter.c). */
 #ifndef MC_CUSTOM_REDUCE_SCATTER_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rmsnorm.c - all_reduce_rmsnorm on the custom backend: one launch of the fused all-reduce +
  * residual add + RMSNorm (kernels/mc_rmsnorm.h) over the communicator's segment.  The kernels
  * touch only the caller's buffers and the segments, so a captured call needs no registration,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rmsnorm.h - all_reduce_rmsnorm on the custom backend: the fused kernels (rmsnorm.c). */
 #ifndef MC_CUSTOM_RMSNORM_H_
 #define MC_CUSTOM_RMSNORM_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* setup.c - creating and freeing the custom backend's state of a communicator.
  *
  * comm_init is collective over the comm and decides the same thing on every member: every step

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* setup.h - creating and freeing the custom backend's state of a communicator (setup.c). */
 #ifndef MC_CUSTOM_SETUP_H_
 #define MC_CUSTOM_SETUP_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* status.c - the sticky failure of a custom communicator (status.h).
  *
  * A kernel that gave up (a peer did not answer within MOECOMM_TIMEOUT_MS) or ran unregistered

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* status.h - the sticky failure of a custom communicator (status.c). */
 #ifndef MC_CUSTOM_STATUS_H_
 #define MC_CUSTOM_STATUS_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl.c - the NCCL backend: probe and the collectives (the hot path).
  *
  * One NCCL communicator per mc_comm_t (one distinct rank list), created by comm_init on the

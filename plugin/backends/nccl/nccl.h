@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl.h - the NCCL backend (nccl.c; its files: nccl_priv.h). */
 #ifndef MC_NCCL_H_
 #define MC_NCCL_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_comm.c - creating and destroying the NCCL communicator of one mc_comm_t.
  *
  * comm_init (collective over the comm's members):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_comm.h - creating and destroying the NCCL communicator of a comm (nccl_comm.c). */
 #ifndef MC_NCCL_COMM_H_
 #define MC_NCCL_COMM_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_config.c - the NCCL backend's variables (nccl_config.h).  Compiled into every build, so
  * that a CPU-only build still knows (and documents) them. */
 #include "nccl_config.h"

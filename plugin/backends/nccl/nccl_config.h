@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_config.h - the NCCL backend's settings (nccl_config.c declares their variables). */
 #ifndef MC_NCCL_CONFIG_H_
 #define MC_NCCL_CONFIG_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_lib.c - finding and loading NCCL at run time (nccl_lib.h). */
 #include "nccl_lib.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_lib.h - NCCL, loaded at run time (nccl_lib.c).
  *
  * The plugin does not link NCCL: engines already carry one (PyTorch's nvidia-nccl wheel), two

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_moe.c - expert-parallel dispatch and combine over NCCL (nccl_moe.h).
  *
  * Each call is three steps on the caller's stream (kernels/mc_ep.h, "NCCL path"): a pack kernel

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_moe.h - expert-parallel dispatch and combine over NCCL (nccl_moe.c): the backend.h slots
  * moe_init, moe_fini, moe_dispatch and moe_combine of the NCCL backend. */
 #ifndef MC_NCCL_MOE_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_p2p.c - send, recv and the all-to-alls of the NCCL backend.
  *
  * send and recv are ncclSend and ncclRecv on the caller's stream; all_to_all(_v) is one NCCL

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_p2p.h - send, recv and the all-to-alls of the NCCL backend (nccl_p2p.c). */
 #ifndef MC_NCCL_P2P_H_
 #define MC_NCCL_P2P_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_priv.h - the state the NCCL backend keeps per communicator, shared by its files:
  *
  * nccl.c         ops table, probe, the collectives (hot path)

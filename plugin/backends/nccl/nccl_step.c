@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_step.c - setup steps that wait for peers, run on a helper thread the caller can give up on.
  *
  * Communicator init with its first collective waits for every member.  moecomm's communicators are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_step.h - setup steps run on a helper thread the caller can give up on (nccl_step.c). */
 #ifndef MC_NCCL_STEP_H_
 #define MC_NCCL_STEP_H_

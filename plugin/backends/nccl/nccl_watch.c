@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_watch.c - what the NCCL backend does when a communicator goes bad.
  *
  * NCCL kernels waiting for a peer that died spin on the GPU for ever; the host thread that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_watch.h - failure handling: marking a comm failed, aborting it, the watchdog
    (nccl_watch.c). */
 #ifndef MC_NCCL_WATCH_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* a2a.c - all_to_all and all_to_all_v of the shm backend, through the comm's segment.
  *
  * Every member takes part, with the barrier discipline of the other collectives (layout.h).  Per

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* a2a.h - all_to_all and all_to_all_v of the shm backend (a2a.c). */
 #ifndef MC_SHM_A2A_H_
 #define MC_SHM_A2A_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* copy.c - copies between user buffers and the segment.
  *
  * glibc's memcpy moves mid-sized blocks with `rep movsb`.  On AMD Zen 3 (the machine this was

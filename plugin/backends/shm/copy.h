@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* copy.h - the copy loop of the shm backend (copy.c). */
 #ifndef MC_SHM_COPY_H_
 #define MC_SHM_COPY_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layout.h - the shm backend's shared segment and its per-communicator state, shared by its files.
  *
  * One POSIX shared-memory segment per communicator, mapped by every member:

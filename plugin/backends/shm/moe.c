@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* moe.c - expert-parallel dispatch and combine on the shm backend (moe.h).
  *
  * The semantics are the CPU reference's (plugin/ep_layout.h), called on the data itself: each

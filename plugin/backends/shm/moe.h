@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* moe.h - expert-parallel dispatch and combine between the CPU processes of a shm communicator
  * (moe.c): the backend.h slots moe_init, moe_fini, moe_dispatch and moe_combine. */
 #ifndef MC_SHM_MOE_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* p2p.c - send and recv of the shm backend: a channel per pair of members that no other member
  * takes part in (the collectives' barriers involve every member, so they are not used here).
  *

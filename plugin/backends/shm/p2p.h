@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* p2p.h - send and recv of the shm backend: a channel per pair of members (p2p.c). */
 #ifndef MC_SHM_P2P_H_
 #define MC_SHM_P2P_H_

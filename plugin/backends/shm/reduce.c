@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reduce.c - element-wise reductions of n inputs in rank order, for the shm backend.
  *
  * Written with GCC vector extensions (4 lanes of 32 bits, 16 elements per step): portable, and on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* reduce.h - element-wise reductions over several inputs (reduce.c). */
 #ifndef MC_SHM_REDUCE_H_
 #define MC_SHM_REDUCE_H_

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* segment.c - the life of one communicator's POSIX shared-memory segment.
  *
  * Named "/moecomm-<pid namespace>-<creator pid>-<context id>-<comm key>": unique per context and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* segment.h - the shared segment of a communicator: create, map, unlink (segment.c). */
 #ifndef MC_SHM_SEGMENT_H_
 #define MC_SHM_SEGMENT_H_

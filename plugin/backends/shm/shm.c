@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shm.c - the shm backend: collectives between CPU processes of one host over shared memory.
  *
  * Every collective streams its data through the comm's fixed segment in uses of at most one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shm.h - the shm backend: collectives between the CPU processes of one host over shared memory
  * (shm.c; the segment's layout and the double-buffering argument: layout.h). */
 #ifndef MC_SHM_H_

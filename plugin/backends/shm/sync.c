@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sync.c - barriers of the shm backend: monotonic steps, a short poll, then a futex sleep.
  *
  * Waiting: with a CPU per rank, poll for up to 50 us (yielding between polls after the first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sync.h - barriers between the members of a segment, and giving up (sync.c). */
 #ifndef MC_SHM_SYNC_H_
 #define MC_SHM_SYNC_H_
